@@ -1,0 +1,19 @@
+#pragma once
+#include <cstdint>
+// The LM head fused with softmax cross-entropy, chunked over tokens so that only
+// (chunk, V) logits exist at any time, whatever the vocabulary size.
+namespace agpt::cpu {
+
+// x (N,C) final hidden states, weight (V,C) the head, targets (N) in [0,V) or -1 to ignore.
+// Returns the sum of -log p(target) over counted tokens. When dx/dweight are not null, it also
+// accumulates the gradient of grad_scale · (that sum): dx (N,C) and dweight (V,C).
+// scratch must hold chunk·V elements.
+template <typename T>
+double lm_head_cross_entropy(T* dx, T* dweight, const T* x, const T* weight,
+                             const int32_t* targets, int N, int C, int V, T grad_scale,
+                             T* scratch, int chunk);
+
+// Scratch elements lm_head_cross_entropy needs for a given chunk.
+inline long lm_head_scratch_size(int chunk, int V) { return static_cast<long>(chunk) * V; }
+
+}  // namespace agpt::cpu

@@ -1,0 +1,14 @@
+#pragma once
+#include <cstdint>
+// Token embedding lookup.
+namespace agpt::cpu {
+
+// tokens (N) in [0,V), table (V,C) -> out (N,C).
+template <typename T>
+void embedding_forward(T* out, const int32_t* tokens, const T* table, int N, int C);
+
+// Accumulates dtable (V,C). Deterministic: each table row is summed in token order.
+template <typename T>
+void embedding_backward(T* dtable, const T* dout, const int32_t* tokens, int N, int C);
+
+}  // namespace agpt::cpu

@@ -1,0 +1,75 @@
+#pragma once
+// The agpt transformer (Llama-3 block, design.md) with an explicit forward and backward that
+// call the kernel layer. Parameters and gradients live in one flat buffer each; every tensor is a
+// named view into them. Activations for backward live in an arena sized for (max_batch, max_seq).
+//
+// Intended use:
+//   Transformer model(args, B, T);
+//   model.init_weights("agpt", seed);
+//   model.zero_grad();
+//   double loss_sum = model.forward_backward(tokens, targets, B, T, 1.0 / (B * T));
+//   ... optimizer over model.params() / model.grads() ...
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "model/model_args.h"
+
+namespace agpt {
+
+struct ParamView {
+    std::string name;    // torchtitan-style: "layers.3.attention.wq.weight"
+    std::size_t offset;  // into the flat buffer
+    std::vector<int> shape;
+    std::string role;  // embedding | norm | attention | ffn | head
+    std::size_t numel() const;
+};
+
+class Transformer {
+public:
+    Transformer(const ModelArgs& args, int max_batch, int max_seq);
+
+    const ModelArgs& args() const { return args_; }
+    const std::vector<ParamView>& param_views() const { return views_; }
+    const ParamView& view(const std::string& name) const;  // throws Error when unknown
+    std::vector<float>& params() { return params_; }
+    std::vector<float>& grads() { return grads_; }
+    float* param(const std::string& name) { return params_.data() + view(name).offset; }
+    float* grad(const std::string& name) { return grads_.data() + view(name).offset; }
+
+    // scheme: "agpt" or "torchtitan" (design.md).
+    void init_weights(const std::string& scheme, uint64_t seed);
+    void zero_grad();
+
+    // tokens and targets (B,T); targets of -1 are not counted. Runs forward and backward and
+    // accumulates into grads() the gradient of grad_scale · Σ loss. Returns Σ loss (nats) over
+    // counted targets.
+    double forward_backward(const int32_t* tokens, const int32_t* targets, int B, int T,
+                            double grad_scale);
+    // Forward only: Σ loss over counted targets.
+    double forward_loss(const int32_t* tokens, const int32_t* targets, int B, int T);
+    // Forward only: logits (B,T,V) into out.
+    void forward_logits(const int32_t* tokens, int B, int T, float* out);
+    // Logits (V) of the last position of one sequence of length T (for sampling).
+    void last_logits(const int32_t* tokens, int T, float* out);
+
+    // Bytes held by activations and scratch (for reporting).
+    std::size_t activation_bytes() const;
+
+private:
+    ModelArgs args_;
+    int max_batch_, max_seq_;
+    std::vector<ParamView> views_;
+    std::vector<float> params_, grads_;
+    // (the arena and layer offsets are defined in transformer.cpp)
+    struct Arena;
+    std::vector<float> acts_;
+    std::vector<float> dacts_;
+    std::vector<float> scratch_;
+    std::vector<float> rope_cos_, rope_sin_;
+    void build_views();
+    void forward(const int32_t* tokens, int B, int T);
+    double head_loss(const int32_t* targets, int B, int T, double grad_scale, bool backward);
+};
+
+}  // namespace agpt

@@ -1,0 +1,77 @@
+#pragma once
+// Job configuration: torchtitan's TOML sections and key names. Values come from, in rising
+// priority: built-in defaults, the TOML file, command-line overrides (--section.key value).
+// Everything is validated before any work starts; errors name the file/key and the problem.
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "optim/adamw.h"
+#include "optim/lr_schedule.h"
+
+namespace agpt {
+
+struct JobConfig {
+    struct Job {
+        std::string name = "default";
+        std::string dump_folder = "outputs";
+        std::string description = "";
+    } job;
+    struct Model {
+        std::string name = "agpt";
+        std::string flavor = "small";
+        std::string init = "agpt";  // agpt | torchtitan
+        std::string tokenizer = "byte";  // byte: 256 byte ids + <|bos|> + <|eos|>
+    } model;
+    struct Optimizer {
+        std::string name = "AdamW";
+        AdamWConfig adamw;  // keys lr, beta1, beta2, eps, weight_decay
+    } optimizer;
+    LrScheduleConfig lr_scheduler;  // keys warmup_steps, decay_ratio, decay_type, min_lr_factor
+    struct Training {
+        std::string dataset = "tinyshakespeare";  // a registered name or a path to a text file
+        int local_batch_size = 8;
+        int global_batch_size = -1;  // -1: local_batch_size (one rank, no accumulation)
+        int seq_len = 256;
+        double max_norm = 1.0;  // <= 0 disables clipping
+        int steps = 1000;
+        long seed = 42;
+        int threads = 0;  // 0: all cores
+    } training;
+    struct Validation {
+        bool enable = true;
+        double split = 0.1;  // last fraction of the corpus held out
+        int freq = 100;
+        int steps = 20;  // batches per evaluation; -1: the whole split
+    } validation;
+    struct Metrics {
+        int log_freq = 10;
+    } metrics;
+    struct Sample {
+        int max_new_tokens = 300;
+        double temperature = 0.8;
+        int top_k = 0;  // 0: no top-k filtering
+        std::string prompt = "\n";
+    } sample;
+
+    // Micro-batches per optimizer step (global / local).
+    int grad_accum_steps() const;
+};
+
+using ConfigOverrides = std::vector<std::pair<std::string, std::string>>;  // ("training.steps", "10")
+
+// Parses "--section.key value" / "--section.key=value" arguments into overrides; throws Error on
+// anything else.
+ConfigOverrides parse_override_args(const std::vector<std::string>& args);
+
+// Defaults, then the TOML file (skipped when path is empty), then overrides; validated.
+// Throws Error naming the file or key, with a did-you-mean for unknown keys where one fits.
+JobConfig load_job_config(const std::string& toml_path, const ConfigOverrides& overrides);
+
+// Cross-key checks (batch divisibility, flavor exists, heads divisible by kv heads, ...).
+void validate_job_config(const JobConfig& cfg);
+
+// The resolved configuration as TOML that load_job_config reads back to an equal JobConfig.
+std::string job_config_to_toml(const JobConfig& cfg);
+
+}  // namespace agpt
