@@ -1,0 +1,55 @@
+#include "kernels/cpu/cross_entropy.h"
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "kernels/cpu/gemm.h"
+
+namespace agpt::cpu {
+
+template <typename T>
+double lm_head_cross_entropy(T* dx, T* dweight, const T* x, const T* weight,
+                             const int32_t* targets, int N, int C, int V, T grad_scale,
+                             T* scratch, int chunk) {
+    const bool backward = dx != nullptr || dweight != nullptr;
+    std::vector<double> row_loss(N, 0.0);
+    for (int start = 0; start < N; start += chunk) {
+        const int n = std::min(chunk, N - start);
+        const T* xc = x + static_cast<long>(start) * C;
+        T* logits = scratch;  // (n, V)
+        gemm<T>(false, true, n, V, C, T(1), xc, C, weight, C, T(0), logits, V);
+#pragma omp parallel for schedule(static)
+        for (int i = 0; i < n; i++) {
+            T* row = logits + static_cast<long>(i) * V;
+            const int32_t target = targets[start + i];
+            T maxv = row[0];
+            for (int v = 1; v < V; v++) maxv = std::max(maxv, row[v]);
+            T sum = 0;
+#pragma omp simd reduction(+ : sum)
+            for (int v = 0; v < V; v++) sum += std::exp(row[v] - maxv);
+            const T lse = maxv + std::log(sum);
+            if (target >= 0) row_loss[start + i] = static_cast<double>(lse - row[target]);
+            if (!backward) continue;
+            // Row becomes dlogits = grad_scale · (softmax − onehot); ignored rows contribute 0.
+            const T scale = target >= 0 ? grad_scale : T(0);
+#pragma omp simd
+            for (int v = 0; v < V; v++) row[v] = std::exp(row[v] - lse) * scale;
+            if (target >= 0) row[target] -= grad_scale;
+        }
+        if (dx) gemm<T>(false, false, n, C, V, T(1), logits, V, weight, C, T(1),
+                        dx + static_cast<long>(start) * C, C);
+        if (dweight) gemm<T>(true, false, V, C, n, T(1), logits, V, xc, C, T(1), dweight, C);
+    }
+    double total = 0.0;  // summed in token order for a thread-count independent result
+    for (double l : row_loss) total += l;
+    return total;
+}
+
+template double lm_head_cross_entropy<float>(float*, float*, const float*, const float*,
+                                             const int32_t*, int, int, int, float, float*, int);
+template double lm_head_cross_entropy<double>(double*, double*, const double*, const double*,
+                                              const int32_t*, int, int, int, double, double*,
+                                              int);
+
+}  // namespace agpt::cpu

@@ -1,0 +1,305 @@
+#include "model/transformer.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "core/error.h"
+#include "core/rng.h"
+#include "kernels/cpu/attention.h"
+#include "kernels/cpu/cross_entropy.h"
+#include "kernels/cpu/embedding.h"
+#include "kernels/cpu/gemm.h"
+#include "kernels/cpu/rmsnorm.h"
+#include "kernels/cpu/rope.h"
+#include "kernels/cpu/swiglu.h"
+
+namespace agpt {
+
+using namespace agpt::cpu;
+
+std::size_t ParamView::numel() const {
+    std::size_t n = 1;
+    for (int s : shape) n *= static_cast<std::size_t>(s);
+    return n;
+}
+
+// Offsets (in floats) of one layer's saved activations, for N = max_batch·max_seq rows.
+struct LayerActs {
+    std::size_t x, anorm, arstd, qkv, attn, lse, h, fnorm, frstd, h13, gate;
+    std::size_t size;
+};
+
+namespace {
+
+LayerActs layer_layout(const ModelArgs& a, std::size_t N) {
+    const std::size_t D = a.dim, F = a.ffn_hidden(), Q = a.qkv_dim(),
+                      A = static_cast<std::size_t>(a.n_heads) * a.head_dim();
+    LayerActs l{};
+    std::size_t o = 0;
+    auto take = [&](std::size_t n) {
+        const std::size_t at = o;
+        o += n;
+        return at;
+    };
+    l.x = take(N * D);
+    l.anorm = take(N * D);
+    l.arstd = take(N);
+    l.qkv = take(N * Q);
+    l.attn = take(N * A);
+    l.lse = take(N * a.n_heads);
+    l.h = take(N * D);
+    l.fnorm = take(N * D);
+    l.frstd = take(N);
+    l.h13 = take(N * 2 * F);
+    l.gate = take(N * F);
+    l.size = o;
+    return l;
+}
+
+// Chunk of tokens for the fused head: about 4M logits at a time.
+int head_chunk(int N, int V) { return std::clamp((1 << 22) / std::max(V, 1), 16, std::max(N, 16)); }
+
+}  // namespace
+
+Transformer::Transformer(const ModelArgs& args, int max_batch, int max_seq)
+    : args_(args), max_batch_(max_batch), max_seq_(max_seq) {
+    if (args.dim % args.n_heads != 0)
+        fail("model: dim {} is not divisible by n_heads {}", args.dim, args.n_heads);
+    if (args.n_heads % args.n_kv_heads != 0)
+        fail("model: n_heads {} is not divisible by n_kv_heads {}", args.n_heads, args.n_kv_heads);
+    if (args.head_dim() % 2 != 0) fail("model: head_dim {} must be even for RoPE", args.head_dim());
+    build_views();
+    params_.assign(views_.back().offset + views_.back().numel(), 0.0f);
+    grads_.assign(params_.size(), 0.0f);
+
+    const std::size_t N = static_cast<std::size_t>(max_batch) * max_seq;
+    const std::size_t D = args.dim, F = args.ffn_hidden(), Q = args.qkv_dim(),
+                      A = static_cast<std::size_t>(args.n_heads) * args.head_dim();
+    const LayerActs l = layer_layout(args, N);
+    // Layers, then the residual stream after the last layer, the final norm and its rstd.
+    acts_.assign(l.size * args.n_layers + 2 * N * D + N, 0.0f);
+    // Backward: residual gradient, then per-layer temporaries reused by every layer.
+    dacts_.assign(N * D + N * D + N * F + N * 2 * F + N * A + N * Q, 0.0f);
+    scratch_.assign(lm_head_scratch_size(head_chunk(static_cast<int>(N), args.vocab_size),
+                                         args.vocab_size),
+                    0.0f);
+    const int half = args.head_dim() / 2;
+    rope_cos_.resize(static_cast<std::size_t>(max_seq) * half);
+    rope_sin_.resize(static_cast<std::size_t>(max_seq) * half);
+    rope_tables<float>(rope_cos_.data(), rope_sin_.data(), max_seq, args.head_dim(),
+                       args.rope_theta);
+}
+
+void Transformer::build_views() {
+    const int D = args_.dim, hd = args_.head_dim(), F = args_.ffn_hidden();
+    std::size_t off = 0;
+    auto add = [&](std::string name, std::vector<int> shape, std::string role) {
+        ParamView v{std::move(name), off, std::move(shape), std::move(role)};
+        off += v.numel();
+        views_.push_back(std::move(v));
+    };
+    add("tok_embeddings.weight", {args_.vocab_size, D}, "embedding");
+    for (int i = 0; i < args_.n_layers; i++) {
+        const std::string p = "layers." + std::to_string(i) + ".";
+        add(p + "attention_norm.weight", {D}, "norm");
+        // wq, wk, wv are adjacent: together they are the fused (H+2·KV)·hd × D projection.
+        add(p + "attention.wq.weight", {args_.n_heads * hd, D}, "attention");
+        add(p + "attention.wk.weight", {args_.n_kv_heads * hd, D}, "attention");
+        add(p + "attention.wv.weight", {args_.n_kv_heads * hd, D}, "attention");
+        add(p + "attention.wo.weight", {D, args_.n_heads * hd}, "attention");
+        add(p + "ffn_norm.weight", {D}, "norm");
+        // w1 then w3: the fused 2F × D gate/up projection.
+        add(p + "feed_forward.w1.weight", {F, D}, "ffn");
+        add(p + "feed_forward.w3.weight", {F, D}, "ffn");
+        add(p + "feed_forward.w2.weight", {D, F}, "ffn");
+    }
+    add("norm.weight", {D}, "norm");
+    add("output.weight", {args_.vocab_size, D}, "head");
+}
+
+const ParamView& Transformer::view(const std::string& name) const {
+    for (const auto& v : views_)
+        if (v.name == name) return v;
+    fail("model: no parameter named '{}'", name);
+}
+
+std::size_t Transformer::activation_bytes() const {
+    return (acts_.size() + dacts_.size() + scratch_.size()) * sizeof(float);
+}
+
+void Transformer::init_weights(const std::string& scheme, uint64_t seed) {
+    if (scheme != "agpt" && scheme != "torchtitan")
+        fail("model.init: unknown scheme '{}' (known: agpt, torchtitan)", scheme);
+    const double D = args_.dim;
+    const double linear_std = scheme == "agpt" ? std::sqrt(2.0 / (5.0 * D)) : 0.02;
+    Rng rng(seed);
+    for (const auto& v : views_) {
+        float* p = params_.data() + v.offset;
+        const std::size_t n = v.numel();
+        if (v.role == "norm") {
+            std::fill(p, p + n, 1.0f);
+            continue;
+        }
+        if (v.role == "embedding") {
+            for (std::size_t i = 0; i < n; i++) p[i] = static_cast<float>(rng.normal());
+            continue;
+        }
+        if (v.role == "head") {
+            const double std = 1.0 / std::sqrt(D);
+            for (std::size_t i = 0; i < n; i++)
+                p[i] = static_cast<float>(rng.trunc_normal(std, -3 * std, 3 * std));
+            continue;
+        }
+        double std = linear_std;
+        const bool output_proj = v.name.ends_with("wo.weight") || v.name.ends_with("w2.weight") ||
+                                 v.name.ends_with("w3.weight");
+        if (output_proj) {
+            const int layer_id = std::stoi(v.name.substr(7));  // "layers.<id>."
+            std /= std::sqrt(2.0 * (layer_id + 1));
+        }
+        // torch.nn.init.trunc_normal_'s default bounds are absolute ±2.
+        for (std::size_t i = 0; i < n; i++)
+            p[i] = static_cast<float>(rng.trunc_normal(std, -2.0, 2.0));
+    }
+}
+
+void Transformer::zero_grad() { std::fill(grads_.begin(), grads_.end(), 0.0f); }
+
+void Transformer::forward(const int32_t* tokens, int B, int T) {
+    if (B > max_batch_ || T > max_seq_ || B <= 0 || T <= 0)
+        fail("model: batch {}×{} exceeds the allocated {}×{}", B, T, max_batch_, max_seq_);
+    for (long i = 0; i < static_cast<long>(B) * T; i++)
+        if (tokens[i] < 0 || tokens[i] >= args_.vocab_size)
+            fail("model: token id {} at position {} is outside the vocabulary [0, {})", tokens[i],
+                 i, args_.vocab_size);
+    const int N = B * T, D = args_.dim, F = args_.ffn_hidden(), Q = args_.qkv_dim(),
+              H = args_.n_heads, KV = args_.n_kv_heads, hd = args_.head_dim(), A = H * hd;
+    const std::size_t maxN = static_cast<std::size_t>(max_batch_) * max_seq_;
+    const LayerActs l = layer_layout(args_, maxN);
+    float* acts = acts_.data();
+    embedding_forward<float>(acts + l.x, tokens, param("tok_embeddings.weight"), N, D);
+    for (int layer = 0; layer < args_.n_layers; layer++) {
+        float* a = acts + l.size * layer;
+        float* x_next = layer + 1 < args_.n_layers ? a + l.size + l.x : acts + l.size * args_.n_layers;
+        const std::string p = "layers." + std::to_string(layer) + ".";
+        rmsnorm_forward<float>(a + l.anorm, a + l.arstd, a + l.x, param(p + "attention_norm.weight"),
+                               N, D, static_cast<float>(args_.norm_eps));
+        matmul_forward<float>(a + l.qkv, a + l.anorm, param(p + "attention.wq.weight"), N, D, Q);
+        rope_forward<float>(a + l.qkv, rope_cos_.data(), rope_sin_.data(), B, T, H + KV, hd, Q);
+        attention_forward<float>(a + l.attn, a + l.lse, a + l.qkv, B, T, H, KV, hd);
+        std::memcpy(a + l.h, a + l.x, sizeof(float) * N * D);
+        matmul_forward<float>(a + l.h, a + l.attn, param(p + "attention.wo.weight"), N, A, D, true);
+        rmsnorm_forward<float>(a + l.fnorm, a + l.frstd, a + l.h, param(p + "ffn_norm.weight"), N, D,
+                               static_cast<float>(args_.norm_eps));
+        matmul_forward<float>(a + l.h13, a + l.fnorm, param(p + "feed_forward.w1.weight"), N, D,
+                              2 * F);
+        swiglu_forward<float>(a + l.gate, a + l.h13, N, F);
+        std::memcpy(x_next, a + l.h, sizeof(float) * N * D);
+        matmul_forward<float>(x_next, a + l.gate, param(p + "feed_forward.w2.weight"), N, F, D,
+                              true);
+    }
+    float* x_final = acts + l.size * args_.n_layers;
+    float* xf_norm = x_final + maxN * D;
+    float* xf_rstd = xf_norm + maxN * D;
+    rmsnorm_forward<float>(xf_norm, xf_rstd, x_final, param("norm.weight"), N, D,
+                           static_cast<float>(args_.norm_eps));
+}
+
+double Transformer::forward_loss(const int32_t* tokens, const int32_t* targets, int B, int T) {
+    forward(tokens, B, T);
+    return head_loss(targets, B, T, 0.0, false);
+}
+
+double Transformer::head_loss(const int32_t* targets, int B, int T, double grad_scale,
+                              bool backward) {
+    const int N = B * T, D = args_.dim, V = args_.vocab_size;
+    for (long i = 0; i < N; i++)
+        if (targets[i] < -1 || targets[i] >= V)
+            fail("model: target id {} at position {} is outside the vocabulary [0, {})", targets[i],
+                 i, V);
+    const std::size_t maxN = static_cast<std::size_t>(max_batch_) * max_seq_;
+    const LayerActs l = layer_layout(args_, maxN);
+    const float* xf_norm = acts_.data() + l.size * args_.n_layers + maxN * D;
+    float* d_xf = backward ? dacts_.data() + maxN * D : nullptr;
+    if (d_xf) std::fill(d_xf, d_xf + static_cast<std::size_t>(N) * D, 0.0f);
+    return lm_head_cross_entropy<float>(d_xf, backward ? grad("output.weight") : nullptr, xf_norm,
+                                        param("output.weight"), targets, N, D, V,
+                                        static_cast<float>(grad_scale), scratch_.data(),
+                                        head_chunk(static_cast<int>(maxN), V));
+}
+
+double Transformer::forward_backward(const int32_t* tokens, const int32_t* targets, int B, int T,
+                                     double grad_scale) {
+    forward(tokens, B, T);
+    const double loss_sum = head_loss(targets, B, T, grad_scale, true);
+
+    const int N = B * T, D = args_.dim, F = args_.ffn_hidden(), Q = args_.qkv_dim(),
+              H = args_.n_heads, KV = args_.n_kv_heads, hd = args_.head_dim(), A = H * hd;
+    const std::size_t maxN = static_cast<std::size_t>(max_batch_) * max_seq_;
+    const LayerActs l = layer_layout(args_, maxN);
+    float* acts = acts_.data();
+    float* dres = dacts_.data();  // gradient of the residual stream, (N,D)
+    float* d_norm = dres + maxN * D;  // gradient of a norm's output, (N,D)
+    float* d_gate = d_norm + maxN * D;
+    float* d_h13 = d_gate + maxN * F;
+    float* d_attn = d_h13 + maxN * 2 * F;
+    float* d_qkv = d_attn + maxN * A;
+    auto zero = [](float* p, std::size_t n) { std::fill(p, p + n, 0.0f); };
+    const std::size_t ND = static_cast<std::size_t>(N) * D;
+
+    // The head wrote d(final norm output) into d_norm.
+    float* x_final = acts + l.size * args_.n_layers;
+    zero(dres, ND);
+    rmsnorm_backward<float>(dres, grad("norm.weight"), d_norm, x_final, param("norm.weight"),
+                            x_final + 2 * maxN * D, N, D);
+    for (int layer = args_.n_layers - 1; layer >= 0; layer--) {
+        float* a = acts + l.size * layer;
+        const std::string p = "layers." + std::to_string(layer) + ".";
+        // FFN: x_next = h + w2(swiglu(w1|w3 · ffn_norm(h)))
+        zero(d_gate, static_cast<std::size_t>(N) * F);
+        matmul_backward<float>(d_gate, grad(p + "feed_forward.w2.weight"), dres, a + l.gate,
+                               param(p + "feed_forward.w2.weight"), N, F, D);
+        zero(d_h13, static_cast<std::size_t>(N) * 2 * F);
+        swiglu_backward<float>(d_h13, d_gate, a + l.h13, N, F);
+        zero(d_norm, ND);
+        matmul_backward<float>(d_norm, grad(p + "feed_forward.w1.weight"), d_h13, a + l.fnorm,
+                               param(p + "feed_forward.w1.weight"), N, D, 2 * F);
+        rmsnorm_backward<float>(dres, grad(p + "ffn_norm.weight"), d_norm, a + l.h,
+                                param(p + "ffn_norm.weight"), a + l.frstd, N, D);
+        // Attention: h = x + wo · attn(rope(wqkv · attention_norm(x)))
+        zero(d_attn, static_cast<std::size_t>(N) * A);
+        matmul_backward<float>(d_attn, grad(p + "attention.wo.weight"), dres, a + l.attn,
+                               param(p + "attention.wo.weight"), N, A, D);
+        zero(d_qkv, static_cast<std::size_t>(N) * Q);
+        attention_backward<float>(d_qkv, d_attn, a + l.qkv, a + l.attn, a + l.lse, B, T, H, KV, hd);
+        rope_backward<float>(d_qkv, rope_cos_.data(), rope_sin_.data(), B, T, H + KV, hd, Q);
+        zero(d_norm, ND);
+        matmul_backward<float>(d_norm, grad(p + "attention.wq.weight"), d_qkv, a + l.anorm,
+                               param(p + "attention.wq.weight"), N, D, Q);
+        rmsnorm_backward<float>(dres, grad(p + "attention_norm.weight"), d_norm, a + l.x,
+                                param(p + "attention_norm.weight"), a + l.arstd, N, D);
+    }
+    embedding_backward<float>(grad("tok_embeddings.weight"), dres, tokens, N, D);
+    return loss_sum;
+}
+
+void Transformer::forward_logits(const int32_t* tokens, int B, int T, float* out) {
+    forward(tokens, B, T);
+    const std::size_t maxN = static_cast<std::size_t>(max_batch_) * max_seq_;
+    const LayerActs l = layer_layout(args_, maxN);
+    const float* xf_norm = acts_.data() + l.size * args_.n_layers + maxN * args_.dim;
+    matmul_forward<float>(out, xf_norm, param("output.weight"), B * T, args_.dim,
+                          args_.vocab_size);
+}
+
+void Transformer::last_logits(const int32_t* tokens, int T, float* out) {
+    forward(tokens, 1, T);
+    const std::size_t maxN = static_cast<std::size_t>(max_batch_) * max_seq_;
+    const LayerActs l = layer_layout(args_, maxN);
+    const float* last = acts_.data() + l.size * args_.n_layers + maxN * args_.dim +
+                        static_cast<std::size_t>(T - 1) * args_.dim;
+    matmul_forward<float>(out, last, param("output.weight"), 1, args_.dim, args_.vocab_size);
+}
+
+}  // namespace agpt
