@@ -8,8 +8,8 @@ namespace {
 // Hidden widths from design.md's flavor table.
 TEST(ModelArgs, FfnHiddenMatchesDesignTable) {
     const std::pair<const char*, int> expected[] = {
-        {"debugmodel", 768}, {"2B", 11008},       {"7B", 11008},   {"8B", 14336},
-        {"20B", 14336},      {"30B", 16384},      {"50B", 28672},  {"70B_wide", 25600},
+        {"debugmodel", 768}, {"2B", 11008},       {"7B", 11008},      {"8B", 14336},
+        {"20B", 14336},      {"30B", 16384},      {"50B", 28672},     {"70B_wide", 25600},
         {"80B", 25600},      {"80B_wide", 39936}, {"80B_deep", 28672}};
     for (const auto& [name, hidden] : expected) {
         const Flavor* f = find_flavor(name);

@@ -8,7 +8,7 @@
 namespace agpt {
 
 class Rng {
-public:
+  public:
     explicit Rng(uint64_t seed) : engine_(seed) {}
     uint64_t next_u64() { return engine_(); }
     // Uniform in [0, 1) with 53 random bits.
@@ -20,7 +20,7 @@ public:
     // Normal(0, std) truncated to [lo, hi] by rejection, as torch.nn.init.trunc_normal_ defines it.
     double trunc_normal(double std, double lo, double hi);
 
-private:
+  private:
     std::mt19937_64 engine_;
     bool has_spare_ = false;
     double spare_ = 0.0;

@@ -4,14 +4,14 @@
 namespace agpt {
 
 class Timer {
-public:
+  public:
     Timer() : start_(std::chrono::steady_clock::now()) {}
     double seconds() const {
         return std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
     }
     void reset() { start_ = std::chrono::steady_clock::now(); }
 
-private:
+  private:
     std::chrono::steady_clock::time_point start_;
 };
 

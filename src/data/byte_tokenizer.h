@@ -8,7 +8,7 @@
 namespace agpt {
 
 class ByteTokenizer {
-public:
+  public:
     static constexpr int32_t kBos = 256;
     static constexpr int32_t kEos = 257;
     static constexpr int kVocabSize = 258;

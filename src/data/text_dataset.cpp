@@ -26,14 +26,16 @@ std::string resolve_dataset_path(const std::string& name_or_path) {
             if (fs::is_regular_file(p)) return p.string();
             searched += (searched.empty() ? "" : ", ") + p.string();
         }
-        fail("training.dataset 'tinyshakespeare': bundled corpus not found (searched {}); set "
-             "AGPT_DATA_DIR to the folder holding tinyshakespeare.txt",
-             searched);
+        fail(
+            "training.dataset 'tinyshakespeare': bundled corpus not found (searched {}); set "
+            "AGPT_DATA_DIR to the folder holding tinyshakespeare.txt",
+            searched);
     }
     if (!fs::is_regular_file(name_or_path))
-        fail("training.dataset '{}': not a known dataset name (known: tinyshakespeare) and no "
-             "such file",
-             name_or_path);
+        fail(
+            "training.dataset '{}': not a known dataset name (known: tinyshakespeare) and no "
+            "such file",
+            name_or_path);
     return name_or_path;
 }
 

@@ -22,7 +22,7 @@ TokenSplit load_byte_corpus(const std::string& path, double val_fraction);
 // Serves (B, T) input/target batches from windows of T+1 tokens starting at multiples of T.
 // Each epoch visits every window once in an order seeded by (seed, epoch).
 class WindowLoader {
-public:
+  public:
     WindowLoader(const std::vector<int32_t>& tokens, int T, uint64_t seed);
     // Fills inputs and targets (B·T each) and advances; crosses epochs as needed.
     void next_batch(int B, int32_t* inputs, int32_t* targets);
@@ -30,7 +30,7 @@ public:
     long epoch() const { return epoch_; }
     long position() const { return pos_; }
 
-private:
+  private:
     void shuffle_for_epoch();
     const std::vector<int32_t>& tokens_;
     int T_;

@@ -45,8 +45,10 @@ ModelArgs make(int dim, int layers, int heads, int kv, int vocab, double mult, i
 const std::vector<Flavor>& agpt_flavors() {
     static const std::vector<Flavor> flavors = {
         {"tiny", "2 layers, dim 64, GQA 4/2: tests", make(64, 2, 4, 2, 32000, 0, 32, 10000)},
-        {"small", "4 layers, dim 192, 6 heads: fast CPU demos", make(192, 4, 6, 6, 32000, 0, 64, 10000)},
-        {"medium", "6 layers, dim 384, 6 heads: CPU studies", make(384, 6, 6, 6, 32000, 0, 128, 10000)},
+        {"small", "4 layers, dim 192, 6 heads: fast CPU demos",
+         make(192, 4, 6, 6, 32000, 0, 64, 10000)},
+        {"medium", "6 layers, dim 384, 6 heads: CPU studies",
+         make(384, 6, 6, 6, 32000, 0, 128, 10000)},
         {"debugmodel", "torchtitan's debug model", make(256, 6, 16, 16, 32000, 0, 256, 5e5)},
         {"2B", "AuroraGPT 2B", make(2048, 12, 16, 4, 256128, 2.0, 256, 5e4)},
         {"7B", "Llama-2 7B shape", make(4096, 32, 32, 8, 32000, 0, 256, 1e4)},

@@ -58,7 +58,9 @@ LayerActs layer_layout(const ModelArgs& a, std::size_t N) {
 }
 
 // Chunk of tokens for the fused head: about 4M logits at a time.
-int head_chunk(int N, int V) { return std::clamp((1 << 22) / std::max(V, 1), 16, std::max(N, 16)); }
+int head_chunk(int N, int V) {
+    return std::clamp((1 << 22) / std::max(V, 1), 16, std::max(N, 16));
+}
 
 }  // namespace
 
@@ -81,9 +83,9 @@ Transformer::Transformer(const ModelArgs& args, int max_batch, int max_seq)
     acts_.assign(l.size * args.n_layers + 2 * N * D + N, 0.0f);
     // Backward: residual gradient, then per-layer temporaries reused by every layer.
     dacts_.assign(N * D + N * D + N * F + N * 2 * F + N * A + N * Q, 0.0f);
-    scratch_.assign(lm_head_scratch_size(head_chunk(static_cast<int>(N), args.vocab_size),
-                                         args.vocab_size),
-                    0.0f);
+    scratch_.assign(
+        lm_head_scratch_size(head_chunk(static_cast<int>(N), args.vocab_size), args.vocab_size),
+        0.0f);
     const int half = args.head_dim() / 2;
     rope_cos_.resize(static_cast<std::size_t>(max_seq) * half);
     rope_sin_.resize(static_cast<std::size_t>(max_seq) * half);
@@ -164,7 +166,9 @@ void Transformer::init_weights(const std::string& scheme, uint64_t seed) {
     }
 }
 
-void Transformer::zero_grad() { std::fill(grads_.begin(), grads_.end(), 0.0f); }
+void Transformer::zero_grad() {
+    std::fill(grads_.begin(), grads_.end(), 0.0f);
+}
 
 void Transformer::forward(const int32_t* tokens, int B, int T) {
     if (B > max_batch_ || T > max_seq_ || B <= 0 || T <= 0)
@@ -181,17 +185,19 @@ void Transformer::forward(const int32_t* tokens, int B, int T) {
     embedding_forward<float>(acts + l.x, tokens, param("tok_embeddings.weight"), N, D);
     for (int layer = 0; layer < args_.n_layers; layer++) {
         float* a = acts + l.size * layer;
-        float* x_next = layer + 1 < args_.n_layers ? a + l.size + l.x : acts + l.size * args_.n_layers;
+        float* x_next =
+            layer + 1 < args_.n_layers ? a + l.size + l.x : acts + l.size * args_.n_layers;
         const std::string p = "layers." + std::to_string(layer) + ".";
-        rmsnorm_forward<float>(a + l.anorm, a + l.arstd, a + l.x, param(p + "attention_norm.weight"),
-                               N, D, static_cast<float>(args_.norm_eps));
+        rmsnorm_forward<float>(a + l.anorm, a + l.arstd, a + l.x,
+                               param(p + "attention_norm.weight"), N, D,
+                               static_cast<float>(args_.norm_eps));
         matmul_forward<float>(a + l.qkv, a + l.anorm, param(p + "attention.wq.weight"), N, D, Q);
         rope_forward<float>(a + l.qkv, rope_cos_.data(), rope_sin_.data(), B, T, H + KV, hd, Q);
         attention_forward<float>(a + l.attn, a + l.lse, a + l.qkv, B, T, H, KV, hd);
         std::memcpy(a + l.h, a + l.x, sizeof(float) * N * D);
         matmul_forward<float>(a + l.h, a + l.attn, param(p + "attention.wo.weight"), N, A, D, true);
-        rmsnorm_forward<float>(a + l.fnorm, a + l.frstd, a + l.h, param(p + "ffn_norm.weight"), N, D,
-                               static_cast<float>(args_.norm_eps));
+        rmsnorm_forward<float>(a + l.fnorm, a + l.frstd, a + l.h, param(p + "ffn_norm.weight"), N,
+                               D, static_cast<float>(args_.norm_eps));
         matmul_forward<float>(a + l.h13, a + l.fnorm, param(p + "feed_forward.w1.weight"), N, D,
                               2 * F);
         swiglu_forward<float>(a + l.gate, a + l.h13, N, F);
@@ -239,7 +245,7 @@ double Transformer::forward_backward(const int32_t* tokens, const int32_t* targe
     const std::size_t maxN = static_cast<std::size_t>(max_batch_) * max_seq_;
     const LayerActs l = layer_layout(args_, maxN);
     float* acts = acts_.data();
-    float* dres = dacts_.data();  // gradient of the residual stream, (N,D)
+    float* dres = dacts_.data();      // gradient of the residual stream, (N,D)
     float* d_norm = dres + maxN * D;  // gradient of a norm's output, (N,D)
     float* d_gate = d_norm + maxN * D;
     float* d_h13 = d_gate + maxN * F;
@@ -289,8 +295,7 @@ void Transformer::forward_logits(const int32_t* tokens, int B, int T, float* out
     const std::size_t maxN = static_cast<std::size_t>(max_batch_) * max_seq_;
     const LayerActs l = layer_layout(args_, maxN);
     const float* xf_norm = acts_.data() + l.size * args_.n_layers + maxN * args_.dim;
-    matmul_forward<float>(out, xf_norm, param("output.weight"), B * T, args_.dim,
-                          args_.vocab_size);
+    matmul_forward<float>(out, xf_norm, param("output.weight"), B * T, args_.dim, args_.vocab_size);
 }
 
 void Transformer::last_logits(const int32_t* tokens, int T, float* out) {

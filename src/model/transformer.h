@@ -26,7 +26,7 @@ struct ParamView {
 };
 
 class Transformer {
-public:
+  public:
     Transformer(const ModelArgs& args, int max_batch, int max_seq);
 
     const ModelArgs& args() const { return args_; }
@@ -56,7 +56,7 @@ public:
     // Bytes held by activations and scratch (for reporting).
     std::size_t activation_bytes() const;
 
-private:
+  private:
     ModelArgs args_;
     int max_batch_, max_seq_;
     std::vector<ParamView> views_;

@@ -3,7 +3,9 @@
 // priority: built-in defaults, the TOML file, command-line overrides (--section.key value).
 // Everything is validated before any work starts; errors name the file/key and the problem.
 #include <string>
+#include <string_view>
 #include <utility>
+#include <variant>
 #include <vector>
 
 #include "optim/adamw.h"
@@ -20,7 +22,7 @@ struct JobConfig {
     struct Model {
         std::string name = "agpt";
         std::string flavor = "small";
-        std::string init = "agpt";  // agpt | torchtitan
+        std::string init = "agpt";       // agpt | torchtitan
         std::string tokenizer = "byte";  // byte: 256 byte ids + <|bos|> + <|eos|>
     } model;
     struct Optimizer {
@@ -58,7 +60,8 @@ struct JobConfig {
     int grad_accum_steps() const;
 };
 
-using ConfigOverrides = std::vector<std::pair<std::string, std::string>>;  // ("training.steps", "10")
+using ConfigOverrides =
+    std::vector<std::pair<std::string, std::string>>;  // ("training.steps", "10")
 
 // Parses "--section.key value" / "--section.key=value" arguments into overrides; throws Error on
 // anything else.
@@ -73,5 +76,28 @@ void validate_job_config(const JobConfig& cfg);
 
 // The resolved configuration as TOML that load_job_config reads back to an equal JobConfig.
 std::string job_config_to_toml(const JobConfig& cfg);
+
+// The table of every key, in the order job_config_to_toml writes them. It alone drives file and
+// override parsing, type checks, writing and did-you-mean, so a new key is one new row.
+enum class ConfigType { Int, Long, Double, Bool, String };
+using ConfigField = std::variant<int*, long*, double*, bool*, std::string*>;
+
+struct ConfigKey {
+    std::string name;  // "section.key"
+    ConfigType type;
+    std::string help;
+    ConfigField (*field)(JobConfig&);
+
+    std::string_view section() const { return std::string_view(name).substr(0, name.find('.')); }
+    std::string_view leaf() const { return std::string_view(name).substr(name.find('.') + 1); }
+};
+
+const std::vector<ConfigKey>& config_keys();
+// nullptr when unknown.
+const ConfigKey* find_config_key(std::string_view name);
+// "integer", "float", "boolean" or "string".
+const char* config_type_name(ConfigType type);
+// The key's value in cfg, written as a TOML value (strings quoted and escaped).
+std::string config_value_to_toml(const JobConfig& cfg, const ConfigKey& key);
 
 }  // namespace agpt

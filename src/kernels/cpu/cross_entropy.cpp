@@ -5,13 +5,13 @@
 #include <vector>
 
 #include "kernels/cpu/gemm.h"
+#include "kernels/cpu/vec_math.h"
 
 namespace agpt::cpu {
 
 template <typename T>
-double lm_head_cross_entropy(T* dx, T* dweight, const T* x, const T* weight,
-                             const int32_t* targets, int N, int C, int V, T grad_scale,
-                             T* scratch, int chunk) {
+double lm_head_cross_entropy(T* dx, T* dweight, const T* x, const T* weight, const int32_t* targets,
+                             int N, int C, int V, T grad_scale, T* scratch, int chunk) {
     const bool backward = dx != nullptr || dweight != nullptr;
     std::vector<double> row_loss(N, 0.0);
     for (int start = 0; start < N; start += chunk) {
@@ -23,22 +23,30 @@ double lm_head_cross_entropy(T* dx, T* dweight, const T* x, const T* weight,
         for (int i = 0; i < n; i++) {
             T* row = logits + static_cast<long>(i) * V;
             const int32_t target = targets[start + i];
+            const T target_logit = target >= 0 ? row[target] : T(0);
             T maxv = row[0];
+#pragma omp simd reduction(max : maxv)
             for (int v = 1; v < V; v++) maxv = std::max(maxv, row[v]);
             T sum = 0;
+            // Keep exp(logit − max) in the row: backward turns it into probabilities.
 #pragma omp simd reduction(+ : sum)
-            for (int v = 0; v < V; v++) sum += std::exp(row[v] - maxv);
-            const T lse = maxv + std::log(sum);
-            if (target >= 0) row_loss[start + i] = static_cast<double>(lse - row[target]);
+            for (int v = 0; v < V; v++) {
+                row[v] = exp_vec(row[v] - maxv);
+                sum += row[v];
+            }
+            if (target >= 0)
+                row_loss[start + i] = std::log(static_cast<double>(sum)) +
+                                      static_cast<double>(maxv) - static_cast<double>(target_logit);
             if (!backward) continue;
             // Row becomes dlogits = grad_scale · (softmax − onehot); ignored rows contribute 0.
-            const T scale = target >= 0 ? grad_scale : T(0);
+            const T scale = target >= 0 ? grad_scale / sum : T(0);
 #pragma omp simd
-            for (int v = 0; v < V; v++) row[v] = std::exp(row[v] - lse) * scale;
+            for (int v = 0; v < V; v++) row[v] *= scale;
             if (target >= 0) row[target] -= grad_scale;
         }
-        if (dx) gemm<T>(false, false, n, C, V, T(1), logits, V, weight, C, T(1),
-                        dx + static_cast<long>(start) * C, C);
+        if (dx)
+            gemm<T>(false, false, n, C, V, T(1), logits, V, weight, C, T(1),
+                    dx + static_cast<long>(start) * C, C);
         if (dweight) gemm<T>(true, false, V, C, n, T(1), logits, V, xc, C, T(1), dweight, C);
     }
     double total = 0.0;  // summed in token order for a thread-count independent result
@@ -49,7 +57,6 @@ double lm_head_cross_entropy(T* dx, T* dweight, const T* x, const T* weight,
 template double lm_head_cross_entropy<float>(float*, float*, const float*, const float*,
                                              const int32_t*, int, int, int, float, float*, int);
 template double lm_head_cross_entropy<double>(double*, double*, const double*, const double*,
-                                              const int32_t*, int, int, int, double, double*,
-                                              int);
+                                              const int32_t*, int, int, int, double, double*, int);
 
 }  // namespace agpt::cpu

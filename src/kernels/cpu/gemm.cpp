@@ -6,7 +6,9 @@ namespace agpt::cpu {
 
 namespace {
 
-CBLAS_TRANSPOSE op(bool trans) { return trans ? CblasTrans : CblasNoTrans; }
+CBLAS_TRANSPOSE op(bool trans) {
+    return trans ? CblasTrans : CblasNoTrans;
+}
 
 }  // namespace
 
@@ -40,7 +42,7 @@ template void matmul_forward<float>(float*, const float*, const float*, int, int
 template void matmul_forward<double>(double*, const double*, const double*, int, int, int, bool);
 template void matmul_backward<float>(float*, float*, const float*, const float*, const float*, int,
                                      int, int);
-template void matmul_backward<double>(double*, double*, const double*, const double*,
-                                      const double*, int, int, int);
+template void matmul_backward<double>(double*, double*, const double*, const double*, const double*,
+                                      int, int, int);
 
 }  // namespace agpt::cpu

@@ -16,7 +16,7 @@ void matmul_backward(T* dinp, T* dweight, const T* dout, const T* inp, const T* 
 
 // Plain row-major GEMM: C (M,N) = alpha · op(A) · op(B) + beta · C, op = transpose when trans_*.
 template <typename T>
-void gemm(bool trans_a, bool trans_b, int M, int N, int K, T alpha, const T* A, int lda,
-          const T* B, int ldb, T beta, T* C, int ldc);
+void gemm(bool trans_a, bool trans_b, int M, int N, int K, T alpha, const T* A, int lda, const T* B,
+          int ldb, T beta, T* C, int ldc);
 
 }  // namespace agpt::cpu

@@ -2,6 +2,8 @@
 
 #include <cmath>
 
+#include "kernels/cpu/vec_math.h"
+
 namespace agpt::cpu {
 
 template <typename T>
@@ -12,7 +14,7 @@ void swiglu_forward(T* out, const T* h13, int N, int F) {
         const T* b = a + F;
         T* o = out + static_cast<long>(i) * F;
 #pragma omp simd
-        for (int j = 0; j < F; j++) o[j] = a[j] / (T(1) + std::exp(-a[j])) * b[j];
+        for (int j = 0; j < F; j++) o[j] = a[j] / (T(1) + exp_vec(-a[j])) * b[j];
     }
 }
 
@@ -27,7 +29,7 @@ void swiglu_backward(T* dh13, const T* dout, const T* h13, int N, int F) {
         T* db = da + F;
 #pragma omp simd
         for (int j = 0; j < F; j++) {
-            const T sig = T(1) / (T(1) + std::exp(-a[j]));
+            const T sig = T(1) / (T(1) + exp_vec(-a[j]));
             const T silu = a[j] * sig;
             da[j] += g[j] * b[j] * sig * (T(1) + a[j] * (T(1) - sig));
             db[j] += g[j] * silu;

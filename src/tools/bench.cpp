@@ -1,0 +1,78 @@
+#include "tools/bench.h"
+
+#include <algorithm>
+#include <vector>
+
+#include "core/error.h"
+#include "core/memory.h"
+#include "core/rng.h"
+#include "core/timer.h"
+#include "model/transformer.h"
+#include "optim/adamw.h"
+#include "optim/grad_clip.h"
+#include "train/metrics.h"
+#include "train/trainer.h"
+
+namespace agpt {
+
+nlohmann::json BenchResult::to_json() const {
+    return {{"flavor", flavor},
+            {"params", params},
+            {"batch", batch},
+            {"seq", seq},
+            {"threads", threads},
+            {"tok_per_s", tok_per_s},
+            {"tflops", tflops},
+            {"mfu", mfu},
+            {"step_time_s", step_time_s},
+            {"peak_rss_gib", peak_rss_gib},
+            {"gemm_peak_tflops", gemm_peak_tflops}};
+}
+
+BenchResult run_bench(const JobConfig& cfg, const BenchOptions& opt) {
+    validate_job_config(cfg);
+    if (opt.steps <= 0) fail("--steps {}: must be positive", opt.steps);
+    if (opt.warmup < 0) fail("--warmup {}: must not be negative", opt.warmup);
+    BenchResult r;
+    r.threads = set_thread_count(cfg.training.threads);
+    const ModelArgs args = find_flavor(cfg.model.flavor)->args;
+    const int B = cfg.training.local_batch_size, T = cfg.training.seq_len;
+    Transformer model(args, B, T);
+    model.init_weights(cfg.model.init, static_cast<uint64_t>(cfg.training.seed));
+    AdamW optimizer(cfg.optimizer.adamw, model.params().size());
+
+    std::vector<int32_t> tokens(static_cast<std::size_t>(B) * (T + 1));
+    Rng rng(static_cast<uint64_t>(cfg.training.seed) + 1);
+    for (auto& t : tokens) t = static_cast<int32_t>(rng.below(args.vocab_size));
+    std::vector<int32_t> inputs(static_cast<std::size_t>(B) * T), targets(inputs.size());
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++) {
+            inputs[b * T + t] = tokens[b * (T + 1) + t];
+            targets[b * T + t] = tokens[b * (T + 1) + t + 1];
+        }
+
+    std::vector<double> times;
+    for (int i = 0; i < opt.warmup + opt.steps; i++) {
+        Timer t;
+        model.zero_grad();
+        model.forward_backward(inputs.data(), targets.data(), B, T, 1.0 / (B * T));
+        clip_grad_norm(model.grads().data(), model.grads().size(), cfg.training.max_norm);
+        optimizer.step(model.params().data(), model.grads().data(), cfg.optimizer.adamw.lr);
+        if (i >= opt.warmup) times.push_back(t.seconds());
+    }
+    std::sort(times.begin(), times.end());
+    const std::size_t n = times.size();
+    r.step_time_s = n % 2 ? times[n / 2] : 0.5 * (times[n / 2 - 1] + times[n / 2]);
+    r.flavor = cfg.model.flavor;
+    r.params = args.num_params();
+    r.batch = B;
+    r.seq = T;
+    r.tok_per_s = static_cast<double>(B) * T / r.step_time_s;
+    r.tflops = args.flops_per_token(T) * r.tok_per_s / 1e12;
+    r.peak_rss_gib = peak_rss_gib();  // before the GEMM probe, which allocates 48 MiB
+    r.gemm_peak_tflops = measure_gemm_peak_tflops();
+    r.mfu = 100.0 * r.tflops / r.gemm_peak_tflops;
+    return r;
+}
+
+}  // namespace agpt

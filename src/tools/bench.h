@@ -1,0 +1,30 @@
+#pragma once
+// `agpt bench`: times full training steps (forward, backward, clipping, AdamW) on synthetic
+// tokens for a flavor and shape, after warm-up steps.
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "train/config.h"
+
+namespace agpt {
+
+struct BenchOptions {
+    int steps = 10;
+    int warmup = 2;
+};
+
+struct BenchResult {
+    std::string flavor;
+    long params = 0;
+    int batch = 0, seq = 0, threads = 0;
+    double tok_per_s = 0, tflops = 0, mfu = 0, step_time_s = 0, peak_rss_gib = 0;
+    double gemm_peak_tflops = 0;
+    nlohmann::json to_json() const;
+};
+
+// Uses cfg.model.flavor (with the flavor's own vocabulary), local_batch_size, seq_len, threads,
+// seed and the optimizer settings.
+BenchResult run_bench(const JobConfig& cfg, const BenchOptions& opt);
+
+}  // namespace agpt

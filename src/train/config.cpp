@@ -1,0 +1,695 @@
+#include "train/config.h"
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include <toml++/toml.h>
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <initializer_list>
+#include <limits>
+#include <map>
+#include <sstream>
+#include <type_traits>
+
+#include "core/error.h"
+#include "model/model_args.h"
+
+namespace agpt {
+
+int JobConfig::grad_accum_steps() const {
+    if (training.global_batch_size == -1 || training.local_batch_size <= 0) return 1;
+    return training.global_batch_size / training.local_batch_size;
+}
+
+namespace {
+
+template <typename T>
+constexpr ConfigType type_of() {
+    if constexpr (std::is_same_v<T, int>) return ConfigType::Int;
+    if constexpr (std::is_same_v<T, long>) return ConfigType::Long;
+    if constexpr (std::is_same_v<T, double>) return ConfigType::Double;
+    if constexpr (std::is_same_v<T, bool>) return ConfigType::Bool;
+    if constexpr (std::is_same_v<T, std::string>) return ConfigType::String;
+}
+
+// F is a captureless lambda returning a pointer to the field; the row's type follows from it so
+// the table cannot disagree with the struct.
+template <typename F>
+ConfigKey row(std::string name, F, std::string help) {
+    using T = std::remove_pointer_t<decltype(F{}(std::declval<JobConfig&>()))>;
+    return ConfigKey{std::move(name), type_of<T>(), std::move(help),
+                     [](JobConfig& c) -> ConfigField { return F{}(c); }};
+}
+
+std::vector<ConfigKey> make_keys() {
+    using C = JobConfig;
+    return {
+        row(
+            "job.name", [](C& c) { return &c.job.name; }, "run name; the run folder's name"),
+        row(
+            "job.dump_folder", [](C& c) { return &c.job.dump_folder; },
+            "folder that holds the run folders"),
+        row(
+            "job.description", [](C& c) { return &c.job.description; },
+            "free text kept with the run"),
+        row(
+            "model.name", [](C& c) { return &c.model.name; }, "model family: agpt"),
+        row(
+            "model.flavor", [](C& c) { return &c.model.flavor; },
+            "size preset from the flavor registry"),
+        row(
+            "model.init", [](C& c) { return &c.model.init; },
+            "initialisation scheme: agpt | torchtitan"),
+        row(
+            "model.tokenizer", [](C& c) { return &c.model.tokenizer; }, "tokenizer: byte"),
+        row(
+            "optimizer.name", [](C& c) { return &c.optimizer.name; }, "optimizer: AdamW"),
+        row(
+            "optimizer.lr", [](C& c) { return &c.optimizer.adamw.lr; }, "peak learning rate"),
+        row(
+            "optimizer.beta1", [](C& c) { return &c.optimizer.adamw.beta1; }, "first-moment decay"),
+        row(
+            "optimizer.beta2", [](C& c) { return &c.optimizer.adamw.beta2; },
+            "second-moment decay"),
+        row(
+            "optimizer.eps", [](C& c) { return &c.optimizer.adamw.eps; },
+            "denominator term against division by zero"),
+        row(
+            "optimizer.weight_decay", [](C& c) { return &c.optimizer.adamw.weight_decay; },
+            "decoupled weight decay"),
+        row(
+            "lr_scheduler.warmup_steps", [](C& c) { return &c.lr_scheduler.warmup_steps; },
+            "steps of linear warm-up"),
+        row(
+            "lr_scheduler.decay_ratio", [](C& c) { return &c.lr_scheduler.decay_ratio; },
+            "fraction of the steps spent decaying; -1: all steps after warm-up"),
+        row(
+            "lr_scheduler.decay_type", [](C& c) { return &c.lr_scheduler.decay_type; },
+            "decay shape: linear | sqrt | cosine"),
+        row(
+            "lr_scheduler.min_lr_factor", [](C& c) { return &c.lr_scheduler.min_lr_factor; },
+            "final learning rate as a fraction of lr"),
+        row(
+            "training.dataset", [](C& c) { return &c.training.dataset; },
+            "registered dataset name or path to a text file"),
+        row(
+            "training.local_batch_size", [](C& c) { return &c.training.local_batch_size; },
+            "sequences per micro-batch"),
+        row(
+            "training.global_batch_size", [](C& c) { return &c.training.global_batch_size; },
+            "sequences per optimizer step; -1: local_batch_size"),
+        row(
+            "training.seq_len", [](C& c) { return &c.training.seq_len; }, "tokens per sequence"),
+        row(
+            "training.max_norm", [](C& c) { return &c.training.max_norm; },
+            "gradient-norm clipping threshold; <= 0 disables"),
+        row(
+            "training.steps", [](C& c) { return &c.training.steps; }, "optimizer steps"),
+        row(
+            "training.seed", [](C& c) { return &c.training.seed; }, "random seed"),
+        row(
+            "training.threads", [](C& c) { return &c.training.threads; },
+            "CPU threads; 0: all cores"),
+        row(
+            "validation.enable", [](C& c) { return &c.validation.enable; },
+            "evaluate on the held-out split"),
+        row(
+            "validation.split", [](C& c) { return &c.validation.split; },
+            "fraction of the corpus held out, taken from its end"),
+        row(
+            "validation.freq", [](C& c) { return &c.validation.freq; },
+            "steps between evaluations"),
+        row(
+            "validation.steps", [](C& c) { return &c.validation.steps; },
+            "batches per evaluation; -1: the whole split"),
+        row(
+            "metrics.log_freq", [](C& c) { return &c.metrics.log_freq; },
+            "steps between log lines"),
+        row(
+            "sample.max_new_tokens", [](C& c) { return &c.sample.max_new_tokens; },
+            "tokens to generate"),
+        row(
+            "sample.temperature", [](C& c) { return &c.sample.temperature; },
+            "sampling temperature; 0: greedy"),
+        row(
+            "sample.top_k", [](C& c) { return &c.sample.top_k; },
+            "keep the k most likely tokens; 0: all"),
+        row(
+            "sample.prompt", [](C& c) { return &c.sample.prompt; }, "text to continue"),
+    };
+}
+
+// ---- text helpers ----
+
+// Optimal string alignment distance: a swapped pair of letters, the commonest typo, costs 1.
+std::size_t edit_distance(std::string_view a, std::string_view b) {
+    const std::size_t n = a.size(), m = b.size();
+    std::vector<std::vector<std::size_t>> d(n + 1, std::vector<std::size_t>(m + 1));
+    for (std::size_t i = 0; i <= n; ++i) d[i][0] = i;
+    for (std::size_t j = 0; j <= m; ++j) d[0][j] = j;
+    for (std::size_t i = 1; i <= n; ++i) {
+        for (std::size_t j = 1; j <= m; ++j) {
+            const std::size_t cost = a[i - 1] == b[j - 1] ? 0 : 1;
+            d[i][j] = std::min({d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost});
+            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1])
+                d[i][j] = std::min(d[i][j], d[i - 2][j - 2] + 1);
+        }
+    }
+    return d[n][m];
+}
+
+// " (did you mean 'x'?)" for the closest candidate when it is close enough to be a typo, else "".
+std::string did_you_mean(std::string_view wrong, const std::vector<std::string>& candidates) {
+    const std::string* best = nullptr;
+    std::size_t best_d = std::numeric_limits<std::size_t>::max();
+    for (const std::string& c : candidates) {
+        const std::size_t d = edit_distance(wrong, c);
+        if (d < best_d) best_d = d, best = &c;
+    }
+    if (best == nullptr || best_d == 0) return "";
+    if (best_d <= 2 || best_d * 3 <= best->size())
+        return fmt::format(" (did you mean '{}'?)", *best);
+    return "";
+}
+
+std::vector<std::string> key_names() {
+    std::vector<std::string> names;
+    for (const ConfigKey& k : config_keys()) names.push_back(k.name);
+    return names;
+}
+
+std::vector<std::string> section_names() {
+    std::vector<std::string> names;
+    for (const ConfigKey& k : config_keys()) {
+        if (names.empty() || names.back() != k.section()) names.emplace_back(k.section());
+    }
+    return names;
+}
+
+bool is_section(std::string_view s) {
+    const auto names = section_names();
+    return std::find(names.begin(), names.end(), s) != names.end();
+}
+
+std::string key_suggestion(std::string_view wrong) {
+    std::string s = did_you_mean(wrong, key_names());
+    if (!s.empty()) return s;
+    // The right key name under the wrong section: torchtitan has moved keys between sections
+    // (e.g. warmup_steps from [training] to [lr_scheduler]).
+    const std::string_view leaf = wrong.substr(wrong.rfind('.') + 1);
+    std::vector<std::string> same_leaf;
+    for (const ConfigKey& k : config_keys()) {
+        if (k.leaf() == leaf && k.name != wrong) same_leaf.push_back(fmt::format("'{}'", k.name));
+    }
+    if (same_leaf.empty()) return "";
+    return fmt::format(" (did you mean {}?)", fmt::join(same_leaf, " or "));
+}
+
+// Single-quoted for messages, with control characters escaped so the error stays one line.
+std::string in_quotes(std::string_view s) {
+    std::string out = "'";
+    for (const unsigned char c : s) {
+        if (c == '\n')
+            out += "\\n";
+        else if (c == '\t')
+            out += "\\t";
+        else if (c == '\r')
+            out += "\\r";
+        else if (c < 0x20 || c == 0x7f)
+            out += fmt::format("\\x{:02x}", c);
+        else
+            out += static_cast<char>(c);
+    }
+    return out + "'";
+}
+
+// TOML basic string; its escapes cover every control character, so any valid UTF-8 text
+// survives the round trip.
+std::string toml_quote(std::string_view s) {
+    std::string out = "\"";
+    for (const unsigned char c : s) {
+        switch (c) {
+            case '"':
+                out += "\\\"";
+                break;
+            case '\\':
+                out += "\\\\";
+                break;
+            case '\b':
+                out += "\\b";
+                break;
+            case '\t':
+                out += "\\t";
+                break;
+            case '\n':
+                out += "\\n";
+                break;
+            case '\f':
+                out += "\\f";
+                break;
+            case '\r':
+                out += "\\r";
+                break;
+            default:
+                if (c < 0x20 || c == 0x7f)
+                    out += fmt::format("\\u{:04X}", c);
+                else
+                    out += static_cast<char>(c);
+        }
+    }
+    return out + "\"";
+}
+
+bool valid_utf8(std::string_view s) {
+    std::size_t i = 0;
+    while (i < s.size()) {
+        const auto c = static_cast<unsigned char>(s[i]);
+        std::size_t len = 0;
+        unsigned cp = 0;
+        if (c < 0x80)
+            len = 1, cp = c;
+        else if ((c & 0xe0) == 0xc0)
+            len = 2, cp = c & 0x1f;
+        else if ((c & 0xf0) == 0xe0)
+            len = 3, cp = c & 0x0f;
+        else if ((c & 0xf8) == 0xf0)
+            len = 4, cp = c & 0x07;
+        else
+            return false;
+        if (i + len > s.size()) return false;
+        for (std::size_t k = 1; k < len; ++k) {
+            const auto cc = static_cast<unsigned char>(s[i + k]);
+            if ((cc & 0xc0) != 0x80) return false;
+            cp = (cp << 6) | (cc & 0x3f);
+        }
+        static constexpr unsigned min_cp[] = {0, 0, 0x80, 0x800, 0x10000};
+        if (cp < min_cp[len] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return false;
+        i += len;
+    }
+    return true;
+}
+
+std::string format_double(double v) {
+    std::string s = fmt::format("{}", v);
+    // "1" would read back as a TOML integer; keep it a float.
+    if (s.find_first_of(".eEn") == std::string::npos) s += ".0";
+    return s;
+}
+
+std::string describe(const toml::node& n) {
+    if (auto v = n.as_integer()) return fmt::format("{}", v->get());
+    if (auto v = n.as_floating_point()) return format_double(v->get());
+    if (auto v = n.as_boolean()) return v->get() ? "true" : "false";
+    if (auto v = n.as_string()) return toml_quote(v->get());
+    if (n.is_table()) return "a table";
+    if (n.is_array()) return "an array";
+    return "a date/time";
+}
+
+// ---- assigning one value; each returns the problem, or "" when the value was stored ----
+
+template <typename Int>
+std::string store_integer(Int* field, std::int64_t v) {
+    if (v < std::numeric_limits<Int>::min() || v > std::numeric_limits<Int>::max())
+        return fmt::format("{} is out of range", v);
+    *field = static_cast<Int>(v);
+    return "";
+}
+
+std::string store_double(double* field, double v) {
+    if (!std::isfinite(v)) return fmt::format("expected a finite number, got {}", v);
+    *field = v;
+    return "";
+}
+
+std::string assign_from_toml(const ConfigKey& key, JobConfig& cfg, const toml::node& n) {
+    return std::visit(
+        [&](auto* field) -> std::string {
+            using T = std::remove_pointer_t<decltype(field)>;
+            if constexpr (std::is_same_v<T, int> || std::is_same_v<T, long>) {
+                if (auto v = n.as_integer()) return store_integer(field, v->get());
+                return "expected an integer, got " + describe(n);
+            } else if constexpr (std::is_same_v<T, double>) {
+                if (auto v = n.as_floating_point()) return store_double(field, v->get());
+                if (auto v = n.as_integer()) return store_double(field, double(v->get()));
+                return "expected a number, got " + describe(n);
+            } else if constexpr (std::is_same_v<T, bool>) {
+                if (auto v = n.as_boolean()) {
+                    *field = v->get();
+                    return "";
+                }
+                return "expected true or false, got " + describe(n);
+            } else {
+                if (auto v = n.as_string()) {
+                    *field = v->get();
+                    return "";
+                }
+                return "expected a string, got " + describe(n);
+            }
+        },
+        key.field(cfg));
+}
+
+// from_chars refuses a leading '+', which people type for exponents' sake; allow it.
+std::string_view strip_plus(std::string_view s) {
+    return s.size() > 1 && s[0] == '+' && s[1] != '-' ? s.substr(1) : s;
+}
+
+std::string assign_from_text(const ConfigKey& key, JobConfig& cfg, const std::string& text) {
+    return std::visit(
+        [&](auto* field) -> std::string {
+            using T = std::remove_pointer_t<decltype(field)>;
+            const std::string_view s = strip_plus(text);
+            const char* end = s.data() + s.size();
+            if constexpr (std::is_same_v<T, int> || std::is_same_v<T, long>) {
+                std::int64_t v = 0;
+                const auto [p, ec] = std::from_chars(s.data(), end, v);
+                if (ec == std::errc::result_out_of_range && p == end)
+                    return fmt::format("{} is out of range", text);
+                if (ec != std::errc() || p != end || s.empty())
+                    return fmt::format("expected an integer, got {}", in_quotes(text));
+                return store_integer(field, v);
+            } else if constexpr (std::is_same_v<T, double>) {
+                double v = 0;
+                const auto [p, ec] = std::from_chars(s.data(), end, v);
+                if (ec == std::errc::result_out_of_range && p == end)
+                    return fmt::format("{} is out of range", text);
+                if (ec != std::errc() || p != end || s.empty())
+                    return fmt::format("expected a number, got {}", in_quotes(text));
+                return store_double(field, v);
+            } else if constexpr (std::is_same_v<T, bool>) {
+                if (text == "true" || text == "1") {
+                    *field = true;
+                    return "";
+                }
+                if (text == "false" || text == "0") {
+                    *field = false;
+                    return "";
+                }
+                return fmt::format("expected true, false, 1 or 0, got {}", in_quotes(text));
+            } else {
+                if (!valid_utf8(text)) return "expected UTF-8 text";
+                {
+                    *field = text;
+                    return "";
+                }
+            }
+        },
+        key.field(cfg));
+}
+
+// ---- where each value came from, so a validation error can name the file ----
+
+enum class Source { File, Override };
+using Sources = std::map<std::string, Source, std::less<>>;
+
+void apply_file(JobConfig& cfg, const std::string& path, Sources& sources) {
+    std::error_code ec;
+    if (std::filesystem::is_directory(path, ec))
+        fail("{}: cannot open file (it is a directory)", path);
+    std::ifstream in(path, std::ios::binary);
+    if (!in) fail("{}: cannot open file", path);
+    std::ostringstream text;
+    text << in.rdbuf();
+
+    toml::table root;
+    try {
+        root = toml::parse(text.str(), path);
+    } catch (const toml::parse_error& e) {
+        std::string what(e.description());
+        std::replace(what.begin(), what.end(), '\n', ' ');  // the error must stay one line
+        fail("{}:{}:{}: {}", path, e.source().begin.line, e.source().begin.column, what);
+    }
+    for (const auto& [sec_key, sec_node] : root) {
+        const std::string_view sec = sec_key.str();
+        if (!is_section(sec)) {
+            if (sec_node.is_table())
+                fail("{}: unknown section {}{}", path, in_quotes(sec),
+                     did_you_mean(sec, section_names()));
+            fail("{}: unknown key {}{}", path, in_quotes(sec), key_suggestion(sec));
+        }
+        const toml::table* table = sec_node.as_table();
+        if (table == nullptr)
+            fail("{}: '{}' must be a section [{}], got {}", path, sec, sec, describe(sec_node));
+        for (const auto& [k, node] : *table) {
+            const std::string name = fmt::format("{}.{}", sec, k.str());
+            const ConfigKey* key = find_config_key(name);
+            if (key == nullptr)
+                fail("{}: unknown key {}{}", path, in_quotes(name), key_suggestion(name));
+            if (std::string problem = assign_from_toml(*key, cfg, node); !problem.empty())
+                fail("{}: {}: {}", path, name, problem);
+            sources[name] = Source::File;
+        }
+    }
+}
+
+void apply_override(JobConfig& cfg, std::string_view name, const std::string& value,
+                    Sources& sources) {
+    if (name.starts_with("--")) name.remove_prefix(2);
+    const ConfigKey* key = find_config_key(name);
+    if (key == nullptr) fail("--{}: unknown key {}{}", name, in_quotes(name), key_suggestion(name));
+    if (std::string problem = assign_from_text(*key, cfg, value); !problem.empty())
+        fail("--{}: {}", name, problem);
+    sources[key->name] = Source::Override;
+}
+
+// ---- validation ----
+
+template <typename T>
+std::string show(const T& v) {
+    if constexpr (std::is_same_v<T, std::string>)
+        return in_quotes(v);
+    else if constexpr (std::is_same_v<T, double>)
+        return format_double(v);
+    else
+        return fmt::format("{}", v);
+}
+
+class Checker {
+  public:
+    Checker(const std::string* path, const Sources* sources) : path_(path), sources_(sources) {}
+
+    // The file is named only when it set the offending value: a value given on the command
+    // line, or left at its default, is not the file's fault.
+    [[noreturn]] void fail(std::initializer_list<std::string_view> keys,
+                           const std::string& msg) const {
+        bool from_file = false, from_override = false;
+        if (sources_ != nullptr) {
+            for (std::string_view k : keys) {
+                if (auto it = sources_->find(k); it != sources_->end()) {
+                    (it->second == Source::File ? from_file : from_override) = true;
+                }
+            }
+        }
+        if (from_file && !from_override && path_ != nullptr) throw Error(*path_ + ": " + msg);
+        throw Error(msg);
+    }
+
+    template <typename T>
+    void need(bool ok, std::string_view key, const T& value, std::string_view rule) const {
+        if (!ok) fail({key}, fmt::format("{} = {} {}", key, show(value), rule));
+    }
+
+    void one_of(std::string_view key, const std::string& value,
+                const std::vector<std::string>& allowed) const {
+        if (std::find(allowed.begin(), allowed.end(), value) != allowed.end()) return;
+        fail({key}, fmt::format("{} = {} must be one of: {}{}", key, in_quotes(value),
+                                fmt::join(allowed, ", "), did_you_mean(value, allowed)));
+    }
+
+  private:
+    const std::string* path_;
+    const Sources* sources_;
+};
+
+void validate(const JobConfig& cfg, const Checker& c) {
+    // Checks every key of a type shares, so a new row in the table gets them for free.
+    JobConfig copy = cfg;
+    for (const ConfigKey& k : config_keys()) {
+        const ConfigField f = k.field(copy);
+        if (auto d = std::get_if<double*>(&f); d && !std::isfinite(**d))
+            c.fail({k.name}, fmt::format("{} = {} must be a finite number", k.name, **d));
+        if (auto s = std::get_if<std::string*>(&f); s && !valid_utf8(**s))
+            c.fail({k.name}, fmt::format("{} must be UTF-8 text", k.name));
+    }
+
+    const auto& job = cfg.job;
+    c.need(!job.name.empty(), "job.name", job.name, "must not be empty");
+    c.need(job.name != "." && job.name != "..", "job.name", job.name,
+           "is not a usable folder name");
+    c.need(job.name.find_first_of(std::string_view("/\0", 2)) == std::string::npos, "job.name",
+           job.name, "must not contain '/' (it names the run folder)");
+
+    const auto& m = cfg.model;
+    c.one_of("model.name", m.name, {"agpt"});
+    const Flavor* flavor = find_flavor(m.flavor);
+    if (flavor == nullptr) {
+        std::vector<std::string> known;
+        for (const Flavor& f : agpt_flavors()) known.push_back(f.name);
+        c.fail({"model.flavor"}, fmt::format("model.flavor = {} is not a known flavor{}; known: {}",
+                                             in_quotes(m.flavor), did_you_mean(m.flavor, known),
+                                             fmt::join(known, ", ")));
+    }
+    const ModelArgs& a = flavor->args;
+    if (a.n_kv_heads <= 0 || a.n_heads % a.n_kv_heads != 0) {
+        c.fail({"model.flavor"},
+               fmt::format("model.flavor = {}: n_heads = {} is not divisible by n_kv_heads = {}",
+                           in_quotes(m.flavor), a.n_heads, a.n_kv_heads));
+    }
+    c.one_of("model.init", m.init, {"agpt", "torchtitan"});
+    c.one_of("model.tokenizer", m.tokenizer, {"byte"});
+
+    const auto& o = cfg.optimizer;
+    c.one_of("optimizer.name", o.name, {"AdamW"});
+    c.need(o.adamw.lr > 0, "optimizer.lr", o.adamw.lr, "must be positive");
+    c.need(o.adamw.beta1 >= 0 && o.adamw.beta1 < 1, "optimizer.beta1", o.adamw.beta1,
+           "must be in [0, 1)");
+    c.need(o.adamw.beta2 >= 0 && o.adamw.beta2 < 1, "optimizer.beta2", o.adamw.beta2,
+           "must be in [0, 1)");
+    c.need(o.adamw.eps > 0, "optimizer.eps", o.adamw.eps, "must be positive");
+    c.need(o.adamw.weight_decay >= 0, "optimizer.weight_decay", o.adamw.weight_decay,
+           "must be >= 0");
+
+    const auto& s = cfg.lr_scheduler;
+    c.need(s.warmup_steps >= 0, "lr_scheduler.warmup_steps", s.warmup_steps, "must be >= 0");
+    c.need(s.decay_ratio == -1.0 || (s.decay_ratio >= 0 && s.decay_ratio <= 1),
+           "lr_scheduler.decay_ratio", s.decay_ratio, "must be -1 (none) or in [0, 1]");
+    c.one_of("lr_scheduler.decay_type", s.decay_type, {"linear", "sqrt", "cosine"});
+    c.need(s.min_lr_factor >= 0 && s.min_lr_factor <= 1, "lr_scheduler.min_lr_factor",
+           s.min_lr_factor, "must be in [0, 1]");
+
+    const auto& t = cfg.training;
+    c.need(!t.dataset.empty(), "training.dataset", t.dataset, "must not be empty");
+    c.need(t.local_batch_size > 0, "training.local_batch_size", t.local_batch_size,
+           "must be positive");
+    if (t.global_batch_size != -1) {
+        c.need(t.global_batch_size > 0, "training.global_batch_size", t.global_batch_size,
+               "must be positive or -1 (= local_batch_size)");
+        if (t.global_batch_size % t.local_batch_size != 0) {
+            c.fail({"training.global_batch_size", "training.local_batch_size"},
+                   fmt::format("training.global_batch_size = {} is not a multiple of "
+                               "training.local_batch_size = {}",
+                               t.global_batch_size, t.local_batch_size));
+        }
+    }
+    c.need(t.seq_len > 0, "training.seq_len", t.seq_len, "must be positive");
+    c.need(t.steps > 0, "training.steps", t.steps, "must be positive");
+    c.need(t.threads >= 0, "training.threads", t.threads, "must be >= 0 (0: all cores)");
+
+    const auto& v = cfg.validation;
+    c.need(v.split > 0 && v.split < 1, "validation.split", v.split, "must be in (0, 1)");
+    c.need(v.freq > 0, "validation.freq", v.freq, "must be positive");
+    c.need(v.steps > 0 || v.steps == -1, "validation.steps", v.steps,
+           "must be positive or -1 (the whole split)");
+
+    c.need(cfg.metrics.log_freq > 0, "metrics.log_freq", cfg.metrics.log_freq, "must be positive");
+
+    const auto& p = cfg.sample;
+    c.need(p.max_new_tokens >= 0, "sample.max_new_tokens", p.max_new_tokens, "must be >= 0");
+    c.need(p.temperature >= 0, "sample.temperature", p.temperature, "must be >= 0 (0: greedy)");
+    c.need(p.top_k >= 0, "sample.top_k", p.top_k, "must be >= 0 (0: no filtering)");
+}
+
+}  // namespace
+
+const std::vector<ConfigKey>& config_keys() {
+    static const std::vector<ConfigKey> keys = make_keys();
+    return keys;
+}
+
+const ConfigKey* find_config_key(std::string_view name) {
+    for (const ConfigKey& k : config_keys()) {
+        if (k.name == name) return &k;
+    }
+    return nullptr;
+}
+
+const char* config_type_name(ConfigType type) {
+    switch (type) {
+        case ConfigType::Int:
+        case ConfigType::Long:
+            return "integer";
+        case ConfigType::Double:
+            return "float";
+        case ConfigType::Bool:
+            return "boolean";
+        case ConfigType::String:
+            return "string";
+    }
+    return "?";
+}
+
+std::string config_value_to_toml(const JobConfig& cfg, const ConfigKey& key) {
+    JobConfig copy = cfg;  // the accessor hands out non-const pointers
+    return std::visit(
+        [](auto* field) -> std::string {
+            using T = std::remove_pointer_t<decltype(field)>;
+            if constexpr (std::is_same_v<T, std::string>)
+                return toml_quote(*field);
+            else if constexpr (std::is_same_v<T, double>)
+                return format_double(*field);
+            else if constexpr (std::is_same_v<T, bool>)
+                return *field ? "true" : "false";
+            else
+                return fmt::format("{}", *field);
+        },
+        key.field(copy));
+}
+
+ConfigOverrides parse_override_args(const std::vector<std::string>& args) {
+    ConfigOverrides out;
+    for (std::size_t i = 0; i < args.size(); ++i) {
+        const std::string& arg = args[i];
+        if (!arg.starts_with("--"))
+            fail("{}: expected --section.key value or --section.key=value", in_quotes(arg));
+        std::string name = arg.substr(2), value;
+        if (const auto eq = name.find('='); eq != std::string::npos) {
+            value = name.substr(eq + 1);
+            name.resize(eq);
+        } else {
+            // A following option means the value was forgotten; a value that really starts with
+            // "--" can still be given with '='.
+            if (i + 1 == args.size() || args[i + 1].starts_with("--"))
+                fail("{}: missing value", in_quotes(arg));
+            value = args[++i];
+        }
+        const auto dot = name.find('.');
+        if (dot == std::string::npos || dot == 0 || dot + 1 == name.size())
+            fail("{}: expected --section.key, e.g. --training.steps", in_quotes(arg));
+        out.emplace_back(std::move(name), std::move(value));
+    }
+    return out;
+}
+
+JobConfig load_job_config(const std::string& toml_path, const ConfigOverrides& overrides) {
+    JobConfig cfg;
+    Sources sources;
+    if (!toml_path.empty()) apply_file(cfg, toml_path, sources);
+    for (const auto& [name, value] : overrides) apply_override(cfg, name, value, sources);
+    validate(cfg, Checker(toml_path.empty() ? nullptr : &toml_path, &sources));
+    return cfg;
+}
+
+void validate_job_config(const JobConfig& cfg) {
+    validate(cfg, Checker(nullptr, nullptr));
+}
+
+std::string job_config_to_toml(const JobConfig& cfg) {
+    std::string out;
+    std::string_view section;
+    for (const ConfigKey& k : config_keys()) {
+        if (k.section() != section) {
+            section = k.section();
+            out += fmt::format("{}[{}]\n", out.empty() ? "" : "\n", section);
+        }
+        out += fmt::format("{} = {}\n", k.leaf(), config_value_to_toml(cfg, k));
+    }
+    return out;
+}
+
+}  // namespace agpt

@@ -1,0 +1,237 @@
+#include "train/trainer.h"
+
+#include <omp.h>
+
+#include <cblas.h>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <vector>
+
+#include "core/error.h"
+#include "core/memory.h"
+#include "core/timer.h"
+#include "data/byte_tokenizer.h"
+#include "data/text_dataset.h"
+#include "model/transformer.h"
+#include "optim/adamw.h"
+#include "optim/grad_clip.h"
+#include "optim/lr_schedule.h"
+#include "train/generate.h"
+#include "train/metrics.h"
+
+namespace agpt {
+
+namespace fs = std::filesystem;
+
+int set_thread_count(int threads) {
+    const int n = threads > 0 ? threads : omp_get_num_procs();
+    omp_set_num_threads(n);
+    openblas_set_num_threads(n);
+    return n;
+}
+
+std::string create_run_dir(const JobConfig& cfg) {
+    const fs::path dir = fs::path(cfg.job.dump_folder) / cfg.job.name;
+    if (fs::exists(dir))
+        fail("{}: run folder already exists; choose another --job.name or move it away",
+             dir.string());
+    std::error_code ec;
+    fs::create_directories(dir, ec);
+    if (ec) fail("{}: cannot create run folder: {}", dir.string(), ec.message());
+    return dir.string();
+}
+
+namespace {
+
+// Writes through a temporary name so a crash never leaves a partial file under the real name.
+void write_file_atomically(const fs::path& path, const std::string& text) {
+    const fs::path tmp = path.string() + ".tmp";
+    {
+        std::ofstream out(tmp, std::ios::binary);
+        out << text;
+        if (!out.flush()) fail("{}: write failed", tmp.string());
+    }
+    fs::rename(tmp, path);
+}
+
+class Log {
+  public:
+    Log(std::FILE* console, const std::string& path) : console_(console) {
+        file_ = std::fopen(path.c_str(), "a");
+        if (!file_) fail("{}: cannot open for writing", path);
+    }
+    ~Log() { std::fclose(file_); }
+    Log(const Log&) = delete;
+    Log& operator=(const Log&) = delete;
+    template <typename... Args>
+    void line(fmt::format_string<Args...> f, Args&&... args) {
+        const std::string s = fmt::format(f, std::forward<Args>(args)...) + "\n";
+        if (console_) {
+            std::fputs(s.c_str(), console_);
+            std::fflush(console_);
+        }
+        std::fputs(s.c_str(), file_);
+        std::fflush(file_);
+    }
+
+  private:
+    std::FILE* console_;
+    std::FILE* file_;
+};
+
+double evaluate(Transformer& model, const std::vector<int32_t>& val, int B, int T,
+                int max_batches) {
+    const long n_windows = static_cast<long>((val.size() - 1) / T);
+    const long n_batches = max_batches < 0 ? (n_windows + B - 1) / B
+                                           : std::min<long>(max_batches, (n_windows + B - 1) / B);
+    std::vector<int32_t> inputs(static_cast<std::size_t>(B) * T), targets(inputs.size());
+    double loss_sum = 0.0;
+    long counted = 0;
+    for (long batch = 0; batch < n_batches; batch++) {
+        const int rows = static_cast<int>(std::min<long>(B, n_windows - batch * B));
+        for (int b = 0; b < rows; b++) {
+            const int32_t* w = val.data() + (batch * B + b) * T;
+            for (int t = 0; t < T; t++) {
+                inputs[b * T + t] = w[t];
+                targets[b * T + t] = w[t + 1];
+            }
+        }
+        loss_sum += model.forward_loss(inputs.data(), targets.data(), rows, T);
+        counted += static_cast<long>(rows) * T;
+    }
+    return loss_sum / static_cast<double>(counted);
+}
+
+}  // namespace
+
+TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
+    validate_job_config(cfg);
+    const int threads = set_thread_count(cfg.training.threads);
+    const int B = cfg.training.local_batch_size, T = cfg.training.seq_len;
+    const int accum = cfg.grad_accum_steps();
+
+    // Everything that can fail on bad input is checked before the run folder exists.
+    const std::string data_path = resolve_dataset_path(cfg.training.dataset);
+    const TokenSplit split = load_byte_corpus(data_path, cfg.validation.split);
+    WindowLoader loader(split.train, T, static_cast<uint64_t>(cfg.training.seed));
+    if (cfg.validation.enable && split.val.size() < static_cast<std::size_t>(T) + 1)
+        fail(
+            "validation.split {}: the held-out part ({} tokens) is shorter than one window of "
+            "seq_len {} + 1",
+            cfg.validation.split, split.val.size(), T);
+    ByteTokenizer tokenizer;
+    ModelArgs args = find_flavor(cfg.model.flavor)->args;
+    args.vocab_size = tokenizer.vocab_size();  // as torchtitan: the tokenizer sets the vocabulary
+
+    TrainSummary summary;
+    summary.run_dir = create_run_dir(cfg);
+    const fs::path run(summary.run_dir);
+    write_file_atomically(run / "config.toml", job_config_to_toml(cfg));
+    Log log(progress, (run / "train.log").string());
+    JsonlWriter metrics((run / "metrics.jsonl").string());
+
+    Transformer model(args, B, T);
+    model.init_weights(cfg.model.init, static_cast<uint64_t>(cfg.training.seed));
+    AdamW optimizer(cfg.optimizer.adamw, model.params().size());
+    const LrSchedule schedule(cfg.lr_scheduler, cfg.training.steps);
+    const double peak_tflops = measure_gemm_peak_tflops();
+    const double flops_per_token = args.flops_per_token(T);
+    const long tokens_per_step = static_cast<long>(B) * T * accum;
+
+    log.line("run {} | data {} ({} train / {} val tokens)", summary.run_dir, data_path,
+             split.train.size(), split.val.size());
+    log.line("model agpt/{} | {:.2f}M params | dim {} layers {} heads {}/{} ffn {} vocab {}",
+             cfg.model.flavor, static_cast<double>(args.num_params()) / 1e6, args.dim,
+             args.n_layers, args.n_heads, args.n_kv_heads, args.ffn_hidden(), args.vocab_size);
+    log.line(
+        "batch {}×{} × {} accumulation = {} tokens/step | {} steps | {} threads | fp32 GEMM "
+        "peak {:.3f} TFLOP/s (measured)",
+        B, T, accum, tokens_per_step, cfg.training.steps, threads, peak_tflops);
+
+    std::vector<int32_t> inputs(static_cast<std::size_t>(B) * T), targets(inputs.size());
+    const double grad_scale = 1.0 / static_cast<double>(tokens_per_step);
+    Timer run_timer;
+    double window_time = 0.0, window_data = 0.0;
+    int window_steps = 0;
+    summary.final_val_loss = std::numeric_limits<double>::quiet_NaN();
+    for (int step = 1; step <= cfg.training.steps; step++) {
+        Timer step_timer;
+        double data_time = 0.0, loss_sum = 0.0;
+        model.zero_grad();
+        for (int micro = 0; micro < accum; micro++) {
+            Timer data_timer;
+            loader.next_batch(B, inputs.data(), targets.data());
+            data_time += data_timer.seconds();
+            loss_sum += model.forward_backward(inputs.data(), targets.data(), B, T, grad_scale);
+        }
+        const double loss = loss_sum / static_cast<double>(tokens_per_step);
+        if (!std::isfinite(loss)) fail("step {}: loss is {}; training diverged", step, loss);
+        const double grad_norm =
+            clip_grad_norm(model.grads().data(), model.grads().size(), cfg.training.max_norm);
+        const double lr = cfg.optimizer.adamw.lr * schedule.factor(step);
+        optimizer.step(model.params().data(), model.grads().data(), lr);
+        const double step_time = step_timer.seconds();
+        window_time += step_time;
+        window_data += data_time;
+        window_steps++;
+        summary.final_loss = loss;
+
+        if (step % cfg.metrics.log_freq == 0 || step == 1 || step == cfg.training.steps) {
+            const double step_s = window_time / window_steps;
+            const double tok_per_s = static_cast<double>(tokens_per_step) / step_s;
+            const double tflops = flops_per_token * tok_per_s / 1e12;
+            const double mfu = 100.0 * tflops / peak_tflops;
+            const double eta = step_s * (cfg.training.steps - step);
+            metrics.write({{"step", step},
+                           {"loss", loss},
+                           {"grad_norm", grad_norm},
+                           {"lr", lr},
+                           {"tokens_seen", static_cast<long>(step) * tokens_per_step},
+                           {"tok_per_s", tok_per_s},
+                           {"tflops", tflops},
+                           {"mfu", mfu},
+                           {"step_time_s", step_s},
+                           {"data_time_s", window_data / window_steps},
+                           {"mem_gib", current_rss_gib()}});
+            log.line(
+                "step {:>5}/{} | loss {:.4f} | lr {:.2e} | grad_norm {:.3f} | tok/s {:.0f} | "
+                "mfu {:.1f}% | eta {}",
+                step, cfg.training.steps, loss, lr, grad_norm, tok_per_s, mfu,
+                format_duration(eta));
+            window_time = window_data = 0.0;
+            window_steps = 0;
+        }
+        if (cfg.validation.enable &&
+            (step % cfg.validation.freq == 0 || step == cfg.training.steps)) {
+            const double val = evaluate(model, split.val, B, T, cfg.validation.steps);
+            summary.final_val_loss = val;
+            metrics.write({{"step", step}, {"val_loss", val}});
+            log.line("step {:>5}/{} | val_loss {:.4f}", step, cfg.training.steps, val);
+        }
+    }
+    summary.steps = cfg.training.steps;
+    summary.tok_per_s =
+        static_cast<double>(tokens_per_step) * cfg.training.steps / run_timer.seconds();
+    log.line(
+        "done in {} | {:.0f} tok/s | final loss {:.4f} | val_loss {:.4f} | peak RSS {:.2f} GiB",
+        format_duration(run_timer.seconds()), summary.tok_per_s, summary.final_loss,
+        summary.final_val_loss, peak_rss_gib());
+
+    if (cfg.sample.max_new_tokens > 0) {
+        std::vector<int32_t> prompt = tokenizer.encode(cfg.sample.prompt);
+        if (prompt.empty()) prompt.push_back(ByteTokenizer::kBos);
+        SampleOptions opt;
+        opt.max_new_tokens = cfg.sample.max_new_tokens;
+        opt.temperature = cfg.sample.temperature;
+        opt.top_k = cfg.sample.top_k;
+        opt.seed = static_cast<uint64_t>(cfg.training.seed);
+        summary.sample = tokenizer.decode(sample_tokens(model, T, prompt, opt));
+        log.line("sample (temperature {}):\n{}{}", cfg.sample.temperature, cfg.sample.prompt,
+                 summary.sample);
+    }
+    return summary;
+}
+
+}  // namespace agpt

@@ -1,0 +1,131 @@
+// agpt_model_dump: runs the agpt model once forward and backward, then a few AdamW steps, and
+// writes everything an independent implementation needs to check it (weights, inputs, logits,
+// loss, gradients, per-step losses) into one safetensors file. tests/torch_ref reads that file
+// into a PyTorch twin written from design.md and compares.
+#include <CLI/CLI.hpp>
+#include <cstdint>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "core/error.h"
+#include "core/rng.h"
+#include "core/safetensors.h"
+#include "model/model_args.h"
+#include "model/transformer.h"
+#include "optim/adamw.h"
+#include "optim/grad_clip.h"
+
+namespace {
+
+std::vector<int64_t> shape_of(const agpt::ParamView& v) {
+    return std::vector<int64_t>(v.shape.begin(), v.shape.end());
+}
+
+void random_tokens(agpt::Rng& rng, int V, std::size_t n, int32_t* out) {
+    for (std::size_t i = 0; i < n; ++i) out[i] = static_cast<int32_t>(rng.below(V));
+}
+
+int run(int argc, char** argv) {
+    std::string flavor = "tiny", out;
+    int vocab = 300, B = 2, T = 16, steps = 5;
+    uint64_t seed = 1234;
+    double lr = 1e-3;
+    CLI::App app{"Dump agpt model weights, logits, loss, gradients and AdamW losses"};
+    app.add_option("--flavor", flavor, "model flavor (model_args.h)");
+    app.add_option("--vocab", vocab, "vocabulary size overriding the flavor's");
+    app.add_option("--batch", B, "batch size B");
+    app.add_option("--seq", T, "sequence length T");
+    app.add_option("--seed", seed, "init seed; the data uses seed+1");
+    app.add_option("--steps", steps, "AdamW steps after the gradient dump");
+    app.add_option("--lr", lr, "AdamW learning rate (constant)");
+    app.add_option("--out", out, "output .safetensors file")->required();
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::ParseError& e) {
+        return app.exit(e);
+    }
+
+    const agpt::Flavor* f = agpt::find_flavor(flavor);
+    if (f == nullptr) agpt::fail("unknown flavor '{}'", flavor);
+    if (vocab < 1 || B < 1 || T < 1 || steps < 0)
+        agpt::fail("--vocab, --batch and --seq must be positive, --steps non-negative");
+    agpt::ModelArgs args = f->args;
+    args.vocab_size = vocab;
+
+    agpt::Transformer model(args, B, T);
+    model.init_weights("agpt", seed);
+
+    agpt::SafetensorsWriter w;
+    w.set_metadata("flavor", flavor);
+    w.set_metadata("dim", std::to_string(args.dim));
+    w.set_metadata("n_layers", std::to_string(args.n_layers));
+    w.set_metadata("n_heads", std::to_string(args.n_heads));
+    w.set_metadata("n_kv_heads", std::to_string(args.n_kv_heads));
+    w.set_metadata("ffn_hidden", std::to_string(args.ffn_hidden()));
+    w.set_metadata("rope_theta", fmt::format("{:.17g}", args.rope_theta));
+    w.set_metadata("norm_eps", fmt::format("{:.17g}", args.norm_eps));
+    w.set_metadata("vocab", std::to_string(args.vocab_size));
+    w.set_metadata("lr", fmt::format("{:.17g}", lr));
+    for (const auto& v : model.param_views())
+        w.add("param." + v.name, shape_of(v), model.params().data() + v.offset);
+
+    agpt::Rng rng(seed + 1);
+    const std::size_t BT = static_cast<std::size_t>(B) * T;
+    std::vector<int32_t> tokens(BT), targets(BT);
+    random_tokens(rng, vocab, BT, tokens.data());
+    random_tokens(rng, vocab, BT, targets.data());
+    w.add("tokens", {B, T}, tokens.data());
+    w.add("targets", {B, T}, targets.data());
+
+    std::vector<float> logits(BT * vocab);
+    model.forward_logits(tokens.data(), B, T, logits.data());
+    w.add("logits", {B, T, vocab}, logits.data());
+
+    const double scale = 1.0 / static_cast<double>(BT);
+    model.zero_grad();
+    const double loss = model.forward_backward(tokens.data(), targets.data(), B, T, scale) * scale;
+    w.add("loss", {1}, &loss);
+    for (const auto& v : model.param_views())
+        w.add("grad." + v.name, shape_of(v), model.grads().data() + v.offset);
+
+    // AdamW with torch's step semantics; the batches differ per step so that the run exercises
+    // more than one direction.
+    agpt::AdamWConfig cfg;
+    cfg.lr = lr;
+    cfg.beta1 = 0.9;
+    cfg.beta2 = 0.95;
+    cfg.eps = 1e-8;
+    cfg.weight_decay = 0.1;
+    agpt::AdamW opt(cfg, model.params().size());
+    std::vector<int32_t> train_tokens(steps * BT), train_targets(steps * BT);
+    std::vector<double> train_losses(steps), grad_norms(steps);
+    for (int s = 0; s < steps; ++s) {
+        int32_t* tk = train_tokens.data() + s * BT;
+        int32_t* tg = train_targets.data() + s * BT;
+        random_tokens(rng, vocab, BT, tk);
+        random_tokens(rng, vocab, BT, tg);
+        model.zero_grad();
+        train_losses[s] = model.forward_backward(tk, tg, B, T, scale) * scale;
+        grad_norms[s] = agpt::clip_grad_norm(model.grads().data(), model.grads().size(), 1.0);
+        opt.step(model.params().data(), model.grads().data(), lr);
+    }
+    w.add("train_tokens", {steps, B, T}, train_tokens.data());
+    w.add("train_targets", {steps, B, T}, train_targets.data());
+    w.add("train_losses", {steps}, train_losses.data());
+    w.add("train_grad_norms", {steps}, grad_norms.data());
+    w.write(out);
+    std::printf("agpt_model_dump: %s (%zu tensors), loss %.9f\n", out.c_str(), w.size(), loss);
+    return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    try {
+        return run(argc, argv);
+    } catch (const agpt::Error& e) {
+        std::fprintf(stderr, "agpt_model_dump: %s\n", e.what());
+        return 1;
+    }
+}
