@@ -35,6 +35,10 @@ BenchResult run_bench(const JobConfig& cfg, const BenchOptions& opt) {
     if (opt.warmup < 0) fail("--warmup {}: must not be negative", opt.warmup);
     BenchResult r;
     r.threads = set_thread_count(cfg.training.threads);
+    // The peak is taken before the model exists (so its buffers do not add to the peak RSS) and
+    // after the timed steps; the higher one is kept: a probe that shares the cores with another
+    // process reads low, and MFU would then read high.
+    const double peak_before = measure_gemm_peak_tflops();
     const ModelArgs args = find_flavor(cfg.model.flavor)->args;
     const int B = cfg.training.local_batch_size, T = cfg.training.seq_len;
     Transformer model(args, B, T);
@@ -69,8 +73,8 @@ BenchResult run_bench(const JobConfig& cfg, const BenchOptions& opt) {
     r.seq = T;
     r.tok_per_s = static_cast<double>(B) * T / r.step_time_s;
     r.tflops = args.flops_per_token(T) * r.tok_per_s / 1e12;
-    r.peak_rss_gib = peak_rss_gib();  // before the GEMM probe, which allocates 48 MiB
-    r.gemm_peak_tflops = measure_gemm_peak_tflops();
+    r.peak_rss_gib = peak_rss_gib();
+    r.gemm_peak_tflops = std::max(peak_before, measure_gemm_peak_tflops());
     r.mfu = 100.0 * r.tflops / r.gemm_peak_tflops;
     return r;
 }

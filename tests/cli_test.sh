@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# End-to-end checks of the agpt program: bad input gives one clear error line and a non-zero
+# exit; good input runs. Usage: cli_test.sh path/to/agpt
+set -u
+agpt="$1"
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+passed=0
+failed=0
+
+# expect_fail NAME PATTERN ARGS...: non-zero exit and stderr matching PATTERN (grep -E).
+expect_fail() {
+    local name="$1" pattern="$2"
+    shift 2
+    local err
+    err=$("$agpt" "$@" 2>&1 >/dev/null)
+    local rc=$?
+    if [[ $rc -ne 0 ]] && grep -qE -- "$pattern" <<<"$err"; then
+        passed=$((passed + 1))
+    else
+        failed=$((failed + 1))
+        echo "FAIL $name: rc=$rc stderr: $err"
+    fi
+}
+
+expect_fail unknown_key "unknown key 'training.stpes' \(did you mean 'training.steps'\?\)" \
+    train --training.stpes 5
+expect_fail wrong_type "training.steps.*expected an integer" train --training.steps ten
+expect_fail batch_multiple "global_batch_size.*multiple" \
+    train --training.local_batch_size 8 --training.global_batch_size 12
+expect_fail unknown_flavor "flavor" train --model.flavor nosuch
+expect_fail missing_config "nosuch.toml" train --config "$work/nosuch.toml"
+printf '[training]\nsteps = 5\n[trainng]\nseed = 1\n' >"$work/bad.toml"
+expect_fail unknown_section "bad.toml.*trainng" train --config "$work/bad.toml"
+expect_fail missing_dataset "no_such_corpus.txt" \
+    train --training.dataset "$work/no_such_corpus.txt" --job.dump_folder "$work/runs"
+expect_fail bench_steps "steps" bench --steps 0
+
+# One error line, not a cascade.
+lines=$("$agpt" train --training.stpes 5 2>&1 >/dev/null | wc -l)
+if [[ $lines -eq 1 ]]; then passed=$((passed + 1)); else failed=$((failed + 1)); echo "FAIL one_line: $lines lines"; fi
+
+# --print-config reflects overrides and is accepted back as a config file.
+"$agpt" train --print-config --training.steps 7 >"$work/resolved.toml"
+if grep -q "^steps = 7" "$work/resolved.toml" &&
+    "$agpt" train --config "$work/resolved.toml" --print-config >/dev/null; then
+    passed=$((passed + 1))
+else
+    failed=$((failed + 1))
+    echo "FAIL print_config"
+fi
+
+# A short real run: progress lines, run folder, and a second run under the same name refused.
+if "$agpt" train --job.dump_folder "$work/runs" --job.name r --model.flavor tiny \
+    --training.steps 3 --training.seq_len 32 --training.local_batch_size 2 --metrics.log_freq 1 \
+    --validation.freq 3 --validation.steps 2 --sample.max_new_tokens 5 >"$work/out.txt" 2>&1 &&
+    grep -q "step     3/3 | loss" "$work/out.txt" && grep -q "val_loss" "$work/out.txt" &&
+    [[ -f "$work/runs/r/metrics.jsonl" && -f "$work/runs/r/config.toml" ]]; then
+    passed=$((passed + 1))
+else
+    failed=$((failed + 1))
+    echo "FAIL short_run:"
+    cat "$work/out.txt"
+fi
+expect_fail rerun_refused "already exists" train --job.dump_folder "$work/runs" --job.name r \
+    --model.flavor tiny --training.steps 3 --training.seq_len 32
+
+# bench prints one JSON object with the documented keys.
+json=$("$agpt" bench --model.flavor tiny --training.local_batch_size 2 --training.seq_len 32 --steps 2 --warmup 1)
+if /usr/bin/python3 - "$json" <<'PY'; then passed=$((passed + 1)); else failed=$((failed + 1)); echo "FAIL bench_json: $json"; fi
+import json, sys
+d = json.loads(sys.argv[1])
+for k in ["flavor", "params", "batch", "seq", "tok_per_s", "tflops", "mfu", "step_time_s", "peak_rss_gib"]:
+    assert k in d, k
+assert d["flavor"] == "tiny" and d["batch"] == 2 and d["seq"] == 32 and d["tok_per_s"] > 0
+PY
+
+echo "cli: $passed passed, $failed failed"
+[[ $failed -eq 0 ]]
