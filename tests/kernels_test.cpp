@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "core/error.h"
 #include "core/rng.h"
 #include "kernels/cpu/attention.h"
 #include "kernels/cpu/cross_entropy.h"
@@ -211,10 +212,12 @@ void naive_attention(Vec& out, Vec& lse, const Vec& qkv, const AttnShape& s) {
 }
 
 // Shapes around the 64-wide tiles: T=1, T a multiple of the tile, T just past one, several
-// partial tiles; GQA groups of 2 and 4, H = KV, head sizes with and without a specialisation.
+// partial tiles; GQA groups of 2 and 4, H = KV, head sizes with and without a specialisation,
+// and T long enough for the backward to take its keys in several passes (hd 64: 4 tiles each).
 const AttnShape kAttnShapes[] = {
-    {2, 1, 2, 1, 16},   {1, 64, 2, 2, 16},  {2, 70, 4, 2, 16},   {1, 65, 3, 3, 8},
-    {1, 130, 4, 1, 32}, {1, 200, 2, 2, 64}, {1, 129, 2, 1, 128}, {2, 37, 6, 3, 12},
+    {2, 1, 2, 1, 16},    {1, 64, 2, 2, 16},  {2, 70, 4, 2, 16},
+    {1, 65, 3, 3, 8},    {1, 130, 4, 1, 32}, {1, 200, 2, 2, 64},
+    {1, 129, 2, 1, 128}, {2, 37, 6, 3, 12},  {1, 300, 4, 2, 64},
 };
 
 TEST(Attention, ForwardMatchesNaiveSoftmax) {
@@ -305,8 +308,9 @@ TEST(AttentionGrad, EqualHeadsGenericHeadDim) {
 TEST(AttentionGrad, SingleToken) {
     check_attention_gradients({2, 1, 4, 2, 16}, 0);
 }
-TEST(AttentionGrad, HeadDim128) {
-    check_attention_gradients({1, 66, 2, 1, 128}, 300);
+// hd 128 makes the backward take its keys two tiles per pass: T = 200 spans two passes.
+TEST(AttentionGrad, HeadDim128SeveralKeyPasses) {
+    check_attention_gradients({1, 200, 2, 1, 128}, 300);
 }
 
 template <typename T>
@@ -334,8 +338,8 @@ bool bit_equal(const std::vector<T>& a, const std::vector<T>& b) {
 }
 
 TEST(Attention, BitIdenticalAcrossThreadCounts) {
-    for (const AttnShape s :
-         {AttnShape{2, 200, 4, 2, 32}, AttnShape{3, 130, 2, 1, 16}, AttnShape{1, 100, 3, 3, 24}}) {
+    for (const AttnShape s : {AttnShape{2, 200, 4, 2, 32}, AttnShape{3, 130, 2, 1, 16},
+                              AttnShape{1, 200, 3, 3, 24}, AttnShape{2, 300, 2, 1, 64}}) {
         SCOPED_TRACE(name(s));
         Rng rng(13);
         const auto qkv = convert<float>(randn(rng, s.qkv_size()));
@@ -348,6 +352,11 @@ TEST(Attention, BitIdenticalAcrossThreadCounts) {
             EXPECT_TRUE(bit_equal(one.dqkv, many.dqkv)) << threads << " threads";
         }
     }
+}
+
+TEST(Attention, RejectsKvHeadsThatDoNotDivideHeads) {
+    std::vector<float> qkv(2 * (3 + 4) * 16), out(2 * 3 * 16), lse(2 * 3);
+    EXPECT_THROW(attention_forward(out.data(), lse.data(), qkv.data(), 1, 2, 3, 2, 16), Error);
 }
 
 // seq_len 8192 with memory linear in T: spot-check late queries against the naive formula.
