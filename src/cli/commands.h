@@ -1,0 +1,22 @@
+#pragma once
+// Each subcommand lives in its own cmd_*.cpp: it declares its flags on a CLI11 subcommand and,
+// when chosen, calls one library function. To add one: write cmd_NAME.cpp with
+// `void add_NAME_command(CLI::App& app, Action& action)`, declare it here and list it in main.cpp.
+#include <CLI/CLI.hpp>
+
+#include <functional>
+
+#include "train/config.h"
+
+namespace agpt::cli {
+
+// What the chosen subcommand runs after parsing; returns the exit code.
+using Action = std::function<int()>;
+
+// Config overrides (--section.key value) are the arguments CLI11 did not recognise.
+ConfigOverrides overrides_from(const CLI::App* sub);
+
+void add_train_command(CLI::App& app, Action& action);
+void add_bench_command(CLI::App& app, Action& action);
+
+}  // namespace agpt::cli
