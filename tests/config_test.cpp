@@ -314,6 +314,11 @@ TEST(ConfigValidate, ImpossibleValuesAreRefused) {
         {"training.seq_len", "0", "training.seq_len = 0 must be positive"},
         {"training.steps", "0", "training.steps = 0 must be positive"},
         {"training.threads", "-1", "training.threads = -1 must be >= 0"},
+        {"checkpoint.interval", "0", "checkpoint.interval = 0 must be positive"},
+        {"checkpoint.keep_latest_k", "-1", "checkpoint.keep_latest_k = -1 must be >= 0"},
+        {"checkpoint.folder", "a/b", "checkpoint.folder"},
+        {"checkpoint.export_dtype", "int8", "checkpoint.export_dtype"},
+        {"job.walltime_deadline", "-5", "job.walltime_deadline"},
         {"training.dataset", "", "training.dataset = '' must not be empty"},
         {"optimizer.lr", "0", "optimizer.lr = 0.0 must be positive"},
         {"optimizer.beta1", "1", "optimizer.beta1 = 1.0 must be in [0, 1)"},
@@ -446,7 +451,7 @@ TEST(ConfigKeys, TableMatchesTheStruct) {
         EXPECT_FALSE(k.help.empty()) << k.name;
         EXPECT_EQ(find_config_key(k.name), &k);
     }
-    EXPECT_EQ(names.size(), 34u);
+    EXPECT_EQ(names.size(), 43u);
     EXPECT_EQ(find_config_key("training.nope"), nullptr);
     EXPECT_EQ(find_config_key("optimizer.lr")->type, ConfigType::Double);
     EXPECT_STREQ(config_type_name(find_config_key("training.seed")->type), "integer");

@@ -24,8 +24,7 @@ void add_train_command(CLI::App& app, Action& action) {
                 std::fputs(job_config_to_toml(cfg).c_str(), stdout);
                 return 0;
             }
-            train(cfg);
-            return 0;
+            return train(cfg).preempted ? kExitPreempted : 0;
         };
     });
 }

@@ -69,6 +69,15 @@ void WindowLoader::shuffle_for_epoch() {
         std::swap(order_[i], order_[static_cast<long>(rng.below(static_cast<uint64_t>(i) + 1))]);
 }
 
+void WindowLoader::restore(long epoch, long position) {
+    if (epoch < 0 || position < 0 || position > static_cast<long>(order_.size()))
+        fail("data loader state (epoch {}, position {}) does not fit {} windows", epoch, position,
+             order_.size());
+    epoch_ = epoch;
+    pos_ = position;
+    shuffle_for_epoch();
+}
+
 void WindowLoader::next_batch(int B, int32_t* inputs, int32_t* targets) {
     for (int b = 0; b < B; b++) {
         if (pos_ == static_cast<long>(order_.size())) {

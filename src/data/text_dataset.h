@@ -29,6 +29,8 @@ class WindowLoader {
     long num_windows() const { return static_cast<long>(order_.size()); }
     long epoch() const { return epoch_; }
     long position() const { return pos_; }
+    // Continues from a saved (epoch, position), as if next_batch had been called up to there.
+    void restore(long epoch, long position);
 
   private:
     void shuffle_for_epoch();

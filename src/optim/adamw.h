@@ -14,15 +14,17 @@ struct AdamWConfig {
 };
 
 class AdamW {
-public:
+  public:
     AdamW(const AdamWConfig& cfg, std::size_t n_params);
     // Applies one update with learning rate lr (the schedule's value for this step).
     void step(float* params, const float* grads, double lr);
     long steps_taken() const { return step_; }
+    // Restores the bias-correction step count when resuming from a checkpoint.
+    void set_steps_taken(long steps) { step_ = steps; }
     std::vector<float>& m() { return m_; }
     std::vector<float>& v() { return v_; }
 
-private:
+  private:
     AdamWConfig cfg_;
     std::vector<float> m_, v_;
     long step_ = 0;

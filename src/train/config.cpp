@@ -58,6 +58,9 @@ std::vector<ConfigKey> make_keys() {
             "job.description", [](C& c) { return &c.job.description; },
             "free text kept with the run"),
         row(
+            "job.walltime_deadline", [](C& c) { return &c.job.walltime_deadline; },
+            "Unix time by which to save and exit; 0: none"),
+        row(
             "model.name", [](C& c) { return &c.model.name; }, "model family: agpt"),
         row(
             "model.flavor", [](C& c) { return &c.model.flavor; },
@@ -130,6 +133,31 @@ std::vector<ConfigKey> make_keys() {
         row(
             "metrics.log_freq", [](C& c) { return &c.metrics.log_freq; },
             "steps between log lines"),
+        row(
+            "checkpoint.enable", [](C& c) { return &c.checkpoint.enable; },
+            "save checkpoints and resume from them"),
+        row(
+            "checkpoint.folder", [](C& c) { return &c.checkpoint.folder; },
+            "checkpoint folder inside the run folder"),
+        row(
+            "checkpoint.interval", [](C& c) { return &c.checkpoint.interval; },
+            "steps between checkpoints"),
+        row(
+            "checkpoint.keep_latest_k", [](C& c) { return &c.checkpoint.keep_latest_k; },
+            "checkpoints kept; 0: all"),
+        row(
+            "checkpoint.load_step", [](C& c) { return &c.checkpoint.load_step; },
+            "step to resume from; -1: the latest complete one"),
+        row(
+            "checkpoint.initial_load_path", [](C& c) { return &c.checkpoint.initial_load_path; },
+            "checkpoint step folder whose model starts a new run"),
+        row(
+            "checkpoint.last_save_model_only",
+            [](C& c) { return &c.checkpoint.last_save_model_only; },
+            "the final checkpoint holds only the model"),
+        row(
+            "checkpoint.export_dtype", [](C& c) { return &c.checkpoint.export_dtype; },
+            "model dtype in checkpoints: float32"),
         row(
             "sample.max_new_tokens", [](C& c) { return &c.sample.max_new_tokens; },
             "tokens to generate"),
@@ -586,6 +614,19 @@ void validate(const JobConfig& cfg, const Checker& c) {
     c.need(v.freq > 0, "validation.freq", v.freq, "must be positive");
     c.need(v.steps > 0 || v.steps == -1, "validation.steps", v.steps,
            "must be positive or -1 (the whole split)");
+
+    const auto& k = cfg.checkpoint;
+    c.need(!k.folder.empty() && k.folder.find('/') == std::string::npos && k.folder != "." &&
+               k.folder != "..",
+           "checkpoint.folder", k.folder, "must be a plain folder name");
+    c.need(k.interval > 0, "checkpoint.interval", k.interval, "must be positive");
+    c.need(k.keep_latest_k >= 0, "checkpoint.keep_latest_k", k.keep_latest_k,
+           "must be >= 0 (0: keep all)");
+    c.need(k.load_step >= -1, "checkpoint.load_step", k.load_step,
+           "must be a step number or -1 (the latest)");
+    c.one_of("checkpoint.export_dtype", k.export_dtype, {"float32"});
+    c.need(cfg.job.walltime_deadline >= 0, "job.walltime_deadline", cfg.job.walltime_deadline,
+           "must be a Unix time or 0 (none)");
 
     c.need(cfg.metrics.log_freq > 0, "metrics.log_freq", cfg.metrics.log_freq, "must be positive");
 

@@ -21,6 +21,8 @@ struct JobConfig {
         std::string name = "default";
         std::string dump_folder = "outputs";
         std::string description = "";
+        // Unix time (seconds) by which the job must have saved and exited; 0: none.
+        double walltime_deadline = 0.0;
     } job;
     struct Model {
         std::string name = "agpt";
@@ -53,6 +55,16 @@ struct JobConfig {
     struct Metrics {
         int log_freq = 25;
     } metrics;
+    struct Checkpoint {
+        bool enable = false;
+        std::string folder = "checkpoints";  // inside the run folder
+        int interval = 500;                  // steps between saves
+        int keep_latest_k = 0;               // 0: keep all
+        int load_step = -1;                  // -1: the latest complete checkpoint
+        std::string initial_load_path = "";  // a checkpoint step folder to start from
+        bool last_save_model_only = false;   // the final save holds the model only
+        std::string export_dtype = "float32";
+    } checkpoint;
     struct Sample {
         int max_new_tokens = 300;
         double temperature = 0.8;

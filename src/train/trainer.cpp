@@ -1,12 +1,18 @@
 #include "train/trainer.h"
 
+#include <fcntl.h>
 #include <omp.h>
+#include <sys/file.h>
+#include <unistd.h>
 
 #include <cblas.h>
+#include <chrono>
 #include <cmath>
+#include <csignal>
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <sstream>
 #include <vector>
 
 #include "core/error.h"
@@ -18,6 +24,7 @@
 #include "optim/adamw.h"
 #include "optim/grad_clip.h"
 #include "optim/lr_schedule.h"
+#include "train/checkpoint.h"
 #include "train/generate.h"
 #include "train/metrics.h"
 
@@ -45,6 +52,36 @@ std::string create_run_dir(const JobConfig& cfg) {
 
 namespace {
 
+// Set by SIGTERM / SIGUSR1 (what PBS and Slurm send before the walltime ends).
+volatile std::sig_atomic_t g_stop_signal = 0;
+extern "C" void on_stop_signal(int sig) {
+    g_stop_signal = sig;
+}
+
+class StopSignals {
+  public:
+    StopSignals() {
+        g_stop_signal = 0;
+        old_term_ = std::signal(SIGTERM, on_stop_signal);
+        old_usr1_ = std::signal(SIGUSR1, on_stop_signal);
+    }
+    ~StopSignals() {
+        std::signal(SIGTERM, old_term_);
+        std::signal(SIGUSR1, old_usr1_);
+    }
+    StopSignals(const StopSignals&) = delete;
+    StopSignals& operator=(const StopSignals&) = delete;
+
+  private:
+    void (*old_term_)(int);
+    void (*old_usr1_)(int);
+};
+
+double unix_now() {
+    return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch())
+        .count();
+}
+
 // Writes through a temporary name so a crash never leaves a partial file under the real name.
 void write_file_atomically(const fs::path& path, const std::string& text) {
     const fs::path tmp = path.string() + ".tmp";
@@ -55,6 +92,51 @@ void write_file_atomically(const fs::path& path, const std::string& text) {
     }
     fs::rename(tmp, path);
 }
+
+std::string read_text(const fs::path& p) {
+    std::ifstream in(p, std::ios::binary);
+    std::ostringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+}
+
+// Keeps the metrics lines of steps <= last_step: a resumed run rewrites what came after.
+void truncate_metrics(const fs::path& path, int last_step) {
+    if (!fs::exists(path)) return;
+    std::ifstream in(path);
+    std::string kept;
+    for (std::string line; std::getline(in, line);) {
+        try {
+            if (nlohmann::json::parse(line).value("step", 0) > last_step) continue;
+        } catch (const nlohmann::json::exception&) {
+            continue;  // a line cut short by the kill
+        }
+        kept += line + "\n";
+    }
+    in.close();
+    write_file_atomically(path, kept);
+}
+
+// An exclusive lock on the run folder for the life of the run: two processes appending to the
+// same metrics and checkpoints would corrupt both.
+class RunLock {
+  public:
+    explicit RunLock(const fs::path& run) {
+        const fs::path p = run / ".lock";
+        fd_ = ::open(p.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+        if (fd_ < 0) fail("{}: cannot open lock file", p.string());
+        if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+            ::close(fd_);
+            fail("{}: run folder is in use by another agpt process", run.string());
+        }
+    }
+    ~RunLock() { ::close(fd_); }
+    RunLock(const RunLock&) = delete;
+    RunLock& operator=(const RunLock&) = delete;
+
+  private:
+    int fd_ = -1;
+};
 
 class Log {
   public:
@@ -126,15 +208,55 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
     args.vocab_size = tokenizer.vocab_size();  // as torchtitan: the tokenizer sets the vocabulary
 
     TrainSummary summary;
-    summary.run_dir = create_run_dir(cfg);
-    const fs::path run(summary.run_dir);
-    write_file_atomically(run / "config.toml", job_config_to_toml(cfg));
+    const fs::path run = fs::path(cfg.job.dump_folder) / cfg.job.name;
+    const CheckpointStore checkpoints((run / cfg.checkpoint.folder).string());
+    // Re-running the command of a checkpointed run resumes it. A checkpointed run killed before
+    // its first checkpoint restarts from step 0 in the same folder, provided the config is the
+    // same job's. Any other existing folder is refused by create_run_dir.
+    const std::string config_toml = job_config_to_toml(cfg);
+    const bool has_checkpoints = !checkpoints.steps().empty();
+    const bool reusable = cfg.checkpoint.enable && fs::exists(run) &&
+                          (has_checkpoints || (fs::exists(run / "config.toml") &&
+                                               read_text(run / "config.toml") == config_toml));
+    summary.run_dir = reusable ? run.string() : create_run_dir(cfg);
+    const RunLock lock(run);
     Log log(progress, (run / "train.log").string());
-    JsonlWriter metrics((run / "metrics.jsonl").string());
+    if (!fs::exists(run / "config.toml") || read_text(run / "config.toml") != config_toml) {
+        if (reusable)
+            log.line("config changed since the last run in this folder; config.toml updated");
+        write_file_atomically(run / "config.toml", config_toml);
+    }
+    if (reusable && !has_checkpoints) truncate_metrics(run / "metrics.jsonl", 0);
 
     Transformer model(args, B, T);
     model.init_weights(cfg.model.init, static_cast<uint64_t>(cfg.training.seed));
     AdamW optimizer(cfg.optimizer.adamw, model.params().size());
+    int first_step = 1;
+    if (has_checkpoints && reusable) {
+        const auto state =
+            checkpoints.load_latest(cfg.checkpoint.load_step, model, &optimizer,
+                                    [&](const std::string& w) { log.line("{}", w); });
+        if (!state) fail("{}: no checkpoint could be loaded", checkpoints.root());
+        loader.restore(state->loader_epoch, state->loader_position);
+        first_step = state->step + 1;
+        truncate_metrics(run / "metrics.jsonl", state->step);
+        log.line("resumed from {} (step {})", checkpoints.path_of(state->step), state->step);
+    } else if (!cfg.checkpoint.initial_load_path.empty()) {
+        load_model_weights(cfg.checkpoint.initial_load_path, model);
+        log.line("initial weights from {}", cfg.checkpoint.initial_load_path);
+    }
+    JsonlWriter metrics((run / "metrics.jsonl").string());
+    auto save = [&](int step, bool model_only) {
+        Timer t;
+        const TrainState state{step, loader.epoch(), loader.position()};
+        const std::string where =
+            checkpoints.save(state, model, model_only ? nullptr : &optimizer, config_toml);
+        checkpoints.prune(cfg.checkpoint.keep_latest_k);
+        log.line("checkpoint {} ({:.1f}s)", where, t.seconds());
+        return t.seconds();
+    };
+    StopSignals stop_signals;
+    double last_save_time = 0.0;
     const LrSchedule schedule(cfg.lr_scheduler, cfg.training.steps);
     const double peak_tflops = measure_gemm_peak_tflops();
     const double flops_per_token = args.flops_per_token(T);
@@ -156,7 +278,8 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
     double window_time = 0.0, window_data = 0.0;
     int window_steps = 0;
     summary.final_val_loss = std::numeric_limits<double>::quiet_NaN();
-    for (int step = 1; step <= cfg.training.steps; step++) {
+    double mean_step_time = 0.0;
+    for (int step = first_step; step <= cfg.training.steps; step++) {
         Timer step_timer;
         double data_time = 0.0, loss_sum = 0.0;
         model.zero_grad();
@@ -177,6 +300,7 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
         window_data += data_time;
         window_steps++;
         summary.final_loss = loss;
+        mean_step_time += (step_time - mean_step_time) / (step - first_step + 1);
 
         if (step % cfg.metrics.log_freq == 0 || step == 1 || step == cfg.training.steps) {
             const double step_s = window_time / window_steps;
@@ -210,10 +334,28 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
             metrics.write({{"step", step}, {"val_loss", val}});
             log.line("step {:>5}/{} | val_loss {:.4f}", step, cfg.training.steps, val);
         }
+        const bool last = step == cfg.training.steps;
+        if (cfg.checkpoint.enable && (step % cfg.checkpoint.interval == 0 || last))
+            last_save_time = save(step, last && cfg.checkpoint.last_save_model_only);
+        // Stop early on a scheduler's signal, or when one more step and a save would overrun the
+        // walltime deadline; the checkpoint lets the next job continue exactly here.
+        const double deadline = cfg.job.walltime_deadline;
+        const bool out_of_time =
+            deadline > 0 &&
+            unix_now() + 2 * mean_step_time + std::max(last_save_time, 1.0) > deadline;
+        if (!last && (g_stop_signal != 0 || out_of_time)) {
+            log.line("stopping at step {}: {}", step,
+                     g_stop_signal ? fmt::format("signal {}", static_cast<int>(g_stop_signal))
+                                   : std::string("walltime deadline near"));
+            if (!(cfg.checkpoint.enable && step % cfg.checkpoint.interval == 0)) save(step, false);
+            summary.steps = step;
+            summary.preempted = true;
+            return summary;
+        }
     }
     summary.steps = cfg.training.steps;
-    summary.tok_per_s =
-        static_cast<double>(tokens_per_step) * cfg.training.steps / run_timer.seconds();
+    summary.tok_per_s = static_cast<double>(tokens_per_step) *
+                        (cfg.training.steps - first_step + 1) / run_timer.seconds();
     log.line(
         "done in {} | {:.0f} tok/s | final loss {:.4f} | val_loss {:.4f} | peak RSS {:.2f} GiB",
         format_duration(run_timer.seconds()), summary.tok_per_s, summary.final_loss,

@@ -1,0 +1,36 @@
+#include "model/hf_llama.h"
+
+#include <array>
+#include <utility>
+
+#include "core/error.h"
+
+namespace agpt {
+
+std::string hf_llama_name(const std::string& name) {
+    if (name == "tok_embeddings.weight") return "model.embed_tokens.weight";
+    if (name == "norm.weight") return "model.norm.weight";
+    if (name == "output.weight") return "lm_head.weight";
+    static const std::array<std::pair<const char*, const char*>, 9> per_layer = {{
+        {"attention_norm.weight", "input_layernorm.weight"},
+        {"attention.wq.weight", "self_attn.q_proj.weight"},
+        {"attention.wk.weight", "self_attn.k_proj.weight"},
+        {"attention.wv.weight", "self_attn.v_proj.weight"},
+        {"attention.wo.weight", "self_attn.o_proj.weight"},
+        {"ffn_norm.weight", "post_attention_layernorm.weight"},
+        {"feed_forward.w1.weight", "mlp.gate_proj.weight"},
+        {"feed_forward.w3.weight", "mlp.up_proj.weight"},
+        {"feed_forward.w2.weight", "mlp.down_proj.weight"},
+    }};
+    if (name.starts_with("layers.")) {
+        const std::size_t dot = name.find('.', 7);
+        if (dot != std::string::npos) {
+            const std::string layer = name.substr(7, dot - 7), rest = name.substr(dot + 1);
+            for (const auto& [ours, theirs] : per_layer)
+                if (rest == ours) return "model.layers." + layer + "." + theirs;
+        }
+    }
+    fail("no Hugging Face Llama name for parameter '{}'", name);
+}
+
+}  // namespace agpt

@@ -1,0 +1,259 @@
+#include "train/checkpoint.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "core/error.h"
+#include "core/safetensors.h"
+#include "model/hf_llama.h"
+
+namespace agpt {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+constexpr const char* kFormat = "agpt-checkpoint";
+constexpr int kVersion = 1;
+
+std::string read_file(const fs::path& p) {
+    std::ifstream in(p, std::ios::binary);
+    if (!in) fail("{}: cannot open file", p.string());
+    std::ostringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+}
+
+uint32_t crc32_of(const std::string& bytes) {
+    uLong crc = crc32(0L, Z_NULL, 0);
+    std::size_t done = 0;
+    while (done < bytes.size()) {  // zlib takes 32-bit lengths
+        const std::size_t n = std::min<std::size_t>(bytes.size() - done, 1u << 30);
+        crc = crc32(crc, reinterpret_cast<const Bytef*>(bytes.data() + done), static_cast<uInt>(n));
+        done += n;
+    }
+    return static_cast<uint32_t>(crc);
+}
+
+void fsync_path(const fs::path& p) {
+    const int fd = ::open(p.c_str(), O_RDONLY);
+    if (fd < 0) fail("{}: cannot open to sync", p.string());
+    const int rc = ::fsync(fd);
+    ::close(fd);
+    if (rc != 0) fail("{}: fsync failed", p.string());
+}
+
+void write_synced(const fs::path& p, const std::string& text) {
+    {
+        std::ofstream out(p, std::ios::binary);
+        out << text;
+        if (!out.flush()) fail("{}: write failed", p.string());
+    }
+    fsync_path(p);
+}
+
+std::string step_name(int step) {
+    return "step-" + std::to_string(step);
+}
+
+json read_json(const fs::path& p) {
+    try {
+        return json::parse(read_file(p));
+    } catch (const json::exception& e) {
+        fail("{}: not valid JSON ({})", p.string(), e.what());
+    }
+}
+
+// Checks the manifest and every listed file's size and CRC; returns the manifest.
+json verify(const fs::path& dir) {
+    const fs::path manifest_path = dir / "manifest.json";
+    if (!fs::exists(manifest_path))
+        fail("{}: incomplete checkpoint (no manifest.json)", dir.string());
+    const json manifest = read_json(manifest_path);
+    if (manifest.value("format", "") != kFormat || manifest.value("version", 0) != kVersion)
+        fail("{}: not an {} version {} manifest", manifest_path.string(), kFormat, kVersion);
+    if (!manifest.contains("files") || !manifest["files"].is_object())
+        fail("{}: no file list", manifest_path.string());
+    for (const auto& [name, info] : manifest["files"].items()) {
+        const fs::path p = dir / name;
+        if (!fs::exists(p)) fail("{}: missing (listed in the manifest)", p.string());
+        const std::string bytes = read_file(p);
+        if (bytes.size() != info.value("bytes", std::size_t{0}))
+            fail("{}: {} bytes, the manifest says {} (truncated or replaced)", p.string(),
+                 bytes.size(), info.value("bytes", std::size_t{0}));
+        if (crc32_of(bytes) != info.value("crc32", uint32_t{0}))
+            fail("{}: checksum mismatch (corrupted)", p.string());
+    }
+    return manifest;
+}
+
+void read_model(const fs::path& file, Transformer& model, std::vector<float>& out) {
+    const SafetensorsFile st(file.string());
+    out.assign(model.params().size(), 0.0f);
+    for (const auto& v : model.param_views()) {
+        const std::string hf = hf_llama_name(v.name);
+        if (!st.contains(hf)) fail("{}: no tensor '{}'", file.string(), hf);
+        const auto& t = st.tensor(hf);
+        const std::vector<int64_t> want(v.shape.begin(), v.shape.end());
+        if (t.shape != want)
+            fail("{}: tensor '{}' has shape [{}], the model needs [{}]", file.string(), hf,
+                 fmt::join(t.shape, ", "), fmt::join(want, ", "));
+        st.read_into<float>(hf, out.data() + v.offset, v.numel());
+    }
+}
+
+}  // namespace
+
+std::string CheckpointStore::path_of(int step) const {
+    return (fs::path(root_) / step_name(step)).string();
+}
+
+std::string CheckpointStore::save(const TrainState& state, Transformer& model, AdamW* optimizer,
+                                  const std::string& config_toml) const {
+    const fs::path final_dir = path_of(state.step);
+    const fs::path tmp = final_dir.string() + ".tmp";
+    fs::remove_all(tmp);  // debris of an interrupted save of the same step
+    fs::create_directories(tmp);
+
+    SafetensorsWriter weights;
+    for (const auto& v : model.param_views())
+        weights.add<float>(hf_llama_name(v.name),
+                           std::vector<int64_t>(v.shape.begin(), v.shape.end()),
+                           model.params().data() + v.offset);
+    weights.set_metadata("format", "pt");
+    weights.write((tmp / "model.safetensors").string());
+    if (optimizer) {
+        SafetensorsWriter opt;
+        const auto n = static_cast<int64_t>(optimizer->m().size());
+        opt.add<float>("adamw.m", {n}, optimizer->m().data());
+        opt.add<float>("adamw.v", {n}, optimizer->v().data());
+        const int64_t steps = optimizer->steps_taken();
+        opt.add<int64_t>("adamw.step", {1}, &steps);
+        opt.write((tmp / "optimizer.safetensors").string());
+    }
+    write_synced(tmp / "trainer_state.json", json{{"step", state.step},
+                                                  {"loader_epoch", state.loader_epoch},
+                                                  {"loader_position", state.loader_position}}
+                                                 .dump(2));
+    write_synced(tmp / "config.toml", config_toml);
+
+    json files = json::object();
+    for (const char* name :
+         {"model.safetensors", "optimizer.safetensors", "trainer_state.json", "config.toml"}) {
+        if (!fs::exists(tmp / name)) continue;
+        const std::string bytes = read_file(tmp / name);
+        files[name] = {{"bytes", bytes.size()}, {"crc32", crc32_of(bytes)}};
+    }
+    write_synced(tmp / "manifest.json", json{{"format", kFormat},
+                                             {"version", kVersion},
+                                             {"step", state.step},
+                                             {"model_only", optimizer == nullptr},
+                                             {"files", files}}
+                                            .dump(2));
+    fsync_path(tmp);
+    if (fs::exists(final_dir)) fs::remove_all(final_dir);  // a re-save of the same step
+    fs::rename(tmp, final_dir);
+    fsync_path(root_);
+    return final_dir.string();
+}
+
+std::vector<int> CheckpointStore::steps() const {
+    std::vector<int> out;
+    if (!fs::is_directory(root_)) return out;
+    for (const auto& e : fs::directory_iterator(root_)) {
+        const std::string name = e.path().filename().string();
+        if (!e.is_directory() || !name.starts_with("step-") ||
+            name.find_first_not_of("0123456789", 5) != std::string::npos || name.size() == 5)
+            continue;
+        if (fs::exists(e.path() / "manifest.json")) out.push_back(std::stoi(name.substr(5)));
+    }
+    std::sort(out.begin(), out.end());
+    return out;
+}
+
+TrainState CheckpointStore::load(int step, Transformer& model, AdamW* optimizer) const {
+    const fs::path dir = path_of(step);
+    if (!fs::is_directory(dir)) fail("{}: no such checkpoint", dir.string());
+    const json manifest = verify(dir);
+    if (optimizer && manifest.value("model_only", false))
+        fail(
+            "{}: holds the model only (checkpoint.last_save_model_only); it cannot resume "
+            "training",
+            dir.string());
+
+    std::vector<float> weights;
+    read_model(dir / "model.safetensors", model, weights);
+    std::vector<float> m, v;
+    int64_t opt_steps = 0;
+    if (optimizer) {
+        const fs::path p = dir / "optimizer.safetensors";
+        const SafetensorsFile st(p.string());
+        m = st.get<float>("adamw.m");
+        v = st.get<float>("adamw.v");
+        const auto s = st.get<int64_t>("adamw.step");
+        if (m.size() != optimizer->m().size() || v.size() != optimizer->v().size() || s.size() != 1)
+            fail("{}: optimizer state for {} parameters, the model has {}", p.string(), m.size(),
+                 optimizer->m().size());
+        opt_steps = s[0];
+    }
+    const json st = read_json(dir / "trainer_state.json");
+    TrainState state;
+    try {
+        state.step = st.at("step").get<int>();
+        state.loader_epoch = st.at("loader_epoch").get<long>();
+        state.loader_position = st.at("loader_position").get<long>();
+    } catch (const json::exception& e) {
+        fail("{}: {}", (dir / "trainer_state.json").string(), e.what());
+    }
+    if (state.step != step)
+        fail("{}: records step {} in a folder for step {}", dir.string(), state.step, step);
+
+    model.params() = std::move(weights);
+    if (optimizer) {
+        optimizer->m() = std::move(m);
+        optimizer->v() = std::move(v);
+        optimizer->set_steps_taken(opt_steps);
+    }
+    return state;
+}
+
+std::optional<TrainState> CheckpointStore::load_latest(
+    int step, Transformer& model, AdamW* optimizer,
+    const std::function<void(const std::string&)>& warn) const {
+    if (step >= 0) return load(step, model, optimizer);
+    const std::vector<int> all = steps();
+    for (auto it = all.rbegin(); it != all.rend(); ++it) {
+        try {
+            return load(*it, model, optimizer);
+        } catch (const Error& e) {
+            warn(fmt::format("skipping checkpoint: {}", e.what()));
+        }
+    }
+    return std::nullopt;
+}
+
+void CheckpointStore::prune(int keep_k) const {
+    if (keep_k <= 0) return;
+    const std::vector<int> all = steps();
+    for (std::size_t i = 0; i + static_cast<std::size_t>(keep_k) < all.size(); i++)
+        fs::remove_all(path_of(all[i]));
+}
+
+void load_model_weights(const std::string& step_dir, Transformer& model) {
+    const fs::path dir(step_dir);
+    const fs::path file = fs::is_directory(dir) ? dir / "model.safetensors" : dir;
+    if (fs::is_directory(dir) && fs::exists(dir / "manifest.json")) verify(dir);
+    std::vector<float> weights;
+    read_model(file, model, weights);
+    model.params() = std::move(weights);
+}
+
+}  // namespace agpt

@@ -1,0 +1,57 @@
+#pragma once
+// Checkpoints: <run>/<checkpoint.folder>/step-N/ holding
+//   model.safetensors      the weights under Hugging Face Llama names (loadable as is)
+//   optimizer.safetensors  AdamW m and v (flat, in parameter order) and its step count
+//   trainer_state.json     step and data-loader position
+//   config.toml            the resolved job config
+//   manifest.json          format, version, step, and every file's size and CRC-32 — written
+//                          last, so a folder without it is incomplete by construction
+// A checkpoint is written into "step-N.tmp", each file fsynced, then renamed into place; a crash
+// at any moment leaves the previous checkpoints intact.
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "model/transformer.h"
+#include "optim/adamw.h"
+
+namespace agpt {
+
+struct TrainState {
+    int step = 0;  // optimizer steps completed
+    long loader_epoch = 0;
+    long loader_position = 0;
+};
+
+class CheckpointStore {
+  public:
+    explicit CheckpointStore(std::string root) : root_(std::move(root)) {}
+    const std::string& root() const { return root_; }
+
+    // Writes step-N (optimizer may be null: a model-only checkpoint). Returns its folder.
+    std::string save(const TrainState& state, Transformer& model, AdamW* optimizer,
+                     const std::string& config_toml) const;
+    // Steps of the folders that have a manifest, ascending.
+    std::vector<int> steps() const;
+    std::string path_of(int step) const;
+    // Verifies every checksum and shape, then loads. Throws Error naming the file and the
+    // problem; the model and optimizer are untouched unless everything checked out.
+    TrainState load(int step, Transformer& model, AdamW* optimizer) const;
+    // Loads `step`, or (step = -1) the newest checkpoint that verifies, reporting each corrupt
+    // one it skips through `warn`. nullopt when there is none.
+    std::optional<TrainState> load_latest(
+        int step, Transformer& model, AdamW* optimizer,
+        const std::function<void(const std::string&)>& warn) const;
+    // Deletes the oldest checkpoints so that keep_k remain (keep_k = 0: keep all). Only ever
+    // called after a successful save, so the newest good checkpoint is never deleted.
+    void prune(int keep_k) const;
+
+  private:
+    std::string root_;
+};
+
+// Loads only the weights of a checkpoint step folder (checkpoint.initial_load_path).
+void load_model_weights(const std::string& step_dir, Transformer& model);
+
+}  // namespace agpt
