@@ -451,7 +451,7 @@ TEST(ConfigKeys, TableMatchesTheStruct) {
         EXPECT_FALSE(k.help.empty()) << k.name;
         EXPECT_EQ(find_config_key(k.name), &k);
     }
-    EXPECT_EQ(names.size(), 43u);
+    EXPECT_EQ(names.size(), 45u);
     EXPECT_EQ(find_config_key("training.nope"), nullptr);
     EXPECT_EQ(find_config_key("optimizer.lr")->type, ConfigType::Double);
     EXPECT_STREQ(config_type_name(find_config_key("training.seed")->type), "integer");

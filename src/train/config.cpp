@@ -134,6 +134,12 @@ std::vector<ConfigKey> make_keys() {
             "metrics.log_freq", [](C& c) { return &c.metrics.log_freq; },
             "steps between log lines"),
         row(
+            "metrics.enable_tensorboard", [](C& c) { return &c.metrics.enable_tensorboard; },
+            "also write TensorBoard event files"),
+        row(
+            "metrics.save_tb_folder", [](C& c) { return &c.metrics.save_tb_folder; },
+            "TensorBoard folder inside the run folder"),
+        row(
             "checkpoint.enable", [](C& c) { return &c.checkpoint.enable; },
             "save checkpoints and resume from them"),
         row(
@@ -614,6 +620,10 @@ void validate(const JobConfig& cfg, const Checker& c) {
     c.need(v.freq > 0, "validation.freq", v.freq, "must be positive");
     c.need(v.steps > 0 || v.steps == -1, "validation.steps", v.steps,
            "must be positive or -1 (the whole split)");
+
+    const auto& tb = cfg.metrics.save_tb_folder;
+    c.need(!tb.empty() && tb.find('/') == std::string::npos && tb != "." && tb != "..",
+           "metrics.save_tb_folder", tb, "must be a plain folder name");
 
     const auto& k = cfg.checkpoint;
     c.need(!k.folder.empty() && k.folder.find('/') == std::string::npos && k.folder != "." &&

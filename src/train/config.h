@@ -54,6 +54,8 @@ struct JobConfig {
     } validation;
     struct Metrics {
         int log_freq = 25;
+        bool enable_tensorboard = false;
+        std::string save_tb_folder = "tb";  // inside the run folder
     } metrics;
     struct Checkpoint {
         bool enable = false;

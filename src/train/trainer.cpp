@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <memory>
 #include <sstream>
 #include <vector>
 
@@ -27,6 +28,7 @@
 #include "train/checkpoint.h"
 #include "train/generate.h"
 #include "train/metrics.h"
+#include "train/tensorboard.h"
 
 namespace agpt {
 
@@ -246,6 +248,10 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
         log.line("initial weights from {}", cfg.checkpoint.initial_load_path);
     }
     JsonlWriter metrics((run / "metrics.jsonl").string());
+    std::unique_ptr<TensorBoardWriter> tensorboard;
+    if (cfg.metrics.enable_tensorboard)
+        tensorboard =
+            std::make_unique<TensorBoardWriter>((run / cfg.metrics.save_tb_folder).string());
     auto save = [&](int step, bool model_only) {
         Timer t;
         const TrainState state{step, loader.epoch(), loader.position()};
@@ -308,17 +314,24 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
             const double tflops = flops_per_token * tok_per_s / 1e12;
             const double mfu = 100.0 * tflops / peak_tflops;
             const double eta = step_s * (cfg.training.steps - step);
-            metrics.write({{"step", step},
-                           {"loss", loss},
-                           {"grad_norm", grad_norm},
-                           {"lr", lr},
-                           {"tokens_seen", static_cast<long>(step) * tokens_per_step},
-                           {"tok_per_s", tok_per_s},
-                           {"tflops", tflops},
-                           {"mfu", mfu},
-                           {"step_time_s", step_s},
-                           {"data_time_s", window_data / window_steps},
-                           {"mem_gib", current_rss_gib()}});
+            const nlohmann::json row = {{"step", step},
+                                        {"loss", loss},
+                                        {"grad_norm", grad_norm},
+                                        {"lr", lr},
+                                        {"tokens_seen", static_cast<long>(step) * tokens_per_step},
+                                        {"tok_per_s", tok_per_s},
+                                        {"tflops", tflops},
+                                        {"mfu", mfu},
+                                        {"step_time_s", step_s},
+                                        {"data_time_s", window_data / window_steps},
+                                        {"mem_gib", current_rss_gib()}};
+            metrics.write(row);
+            if (tensorboard) {
+                std::vector<std::pair<std::string, double>> scalars;
+                for (const auto& [key, value] : row.items())
+                    if (key != "step") scalars.emplace_back(key, value.get<double>());
+                tensorboard->scalars(step, scalars);
+            }
             log.line(
                 "step {:>5}/{} | loss {:.4f} | lr {:.2e} | grad_norm {:.3f} | tok/s {:.0f} | "
                 "mfu {:.1f}% | eta {}",
@@ -332,6 +345,7 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
             const double val = evaluate(model, split.val, B, T, cfg.validation.steps);
             summary.final_val_loss = val;
             metrics.write({{"step", step}, {"val_loss", val}});
+            if (tensorboard) tensorboard->scalars(step, {{"val_loss", val}});
             log.line("step {:>5}/{} | val_loss {:.4f}", step, cfg.training.steps, val);
         }
         const bool last = step == cfg.training.steps;
