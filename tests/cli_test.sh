@@ -65,6 +65,28 @@ fi
 expect_fail rerun_refused "already exists" train --job.dump_folder "$work/runs" --job.name r \
     --model.flavor tiny --training.steps 3 --training.seq_len 32
 
+# merge: two checkpoints of a short run averaged (WSM cosine) start a new run.
+if "$agpt" train --job.dump_folder "$work/runs" --job.name m --model.flavor tiny \
+    --training.steps 4 --training.seq_len 32 --training.local_batch_size 2 \
+    --sample.max_new_tokens 0 --validation.enable false --checkpoint.enable true \
+    --checkpoint.interval 2 >/dev/null 2>&1 &&
+    "$agpt" merge --decay cosine --out "$work/merged" "$work/runs/m/checkpoints/step-2" \
+        "$work/runs/m/checkpoints/step-4" &&
+    [[ -f "$work/merged/manifest.json" ]] &&
+    "$agpt" train --job.dump_folder "$work/runs" --job.name from_merged --model.flavor tiny \
+        --training.steps 1 --training.seq_len 32 --training.local_batch_size 2 \
+        --sample.max_new_tokens 0 --validation.enable false \
+        --checkpoint.initial_load_path "$work/merged" 2>&1 | grep -q "initial weights from"; then
+    passed=$((passed + 1))
+else
+    failed=$((failed + 1))
+    echo "FAIL merge"
+fi
+expect_fail merge_needs_weights "exactly one of --weights and --decay" merge --out "$work/m2" \
+    "$work/runs/m/checkpoints/step-2"
+expect_fail merge_bad_weight "not a number" merge --weights 0.5,x --out "$work/m3" \
+    "$work/runs/m/checkpoints/step-2" "$work/runs/m/checkpoints/step-4"
+
 # bench prints one JSON object with the documented keys.
 json=$("$agpt" bench --model.flavor tiny --training.local_batch_size 2 --training.seq_len 32 --steps 2 --warmup 1)
 if /usr/bin/python3 - "$json" <<'PY'; then passed=$((passed + 1)); else failed=$((failed + 1)); echo "FAIL bench_json: $json"; fi

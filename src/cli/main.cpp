@@ -20,6 +20,7 @@ int main(int argc, char** argv) {
     Action action;
     add_train_command(app, action);
     add_bench_command(app, action);
+    add_merge_command(app, action);
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {

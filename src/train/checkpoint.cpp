@@ -145,6 +145,13 @@ std::string CheckpointStore::save(const TrainState& state, Transformer& model, A
                                                  .dump(2));
     write_synced(tmp / "config.toml", config_toml);
 
+    finalize_checkpoint(tmp.string(), final_dir.string(), state.step, optimizer == nullptr);
+    return final_dir.string();
+}
+
+void finalize_checkpoint(const std::string& tmp_dir, const std::string& final_dir, int step,
+                         bool model_only) {
+    const fs::path tmp(tmp_dir);
     json files = json::object();
     for (const char* name :
          {"model.safetensors", "optimizer.safetensors", "trainer_state.json", "config.toml"}) {
@@ -154,15 +161,19 @@ std::string CheckpointStore::save(const TrainState& state, Transformer& model, A
     }
     write_synced(tmp / "manifest.json", json{{"format", kFormat},
                                              {"version", kVersion},
-                                             {"step", state.step},
-                                             {"model_only", optimizer == nullptr},
+                                             {"step", step},
+                                             {"model_only", model_only},
                                              {"files", files}}
                                             .dump(2));
     fsync_path(tmp);
     if (fs::exists(final_dir)) fs::remove_all(final_dir);  // a re-save of the same step
     fs::rename(tmp, final_dir);
-    fsync_path(root_);
-    return final_dir.string();
+    const fs::path parent = fs::absolute(final_dir).parent_path();
+    fsync_path(parent);
+}
+
+void verify_checkpoint(const std::string& step_dir) {
+    verify(step_dir);
 }
 
 std::vector<int> CheckpointStore::steps() const {

@@ -51,6 +51,14 @@ class CheckpointStore {
     std::string root_;
 };
 
+// Writes manifest.json for the files in tmp_dir (model.safetensors, optimizer.safetensors,
+// trainer_state.json, config.toml, whichever exist), fsyncs and renames tmp_dir to final_dir.
+void finalize_checkpoint(const std::string& tmp_dir, const std::string& final_dir, int step,
+                         bool model_only);
+
+// Checks a step folder's manifest, sizes and checksums; throws Error naming the bad file.
+void verify_checkpoint(const std::string& step_dir);
+
 // Loads only the weights of a checkpoint step folder (checkpoint.initial_load_path).
 void load_model_weights(const std::string& step_dir, Transformer& model);
 
