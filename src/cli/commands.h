@@ -19,5 +19,6 @@ ConfigOverrides overrides_from(const CLI::App* sub);
 void add_train_command(CLI::App& app, Action& action);
 void add_bench_command(CLI::App& app, Action& action);
 void add_merge_command(CLI::App& app, Action& action);
+void add_plot_command(CLI::App& app, Action& action);
 
 }  // namespace agpt::cli
