@@ -22,6 +22,7 @@ int main(int argc, char** argv) {
     add_bench_command(app, action);
     add_merge_command(app, action);
     add_plot_command(app, action);
+    add_tokenizer_command(app, action);
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
