@@ -338,7 +338,7 @@ TEST(ConfigValidate, ImpossibleValuesAreRefused) {
         {"model.name", "llama3", "model.name = 'llama3' must be one of: agpt"},
         {"model.flavor", "debugmdel", "(did you mean 'debugmodel'?); known: "},
         {"model.init", "titan", "model.init = 'titan' must be one of: agpt, torchtitan"},
-        {"model.tokenizer", "tiktoken", "model.tokenizer = 'tiktoken' must be one of: byte"},
+        {"model.tokenizer", "tiktoken", "model.tokenizer = 'tiktoken' must be 'byte' or the path"},
         {"validation.split", "0", "validation.split = 0.0 must be in (0, 1)"},
         {"validation.split", "1", "validation.split = 1.0 must be in (0, 1)"},
         {"validation.freq", "0", "validation.freq = 0 must be positive"},

@@ -10,7 +10,10 @@
 #include <vector>
 
 #include "core/error.h"
+#include "data/bpe_tokenizer.h"
+#include "data/byte_tokenizer.h"
 #include "data/text_dataset.h"
+#include "data/token_shards.h"
 #include "train/config.h"
 #include "train/trainer.h"
 
@@ -163,6 +166,60 @@ TEST(Train, CorpusShorterThanOneWindowIsRefused) {
     cfg.training.dataset = (dump / "short.txt").string();
     EXPECT_THROW(train(cfg, nullptr), Error);
     EXPECT_FALSE(fs::exists(dump / "run"));
+}
+
+TEST(Train, WithABpeTokenizerFileTheRunKeepsItsTokenizer) {
+    const fs::path dump = fresh_dir("bpe");
+    BpeTrainOptions opt;
+    opt.vocab_size = 512;
+    const BpeTokenizer tok =
+        BpeTokenizer::train_files({resolve_dataset_path("tinyshakespeare")}, opt);
+    const std::string tok_path = (dump / "tok512.json").string();
+    tok.save_hf_json(tok_path);
+    JobConfig cfg = small_job(dump, "run");
+    cfg.model.tokenizer = tok_path;
+    cfg.training.steps = 60;
+    const TrainSummary s = train(cfg, nullptr);
+    EXPECT_LT(s.final_loss, std::log(512.0) - 1.0);  // well below a uniform guess
+    ASSERT_TRUE(fs::exists(dump / "run" / "tokenizer.json"));
+    const BpeTokenizer reloaded = BpeTokenizer::load((dump / "run" / "tokenizer.json").string());
+    const std::string text = "ROMEO: But soft, what light";
+    EXPECT_EQ(reloaded.encode(text), tok.encode(text));
+}
+
+TEST(Train, FromLlmcTokenShardsWithValidationShards) {
+    const fs::path dump = fresh_dir("shards");
+    const fs::path shards = dump / "shards";
+    fs::create_directories(shards);
+    std::ifstream in(resolve_dataset_path("tinyshakespeare"), std::ios::binary);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    const auto ids = ByteTokenizer().encode(ss.str());
+    const std::vector<uint32_t> train_ids(ids.begin(), ids.begin() + 300000),
+        val_ids(ids.begin() + 300000, ids.begin() + 320000);
+    write_token_shard((shards / "shakespeare_train_000.bin").string(), train_ids, 257);
+    write_token_shard((shards / "shakespeare_val_000.bin").string(), val_ids, 257);
+    JobConfig cfg = small_job(dump, "run");
+    cfg.training.dataset = shards.string();
+    cfg.training.steps = 40;
+    const TrainSummary s = train(cfg, nullptr);
+    EXPECT_LT(s.final_loss, 3.3);
+    EXPECT_TRUE(std::isfinite(s.final_val_loss));
+
+    // Token ids beyond the model's vocabulary are refused with the id named.
+    const fs::path bad = dump / "bad_shards";
+    fs::create_directories(bad);
+    write_token_shard((bad / "bad_train_000.bin").string(), std::vector<uint32_t>(1000, 1000),
+                      1000);
+    cfg.training.dataset = bad.string();
+    cfg.validation.enable = false;
+    cfg.job.name = "run2";
+    try {
+        train(cfg, nullptr);
+        FAIL() << "expected an error";
+    } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find("1000"), std::string::npos) << e.what();
+    }
 }
 
 TEST(WindowLoader, EpochVisitsEveryWindowOnceAndOrderDependsOnSeed) {

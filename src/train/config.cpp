@@ -69,7 +69,8 @@ std::vector<ConfigKey> make_keys() {
             "model.init", [](C& c) { return &c.model.init; },
             "initialisation scheme: agpt | torchtitan"),
         row(
-            "model.tokenizer", [](C& c) { return &c.model.tokenizer; }, "tokenizer: byte"),
+            "model.tokenizer", [](C& c) { return &c.model.tokenizer; },
+            "byte, or a tokenizer.json / tiktoken file"),
         row(
             "optimizer.name", [](C& c) { return &c.optimizer.name; }, "optimizer: AdamW"),
         row(
@@ -576,7 +577,9 @@ void validate(const JobConfig& cfg, const Checker& c) {
                            in_quotes(m.flavor), a.n_heads, a.n_kv_heads));
     }
     c.one_of("model.init", m.init, {"agpt", "torchtitan"});
-    c.one_of("model.tokenizer", m.tokenizer, {"byte"});
+    c.need(m.tokenizer == "byte" || std::filesystem::is_regular_file(m.tokenizer),
+           "model.tokenizer", m.tokenizer,
+           "must be 'byte' or the path of a tokenizer.json / tiktoken file");
 
     const auto& o = cfg.optimizer;
     c.one_of("optimizer.name", o.name, {"AdamW"});

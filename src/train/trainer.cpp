@@ -19,8 +19,8 @@
 #include "core/error.h"
 #include "core/memory.h"
 #include "core/timer.h"
-#include "data/byte_tokenizer.h"
-#include "data/text_dataset.h"
+#include "data/dataset.h"
+#include "data/tokenizer.h"
 #include "model/transformer.h"
 #include "optim/adamw.h"
 #include "optim/grad_clip.h"
@@ -165,22 +165,22 @@ class Log {
     std::FILE* file_;
 };
 
-double evaluate(Transformer& model, const std::vector<int32_t>& val, int B, int T,
-                int max_batches) {
-    const long n_windows = static_cast<long>((val.size() - 1) / T);
+double evaluate(Transformer& model, const TokenSpans& val, int B, int T, int max_batches) {
+    const auto windows = sequential_windows(val, T);
+    const long n_windows = static_cast<long>(windows.size());
     const long n_batches = max_batches < 0 ? (n_windows + B - 1) / B
                                            : std::min<long>(max_batches, (n_windows + B - 1) / B);
-    std::vector<int32_t> inputs(static_cast<std::size_t>(B) * T), targets(inputs.size());
+    std::vector<int32_t> inputs(static_cast<std::size_t>(B) * T), targets(inputs.size()),
+        window(static_cast<std::size_t>(T) + 1);
     double loss_sum = 0.0;
     long counted = 0;
     for (long batch = 0; batch < n_batches; batch++) {
         const int rows = static_cast<int>(std::min<long>(B, n_windows - batch * B));
         for (int b = 0; b < rows; b++) {
-            const int32_t* w = val.data() + (batch * B + b) * T;
-            for (int t = 0; t < T; t++) {
-                inputs[b * T + t] = w[t];
-                targets[b * T + t] = w[t + 1];
-            }
+            const auto [span, start] = windows[batch * B + b];
+            val.read(span, start, window.size(), window.data());
+            std::copy_n(window.data(), T, inputs.data() + static_cast<long>(b) * T);
+            std::copy_n(window.data() + 1, T, targets.data() + static_cast<long>(b) * T);
         }
         loss_sum += model.forward_loss(inputs.data(), targets.data(), rows, T);
         counted += static_cast<long>(rows) * T;
@@ -197,15 +197,18 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
     const int accum = cfg.grad_accum_steps();
 
     // Everything that can fail on bad input is checked before the run folder exists.
-    const std::string data_path = resolve_dataset_path(cfg.training.dataset);
-    const TokenSplit split = load_byte_corpus(data_path, cfg.validation.split);
-    WindowLoader loader(split.train, T, static_cast<uint64_t>(cfg.training.seed));
-    if (cfg.validation.enable && split.val.size() < static_cast<std::size_t>(T) + 1)
+    const Tokenizer tokenizer = Tokenizer::load(cfg.model.tokenizer);
+    const TrainingData data =
+        open_training_data(cfg.training.dataset, tokenizer, cfg.validation.split);
+    const std::string& data_path = data.source;
+    WindowLoader loader(data.train.sizes, data.train.read, T,
+                        static_cast<uint64_t>(cfg.training.seed));
+    if (cfg.validation.enable && sequential_windows(data.val, T).empty())
         fail(
-            "validation.split {}: the held-out part ({} tokens) is shorter than one window of "
-            "seq_len {} + 1",
-            cfg.validation.split, split.val.size(), T);
-    ByteTokenizer tokenizer;
+            "validation: the held-out data ({} tokens in {}) is shorter than one window of "
+            "seq_len {} + 1; lower validation.split's share, add *val*.bin shards, or set "
+            "validation.enable = false",
+            data.val.total(), data_path, T);
     ModelArgs args = find_flavor(cfg.model.flavor)->args;
     args.vocab_size = tokenizer.vocab_size();  // as torchtitan: the tokenizer sets the vocabulary
 
@@ -229,6 +232,7 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
         write_file_atomically(run / "config.toml", config_toml);
     }
     if (reusable && !has_checkpoints) truncate_metrics(run / "metrics.jsonl", 0);
+    tokenizer.save_into(run.string());
 
     Transformer model(args, B, T);
     model.init_weights(cfg.model.init, static_cast<uint64_t>(cfg.training.seed));
@@ -269,7 +273,7 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
     const long tokens_per_step = static_cast<long>(B) * T * accum;
 
     log.line("run {} | data {} ({} train / {} val tokens)", summary.run_dir, data_path,
-             split.train.size(), split.val.size());
+             data.train.total(), data.val.total());
     log.line("model agpt/{} | {:.2f}M params | dim {} layers {} heads {}/{} ffn {} vocab {}",
              cfg.model.flavor, static_cast<double>(args.num_params()) / 1e6, args.dim,
              args.n_layers, args.n_heads, args.n_kv_heads, args.ffn_hidden(), args.vocab_size);
@@ -342,7 +346,7 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
         }
         if (cfg.validation.enable &&
             (step % cfg.validation.freq == 0 || step == cfg.training.steps)) {
-            const double val = evaluate(model, split.val, B, T, cfg.validation.steps);
+            const double val = evaluate(model, data.val, B, T, cfg.validation.steps);
             summary.final_val_loss = val;
             metrics.write({{"step", step}, {"val_loss", val}});
             if (tensorboard) tensorboard->scalars(step, {{"val_loss", val}});
@@ -377,7 +381,8 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
 
     if (cfg.sample.max_new_tokens > 0) {
         std::vector<int32_t> prompt = tokenizer.encode(cfg.sample.prompt);
-        if (prompt.empty()) prompt.push_back(ByteTokenizer::kBos);
+        if (prompt.empty() && tokenizer.bos_id()) prompt.push_back(*tokenizer.bos_id());
+        if (prompt.empty()) prompt.push_back(0);
         SampleOptions opt;
         opt.max_new_tokens = cfg.sample.max_new_tokens;
         opt.temperature = cfg.sample.temperature;
