@@ -87,6 +87,21 @@ expect_fail merge_needs_weights "exactly one of --weights and --decay" merge --o
 expect_fail merge_bad_weight "not a number" merge --weights 0.5,x --out "$work/m3" \
     "$work/runs/m/checkpoints/step-2" "$work/runs/m/checkpoints/step-4"
 
+# data prepare: JSON lines into shards, then a run on them; a second prepare into the same
+# folder is refused.
+for i in $(seq 1 200); do printf '{"text": "line %d of a small corpus for the prepare check"}\n' "$i"; done >"$work/docs.jsonl"
+if "$agpt" data prepare "$work/docs.jsonl" --out "$work/shards" --val-fraction 0.1 --workers 2 >/dev/null 2>&1 &&
+    [[ -f "$work/shards/manifest.json" && -f "$work/shards/train_000000.bin" && -f "$work/shards/val_000000.bin" ]] &&
+    "$agpt" train --job.dump_folder "$work/runs" --job.name on_shards --model.flavor tiny \
+        --training.dataset "$work/shards" --training.steps 2 --training.seq_len 32 \
+        --training.local_batch_size 2 --validation.steps 1 --sample.max_new_tokens 0 >/dev/null 2>&1; then
+    passed=$((passed + 1))
+else
+    failed=$((failed + 1))
+    echo "FAIL prepare_and_train"
+fi
+expect_fail prepare_exists "already exists" data prepare "$work/docs.jsonl" --out "$work/shards"
+
 # bench prints one JSON object with the documented keys.
 json=$("$agpt" bench --model.flavor tiny --training.local_batch_size 2 --training.seq_len 32 --steps 2 --warmup 1)
 if /usr/bin/python3 - "$json" <<'PY'; then passed=$((passed + 1)); else failed=$((failed + 1)); echo "FAIL bench_json: $json"; fi

@@ -39,11 +39,25 @@ check() {  # check NAME CONDITION_EXIT_STATUS MESSAGE
 check reference_run $? "$(tail -3 "$work/reference.log")"
 losses reference >"$work/reference.txt"
 
-# SIGKILL at staggered moments until the run completes.
+# wait_for PATTERN COUNT PID: until the killed run's log has more than COUNT lines matching
+# PATTERN (or the process ended); robust to a slow, loaded machine.
+wait_for() {
+    for _ in $(seq 1 2400); do
+        [[ $(grep -c "$1" "$3") -gt $2 ]] && return 0
+        kill -0 "$4" 2>/dev/null || return 0
+        sleep 0.05
+    done
+}
+
+# SIGKILL after each attempt has written a new checkpoint, at staggered moments: during the
+# following steps and during the following saves.
 kills=0
-for delay in 0.4 0.9 0.6 1.3 0.5 1.1 0.7 0.8 1.2 0.45 1.0 0.65 0.55 0.95 0.75; do
+touch "$work/killed.log"
+for delay in 0.05 0.2 0.1 0.3 0.15 0.25 0.0 0.12 0.22 0.08; do
+    before=$(grep -c "^checkpoint" "$work/killed.log")
     run killed >>"$work/killed.log" 2>&1 &
     pid=$!
+    wait_for "^checkpoint" "$before" "$work/killed.log" "$pid"
     sleep "$delay"
     if kill -0 "$pid" 2>/dev/null; then
         kill -KILL "$pid"
@@ -68,7 +82,7 @@ check keep_latest_k $? "$remaining checkpoints kept, expected 2: $(ls "$work/kil
 # SIGTERM: save, exit 75, resume.
 run termed >"$work/termed.log" 2>&1 &
 pid=$!
-sleep 1.5
+wait_for "^step" 1 "$work/termed.log" "$pid"
 kill -TERM "$pid"
 wait "$pid"
 rc=$?

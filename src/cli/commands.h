@@ -21,5 +21,6 @@ void add_bench_command(CLI::App& app, Action& action);
 void add_merge_command(CLI::App& app, Action& action);
 void add_plot_command(CLI::App& app, Action& action);
 void add_tokenizer_command(CLI::App& app, Action& action);
+void add_data_command(CLI::App& app, Action& action);
 
 }  // namespace agpt::cli

@@ -23,6 +23,7 @@ int main(int argc, char** argv) {
     add_merge_command(app, action);
     add_plot_command(app, action);
     add_tokenizer_command(app, action);
+    add_data_command(app, action);
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
