@@ -61,12 +61,13 @@ std::string zstd_decompress(const std::string& path, const std::string& compress
 }
 
 // The documents of one file, in order, handed over in batches.
-void read_documents(const std::string& path, const std::string& field,
+void read_documents(const std::string& path, const std::string& field, int workers,
                     const std::function<void(parquet::TextBatch&)>& consume) {
     parquet::TextBatch batch;
     if (ends_with(path, ".parquet")) {
         parquet::TextReaderOptions o;
         o.column = field;
+        o.threads = workers;
         parquet::TextColumnReader reader({path}, o);
         while (reader.next(batch)) consume(batch);
         return;
@@ -79,6 +80,46 @@ void read_documents(const std::string& path, const std::string& field,
         return;
     }
     if (ends_with(path, ".zst")) text = zstd_decompress(path, text);
+    // Lines are parsed in parallel, a batch at a time; documents keep the file's order and the
+    // first bad line (in file order) is the one reported.
+    constexpr std::size_t kBatchLines = 4096;
+    std::vector<std::string_view> lines;
+    std::vector<std::size_t> line_numbers;
+    std::vector<std::string> texts(kBatchLines), errors(kBatchLines);
+    std::vector<char> present(kBatchLines);
+    auto flush = [&] {
+        const long n = static_cast<long>(lines.size());
+#pragma omp parallel for schedule(dynamic, 64) num_threads(workers)
+        for (long i = 0; i < n; i++) {
+            errors[i].clear();
+            present[i] = 0;
+            try {
+                const json obj = json::parse(lines[i]);
+                if (!obj.is_object() || !obj.contains(field)) {
+                    errors[i] = fmt::format("no '{}' field", field);
+                } else if (!obj[field].is_null()) {
+                    if (!obj[field].is_string())
+                        errors[i] = fmt::format("'{}' is not a string", field);
+                    else {
+                        texts[i] = obj[field].get<std::string>();
+                        present[i] = 1;
+                    }
+                }
+            } catch (const json::exception& e) {
+                errors[i] = fmt::format("not a JSON object ({})", e.what());
+            }
+        }
+        for (long i = 0; i < n; i++) {
+            if (!errors[i].empty()) fail("{}:{}: {}", path, line_numbers[i], errors[i]);
+            if (!present[i]) continue;
+            batch.text += texts[i];
+            batch.ends.push_back(batch.text.size());
+        }
+        if (batch.size() > 0) consume(batch);
+        batch.clear();
+        lines.clear();
+        line_numbers.clear();
+    };
     std::size_t pos = 0, line_no = 0;
     while (pos < text.size()) {
         std::size_t end = text.find('\n', pos);
@@ -87,24 +128,11 @@ void read_documents(const std::string& path, const std::string& field,
         const std::string_view line(text.data() + pos, end - pos);
         pos = end + 1;
         if (line.find_first_not_of(" \t\r") == std::string_view::npos) continue;
-        json obj;
-        try {
-            obj = json::parse(line);
-        } catch (const json::exception& e) {
-            fail("{}:{}: not a JSON object ({})", path, line_no, e.what());
-        }
-        if (!obj.is_object() || !obj.contains(field))
-            fail("{}:{}: no '{}' field", path, line_no, field);
-        if (obj[field].is_null()) continue;
-        if (!obj[field].is_string()) fail("{}:{}: '{}' is not a string", path, line_no, field);
-        batch.text += obj[field].get_ref<const std::string&>();
-        batch.ends.push_back(batch.text.size());
-        if (batch.size() == 4096) {
-            consume(batch);
-            batch.clear();
-        }
+        lines.push_back(line);
+        line_numbers.push_back(line_no);
+        if (lines.size() == kBatchLines) flush();
     }
-    if (batch.size() > 0) consume(batch);
+    flush();
 }
 
 class ShardSink {
@@ -206,7 +234,7 @@ PrepareSummary prepare_dataset(const PrepareOptions& opt) {
     for (const auto& f : files) {
         uint64_t docs_in_file = 0;
         try {
-            read_documents(f, opt.text_field, [&](parquet::TextBatch& batch) {
+            read_documents(f, opt.text_field, workers, [&](parquet::TextBatch& batch) {
                 const long n = static_cast<long>(batch.size());
                 ids.assign(static_cast<std::size_t>(n), {});
 #pragma omp parallel for schedule(dynamic, 16) num_threads(workers)
@@ -215,7 +243,8 @@ PrepareSummary prepare_dataset(const PrepareOptions& opt) {
                     ids[i].push_back(*eos);
                 }
                 for (long i = 0; i < n; i++) {
-                    const bool held_out = val_every > 0 && sum.documents % val_every == val_every - 1;
+                    const bool held_out =
+                        val_every > 0 && sum.documents % val_every == val_every - 1;
                     (held_out ? val : train).add(ids[i]);
                     sum.documents++;
                     prog.tokens += ids[i].size();
