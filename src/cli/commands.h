@@ -18,9 +18,12 @@ ConfigOverrides overrides_from(const CLI::App* sub);
 
 void add_train_command(CLI::App& app, Action& action);
 void add_bench_command(CLI::App& app, Action& action);
+void add_data_command(CLI::App& app, Action& action);
+void add_tokenizer_command(CLI::App& app, Action& action);
 void add_merge_command(CLI::App& app, Action& action);
 void add_plot_command(CLI::App& app, Action& action);
-void add_tokenizer_command(CLI::App& app, Action& action);
-void add_data_command(CLI::App& app, Action& action);
+void add_export_command(CLI::App& app, Action& action);
+void add_import_command(CLI::App& app, Action& action);
+void add_generate_command(CLI::App& app, Action& action);
 
 }  // namespace agpt::cli

@@ -20,10 +20,13 @@ int main(int argc, char** argv) {
     Action action;
     add_train_command(app, action);
     add_bench_command(app, action);
+    add_data_command(app, action);
+    add_tokenizer_command(app, action);
     add_merge_command(app, action);
     add_plot_command(app, action);
-    add_tokenizer_command(app, action);
-    add_data_command(app, action);
+    add_export_command(app, action);
+    add_import_command(app, action);
+    add_generate_command(app, action);
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {

@@ -13,6 +13,7 @@
 #include "core/error.h"
 #include "core/safetensors.h"
 #include "model/hf_llama.h"
+#include "model/hf_llama_io.h"
 
 namespace agpt {
 
@@ -259,6 +260,8 @@ void CheckpointStore::prune(int keep_k) const {
 }
 
 void load_model_weights(const std::string& step_dir, Transformer& model) {
+    // A Hugging Face folder (config.json + model.safetensors) is checked against the model too.
+    if (is_hf_llama_folder(step_dir)) return load_hf_llama_weights(step_dir, model);
     const fs::path dir(step_dir);
     const fs::path file = fs::is_directory(dir) ? dir / "model.safetensors" : dir;
     if (fs::is_directory(dir) && fs::exists(dir / "manifest.json")) verify(dir);
