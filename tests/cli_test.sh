@@ -62,6 +62,9 @@ else
     echo "FAIL short_run:"
     cat "$work/out.txt"
 fi
+# The run's tokenizer drives the tokenizer tools: byte ids for the byte tokenizer.
+ids=$(printf 'hi' | "$agpt" tokenizer encode --run "$work/runs/r" 2>&1)
+if [[ "$ids" == "104 105" ]]; then passed=$((passed + 1)); else failed=$((failed + 1)); echo "FAIL encode_run: $ids"; fi
 expect_fail rerun_refused "already exists" train --job.dump_folder "$work/runs" --job.name r \
     --model.flavor tiny --training.steps 3 --training.seq_len 32
 

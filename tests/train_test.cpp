@@ -68,6 +68,13 @@ TEST(Train, LossFallsOnBundledCorpusAndRunFolderIsComplete) {
     EXPECT_EQ(reread.training.steps, 120);
     EXPECT_EQ(reread.model.flavor, "tiny");
 
+    // The byte tokenizer is saved as an equivalent byte-level BPE.
+    ASSERT_TRUE(fs::exists(run / "tokenizer.json"));
+    const BpeTokenizer saved = BpeTokenizer::load((run / "tokenizer.json").string());
+    std::string bytes;
+    for (int i = 0; i < 2000; i++) bytes.push_back(static_cast<char>((i * 7919) % 256));
+    EXPECT_EQ(saved.encode(bytes), ByteTokenizer().encode(bytes));
+
     const auto rows = read_jsonl(run / "metrics.jsonl");
     int loss_rows = 0, val_rows = 0;
     for (const auto& r : rows) {

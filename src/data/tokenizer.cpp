@@ -35,8 +35,25 @@ std::optional<int32_t> Tokenizer::eos_id() const {
     return bpe_ ? bpe_->eos_id() : std::optional<int32_t>(ByteTokenizer::kEos);
 }
 
+BpeTokenizer byte_tokenizer_as_bpe() {
+    // A byte-level BPE without merges whose ids are the bytes, then <|bos|>, <|eos|>: exactly the
+    // byte tokenizer, in a form Hugging Face loads.
+    BpeTrainOptions opt;
+    opt.vocab_size = ByteTokenizer::kVocabSize;
+    opt.specials = {"<|bos|>", "<|eos|>"};
+    BpeTokenizer t = BpeTokenizer::train_texts({}, opt);
+    if (t.vocab_size() != ByteTokenizer::kVocabSize || t.bos_id() != ByteTokenizer::kBos ||
+        t.eos_id() != ByteTokenizer::kEos)
+        fail("byte tokenizer: its BPE form does not reproduce the byte ids");
+    return t;
+}
+
 void Tokenizer::save_into(const std::string& run_dir) const {
-    if (bpe_) bpe_->save_hf_json((std::filesystem::path(run_dir) / "tokenizer.json").string());
+    const std::string path = (std::filesystem::path(run_dir) / "tokenizer.json").string();
+    if (bpe_)
+        bpe_->save_hf_json(path);
+    else
+        byte_tokenizer_as_bpe().save_hf_json(path);
 }
 
 }  // namespace agpt

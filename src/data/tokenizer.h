@@ -12,6 +12,9 @@
 
 namespace agpt {
 
+// The byte tokenizer as a byte-level BPE without merges (ids: bytes, <|bos|>, <|eos|>).
+BpeTokenizer byte_tokenizer_as_bpe();
+
 class Tokenizer {
   public:
     // "byte", or a path to a tokenizer.json / tiktoken file (Error naming the file otherwise).
@@ -23,7 +26,8 @@ class Tokenizer {
     int vocab_size() const;
     std::optional<int32_t> bos_id() const;
     std::optional<int32_t> eos_id() const;
-    // Writes tokenizer.json into a run folder (BPE only; the byte tokenizer needs no file).
+    // Writes tokenizer.json into a run folder; the byte tokenizer as a merge-free byte-level BPE
+    // with the same ids, so `--run DIR` tools and Hugging Face exports work the same for both.
     void save_into(const std::string& run_dir) const;
 
   private:
