@@ -20,8 +20,8 @@ struct PrepareOptions {
     std::vector<std::string> inputs;  // files, folders (searched recursively) or glob patterns
     std::string tokenizer = "byte";   // as model.tokenizer
     std::string out;                  // output folder (must not exist)
-    double val_fraction = 0.01;       // the k-th, 2k-th, ... documents (k = round(1/f)) are held out
-    int workers = 0;                  // 0: all cores
+    double val_fraction = 0.01;  // the k-th, 2k-th, ... documents (k = round(1/f)) are held out
+    int workers = 0;             // 0: all cores
     std::string text_field = "text";  // JSON key / parquet column
     uint64_t shard_tokens = 100'000'000;
     bool skip_bad_files = false;  // report and skip unreadable inputs instead of stopping

@@ -14,7 +14,7 @@ struct LrScheduleConfig {
 };
 
 class LrSchedule {
-public:
+  public:
     LrSchedule(const LrScheduleConfig& cfg, int training_steps);
     // Multiplier on the base learning rate for 1-based training step `step`.
     double factor(int step) const;
@@ -23,7 +23,7 @@ public:
     int stable_steps() const { return stable_; }
     int decay_steps() const { return decay_; }
 
-private:
+  private:
     int warmup_ = 0, stable_ = 0, decay_ = 0;
     int decay_kind_ = 0;
     double min_factor_ = 0.0;

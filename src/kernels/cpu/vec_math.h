@@ -1,7 +1,8 @@
 #pragma once
 // exp written as plain arithmetic so that loops calling it vectorise (libm's expf is a scalar
 // call unless -ffast-math, which we do not use). Range reduction x = n·ln2 + r, |r| <= ln2/2,
-// then a Taylor polynomial: relative error ~1e-7 (float), ~1e-16 (double).
+// then a Taylor polynomial: relative error ~1e-7 (float), ~1e-16 (double). -inf (masked
+// attention scores) gives exactly 0.
 #include <algorithm>
 #include <bit>
 #include <cstdint>
