@@ -54,6 +54,20 @@ void expect_same(const JobConfig& a, const JobConfig& b) {
             },
             k.field(x));
     }
+    // The optimizer's keys as they take effect: given values, else the defaults.
+    EXPECT_EQ(x.optimizer.name, y.optimizer.name);
+    const OptimizerInfo& info = optimizer_info(x.optimizer.name);
+    const Hyper hx("x", info.keys, x.optimizer.hyper), hy("y", info.keys, y.optimizer.hyper);
+    for (const HyperKey& k : info.keys) EXPECT_EQ(hx.value(k.key), hy.value(k.key)) << k.key;
+    const Hyper ax("x", routed_adamw_keys(), x.optimizer.adamw),
+        ay("y", routed_adamw_keys(), y.optimizer.adamw);
+    for (const HyperKey& k : routed_adamw_keys())
+        EXPECT_EQ(ax.value(k.key), ay.value(k.key)) << k.key;
+}
+
+// An [optimizer] key's number.
+double hyper(const JobConfig& c, const std::string& key) {
+    return std::get<double>(c.optimizer.hyper.at(key));
 }
 
 class ConfigTest : public testing::Test {
@@ -102,9 +116,9 @@ TEST_F(ConfigLoad, FileBeatsDefaultsAndOverridesBeatFile) {
     EXPECT_EQ(c.training.steps, 20);    // override over file
     EXPECT_EQ(c.job.name, "cli");       // override over file, "--" prefix tolerated
     EXPECT_EQ(c.training.seq_len, 64);  // file over default
-    EXPECT_EQ(c.optimizer.adamw.lr, 1e-3);
+    EXPECT_EQ(hyper(c, "lr"), 1e-3);
     EXPECT_EQ(c.training.local_batch_size, JobConfig{}.training.local_batch_size);  // default
-    EXPECT_EQ(c.optimizer.adamw.beta2, AdamWConfig{}.beta2);
+    EXPECT_EQ(c.optimizer.hyper.count("beta2"), 0u);  // AdamW's own default applies
 }
 
 TEST_F(ConfigLoad, LaterOverrideWins) {
@@ -118,7 +132,7 @@ TEST_F(ConfigLoad, IntegerAcceptedForFloatKey) {
     const std::string p = write("job.toml", "[training]\nmax_norm = 2\n[optimizer]\nlr = 1\n");
     const JobConfig c = load_job_config(p, {{"sample.temperature", "1"}});
     EXPECT_EQ(c.training.max_norm, 2.0);
-    EXPECT_EQ(c.optimizer.adamw.lr, 1.0);
+    EXPECT_EQ(hyper(c, "lr"), 1.0);
     EXPECT_EQ(c.sample.temperature, 1.0);
 }
 
@@ -166,8 +180,8 @@ TEST_F(ConfigLoad, OverrideTypes) {
     EXPECT_EQ(error_of([&] { load("job.description", std::string("\xff\xfe")); }),
               "--job.description: expected UTF-8 text");
 
-    EXPECT_EQ(load("optimizer.lr", "8e-4").optimizer.adamw.lr, 8e-4);
-    EXPECT_EQ(load("optimizer.lr", "+2").optimizer.adamw.lr, 2.0);
+    EXPECT_EQ(hyper(load("optimizer.lr", "8e-4"), "lr"), 8e-4);
+    EXPECT_EQ(hyper(load("optimizer.lr", "+2"), "lr"), 2.0);
     EXPECT_EQ(load("training.seed", "-12345678901").training.seed, -12345678901L);
     EXPECT_EQ(load("training.global_batch_size", "-1").training.global_batch_size, -1);
     for (const auto& [text, value] :
@@ -325,9 +339,9 @@ TEST(ConfigValidate, ImpossibleValuesAreRefused) {
         {"optimizer.beta2", "-0.1", "optimizer.beta2 = -0.1 must be in [0, 1)"},
         {"optimizer.eps", "0", "optimizer.eps = 0.0 must be positive"},
         {"optimizer.weight_decay", "-1e-3", "optimizer.weight_decay = -0.001 must be >= 0"},
-        {"optimizer.name", "adamw",
-         "optimizer.name = 'adamw' must be one of: AdamW (did you mean 'AdamW'?)"},
-        {"optimizer.name", "Muon", "optimizer.name = 'Muon' must be one of: AdamW"},
+        {"optimizer.name", "Adam",
+         "optimizer.name = 'Adam' is not a known optimizer (did you mean 'AdamW'?); known: AdamW, "
+         "Muon, Mano, SophiaG, SPAM, Lion, ScheduleFreeAdamW, AdEMAMix"},
         {"lr_scheduler.warmup_steps", "-1", "lr_scheduler.warmup_steps = -1 must be >= 0"},
         {"lr_scheduler.decay_ratio", "1.5", "lr_scheduler.decay_ratio = 1.5 must be -1"},
         {"lr_scheduler.decay_ratio", "-0.5", "lr_scheduler.decay_ratio = -0.5 must be -1"},
@@ -423,10 +437,10 @@ TEST_F(ConfigToml, RoundTripTrickyValues) {
     a.job.dump_folder = "C:\\out\\ \"dir\"";
     a.sample.prompt = "\"\"\" triple ''' quotes\n";
     a.model.init = "torchtitan";
-    a.optimizer.adamw.lr = 0.1 + 0.2;
-    a.optimizer.adamw.eps = 1e-300;
-    a.optimizer.adamw.beta1 = 1.0 / 3.0;
-    a.optimizer.adamw.weight_decay = 1e300;
+    a.optimizer.hyper["lr"] = 0.1 + 0.2;
+    a.optimizer.hyper["eps"] = 1e-300;
+    a.optimizer.hyper["beta1"] = 1.0 / 3.0;
+    a.optimizer.hyper["weight_decay"] = 1e300;
     a.training.max_norm = -0.0;
     a.sample.temperature = 123456789.125;
     a.lr_scheduler.min_lr_factor = 5e-324;  // the smallest denormal
@@ -451,9 +465,11 @@ TEST(ConfigKeys, TableMatchesTheStruct) {
         EXPECT_FALSE(k.help.empty()) << k.name;
         EXPECT_EQ(find_config_key(k.name), &k);
     }
-    EXPECT_EQ(names.size(), 45u);
+    EXPECT_EQ(names.size(), 40u);
     EXPECT_EQ(find_config_key("training.nope"), nullptr);
-    EXPECT_EQ(find_config_key("optimizer.lr")->type, ConfigType::Double);
+    EXPECT_EQ(find_config_key("training.max_norm")->type, ConfigType::Double);
+    // The optimizer's own keys depend on optimizer.name: they are not in the fixed table.
+    EXPECT_EQ(find_config_key("optimizer.lr"), nullptr);
     EXPECT_STREQ(config_type_name(find_config_key("training.seed")->type), "integer");
     EXPECT_STREQ(config_type_name(find_config_key("validation.enable")->type), "boolean");
     // Distinct keys reach distinct fields.
@@ -463,6 +479,83 @@ TEST(ConfigKeys, TableMatchesTheStruct) {
         fields.insert(std::visit([](auto* p) -> const void* { return p; }, k.field(c)));
     }
     EXPECT_EQ(fields.size(), names.size());
+}
+
+// ---- the optimizer's own keys ----
+
+TEST_F(ConfigLoad, EachOptimizerTakesItsOwnKeys) {
+    const std::string p = write("muon.toml",
+                                "[optimizer]\nname = \"Muon\"\nlr = 0.02\nns_steps = 6\n"
+                                "adjust_lr_fn = \"match_rms_adamw\"\nnesterov = false\n"
+                                "[optimizer.adamw]\nlr = 3e-4\nbeta2 = 0.99\n");
+    const JobConfig c = load_job_config(p, {{"optimizer.momentum", "0.9"}});
+    EXPECT_EQ(c.optimizer.name, "Muon");
+    EXPECT_EQ(hyper(c, "lr"), 0.02);
+    EXPECT_EQ(hyper(c, "ns_steps"), 6.0);
+    EXPECT_EQ(hyper(c, "nesterov"), 0.0);
+    EXPECT_EQ(hyper(c, "momentum"), 0.9);
+    EXPECT_EQ(std::get<std::string>(c.optimizer.hyper.at("adjust_lr_fn")), "match_rms_adamw");
+    EXPECT_EQ(std::get<double>(c.optimizer.adamw.at("lr")), 3e-4);
+    EXPECT_EQ(std::get<double>(c.optimizer.adamw.at("beta2")), 0.99);
+    // The written config states every key, defaults included, and reads back the same.
+    const std::string text = job_config_to_toml(c);
+    EXPECT_TRUE(has(text, "[optimizer]\nname = \"Muon\"\nlr = 0.02\n"));
+    EXPECT_TRUE(has(text, "ns_a = 3.4445\n"));
+    EXPECT_TRUE(has(text, "nesterov = false\n"));
+    EXPECT_TRUE(has(text, "ns_steps = 6\n"));
+    EXPECT_TRUE(has(text, "[optimizer.adamw]\nlr = 0.0003\n"));
+    const JobConfig back = load_job_config(write("back.toml", text), {});
+    EXPECT_EQ(job_config_to_toml(back), text);
+    EXPECT_EQ(hyper(back, "ns_a"), 3.4445);
+}
+
+TEST_F(ConfigLoad, OptimizerNameIsCaseInsensitiveAndCanonical) {
+    EXPECT_EQ(load_job_config("", {{"optimizer.name", "schedulefreeadamw"}}).optimizer.name,
+              "ScheduleFreeAdamW");
+}
+
+TEST_F(ConfigLoad, BuiltInLrIsAdamWsOnly) {
+    // The built-in job's 2e-3 belongs to AdamW; Lion picked without an lr gets Lion's default.
+    EXPECT_EQ(hyper(load_job_config("", {}), "lr"), 2e-3);
+    EXPECT_EQ(load_job_config("", {{"optimizer.name", "Lion"}}).optimizer.hyper.count("lr"), 0u);
+    EXPECT_EQ(
+        hyper(load_job_config("", {{"optimizer.name", "Lion"}, {"optimizer.lr", "1e-4"}}), "lr"),
+        1e-4);
+    // The override of the name may come after the keys: they are checked against the final name.
+    EXPECT_EQ(hyper(load_job_config("", {{"optimizer.ns_steps", "3"}, {"optimizer.name", "Muon"}}),
+                    "ns_steps"),
+              3.0);
+}
+
+TEST_F(ConfigLoad, OptimizerKeyErrorsNameTheKeyAndTheOptimizer) {
+    const std::string p = job_path();
+    EXPECT_EQ(file_error("[optimizer]\nname = \"Lion\"\nbeta3 = 0.9\n"),
+              p + ": unknown key 'optimizer.beta3' (did you mean 'optimizer.beta1'?)");
+    EXPECT_EQ(file_error("[optimizer]\nname = \"Lion\"\nzzz = 1\n"),
+              p + ": unknown key 'optimizer.zzz' (Lion takes: optimizer.lr, optimizer.beta1, "
+                  "optimizer.beta2, optimizer.weight_decay)");
+    EXPECT_EQ(file_error("[optimizer]\nname = \"Muon\"\nns_steps = 2.5\n"),
+              p + ": optimizer.ns_steps: expected an integer, got 2.5");
+    EXPECT_EQ(file_error("[optimizer]\nname = \"Muon\"\nadjust_lr_fn = \"fast\"\n"),
+              p + ": optimizer.adjust_lr_fn: expected one of original, match_rms_adamw, got "
+                  "\"fast\"");
+    EXPECT_EQ(file_error("[optimizer.adamw]\nlr = 1e-3\n"),
+              p + ": optimizer.adamw.lr: AdamW routes no parameter to AdamW, so "
+                  "[optimizer.adamw] has no effect; remove it");
+    EXPECT_TRUE(
+        has(error_of([] {
+                load_job_config("", {{"optimizer.name", "Muon"}, {"optimizer.ns_steps", "200"}});
+            }),
+            "ns_steps must be in [0, 100), got 200"));
+    EXPECT_EQ(error_of([] {
+                  load_job_config("", {{"optimizer.name", "Muon"}, {"optimizer.nesterov", "yes"}});
+              }),
+              "--optimizer.nesterov: expected true, false, 1 or 0, got 'yes'");
+    EXPECT_TRUE(
+        has(error_of([] {
+                load_job_config("", {{"optimizer.name", "Muon"}, {"optimizer.adamw.lr", "0"}});
+            }),
+            "optimizer.adamw.lr = 0.0 must be positive"));
 }
 
 // ---- bundled configs ----
@@ -488,7 +581,7 @@ TEST(ConfigFiles, DebugModel) {
     EXPECT_EQ(c.training.local_batch_size, 8);
     EXPECT_EQ(c.training.seq_len, 256);
     EXPECT_EQ(c.training.steps, 200);
-    EXPECT_EQ(c.optimizer.adamw.lr, 8e-4);
+    EXPECT_EQ(hyper(c, "lr"), 8e-4);
     EXPECT_EQ(c.lr_scheduler.warmup_steps, 20);
     EXPECT_EQ(c.lr_scheduler.decay_ratio, 0.8);
     EXPECT_EQ(c.metrics.log_freq, 10);

@@ -256,7 +256,8 @@ void load_hf_llama_weights(const std::string& dir, Transformer& model) {
         const ParamView& h = model.view("output.weight");
         std::copy_n(out.data() + e.offset, e.numel(), out.data() + h.offset);
     }
-    model.params() = std::move(out);
+    // Copied into place: an optimizer may hold pointers into the parameter buffer.
+    std::copy(out.begin(), out.end(), model.params().begin());
 }
 
 }  // namespace agpt

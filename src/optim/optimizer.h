@@ -93,6 +93,8 @@ class Hyper {
     long integer(const std::string& key) const;
     bool flag(const std::string& key) const;
     const std::string& choice(const std::string& key) const;
+    // The checked value of any key, defaults included.
+    const HyperValue& value(const std::string& key) const { return at(key); }
 
   private:
     std::string where_;

@@ -8,7 +8,6 @@
 #include "core/rng.h"
 #include "core/timer.h"
 #include "model/transformer.h"
-#include "optim/adamw.h"
 #include "optim/grad_clip.h"
 #include "train/metrics.h"
 #include "train/trainer.h"
@@ -43,7 +42,6 @@ BenchResult run_bench(const JobConfig& cfg, const BenchOptions& opt) {
     const int B = cfg.training.local_batch_size, T = cfg.training.seq_len;
     Transformer model(args, B, T);
     model.init_weights(cfg.model.init, static_cast<uint64_t>(cfg.training.seed));
-    AdamW optimizer(cfg.optimizer.adamw, model.params().size());
 
     std::vector<int32_t> tokens(static_cast<std::size_t>(B) * (T + 1));
     Rng rng(static_cast<uint64_t>(cfg.training.seed) + 1);
@@ -55,13 +53,20 @@ BenchResult run_bench(const JobConfig& cfg, const BenchOptions& opt) {
             targets[b * T + t] = tokens[b * (T + 1) + t + 1];
         }
 
+    const auto optimizer = make_model_optimizer(cfg, model);
+    if (optimizer->needs_hessian_hook())
+        optimizer->set_hessian_hook([&] {
+            gauss_newton_bartlett(model, inputs.data(), B, T, 1, cfg.training.max_norm,
+                                  static_cast<uint64_t>(cfg.training.seed),
+                                  static_cast<int>(optimizer->steps_taken()));
+        });
     std::vector<double> times;
     for (int i = 0; i < opt.warmup + opt.steps; i++) {
         Timer t;
         model.zero_grad();
         model.forward_backward(inputs.data(), targets.data(), B, T, 1.0 / (B * T));
         clip_grad_norm(model.grads().data(), model.grads().size(), cfg.training.max_norm);
-        optimizer.step(model.params().data(), model.grads().data(), cfg.optimizer.adamw.lr);
+        optimizer->step(1.0);
         if (i >= opt.warmup) times.push_back(t.seconds());
     }
     std::sort(times.begin(), times.end());

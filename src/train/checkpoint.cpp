@@ -7,6 +7,8 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -117,7 +119,7 @@ std::string CheckpointStore::path_of(int step) const {
     return (fs::path(root_) / step_name(step)).string();
 }
 
-std::string CheckpointStore::save(const TrainState& state, Transformer& model, AdamW* optimizer,
+std::string CheckpointStore::save(const TrainState& state, Transformer& model, Optimizer* optimizer,
                                   const std::string& config_toml) const {
     const fs::path final_dir = path_of(state.step);
     const fs::path tmp = final_dir.string() + ".tmp";
@@ -133,11 +135,9 @@ std::string CheckpointStore::save(const TrainState& state, Transformer& model, A
     weights.write((tmp / "model.safetensors").string());
     if (optimizer) {
         SafetensorsWriter opt;
-        const auto n = static_cast<int64_t>(optimizer->m().size());
-        opt.add<float>("adamw.m", {n}, optimizer->m().data());
-        opt.add<float>("adamw.v", {n}, optimizer->v().data());
-        const int64_t steps = optimizer->steps_taken();
-        opt.add<int64_t>("adamw.step", {1}, &steps);
+        for (const OptimStateTensor& t : optimizer->state_tensors())
+            opt.add_bytes(t.name, t.dtype, t.shape, t.data);
+        opt.set_metadata("optimizer", optimizer->name());
         opt.write((tmp / "optimizer.safetensors").string());
     }
     write_synced(tmp / "trainer_state.json", json{{"step", state.step},
@@ -191,7 +191,7 @@ std::vector<int> CheckpointStore::steps() const {
     return out;
 }
 
-TrainState CheckpointStore::load(int step, Transformer& model, AdamW* optimizer) const {
+TrainState CheckpointStore::load(int step, Transformer& model, Optimizer* optimizer) const {
     const fs::path dir = path_of(step);
     if (!fs::is_directory(dir)) fail("{}: no such checkpoint", dir.string());
     const json manifest = verify(dir);
@@ -203,18 +203,18 @@ TrainState CheckpointStore::load(int step, Transformer& model, AdamW* optimizer)
 
     std::vector<float> weights;
     read_model(dir / "model.safetensors", model, weights);
-    std::vector<float> m, v;
-    int64_t opt_steps = 0;
+    std::unique_ptr<SafetensorsFile> opt_file;
     if (optimizer) {
         const fs::path p = dir / "optimizer.safetensors";
-        const SafetensorsFile st(p.string());
-        m = st.get<float>("adamw.m");
-        v = st.get<float>("adamw.v");
-        const auto s = st.get<int64_t>("adamw.step");
-        if (m.size() != optimizer->m().size() || v.size() != optimizer->v().size() || s.size() != 1)
-            fail("{}: optimizer state for {} parameters, the model has {}", p.string(), m.size(),
-                 optimizer->m().size());
-        opt_steps = s[0];
+        opt_file = std::make_unique<SafetensorsFile>(p.string());
+        const auto& meta = opt_file->metadata();
+        const auto written_by = meta.find("optimizer");
+        if (written_by == meta.end() || written_by->second != optimizer->name())
+            fail(
+                "{}: holds the state of optimizer {}; this run uses {} (set optimizer.name to "
+                "match, or start a new run from its weights with checkpoint.initial_load_path)",
+                p.string(), written_by == meta.end() ? "(unnamed)" : written_by->second,
+                optimizer->name());
     }
     const json st = read_json(dir / "trainer_state.json");
     TrainState state;
@@ -228,17 +228,25 @@ TrainState CheckpointStore::load(int step, Transformer& model, AdamW* optimizer)
     if (state.step != step)
         fail("{}: records step {} in a folder for step {}", dir.string(), state.step, step);
 
-    model.params() = std::move(weights);
     if (optimizer) {
-        optimizer->m() = std::move(m);
-        optimizer->v() = std::move(v);
-        optimizer->set_steps_taken(opt_steps);
+        std::map<std::string, SavedStateTensor> saved;
+        for (const std::string& name : opt_file->names()) {
+            const SafetensorsTensor& t = opt_file->tensor(name);
+            saved[name] = {t.dtype, t.shape, opt_file->raw(name)};
+        }
+        try {
+            optimizer->load_state(saved);
+        } catch (const Error& e) {
+            fail("{}: {}", opt_file->path(), e.what());
+        }
     }
+    // Copied into place: the optimizer holds pointers into the parameter buffer.
+    std::copy(weights.begin(), weights.end(), model.params().begin());
     return state;
 }
 
 std::optional<TrainState> CheckpointStore::load_latest(
-    int step, Transformer& model, AdamW* optimizer,
+    int step, Transformer& model, Optimizer* optimizer,
     const std::function<void(const std::string&)>& warn) const {
     if (step >= 0) return load(step, model, optimizer);
     const std::vector<int> all = steps();
@@ -267,7 +275,8 @@ void load_model_weights(const std::string& step_dir, Transformer& model) {
     if (fs::is_directory(dir) && fs::exists(dir / "manifest.json")) verify(dir);
     std::vector<float> weights;
     read_model(file, model, weights);
-    model.params() = std::move(weights);
+    // Copied into place: the optimizer holds pointers into the parameter buffer.
+    std::copy(weights.begin(), weights.end(), model.params().begin());
 }
 
 }  // namespace agpt

@@ -1,7 +1,8 @@
 #pragma once
 // Checkpoints: <run>/<checkpoint.folder>/step-N/ holding
 //   model.safetensors      the weights under Hugging Face Llama names (loadable as is)
-//   optimizer.safetensors  AdamW m and v (flat, in parameter order) and its step count
+//   optimizer.safetensors  every optimizer state tensor (Optimizer::state_tensors) under its
+//                          own name, and the optimizer's name in the metadata
 //   trainer_state.json     step and data-loader position
 //   config.toml            the resolved job config
 //   manifest.json          format, version, step, and every file's size and CRC-32 — written
@@ -14,7 +15,7 @@
 #include <vector>
 
 #include "model/transformer.h"
-#include "optim/adamw.h"
+#include "optim/optimizer.h"
 
 namespace agpt {
 
@@ -30,18 +31,19 @@ class CheckpointStore {
     const std::string& root() const { return root_; }
 
     // Writes step-N (optimizer may be null: a model-only checkpoint). Returns its folder.
-    std::string save(const TrainState& state, Transformer& model, AdamW* optimizer,
+    std::string save(const TrainState& state, Transformer& model, Optimizer* optimizer,
                      const std::string& config_toml) const;
     // Steps of the folders that have a manifest, ascending.
     std::vector<int> steps() const;
     std::string path_of(int step) const;
     // Verifies every checksum and shape, then loads. Throws Error naming the file and the
-    // problem; the model and optimizer are untouched unless everything checked out.
-    TrainState load(int step, Transformer& model, AdamW* optimizer) const;
+    // problem; the model is untouched unless everything checked out. A failed optimizer load
+    // may leave part of its state written: a later successful load overwrites all of it.
+    TrainState load(int step, Transformer& model, Optimizer* optimizer) const;
     // Loads `step`, or (step = -1) the newest checkpoint that verifies, reporting each corrupt
     // one it skips through `warn`. nullopt when there is none.
     std::optional<TrainState> load_latest(
-        int step, Transformer& model, AdamW* optimizer,
+        int step, Transformer& model, Optimizer* optimizer,
         const std::function<void(const std::string&)>& warn) const;
     // Deletes the oldest checkpoints so that keep_k remain (keep_k = 0: keep all). Only ever
     // called after a successful save, so the newest good checkpoint is never deleted.

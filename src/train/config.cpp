@@ -13,6 +13,7 @@
 #include <initializer_list>
 #include <limits>
 #include <map>
+#include <optional>
 #include <sstream>
 #include <type_traits>
 
@@ -72,20 +73,9 @@ std::vector<ConfigKey> make_keys() {
             "model.tokenizer", [](C& c) { return &c.model.tokenizer; },
             "byte, or a tokenizer.json / tiktoken file"),
         row(
-            "optimizer.name", [](C& c) { return &c.optimizer.name; }, "optimizer: AdamW"),
-        row(
-            "optimizer.lr", [](C& c) { return &c.optimizer.adamw.lr; }, "peak learning rate"),
-        row(
-            "optimizer.beta1", [](C& c) { return &c.optimizer.adamw.beta1; }, "first-moment decay"),
-        row(
-            "optimizer.beta2", [](C& c) { return &c.optimizer.adamw.beta2; },
-            "second-moment decay"),
-        row(
-            "optimizer.eps", [](C& c) { return &c.optimizer.adamw.eps; },
-            "denominator term against division by zero"),
-        row(
-            "optimizer.weight_decay", [](C& c) { return &c.optimizer.adamw.weight_decay; },
-            "decoupled weight decay"),
+            "optimizer.name", [](C& c) { return &c.optimizer.name; },
+            "AdamW | Muon | Mano | SophiaG | SPAM | Lion | ScheduleFreeAdamW | AdEMAMix; its "
+            "own keys follow (agpt optimizers)"),
         row(
             "lr_scheduler.warmup_steps", [](C& c) { return &c.lr_scheduler.warmup_steps; },
             "steps of linear warm-up"),
@@ -443,7 +433,29 @@ std::string assign_from_text(const ConfigKey& key, JobConfig& cfg, const std::st
 enum class Source { File, Override };
 using Sources = std::map<std::string, Source, std::less<>>;
 
-void apply_file(JobConfig& cfg, const std::string& path, Sources& sources) {
+// An [optimizer] / [optimizer.adamw] value as given. Its type is checked once the optimizer's
+// name, which may come later (from an override), is known.
+struct RawHyper {
+    Source source = Source::File;
+    std::optional<double> number;    // a TOML integer or float
+    bool is_integer = false;         // ... that was written as an integer
+    std::optional<bool> boolean;     // a TOML boolean
+    std::optional<std::string> str;  // a TOML string, or an override's text
+    std::string described;           // the value as written, for messages
+};
+using RawHypers = std::map<std::string, RawHyper>;  // "optimizer.lr", "optimizer.adamw.eps"
+
+RawHyper raw_from_toml(const toml::node& n) {
+    RawHyper r;
+    if (auto v = n.as_integer()) r.number = double(v->get()), r.is_integer = true;
+    if (auto v = n.as_floating_point()) r.number = v->get();
+    if (auto v = n.as_boolean()) r.boolean = v->get();
+    if (auto v = n.as_string()) r.str = v->get();
+    r.described = describe(n);
+    return r;
+}
+
+void apply_file(JobConfig& cfg, const std::string& path, Sources& sources, RawHypers& hypers) {
     std::error_code ec;
     if (std::filesystem::is_directory(path, ec))
         fail("{}: cannot open file (it is a directory)", path);
@@ -473,6 +485,21 @@ void apply_file(JobConfig& cfg, const std::string& path, Sources& sources) {
             fail("{}: '{}' must be a section [{}], got {}", path, sec, sec, describe(sec_node));
         for (const auto& [k, node] : *table) {
             const std::string name = fmt::format("{}.{}", sec, k.str());
+            if (sec == "optimizer" && name != "optimizer.name") {
+                if (k.str() == "adamw" && node.is_table()) {
+                    for (const auto& [ak, anode] : *node.as_table()) {
+                        const std::string aname = fmt::format("optimizer.adamw.{}", ak.str());
+                        if (anode.is_table()) fail("{}: unknown section '{}'", path, aname);
+                        hypers[aname] = raw_from_toml(anode);
+                        sources[aname] = Source::File;
+                    }
+                    continue;
+                }
+                if (node.is_table()) fail("{}: unknown section '{}'", path, name);
+                hypers[name] = raw_from_toml(node);
+                sources[name] = Source::File;
+                continue;
+            }
             const ConfigKey* key = find_config_key(name);
             if (key == nullptr)
                 fail("{}: unknown key {}{}", path, in_quotes(name), key_suggestion(name));
@@ -484,13 +511,173 @@ void apply_file(JobConfig& cfg, const std::string& path, Sources& sources) {
 }
 
 void apply_override(JobConfig& cfg, std::string_view name, const std::string& value,
-                    Sources& sources) {
+                    Sources& sources, RawHypers& hypers) {
     if (name.starts_with("--")) name.remove_prefix(2);
+    if (name.starts_with("optimizer.") && name != "optimizer.name") {
+        RawHyper r;
+        r.source = Source::Override;
+        r.str = value;
+        r.described = in_quotes(value);
+        hypers[std::string(name)] = std::move(r);
+        sources[std::string(name)] = Source::Override;
+        return;
+    }
     const ConfigKey* key = find_config_key(name);
     if (key == nullptr) fail("--{}: unknown key {}{}", name, in_quotes(name), key_suggestion(name));
     if (std::string problem = assign_from_text(*key, cfg, value); !problem.empty())
         fail("--{}: {}", name, problem);
     sources[key->name] = Source::Override;
+}
+
+// ---- the optimizer's own keys ----
+
+// Where a message about the key starts: the file for a file's value, "--key" for an override's.
+std::string prefix_of(const std::string& name, const RawHyper& raw, const std::string& path) {
+    return raw.source == Source::File ? path + ": " : "--" + name + ": ";
+}
+
+// The raw value as the key's kind; "" when stored, else the problem.
+std::string convert_hyper(const HyperKey& key, const RawHyper& raw, HyperValue& out) {
+    const bool text = raw.source == Source::Override;
+    const std::string_view s = text ? strip_plus(*raw.str) : std::string_view();
+    switch (key.kind) {
+        case HyperKind::kNumber: {
+            double v = 0;
+            if (text) {
+                const auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+                if (ec != std::errc() || p != s.data() + s.size() || s.empty())
+                    return "expected a number, got " + raw.described;
+            } else if (raw.number) {
+                v = *raw.number;
+            } else {
+                return "expected a number, got " + raw.described;
+            }
+            if (!std::isfinite(v)) return fmt::format("expected a finite number, got {}", v);
+            out = v;
+            return "";
+        }
+        case HyperKind::kInteger: {
+            std::int64_t v = 0;
+            if (text) {
+                const auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+                if (ec != std::errc() || p != s.data() + s.size() || s.empty())
+                    return "expected an integer, got " + raw.described;
+            } else if (raw.number && raw.is_integer) {
+                v = static_cast<std::int64_t>(*raw.number);
+            } else {
+                return "expected an integer, got " + raw.described;
+            }
+            out = static_cast<double>(v);
+            return "";
+        }
+        case HyperKind::kBool:
+            if (text && (*raw.str == "true" || *raw.str == "1")) return out = 1.0, "";
+            if (text && (*raw.str == "false" || *raw.str == "0")) return out = 0.0, "";
+            if (!text && raw.boolean) return out = *raw.boolean ? 1.0 : 0.0, "";
+            return (text ? "expected true, false, 1 or 0, got " : "expected true or false, got ") +
+                   raw.described;
+        case HyperKind::kChoice: {
+            std::string v;
+            if (raw.str)
+                v = *raw.str;
+            else if (raw.number && raw.is_integer)
+                v = fmt::format("{}", static_cast<std::int64_t>(*raw.number));  // version = 2
+            if (std::find(key.choices.begin(), key.choices.end(), v) == key.choices.end())
+                return fmt::format("expected one of {}, got {}", fmt::join(key.choices, ", "),
+                                   raw.described);
+            out = v;
+            return "";
+        }
+    }
+    return "unknown kind";
+}
+
+void resolve_optimizer(JobConfig& cfg, const RawHypers& hypers, const std::string& path,
+                       const Sources& sources) {
+    auto& o = cfg.optimizer;
+    std::vector<std::string> names;
+    for (const auto& info : optimizer_registry()) names.push_back(info.name);
+    const OptimizerInfo* info = nullptr;
+    try {
+        info = &optimizer_info(o.name);  // exact, then case-insensitive
+    } catch (const Error&) {
+    }
+    if (info == nullptr) {
+        const auto it = sources.find("optimizer.name");
+        const std::string where = it == sources.end()              ? ""
+                                  : it->second == Source::Override ? "--optimizer.name: "
+                                                                   : path + ": ";
+        fail("{}optimizer.name = {} is not a known optimizer{}; known: {}", where,
+             in_quotes(o.name), did_you_mean(o.name, names), fmt::join(names, ", "));
+    }
+    o.name = info->name;
+    o.hyper.clear();
+    o.adamw.clear();
+    for (const auto& [name, raw] : hypers) {
+        const std::string prefix = prefix_of(name, raw, path);
+        // "file: key: problem" or "--key: problem", as for the table's keys.
+        const std::string head = raw.source == Source::File ? prefix + name + ": " : prefix;
+        const bool routed = name.starts_with("optimizer.adamw.");
+        const std::string leaf = name.substr(routed ? 16 : 10);
+        if (routed && !info->routes_to_adamw)
+            fail(
+                "{}{} routes no parameter to AdamW, so [optimizer.adamw] has no effect; "
+                "remove it",
+                head, info->name);
+        const auto& keys = routed ? routed_adamw_keys() : info->keys;
+        const auto key = std::find_if(keys.begin(), keys.end(),
+                                      [&](const HyperKey& k) { return k.key == leaf; });
+        if (key == keys.end()) {
+            std::vector<std::string> known, leaves;
+            for (const auto& k : keys) {
+                known.push_back(fmt::format("optimizer.{}{}", routed ? "adamw." : "", k.key));
+                leaves.push_back(k.key);
+            }
+            std::string hint = did_you_mean(leaf, leaves);
+            if (!hint.empty())  // judged on the leaf: the shared prefix would make any key close
+                hint = did_you_mean(name, known);
+            if (hint.empty())
+                hint = fmt::format(" ({} takes: {})", routed ? "[optimizer.adamw]" : info->name,
+                                   fmt::join(known, ", "));
+            fail("{}unknown key {}{}", prefix, in_quotes(name), hint);
+        }
+        HyperValue value;
+        if (std::string problem = convert_hyper(*key, raw, value); !problem.empty())
+            fail("{}{}", head, problem);
+        (routed ? o.adamw : o.hyper)[leaf] = value;
+    }
+    // The built-in job's lr is AdamW's; another optimizer starts from its own default.
+    if (info->name == "AdamW" && !hypers.count("optimizer.lr"))
+        o.hyper["lr"] = JobConfig{}.optimizer.hyper.at("lr");
+}
+
+// Every key of the chosen optimizer with its value, defaults included, so a run's config.toml
+// states what ran; the [optimizer.adamw] sub-table follows where the optimizer routes to AdamW.
+// It is written as part of [optimizer]: TOML allows a sub-table before the next section.
+std::string optimizer_keys_to_toml(const JobConfig::Optimizer& o) {
+    const OptimizerInfo& info = optimizer_info(o.name);
+    auto lines = [](const std::vector<HyperKey>& keys, const Hyper& h) {
+        std::string out;
+        for (const HyperKey& k : keys) {
+            const HyperValue& v = h.value(k.key);
+            std::string text;
+            if (const auto* str = std::get_if<std::string>(&v))
+                text = toml_quote(*str);
+            else if (k.kind == HyperKind::kBool)
+                text = std::get<double>(v) != 0.0 ? "true" : "false";
+            else if (k.kind == HyperKind::kInteger)
+                text = fmt::format("{}", static_cast<std::int64_t>(std::get<double>(v)));
+            else
+                text = format_double(std::get<double>(v));
+            out += fmt::format("{} = {}\n", k.key, text);
+        }
+        return out;
+    };
+    std::string out = lines(info.keys, Hyper("optimizer", info.keys, o.hyper));
+    if (info.routes_to_adamw)
+        out += "\n[optimizer.adamw]\n" +
+               lines(routed_adamw_keys(), Hyper("optimizer.adamw", routed_adamw_keys(), o.adamw));
+    return out;
 }
 
 // ---- validation ----
@@ -511,7 +698,7 @@ class Checker {
 
     // The file is named only when it set the offending value: a value given on the command
     // line, or left at its default, is not the file's fault.
-    [[noreturn]] void fail(std::initializer_list<std::string_view> keys,
+    [[noreturn]] void fail(const std::vector<std::string_view>& keys,
                            const std::string& msg) const {
         bool from_file = false, from_override = false;
         if (sources_ != nullptr) {
@@ -541,6 +728,39 @@ class Checker {
     const std::string* path_;
     const Sources* sources_;
 };
+
+// Bounds every optimizer shares by key name, with the same messages as the other keys; the
+// rest the optimizer's own constructor checks (built here on no parameters).
+void check_optimizer(const JobConfig::Optimizer& o, const Checker& c) {
+    std::vector<std::string> names;
+    for (const auto& i : optimizer_registry()) names.push_back(i.name);
+    if (std::find(names.begin(), names.end(), o.name) == names.end())
+        c.fail({"optimizer.name"},
+               fmt::format("optimizer.name = {} is not a known optimizer{}; known: {}",
+                           in_quotes(o.name), did_you_mean(o.name, names), fmt::join(names, ", ")));
+    std::vector<std::string_view> given;
+    auto check = [&](const std::string& section, const std::map<std::string, HyperValue>& m) {
+        for (const auto& [leaf, value] : m) {
+            const std::string key = section + leaf;
+            given.push_back(key);
+            const double* v = std::get_if<double>(&value);
+            if (v == nullptr) continue;
+            if (leaf == "lr") c.need(*v > 0, key, *v, "must be positive");
+            if (leaf == "eps") c.need(*v > 0, key, *v, "must be positive");
+            if (leaf.starts_with("beta")) c.need(*v >= 0 && *v < 1, key, *v, "must be in [0, 1)");
+            if (leaf == "weight_decay") c.need(*v >= 0, key, *v, "must be >= 0");
+        }
+    };
+    check("optimizer.", o.hyper);
+    check("optimizer.adamw.", o.adamw);
+    try {
+        make_optimizer(o.spec(), {});
+    } catch (const Error& e) {
+        std::vector<std::string_view> keys = given;
+        keys.push_back("optimizer.name");
+        c.fail(keys, e.what());
+    }
+}
 
 void validate(const JobConfig& cfg, const Checker& c) {
     // Checks every key of a type shares, so a new row in the table gets them for free.
@@ -581,16 +801,7 @@ void validate(const JobConfig& cfg, const Checker& c) {
            "model.tokenizer", m.tokenizer,
            "must be 'byte' or the path of a tokenizer.json / tiktoken file");
 
-    const auto& o = cfg.optimizer;
-    c.one_of("optimizer.name", o.name, {"AdamW"});
-    c.need(o.adamw.lr > 0, "optimizer.lr", o.adamw.lr, "must be positive");
-    c.need(o.adamw.beta1 >= 0 && o.adamw.beta1 < 1, "optimizer.beta1", o.adamw.beta1,
-           "must be in [0, 1)");
-    c.need(o.adamw.beta2 >= 0 && o.adamw.beta2 < 1, "optimizer.beta2", o.adamw.beta2,
-           "must be in [0, 1)");
-    c.need(o.adamw.eps > 0, "optimizer.eps", o.adamw.eps, "must be positive");
-    c.need(o.adamw.weight_decay >= 0, "optimizer.weight_decay", o.adamw.weight_decay,
-           "must be >= 0");
+    check_optimizer(cfg.optimizer, c);
 
     const auto& s = cfg.lr_scheduler;
     c.need(s.warmup_steps >= 0, "lr_scheduler.warmup_steps", s.warmup_steps, "must be >= 0");
@@ -723,8 +934,10 @@ ConfigOverrides parse_override_args(const std::vector<std::string>& args) {
 JobConfig load_job_config(const std::string& toml_path, const ConfigOverrides& overrides) {
     JobConfig cfg;
     Sources sources;
-    if (!toml_path.empty()) apply_file(cfg, toml_path, sources);
-    for (const auto& [name, value] : overrides) apply_override(cfg, name, value, sources);
+    RawHypers hypers;
+    if (!toml_path.empty()) apply_file(cfg, toml_path, sources, hypers);
+    for (const auto& [name, value] : overrides) apply_override(cfg, name, value, sources, hypers);
+    resolve_optimizer(cfg, hypers, toml_path, sources);
     validate(cfg, Checker(toml_path.empty() ? nullptr : &toml_path, &sources));
     return cfg;
 }
@@ -742,6 +955,7 @@ std::string job_config_to_toml(const JobConfig& cfg) {
             out += fmt::format("{}[{}]\n", out.empty() ? "" : "\n", section);
         }
         out += fmt::format("{} = {}\n", k.leaf(), config_value_to_toml(cfg, k));
+        if (k.name == "optimizer.name") out += optimizer_keys_to_toml(cfg.optimizer);
     }
     return out;
 }

@@ -2,14 +2,15 @@
 // Job configuration: torchtitan's TOML sections and key names. Values come from, in rising
 // priority: built-in defaults, the TOML file, command-line overrides (--section.key value).
 // Everything is validated before any work starts; errors name the file/key and the problem.
+#include <map>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <variant>
 #include <vector>
 
-#include "optim/adamw.h"
 #include "optim/lr_schedule.h"
+#include "optim/optimizer.h"
 
 namespace agpt {
 
@@ -30,9 +31,15 @@ struct JobConfig {
         std::string init = "agpt";       // agpt | torchtitan
         std::string tokenizer = "byte";  // byte: 256 byte ids + <|bos|> + <|eos|>
     } model;
+    // [optimizer]: `name` plus that optimizer's own keys (docs/optimizers.md, `agpt optimizers`);
+    // [optimizer.adamw]: the AdamW that takes what a matrix optimizer does not. Keys not given
+    // take the optimizer's reference defaults. The built-in job's lr (2e-3) is AdamW's: a file
+    // or override that picks another optimizer without giving lr gets that optimizer's default.
     struct Optimizer {
         std::string name = "AdamW";
-        AdamWConfig adamw{.lr = 2e-3};  // keys lr, beta1, beta2, eps, weight_decay
+        std::map<std::string, HyperValue> hyper{{"lr", 2e-3}};
+        std::map<std::string, HyperValue> adamw;
+        OptimizerSpec spec() const { return {name, hyper, adamw}; }
     } optimizer;
     LrScheduleConfig lr_scheduler{
         .warmup_steps = 50};  // keys warmup_steps, decay_ratio, decay_type, min_lr_factor

@@ -12,19 +12,21 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <map>
 #include <memory>
 #include <sstream>
 #include <vector>
 
 #include "core/error.h"
 #include "core/memory.h"
+#include "core/rng.h"
 #include "core/timer.h"
 #include "data/dataset.h"
 #include "data/tokenizer.h"
 #include "model/transformer.h"
-#include "optim/adamw.h"
 #include "optim/grad_clip.h"
 #include "optim/lr_schedule.h"
+#include "optim/optimizer.h"
 #include "train/checkpoint.h"
 #include "train/generate.h"
 #include "train/metrics.h"
@@ -190,6 +192,78 @@ double evaluate(Transformer& model, const TokenSpans& val, int B, int T, int max
 
 }  // namespace
 
+void gauss_newton_bartlett(Transformer& model, const int32_t* step_inputs, int B, int T, int accum,
+                           double max_norm, uint64_t seed, int step) {
+    const int V = model.args().vocab_size;
+    Rng rng(seed ^ (0x9e3779b97f4a7c15ULL * (static_cast<uint64_t>(step) + 1)));
+    std::vector<float> logits(static_cast<std::size_t>(B) * T * V);
+    std::vector<int32_t> labels(static_cast<std::size_t>(B) * T);
+    std::vector<double> probs(V);
+    model.zero_grad();
+    for (int micro = 0; micro < accum; micro++) {
+        const int32_t* tokens = step_inputs + static_cast<long>(micro) * B * T;
+        model.forward_logits(tokens, B, T, logits.data());
+        for (long i = 0; i < static_cast<long>(B) * T; i++) {
+            const float* row = logits.data() + i * V;
+            const float mx = *std::max_element(row, row + V);
+            double total = 0.0;
+            for (int v = 0; v < V; v++) total += probs[v] = std::exp(double(row[v]) - mx);
+            double u = rng.uniform() * total;
+            int label = V - 1;
+            for (int v = 0; v < V; v++) {
+                if ((u -= probs[v]) < 0) {
+                    label = v;
+                    break;
+                }
+            }
+            labels[i] = label;
+        }
+        model.forward_backward(tokens, labels.data(), B, T,
+                               1.0 / (static_cast<double>(B) * T * accum));
+    }
+    clip_grad_norm(model.grads().data(), model.grads().size(), max_norm);
+}
+
+namespace {
+
+// "Muon: 24 tensors (1.2M) · AdamW: 14 tensors (0.6M)" for the log.
+std::string routing_summary(const Optimizer& opt) {
+    std::map<std::string, std::pair<int, long>> totals;
+    for (const auto& r : opt.describe_routing()) {
+        long n = 1;
+        for (int d : r.shape) n *= d;
+        totals[r.optimizer].first++;
+        totals[r.optimizer].second += n;
+    }
+    std::string out;
+    for (const auto& [name, t] : totals)
+        out += fmt::format("{}{}: {} tensors ({:.2f}M)", out.empty() ? "" : " · ", name, t.first,
+                           static_cast<double>(t.second) / 1e6);
+    return out;
+}
+
+}  // namespace
+
+std::unique_ptr<Optimizer> make_model_optimizer(const JobConfig& cfg, Transformer& model) {
+    return make_optimizer(
+        cfg.optimizer.spec(),
+        optim_params_from(model.param_views(), model.params().data(), model.grads().data()));
+}
+
+std::string describe_dry_run(const JobConfig& cfg) {
+    validate_job_config(cfg);
+    ModelArgs args = find_flavor(cfg.model.flavor)->args;
+    args.vocab_size = Tokenizer::load(cfg.model.tokenizer).vocab_size();
+    // The optimizer needs parameter buffers to route; a batch of one keeps activations small.
+    Transformer model(args, 1, 1);
+    const auto optimizer = make_model_optimizer(cfg, model);
+    return fmt::format(
+        "model agpt/{}: {:.2f}M parameters, vocab {}\noptimizer {}: state {:.1f} MiB\n{}",
+        cfg.model.flavor, static_cast<double>(args.num_params()) / 1e6, args.vocab_size,
+        optimizer->name(), static_cast<double>(optimizer->state_bytes()) / (1 << 20),
+        routing_table(*optimizer));
+}
+
 TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
     validate_job_config(cfg);
     const int threads = set_thread_count(cfg.training.threads);
@@ -236,12 +310,21 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
 
     Transformer model(args, B, T);
     model.init_weights(cfg.model.init, static_cast<uint64_t>(cfg.training.seed));
-    AdamW optimizer(cfg.optimizer.adamw, model.params().size());
+    const std::unique_ptr<Optimizer> optimizer = make_model_optimizer(cfg, model);
+    // The micro-batches of the current step, kept for SophiaG's Hessian estimate.
+    std::vector<int32_t> step_inputs(static_cast<std::size_t>(B) * T * accum);
+    int current_step = 0;
+    if (optimizer->needs_hessian_hook())
+        optimizer->set_hessian_hook([&] {
+            gauss_newton_bartlett(model, step_inputs.data(), B, T, accum, cfg.training.max_norm,
+                                  static_cast<uint64_t>(cfg.training.seed), current_step);
+        });
     int first_step = 1;
     if (has_checkpoints && reusable) {
         const auto state =
-            checkpoints.load_latest(cfg.checkpoint.load_step, model, &optimizer,
+            checkpoints.load_latest(cfg.checkpoint.load_step, model, optimizer.get(),
                                     [&](const std::string& w) { log.line("{}", w); });
+        optimizer->train_mode();
         if (!state) fail("{}: no checkpoint could be loaded", checkpoints.root());
         loader.restore(state->loader_epoch, state->loader_position);
         first_step = state->step + 1;
@@ -256,11 +339,15 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
     if (cfg.metrics.enable_tensorboard)
         tensorboard =
             std::make_unique<TensorBoardWriter>((run / cfg.metrics.save_tb_folder).string());
+    // Checkpoints hold the evaluation weights (Schedule-Free's x), and the optimizer state
+    // holds what training needs to go on.
     auto save = [&](int step, bool model_only) {
         Timer t;
         const TrainState state{step, loader.epoch(), loader.position()};
+        optimizer->eval_mode();
         const std::string where =
-            checkpoints.save(state, model, model_only ? nullptr : &optimizer, config_toml);
+            checkpoints.save(state, model, model_only ? nullptr : optimizer.get(), config_toml);
+        optimizer->train_mode();
         checkpoints.prune(cfg.checkpoint.keep_latest_k);
         log.line("checkpoint {} ({:.1f}s)", where, t.seconds());
         return t.seconds();
@@ -281,11 +368,14 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
         "batch {}×{} × {} accumulation = {} tokens/step | {} steps | {} threads | fp32 GEMM "
         "peak {:.3f} TFLOP/s (measured)",
         B, T, accum, tokens_per_step, cfg.training.steps, threads, peak_tflops);
+    log.line("optimizer {} | state {:.1f} MiB | {}", optimizer->name(),
+             static_cast<double>(optimizer->state_bytes()) / (1 << 20),
+             routing_summary(*optimizer));
 
     std::vector<int32_t> inputs(static_cast<std::size_t>(B) * T), targets(inputs.size());
     const double grad_scale = 1.0 / static_cast<double>(tokens_per_step);
     Timer run_timer;
-    double window_time = 0.0, window_data = 0.0;
+    double window_time = 0.0, window_data = 0.0, window_opt = 0.0;
     int window_steps = 0;
     summary.final_val_loss = std::numeric_limits<double>::quiet_NaN();
     double mean_step_time = 0.0;
@@ -296,6 +386,8 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
         for (int micro = 0; micro < accum; micro++) {
             Timer data_timer;
             loader.next_batch(B, inputs.data(), targets.data());
+            std::copy(inputs.begin(), inputs.end(),
+                      step_inputs.begin() + static_cast<long>(micro) * B * T);
             data_time += data_timer.seconds();
             loss_sum += model.forward_backward(inputs.data(), targets.data(), B, T, grad_scale);
         }
@@ -303,11 +395,13 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
         if (!std::isfinite(loss)) fail("step {}: loss is {}; training diverged", step, loss);
         const double grad_norm =
             clip_grad_norm(model.grads().data(), model.grads().size(), cfg.training.max_norm);
-        const double lr = cfg.optimizer.adamw.lr * schedule.factor(step);
-        optimizer.step(model.params().data(), model.grads().data(), lr);
+        current_step = step;
+        optimizer->step(schedule.factor(step));
+        const double lr = optimizer->last_lr();
         const double step_time = step_timer.seconds();
         window_time += step_time;
         window_data += data_time;
+        window_opt += optimizer->last_timing().update_s;
         window_steps++;
         summary.final_loss = loss;
         mean_step_time += (step_time - mean_step_time) / (step - first_step + 1);
@@ -328,6 +422,8 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
                                         {"mfu", mfu},
                                         {"step_time_s", step_s},
                                         {"data_time_s", window_data / window_steps},
+                                        {"optimizer_time_s", window_opt / window_steps},
+                                        {"optimizer_share", window_opt / window_time},
                                         {"mem_gib", current_rss_gib()}};
             metrics.write(row);
             if (tensorboard) {
@@ -338,15 +434,17 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
             }
             log.line(
                 "step {:>5}/{} | loss {:.4f} | lr {:.2e} | grad_norm {:.3f} | tok/s {:.0f} | "
-                "mfu {:.1f}% | eta {}",
+                "mfu {:.1f}% | opt {:.1f}% | eta {}",
                 step, cfg.training.steps, loss, lr, grad_norm, tok_per_s, mfu,
-                format_duration(eta));
-            window_time = window_data = 0.0;
+                100.0 * window_opt / window_time, format_duration(eta));
+            window_time = window_data = window_opt = 0.0;
             window_steps = 0;
         }
         if (cfg.validation.enable &&
             (step % cfg.validation.freq == 0 || step == cfg.training.steps)) {
+            optimizer->eval_mode();
             const double val = evaluate(model, data.val, B, T, cfg.validation.steps);
+            optimizer->train_mode();
             summary.final_val_loss = val;
             metrics.write({{"step", step}, {"val_loss", val}});
             if (tensorboard) tensorboard->scalars(step, {{"val_loss", val}});
@@ -371,6 +469,7 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
             return summary;
         }
     }
+    optimizer->eval_mode();  // what training produced is the evaluation point: sample from it
     summary.steps = cfg.training.steps;
     summary.tok_per_s = static_cast<double>(tokens_per_step) *
                         (cfg.training.steps - first_step + 1) / run_timer.seconds();

@@ -1,8 +1,12 @@
 #pragma once
 // The training loop: data, model, optimizer, schedule, metrics and the run folder.
+#include <cstdint>
 #include <cstdio>
+#include <memory>
 #include <string>
 
+#include "model/transformer.h"
+#include "optim/optimizer.h"
 #include "train/config.h"
 
 namespace agpt {
@@ -26,6 +30,20 @@ int set_thread_count(int threads);
 
 // Creates <dump_folder>/<job.name>/ and refuses to touch an existing one.
 std::string create_run_dir(const JobConfig& cfg);
+
+// The job's optimizer over the model's parameters, routed by role ([optimizer], optimizer.h).
+std::unique_ptr<Optimizer> make_model_optimizer(const JobConfig& cfg, Transformer& model);
+
+// SophiaG's Gauss–Newton–Bartlett estimate (optimizer.h's protocol) into model.grads(): the
+// gradient of the mean cross-entropy against labels drawn from the model's own softmax on the
+// step's `accum` micro-batches (B×T each, back to back in step_inputs), accumulated and clipped
+// as a training step's. The draw depends on (seed, step) only, so a resumed run draws the same.
+void gauss_newton_bartlett(Transformer& model, const int32_t* step_inputs, int B, int T, int accum,
+                           double max_norm, uint64_t seed, int step);
+
+// What `agpt train --dry-run` prints: the model's size and which optimizer takes each parameter.
+// Validates the config; creates nothing.
+std::string describe_dry_run(const JobConfig& cfg);
 
 // Runs the job, or resumes it from its latest complete checkpoint when the run folder has one
 // and checkpoint.enable is set. Progress lines go to `progress` and to <run>/train.log.
