@@ -15,11 +15,14 @@
 #include "core/error.h"
 #include "core/rng.h"
 #include "kernels/cpu/attention.h"
+#include "kernels/cpu/attention_decode.h"
 #include "kernels/cpu/cross_entropy.h"
 #include "kernels/cpu/embedding.h"
 #include "kernels/cpu/gemm.h"
+#include "kernels/cpu/relu2.h"
 #include "kernels/cpu/rmsnorm.h"
 #include "kernels/cpu/rope.h"
+#include "kernels/cpu/softcap.h"
 #include "kernels/cpu/swiglu.h"
 
 namespace agpt::cpu {
@@ -176,8 +179,9 @@ std::string name(const AttnShape& s) {
            " KV=" + std::to_string(s.KV) + " hd=" + std::to_string(s.hd);
 }
 
-// Direct O(T²) causal softmax attention, one query at a time.
-void naive_attention(Vec& out, Vec& lse, const Vec& qkv, const AttnShape& s) {
+// Direct O(T²) causal softmax attention, one query at a time; cap > 0 soft-caps the scaled
+// scores to cap·tanh(s/cap) (with std::tanh).
+void naive_attention(Vec& out, Vec& lse, const Vec& qkv, const AttnShape& s, double cap = 0) {
     out.assign(s.out_size(), 0.0);
     lse.assign(s.lse_size(), 0.0);
     const double scale = 1.0 / std::sqrt(static_cast<double>(s.hd));
@@ -194,6 +198,7 @@ void naive_attention(Vec& out, Vec& lse, const Vec& qkv, const AttnShape& s) {
                     double d = 0;
                     for (int i = 0; i < s.hd; ++i) d += q[i] * k[i];
                     sc[u] = d * scale;
+                    if (cap > 0) sc[u] = cap * std::tanh(sc[u] / cap);
                     m = std::max(m, sc[u]);
                 }
                 double z = 0;
@@ -277,23 +282,25 @@ TEST(Attention, FloatCloseToDouble) {
     }
 }
 
-void check_attention_gradients(const AttnShape& s, int max_checks) {
+void check_attention_gradients(const AttnShape& s, int max_checks, double cap = 0,
+                               double std = 1.0) {
     Rng rng(5);
-    Vec qkv = randn(rng, s.qkv_size());
+    Vec qkv = randn(rng, s.qkv_size(), std);
     Vec lse(s.lse_size());
     auto forward = [&] {
         Vec out(s.out_size());
-        attention_forward(out.data(), lse.data(), qkv.data(), s.B, s.T, s.H, s.KV, s.hd);
+        attention_forward(out.data(), lse.data(), qkv.data(), s.B, s.T, s.H, s.KV, s.hd, cap);
         return out;
     };
     auto backward = [&](const Vec& dout, std::vector<Vec>& g) {
         const Vec out = forward();
         attention_backward(g[0].data(), dout.data(), qkv.data(), out.data(), lse.data(), s.B, s.T,
-                           s.H, s.KV, s.hd);
+                           s.H, s.KV, s.hd, cap);
     };
     GradCheck opt;
     opt.max_checks = max_checks;
-    check_gradients("attention " + name(s), {{"qkv", &qkv}}, forward, backward, opt);
+    check_gradients("attention " + name(s) + " softcap " + std::to_string(cap), {{"qkv", &qkv}},
+                    forward, backward, opt);
 }
 
 TEST(AttentionGrad, GroupedQueryHeads) {
@@ -311,6 +318,121 @@ TEST(AttentionGrad, SingleToken) {
 // hd 128 makes the backward take its keys two tiles per pass: T = 200 spans two passes.
 TEST(AttentionGrad, HeadDim128SeveralKeyPasses) {
     check_attention_gradients({1, 200, 2, 1, 128}, 300);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Attention-logit soft-capping: cap·tanh(s/cap) on the scaled scores, before the causal softmax.
+
+TEST(AttentionSoftcap, TanhVecMatchesStdTanh) {
+    for (double u = -30; u <= 30; u += 0.01) {
+        EXPECT_NEAR(tanh_vec(u), std::tanh(u), 5e-16) << u;
+        EXPECT_NEAR(tanh_vec(static_cast<float>(u)), std::tanh(u), 2e-7) << u;
+    }
+    for (double u : {-1e30, -800.0, 800.0, 1e30}) EXPECT_EQ(tanh_vec(u), u > 0 ? 1.0 : -1.0);
+    EXPECT_EQ(softcap_vec(-HUGE_VAL, 30.0), -HUGE_VAL);
+    EXPECT_EQ(softcap_vec(-HUGE_VALF, 30.0f), -HUGE_VALF);
+    EXPECT_EQ(softcap_grad_from_output(-HUGE_VAL, 30.0), 0.0);
+    EXPECT_NEAR(softcap_vec(1e6, 30.0), 30.0, 1e-12);
+}
+
+TEST(AttentionSoftcap, ForwardMatchesNaiveCappedSoftmax) {
+    for (const auto& s : kAttnShapes) {
+        SCOPED_TRACE(name(s));
+        Rng rng(7);
+        const Vec qkv = randn(rng, s.qkv_size(), 2.0);  // scores ~ N(0, 16): the cap bites
+        for (double cap : {1.5, 30.0}) {
+            Vec out(s.out_size()), lse(s.lse_size()), ref_out, ref_lse, plain_out, plain_lse;
+            attention_forward(out.data(), lse.data(), qkv.data(), s.B, s.T, s.H, s.KV, s.hd, cap);
+            naive_attention(ref_out, ref_lse, qkv, s, cap);
+            EXPECT_LT(max_rel_diff(out, ref_out), 1e-13) << "cap " << cap;
+            EXPECT_LT(max_rel_diff(lse, ref_lse), 1e-13) << "cap " << cap;
+            naive_attention(plain_out, plain_lse, qkv, s);
+            if (s.T > 1 && cap < 2) {  // the cap changes the result (the test can tell)
+                EXPECT_GT(max_rel_diff(out, plain_out), 1e-2);
+            }
+        }
+    }
+}
+
+TEST(AttentionSoftcap, FloatCloseToDouble) {
+    for (const auto& s : kAttnShapes) {
+        SCOPED_TRACE(name(s));
+        Rng rng(11);
+        const Vec qkv = randn(rng, s.qkv_size(), 2.0);
+        const Vec dout = randn(rng, s.out_size());
+        const double cap = 3.0;
+        Vec out(s.out_size()), lse(s.lse_size()), dqkv(s.qkv_size(), 0.0);
+        attention_forward(out.data(), lse.data(), qkv.data(), s.B, s.T, s.H, s.KV, s.hd, cap);
+        attention_backward(dqkv.data(), dout.data(), qkv.data(), out.data(), lse.data(), s.B, s.T,
+                           s.H, s.KV, s.hd, cap);
+        const auto qkv_f = convert<float>(qkv), dout_f = convert<float>(dout);
+        std::vector<float> out_f(s.out_size()), lse_f(s.lse_size()), dqkv_f(s.qkv_size(), 0.0f);
+        attention_forward(out_f.data(), lse_f.data(), qkv_f.data(), s.B, s.T, s.H, s.KV, s.hd,
+                          float(cap));
+        attention_backward(dqkv_f.data(), dout_f.data(), qkv_f.data(), out_f.data(), lse_f.data(),
+                           s.B, s.T, s.H, s.KV, s.hd, float(cap));
+        EXPECT_LT(max_rel_diff(out_f, out), 1e-5);
+        EXPECT_LT(max_rel_diff(lse_f, lse), 1e-5);
+        EXPECT_LT(max_rel_diff(dqkv_f, dqkv), 1e-4);
+    }
+}
+
+// Finite differences in double through the capped forward and its backward, with scores large
+// enough that tanh saturates for some of them (std 2: s ~ N(0, 16) for cap 1.5 and 3).
+TEST(AttentionSoftcapGrad, GroupedQueryHeads) {
+    check_attention_gradients({2, 70, 4, 2, 16}, 600, 1.5, 2.0);
+}
+TEST(AttentionSoftcapGrad, MultiQueryThreeTiles) {
+    check_attention_gradients({1, 130, 4, 1, 32}, 150, 3.0, 2.0);
+}
+TEST(AttentionSoftcapGrad, GenericHeadDimCap30) {
+    check_attention_gradients({1, 67, 3, 3, 8}, 600, 30.0, 4.0);
+}
+TEST(AttentionSoftcapGrad, HeadDim128SeveralKeyPasses) {
+    check_attention_gradients({1, 200, 2, 1, 128}, 100, 2.0, 1.0);
+}
+
+TEST(AttentionSoftcap, DecodeMatchesFullAttentionRows) {
+    // The cached decode path caps like the tiled forward: M new queries after `past` cached ones
+    // equal rows past..past+M-1 of the full forward.
+    const AttnShape s{1, 40, 4, 2, 16};
+    Rng rng(19);
+    const Vec qkv = randn(rng, s.qkv_size(), 2.0);
+    const double cap = 2.0;
+    Vec out(s.out_size()), lse(s.lse_size());
+    attention_forward(out.data(), lse.data(), qkv.data(), 1, s.T, s.H, s.KV, s.hd, cap);
+    const int past = 29, M = s.T - past, row = static_cast<int>(s.row());
+    Vec dec(static_cast<size_t>(M) * s.H * s.hd);
+    attention_decode(dec.data(), qkv.data() + past * s.row(), row, qkv.data() + s.H * s.hd,
+                     qkv.data() + (s.H + s.KV) * s.hd, row, M, past, s.H, s.KV, s.hd, cap);
+    const Vec want(out.begin() + past * s.H * s.hd, out.end());
+    EXPECT_LT(max_rel_diff(dec, want), 1e-13);
+}
+
+TEST(AttentionSoftcap, BitIdenticalAcrossThreadCounts) {
+    const AttnShape s{2, 200, 4, 2, 32};
+    Rng rng(13);
+    const auto qkv = convert<float>(randn(rng, s.qkv_size(), 2.0));
+    const auto dout = convert<float>(randn(rng, s.out_size()));
+    auto run = [&](int threads) {
+        const int saved = omp_get_max_threads();
+        omp_set_num_threads(threads);
+        std::vector<float> out(s.out_size()), lse(s.lse_size()), dqkv(s.qkv_size(), 0.0f);
+        attention_forward(out.data(), lse.data(), qkv.data(), s.B, s.T, s.H, s.KV, s.hd, 30.0f);
+        attention_backward(dqkv.data(), dout.data(), qkv.data(), out.data(), lse.data(), s.B, s.T,
+                           s.H, s.KV, s.hd, 30.0f);
+        omp_set_num_threads(saved);
+        out.insert(out.end(), dqkv.begin(), dqkv.end());
+        return out;
+    };
+    const auto one = run(1), three = run(3);
+    EXPECT_EQ(std::memcmp(one.data(), three.data(), one.size() * sizeof(float)), 0);
+}
+
+TEST(AttentionSoftcap, RejectsNegativeCap) {
+    std::vector<float> qkv(2 * 3 * 16), out(2 * 16), lse(2);
+    EXPECT_THROW(attention_forward(out.data(), lse.data(), qkv.data(), 1, 2, 1, 1, 16, -1.0f),
+                 Error);
 }
 
 template <typename T>
@@ -584,6 +706,101 @@ TEST(KernelSwiglu, Gradient) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// ReLU²
+
+TEST(KernelRelu2, ForwardMatchesDefinition) {
+    const int N = 3, F = 5;
+    Rng rng(53);
+    const Vec h = randn(rng, N * F, 2.0);
+    Vec out(N * F);
+    relu2_forward(out.data(), h.data(), N, F);
+    for (int i = 0; i < N * F; ++i) EXPECT_EQ(out[i], h[i] > 0 ? h[i] * h[i] : 0.0) << i;
+}
+
+TEST(KernelRelu2, Gradient) {
+    const int N = 4, F = 7;
+    Rng rng(54);
+    Vec h = randn(rng, N * F, 2.0);
+    auto forward = [&] {
+        Vec out(N * F);
+        relu2_forward(out.data(), h.data(), N, F);
+        return out;
+    };
+    auto backward = [&](const Vec& dout, std::vector<Vec>& g) {
+        relu2_backward(g[0].data(), dout.data(), h.data(), N, F);
+    };
+    check_gradients("relu2", {{"h", &h}}, forward, backward);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Per-head RMSNorm (QK-norm): heads of C inside rows of a wider stride.
+
+TEST(KernelRmsNormHeads, ForwardMatchesDefinitionAndWorksInPlace) {
+    const int N = 3, heads = 4, C = 8;
+    const long in_stride = 7 * C, out_stride = 5 * C;  // heads sit at the start of each row
+    const double eps = 1e-6;
+    Rng rng(33);
+    const Vec inp = randn(rng, N * in_stride), w = randn(rng, C, 0.2, 1.0);
+    Vec out(N * out_stride, 7.0), rstd(N * heads);
+    rmsnorm_heads_forward(out.data(), out_stride, rstd.data(), inp.data(), in_stride, w.data(), N,
+                          heads, C, eps);
+    for (int n = 0; n < N; ++n) {
+        for (int h = 0; h < heads; ++h) {
+            const double* x = &inp[n * in_stride + h * C];
+            double ms = 0;
+            for (int c = 0; c < C; ++c) ms += x[c] * x[c];
+            const double r = 1.0 / std::sqrt(ms / C + eps);
+            EXPECT_NEAR(rstd[n * heads + h], r, 1e-14 * r);
+            for (int c = 0; c < C; ++c)
+                EXPECT_NEAR(out[n * out_stride + h * C + c], x[c] * r * w[c], 1e-14);
+        }
+        for (long c = heads * C; c < out_stride; ++c) EXPECT_EQ(out[n * out_stride + c], 7.0);
+    }
+    // In place (out = inp, same stride) gives the same values.
+    Vec inplace = inp, rstd2(N * heads);
+    rmsnorm_heads_forward(inplace.data(), in_stride, rstd2.data(), inplace.data(), in_stride,
+                          w.data(), N, heads, C, eps);
+    for (int n = 0; n < N; ++n)
+        for (int c = 0; c < heads * C; ++c)
+            EXPECT_EQ(inplace[n * in_stride + c], out[n * out_stride + c]);
+    // heads = 1, stride C is rmsnorm_forward.
+    Vec a(N * C), b(N * C), ra(N), rb(N);
+    rmsnorm_forward(a.data(), ra.data(), inp.data(), w.data(), N, C, eps);
+    rmsnorm_heads_forward(b.data(), C, rb.data(), inp.data(), C, w.data(), N, 1, C, eps);
+    EXPECT_EQ(a, b);
+}
+
+TEST(KernelRmsNormHeads, Gradient) {
+    // 70 rows of (n, head): more than one 64-row block of the dweight reduction.
+    const int N = 14, heads = 5, C = 6;
+    const long in_stride = 6 * C, out_stride = 8 * C;
+    const double eps = 1e-5;
+    Rng rng(34);
+    Vec inp = randn(rng, N * in_stride), w = randn(rng, C, 0.2, 1.0), rstd(N * heads);
+    auto forward = [&] {
+        Vec out(N * out_stride, 0.0);
+        rmsnorm_heads_forward(out.data(), out_stride, rstd.data(), inp.data(), in_stride, w.data(),
+                              N, heads, C, eps);
+        return out;
+    };
+    auto backward = [&](const Vec& dout, std::vector<Vec>& g) {
+        forward();
+        rmsnorm_heads_backward(g[0].data(), in_stride, g[1].data(), dout.data(), out_stride,
+                               inp.data(), in_stride, w.data(), rstd.data(), N, heads, C);
+    };
+    // Elements of inp past the heads get no gradient: checked below, so the checker's "gradient
+    // identically zero" rule only sees the whole buffer.
+    check_gradients("rmsnorm_heads", {{"inp", &inp}, {"weight", &w}}, forward, backward);
+    Vec din(N * in_stride, 0.0), dw(C, 0.0);
+    const Vec dout = randn(rng, N * out_stride);
+    forward();
+    rmsnorm_heads_backward(din.data(), in_stride, dw.data(), dout.data(), out_stride, inp.data(),
+                           in_stride, w.data(), rstd.data(), N, heads, C);
+    for (int n = 0; n < N; ++n)
+        for (long c = heads * C; c < in_stride; ++c) EXPECT_EQ(din[n * in_stride + c], 0.0);
+}
+
+// ---------------------------------------------------------------------------------------------
 // Embedding
 
 TEST(KernelEmbedding, ForwardAndGradientWithRepeatedTokens) {
@@ -615,7 +832,7 @@ TEST(KernelEmbedding, ForwardAndGradientWithRepeatedTokens) {
 // LM head + cross-entropy
 
 double naive_cross_entropy(const Vec& x, const Vec& w, const std::vector<int32_t>& targets, int C,
-                           int V) {
+                           int V, double cap = 0) {
     double total = 0;
     for (size_t n = 0; n < targets.size(); ++n) {
         if (targets[n] < 0) continue;
@@ -624,7 +841,7 @@ double naive_cross_entropy(const Vec& x, const Vec& w, const std::vector<int32_t
         for (int v = 0; v < V; ++v) {
             double s = 0;
             for (int c = 0; c < C; ++c) s += x[n * C + c] * w[v * C + c];
-            logits[v] = s;
+            logits[v] = cap > 0 ? cap * std::tanh(s / cap) : s;
             m = std::max(m, s);
         }
         double z = 0;
@@ -684,6 +901,61 @@ TEST(KernelCrossEntropy, GradientWithIgnoredTargetsAndRaggedChunks) {
                               1.0, scratch.data(), chunk);
         for (int n : {1, 5})
             for (int c = 0; c < C; ++c) EXPECT_EQ(dx[n * C + c], 0.0) << "n=" << n;
+    }
+}
+
+// Final-logit soft-capping: the loss of cap·tanh(z/cap), fused into the chunked head.
+TEST(KernelCrossEntropySoftcap, LossMatchesNaiveCappedLogSoftmax) {
+    const std::vector<int32_t> targets = {2, -1, 0, 6, 3, -1, 1, 4, 5, 2};
+    const int N = 10, C = 6, V = 7;
+    Rng rng(73);
+    const Vec x = randn(rng, N * C, 1.5), w = randn(rng, V * C, 1.5);  // logits ~ N(0, 30)
+    for (double cap : {2.0, 30.0}) {
+        const double ref = naive_cross_entropy(x, w, targets, C, V, cap);
+        EXPECT_GT(std::abs(ref - naive_cross_entropy(x, w, targets, C, V)), 1e-3 * ref);
+        for (int chunk : {1, 4, 16}) {
+            Vec scratch(lm_head_scratch_size(chunk, V));
+            const double loss = lm_head_cross_entropy(
+                static_cast<double*>(nullptr), static_cast<double*>(nullptr), x.data(), w.data(),
+                targets.data(), N, C, V, 1.0, scratch.data(), chunk, cap);
+            EXPECT_NEAR(loss, ref, 1e-12 * ref) << "cap=" << cap << " chunk=" << chunk;
+            Vec dx(N * C, 0.0), dw(V * C, 0.0);
+            const double loss2 =
+                lm_head_cross_entropy(dx.data(), dw.data(), x.data(), w.data(), targets.data(), N,
+                                      C, V, 0.5, scratch.data(), chunk, cap);
+            EXPECT_NEAR(loss2, ref, 1e-12 * ref) << "cap=" << cap << " chunk=" << chunk;
+        }
+    }
+    // softcap_forward caps returned logits the same way.
+    Vec z = {-100.0, -1.0, 0.0, 0.5, 40.0};
+    softcap_forward(z.data(), 5, 2.0);
+    const Vec want = {2.0 * std::tanh(-50.0), 2.0 * std::tanh(-0.5), 0.0, 2.0 * std::tanh(0.25),
+                      2.0 * std::tanh(20.0)};
+    for (int i = 0; i < 5; ++i) EXPECT_NEAR(z[i], want[i], 1e-15) << i;
+}
+
+TEST(KernelCrossEntropySoftcap, Gradient) {
+    const std::vector<int32_t> targets = {2, -1, 0, 6, 3, -1, 1, 4, 5, 2};
+    const int N = 10, C = 6, V = 7;
+    for (int chunk : {3, 10}) {
+        Rng rng(74);
+        Vec x = randn(rng, N * C, 1.5), w = randn(rng, V * C, 1.5);
+        Vec scratch(lm_head_scratch_size(chunk, V));
+        const double cap = 3.0;
+        auto forward = [&] {
+            const double loss = lm_head_cross_entropy(
+                static_cast<double*>(nullptr), static_cast<double*>(nullptr), x.data(), w.data(),
+                targets.data(), N, C, V, 1.0, scratch.data(), chunk, cap);
+            return Vec{loss};
+        };
+        auto backward = [&](const Vec& dout, std::vector<Vec>& g) {
+            lm_head_cross_entropy(g[0].data(), g[1].data(), x.data(), w.data(), targets.data(), N,
+                                  C, V, dout[0], scratch.data(), chunk, cap);
+        };
+        GradCheck opt;
+        opt.eps = 1e-5;
+        check_gradients("lm_head_cross_entropy softcap chunk=" + std::to_string(chunk),
+                        {{"x", &x}, {"weight", &w}}, forward, backward, opt);
     }
 }
 

@@ -28,16 +28,23 @@ void random_tokens(agpt::Rng& rng, int V, std::size_t n, int32_t* out) {
 
 int run(int argc, char** argv) {
     std::string flavor = "tiny", out;
+    agpt::ModelSwitches switches;
     int vocab = 300, B = 2, T = 16, steps = 5;
     uint64_t seed = 1234;
-    double lr = 1e-3;
+    double lr = 1e-3, norm_noise = 0.0;
     CLI::App app{"Dump agpt model weights, logits, loss, gradients and AdamW losses"};
-    app.add_option("--flavor", flavor, "model flavor (model_args.h)");
+    app.add_option("--flavor", flavor, "model flavor (model_args.h), suffixes included");
+    app.add_flag("--qk-norm", switches.qk_norm, "as model.qk_norm");
+    app.add_option("--attn-softcap", switches.attn_softcap, "as model.attn_softcap");
+    app.add_option("--final-softcap", switches.final_softcap, "as model.final_softcap");
+    app.add_option("--ffn", switches.ffn, "as model.ffn: swiglu | relu2");
     app.add_option("--vocab", vocab, "vocabulary size overriding the flavor's");
     app.add_option("--batch", B, "batch size B");
     app.add_option("--seq", T, "sequence length T");
     app.add_option("--seed", seed, "init seed; the data uses seed+1");
     app.add_option("--steps", steps, "AdamW steps after the gradient dump");
+    app.add_option("--norm-noise", norm_noise,
+                   "norm gains become 1 + noise·N(0,1) instead of 1 (exercises their products)");
     app.add_option("--lr", lr, "AdamW learning rate (constant)");
     app.add_option("--out", out, "output .safetensors file")->required();
     try {
@@ -46,15 +53,21 @@ int run(int argc, char** argv) {
         return app.exit(e);
     }
 
-    const agpt::Flavor* f = agpt::find_flavor(flavor);
-    if (f == nullptr) agpt::fail("unknown flavor '{}'", flavor);
     if (vocab < 1 || B < 1 || T < 1 || steps < 0)
         agpt::fail("--vocab, --batch and --seq must be positive, --steps non-negative");
-    agpt::ModelArgs args = f->args;
+    agpt::ModelArgs args = agpt::resolve_model_args(flavor, switches);
     args.vocab_size = vocab;
 
     agpt::Transformer model(args, B, T);
     model.init_weights("agpt", seed);
+    if (norm_noise > 0) {
+        agpt::Rng noise(seed + 7);
+        for (const auto& v : model.param_views())
+            if (v.role == "norm")
+                for (std::size_t i = 0; i < v.numel(); ++i)
+                    model.params()[v.offset + i] =
+                        static_cast<float>(1.0 + norm_noise * noise.normal());
+    }
 
     agpt::SafetensorsWriter w;
     w.set_metadata("flavor", flavor);
@@ -67,6 +80,10 @@ int run(int argc, char** argv) {
     w.set_metadata("norm_eps", fmt::format("{:.17g}", args.norm_eps));
     w.set_metadata("vocab", std::to_string(args.vocab_size));
     w.set_metadata("lr", fmt::format("{:.17g}", lr));
+    w.set_metadata("qk_norm", args.qk_norm ? "1" : "0");
+    w.set_metadata("attn_softcap", fmt::format("{:.17g}", args.attn_softcap));
+    w.set_metadata("final_softcap", fmt::format("{:.17g}", args.final_softcap));
+    w.set_metadata("ffn", agpt::ffn_type_name(args.ffn));
     for (const auto& v : model.param_views())
         w.add("param." + v.name, shape_of(v), model.params().data() + v.offset);
 

@@ -28,6 +28,7 @@ int main(int argc, char** argv) {
     add_import_command(app, action);
     add_generate_command(app, action);
     add_optimizers_command(app, action);
+    add_models_command(app, action);
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {

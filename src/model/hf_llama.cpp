@@ -11,12 +11,15 @@ std::string hf_llama_name(const std::string& name) {
     if (name == "tok_embeddings.weight") return "model.embed_tokens.weight";
     if (name == "norm.weight") return "model.norm.weight";
     if (name == "output.weight") return "lm_head.weight";
-    static const std::array<std::pair<const char*, const char*>, 9> per_layer = {{
+    // q_norm/k_norm (QK-norm) are Qwen3's names: a Qwen3 block is this block with QK-norm.
+    static const std::array<std::pair<const char*, const char*>, 11> per_layer = {{
         {"attention_norm.weight", "input_layernorm.weight"},
         {"attention.wq.weight", "self_attn.q_proj.weight"},
         {"attention.wk.weight", "self_attn.k_proj.weight"},
         {"attention.wv.weight", "self_attn.v_proj.weight"},
         {"attention.wo.weight", "self_attn.o_proj.weight"},
+        {"attention.q_norm.weight", "self_attn.q_norm.weight"},
+        {"attention.k_norm.weight", "self_attn.k_norm.weight"},
         {"ffn_norm.weight", "post_attention_layernorm.weight"},
         {"feed_forward.w1.weight", "mlp.gate_proj.weight"},
         {"feed_forward.w3.weight", "mlp.up_proj.weight"},

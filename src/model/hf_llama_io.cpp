@@ -18,14 +18,31 @@ namespace agpt {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
+void check_hf_expressible(const ModelArgs& a) {
+    std::string what;
+    if (a.attn_softcap > 0)
+        what = fmt::format("attention-logit soft-capping (attn_softcap {:g})", a.attn_softcap);
+    else if (a.final_softcap > 0)
+        what = fmt::format("final-logit soft-capping (final_softcap {:g})", a.final_softcap);
+    else if (a.ffn != FfnType::swiglu)
+        what = fmt::format("the {} FFN", ffn_type_name(a.ffn));
+    if (!what.empty())
+        fail(
+            "this model uses {}, which neither Hugging Face's Llama nor its Qwen3 format can "
+            "express (a reader would build a different model); only plain and QK-norm models "
+            "export. Keep the agpt checkpoint, or train a flavor without that switch",
+            what);
+}
+
 std::string hf_llama_config_json(const ModelArgs& a, std::optional<int32_t> bos,
                                  std::optional<int32_t> eos) {
+    check_hf_expressible(a);
     // The keys LlamaConfig reads, with the values that make transformers build exactly the
     // agpt block; the ones that merely restate LlamaConfig defaults are written anyway so that
     // a reader does not depend on a transformers version's defaults.
     json j = {
-        {"architectures", {"LlamaForCausalLM"}},
-        {"model_type", "llama"},
+        {"architectures", {a.qk_norm ? "Qwen3ForCausalLM" : "LlamaForCausalLM"}},
+        {"model_type", a.qk_norm ? "qwen3" : "llama"},
         {"hidden_size", a.dim},
         {"intermediate_size", a.ffn_hidden()},
         {"num_hidden_layers", a.n_layers},
@@ -47,6 +64,15 @@ std::string hf_llama_config_json(const ModelArgs& a, std::optional<int32_t> bos,
         {"initializer_range", 0.02},
         {"use_cache", true},
     };
+    if (a.qk_norm) {
+        // Qwen3 = this block + per-head RMSNorm on q and k before RoPE (q_norm, k_norm), eps
+        // rms_norm_eps; its sliding window must stay off. pretraining_tp is Llama's only.
+        j.erase("pretraining_tp");
+        j.erase("mlp_bias");
+        j["use_sliding_window"] = false;
+        j["sliding_window"] = nullptr;
+        j["max_window_layers"] = a.n_layers;
+    }
     j["bos_token_id"] = bos ? json(*bos) : json(nullptr);
     j["eos_token_id"] = eos ? json(*eos) : json(nullptr);
     return j.dump(2) + "\n";
@@ -126,9 +152,17 @@ HfLlamaConfig read_hf_llama_config(const std::string& path) {
     const ConfigReader r(j, path);
     const json* type = r.find("model_type");
     if (!type) fail("{}: missing key 'model_type'", path);
-    if (!type->is_string() || type->get<std::string>() != "llama")
-        fail("{}: model_type {} is not \"llama\"; only Llama models can be imported", path,
-             type->dump());
+    if (!type->is_string() || (*type != "llama" && *type != "qwen3"))
+        fail(
+            "{}: model_type {} is not \"llama\" or \"qwen3\"; only Llama models (and Qwen3, "
+            "a Llama with QK-norm) can be imported",
+            path, type->dump());
+    const bool qwen3 = *type == "qwen3";
+    if (qwen3 && r.boolean("use_sliding_window", false))
+        fail(
+            "{}: use_sliding_window = true is not supported (agpt attends to every earlier "
+            "position)",
+            path);
     if (const json* act = r.find("hidden_act"); act && *act != "silu")
         fail("{}: hidden_act {} is not supported (agpt's FFN is SwiGLU: \"silu\")", path,
              act->dump());
@@ -143,6 +177,7 @@ HfLlamaConfig read_hf_llama_config(const std::string& path) {
 
     HfLlamaConfig c;
     ModelArgs& a = c.args;
+    a.qk_norm = qwen3;
     a.dim = r.integer("hidden_size");
     a.ffn_hidden_override = r.integer("intermediate_size");
     a.n_layers = r.integer("num_hidden_layers");
@@ -187,10 +222,11 @@ void write_hf_llama_safetensors(Transformer& model, const std::string& path) {
 
 void write_hf_llama_folder(Transformer& model, std::optional<int32_t> bos,
                            std::optional<int32_t> eos, const std::string& dir) {
+    const std::string config = hf_llama_config_json(model.args(), bos, eos);  // checks first
     write_hf_llama_safetensors(model, (fs::path(dir) / "model.safetensors").string());
     const fs::path cfg = fs::path(dir) / "config.json";
     std::ofstream out(cfg, std::ios::binary);
-    out << hf_llama_config_json(model.args(), bos, eos);
+    out << config;
     if (!out.flush()) fail("{}: write failed", cfg.string());
 }
 
@@ -212,6 +248,15 @@ void load_hf_llama_weights(const std::string& dir, Transformer& model) {
     differs("vocab_size", c.args.vocab_size, want.vocab_size, "vocab_size");
     differs("rope_theta", c.args.rope_theta, want.rope_theta, "rope_theta");
     differs("rms_norm_eps", c.args.norm_eps, want.norm_eps, "norm_eps");
+    if (c.args.qk_norm != want.qk_norm)
+        fail("{}: model_type {} {} QK-norm but the model being loaded {}", cfg_path,
+             c.args.qk_norm ? "qwen3" : "llama", c.args.qk_norm ? "has" : "has no",
+             want.qk_norm ? "has it (a Qwen3 folder)" : "has none (a Llama folder)");
+    if (want.attn_softcap > 0 || want.final_softcap > 0 || want.ffn != FfnType::swiglu)
+        fail(
+            "{}: the model being loaded has {}, which a Hugging Face Llama/Qwen3 folder cannot "
+            "hold; start it from an agpt checkpoint instead",
+            cfg_path, want.describe_switches());
 
     const fs::path file = d / "model.safetensors";
     if (!fs::exists(file)) {

@@ -8,8 +8,10 @@
 #include "kernels/cpu/attention_decode.h"
 #include "kernels/cpu/embedding.h"
 #include "kernels/cpu/gemm.h"
+#include "kernels/cpu/relu2.h"
 #include "kernels/cpu/rmsnorm.h"
 #include "kernels/cpu/rope.h"
+#include "kernels/cpu/softcap.h"
 #include "kernels/cpu/swiglu.h"
 
 namespace agpt {
@@ -41,8 +43,9 @@ KvCache::KvCache(Transformer& model, int capacity) : model_(&model), capacity_(c
     xn_.resize(rows * D);
     rstd_.resize(rows);
     qkv_.resize(rows * a.qkv_dim());
+    if (a.qk_norm) qk_rstd_.resize(rows * (a.n_heads + a.n_kv_heads));
     attn_.resize(rows * a.n_heads * a.head_dim());
-    h13_.resize(rows * 2 * F);
+    h13_.resize(rows * a.ffn_in_dim());
     gate_.resize(rows * F);
 }
 
@@ -69,6 +72,7 @@ void KvCache::append(const int32_t* tokens, int n, float* logits) {
     rmsnorm_forward<float>(xn.data(), &rstd, x_.data() + static_cast<std::size_t>(last) * D,
                            model_->param("norm.weight"), 1, D, static_cast<float>(a.norm_eps));
     matmul_forward<float>(logits, xn.data(), model_->param("output.weight"), 1, D, a.vocab_size);
+    softcap_forward<float>(logits, a.vocab_size, static_cast<float>(a.final_softcap));
 }
 
 void KvCache::run_chunk(const int32_t* tokens, int n) {
@@ -86,6 +90,13 @@ void KvCache::run_chunk(const int32_t* tokens, int n) {
         rmsnorm_forward<float>(xn_.data(), rstd_.data(), x_.data(),
                                m.param(p + "attention_norm.weight"), n, D, eps);
         matmul_forward<float>(qkv_.data(), xn_.data(), m.param(p + "attention.wq.weight"), n, D, Q);
+        if (a.qk_norm) {  // in place: nothing needs q|k before the norm here
+            rmsnorm_heads_forward<float>(qkv_.data(), Q, qk_rstd_.data(), qkv_.data(), Q,
+                                         m.param(p + "attention.q_norm.weight"), n, H, hd, eps);
+            rmsnorm_heads_forward<float>(qkv_.data() + A, Q, qk_rstd_.data() + n * H,
+                                         qkv_.data() + A, Q, m.param(p + "attention.k_norm.weight"),
+                                         n, KV, hd, eps);
+        }
         // Tables offset by p0: rope_forward gives row t the angle of table row t.
         rope_forward<float>(qkv_.data(), rope_cos_.data() + static_cast<std::size_t>(p0) * half,
                             rope_sin_.data() + static_cast<std::size_t>(p0) * half, 1, n, H + KV,
@@ -96,14 +107,18 @@ void KvCache::run_chunk(const int32_t* tokens, int n) {
             std::memcpy(vc + static_cast<std::size_t>(p0 + t) * kvw, row + A + kvw,
                         sizeof(float) * kvw);
         }
-        attention_decode<float>(attn_.data(), qkv_.data(), Q, kc, vc, kvw, n, p0, H, KV, hd);
+        attention_decode<float>(attn_.data(), qkv_.data(), Q, kc, vc, kvw, n, p0, H, KV, hd,
+                                static_cast<float>(a.attn_softcap));
         matmul_forward<float>(x_.data(), attn_.data(), m.param(p + "attention.wo.weight"), n, A, D,
                               true);
         rmsnorm_forward<float>(xn_.data(), rstd_.data(), x_.data(), m.param(p + "ffn_norm.weight"),
                                n, D, eps);
         matmul_forward<float>(h13_.data(), xn_.data(), m.param(p + "feed_forward.w1.weight"), n, D,
-                              2 * F);
-        swiglu_forward<float>(gate_.data(), h13_.data(), n, F);
+                              a.ffn_in_dim());
+        if (a.ffn == FfnType::swiglu)
+            swiglu_forward<float>(gate_.data(), h13_.data(), n, F);
+        else
+            relu2_forward<float>(gate_.data(), h13_.data(), n, F);
         matmul_forward<float>(x_.data(), gate_.data(), m.param(p + "feed_forward.w2.weight"), n, F,
                               D, true);
     }

@@ -6,7 +6,8 @@
 // layer's rotated keys and values of the tokens it has seen; appending a token runs the layers
 // on that one row and attends it to the cache (kernels/cpu/attention_decode.h). The arithmetic
 // is the Transformer's, on the same kernels; only the attention's summation order and the
-// GEMMs' shapes differ, so logits agree to float rounding (tests/kv_cache_test.cpp).
+// GEMMs' shapes differ, so logits agree to float rounding (tests/kv_cache_test.cpp). Every
+// architecture switch (QK-norm, soft-caps, ReLU²) takes the same path as in the Transformer.
 //
 // Intended use:
 //   KvCache cache(model, capacity);                 // model must outlive the cache
@@ -42,7 +43,7 @@ class KvCache {
     std::vector<float> k_, v_;  // per layer (capacity, KV·hd), layer-major
     std::vector<float> rope_cos_, rope_sin_;
     // Per-chunk scratch, kChunk rows each.
-    std::vector<float> x_, xn_, rstd_, qkv_, attn_, h13_, gate_;
+    std::vector<float> x_, xn_, rstd_, qkv_, qk_rstd_, attn_, h13_, gate_;
     void run_chunk(const int32_t* tokens, int n);
 };
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <utility>
 
 #include "core/error.h"
 #include "core/rng.h"
@@ -10,8 +11,10 @@
 #include "kernels/cpu/cross_entropy.h"
 #include "kernels/cpu/embedding.h"
 #include "kernels/cpu/gemm.h"
+#include "kernels/cpu/relu2.h"
 #include "kernels/cpu/rmsnorm.h"
 #include "kernels/cpu/rope.h"
+#include "kernels/cpu/softcap.h"
 #include "kernels/cpu/swiglu.h"
 
 namespace agpt {
@@ -25,8 +28,11 @@ std::size_t ParamView::numel() const {
 }
 
 // Offsets (in floats) of one layer's saved activations, for N = max_batch·max_seq rows.
+// qk_raw/qk_rstd (QK-norm only, else empty): q and k before their norm, (N, (H+KV)·hd), and the
+// norms' rstd, q heads (N,H) then k heads (N,KV). h13: the first FFN projection, (N, 2F) for
+// SwiGLU (w1|w3), (N, F) for ReLU².
 struct LayerActs {
-    std::size_t x, anorm, arstd, qkv, attn, lse, h, fnorm, frstd, h13, gate;
+    std::size_t x, anorm, arstd, qkv, qk_raw, qk_rstd, attn, lse, h, fnorm, frstd, h13, gate;
     std::size_t size;
 };
 
@@ -35,6 +41,7 @@ namespace {
 LayerActs layer_layout(const ModelArgs& a, std::size_t N) {
     const std::size_t D = a.dim, F = a.ffn_hidden(), Q = a.qkv_dim(),
                       A = static_cast<std::size_t>(a.n_heads) * a.head_dim();
+    const std::size_t qk_heads = a.qk_norm ? static_cast<std::size_t>(a.n_heads + a.n_kv_heads) : 0;
     LayerActs l{};
     std::size_t o = 0;
     auto take = [&](std::size_t n) {
@@ -46,12 +53,14 @@ LayerActs layer_layout(const ModelArgs& a, std::size_t N) {
     l.anorm = take(N * D);
     l.arstd = take(N);
     l.qkv = take(N * Q);
+    l.qk_raw = take(N * qk_heads * a.head_dim());
+    l.qk_rstd = take(N * qk_heads);
     l.attn = take(N * A);
     l.lse = take(N * a.n_heads);
     l.h = take(N * D);
     l.fnorm = take(N * D);
     l.frstd = take(N);
-    l.h13 = take(N * 2 * F);
+    l.h13 = take(N * a.ffn_in_dim());
     l.gate = take(N * F);
     l.size = o;
     return l;
@@ -72,18 +81,25 @@ Transformer::Transformer(const ModelArgs& args, int max_batch, int max_seq)
     if (args.n_heads % args.n_kv_heads != 0)
         fail("model: n_heads {} is not divisible by n_kv_heads {}", args.n_heads, args.n_kv_heads);
     if (args.head_dim() % 2 != 0) fail("model: head_dim {} must be even for RoPE", args.head_dim());
+    for (const auto& [what, cap] : {std::pair{"attn_softcap", args.attn_softcap},
+                                    std::pair{"final_softcap", args.final_softcap}})
+        if (!(cap >= 0.0) || !std::isfinite(cap))
+            fail("model: {} {} must be 0 (off) or a positive cap", what, cap);
     build_views();
     params_.assign(views_.back().offset + views_.back().numel(), 0.0f);
     grads_.assign(params_.size(), 0.0f);
 
     const std::size_t N = static_cast<std::size_t>(max_batch) * max_seq;
     const std::size_t D = args.dim, F = args.ffn_hidden(), Q = args.qkv_dim(),
-                      A = static_cast<std::size_t>(args.n_heads) * args.head_dim();
+                      A = static_cast<std::size_t>(args.n_heads) * args.head_dim(),
+                      QK = args.qk_norm ? static_cast<std::size_t>(args.n_heads + args.n_kv_heads) *
+                                              args.head_dim()
+                                        : 0;
     const LayerActs l = layer_layout(args, N);
     // Layers, then the residual stream after the last layer, the final norm and its rstd.
     acts_.assign(l.size * args.n_layers + 2 * N * D + N, 0.0f);
     // Backward: residual gradient, then per-layer temporaries reused by every layer.
-    dacts_.assign(N * D + N * D + N * F + N * 2 * F + N * A + N * Q, 0.0f);
+    dacts_.assign(N * D + N * D + N * F + N * args.ffn_in_dim() + N * A + N * Q + N * QK, 0.0f);
     scratch_.assign(
         lm_head_scratch_size(head_chunk(static_cast<int>(N), args.vocab_size), args.vocab_size),
         0.0f);
@@ -111,10 +127,14 @@ void Transformer::build_views() {
         add(p + "attention.wk.weight", {args_.n_kv_heads * hd, D}, "attention");
         add(p + "attention.wv.weight", {args_.n_kv_heads * hd, D}, "attention");
         add(p + "attention.wo.weight", {D, args_.n_heads * hd}, "attention");
+        if (args_.qk_norm) {  // one weight per head dimension, shared by the heads (as Qwen3)
+            add(p + "attention.q_norm.weight", {hd}, "norm");
+            add(p + "attention.k_norm.weight", {hd}, "norm");
+        }
         add(p + "ffn_norm.weight", {D}, "norm");
-        // w1 then w3: the fused 2F × D gate/up projection.
+        // SwiGLU: w1 then w3, the fused 2F × D gate/up projection. ReLU²: w1 alone.
         add(p + "feed_forward.w1.weight", {F, D}, "ffn");
-        add(p + "feed_forward.w3.weight", {F, D}, "ffn");
+        if (args_.ffn == FfnType::swiglu) add(p + "feed_forward.w3.weight", {F, D}, "ffn");
         add(p + "feed_forward.w2.weight", {D, F}, "ffn");
     }
     add("norm.weight", {D}, "norm");
@@ -179,9 +199,11 @@ void Transformer::forward(const int32_t* tokens, int B, int T) {
             fail("model: token id {} at position {} is outside the vocabulary [0, {})", tokens[i],
                  i, args_.vocab_size);
     const int N = B * T, D = args_.dim, F = args_.ffn_hidden(), Q = args_.qkv_dim(),
-              H = args_.n_heads, KV = args_.n_kv_heads, hd = args_.head_dim(), A = H * hd;
+              H = args_.n_heads, KV = args_.n_kv_heads, hd = args_.head_dim(), A = H * hd,
+              QK = (H + KV) * hd, FI = args_.ffn_in_dim();
     const std::size_t maxN = static_cast<std::size_t>(max_batch_) * max_seq_;
     const LayerActs l = layer_layout(args_, maxN);
+    const float eps = static_cast<float>(args_.norm_eps);
     float* acts = acts_.data();
     embedding_forward<float>(acts + l.x, tokens, param("tok_embeddings.weight"), N, D);
     for (int layer = 0; layer < args_.n_layers; layer++) {
@@ -193,15 +215,31 @@ void Transformer::forward(const int32_t* tokens, int B, int T) {
                                param(p + "attention_norm.weight"), N, D,
                                static_cast<float>(args_.norm_eps));
         matmul_forward<float>(a + l.qkv, a + l.anorm, param(p + "attention.wq.weight"), N, D, Q);
+        if (args_.qk_norm) {
+            // Keep q|k before the norm for backward, then normalise each head in place.
+            float* raw = a + l.qk_raw;
+            for (int n = 0; n < N; n++)
+                std::memcpy(raw + static_cast<std::size_t>(n) * QK,
+                            a + l.qkv + static_cast<std::size_t>(n) * Q, sizeof(float) * QK);
+            rmsnorm_heads_forward<float>(a + l.qkv, Q, a + l.qk_rstd, raw, QK,
+                                         param(p + "attention.q_norm.weight"), N, H, hd, eps);
+            rmsnorm_heads_forward<float>(a + l.qkv + H * hd, Q, a + l.qk_rstd + maxN * H,
+                                         raw + H * hd, QK, param(p + "attention.k_norm.weight"), N,
+                                         KV, hd, eps);
+        }
         rope_forward<float>(a + l.qkv, rope_cos_.data(), rope_sin_.data(), B, T, H + KV, hd, Q);
-        attention_forward<float>(a + l.attn, a + l.lse, a + l.qkv, B, T, H, KV, hd);
+        attention_forward<float>(a + l.attn, a + l.lse, a + l.qkv, B, T, H, KV, hd,
+                                 static_cast<float>(args_.attn_softcap));
         std::memcpy(a + l.h, a + l.x, sizeof(float) * N * D);
         matmul_forward<float>(a + l.h, a + l.attn, param(p + "attention.wo.weight"), N, A, D, true);
         rmsnorm_forward<float>(a + l.fnorm, a + l.frstd, a + l.h, param(p + "ffn_norm.weight"), N,
                                D, static_cast<float>(args_.norm_eps));
         matmul_forward<float>(a + l.h13, a + l.fnorm, param(p + "feed_forward.w1.weight"), N, D,
-                              2 * F);
-        swiglu_forward<float>(a + l.gate, a + l.h13, N, F);
+                              FI);
+        if (args_.ffn == FfnType::swiglu)
+            swiglu_forward<float>(a + l.gate, a + l.h13, N, F);
+        else
+            relu2_forward<float>(a + l.gate, a + l.h13, N, F);
         std::memcpy(x_next, a + l.h, sizeof(float) * N * D);
         matmul_forward<float>(x_next, a + l.gate, param(p + "feed_forward.w2.weight"), N, F, D,
                               true);
@@ -230,10 +268,10 @@ double Transformer::head_loss(const int32_t* targets, int B, int T, double grad_
     const float* xf_norm = acts_.data() + l.size * args_.n_layers + maxN * D;
     float* d_xf = backward ? dacts_.data() + maxN * D : nullptr;
     if (d_xf) std::fill(d_xf, d_xf + static_cast<std::size_t>(N) * D, 0.0f);
-    return lm_head_cross_entropy<float>(d_xf, backward ? grad("output.weight") : nullptr, xf_norm,
-                                        param("output.weight"), targets, N, D, V,
-                                        static_cast<float>(grad_scale), scratch_.data(),
-                                        head_chunk(static_cast<int>(maxN), V));
+    return lm_head_cross_entropy<float>(
+        d_xf, backward ? grad("output.weight") : nullptr, xf_norm, param("output.weight"), targets,
+        N, D, V, static_cast<float>(grad_scale), scratch_.data(),
+        head_chunk(static_cast<int>(maxN), V), static_cast<float>(args_.final_softcap));
 }
 
 double Transformer::forward_backward(const int32_t* tokens, const int32_t* targets, int B, int T,
@@ -242,7 +280,8 @@ double Transformer::forward_backward(const int32_t* tokens, const int32_t* targe
     const double loss_sum = head_loss(targets, B, T, grad_scale, true);
 
     const int N = B * T, D = args_.dim, F = args_.ffn_hidden(), Q = args_.qkv_dim(),
-              H = args_.n_heads, KV = args_.n_kv_heads, hd = args_.head_dim(), A = H * hd;
+              H = args_.n_heads, KV = args_.n_kv_heads, hd = args_.head_dim(), A = H * hd,
+              QK = (H + KV) * hd, FI = args_.ffn_in_dim();
     const std::size_t maxN = static_cast<std::size_t>(max_batch_) * max_seq_;
     const LayerActs l = layer_layout(args_, maxN);
     float* acts = acts_.data();
@@ -250,8 +289,9 @@ double Transformer::forward_backward(const int32_t* tokens, const int32_t* targe
     float* d_norm = dres + maxN * D;  // gradient of a norm's output, (N,D)
     float* d_gate = d_norm + maxN * D;
     float* d_h13 = d_gate + maxN * F;
-    float* d_attn = d_h13 + maxN * 2 * F;
+    float* d_attn = d_h13 + maxN * FI;
     float* d_qkv = d_attn + maxN * A;
+    float* d_qk = d_qkv + maxN * Q;  // QK-norm: gradient of q|k before the norm, (N, QK)
     auto zero = [](float* p, std::size_t n) { std::fill(p, p + n, 0.0f); };
     const std::size_t ND = static_cast<std::size_t>(N) * D;
 
@@ -263,24 +303,43 @@ double Transformer::forward_backward(const int32_t* tokens, const int32_t* targe
     for (int layer = args_.n_layers - 1; layer >= 0; layer--) {
         float* a = acts + l.size * layer;
         const std::string p = "layers." + std::to_string(layer) + ".";
-        // FFN: x_next = h + w2(swiglu(w1|w3 · ffn_norm(h)))
+        // FFN: x_next = h + w2(swiglu(w1|w3 · ffn_norm(h)))  or  h + w2(relu2(w1 · ffn_norm(h)))
         zero(d_gate, static_cast<std::size_t>(N) * F);
         matmul_backward<float>(d_gate, grad(p + "feed_forward.w2.weight"), dres, a + l.gate,
                                param(p + "feed_forward.w2.weight"), N, F, D);
-        zero(d_h13, static_cast<std::size_t>(N) * 2 * F);
-        swiglu_backward<float>(d_h13, d_gate, a + l.h13, N, F);
+        zero(d_h13, static_cast<std::size_t>(N) * FI);
+        if (args_.ffn == FfnType::swiglu)
+            swiglu_backward<float>(d_h13, d_gate, a + l.h13, N, F);
+        else
+            relu2_backward<float>(d_h13, d_gate, a + l.h13, N, F);
         zero(d_norm, ND);
         matmul_backward<float>(d_norm, grad(p + "feed_forward.w1.weight"), d_h13, a + l.fnorm,
-                               param(p + "feed_forward.w1.weight"), N, D, 2 * F);
+                               param(p + "feed_forward.w1.weight"), N, D, FI);
         rmsnorm_backward<float>(dres, grad(p + "ffn_norm.weight"), d_norm, a + l.h,
                                 param(p + "ffn_norm.weight"), a + l.frstd, N, D);
-        // Attention: h = x + wo · attn(rope(wqkv · attention_norm(x)))
+        // Attention: h = x + wo · attn(rope(qk_norm(wqkv · attention_norm(x))))
         zero(d_attn, static_cast<std::size_t>(N) * A);
         matmul_backward<float>(d_attn, grad(p + "attention.wo.weight"), dres, a + l.attn,
                                param(p + "attention.wo.weight"), N, A, D);
         zero(d_qkv, static_cast<std::size_t>(N) * Q);
-        attention_backward<float>(d_qkv, d_attn, a + l.qkv, a + l.attn, a + l.lse, B, T, H, KV, hd);
+        attention_backward<float>(d_qkv, d_attn, a + l.qkv, a + l.attn, a + l.lse, B, T, H, KV, hd,
+                                  static_cast<float>(args_.attn_softcap));
         rope_backward<float>(d_qkv, rope_cos_.data(), rope_sin_.data(), B, T, H + KV, hd, Q);
+        if (args_.qk_norm) {
+            // d_qkv's q|k columns hold d(normalised q|k); replace them with d(raw q|k).
+            const float* raw = a + l.qk_raw;
+            zero(d_qk, static_cast<std::size_t>(N) * QK);
+            rmsnorm_heads_backward<float>(d_qk, QK, grad(p + "attention.q_norm.weight"), d_qkv, Q,
+                                          raw, QK, param(p + "attention.q_norm.weight"),
+                                          a + l.qk_rstd, N, H, hd);
+            rmsnorm_heads_backward<float>(d_qk + H * hd, QK, grad(p + "attention.k_norm.weight"),
+                                          d_qkv + H * hd, Q, raw + H * hd, QK,
+                                          param(p + "attention.k_norm.weight"),
+                                          a + l.qk_rstd + maxN * H, N, KV, hd);
+            for (int n = 0; n < N; n++)
+                std::memcpy(d_qkv + static_cast<std::size_t>(n) * Q,
+                            d_qk + static_cast<std::size_t>(n) * QK, sizeof(float) * QK);
+        }
         zero(d_norm, ND);
         matmul_backward<float>(d_norm, grad(p + "attention.wq.weight"), d_qkv, a + l.anorm,
                                param(p + "attention.wq.weight"), N, D, Q);
@@ -297,6 +356,8 @@ void Transformer::forward_logits(const int32_t* tokens, int B, int T, float* out
     const LayerActs l = layer_layout(args_, maxN);
     const float* xf_norm = acts_.data() + l.size * args_.n_layers + maxN * args_.dim;
     matmul_forward<float>(out, xf_norm, param("output.weight"), B * T, args_.dim, args_.vocab_size);
+    softcap_forward<float>(out, static_cast<long>(B) * T * args_.vocab_size,
+                           static_cast<float>(args_.final_softcap));
 }
 
 void Transformer::last_logits(const int32_t* tokens, int T, float* out) {
@@ -306,6 +367,7 @@ void Transformer::last_logits(const int32_t* tokens, int T, float* out) {
     const float* last = acts_.data() + l.size * args_.n_layers + maxN * args_.dim +
                         static_cast<std::size_t>(T - 1) * args_.dim;
     matmul_forward<float>(out, last, param("output.weight"), 1, args_.dim, args_.vocab_size);
+    softcap_forward<float>(out, args_.vocab_size, static_cast<float>(args_.final_softcap));
 }
 
 }  // namespace agpt

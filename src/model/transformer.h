@@ -1,7 +1,9 @@
 #pragma once
 // The agpt transformer (Llama-3 block, design.md) with an explicit forward and backward that
-// call the kernel layer. Parameters and gradients live in one flat buffer each; every tensor is a
-// named view into them. Activations for backward live in an arena sized for (max_batch, max_seq).
+// call the kernel layer. ModelArgs' switches select QK-norm (q_norm/k_norm weights per layer),
+// attention-logit and final-logit soft-capping and the ReLU² FFN (w1, w2; no w3). Parameters and
+// gradients live in one flat buffer each; every tensor is a named view into them. Activations for
+// backward live in an arena sized for (max_batch, max_seq).
 //
 // Intended use:
 //   Transformer model(args, B, T);
@@ -48,7 +50,7 @@ class Transformer {
                             double grad_scale);
     // Forward only: Σ loss over counted targets.
     double forward_loss(const int32_t* tokens, const int32_t* targets, int B, int T);
-    // Forward only: logits (B,T,V) into out.
+    // Forward only: logits (B,T,V) into out (soft-capped when final_softcap > 0).
     void forward_logits(const int32_t* tokens, int B, int T, float* out);
     // Logits (V) of the last position of one sequence of length T (for sampling).
     void last_logits(const int32_t* tokens, int T, float* out);

@@ -38,7 +38,7 @@ BenchResult run_bench(const JobConfig& cfg, const BenchOptions& opt) {
     // after the timed steps; the higher one is kept: a probe that shares the cores with another
     // process reads low, and MFU would then read high.
     const double peak_before = measure_gemm_peak_tflops();
-    const ModelArgs args = find_flavor(cfg.model.flavor)->args;
+    const ModelArgs args = resolve_model_args(cfg.model.flavor, cfg.model.switches());
     const int B = cfg.training.local_batch_size, T = cfg.training.seq_len;
     Transformer model(args, B, T);
     model.init_weights(cfg.model.init, static_cast<uint64_t>(cfg.training.seed));

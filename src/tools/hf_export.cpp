@@ -37,6 +37,7 @@ HfExportResult export_run_hf(const std::string& run_dir, int step, const std::st
                              const std::function<void(const std::string&)>& warn) {
     if (fs::exists(out_dir)) fail("{}: already exists; choose another --out", out_dir);
     RunModel rm = load_run_model(run_dir, step, 1, 1, warn);
+    check_hf_expressible(rm.model->args());  // before any folder exists
     const fs::path tmp = fresh_tmp(out_dir);
     write_hf_llama_folder(*rm.model, rm.tokenizer.bos_id(), rm.tokenizer.eos_id(), tmp.string());
     if (!rm.tokenizer_file.empty()) fs::copy_file(rm.tokenizer_file, tmp / "tokenizer.json");
@@ -49,7 +50,9 @@ const Flavor* find_flavor_matching(const ModelArgs& a) {
         const ModelArgs& b = f.args;
         if (a.dim == b.dim && a.n_layers == b.n_layers && a.n_heads == b.n_heads &&
             a.n_kv_heads == b.n_kv_heads && a.ffn_hidden() == b.ffn_hidden() &&
-            a.rope_theta == b.rope_theta && a.norm_eps == b.norm_eps)
+            a.rope_theta == b.rope_theta && a.norm_eps == b.norm_eps && a.qk_norm == b.qk_norm &&
+            a.attn_softcap == b.attn_softcap && a.final_softcap == b.final_softcap &&
+            a.ffn == b.ffn)
             return &f;
     }
     return nullptr;

@@ -13,9 +13,7 @@ namespace fs = std::filesystem;
 ModelArgs run_model_args(const JobConfig& cfg, const Tokenizer& tokenizer) {
     if (cfg.model.name != "agpt")
         fail("model.name '{}': only agpt models can be loaded here", cfg.model.name);
-    const Flavor* f = find_flavor(cfg.model.flavor);
-    if (!f) fail("model.flavor '{}': unknown flavor", cfg.model.flavor);
-    ModelArgs args = f->args;
+    ModelArgs args = resolve_model_args(cfg.model.flavor, cfg.model.switches());
     args.vocab_size = tokenizer.vocab_size();
     return args;
 }

@@ -73,6 +73,18 @@ std::vector<ConfigKey> make_keys() {
             "model.tokenizer", [](C& c) { return &c.model.tokenizer; },
             "byte, or a tokenizer.json / tiktoken file"),
         row(
+            "model.qk_norm", [](C& c) { return &c.model.qk_norm; },
+            "RMSNorm on q and k per head before RoPE (also set by a _qknorm flavor)"),
+        row(
+            "model.attn_softcap", [](C& c) { return &c.model.attn_softcap; },
+            "attention-logit cap c: s -> c·tanh(s/c); 0: the flavor's (_softcap: 30, else off)"),
+        row(
+            "model.final_softcap", [](C& c) { return &c.model.final_softcap; },
+            "LM-head logit cap c: z -> c·tanh(z/c); 0: off"),
+        row(
+            "model.ffn", [](C& c) { return &c.model.ffn; },
+            "FFN: swiglu | relu2 (a _relu2 flavor is relu2 either way)"),
+        row(
             "optimizer.name", [](C& c) { return &c.optimizer.name; },
             "AdamW | Muon | Mano | SophiaG | SPAM | Lion | ScheduleFreeAdamW | AdEMAMix; its "
             "own keys follow (agpt optimizers)"),
@@ -797,6 +809,11 @@ void validate(const JobConfig& cfg, const Checker& c) {
                            in_quotes(m.flavor), a.n_heads, a.n_kv_heads));
     }
     c.one_of("model.init", m.init, {"agpt", "torchtitan"});
+    c.need(m.attn_softcap >= 0, "model.attn_softcap", m.attn_softcap,
+           "must be 0 (the flavor's) or a positive cap");
+    c.need(m.final_softcap >= 0, "model.final_softcap", m.final_softcap,
+           "must be 0 (off) or a positive cap");
+    c.one_of("model.ffn", m.ffn, {"swiglu", "relu2"});
     c.need(m.tokenizer == "byte" || std::filesystem::is_regular_file(m.tokenizer),
            "model.tokenizer", m.tokenizer,
            "must be 'byte' or the path of a tokenizer.json / tiktoken file");

@@ -9,6 +9,7 @@
 #include <variant>
 #include <vector>
 
+#include "model/model_args.h"
 #include "optim/lr_schedule.h"
 #include "optim/optimizer.h"
 
@@ -30,6 +31,12 @@ struct JobConfig {
         std::string flavor = "small";
         std::string init = "agpt";       // agpt | torchtitan
         std::string tokenizer = "byte";  // byte: 256 byte ids + <|bos|> + <|eos|>
+        // Architecture switches on top of the flavor's (model_args.h: ModelSwitches).
+        bool qk_norm = false;
+        double attn_softcap = 0.0;   // 0: the flavor's (off unless a _softcap flavor)
+        double final_softcap = 0.0;  // 0: off
+        std::string ffn = "swiglu";  // swiglu | relu2
+        ModelSwitches switches() const { return {qk_norm, attn_softcap, final_softcap, ffn}; }
     } model;
     // [optimizer]: `name` plus that optimizer's own keys (docs/optimizers.md, `agpt optimizers`);
     // [optimizer.adamw]: the AdamW that takes what a matrix optimizer does not. Keys not given

@@ -252,7 +252,7 @@ std::unique_ptr<Optimizer> make_model_optimizer(const JobConfig& cfg, Transforme
 
 std::string describe_dry_run(const JobConfig& cfg) {
     validate_job_config(cfg);
-    ModelArgs args = find_flavor(cfg.model.flavor)->args;
+    ModelArgs args = resolve_model_args(cfg.model.flavor, cfg.model.switches());
     args.vocab_size = Tokenizer::load(cfg.model.tokenizer).vocab_size();
     // The optimizer needs parameter buffers to route; a batch of one keeps activations small.
     Transformer model(args, 1, 1);
@@ -283,7 +283,7 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
             "seq_len {} + 1; lower validation.split's share, add *val*.bin shards, or set "
             "validation.enable = false",
             data.val.total(), data_path, T);
-    ModelArgs args = find_flavor(cfg.model.flavor)->args;
+    ModelArgs args = resolve_model_args(cfg.model.flavor, cfg.model.switches());
     args.vocab_size = tokenizer.vocab_size();  // as torchtitan: the tokenizer sets the vocabulary
 
     TrainSummary summary;

@@ -13,6 +13,14 @@ Model (agpt flavor = Llama-3 block):
     query head h reads kv head h // (H / KV); RoPE in Hugging Face's rotate_half layout (element i
     pairs with i + hd/2, angle pos * theta^(-2i/hd)) on q and k; causal softmax(q k^T / sqrt(hd)) v.
 
+Variants (design.md: "QK-norm (RMSNorm on q and k per head, before RoPE), attention-logit
+soft-capping c*tanh(s/c), final-logit soft-capping, ReLU^2 FFN (w2(relu(w1 x)^2), no w3)"):
+    qk_norm:        q_h = rmsnorm(q_h, q_norm), k_h = rmsnorm(k_h, k_norm) for every head h, the
+                    weights (head_dim,) shared by the heads, eps = norm_eps; then RoPE
+    attn_softcap c: scores s = q k^T / sqrt(hd) become c * tanh(s / c), then mask and softmax
+    final_softcap c: logits z become c * tanh(z / c) (the loss is that of the capped logits)
+    ffn relu2:      w2(relu(w1 y)^2); the width is whatever the checkpoint's w1 has
+
 Also: a hand-written safetensors reader/writer (the format is simple and the image has no
 `safetensors` package).
 """
@@ -85,18 +93,40 @@ def save_safetensors(path, tensors, metadata=None):
 
 class Args:
     def __init__(self, dim, n_layers, n_heads, n_kv_heads, ffn_hidden, vocab, rope_theta,
-                 norm_eps=1e-5):
+                 norm_eps=1e-5, qk_norm=False, attn_softcap=0.0, final_softcap=0.0,
+                 ffn="swiglu"):
         assert dim % n_heads == 0 and n_heads % n_kv_heads == 0
+        assert ffn in ("swiglu", "relu2") and attn_softcap >= 0 and final_softcap >= 0
         self.dim, self.n_layers, self.n_heads, self.n_kv_heads = dim, n_layers, n_heads, n_kv_heads
         self.ffn_hidden, self.vocab, self.rope_theta, self.norm_eps = (
             ffn_hidden, vocab, rope_theta, norm_eps)
         self.head_dim = dim // n_heads
+        self.qk_norm, self.attn_softcap, self.final_softcap, self.ffn = (
+            bool(qk_norm), float(attn_softcap), float(final_softcap), ffn)
 
     @staticmethod
     def from_metadata(meta):
         return Args(int(meta["dim"]), int(meta["n_layers"]), int(meta["n_heads"]),
                     int(meta["n_kv_heads"]), int(meta["ffn_hidden"]), int(meta["vocab"]),
-                    float(meta["rope_theta"]), float(meta["norm_eps"]))
+                    float(meta["rope_theta"]), float(meta["norm_eps"]),
+                    qk_norm=meta.get("qk_norm", "0") == "1",
+                    attn_softcap=float(meta.get("attn_softcap", "0")),
+                    final_softcap=float(meta.get("final_softcap", "0")),
+                    ffn=meta.get("ffn", "swiglu"))
+
+    def switches_off(self):
+        """These args without QK-norm and soft-caps (the FFN stays: its weights differ). Run on
+        the same weights, it shows how far the switches move the output, i.e. that a comparison
+        can tell a model that ignores them."""
+        return Args(self.dim, self.n_layers, self.n_heads, self.n_kv_heads, self.ffn_hidden,
+                    self.vocab, self.rope_theta, self.norm_eps, False, 0.0, 0.0, self.ffn)
+
+    def describe(self):
+        on = (["qk_norm"] if self.qk_norm else []) + (
+            [f"attn_softcap {self.attn_softcap:g}"] if self.attn_softcap > 0 else []) + (
+            [f"final_softcap {self.final_softcap:g}"] if self.final_softcap > 0 else []) + (
+            [f"ffn {self.ffn}"] if self.ffn != "swiglu" else [])
+        return ", ".join(on) or "none"
 
     # Flavors the tests and the benchmark use: debugmodel from design.md's table, the small
     # ones as agpt's registry (model_args.cpp) defines them. ffn_hidden is the resolved width.
@@ -130,9 +160,13 @@ def param_shapes(a):
         s[p + "attention.wk.weight"] = (a.n_kv_heads * hd, a.dim)
         s[p + "attention.wv.weight"] = (a.n_kv_heads * hd, a.dim)
         s[p + "attention.wo.weight"] = (a.dim, a.n_heads * hd)
+        if a.qk_norm:
+            s[p + "attention.q_norm.weight"] = (hd,)
+            s[p + "attention.k_norm.weight"] = (hd,)
         s[p + "ffn_norm.weight"] = (a.dim,)
         s[p + "feed_forward.w1.weight"] = (a.ffn_hidden, a.dim)
-        s[p + "feed_forward.w3.weight"] = (a.ffn_hidden, a.dim)
+        if a.ffn == "swiglu":
+            s[p + "feed_forward.w3.weight"] = (a.ffn_hidden, a.dim)
         s[p + "feed_forward.w2.weight"] = (a.dim, a.ffn_hidden)
     s["norm.weight"] = (a.dim,)
     s["output.weight"] = (a.vocab, a.dim)
@@ -205,11 +239,16 @@ class AgptTorch(torch.nn.Module):
         q = q.view(B, T, H, hd).transpose(1, 2)  # (B, H, T, hd)
         k = k.view(B, T, KV, hd).transpose(1, 2)
         v = v.view(B, T, KV, hd).transpose(1, 2)
+        if a.qk_norm:  # per head, over its hd elements, before RoPE
+            q = rmsnorm(q, self.p(pre + "q_norm.weight"), a.norm_eps)
+            k = rmsnorm(k, self.p(pre + "k_norm.weight"), a.norm_eps)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         rep = H // KV
         k = k.repeat_interleave(rep, dim=1)  # query head h reads kv head h // rep
         v = v.repeat_interleave(rep, dim=1)
         scores = (q @ k.transpose(-1, -2)) / math.sqrt(hd)
+        if a.attn_softcap > 0:
+            scores = a.attn_softcap * torch.tanh(scores / a.attn_softcap)
         mask = torch.ones(T, T, dtype=torch.bool).triu(1)
         scores = scores.masked_fill(mask, float("-inf"))
         y = torch.softmax(scores, dim=-1) @ v  # (B, H, T, hd)
@@ -218,7 +257,10 @@ class AgptTorch(torch.nn.Module):
 
     def feed_forward(self, y, i):
         pre = f"layers.{i}.feed_forward."
-        w1, w2, w3 = (self.p(pre + f"w{j}.weight") for j in (1, 2, 3))
+        w1, w2 = self.p(pre + "w1.weight"), self.p(pre + "w2.weight")
+        if self.args.ffn == "relu2":
+            return F.relu(y @ w1.t()).square() @ w2.t()
+        w3 = self.p(pre + "w3.weight")
         return (F.silu(y @ w1.t()) * (y @ w3.t())) @ w2.t()
 
     def forward(self, tokens):
@@ -234,7 +276,10 @@ class AgptTorch(torch.nn.Module):
                                    i, cos, sin)
             x = h + self.feed_forward(rmsnorm(h, self.p(pre + "ffn_norm.weight"), a.norm_eps), i)
         x = rmsnorm(x, self.p("norm.weight"), a.norm_eps)
-        return x @ self.p("output.weight").t()
+        logits = x @ self.p("output.weight").t()
+        if a.final_softcap > 0:
+            logits = a.final_softcap * torch.tanh(logits / a.final_softcap)
+        return logits
 
     def loss(self, tokens, targets):
         logits = self.forward(tokens)

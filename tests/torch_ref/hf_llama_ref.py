@@ -1,5 +1,6 @@
-"""A plain PyTorch LlamaForCausalLM built from a Hugging Face folder (config.json +
-model.safetensors), written from Hugging Face's Llama definition, not from agpt's code.
+"""A plain PyTorch LlamaForCausalLM (or Qwen3ForCausalLM) built from a Hugging Face folder
+(config.json + model.safetensors), written from Hugging Face's Llama and Qwen3 definitions, not
+from agpt's code.
 
 It reads the tensors under their Hugging Face names only, so it checks what `transformers`
 would see: the names, the shapes, the config keys, and the rotate_half RoPE layout.
@@ -12,6 +13,9 @@ would see: the names, the shapes, the config keys, and the rotate_half RoPE layo
           q' = q cos + rotate_half(q) sin with rotate_half(x) = cat(-x2, x1)
     attention: repeat_kv (kv head j serves query heads j*n_rep .. j*n_rep+n_rep-1), causal
                softmax(q k^T / sqrt(hd)) v
+    Qwen3 (model_type "qwen3") is the same block plus self_attn.q_norm / k_norm: RMSNorm
+    (weight of head_dim, rms_norm_eps) over each head of q_proj(x).view(B, T, H, hd) and of
+    k_proj(x), before the transpose and RoPE; use_sliding_window must be false.
 """
 
 import json
@@ -44,6 +48,9 @@ def expected_tensors(cfg):
         s[p + "self_attn.k_proj.weight"] = (KV * hd, D)
         s[p + "self_attn.v_proj.weight"] = (KV * hd, D)
         s[p + "self_attn.o_proj.weight"] = (D, H * hd)
+        if cfg["model_type"] == "qwen3":
+            s[p + "self_attn.q_norm.weight"] = (hd,)
+            s[p + "self_attn.k_norm.weight"] = (hd,)
         s[p + "mlp.gate_proj.weight"] = (I, D)
         s[p + "mlp.up_proj.weight"] = (I, D)
         s[p + "mlp.down_proj.weight"] = (D, I)
@@ -61,7 +68,10 @@ class HfLlama:
         cfg = self.cfg
         missing = [k for k in REQUIRED_KEYS if k not in cfg]
         assert not missing, f"config.json lacks {missing}"
-        assert cfg["model_type"] == "llama" and cfg["architectures"] == ["LlamaForCausalLM"]
+        self.qwen3 = cfg["model_type"] == "qwen3"
+        assert (cfg["model_type"], cfg["architectures"]) in (
+            ("llama", ["LlamaForCausalLM"]), ("qwen3", ["Qwen3ForCausalLM"]))
+        assert not (self.qwen3 and cfg.get("use_sliding_window", False))
         assert cfg["hidden_act"] == "silu" and not cfg.get("attention_bias", False)
         assert cfg.get("rope_scaling") is None
         tensors, meta = load_safetensors(os.path.join(folder, "model.safetensors"))
@@ -101,8 +111,12 @@ class HfLlama:
         w = lambda n: self.w[f"model.layers.{i}.{n}.weight"]
         B, T, _ = x.shape
         y = self.rms_norm(x, w("input_layernorm"))
-        q = (y @ w("self_attn.q_proj").T).view(B, T, self.H, self.hd).transpose(1, 2)
-        k = (y @ w("self_attn.k_proj").T).view(B, T, self.KV, self.hd).transpose(1, 2)
+        q = (y @ w("self_attn.q_proj").T).view(B, T, self.H, self.hd)
+        k = (y @ w("self_attn.k_proj").T).view(B, T, self.KV, self.hd)
+        if self.qwen3:
+            q = self.rms_norm(q, w("self_attn.q_norm"))
+            k = self.rms_norm(k, w("self_attn.k_norm"))
+        q, k = q.transpose(1, 2), k.transpose(1, 2)
         v = (y @ w("self_attn.v_proj").T).view(B, T, self.KV, self.hd).transpose(1, 2)
         q = q * cos + self.rotate_half(q) * sin
         k = k * cos + self.rotate_half(k) * sin

@@ -1,7 +1,8 @@
 """Hugging Face export against an independent PyTorch Llama (hf_llama_ref.py).
 
 Usage: test_hf_export.py path/to/agpt path/to/agpt_hf_logits
-Trains two tiny runs with the agpt program (a GQA flavor and a plain multi-head one, 2 steps),
+Trains three tiny runs with the agpt program (a GQA flavor, a plain multi-head one and a QK-norm
+one, which exports as Qwen3; 2 steps each),
 exports each with `agpt export --format hf`, rebuilds LlamaForCausalLM from the folder alone and
 compares (1) the logits of a token sequence with agpt_hf_logits' and (2) the greedy tokens and
 their log-probabilities printed by `agpt generate --temperature 0 --output ids --logprobs`.
@@ -46,8 +47,10 @@ def check_flavor(agpt, dump, work, flavor):
     run(agpt, "export", "--run", rundir, "--format", "hf", "--out", hf)
     ref = HfLlama(hf)
     cfg = ref.cfg
-    print(f"{flavor}: heads {cfg['num_attention_heads']}/{cfg['num_key_value_heads']}, "
+    print(f"{flavor}: {cfg['architectures'][0]}, "
+          f"heads {cfg['num_attention_heads']}/{cfg['num_key_value_heads']}, "
           f"dim {cfg['hidden_size']}, vocab {cfg['vocab_size']}")
+    assert ref.qwen3 == flavor.endswith("_qknorm")
 
     # (1) logits of a fixed sequence
     out = os.path.join(work, f"logits_{flavor}.safetensors")
@@ -86,7 +89,8 @@ def main():
     agpt, dump = sys.argv[1], sys.argv[2]
     torch.set_num_threads(2)
     with tempfile.TemporaryDirectory() as work:
-        for flavor in ["tiny", "small"]:  # GQA 4/2, then plain multi-head 6/6
+        # GQA 4/2, plain multi-head 6/6, and QK-norm (a Qwen3ForCausalLM folder)
+        for flavor in ["tiny", "small", "tiny_qknorm"]:
             check_flavor(agpt, dump, work, flavor)
     print("test_hf_export: OK")
 

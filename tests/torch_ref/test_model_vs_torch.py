@@ -10,6 +10,12 @@ Tolerance: per tensor, err = max|agpt - torch64| / max|torch64| must be <= 1e-4 
 in fp32; a correct fp32 implementation lands around 1e-6). The loss and each AdamW step's loss
 (torch.optim.AdamW + clip_grad_norm_(1.0)) must agree to 1e-4 relative.
 
+Architecture switches (QK-norm, attention/final soft-capping, ReLU^2) run as flavor suffixes and
+agpt_model_dump flags, with norm gains drawn around 1 (--norm-noise) so that the q/k norm weights
+matter. Caps of 30 barely bend logits of a freshly initialised model, so the "strong" configs use
+small caps, and for them the switches' effect (agpt's logits against the reference with QK-norm and
+caps off, same weights) must exceed 100x the tolerance: a model that ignored a switch would fail.
+
 Exit status: 0 pass, 1 mismatch, 77 torch not importable (ctest reports that as skipped).
 """
 
@@ -34,9 +40,21 @@ STEPS = 5
 LR = 1e-3
 
 CONFIGS = [
-    # name, flavor, vocab, B, T
-    ("tiny-gqa", "tiny", 300, 2, 16),
-    ("debugmodel", "debugmodel", 512, 2, 32),
+    # name, flavor, vocab, B, T, extra agpt_model_dump flags, strong (switch effect required)
+    ("tiny-gqa", "tiny", 300, 2, 16, [], False),
+    ("debugmodel", "debugmodel", 512, 2, 32, [], False),
+    ("tiny-qknorm", "tiny_qknorm", 300, 2, 16, ["--norm-noise", "0.3"], True),
+    # Attention scores of a fresh tiny model are ~0.5: a cap of 0.3 bends them.
+    ("tiny-attn-softcap-0.3", "tiny", 300, 2, 16, ["--attn-softcap", "0.3"], True),
+    ("tiny-softcap-30", "tiny_softcap", 300, 2, 16, [], False),
+    ("tiny-final-softcap-2", "tiny", 300, 2, 16, ["--final-softcap", "2"], True),
+    ("tiny-relu2", "tiny_relu2", 300, 2, 16, ["--norm-noise", "0.3"], False),
+    # Every switch, T = 70 across two attention tiles, strong caps.
+    ("tiny-kitchen-sink-strong", "tiny_kitchen_sink", 300, 2, 70,
+     ["--attn-softcap", "1.5", "--final-softcap", "2", "--norm-noise", "0.3"], True),
+    # The suffix's own values (attn cap 30) plus final_softcap 30.
+    ("debugmodel-kitchen-sink", "debugmodel_kitchen_sink", 512, 2, 32,
+     ["--final-softcap", "30", "--norm-noise", "0.3"], False),
 ]
 
 
@@ -46,6 +64,13 @@ def rel_err(a, ref):
     scale = np.max(np.abs(ref))
     diff = np.max(np.abs(a - ref))
     return float(diff / scale) if scale > 0 else float(diff)
+
+
+def torch_logits(args, arrays, dtype):
+    m = at.AgptTorch(args, dtype)
+    m.load(arrays)
+    with torch.no_grad():
+        return m(torch.from_numpy(arrays["tokens"].astype(np.int64))).numpy().astype(np.float64)
 
 
 def torch_forward_backward(args, arrays, dtype):
@@ -104,10 +129,10 @@ def check_init(args, arrays):
     return notes
 
 
-def run_config(dump, name, flavor, vocab, B, T, tmp):
+def run_config(dump, name, flavor, vocab, B, T, flags, strong, tmp):
     path = os.path.join(tmp, f"{name}.safetensors")
     cmd = [dump, "--flavor", flavor, "--vocab", str(vocab), "--batch", str(B), "--seq", str(T),
-           "--seed", "1234", "--steps", str(STEPS), "--lr", repr(LR), "--out", path]
+           "--seed", "1234", "--steps", str(STEPS), "--lr", repr(LR), "--out", path] + flags
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
         print(f"FAIL {name}: {' '.join(cmd)} exited {r.returncode}\n{r.stdout}{r.stderr}")
@@ -133,7 +158,7 @@ def run_config(dump, name, flavor, vocab, B, T, tmp):
 
     print(f"\n== {name}: flavor {flavor}, dim {args.dim}, layers {args.n_layers}, "
           f"heads {args.n_heads}/{args.n_kv_heads}, ffn {args.ffn_hidden}, vocab {vocab}, "
-          f"B {B}, T {T}")
+          f"B {B}, T {T}; switches: {args.describe()}")
     print(f"   err = max|x - torch64| / max|torch64|; tolerance for agpt {TOL:g}")
     print(f"   {'tensor':<40} {'agpt err':>10} {'torch32 err':>12}  status")
     rows = [("logits", arrays["logits"], logits64, logits32),
@@ -146,6 +171,13 @@ def run_config(dump, name, flavor, vocab, B, T, tmp):
         worst = max(worst, e)
         ok &= bool(good)
         print(f"   {label:<40} {e:10.2e} {e32:12.2e}  {'ok' if good else 'FAIL'}")
+
+    if strong:
+        effect = rel_err(arrays["logits"], torch_logits(args.switches_off(), arrays, torch.float64))
+        good = effect > 100 * TOL
+        ok &= bool(good)
+        print(f"   switch effect: agpt logits vs torch64 with QK-norm and caps off {effect:.2e} "
+              f"(must exceed {100 * TOL:g})  {'ok' if good else 'FAIL: the test cannot tell'}")
 
     losses_agpt = arrays["train_losses"]
     norms_agpt = arrays["train_grad_norms"]
@@ -162,8 +194,9 @@ def run_config(dump, name, flavor, vocab, B, T, tmp):
         ok &= bool(good)
         print(f"   {s + 1:>6} {losses_agpt[s]:14.8f} {losses64[s]:14.8f} {e:10.2e} {e32:12.2e} "
               f"{en:10.2e}  {'ok' if good else 'FAIL'}")
-    for line in check_init(args, arrays):
-        print(line)
+    if "--norm-noise" not in flags:  # the gains were deliberately moved away from 1
+        for line in check_init(args, arrays):
+            print(line)
     print(f"   {name}: worst tensor error {worst:.2e} -> {'PASS' if ok else 'FAIL'}")
     return ok
 

@@ -1,8 +1,13 @@
 #include "kernels/cpu/attention.h"
 
+#include "kernels/cpu/softcap.h"
 #include "kernels/cpu/vec_math.h"
 
 #include <omp.h>
+
+// The 64-byte vector type is passed between inline helpers of this file only; without AVX-512
+// GCC warns that such arguments would have another ABI across translation units.
+#pragma GCC diagnostic ignored "-Wpsabi"
 
 #include <algorithm>
 #include <bit>
@@ -64,10 +69,19 @@ inline void vstore(T* p, typename Simd<T>::V v) {
 // Left alone, GCC re-reads each B vector from L1 as a memory operand of every FMA that uses
 // it: 20 loads per 16 FMAs, which capped the products at ~80% of the FMA rate (measured on
 // Zen 4). An empty asm that claims to modify the value pins it in a register.
+// Only a vector that fits one register can be pinned (64-byte ones need AVX-512).
+#if defined(__AVX512F__)
+inline constexpr std::size_t kWidestRegisterBytes = 64;
+#elif defined(__AVX__)
+inline constexpr std::size_t kWidestRegisterBytes = 32;
+#else
+inline constexpr std::size_t kWidestRegisterBytes = 16;
+#endif
+
 template <typename V>
 inline void in_register(V& v) {
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
-    asm("" : "+v"(v));
+    if constexpr (sizeof(V) <= kWidestRegisterBytes) asm("" : "+v"(v));
 #else
     (void)v;
 #endif
@@ -144,6 +158,14 @@ inline void load_transposed(T* __restrict dst, const T* __restrict src, long row
     for (int d = 0; d < hd; ++d) std::fill(dst + d * kTile + n, dst + (d + 1) * kTile, T(0));
 }
 
+// x[j] = cap·tanh(x[j]·scale/cap) for j < n (−inf stays −inf). GCC's inliner left exp_vec out
+// of line in this loop (a scalar call per score: the capped forward ran 5-9x slower); flatten
+// inlines it and the loop vectorises.
+template <typename T>
+[[gnu::flatten]] void softcap_scores(T* __restrict x, int n, T scale, T cap) {
+    for (int j = 0; j < n; ++j) x[j] = softcap_vec(x[j] * scale, cap);
+}
+
 struct Shape {
     int B, T_len, H, KV, hd;
     long row() const { return static_cast<long>(H + 2 * KV) * hd; }
@@ -160,13 +182,17 @@ struct Shape {
 constexpr double kMinParallelFmas = 1 << 22;  // ~100 µs of single-core work
 
 template <typename T, int HD>
-void forward_impl(T* out, T* lse, const T* qkv, const Shape& sh) {
+void forward_impl(T* out, T* lse, const T* qkv, const Shape& sh, T cap) {
     constexpr T kNegInf = -std::numeric_limits<T>::infinity();
     const int hd = HD > 0 ? HD : sh.hd;
     const long row = sh.row();
     const long out_row = static_cast<long>(sh.H) * hd;
     const int nqt = (sh.T_len + kTile - 1) / kTile;
     const T scale = T(1) / std::sqrt(static_cast<T>(hd));
+    // With a soft-cap the scores are capped in the tile (scale applied there), so the exponent
+    // takes them as they are.
+    const bool capped = cap > T(0);
+    const T escale = capped ? T(1) : scale;
     const long ntasks = static_cast<long>(sh.B) * sh.H * nqt;
     using V = typename Simd<T>::V;
     constexpr int kLanes = 64 / sizeof(T);
@@ -209,6 +235,8 @@ void forward_impl(T* out, T* lse, const T* qkv, const Shape& sh) {
                 if (kt == qt)  // the diagonal tile: key j is visible to queries i >= j
                     for (int j = 1; j < kTile; ++j)
                         std::fill(St + j * kTile, St + j * kTile + j, kNegInf);
+                if (capped)  // s -> cap·tanh(s·scale/cap); masked −inf stays −inf
+                    softcap_scores(St, nk * kTile, scale, cap);
 
                 // Every query sees key k0, so the max is finite.
                 // Written with vector types: GCC left the plain-loop version of this column
@@ -222,7 +250,7 @@ void forward_impl(T* out, T* lse, const T* qkv, const Shape& sh) {
                     vstore(m_new + i, mx);
                 }
                 for (int i = 0; i < kTile; ++i) {
-                    m_new[i] = std::max(m[i], m_new[i] * scale);  // scale > 0 keeps the argmax
+                    m_new[i] = std::max(m[i], m_new[i] * escale);  // escale > 0 keeps the argmax
                     alpha[i] = exp_vec(m[i] - m_new[i]);
                     l[i] *= alpha[i];
                     m[i] = m_new[i];
@@ -230,7 +258,7 @@ void forward_impl(T* out, T* lse, const T* qkv, const Shape& sh) {
                 for (int j = 0; j < kTile; ++j) {
                     T* s = St + j * kTile;
                     for (int i = 0; i < kTile; ++i) {
-                        s[i] = exp_vec(s[i] * scale - m_new[i]);
+                        s[i] = exp_vec(s[i] * escale - m_new[i]);
                         l[i] += s[i];
                     }
                 }
@@ -253,7 +281,7 @@ void forward_impl(T* out, T* lse, const T* qkv, const Shape& sh) {
 
 template <typename T, int HD>
 void backward_impl(T* dqkv, const T* dout, const T* qkv, const T* out, const T* lse,
-                   const Shape& sh) {
+                   const Shape& sh, T cap) {
     constexpr T kNegInf = -std::numeric_limits<T>::infinity();
     const int hd = HD > 0 ? HD : sh.hd;
     const long row = sh.row();
@@ -336,9 +364,19 @@ void backward_impl(T* dqkv, const T* dout, const T* qkv, const T* out, const T* 
                                 T* p = P + i * kTile;
                                 T* ds = dS + i * kTile;
                                 const T L = lse_h[q0 + i];
-                                for (int j = 0; j < kTile; ++j) {
-                                    p[j] = exp_vec(p[j] * scale - L);
-                                    ds[j] = p[j] * (ds[j] - D[i]) * scale;
+                                if (cap > T(0)) {
+                                    // y = cap·tanh(s·scale/cap): dS/ds = (1 − (y/cap)²)·scale.
+                                    for (int j = 0; j < kTile; ++j) {
+                                        const T y = softcap_vec(p[j] * scale, cap);
+                                        p[j] = exp_vec(y - L);
+                                        ds[j] = p[j] * (ds[j] - D[i]) *
+                                                (softcap_grad_from_output(y, cap) * scale);
+                                    }
+                                } else {
+                                    for (int j = 0; j < kTile; ++j) {
+                                        p[j] = exp_vec(p[j] * scale - L);
+                                        ds[j] = p[j] * (ds[j] - D[i]) * scale;
+                                    }
                                 }
                             }
                             // dVᵀ += dOᵀ · P, dKᵀ += Qᵀ · dS (Aᵀ read in place), dQ += dS · K.
@@ -369,66 +407,71 @@ void backward_impl(T* dqkv, const T* dout, const T* qkv, const T* out, const T* 
     }
 }
 
-void check_shape(const Shape& sh) {
+void check_shape(const Shape& sh, double softcap) {
     if (sh.B < 0 || sh.T_len < 0 || sh.hd <= 0 || sh.KV <= 0 || sh.H % sh.KV != 0)
         fail("attention: bad shape B={} T={} H={} KV={} hd={} (KV must divide H)", sh.B, sh.T_len,
              sh.H, sh.KV, sh.hd);
+    if (!(softcap >= 0.0) || !std::isfinite(softcap))
+        fail("attention: softcap {} must be 0 (off) or a positive cap", softcap);
 }
 
 }  // namespace
 
 template <typename T>
-void attention_forward(T* out, T* lse, const T* qkv, int B, int T_len, int H, int KV, int hd) {
+void attention_forward(T* out, T* lse, const T* qkv, int B, int T_len, int H, int KV, int hd,
+                       T softcap) {
     const Shape sh{B, T_len, H, KV, hd};
-    check_shape(sh);
+    check_shape(sh, softcap);
     switch (hd) {
         case 16:
-            forward_impl<T, 16>(out, lse, qkv, sh);
+            forward_impl<T, 16>(out, lse, qkv, sh, softcap);
             break;
         case 32:
-            forward_impl<T, 32>(out, lse, qkv, sh);
+            forward_impl<T, 32>(out, lse, qkv, sh, softcap);
             break;
         case 64:
-            forward_impl<T, 64>(out, lse, qkv, sh);
+            forward_impl<T, 64>(out, lse, qkv, sh, softcap);
             break;
         case 128:
-            forward_impl<T, 128>(out, lse, qkv, sh);
+            forward_impl<T, 128>(out, lse, qkv, sh, softcap);
             break;
         default:
-            forward_impl<T, 0>(out, lse, qkv, sh);
+            forward_impl<T, 0>(out, lse, qkv, sh, softcap);
             break;
     }
 }
 
 template <typename T>
 void attention_backward(T* dqkv, const T* dout, const T* qkv, const T* out, const T* lse, int B,
-                        int T_len, int H, int KV, int hd) {
+                        int T_len, int H, int KV, int hd, T softcap) {
     const Shape sh{B, T_len, H, KV, hd};
-    check_shape(sh);
+    check_shape(sh, softcap);
     switch (hd) {
         case 16:
-            backward_impl<T, 16>(dqkv, dout, qkv, out, lse, sh);
+            backward_impl<T, 16>(dqkv, dout, qkv, out, lse, sh, softcap);
             break;
         case 32:
-            backward_impl<T, 32>(dqkv, dout, qkv, out, lse, sh);
+            backward_impl<T, 32>(dqkv, dout, qkv, out, lse, sh, softcap);
             break;
         case 64:
-            backward_impl<T, 64>(dqkv, dout, qkv, out, lse, sh);
+            backward_impl<T, 64>(dqkv, dout, qkv, out, lse, sh, softcap);
             break;
         case 128:
-            backward_impl<T, 128>(dqkv, dout, qkv, out, lse, sh);
+            backward_impl<T, 128>(dqkv, dout, qkv, out, lse, sh, softcap);
             break;
         default:
-            backward_impl<T, 0>(dqkv, dout, qkv, out, lse, sh);
+            backward_impl<T, 0>(dqkv, dout, qkv, out, lse, sh, softcap);
             break;
     }
 }
 
-template void attention_forward<float>(float*, float*, const float*, int, int, int, int, int);
-template void attention_forward<double>(double*, double*, const double*, int, int, int, int, int);
+template void attention_forward<float>(float*, float*, const float*, int, int, int, int, int,
+                                       float);
+template void attention_forward<double>(double*, double*, const double*, int, int, int, int, int,
+                                        double);
 template void attention_backward<float>(float*, const float*, const float*, const float*,
-                                        const float*, int, int, int, int, int);
+                                        const float*, int, int, int, int, int, float);
 template void attention_backward<double>(double*, const double*, const double*, const double*,
-                                         const double*, int, int, int, int, int);
+                                         const double*, int, int, int, int, int, double);
 
 }  // namespace agpt::cpu

@@ -5,11 +5,13 @@
 #include <cstddef>
 #include <vector>
 
+#include "kernels/cpu/softcap.h"
+
 namespace agpt::cpu {
 
 template <typename T>
 void attention_decode(T* out, const T* q, int q_stride, const T* k, const T* v, int kv_stride,
-                      int M, int past, int H, int KV, int hd) {
+                      int M, int past, int H, int KV, int hd, T softcap) {
     const int group = H / KV;
     const T scale = static_cast<T>(1.0 / std::sqrt(static_cast<double>(hd)));
     // Two passes (max, then exp and sum) rather than an online softmax: one query's scores
@@ -32,7 +34,7 @@ void attention_decode(T* out, const T* q, int q_stride, const T* k, const T* v, 
                     const T* kt = k + static_cast<std::size_t>(t) * kv_stride + kvh * hd;
                     T s = 0;
                     for (int i = 0; i < hd; i++) s += qh[i] * kt[i];
-                    p[t] = s * scale;
+                    p[t] = softcap > T(0) ? softcap_vec(s * scale, softcap) : s * scale;
                     mx = std::max(mx, p[t]);
                 }
                 T sum = 0;
@@ -55,8 +57,8 @@ void attention_decode(T* out, const T* q, int q_stride, const T* k, const T* v, 
 }
 
 template void attention_decode<float>(float*, const float*, int, const float*, const float*, int,
-                                      int, int, int, int, int);
+                                      int, int, int, int, int, float);
 template void attention_decode<double>(double*, const double*, int, const double*, const double*,
-                                       int, int, int, int, int, int);
+                                       int, int, int, int, int, int, double);
 
 }  // namespace agpt::cpu

@@ -8,10 +8,10 @@
 // qkv row. k, v (L rows of stride kv_stride): KV heads of hd each, position-major; the rows
 // past+0 .. past+M-1 already hold the new tokens' (rotated) keys and values. Query m sits at
 // position past + m and attends keys 0 .. past + m; query head h reads kv head h / (H/KV).
-// Scores are q·k/√hd, as in attention_forward.
+// Scores are q·k/√hd, soft-capped to c·tanh(s/c) when softcap c > 0, as in attention_forward.
 namespace agpt::cpu {
 // out (M, H·hd).
 template <typename T>
 void attention_decode(T* out, const T* q, int q_stride, const T* k, const T* v, int kv_stride,
-                      int M, int past, int H, int KV, int hd);
+                      int M, int past, int H, int KV, int hd, T softcap = T(0));
 }  // namespace agpt::cpu

@@ -5,14 +5,16 @@
 #include <vector>
 
 #include "kernels/cpu/gemm.h"
+#include "kernels/cpu/softcap.h"
 #include "kernels/cpu/vec_math.h"
 
 namespace agpt::cpu {
 
 template <typename T>
 double lm_head_cross_entropy(T* dx, T* dweight, const T* x, const T* weight, const int32_t* targets,
-                             int N, int C, int V, T grad_scale, T* scratch, int chunk) {
+                             int N, int C, int V, T grad_scale, T* scratch, int chunk, T softcap) {
     const bool backward = dx != nullptr || dweight != nullptr;
+    const bool capped = softcap > T(0);
     std::vector<double> row_loss(N, 0.0);
     for (int start = 0; start < N; start += chunk) {
         const int n = std::min(chunk, N - start);
@@ -23,26 +25,48 @@ double lm_head_cross_entropy(T* dx, T* dweight, const T* x, const T* weight, con
         for (int i = 0; i < n; i++) {
             T* row = logits + static_cast<long>(i) * V;
             const int32_t target = targets[start + i];
+            if (capped) {  // the loss is that of the capped logits y = c·tanh(z/c)
+#pragma omp simd
+                for (int v = 0; v < V; v++) row[v] = softcap_vec(row[v], softcap);
+            }
             const T target_logit = target >= 0 ? row[target] : T(0);
             T maxv = row[0];
 #pragma omp simd reduction(max : maxv)
             for (int v = 1; v < V; v++) maxv = std::max(maxv, row[v]);
             T sum = 0;
-            // Keep exp(logit − max) in the row: backward turns it into probabilities.
+            if (capped && backward) {
+                // The backward needs y (for dy/dz = 1 − (y/c)²) after the sum: keep y in the
+                // row and compute exp twice rather than hold a second (chunk, V) buffer.
 #pragma omp simd reduction(+ : sum)
-            for (int v = 0; v < V; v++) {
-                row[v] = exp_vec(row[v] - maxv);
-                sum += row[v];
+                for (int v = 0; v < V; v++) sum += exp_vec(row[v] - maxv);
+            } else {
+                // Keep exp(logit − max) in the row: backward turns it into probabilities.
+#pragma omp simd reduction(+ : sum)
+                for (int v = 0; v < V; v++) {
+                    row[v] = exp_vec(row[v] - maxv);
+                    sum += row[v];
+                }
             }
             if (target >= 0)
                 row_loss[start + i] = std::log(static_cast<double>(sum)) +
                                       static_cast<double>(maxv) - static_cast<double>(target_logit);
             if (!backward) continue;
-            // Row becomes dlogits = grad_scale · (softmax − onehot); ignored rows contribute 0.
+            // Row becomes dlogits = grad_scale · (softmax − onehot) (· dy/dz when capped);
+            // ignored rows contribute 0.
             const T scale = target >= 0 ? grad_scale / sum : T(0);
+            if (capped) {
+                const T target_grad =
+                    target >= 0 ? softcap_grad_from_output(target_logit, softcap) : T(0);
 #pragma omp simd
-            for (int v = 0; v < V; v++) row[v] *= scale;
-            if (target >= 0) row[target] -= grad_scale;
+                for (int v = 0; v < V; v++)
+                    row[v] =
+                        exp_vec(row[v] - maxv) * scale * softcap_grad_from_output(row[v], softcap);
+                if (target >= 0) row[target] -= grad_scale * target_grad;
+            } else {
+#pragma omp simd
+                for (int v = 0; v < V; v++) row[v] *= scale;
+                if (target >= 0) row[target] -= grad_scale;
+            }
         }
         if (dx)
             gemm<T>(false, false, n, C, V, T(1), logits, V, weight, C, T(1),
@@ -55,8 +79,10 @@ double lm_head_cross_entropy(T* dx, T* dweight, const T* x, const T* weight, con
 }
 
 template double lm_head_cross_entropy<float>(float*, float*, const float*, const float*,
-                                             const int32_t*, int, int, int, float, float*, int);
+                                             const int32_t*, int, int, int, float, float*, int,
+                                             float);
 template double lm_head_cross_entropy<double>(double*, double*, const double*, const double*,
-                                              const int32_t*, int, int, int, double, double*, int);
+                                              const int32_t*, int, int, int, double, double*, int,
+                                              double);
 
 }  // namespace agpt::cpu
