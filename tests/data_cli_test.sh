@@ -2,6 +2,7 @@
 # End-to-end checks of `agpt data inspect` on the pyarrow-written files in tests/data/parquet and
 # on broken copies of them: good files print their schema, row groups and rows; bad ones give one
 # error line naming the file (and row group and column where one is involved) and exit non-zero.
+# Then the dataset registry: `data prepare --dataset NAME --datasets FILE`, `data list`, errors.
 # Usage: data_cli_test.sh path/to/agpt path/to/tests/data/parquet
 set -u
 agpt="$1"
@@ -92,6 +93,55 @@ printf '\xff\xff\x00\x00' | dd of="$work/bad_footer.parquet" bs=1 seek=$(($(stat
     conv=notrunc status=none
 expect_fail bad_footer "bad_footer.parquet: footer length 65535 exceeds the file" \
     data inspect "$work/bad_footer.parquet"
+
+# The dataset registry: `data prepare --dataset NAME` with a parquet entry whose path is relative
+# to the registry file writes the same shards and manifest as preparing the path directly.
+mkdir -p "$work/reg/pq"
+cp "$snappy" "$zstd" "$work/reg/pq/"
+cat >"$work/reg/datasets.toml" <<'TOML'
+[datasets.fw]
+path = "pq/*.parquet"
+format = "parquet"
+
+[datasets.fw_counts]
+path = "pq/fineweb_like_zstd_dict_v2.parquet"
+text_field = "token_count"
+
+[datasets.gone]
+path = "nowhere/*.jsonl"
+TOML
+"$agpt" data prepare "$work/reg/pq/"*.parquet --out "$work/direct" --val-fraction 0.05 \
+    --workers 2 >/dev/null 2>&1
+expect_out prepare_by_name "6000 documents" -- data prepare --dataset fw \
+    --datasets "$work/reg/datasets.toml" --out "$work/by_name" --val-fraction 0.05 --workers 1
+AGPT_DATASETS="$work/reg/datasets.toml" "$agpt" data prepare --dataset fw --out "$work/by_env" \
+    --val-fraction 0.05 --workers 2 >/dev/null 2>&1
+for f in train_000000.bin val_000000.bin manifest.json; do
+    for d in by_name by_env; do
+        if cmp -s "$work/direct/$f" "$work/$d/$f"; then
+            passed=$((passed + 1))
+        else
+            failed=$((failed + 1))
+            echo "FAIL registry_same_shards: $d/$f differs from preparing the path directly"
+        fi
+    done
+done
+expect_out data_list "registry: .*/reg/datasets.toml \(--datasets\)" \
+    "^tinyshakespeare +txt +text +.*tinyshakespeare.txt$" "^fw +parquet +text +.*/reg/pq/\*.parquet$" \
+    "^gone +jsonl +text +.*/reg/nowhere/\*.jsonl +\(missing\)$" \
+    -- data list --datasets "$work/reg/datasets.toml"
+expect_fail unknown_name "--dataset 'fineweb': not a dataset name.*known names: tinyshakespeare \(built-in\); fw, fw_counts, gone \(.*/reg/datasets.toml\)" \
+    data prepare --dataset fineweb --datasets "$work/reg/datasets.toml" --out "$work/x"
+expect_fail missing_path "--dataset 'gone': no file or folder matches its path '.*/reg/nowhere/\*.jsonl'" \
+    data prepare --dataset gone --datasets "$work/reg/datasets.toml" --out "$work/x"
+expect_fail int_text_field "fineweb_like_zstd_dict_v2.parquet: column 'token_count' holds INT64" \
+    data prepare --dataset fw_counts --datasets "$work/reg/datasets.toml" --out "$work/x"
+printf '[datasets.a]\npath = "pq"\nformat = "csv"\n' >"$work/reg/bad.toml"
+expect_fail bad_format "bad.toml: datasets.a.format: unknown format 'csv'" \
+    data prepare --dataset a --datasets "$work/reg/bad.toml" --out "$work/x"
+expect_fail no_registry "dataset registry '.*/none.toml': no such file" \
+    data prepare --dataset fw --datasets "$work/none.toml" --out "$work/x"
+[[ ! -e "$work/x" && ! -e "$work/x.tmp" ]] && passed=$((passed + 1)) || { failed=$((failed + 1)); echo "FAIL left_output"; }
 
 echo "data_cli: $passed passed, $failed failed"
 [[ $failed -eq 0 ]]

@@ -175,6 +175,42 @@ TEST(Train, CorpusShorterThanOneWindowIsRefused) {
     EXPECT_FALSE(fs::exists(dump / "run"));
 }
 
+TEST(Train, DatasetByNameFromTheRegistryFileInTheConfig) {
+    const fs::path dump = fresh_dir("registry");
+    // 300 short documents as JSON lines, registered under a name with a path relative to the
+    // registry file.
+    {
+        std::ofstream docs(dump / "docs.jsonl");
+        for (int i = 0; i < 300; i++)
+            docs << "{\"text\": \"Document " << i << ": to be, or not to be, that is the "
+                 << "question.\"}\n";
+        std::ofstream(dump / "datasets.toml")
+            << "[datasets.quotes]\npath = \"docs.jsonl\"\nformat = \"jsonl\"\n";
+    }
+    JobConfig cfg = small_job(dump, "run");
+    cfg.training.dataset = "quotes";
+    cfg.training.dataset_registry = (dump / "datasets.toml").string();
+    cfg.training.steps = 30;
+    cfg.sample.max_new_tokens = 0;
+    const TrainSummary s = train(cfg, nullptr);
+    EXPECT_LT(s.final_loss, 3.0);  // the repeated sentence is learnt fast
+    std::ifstream log(dump / "run" / "train.log");
+    std::stringstream text;
+    text << log.rdbuf();
+    EXPECT_NE(text.str().find("docs.jsonl"), std::string::npos) << text.str();
+
+    cfg.training.dataset = "quote";
+    cfg.job.name = "unknown";
+    try {
+        train(cfg, nullptr);
+        FAIL() << "an unknown name must be refused";
+    } catch (const Error& e) {
+        const std::string msg = e.what();
+        EXPECT_NE(msg.find("quotes"), std::string::npos) << msg;  // the known names are listed
+        EXPECT_NE(msg.find("tinyshakespeare"), std::string::npos) << msg;
+    }
+}
+
 TEST(Train, WithABpeTokenizerFileTheRunKeepsItsTokenizer) {
     const fs::path dump = fresh_dir("bpe");
     BpeTrainOptions opt;

@@ -1,13 +1,58 @@
+#include <glob.h>
+
 #include <algorithm>
 #include <cstdio>
+#include <filesystem>
 #include <string>
 
 #include "cli/commands.h"
 #include "core/error.h"
+#include "data/dataset_registry.h"
 #include "data/parquet/parquet_inspect.h"
 #include "data/prepare.h"
+#include "data/tokenizer.h"
 
 namespace agpt::cli {
+
+namespace {
+
+bool path_present(const std::string& path) {
+    if (path.empty()) return false;
+    if (std::filesystem::exists(path)) return true;
+    glob_t g{};
+    const bool found = ::glob(path.c_str(), 0, nullptr, &g) == 0 && g.gl_pathc > 0;
+    globfree(&g);
+    return found;
+}
+
+// `agpt data list`: the registry file used and every name it knows, with format and path.
+void print_datasets(const DatasetRegistry& reg) {
+    if (reg.file.empty())
+        std::printf(
+            "no dataset registry file (pass --datasets FILE, set AGPT_DATASETS or create "
+            "./datasets.toml): built-in names only\n");
+    else
+        std::printf("registry: %s (%s)\n", reg.file.c_str(),
+                    reg.how == "given" ? "--datasets" : reg.how.c_str());
+    std::size_t wn = 4, wf = 6, wt = 10;
+    for (const auto& e : reg.entries) {
+        wn = std::max(wn, e.name.size());
+        wf = std::max(wf, e.format.size());
+        wt = std::max(wt, e.format == "shards" ? 1 : e.text_field.size());
+    }
+    std::printf("%-*s  %-*s  %-*s  %s\n", static_cast<int>(wn), "name", static_cast<int>(wf),
+                "format", static_cast<int>(wt), "text_field", "path");
+    for (const auto& e : reg.entries) {
+        std::string path = e.path.empty() ? "(bundled corpus not found; set AGPT_DATA_DIR)"
+                                          : e.path + (path_present(e.path) ? "" : "  (missing)");
+        if (!e.tokenizer.empty()) path += "  [tokenizer " + e.tokenizer + "]";
+        std::printf("%-*s  %-*s  %-*s  %s\n", static_cast<int>(wn), e.name.c_str(),
+                    static_cast<int>(wf), e.format.c_str(), static_cast<int>(wt),
+                    e.format == "shards" ? "-" : e.text_field.c_str(), path.c_str());
+    }
+}
+
+}  // namespace
 
 void add_data_command(CLI::App& app, Action& action) {
     struct Options {
@@ -43,24 +88,66 @@ void add_data_command(CLI::App& app, Action& action) {
     });
 
     auto prep = std::make_shared<PrepareOptions>();
+    auto names = std::make_shared<std::pair<std::string, std::string>>();  // dataset, registry
     auto* prepare = data->add_subcommand(
         "prepare", "Tokenize documents into llm.c token shards (+ manifest.json)");
-    prepare->add_option("inputs", prep->inputs, "Files, folders or glob patterns")->required();
-    prepare->add_option("--tokenizer", prep->tokenizer, "byte or a tokenizer file")
-        ->capture_default_str();
+    prepare->add_option("inputs", prep->inputs, "Files, folders or glob patterns");
+    auto* dataset_opt = prepare->add_option(
+        "--dataset", names->first,
+        "A dataset name (built-in or from the registry) or a file, folder or glob pattern");
+    prepare
+        ->add_option("--datasets", names->second,
+                     "Dataset registry TOML file (default: $AGPT_DATASETS, else ./datasets.toml)")
+        ->needs(dataset_opt);
+    auto* tokenizer_opt =
+        prepare->add_option("--tokenizer", prep->tokenizer, "byte or a tokenizer file")
+            ->capture_default_str();
     prepare->add_option("--out", prep->out, "Output folder (must not exist)")->required();
     prepare->add_option("--val-fraction", prep->val_fraction, "Share of documents held out")
         ->capture_default_str();
     prepare->add_option("--workers", prep->workers, "Tokenizing threads (0: all cores)");
-    prepare->add_option("--text-field", prep->text_field, "JSON key / parquet column")
-        ->capture_default_str();
+    auto* text_field_opt =
+        prepare->add_option("--text-field", prep->text_field, "JSON key / parquet column")
+            ->capture_default_str();
+    auto* format_opt = prepare->add_option(
+        "--format", prep->format,
+        "Read every input as txt, jsonl, jsonl.zst or parquet (default: by file name)");
     prepare->add_option("--shard-tokens", prep->shard_tokens, "Tokens per shard")
         ->capture_default_str();
     prepare->add_flag("--skip-bad-files", prep->skip_bad_files,
                       "List unreadable files and go on instead of stopping");
-    prepare->callback([prep, &action] {
-        action = [prep] {
-            PrepareOptions o = *prep;
+    // A registry entry gives the inputs, format, text field and tokenizer; flags given win,
+    // except a --tokenizer other than the entry's, which is refused.
+    prepare->callback([prep, names, tokenizer_opt, text_field_opt, format_opt, &action] {
+        PrepareOptions given = *prep;
+        const std::string dataset = names->first, registry = names->second;
+        const bool tokenizer_given = tokenizer_opt->count() > 0,
+                   text_field_given = text_field_opt->count() > 0,
+                   format_given = format_opt->count() > 0;
+        action = [given, dataset, registry, tokenizer_given, text_field_given, format_given] {
+            PrepareOptions o = given;
+            if (!dataset.empty()) {
+                if (!o.inputs.empty())
+                    fail("data prepare: give input paths or --dataset, not both");
+                const DatasetRegistry reg = load_dataset_registry(registry);
+                const DatasetEntry e = resolve_dataset(dataset, reg, "--dataset");
+                if (e.format == "shards")
+                    fail("--dataset '{}': already token shards ({}); nothing to prepare", dataset,
+                         e.path);
+                o.inputs = {e.path};
+                if (!e.is_path()) {
+                    if (!format_given) o.format = e.format;
+                    if (!text_field_given) o.text_field = e.text_field;
+                    if (!e.tokenizer.empty()) {
+                        if (tokenizer_given)
+                            check_dataset_tokenizer(e, Tokenizer::load(o.tokenizer), "--dataset");
+                        else
+                            o.tokenizer = e.tokenizer;
+                    }
+                }
+            } else if (o.inputs.empty()) {
+                fail("data prepare: name the inputs (files, folders, globs) or --dataset NAME");
+            }
             o.progress = [](const PrepareProgress& p) {
                 std::fprintf(
                     stderr, "\rprepare: %.1f%% | %llu documents | %llu tokens | %.1f MB/s",
@@ -83,6 +170,17 @@ void add_data_command(CLI::App& app, Action& action) {
                 static_cast<unsigned long long>(s.val_tokens), s.train_shards, s.val_shards,
                 static_cast<double>(s.text_bytes) / 1e6, s.seconds,
                 static_cast<double>(s.text_bytes) / 1e6 / std::max(s.seconds, 1e-9));
+            return 0;
+        };
+    });
+
+    auto registry_file = std::make_shared<std::string>();
+    auto* list = data->add_subcommand("list", "List the dataset names: built-in and registry");
+    list->add_option("--datasets", *registry_file,
+                     "Dataset registry TOML file (default: $AGPT_DATASETS, else ./datasets.toml)");
+    list->callback([registry_file, &action] {
+        action = [registry_file] {
+            print_datasets(load_dataset_registry(*registry_file));
             return 0;
         };
     });

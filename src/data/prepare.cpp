@@ -5,6 +5,8 @@
 #include <zlib.h>
 #include <zstd.h>
 
+#include <fmt/ranges.h>
+
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
@@ -15,6 +17,7 @@
 #include "core/error.h"
 #include "core/timer.h"
 #include "data/parquet/parquet_reader.h"
+#include "data/pretokenize.h"
 #include "data/token_shards.h"
 #include "data/tokenizer.h"
 
@@ -30,18 +33,38 @@ bool ends_with(const std::string& s, const std::string& suffix) {
            s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
-bool is_input_file(const fs::path& p) {
-    const std::string s = p.string();
-    return ends_with(s, ".txt") || ends_with(s, ".jsonl") || ends_with(s, ".jsonl.zst") ||
-           ends_with(s, ".parquet");
+bool is_input_file(const fs::path& p, const std::string& format) {
+    const std::string f = document_format_of(p.string());
+    return format.empty() ? !f.empty() : f == format;
+}
+
+void check_format(const std::string& format) {
+    if (!format.empty() && format != "txt" && format != "jsonl" && format != "jsonl.zst" &&
+        format != "parquet")
+        fail("format '{}': expected txt, jsonl, jsonl.zst or parquet", format);
+}
+
+// Appends the file's bytes to `out`, read straight into place (no intermediate copies: text
+// files are read on the one thread that feeds the workers).
+void append_file(const std::string& path, std::string& out) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) fail("{}: cannot open file", path);
+    std::error_code ec;
+    const auto size = fs::file_size(path, ec);
+    if (ec) fail("{}: cannot read file size ({})", path, ec.message());
+    const std::size_t at = out.size();
+    out.resize(at + size);
+    in.read(out.data() + at, static_cast<std::streamsize>(size));
+    if (static_cast<uintmax_t>(in.gcount()) != size) {
+        out.resize(at);
+        fail("{}: read error (the file changed while being read?)", path);
+    }
 }
 
 std::string read_all(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) fail("{}: cannot open file", path);
-    std::ostringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
+    std::string s;
+    append_file(path, s);
+    return s;
 }
 
 std::string zstd_decompress(const std::string& path, const std::string& compressed) {
@@ -60,11 +83,12 @@ std::string zstd_decompress(const std::string& path, const std::string& compress
     return out;
 }
 
-// The documents of one file, in order, handed over in batches.
-void read_documents(const std::string& path, const std::string& field, int workers,
-                    const std::function<void(parquet::TextBatch&)>& consume) {
+// The documents of one JSON-lines or parquet file, in order, handed over in batches (text files
+// are read by tokenize_documents).
+void read_documents(const std::string& path, const std::string& format, const std::string& field,
+                    int workers, const std::function<void(parquet::TextBatch&)>& consume) {
     parquet::TextBatch batch;
-    if (ends_with(path, ".parquet")) {
+    if (format == "parquet") {
         parquet::TextReaderOptions o;
         o.column = field;
         o.threads = workers;
@@ -73,13 +97,7 @@ void read_documents(const std::string& path, const std::string& field, int worke
         return;
     }
     std::string text = read_all(path);
-    if (ends_with(path, ".txt")) {
-        batch.text = std::move(text);
-        batch.ends.push_back(batch.text.size());
-        consume(batch);
-        return;
-    }
-    if (ends_with(path, ".zst")) text = zstd_decompress(path, text);
+    if (format == "jsonl.zst") text = zstd_decompress(path, text);
     // Lines are parsed in parallel, a batch at a time; documents keep the file's order and the
     // first bad line (in file order) is the one reported.
     constexpr std::size_t kBatchLines = 4096;
@@ -171,16 +189,27 @@ class ShardSink {
 
 }  // namespace
 
-std::vector<std::string> expand_inputs(const std::vector<std::string>& inputs) {
+std::string document_format_of(const std::string& path) {
+    for (const char* f : {"txt", "jsonl", "jsonl.zst", "parquet"})
+        if (ends_with(path, std::string(".") + f)) return f;
+    return "";
+}
+
+std::vector<std::string> expand_inputs(const std::vector<std::string>& inputs,
+                                       const std::string& format) {
+    check_format(format);
     std::vector<std::string> files;
     for (const auto& in : inputs) {
         if (fs::is_directory(in)) {
             std::vector<std::string> found;
             for (const auto& e : fs::recursive_directory_iterator(in))
-                if (e.is_regular_file() && is_input_file(e.path()))
+                if (e.is_regular_file() && is_input_file(e.path(), format))
                     found.push_back(e.path().string());
             std::sort(found.begin(), found.end());
-            if (found.empty()) fail("{}: no .txt, .jsonl, .jsonl.zst or .parquet files", in);
+            if (found.empty()) {
+                if (!format.empty()) fail("{}: no .{} files in this folder", in, format);
+                fail("{}: no .txt, .jsonl, .jsonl.zst or .parquet files", in);
+            }
             files.insert(files.end(), found.begin(), found.end());
         } else if (fs::is_regular_file(in)) {
             files.push_back(in);
@@ -196,27 +225,150 @@ std::vector<std::string> expand_inputs(const std::vector<std::string>& inputs) {
             files.insert(files.end(), found.begin(), found.end());
         }
     }
-    for (const auto& f : files)
-        if (!is_input_file(f))
-            fail("{}: unsupported input (expected .txt, .jsonl, .jsonl.zst or .parquet)", f);
+    if (format.empty())
+        for (const auto& f : files)
+            if (!is_input_file(f, format))
+                fail("{}: unsupported input (expected .txt, .jsonl, .jsonl.zst or .parquet)", f);
     return files;
 }
+
+namespace {
+
+// Every k-th document (the k-th, 2k-th, ...) is held out: spread over the whole input,
+// independent of batching, and a single document stays in training.
+uint64_t val_every_of(double val_fraction) {
+    if (!(val_fraction >= 0 && val_fraction < 1))
+        fail("--val-fraction {}: must be in [0, 1)", val_fraction);
+    return val_fraction > 0 ? static_cast<uint64_t>(std::llround(1.0 / val_fraction)) : 0;
+}
+
+// Encodes each document of the batch into ids[i] (its tokens, then EOS) on `workers` threads.
+// Documents over 2 MiB are encoded in pieces of 1-2 MiB, cut where pre-tokenization is
+// unaffected (pretoken_safe_cut), so one large text file also uses every worker; the ids are
+// those of encoding it whole.
+void encode_batch(const parquet::TextBatch& batch, const Tokenizer& tok, int32_t eos,
+                  bool chunkable, int workers, std::vector<std::vector<int32_t>>& ids) {
+    constexpr std::size_t kPiece = std::size_t{1} << 20;
+    struct Piece {
+        std::size_t doc;
+        std::string_view text;
+    };
+    std::vector<Piece> pieces;
+    for (std::size_t i = 0; i < batch.size(); i++) {
+        std::string_view text = batch[i];
+        while (chunkable && text.size() > 2 * kPiece) {
+            const std::size_t cut = pretoken_safe_cut(text.substr(0, 2 * kPiece), kPiece);
+            if (cut == 0) break;  // no safe cut nearby: the rest stays one piece
+            pieces.push_back({i, text.substr(0, cut)});
+            text.remove_prefix(cut);
+        }
+        pieces.push_back({i, text});
+    }
+    std::vector<std::vector<int32_t>> piece_ids(pieces.size());
+    const long n = static_cast<long>(pieces.size());
+#pragma omp parallel for schedule(dynamic, 4) num_threads(workers)
+    for (long p = 0; p < n; p++) piece_ids[p] = tok.encode(pieces[p].text);
+    ids.assign(batch.size(), {});
+    for (std::size_t p = 0; p < pieces.size(); p++) {
+        auto& into = ids[pieces[p].doc];
+        if (into.empty())
+            into = std::move(piece_ids[p]);
+        else
+            into.insert(into.end(), piece_ids[p].begin(), piece_ids[p].end());
+    }
+    for (auto& doc : ids) doc.push_back(eos);
+}
+
+// Reads the files' documents in order, tokenizes them in parallel (ids + EOS) and hands each
+// document's ids to `sink` in input order, with whether it is held out. Fills the counts in
+// `sum` (not the token totals) and one `sources` entry per file read.
+void tokenize_documents(const std::vector<std::string>& files, const PrepareOptions& opt,
+                        const Tokenizer& tok, int32_t eos, uint64_t val_every,
+                        const std::function<void(const std::vector<int32_t>&, bool)>& sink,
+                        PrepareSummary& sum, json& sources) {
+    const int workers = opt.workers > 0 ? opt.workers : omp_get_num_procs();
+    PrepareProgress prog;
+    for (const auto& f : files) prog.bytes_total += fs::file_size(f);
+    Timer timer;
+    std::vector<std::vector<int32_t>> ids;
+    // Cutting a document changes nothing unless the tokenizer adds a space at the start.
+    const bool chunkable = tok.decode(tok.encode("a")) == "a";
+    auto format_of = [&](const std::string& f) {
+        return opt.format.empty() ? document_format_of(f) : opt.format;
+    };
+    // Encodes a batch, hands its documents to the sink in order; returns their number.
+    auto handle = [&](const parquet::TextBatch& batch) {
+        const long n = static_cast<long>(batch.size());
+        encode_batch(batch, tok, eos, chunkable, workers, ids);
+        for (long i = 0; i < n; i++) {
+            const bool held_out = val_every > 0 && sum.documents % val_every == val_every - 1;
+            sink(ids[i], held_out);
+            sum.documents++;
+            prog.tokens += ids[i].size();
+        }
+        sum.text_bytes += batch.text.size();
+        prog.text_bytes = sum.text_bytes;
+        prog.documents = sum.documents;
+        prog.seconds = timer.seconds();
+        if (opt.progress) opt.progress(prog);
+        return static_cast<uint64_t>(n);
+    };
+    constexpr std::size_t kTextGroupBytes = std::size_t{16} << 20;
+    for (std::size_t fi = 0; fi < files.size();) {
+        const std::string& f = files[fi];
+        if (format_of(f) == "txt") {
+            // Consecutive text files (one document each) are encoded together, up to 16 MiB,
+            // so that a folder of small files keeps every worker busy.
+            parquet::TextBatch batch;
+            std::vector<std::size_t> read;
+            for (; fi < files.size() && format_of(files[fi]) == "txt" &&
+                   batch.text.size() < kTextGroupBytes;
+                 fi++) {
+                try {
+                    append_file(files[fi], batch.text);
+                } catch (const Error& e) {
+                    if (!opt.skip_bad_files) throw;
+                    sum.skipped.push_back(e.what());
+                    continue;
+                }
+                batch.ends.push_back(batch.text.size());
+                read.push_back(fi);
+            }
+            if (!read.empty()) handle(batch);
+            for (std::size_t i : read) {
+                prog.bytes_done += fs::file_size(files[i]);
+                sources.push_back(
+                    {{"path", files[i]}, {"bytes", fs::file_size(files[i])}, {"documents", 1}});
+            }
+            continue;
+        }
+        uint64_t docs_in_file = 0;
+        try {
+            read_documents(f, format_of(f), opt.text_field, workers,
+                           [&](parquet::TextBatch& batch) { docs_in_file += handle(batch); });
+        } catch (const Error& e) {
+            if (!opt.skip_bad_files || docs_in_file > 0) throw;
+            sum.skipped.push_back(e.what());
+            fi++;
+            continue;
+        }
+        prog.bytes_done += fs::file_size(f);
+        sources.push_back({{"path", f}, {"bytes", fs::file_size(f)}, {"documents", docs_in_file}});
+        fi++;
+    }
+}
+
+}  // namespace
 
 PrepareSummary prepare_dataset(const PrepareOptions& opt) {
     if (opt.out.empty()) fail("--out: an output folder is needed");
     if (fs::exists(opt.out)) fail("{}: already exists; choose another --out", opt.out);
-    if (!(opt.val_fraction >= 0 && opt.val_fraction < 1))
-        fail("--val-fraction {}: must be in [0, 1)", opt.val_fraction);
+    const uint64_t val_every = val_every_of(opt.val_fraction);
     if (opt.shard_tokens == 0) fail("--shard-tokens: must be positive");
-    const std::vector<std::string> files = expand_inputs(opt.inputs);
+    const std::vector<std::string> files = expand_inputs(opt.inputs, opt.format);
     const Tokenizer tok = Tokenizer::load(opt.tokenizer);
     const auto eos = tok.eos_id();
     if (!eos) fail("{}: the tokenizer has no <|eos|> token to end documents with", opt.tokenizer);
-    const int workers = opt.workers > 0 ? opt.workers : omp_get_num_procs();
-    // Every k-th document (the k-th, 2k-th, ...) is held out: spread over the whole input,
-    // independent of batching, and a single document stays in training.
-    const uint64_t val_every =
-        opt.val_fraction > 0 ? static_cast<uint64_t>(std::llround(1.0 / opt.val_fraction)) : 0;
 
     const fs::path tmp = opt.out + ".tmp";
     fs::remove_all(tmp);
@@ -226,46 +378,18 @@ PrepareSummary prepare_dataset(const PrepareOptions& opt) {
         val(tmp, "val", opt.shard_tokens, max_id);
 
     PrepareSummary sum;
-    PrepareProgress prog;
-    for (const auto& f : files) prog.bytes_total += fs::file_size(f);
     Timer timer;
     json sources = json::array();
-    std::vector<std::vector<int32_t>> ids;
-    for (const auto& f : files) {
-        uint64_t docs_in_file = 0;
-        try {
-            read_documents(f, opt.text_field, workers, [&](parquet::TextBatch& batch) {
-                const long n = static_cast<long>(batch.size());
-                ids.assign(static_cast<std::size_t>(n), {});
-#pragma omp parallel for schedule(dynamic, 16) num_threads(workers)
-                for (long i = 0; i < n; i++) {
-                    ids[i] = tok.encode(batch[static_cast<std::size_t>(i)]);
-                    ids[i].push_back(*eos);
-                }
-                for (long i = 0; i < n; i++) {
-                    const bool held_out =
-                        val_every > 0 && sum.documents % val_every == val_every - 1;
-                    (held_out ? val : train).add(ids[i]);
-                    sum.documents++;
-                    prog.tokens += ids[i].size();
-                }
-                docs_in_file += static_cast<uint64_t>(n);
-                sum.text_bytes += batch.text.size();
-                prog.text_bytes = sum.text_bytes;
-                prog.documents = sum.documents;
-                prog.seconds = timer.seconds();
-                if (opt.progress) opt.progress(prog);
-            });
-        } catch (const Error& e) {
-            if (!opt.skip_bad_files || docs_in_file > 0) {
-                fs::remove_all(tmp);
-                throw;
-            }
-            sum.skipped.push_back(e.what());
-            continue;
-        }
-        prog.bytes_done += fs::file_size(f);
-        sources.push_back({{"path", f}, {"bytes", fs::file_size(f)}, {"documents", docs_in_file}});
+    try {
+        tokenize_documents(
+            files, opt, tok, *eos, val_every,
+            [&](const std::vector<int32_t>& ids, bool held_out) {
+                (held_out ? val : train).add(ids);
+            },
+            sum, sources);
+    } catch (...) {
+        fs::remove_all(tmp);
+        throw;
     }
     train.flush();
     val.flush();
@@ -304,6 +428,30 @@ PrepareSummary prepare_dataset(const PrepareOptions& opt) {
     fs::rename(tmp, opt.out);
     sum.seconds = timer.seconds();
     return sum;
+}
+
+PreparedTokens prepare_in_memory(const PrepareOptions& opt, const Tokenizer& tok) {
+    if (opt.inputs.empty()) fail("data: no inputs to read");
+    const uint64_t val_every = val_every_of(opt.val_fraction);
+    const std::vector<std::string> files = expand_inputs(opt.inputs, opt.format);
+    const auto eos = tok.eos_id();
+    if (!eos) fail("the tokenizer has no <|eos|> token to end documents with");
+    PreparedTokens out;
+    Timer timer;
+    json sources = json::array();
+    tokenize_documents(
+        files, opt, tok, *eos, val_every,
+        [&](const std::vector<int32_t>& ids, bool held_out) {
+            auto& into = held_out ? out.val : out.train;
+            into.insert(into.end(), ids.begin(), ids.end());
+        },
+        out.summary, sources);
+    out.summary.train_tokens = out.train.size();
+    out.summary.val_tokens = out.val.size();
+    if (out.summary.train_tokens == 0)
+        fail("{}: the inputs hold no documents", fmt::join(opt.inputs, ", "));
+    out.summary.seconds = timer.seconds();
+    return out;
 }
 
 }  // namespace agpt

@@ -102,7 +102,10 @@ std::vector<ConfigKey> make_keys() {
             "final learning rate as a fraction of lr"),
         row(
             "training.dataset", [](C& c) { return &c.training.dataset; },
-            "registered dataset name or path to a text file"),
+            "dataset name (built-in or registry) or path: text, jsonl, parquet, shards"),
+        row(
+            "training.dataset_registry", [](C& c) { return &c.training.dataset_registry; },
+            "dataset registry TOML; empty: $AGPT_DATASETS, else ./datasets.toml"),
         row(
             "training.local_batch_size", [](C& c) { return &c.training.local_batch_size; },
             "sequences per micro-batch"),

@@ -51,7 +51,9 @@ struct JobConfig {
     LrScheduleConfig lr_scheduler{
         .warmup_steps = 50};  // keys warmup_steps, decay_ratio, decay_type, min_lr_factor
     struct Training {
-        std::string dataset = "tinyshakespeare";  // a registered name or a path to a text file
+        std::string dataset = "tinyshakespeare";  // a registered name or a path (docs/data.md)
+        // The dataset registry file; "": $AGPT_DATASETS, else ./datasets.toml if present.
+        std::string dataset_registry = "";
         int local_batch_size = 16;
         int global_batch_size = -1;  // -1: local_batch_size (one rank, no accumulation)
         int seq_len = 128;

@@ -272,8 +272,8 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
 
     // Everything that can fail on bad input is checked before the run folder exists.
     const Tokenizer tokenizer = Tokenizer::load(cfg.model.tokenizer);
-    const TrainingData data =
-        open_training_data(cfg.training.dataset, tokenizer, cfg.validation.split);
+    const TrainingData data = open_training_data(
+        cfg.training.dataset, tokenizer, cfg.validation.split, cfg.training.dataset_registry);
     const std::string& data_path = data.source;
     WindowLoader loader(data.train.sizes, data.train.read, T,
                         static_cast<uint64_t>(cfg.training.seed));
