@@ -25,7 +25,8 @@ void add_plot_command(CLI::App& app, Action& action);
 void add_export_command(CLI::App& app, Action& action);
 void add_import_command(CLI::App& app, Action& action);
 void add_generate_command(CLI::App& app, Action& action);
-void add_optimizers_command(CLI::App& app, Action& action);
+void add_doctor_command(CLI::App& app, Action& action);
 void add_models_command(CLI::App& app, Action& action);
+void add_optimizers_command(CLI::App& app, Action& action);
 
 }  // namespace agpt::cli

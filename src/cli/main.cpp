@@ -27,8 +27,9 @@ int main(int argc, char** argv) {
     add_export_command(app, action);
     add_import_command(app, action);
     add_generate_command(app, action);
-    add_optimizers_command(app, action);
+    add_doctor_command(app, action);
     add_models_command(app, action);
+    add_optimizers_command(app, action);
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {

@@ -1,0 +1,31 @@
+#pragma once
+// Causal grouped-query attention on the GPU (FlashAttention-2 style, own kernels), computing
+// the function of kernels/cpu/attention.h: memory linear in T, fp32 scores, softmax and
+// accumulators whatever the storage type T (float or bf16).
+//
+// qkv (B,T,(H+2·KV)·hd): each row holds H query heads, then KV key heads, then KV value heads.
+// Query head h reads key/value head h / (H/KV). Scores s = q·k/√hd, masked to keys t' <= t;
+// softcap c > 0 caps them to c·tanh(s/c) before the softmax. hd <= 128.
+//
+// bf16 with hd 64 or 128 runs tensor-core kernels (mma.sync; attention_tc.cu), everything else
+// the plain fp32-FMA kernels; AGPT_ATTN_KERNEL=simple (read at each call) selects the plain
+// ones always, for comparison.
+#include "kernels/cuda/device.h"
+
+namespace agpt::cuda {
+
+// out (B,T,H·hd); lse (B,H,T, fp32) = log-sum-exp of each query's (capped) scores.
+template <typename T>
+void attention_forward(T* out, float* lse, const T* qkv, int B, int T_len, int H, int KV, int hd,
+                       float softcap = 0.0f, cudaStream_t stream = nullptr);
+
+// Accumulates dqkv (B,T,(H+2·KV)·hd) from dout (B,T,H·hd), recomputing the probabilities from
+// qkv and lse; out is the forward output. Deterministic: one kernel owns each key tile's dK/dV
+// rows, a second each query tile's dQ rows (it recomputes the scores instead of adding dQ
+// with atomics).
+template <typename T>
+void attention_backward(T* dqkv, const T* dout, const T* qkv, const T* out, const float* lse, int B,
+                        int T_len, int H, int KV, int hd, float softcap = 0.0f,
+                        cudaStream_t stream = nullptr);
+
+}  // namespace agpt::cuda

@@ -1,0 +1,139 @@
+#include <algorithm>
+#include <type_traits>
+
+#include "kernels/cuda/common.cuh"
+#include "kernels/cuda/cross_entropy.h"
+#include "kernels/cuda/gemm.h"
+
+namespace agpt::cuda {
+
+namespace {
+
+using namespace detail;
+
+constexpr int kThreads = 512;
+
+// The logit the softmax sees: z, or cap·tanh(z/cap).
+__device__ __forceinline__ float capped(float z, float cap) {
+    return cap > 0.0f ? cap * tanhf(z / cap) : z;
+}
+
+// d(cap·tanh(z/cap))/dz from the capped value y: 1 − (y/cap)²; 1 without a cap.
+__device__ __forceinline__ float cap_grad(float y, float cap) {
+    if (cap <= 0.0f) return 1.0f;
+    const float t = y / cap;
+    return 1.0f - t * t;
+}
+
+// One block per row of the chunk. logits (n, V) fp32; dlogits (n, V) of type TD (may alias
+// logits when TD is float: each element is read and then written by the same thread).
+template <typename TD>
+__global__ void __launch_bounds__(kThreads)
+    softmax_xent_kernel(TD* dlogits, float* losses, const float* logits, const int32_t* targets,
+                        int V, float grad_scale, float cap, bool backward) {
+    __shared__ float red[32];
+    const long row = blockIdx.x;
+    const float* z = logits + row * V;
+    const int32_t target = targets[row];
+    // Read before the backward pass below may overwrite the row (in place).
+    const float target_logit = target >= 0 ? capped(z[target], cap) : 0.0f;
+
+    float mx = -INFINITY;
+    for (int v = threadIdx.x; v < V; v += kThreads) mx = fmaxf(mx, capped(z[v], cap));
+    mx = block_max(mx, red);
+    float sum = 0.0f;
+    for (int v = threadIdx.x; v < V; v += kThreads) sum += expf(capped(z[v], cap) - mx);
+    sum = block_sum(sum, red);
+    if (threadIdx.x == 0) losses[row] = target >= 0 ? logf(sum) + mx - target_logit : 0.0f;
+    if (!backward) return;
+    const float scale = target >= 0 ? grad_scale / sum : 0.0f;
+    const float target_grad = target >= 0 ? cap_grad(target_logit, cap) : 0.0f;
+    TD* d = dlogits + row * V;
+    for (int v = threadIdx.x; v < V; v += kThreads) {
+        const float y = capped(z[v], cap);
+        float g = expf(y - mx) * scale * cap_grad(y, cap);
+        if (v == target) g -= grad_scale * target_grad;
+        d[v] = from_float<TD>(g);
+    }
+}
+
+// One block: per-thread double sums over a fixed stride, then a fixed tree.
+__global__ void sum_losses_kernel(double* out, const float* losses, int N) {
+    __shared__ double s[256];
+    double acc = 0.0;
+    for (int i = threadIdx.x; i < N; i += 256) acc += losses[i];
+    s[threadIdx.x] = acc;
+    __syncthreads();
+    for (int w = 128; w > 0; w >>= 1) {
+        if (static_cast<int>(threadIdx.x) < w) s[threadIdx.x] += s[threadIdx.x + w];
+        __syncthreads();
+    }
+    if (threadIdx.x == 0) *out = s[0];
+}
+
+constexpr std::size_t align256(std::size_t b) {
+    return (b + 255) / 256 * 256;
+}
+
+}  // namespace
+
+template <typename T>
+std::size_t lm_head_scratch_bytes(int chunk, int V) {
+    const std::size_t n = static_cast<std::size_t>(chunk) * V;
+    if constexpr (std::is_same_v<T, float>)
+        return n * sizeof(float);
+    else
+        return align256(n * sizeof(float)) + n * sizeof(T);
+}
+
+template <typename T>
+void lm_head_cross_entropy(Blas& blas, float* losses, T* dx, float* dweight, const T* x,
+                           const T* weight, const int32_t* targets, int N, int C, int V,
+                           float grad_scale, void* scratch, int chunk, float softcap) {
+    if (N <= 0) return;
+    if (chunk <= 0 || V <= 0)
+        fail_call("bad chunk or vocabulary size", "lm_head_cross_entropy", __FILE__, __LINE__);
+    const bool backward = dx != nullptr || dweight != nullptr;
+    float* logits = static_cast<float*>(scratch);
+    T* dlogits;
+    if constexpr (std::is_same_v<T, float>)
+        dlogits = logits;  // in place
+    else
+        dlogits = reinterpret_cast<T*>(static_cast<char*>(scratch) +
+                                       align256(static_cast<std::size_t>(chunk) * V * 4));
+    for (int start = 0; start < N; start += chunk) {
+        const int n = std::min(chunk, N - start);
+        const T* xc = x + static_cast<long>(start) * C;
+        gemm<T, float>(blas, false, true, n, V, C, 1.0f, xc, C, weight, C, 0.0f, logits, V);
+        softmax_xent_kernel<T><<<n, kThreads, 0, blas.stream()>>>(
+            dlogits, losses + start, logits, targets + start, V, grad_scale, softcap, backward);
+        AGPT_CUDA_CHECK_LAUNCH();
+        if (dx)
+            gemm<T, T>(blas, false, false, n, C, V, 1.0f, dlogits, V, weight, C, 1.0f,
+                       dx + static_cast<long>(start) * C, C);
+        if (dweight)
+            gemm<T, float>(blas, true, false, V, C, n, 1.0f, dlogits, V, xc, C, 1.0f, dweight, C);
+    }
+}
+
+double sum_losses(const float* losses, int N, cudaStream_t stream) {
+    if (N <= 0) return 0.0;
+    StreamScratch out(sizeof(double), stream);
+    sum_losses_kernel<<<1, 256, 0, stream>>>(out.as<double>(), losses, N);
+    AGPT_CUDA_CHECK_LAUNCH();
+    double host = 0.0;
+    AGPT_CUDA_CHECK(
+        cudaMemcpyAsync(&host, out.data(), sizeof host, cudaMemcpyDeviceToHost, stream));
+    AGPT_CUDA_CHECK(cudaStreamSynchronize(stream));
+    return host;
+}
+
+template void lm_head_cross_entropy<float>(Blas&, float*, float*, float*, const float*,
+                                           const float*, const int32_t*, int, int, int, float,
+                                           void*, int, float);
+template void lm_head_cross_entropy<bf16>(Blas&, float*, bf16*, float*, const bf16*, const bf16*,
+                                          const int32_t*, int, int, int, float, void*, int, float);
+template std::size_t lm_head_scratch_bytes<float>(int, int);
+template std::size_t lm_head_scratch_bytes<bf16>(int, int);
+
+}  // namespace agpt::cuda

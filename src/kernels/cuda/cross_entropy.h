@@ -1,0 +1,30 @@
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+#include "kernels/cuda/device.h"
+// The LM head fused with softmax cross-entropy on the GPU, chunked over tokens as
+// kernels/cpu/cross_entropy.h: only (chunk, V) logits exist at a time. Per chunk: one GEMM for
+// the logits (fp32 output, whatever T), one kernel for the row losses and dlogits =
+// grad_scale · (softmax − onehot), then the dx and dweight GEMMs.
+namespace agpt::cuda {
+
+// x (N,C) final hidden states, weight (V,C) the head, targets (N) in [0,V) or -1 to ignore.
+// Writes losses (N, fp32, device) = -log p(target) per token (0 for ignored ones); their sum is
+// the CPU function's return value (see sum_losses). When dx/dweight are not null, also
+// accumulates the gradient of grad_scale · Σ losses: dx (N,C, type T) and dweight (V,C, fp32).
+// softcap c > 0 caps the logits to c·tanh(z/c) first, as on the CPU. scratch must hold
+// lm_head_scratch_bytes<T>(chunk, V) bytes. Runs on blas.stream().
+template <typename T>
+void lm_head_cross_entropy(Blas& blas, float* losses, T* dx, float* dweight, const T* x,
+                           const T* weight, const int32_t* targets, int N, int C, int V,
+                           float grad_scale, void* scratch, int chunk, float softcap = 0.0f);
+
+// Bytes of scratch for one chunk: fp32 logits, plus a bf16 copy of dlogits for bf16 GEMMs.
+template <typename T>
+std::size_t lm_head_scratch_bytes(int chunk, int V);
+
+// Σ losses[0..N) in double, in a fixed order (deterministic); synchronises the stream.
+double sum_losses(const float* losses, int N, cudaStream_t stream = nullptr);
+
+}  // namespace agpt::cuda

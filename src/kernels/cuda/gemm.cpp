@@ -1,0 +1,172 @@
+#include "kernels/cuda/gemm.h"
+
+#include <array>
+#include <cstdint>
+#include <map>
+#include <mutex>
+
+namespace agpt::cuda {
+
+namespace {
+
+template <typename T>
+constexpr cudaDataType_t data_type();
+template <>
+constexpr cudaDataType_t data_type<float>() {
+    return CUDA_R_32F;
+}
+template <>
+constexpr cudaDataType_t data_type<bf16>() {
+    return CUDA_R_16BF;
+}
+
+// The largest power of two (<= 256) dividing the address. cuBLASLt assumes 256-byte aligned
+// operands unless told otherwise; chunked callers pass interior pointers.
+std::uint32_t alignment(const void* p) {
+    const auto a = reinterpret_cast<std::uintptr_t>(p);
+    std::uint32_t al = 256;
+    while (al > 1 && a % al != 0) al /= 2;
+    return al;
+}
+
+struct LtDescriptors {
+    cublasLtMatmulDesc_t op = nullptr;
+    cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
+    cublasLtMatmulPreference_t pref = nullptr;
+    ~LtDescriptors() {
+        if (pref) cublasLtMatmulPreferenceDestroy(pref);
+        if (c) cublasLtMatrixLayoutDestroy(c);
+        if (b) cublasLtMatrixLayoutDestroy(b);
+        if (a) cublasLtMatrixLayoutDestroy(a);
+        if (op) cublasLtMatmulDescDestroy(op);
+    }
+};
+
+// The heuristic's choice per shape, types and alignment (a lookup costs tens of µs; a training
+// step repeats the same few shapes). found = false: cuBLASLt has no algorithm, use cuBLAS.
+struct AlgoChoice {
+    bool found = false;
+    cublasLtMatmulAlgo_t algo{};
+};
+using AlgoKey = std::array<long long, 15>;
+std::mutex algo_mutex;
+std::map<AlgoKey, AlgoChoice> algo_cache;
+
+// Column-major D = C (m×n, ldc) = alpha · op(A) · op(B) + beta · C through cuBLASLt. Returns
+// false when the heuristic offers no algorithm for this problem.
+bool lt_gemm(Blas& blas, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
+             float alpha, const void* A, cudaDataType_t ab_type, int lda, const void* B, int ldb,
+             float beta, void* C, cudaDataType_t c_type, int ldc) {
+    LtDescriptors d;
+    AGPT_CUBLAS_CHECK(cublasLtMatmulDescCreate(&d.op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+    AGPT_CUBLAS_CHECK(
+        cublasLtMatmulDescSetAttribute(d.op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
+    AGPT_CUBLAS_CHECK(
+        cublasLtMatmulDescSetAttribute(d.op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb));
+    const bool na = ta == CUBLAS_OP_N, nb = tb == CUBLAS_OP_N;
+    AGPT_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&d.a, ab_type, na ? m : k, na ? k : m, lda));
+    AGPT_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&d.b, ab_type, nb ? k : n, nb ? n : k, ldb));
+    AGPT_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&d.c, c_type, m, n, ldc));
+
+    const std::uint32_t al_a = alignment(A), al_b = alignment(B), al_c = alignment(C);
+    const AlgoKey key{ta,          tb,
+                      m,           n,
+                      k,           lda,
+                      ldb,         ldc,
+                      ab_type,     c_type,
+                      al_a,        al_b,
+                      al_c,        static_cast<long long>(blas.workspace_bytes()),
+                      beta != 0.0f};
+    AlgoChoice choice;
+    bool cached = false;
+    {
+        std::lock_guard<std::mutex> lock(algo_mutex);
+        const auto it = algo_cache.find(key);
+        if (it != algo_cache.end()) {
+            choice = it->second;
+            cached = true;
+        }
+    }
+    if (!cached) {
+        AGPT_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&d.pref));
+        const std::uint64_t ws = blas.workspace_bytes();
+        AGPT_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
+            d.pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws));
+        const std::pair<cublasLtMatmulPreferenceAttributes_t, std::uint32_t> aligns[] = {
+            {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, al_a},
+            {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, al_b},
+            {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, al_c},
+            {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, al_c}};
+        for (const auto& [attr, value] : aligns)
+            AGPT_CUBLAS_CHECK(
+                cublasLtMatmulPreferenceSetAttribute(d.pref, attr, &value, sizeof value));
+        cublasLtMatmulHeuristicResult_t result{};
+        int returned = 0;
+        const cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(
+            blas.lt(), d.op, d.a, d.b, d.c, d.c, d.pref, 1, &result, &returned);
+        choice.found = st == CUBLAS_STATUS_SUCCESS && returned > 0;
+        if (choice.found) choice.algo = result.algo;
+        std::lock_guard<std::mutex> lock(algo_mutex);
+        algo_cache.emplace(key, choice);
+    }
+    if (!choice.found) return false;
+    AGPT_CUBLAS_CHECK(cublasLtMatmul(blas.lt(), d.op, &alpha, A, d.a, B, d.b, &beta, C, d.c, C, d.c,
+                                     &choice.algo, blas.workspace(), blas.workspace_bytes(),
+                                     blas.stream()));
+    return true;
+}
+
+}  // namespace
+
+// Row-major X (r×c, ld) is column-major Xᵀ (c×r, ld) in the same memory, so row-major
+// C = op(A)·op(B) is column-major Cᵀ = op(B)ᵀ·op(A)ᵀ: swap the operands, keep each one's
+// transpose flag, and swap M and N.
+template <typename TA, typename TC>
+void gemm(Blas& blas, bool trans_a, bool trans_b, int M, int N, int K, float alpha, const TA* A,
+          int lda, const TA* B, int ldb, float beta, TC* C, int ldc) {
+    if (M == 0 || N == 0) return;
+    const cublasOperation_t ta = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
+    const cublasOperation_t tb = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
+    if (K > 0 && lt_gemm(blas, ta, tb, N, M, K, alpha, B, data_type<TA>(), ldb, A, lda, beta, C,
+                         data_type<TC>(), ldc))
+        return;
+    // cuBLAS has a kernel for every shape (and scales C by beta when K is 0).
+    AGPT_CUBLAS_CHECK(cublasGemmEx(blas.blas(), ta, tb, N, M, K, &alpha, B, data_type<TA>(), ldb, A,
+                                   data_type<TA>(), lda, &beta, C, data_type<TC>(), ldc,
+                                   CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+}
+
+template <typename T, typename TO>
+void matmul_forward(Blas& blas, TO* out, const T* inp, const T* weight, int M, int K, int N,
+                    bool accumulate) {
+    gemm<T, TO>(blas, false, true, M, N, K, 1.0f, inp, K, weight, K, accumulate ? 1.0f : 0.0f, out,
+                N);
+}
+
+template <typename T, typename TW>
+void matmul_backward(Blas& blas, T* dinp, TW* dweight, const T* dout, const T* inp, const T* weight,
+                     int M, int K, int N) {
+    if (dinp) gemm<T, T>(blas, false, false, M, K, N, 1.0f, dout, N, weight, K, 1.0f, dinp, K);
+    if (dweight) gemm<T, TW>(blas, true, false, N, K, M, 1.0f, dout, N, inp, K, 1.0f, dweight, K);
+}
+
+template void gemm<float, float>(Blas&, bool, bool, int, int, int, float, const float*, int,
+                                 const float*, int, float, float*, int);
+template void gemm<bf16, bf16>(Blas&, bool, bool, int, int, int, float, const bf16*, int,
+                               const bf16*, int, float, bf16*, int);
+template void gemm<bf16, float>(Blas&, bool, bool, int, int, int, float, const bf16*, int,
+                                const bf16*, int, float, float*, int);
+template void matmul_forward<float, float>(Blas&, float*, const float*, const float*, int, int, int,
+                                           bool);
+template void matmul_forward<bf16, bf16>(Blas&, bf16*, const bf16*, const bf16*, int, int, int,
+                                         bool);
+template void matmul_forward<bf16, float>(Blas&, float*, const bf16*, const bf16*, int, int, int,
+                                          bool);
+template void matmul_backward<float, float>(Blas&, float*, float*, const float*, const float*,
+                                            const float*, int, int, int);
+template void matmul_backward<bf16, bf16>(Blas&, bf16*, bf16*, const bf16*, const bf16*,
+                                          const bf16*, int, int, int);
+template void matmul_backward<bf16, float>(Blas&, bf16*, float*, const bf16*, const bf16*,
+                                           const bf16*, int, int, int);
+
+}  // namespace agpt::cuda

@@ -1,0 +1,481 @@
+#include <cmath>
+#include <cstdint>
+
+#include "kernels/cuda/common.cuh"
+#include "kernels/cuda/gemm.h"
+#include "kernels/cuda/model_ops.h"
+#include "kernels/cuda/rmsnorm.h"
+#include "kernels/cuda/rope.h"
+#include "kernels/cuda/swiglu.h"
+
+namespace agpt::cuda {
+
+namespace {
+
+using namespace detail;
+
+constexpr int kCastThreads = 256;
+constexpr int kSumThreads = 256;
+constexpr int kNormThreads = 256;
+constexpr int kFinalThreads = 1024;
+static_assert(kGpuGradNormBlock % kNormThreads == 0);
+
+__global__ void cast_bf16_kernel(bf16* out, const float* in, std::size_t n) {
+    const std::size_t stride = static_cast<std::size_t>(gridDim.x) * blockDim.x;
+    for (std::size_t i = static_cast<std::size_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
+         i += stride)
+        out[i] = __float2bfloat16(in[i]);
+}
+
+// In-place tree over s[0..threads): s[0] ends with the sum, always in the same order.
+__device__ void tree_sum(double* s, int threads) {
+    for (int w = threads / 2; w > 0; w >>= 1) {
+        if (static_cast<int>(threadIdx.x) < w) s[threadIdx.x] += s[threadIdx.x + w];
+        __syncthreads();
+    }
+}
+
+__global__ void accumulate_sum_kernel(double* acc, const float* x, int n) {
+    __shared__ double s[kSumThreads];
+    double a = 0.0;
+    for (int i = threadIdx.x; i < n; i += kSumThreads) a += x[i];
+    s[threadIdx.x] = a;
+    __syncthreads();
+    tree_sum(s, kSumThreads);
+    if (threadIdx.x == 0) *acc += s[0];
+}
+
+// One block per kGpuGradNormBlock elements: partial[b] = Σ g² over the block.
+__global__ void sum_squares_kernel(double* partial, const float* g, std::size_t n) {
+    __shared__ double s[kNormThreads];
+    const std::size_t begin = static_cast<std::size_t>(blockIdx.x) * kGpuGradNormBlock;
+    const std::size_t end = begin + kGpuGradNormBlock < n ? begin + kGpuGradNormBlock : n;
+    double a = 0.0;
+    for (std::size_t i = begin + threadIdx.x; i < end; i += kNormThreads) {
+        const double x = g[i];
+        a += x * x;
+    }
+    s[threadIdx.x] = a;
+    __syncthreads();
+    tree_sum(s, kNormThreads);
+    if (threadIdx.x == 0) partial[blockIdx.x] = s[0];
+}
+
+__global__ void norm_final_kernel(double* norm_out, const double* partial, long n_blocks) {
+    __shared__ double s[kFinalThreads];
+    double a = 0.0;
+    for (long i = threadIdx.x; i < n_blocks; i += kFinalThreads) a += partial[i];
+    s[threadIdx.x] = a;
+    __syncthreads();
+    tree_sum(s, kFinalThreads);
+    if (threadIdx.x == 0) *norm_out = sqrt(s[0]);
+}
+
+__global__ void clip_kernel(float* g, std::size_t n, const double* norm, double max_norm) {
+    const double coef = max_norm / (*norm + 1e-6);
+    // As optim/grad_clip.cpp (and torch): a coefficient >= 1 leaves g alone; below 1 or NaN
+    // multiplies by the float32 coefficient.
+    if (coef >= 1.0) return;
+    const float c = static_cast<float>(coef);
+    const std::size_t stride = static_cast<std::size_t>(gridDim.x) * blockDim.x;
+    for (std::size_t i = static_cast<std::size_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
+         i += stride)
+        g[i] *= c;
+}
+
+// VEC consecutive elements, loaded and stored as one 16-byte access.
+template <typename T, int VEC>
+struct alignas(sizeof(T) * VEC) Pack {
+    T v[VEC];
+};
+
+template <typename T>
+constexpr int kVec = 16 / static_cast<int>(sizeof(T));
+
+constexpr int kSwigluThreads = 128;
+
+// Thread: VEC consecutive columns of rows blockIdx.y, blockIdx.y + gridDim.y, ... The
+// arithmetic is swiglu.cu's.
+template <typename T>
+__global__ void swiglu_forward_vec_kernel(T* out, const T* h13, int N, int F) {
+    constexpr int V = kVec<T>;
+    using P = Pack<T, V>;
+    const int j = (blockIdx.x * blockDim.x + threadIdx.x) * V;
+    if (j >= F) return;
+    for (long i = blockIdx.y; i < N; i += gridDim.y) {
+        const P a = *reinterpret_cast<const P*>(h13 + i * 2 * F + j);
+        const P b = *reinterpret_cast<const P*>(h13 + i * 2 * F + F + j);
+        P o;
+#pragma unroll
+        for (int k = 0; k < V; k++) {
+            const float x = to_float(a.v[k]);
+            o.v[k] = from_float<T>(x / (1.0f + expf(-x)) * to_float(b.v[k]));
+        }
+        *reinterpret_cast<P*>(out + i * F + j) = o;
+    }
+}
+
+template <typename T>
+__global__ void swiglu_backward_overwrite_kernel(T* dh13, const T* dout, const T* h13, int N,
+                                                 int F) {
+    constexpr int V = kVec<T>;
+    using P = Pack<T, V>;
+    const int j = (blockIdx.x * blockDim.x + threadIdx.x) * V;
+    if (j >= F) return;
+    for (long i = blockIdx.y; i < N; i += gridDim.y) {
+        const long ia = i * 2 * F + j, ib = ia + F;
+        const P a = *reinterpret_cast<const P*>(h13 + ia);
+        const P b = *reinterpret_cast<const P*>(h13 + ib);
+        const P g = *reinterpret_cast<const P*>(dout + i * F + j);
+        P da, db;
+#pragma unroll
+        for (int k = 0; k < V; k++) {
+            const float x = to_float(a.v[k]), y = to_float(b.v[k]), d = to_float(g.v[k]);
+            const float sig = 1.0f / (1.0f + expf(-x));
+            const float silu = x * sig;
+            da.v[k] = from_float<T>(d * y * sig * (1.0f + x * (1.0f - sig)));
+            db.v[k] = from_float<T>(d * silu);
+        }
+        *reinterpret_cast<P*>(dh13 + ia) = da;
+        *reinterpret_cast<P*>(dh13 + ib) = db;
+    }
+}
+
+constexpr int kNormRows = 32;
+
+// Block b owns rows [b·kNormRows, (b+1)·kNormRows): first each warp forms Σ g·w·x of its rows
+// (rmsnorm.cu's coefficient), then thread t walks columns [t·VEC, (t+1)·VEC) down the rows,
+// updating dinp and summing its dweight partial, written to partial[b·C + c].
+template <typename T>
+__global__ void rmsnorm_backward_vec_kernel(T* dinp, float* partial, const T* dout, const T* inp,
+                                            const T* weight, const float* rstd, int N, int C) {
+    constexpr int V = kVec<T>;
+    using P = Pack<T, V>;
+    __shared__ float coef[kNormRows];
+    __shared__ float rs[kNormRows];
+    const int row0 = blockIdx.x * kNormRows;
+    const int rows = min(kNormRows, N - row0);
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, warps = blockDim.x / 32;
+    const int CV = C / V;
+    for (int i = warp; i < rows; i += warps) {
+        const long off = static_cast<long>(row0 + i) * C;
+        float dot = 0.0f;
+        for (int cv = lane; cv < CV; cv += 32) {
+            const P g = *reinterpret_cast<const P*>(dout + off + cv * V);
+            const P x = *reinterpret_cast<const P*>(inp + off + cv * V);
+            const P w = *reinterpret_cast<const P*>(weight + cv * V);
+#pragma unroll
+            for (int k = 0; k < V; k++)
+                dot += to_float(g.v[k]) * to_float(w.v[k]) * to_float(x.v[k]);
+        }
+        dot = warp_sum(dot);
+        if (lane == 0) {
+            const float r = rstd[row0 + i];
+            rs[i] = r;
+            coef[i] = dot * r * r * r / static_cast<float>(C);
+        }
+    }
+    __syncthreads();
+    const int cv = threadIdx.x;
+    if (cv >= CV) return;
+    const P w = *reinterpret_cast<const P*>(weight + cv * V);
+    float dw[V];
+#pragma unroll
+    for (int k = 0; k < V; k++) dw[k] = 0.0f;
+    for (int i = 0; i < rows; ++i) {
+        const long idx = static_cast<long>(row0 + i) * C + cv * V;
+        const P g = *reinterpret_cast<const P*>(dout + idx);
+        const P x = *reinterpret_cast<const P*>(inp + idx);
+        P d = *reinterpret_cast<const P*>(dinp + idx);
+        const float r = rs[i], c = coef[i];
+#pragma unroll
+        for (int k = 0; k < V; k++) {
+            const float gf = to_float(g.v[k]), xf = to_float(x.v[k]);
+            d.v[k] = from_float<T>(to_float(d.v[k]) + (r * to_float(w.v[k]) * gf - c * xf));
+            dw[k] += gf * xf * r;
+        }
+        *reinterpret_cast<P*>(dinp + idx) = d;
+    }
+#pragma unroll
+    for (int k = 0; k < V; k++) partial[static_cast<long>(blockIdx.x) * C + cv * V + k] = dw[k];
+}
+
+__global__ void sum_norm_partials_kernel(float* dweight, const float* partial, int blocks, int C) {
+    const int c = blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= C) return;
+    float s = 0.0f;
+    for (int b = 0; b < blocks; ++b) s += partial[static_cast<long>(b) * C + c];
+    dweight[c] += s;
+}
+
+// Thread: VEC consecutive pairs (i .. i+VEC-1 with i + hd/2 ..) of one head of one row.
+template <typename T>
+__global__ void rope_vec_kernel(T* x, const float* cos_table, const float* sin_table, int T_len,
+                                int n_heads, int hd, int row_stride, long rows, float sign) {
+    constexpr int V = kVec<T>;
+    using P = Pack<T, V>;
+    using F = Pack<float, V>;
+    const int half = hd / 2, per_head = half / V, per_row = n_heads * per_head;
+    const long idx = static_cast<long>(blockIdx.x) * blockDim.x + threadIdx.x;
+    const long r = idx / per_row;
+    if (r >= rows) return;
+    const int rem = static_cast<int>(idx - r * per_row);
+    const int h = rem / per_head, i = (rem - h * per_head) * V;
+    const long t = r % T_len;
+    T* a = x + r * row_stride + static_cast<long>(h) * hd + i;
+    const F c = *reinterpret_cast<const F*>(cos_table + t * half + i);
+    const F sn = *reinterpret_cast<const F*>(sin_table + t * half + i);
+    const P lo = *reinterpret_cast<const P*>(a);
+    const P hi = *reinterpret_cast<const P*>(a + half);
+    P olo, ohi;
+#pragma unroll
+    for (int k = 0; k < V; k++) {
+        const float s = sign * sn.v[k];
+        const float a0 = to_float(lo.v[k]), b0 = to_float(hi.v[k]);
+        olo.v[k] = from_float<T>(a0 * c.v[k] - b0 * s);
+        ohi.v[k] = from_float<T>(b0 * c.v[k] + a0 * s);
+    }
+    *reinterpret_cast<P*>(a) = olo;
+    *reinterpret_cast<P*>(a + half) = ohi;
+}
+
+constexpr int kXentThreads = 512;
+
+// One block per row of bf16 logits z (V): loss = log Σexp(z) − z[target]; with backward, z is
+// overwritten by grad_scale·(softmax − onehot) (zeros for an ignored row). vec: V is a multiple
+// of 8 and the rows 16-byte aligned.
+__global__ void __launch_bounds__(kXentThreads)
+    xent_bf16_kernel(bf16* logits, float* losses, const int32_t* targets, int V, float grad_scale,
+                     bool backward, bool vec) {
+    __shared__ float red[32];
+    using P = Pack<bf16, 8>;
+    bf16* z = logits + static_cast<long>(blockIdx.x) * V;
+    const int32_t target = targets[blockIdx.x];
+    float m = -INFINITY, s = 0.0f;
+    auto add = [&](float y) {
+        if (y > m) {
+            s = s * expf(m - y) + 1.0f;
+            m = y;
+        } else {
+            s += expf(y - m);
+        }
+    };
+    if (vec) {
+        for (int v = threadIdx.x * 8; v < V; v += kXentThreads * 8) {
+            const P p = *reinterpret_cast<const P*>(z + v);
+#pragma unroll
+            for (int k = 0; k < 8; k++) add(to_float(p.v[k]));
+        }
+    } else {
+        for (int v = threadIdx.x; v < V; v += kXentThreads) add(to_float(z[v]));
+    }
+    const float mx = block_max(m, red);
+    const float sum = block_sum(m == -INFINITY ? 0.0f : s * expf(m - mx), red);
+    const float target_logit = target >= 0 ? to_float(z[target]) : 0.0f;
+    if (threadIdx.x == 0) losses[blockIdx.x] = target >= 0 ? logf(sum) + mx - target_logit : 0.0f;
+    if (!backward) return;
+    __syncthreads();  // every thread has read z[target] before it is overwritten
+    const float scale = target >= 0 ? grad_scale / sum : 0.0f;
+    const float tg = target >= 0 ? grad_scale : 0.0f;
+    if (vec) {
+        for (int v = threadIdx.x * 8; v < V; v += kXentThreads * 8) {
+            P p = *reinterpret_cast<const P*>(z + v);
+#pragma unroll
+            for (int k = 0; k < 8; k++) {
+                float g = expf(to_float(p.v[k]) - mx) * scale;
+                if (v + k == target) g -= tg;
+                p.v[k] = from_float<bf16>(g);
+            }
+            *reinterpret_cast<P*>(z + v) = p;
+        }
+    } else {
+        for (int v = threadIdx.x; v < V; v += kXentThreads) {
+            float g = expf(to_float(z[v]) - mx) * scale;
+            if (v == target) g -= tg;
+            z[v] = from_float<bf16>(g);
+        }
+    }
+}
+
+bool aligned16(const void* p) {
+    return reinterpret_cast<std::uintptr_t>(p) % 16 == 0;
+}
+
+dim3 swiglu_grid(int N, int F, int vec) {
+    const long threads = F / vec;
+    return dim3(static_cast<unsigned>(ceil_div(threads, kSwigluThreads)),
+                static_cast<unsigned>(N < 65535 ? N : 65535));
+}
+
+long grid_for(std::size_t n, int threads) {
+    const long blocks = ceil_div(static_cast<long>(n), threads);
+    return blocks < 4096 ? (blocks > 0 ? blocks : 1) : 4096;
+}
+
+}  // namespace
+
+void cast_to_bf16(bf16* out, const float* in, std::size_t n, cudaStream_t stream) {
+    if (n == 0) return;
+    cast_bf16_kernel<<<grid_for(n, kCastThreads), kCastThreads, 0, stream>>>(out, in, n);
+    AGPT_CUDA_CHECK_LAUNCH();
+}
+
+void accumulate_sum(double* acc, const float* x, int n, cudaStream_t stream) {
+    if (n <= 0) return;
+    accumulate_sum_kernel<<<1, kSumThreads, 0, stream>>>(acc, x, n);
+    AGPT_CUDA_CHECK_LAUNCH();
+}
+
+std::size_t grad_norm_scratch_bytes(std::size_t n) {
+    const std::size_t blocks = (n + kGpuGradNormBlock - 1) / kGpuGradNormBlock;
+    return (blocks > 0 ? blocks : 1) * sizeof(double);
+}
+
+void grad_norm_clip(float* g, std::size_t n, double max_norm, double* norm_out, void* scratch,
+                    cudaStream_t stream) {
+    const long n_blocks = ceil_div(static_cast<long>(n), static_cast<long>(kGpuGradNormBlock));
+    double* partial = static_cast<double*>(scratch);
+    if (n_blocks > 0) {
+        sum_squares_kernel<<<n_blocks, kNormThreads, 0, stream>>>(partial, g, n);
+        AGPT_CUDA_CHECK_LAUNCH();
+    }
+    norm_final_kernel<<<1, kFinalThreads, 0, stream>>>(norm_out, partial, n_blocks);
+    AGPT_CUDA_CHECK_LAUNCH();
+    if (max_norm > 0.0 && n > 0) {
+        clip_kernel<<<grid_for(n, 256), 256, 0, stream>>>(g, n, norm_out, max_norm);
+        AGPT_CUDA_CHECK_LAUNCH();
+    }
+}
+
+template <typename T>
+void swiglu_forward_vec(T* out, const T* h13, int N, int F, cudaStream_t stream) {
+    if (N <= 0 || F <= 0) return;
+    if (F % kVec<T> != 0 || !aligned16(out) || !aligned16(h13)) {
+        swiglu_forward<T>(out, h13, N, F, stream);
+        return;
+    }
+    swiglu_forward_vec_kernel<T>
+        <<<swiglu_grid(N, F, kVec<T>), kSwigluThreads, 0, stream>>>(out, h13, N, F);
+    AGPT_CUDA_CHECK_LAUNCH();
+}
+
+template <typename T>
+void swiglu_backward_overwrite(T* dh13, const T* dout, const T* h13, int N, int F,
+                               cudaStream_t stream) {
+    if (N <= 0 || F <= 0) return;
+    if (F % kVec<T> != 0 || !aligned16(dh13) || !aligned16(dout) || !aligned16(h13)) {
+        AGPT_CUDA_CHECK(
+            cudaMemsetAsync(dh13, 0, sizeof(T) * static_cast<std::size_t>(N) * 2 * F, stream));
+        swiglu_backward<T>(dh13, dout, h13, N, F, stream);
+        return;
+    }
+    swiglu_backward_overwrite_kernel<T>
+        <<<swiglu_grid(N, F, kVec<T>), kSwigluThreads, 0, stream>>>(dh13, dout, h13, N, F);
+    AGPT_CUDA_CHECK_LAUNCH();
+}
+
+std::size_t lm_head_bf16_logits_scratch_bytes(int chunk, int V) {
+    return static_cast<std::size_t>(chunk) * V * sizeof(bf16);
+}
+
+void lm_head_cross_entropy_bf16_logits(Blas& blas, float* losses, bf16* dx, float* dweight,
+                                       const bf16* x, const bf16* weight, const int32_t* targets,
+                                       int N, int C, int V, float grad_scale, void* scratch,
+                                       int chunk) {
+    if (N <= 0) return;
+    if (chunk <= 0 || V <= 0)
+        fail_call("bad chunk or vocabulary size", "lm_head_cross_entropy_bf16_logits", __FILE__,
+                  __LINE__);
+    const bool backward = dx != nullptr || dweight != nullptr;
+    bf16* logits = static_cast<bf16*>(scratch);
+    const bool vec = V % 8 == 0 && aligned16(logits);
+    for (int start = 0; start < N; start += chunk) {
+        const int n = N - start < chunk ? N - start : chunk;
+        const bf16* xc = x + static_cast<long>(start) * C;
+        gemm<bf16, bf16>(blas, false, true, n, V, C, 1.0f, xc, C, weight, C, 0.0f, logits, V);
+        xent_bf16_kernel<<<n, kXentThreads, 0, blas.stream()>>>(
+            logits, losses + start, targets + start, V, grad_scale, backward, vec);
+        AGPT_CUDA_CHECK_LAUNCH();
+        if (dx)
+            gemm<bf16, bf16>(blas, false, false, n, C, V, 1.0f, logits, V, weight, C, 1.0f,
+                             dx + static_cast<long>(start) * C, C);
+        if (dweight)
+            gemm<bf16, float>(blas, true, false, V, C, n, 1.0f, logits, V, xc, C, 1.0f, dweight, C);
+    }
+}
+
+template <typename T>
+bool rope_vec(T* x, const float* cos_table, const float* sin_table, int B, int T_len, int n_heads,
+              int hd, int row_stride, float sign, cudaStream_t stream) {
+    const int half = hd / 2;
+    constexpr std::uintptr_t table_align = alignof(Pack<float, kVec<T>>);
+    if (half % kVec<T> != 0 || row_stride % kVec<T> != 0 || !aligned16(x) ||
+        reinterpret_cast<std::uintptr_t>(cos_table) % table_align != 0 ||
+        reinterpret_cast<std::uintptr_t>(sin_table) % table_align != 0)
+        return false;
+    const long rows = static_cast<long>(B) * T_len;
+    const long threads = rows * n_heads * (half / kVec<T>);
+    if (threads > 0) {
+        rope_vec_kernel<T><<<ceil_div(threads, 256), 256, 0, stream>>>(
+            x, cos_table, sin_table, T_len, n_heads, hd, row_stride, rows, sign);
+        AGPT_CUDA_CHECK_LAUNCH();
+    }
+    return true;
+}
+
+template <typename T>
+void rope_forward_vec(T* x, const float* cos_table, const float* sin_table, int B, int T_len,
+                      int n_heads, int hd, int row_stride, cudaStream_t stream) {
+    if (!rope_vec(x, cos_table, sin_table, B, T_len, n_heads, hd, row_stride, 1.0f, stream))
+        rope_forward<T>(x, cos_table, sin_table, B, T_len, n_heads, hd, row_stride, stream);
+}
+
+template <typename T>
+void rope_backward_vec(T* dx, const float* cos_table, const float* sin_table, int B, int T_len,
+                       int n_heads, int hd, int row_stride, cudaStream_t stream) {
+    if (!rope_vec(dx, cos_table, sin_table, B, T_len, n_heads, hd, row_stride, -1.0f, stream))
+        rope_backward<T>(dx, cos_table, sin_table, B, T_len, n_heads, hd, row_stride, stream);
+}
+
+template void rope_forward_vec<float>(float*, const float*, const float*, int, int, int, int, int,
+                                      cudaStream_t);
+template void rope_forward_vec<bf16>(bf16*, const float*, const float*, int, int, int, int, int,
+                                     cudaStream_t);
+template void rope_backward_vec<float>(float*, const float*, const float*, int, int, int, int, int,
+                                       cudaStream_t);
+template void rope_backward_vec<bf16>(bf16*, const float*, const float*, int, int, int, int, int,
+                                      cudaStream_t);
+
+template <typename T>
+void rmsnorm_backward_vec(T* dinp, float* dweight, const T* dout, const T* inp, const T* weight,
+                          const float* rstd, int N, int C, cudaStream_t stream) {
+    if (N <= 0 || C <= 0) return;
+    const int CV = C / kVec<T>;
+    if (C % kVec<T> != 0 || CV > 1024 || !aligned16(dinp) || !aligned16(dout) || !aligned16(inp) ||
+        !aligned16(weight)) {
+        rmsnorm_backward<T>(dinp, dweight, dout, inp, weight, rstd, N, C, stream);
+        return;
+    }
+    const int blocks = static_cast<int>(ceil_div(N, kNormRows));
+    const int threads = static_cast<int>(ceil_div(CV, 32) * 32);
+    StreamScratch partial(sizeof(float) * blocks * static_cast<std::size_t>(C), stream);
+    rmsnorm_backward_vec_kernel<T>
+        <<<blocks, threads, 0, stream>>>(dinp, partial.as<float>(), dout, inp, weight, rstd, N, C);
+    AGPT_CUDA_CHECK_LAUNCH();
+    sum_norm_partials_kernel<<<ceil_div(C, 256), 256, 0, stream>>>(dweight, partial.as<float>(),
+                                                                   blocks, C);
+    AGPT_CUDA_CHECK_LAUNCH();
+}
+
+template void rmsnorm_backward_vec<float>(float*, float*, const float*, const float*, const float*,
+                                          const float*, int, int, cudaStream_t);
+template void rmsnorm_backward_vec<bf16>(bf16*, float*, const bf16*, const bf16*, const bf16*,
+                                         const float*, int, int, cudaStream_t);
+template void swiglu_forward_vec<float>(float*, const float*, int, int, cudaStream_t);
+template void swiglu_forward_vec<bf16>(bf16*, const bf16*, int, int, cudaStream_t);
+template void swiglu_backward_overwrite<float>(float*, const float*, const float*, int, int,
+                                               cudaStream_t);
+template void swiglu_backward_overwrite<bf16>(bf16*, const bf16*, const bf16*, int, int,
+                                              cudaStream_t);
+
+}  // namespace agpt::cuda

@@ -1,0 +1,148 @@
+#pragma once
+// The agpt transformer on one CUDA device: the CPU Transformer's model (model/transformer.h)
+// with the same flat parameter layout and names (parameters copy over 1:1 in both directions),
+// forward and backward through the kernels of kernels/cuda/, the fused LM head with chunked
+// cross-entropy, global gradient-norm clipping and AdamW, all on the device.
+//
+// Precision: fp32 master weights, gradients and AdamW state always. In bf16 mode the GEMMs,
+// norms, attention and the activations use bf16 storage (a bf16 copy of the weights, refreshed
+// by upload_params and by each AdamW step), with fp32 accumulation, statistics (rstd, lse) and
+// losses; fp32 mode runs everything in fp32 (debugging, parity with the CPU model).
+// Only the plain Llama block runs here so far: qk_norm, soft-caps and the ReLU² FFN are refused
+// by the constructor ("not on cuda yet").
+//
+// Compiled only with the CUDA backend (AGPT_HAVE_CUDA). Intended use:
+//   TransformerGpu model(args, B, T, GpuPrecision::bf16);
+//   model.upload_params(cpu_model.params().data());
+//   model.zero_grad();
+//   model.forward_backward_async(tokens, targets, B, T, 1.0 / (B * T));   // per micro-batch
+//   model.clip_grad_norm_async(max_norm);
+//   model.adamw_step(cfg, lr);
+//   double loss_sum = model.take_loss_sum();   // synchronises
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "kernels/cuda/device.h"
+#include "model/model_args.h"
+#include "model/transformer.h"
+#include "optim/adamw.h"
+
+namespace agpt {
+
+enum class GpuPrecision { bf16, fp32 };
+const char* gpu_precision_name(GpuPrecision p);  // "bfloat16" | "float32"
+
+// The parameter views of the CPU Transformer for these args (same names, offsets, shapes,
+// roles), without allocating a model.
+std::vector<ParamView> transformer_param_views(const ModelArgs& args);
+
+class TransformerGpu {
+  public:
+    // Runs on `stream` (the default stream when null). Allocates every buffer up front:
+    // parameters, gradients, AdamW m/v (fp32), the bf16 weight copy (bf16 mode) and the
+    // activation arena for (max_batch, max_seq).
+    TransformerGpu(const ModelArgs& args, int max_batch, int max_seq, GpuPrecision precision,
+                   cudaStream_t stream = nullptr);
+    ~TransformerGpu();
+    TransformerGpu(const TransformerGpu&) = delete;
+    TransformerGpu& operator=(const TransformerGpu&) = delete;
+
+    const ModelArgs& args() const { return args_; }
+    GpuPrecision precision() const { return precision_; }
+    const std::vector<ParamView>& param_views() const { return views_; }
+    const ParamView& view(const std::string& name) const;  // throws Error when unknown
+    std::size_t num_params() const { return n_params_; }
+    cudaStream_t stream() const { return blas_.stream(); }
+
+    // Host copies of the flat fp32 buffers (num_params() floats, the CPU model's layout).
+    // upload_params also refreshes the bf16 copy; the others synchronise the stream.
+    void upload_params(const float* host);
+    void download_params(float* host) const;
+    void download_grads(float* host) const;
+    // Device pointers to the flat buffers.
+    float* params_device() { return params_.data(); }
+    float* grads_device() { return grads_.data(); }
+
+    void zero_grad();
+
+    // tokens, targets: host arrays (B,T); targets of -1 are not counted. Forward and backward;
+    // accumulates into the gradients the gradient of grad_scale · Σ loss. The async version
+    // adds Σ loss to a device accumulator (take_loss_sum) and does not synchronise.
+    double forward_backward(const int32_t* tokens, const int32_t* targets, int B, int T,
+                            double grad_scale);
+    void forward_backward_async(const int32_t* tokens, const int32_t* targets, int B, int T,
+                                double grad_scale);
+    // Σ loss accumulated by forward_backward_async since the last call; synchronises.
+    double take_loss_sum();
+    // Forward only: Σ loss over counted targets.
+    double forward_loss(const int32_t* tokens, const int32_t* targets, int B, int T);
+    // Forward only: logits (B,T,V) as fp32 into a host array.
+    void forward_logits(const int32_t* tokens, int B, int T, float* host_out);
+
+    // Global L2 norm of the gradients (before clipping); scales them by
+    // max_norm / (norm + 1e-6) when that is below 1 and max_norm > 0 (optim/grad_clip.h).
+    // Deterministic. The async version leaves the norm on the device (last_grad_norm).
+    double clip_grad_norm(double max_norm);
+    void clip_grad_norm_async(double max_norm);
+    double last_grad_norm() const;  // synchronises
+
+    // One AdamW step (optim/adamw.h's arithmetic) over all parameters with learning rate lr;
+    // in bf16 mode it also rewrites the bf16 weight copy.
+    void adamw_step(const AdamWConfig& cfg, double lr);
+    long adamw_steps_taken() const { return adam_step_; }
+    // Restores AdamW's state (host arrays of num_params() floats) and step count.
+    void set_adamw_state(const float* m, const float* v, long steps);
+
+    // Profiling: when set, called with the op's name after each op of forward, head and
+    // backward is queued on stream() (agpt_cuda_model_bench --breakdown records an event there).
+    using OpHook = std::function<void(const char* op)>;
+    void set_op_hook(OpHook hook) { op_hook_ = std::move(hook); }
+
+    // Device bytes held: parameters + gradients + optimizer state + weight copy, and
+    // activations + backward temporaries + head scratch.
+    std::size_t state_bytes() const;
+    std::size_t activation_bytes() const;
+
+  private:
+    struct LayerOffsets;
+    ModelArgs args_;
+    int max_batch_, max_seq_;
+    GpuPrecision precision_;
+    std::vector<ParamView> views_;
+    std::vector<LayerOffsets> layer_offsets_;
+    std::size_t off_tok_ = 0, off_norm_ = 0, off_output_ = 0;
+    std::size_t n_params_ = 0;
+    std::size_t act_layer_bytes_ = 0;
+    int head_chunk_ = 0;
+    long adam_step_ = 0;
+    OpHook op_hook_;
+    void mark(const char* op) {
+        if (op_hook_) op_hook_(op);
+    }
+
+    cuda::Blas blas_;
+    cuda::DeviceBuffer<float> params_, grads_, adam_m_, adam_v_;
+    cuda::DeviceBuffer<cuda::bf16> params_bf16_;
+    cuda::DeviceBuffer<unsigned char> arena_;    // saved activations, per layer then final
+    cuda::DeviceBuffer<unsigned char> dacts_;    // backward temporaries shared by the layers
+    cuda::DeviceBuffer<unsigned char> scratch_;  // LM-head chunk; grad-norm partials
+    cuda::DeviceBuffer<float> rope_cos_, rope_sin_, losses_;
+    cuda::DeviceBuffer<int32_t> tokens_, targets_;
+    cuda::DeviceBuffer<double> scalars_;  // [0] loss sum, [1] grad norm
+
+    void upload_batch(const int32_t* tokens, const int32_t* targets, int B, int T);
+    void run_forward_backward(const int32_t* tokens, const int32_t* targets, int B, int T,
+                              double grad_scale);
+    template <typename T>
+    void forward_impl(int B, int T_len);
+    template <typename T>
+    void head_impl(int N, double grad_scale, bool backward);
+    template <typename T>
+    void backward_impl(int B, int T_len);
+    template <typename T>
+    void logits_impl(int N, float* out_device);
+};
+
+}  // namespace agpt

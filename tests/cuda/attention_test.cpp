@@ -1,0 +1,163 @@
+// Flash attention (causal, GQA) forward and backward against the CPU kernel: odd T (not a
+// multiple of the 32- or 64-row tiles), T = 1 and 1024, head sizes 16, 64, 80 and 128, GQA
+// ratios 1, 2 and 4, and soft-capped scores. bf16 with hd 64 or 128 runs the tensor-core
+// kernels (attention_tc.cu); fp32, the other head sizes and AGPT_ATTN_KERNEL=simple the plain
+// ones, which the Bf16SimpleKernel test covers for bf16.
+#include <cstdlib>
+#include <span>
+
+#include "core/error.h"
+#include "cuda_test_util.h"
+#include "kernels/cpu/attention.h"
+#include "kernels/cuda/attention.h"
+
+namespace agpt::cuda::test {
+namespace {
+
+struct Case {
+    int B, T, H, KV, hd;
+    float softcap;
+};
+const Case kCases[] = {
+    {2, 37, 4, 4, 64, 0.0f},    // GQA 1, T not a multiple of the tile
+    {1, 100, 8, 2, 128, 0.0f},  // GQA 4, hd 128
+    {2, 64, 4, 1, 64, 0.0f},    // GQA 4 (one kv head), T a multiple of the tile
+    {1, 129, 4, 4, 128, 0.0f},  // one row past a tile boundary
+    {1, 1, 2, 1, 64, 0.0f},     // a single token
+    {2, 45, 4, 2, 16, 0.0f},    // small heads
+    {1, 70, 2, 1, 80, 0.0f},    // hd not a multiple of 32
+    {1, 50, 4, 2, 64, 0.5f},    // soft-capped scores
+};
+// Longer sequences for the tensor-core kernels (bf16 only: the emulation of the plain kernels
+// at these lengths would double the suite's time and adds nothing the cases above miss).
+const Case kLongCases[] = {
+    {1, 1024, 2, 2, 64, 0.0f},   // GQA 1, 16 tiles of 64
+    {1, 1024, 1, 1, 128, 0.0f},  // hd 128
+    {2, 200, 8, 2, 128, 0.0f},   // GQA 4, T not a multiple of 64 (nor of 32)
+    {1, 333, 4, 1, 64, 0.0f},    // GQA 4, hd 64, T odd
+    {1, 150, 2, 1, 128, 0.7f},   // soft-capped, hd 128
+};
+
+template <typename T>
+void check_attention(double tol, uint64_t seed, std::span<const Case> cases) {
+    AGPT_REQUIRE_CUDA_DEVICE();
+    int case_id = 0;
+    for (const Case& c : cases) {
+        Rng rng(seed + case_id++);
+        const long row = static_cast<long>(c.H + 2 * c.KV) * c.hd;
+        const std::size_t n_qkv = static_cast<std::size_t>(c.B) * c.T * row;
+        const std::size_t n_out = static_cast<std::size_t>(c.B) * c.T * c.H * c.hd;
+        const std::size_t n_lse = static_cast<std::size_t>(c.B) * c.H * c.T;
+        // Scale 2 gives peaked rows (scores up to ~±10) as well as flat ones.
+        const auto qkv = representable<T>(random_floats(n_qkv, rng, -2.0f, 2.0f));
+        const auto dout = representable<T>(random_floats(n_out, rng));
+        const auto dqkv0 = representable<T>(random_floats(n_qkv, rng));
+        char buf[96];
+        std::snprintf(buf, sizeof buf, " B%d T%d H%d KV%d hd%d%s", c.B, c.T, c.H, c.KV, c.hd,
+                      c.softcap > 0 ? " softcap" : "");
+        const std::string tag = buf;
+
+        std::vector<float> out(n_out), lse(n_lse);
+        cpu::attention_forward<float>(out.data(), lse.data(), qkv.data(), c.B, c.T, c.H, c.KV, c.hd,
+                                      c.softcap);
+        Dev<T> d_qkv(qkv);
+        auto d_out = Dev<T>::poisoned(n_out);
+        auto d_lse = Dev<float>::poisoned(n_lse);
+        attention_forward<T>(d_out.ptr(), d_lse.ptr(), d_qkv.ptr(), c.B, c.T, c.H, c.KV, c.hd,
+                             c.softcap);
+        expect_close("attention_forward out" + tag, d_out.get(), out, tol);
+        expect_close("attention_forward lse" + tag, d_lse.get(), lse, kTolFp32);
+
+        // The backward takes the CPU's forward results (as T) on both sides.
+        const auto out_t = representable<T>(out);
+        std::vector<float> dqkv = dqkv0;
+        cpu::attention_backward<float>(dqkv.data(), dout.data(), qkv.data(), out_t.data(),
+                                       lse.data(), c.B, c.T, c.H, c.KV, c.hd, c.softcap);
+        Dev<T> d_dout(dout), d_out_t(out_t), d_dqkv(dqkv0);
+        Dev<float> d_lse_ref(lse);
+        attention_backward<T>(d_dqkv.ptr(), d_dout.ptr(), d_qkv.ptr(), d_out_t.ptr(),
+                              d_lse_ref.ptr(), c.B, c.T, c.H, c.KV, c.hd, c.softcap);
+        auto got = d_dqkv.get();
+        if constexpr (!std::is_same_v<T, float>) {
+            // The gradient alone from a zero start (the sum with the random start above hides
+            // its errors under the start's rounding).
+            Dev<T> d_grad(std::vector<float>(n_qkv, 0.0f));
+            attention_backward<T>(d_grad.ptr(), d_dout.ptr(), d_qkv.ptr(), d_out_t.ptr(),
+                                  d_lse_ref.ptr(), c.B, c.T, c.H, c.KV, c.hd, c.softcap);
+            std::vector<float> grad(n_qkv);
+            for (std::size_t i = 0; i < n_qkv; ++i) grad[i] = dqkv[i] - dqkv0[i];
+            expect_close("attention_backward grad" + tag, d_grad.get(), grad, tol);
+        }
+        if constexpr (std::is_same_v<T, float>) {
+            // fp32: compare the gradient itself (result − start), not its sum with the random
+            // start. bf16 cannot: the start's rounding would dominate the difference.
+            for (std::size_t i = 0; i < got.size(); ++i) {
+                got[i] -= dqkv0[i];
+                dqkv[i] -= dqkv0[i];
+            }
+        }
+        expect_close("attention_backward dqkv" + tag, got, dqkv, tol);
+    }
+}
+
+TEST(CudaAttention, Fp32) {
+    check_attention<float>(kTolFp32Long, 4100, kCases);
+}
+TEST(CudaAttention, Bf16) {
+    check_attention<bf16>(kTolBf16, 4200, kCases);
+}
+TEST(CudaAttention, Bf16Long) {
+    check_attention<bf16>(kTolBf16, 4400, kLongCases);
+}
+
+// AGPT_ATTN_KERNEL=simple: the plain kernels on the shapes the tensor-core ones take.
+TEST(CudaAttention, Bf16SimpleKernel) {
+    const char* old = std::getenv("AGPT_ATTN_KERNEL");
+    const std::string saved = old ? old : "";
+    setenv("AGPT_ATTN_KERNEL", "simple", 1);
+    const Case cases[] = {kCases[0], kCases[1], kCases[7]};
+    check_attention<bf16>(kTolBf16, 4500, cases);
+    if (old)
+        setenv("AGPT_ATTN_KERNEL", saved.c_str(), 1);
+    else
+        unsetenv("AGPT_ATTN_KERNEL");
+}
+
+// Two runs of the backward give the same bits (no atomics): the plain kernels (fp32) and the
+// tensor-core ones (bf16, hd 64).
+template <typename S>
+void check_deterministic() {
+    AGPT_REQUIRE_CUDA_DEVICE();
+    const int B = 2, T = 100, H = 8, KV = 2, hd = 64;
+    Rng rng(4300);
+    const long row = static_cast<long>(H + 2 * KV) * hd;
+    const auto qkv = random_floats(static_cast<std::size_t>(B) * T * row, rng);
+    const auto dout = random_floats(static_cast<std::size_t>(B) * T * H * hd, rng);
+    Dev<S> d_qkv(qkv), d_dout(dout);
+    auto d_out = Dev<S>::poisoned(dout.size());
+    auto d_lse = Dev<float>::poisoned(static_cast<std::size_t>(B) * H * T);
+    attention_forward<S>(d_out.ptr(), d_lse.ptr(), d_qkv.ptr(), B, T, H, KV, hd);
+    std::vector<float> zeros(qkv.size(), 0.0f);
+    Dev<S> d1(zeros), d2(zeros);
+    attention_backward<S>(d1.ptr(), d_dout.ptr(), d_qkv.ptr(), d_out.ptr(), d_lse.ptr(), B, T, H,
+                          KV, hd);
+    attention_backward<S>(d2.ptr(), d_dout.ptr(), d_qkv.ptr(), d_out.ptr(), d_lse.ptr(), B, T, H,
+                          KV, hd);
+    EXPECT_EQ(d1.get(), d2.get());
+}
+TEST(CudaAttention, BackwardIsDeterministic) {
+    check_deterministic<float>();
+}
+TEST(CudaAttention, Bf16BackwardIsDeterministic) {
+    check_deterministic<bf16>();
+}
+
+// Checked before any launch: runs without a device too.
+TEST(CudaAttention, RejectsBadShapes) {
+    float* p = nullptr;
+    EXPECT_THROW(attention_forward<float>(p, p, p, 1, 8, 4, 3, 64), agpt::Error);   // 3 ∤ 4
+    EXPECT_THROW(attention_forward<float>(p, p, p, 1, 8, 4, 4, 256), agpt::Error);  // hd > 128
+}
+
+}  // namespace
+}  // namespace agpt::cuda::test

@@ -1,0 +1,107 @@
+// `agpt_cuda_tests --bench`: a few timings for tuning, one "BENCH name value unit" line each
+// (scripts/cuda_device_check.sh tabulates them). GEMM throughput at 4096³ and causal attention
+// forward/backward at GPT-2-small shapes (B=8, H=12, T=1024, hd=64), bf16 also at hd=128 and
+// with the plain kernels (AGPT_ATTN_KERNEL=simple; names ending in _simple).
+#include <cstdio>
+#include <cstdlib>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "cuda_test_util.h"
+#include "kernels/cuda/attention.h"
+#include "kernels/cuda/gemm.h"
+
+namespace agpt::cuda::test {
+
+namespace {
+
+// Mean milliseconds per call over `iters` calls after `warmup` calls, timed with events.
+double time_ms(const std::function<void()>& f, int warmup, int iters) {
+    for (int i = 0; i < warmup; ++i) f();
+    cudaEvent_t a, b;
+    AGPT_CUDA_CHECK(cudaEventCreate(&a));
+    AGPT_CUDA_CHECK(cudaEventCreate(&b));
+    AGPT_CUDA_CHECK(cudaEventRecord(a));
+    for (int i = 0; i < iters; ++i) f();
+    AGPT_CUDA_CHECK(cudaEventRecord(b));
+    AGPT_CUDA_CHECK(cudaEventSynchronize(b));
+    float ms = 0.0f;
+    AGPT_CUDA_CHECK(cudaEventElapsedTime(&ms, a, b));
+    cudaEventDestroy(a);
+    cudaEventDestroy(b);
+    return ms / iters;
+}
+
+void report(const char* name, double value, const char* unit) {
+    std::printf("BENCH %s %.3f %s\n", name, value, unit);
+    std::fflush(stdout);
+}
+
+template <typename T>
+void bench_gemm(const char* name, int n, int iters) {
+    Blas blas;
+    Rng rng(1);
+    const auto host = random_floats(static_cast<std::size_t>(n) * n, rng);
+    Dev<T> a(host), b(host);
+    auto c = Dev<T>::poisoned(host.size());
+    const double ms =
+        time_ms([&] { matmul_forward<T, T>(blas, c.ptr(), a.ptr(), b.ptr(), n, n, n); }, 3, iters);
+    report(name, 2.0 * n * n * n / (ms * 1e-3) / 1e12, "TFLOP/s");
+}
+
+template <typename T>
+void bench_attention(const char* tag, int B, int H, int KV, int T_len, int hd) {
+    Rng rng(2);
+    const long row = static_cast<long>(H + 2 * KV) * hd;
+    const std::size_t n_qkv = static_cast<std::size_t>(B) * T_len * row;
+    const std::size_t n_out = static_cast<std::size_t>(B) * T_len * H * hd;
+    Dev<T> qkv(random_floats(n_qkv, rng)), dout(random_floats(n_out, rng));
+    Dev<T> dqkv(std::vector<float>(n_qkv, 0.0f));
+    auto out = Dev<T>::poisoned(n_out);
+    auto lse = Dev<float>::poisoned(static_cast<std::size_t>(B) * H * T_len);
+    const double fwd = time_ms(
+        [&] { attention_forward<T>(out.ptr(), lse.ptr(), qkv.ptr(), B, T_len, H, KV, hd); }, 2, 10);
+    const double bwd = time_ms(
+        [&] {
+            attention_backward<T>(dqkv.ptr(), dout.ptr(), qkv.ptr(), out.ptr(), lse.ptr(), B, T_len,
+                                  H, KV, hd);
+        },
+        2, 10);
+    // FLOPs as FlashAttention counts them: causal forward 2 matmuls over half the scores,
+    // backward 2.5× the forward.
+    const double fwd_flops = 4.0 * B * H * static_cast<double>(T_len) * T_len * hd / 2;
+    char name[128];
+    std::snprintf(name, sizeof name, "attn_fwd_%s_ms", tag);
+    report(name, fwd, "ms");
+    std::snprintf(name, sizeof name, "attn_bwd_%s_ms", tag);
+    report(name, bwd, "ms");
+    std::snprintf(name, sizeof name, "attn_fwd+bwd_%s_ms", tag);
+    report(name, fwd + bwd, "ms");
+    std::snprintf(name, sizeof name, "attn_fwd_%s_tflops", tag);
+    report(name, fwd_flops / (fwd * 1e-3) / 1e12, "TFLOP/s");
+    std::snprintf(name, sizeof name, "attn_bwd_%s_tflops", tag);
+    report(name, 2.5 * fwd_flops / (bwd * 1e-3) / 1e12, "TFLOP/s");
+}
+
+}  // namespace
+
+int run_benchmarks() {
+    bench_gemm<bf16>("gemm_bf16_4096_tflops", 4096, 20);
+    bench_gemm<float>("gemm_fp32_4096_tflops", 4096, 5);
+    bench_attention<bf16>("bf16_B8_H12_T1024_hd64", 8, 12, 12, 1024, 64);
+    bench_attention<bf16>("bf16_B8_H12_KV4_T1024_hd64", 8, 12, 4, 1024, 64);
+    bench_attention<bf16>("bf16_B4_H16_KV4_T1024_hd128", 4, 16, 4, 1024, 128);
+    bench_attention<float>("fp32_B8_H12_T1024_hd64", 8, 12, 12, 1024, 64);
+    const char* old = std::getenv("AGPT_ATTN_KERNEL");
+    const std::string saved = old ? old : "";
+    setenv("AGPT_ATTN_KERNEL", "simple", 1);
+    bench_attention<bf16>("bf16_B8_H12_T1024_hd64_simple", 8, 12, 12, 1024, 64);
+    if (old)
+        setenv("AGPT_ATTN_KERNEL", saved.c_str(), 1);
+    else
+        unsetenv("AGPT_ATTN_KERNEL");
+    return 0;
+}
+
+}  // namespace agpt::cuda::test

@@ -1,0 +1,73 @@
+// Naive row-major GEMMs standing in for cuBLASLt in the CPU emulation (same interface as
+// src/kernels/cuda/gemm.h, fp32 accumulation, one rounding to TC).
+#include "cuda_emu.h"
+#include "kernels/cuda/gemm.h"
+
+namespace agpt::cuda {
+
+namespace {
+float f(float x) {
+    return x;
+}
+float f(bf16 x) {
+    return __bfloat162float(x);
+}
+template <typename T>
+T to(float x) {
+    if constexpr (std::is_same_v<T, float>)
+        return x;
+    else
+        return __float2bfloat16(x);
+}
+}  // namespace
+
+template <typename TA, typename TC>
+void gemm(Blas&, bool trans_a, bool trans_b, int M, int N, int K, float alpha, const TA* A, int lda,
+          const TA* B, int ldb, float beta, TC* C, int ldc) {
+    for (int i = 0; i < M; ++i)
+        for (int j = 0; j < N; ++j) {
+            float acc = 0.0f;
+            for (int k = 0; k < K; ++k)
+                acc += f(trans_a ? A[static_cast<long>(k) * lda + i]
+                                 : A[static_cast<long>(i) * lda + k]) *
+                       f(trans_b ? B[static_cast<long>(j) * ldb + k]
+                                 : B[static_cast<long>(k) * ldb + j]);
+            TC& c = C[static_cast<long>(i) * ldc + j];
+            c = to<TC>(alpha * acc + (beta != 0.0f ? beta * f(c) : 0.0f));
+        }
+}
+
+template <typename T, typename TO>
+void matmul_forward(Blas& blas, TO* out, const T* inp, const T* weight, int M, int K, int N,
+                    bool accumulate) {
+    gemm<T, TO>(blas, false, true, M, N, K, 1.0f, inp, K, weight, K, accumulate ? 1.0f : 0.0f, out,
+                N);
+}
+
+template <typename T, typename TW>
+void matmul_backward(Blas& blas, T* dinp, TW* dweight, const T* dout, const T* inp, const T* weight,
+                     int M, int K, int N) {
+    if (dinp) gemm<T, T>(blas, false, false, M, K, N, 1.0f, dout, N, weight, K, 1.0f, dinp, K);
+    if (dweight) gemm<T, TW>(blas, true, false, N, K, M, 1.0f, dout, N, inp, K, 1.0f, dweight, K);
+}
+
+template void gemm<float, float>(Blas&, bool, bool, int, int, int, float, const float*, int,
+                                 const float*, int, float, float*, int);
+template void gemm<bf16, bf16>(Blas&, bool, bool, int, int, int, float, const bf16*, int,
+                               const bf16*, int, float, bf16*, int);
+template void gemm<bf16, float>(Blas&, bool, bool, int, int, int, float, const bf16*, int,
+                                const bf16*, int, float, float*, int);
+template void matmul_forward<float, float>(Blas&, float*, const float*, const float*, int, int, int,
+                                           bool);
+template void matmul_forward<bf16, bf16>(Blas&, bf16*, const bf16*, const bf16*, int, int, int,
+                                         bool);
+template void matmul_forward<bf16, float>(Blas&, float*, const bf16*, const bf16*, int, int, int,
+                                          bool);
+template void matmul_backward<float, float>(Blas&, float*, float*, const float*, const float*,
+                                            const float*, int, int, int);
+template void matmul_backward<bf16, bf16>(Blas&, bf16*, bf16*, const bf16*, const bf16*,
+                                          const bf16*, int, int, int);
+template void matmul_backward<bf16, float>(Blas&, bf16*, float*, const bf16*, const bf16*,
+                                           const bf16*, int, int, int);
+
+}  // namespace agpt::cuda

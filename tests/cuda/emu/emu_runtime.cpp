@@ -1,0 +1,363 @@
+// The CPU emulation's runtime: fibers for CUDA threads, the barrier scheduler, host memory
+// standing in for device memory, and the agpt::cuda seam classes without a driver.
+//
+// A fiber starts on its own stack with makecontext/swapcontext; after that, fibers and the
+// scheduler switch with _setjmp/_longjmp, which (unlike swapcontext) make no sigprocmask system
+// call: the emulated kernels switch at every barrier and warp collective, millions of times.
+// _FORTIFY_SOURCE's checked longjmp refuses jumps between stacks, hence the #undef.
+#undef _FORTIFY_SOURCE
+#include <setjmp.h>
+#include <ucontext.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "core/error.h"
+#include "cuda_emu.h"
+#include "kernels/cuda/device.h"
+
+namespace emu {
+
+ThreadCtx* current = nullptr;
+
+namespace {
+
+enum class State { Ready, AtBlockBarrier, AtWarpBarrier, Exited };
+
+struct Fiber {
+    ucontext_t ctx;  // the start, on its own stack
+    jmp_buf resume;  // where it waits, once started
+    bool started = false;
+    ThreadCtx ids;
+    State state = State::Ready;
+    unsigned gathers = 0;  // warp_gather calls so far: picks the buffer parity
+};
+
+constexpr std::size_t kGatherBytes = 64;
+
+struct Block {
+    std::vector<Fiber> fibers;
+    ucontext_t scheduler;
+    jmp_buf scheduler_resume;
+    int running = -1;
+    float warp_buf[32][32];
+    // warp_gather's buffers: [warp][parity][lane][bytes]. Two parities make one barrier per
+    // gather enough: a lane writes parity p again only after the next gather's barrier, which
+    // every lane reaches after it has read parity p.
+    std::vector<unsigned char> gather_buf = std::vector<unsigned char>(32 * 2 * 32 * kGatherBytes);
+    const std::function<void()>* body = nullptr;
+};
+
+Block* block = nullptr;
+std::vector<float> smem_storage;
+constexpr std::size_t kStack = 256 * 1024;
+std::vector<std::vector<char>> stacks;
+
+void yield(State s) {
+    Fiber& f = block->fibers[block->running];
+    f.state = s;
+    if (_setjmp(f.resume) == 0) _longjmp(block->scheduler_resume, 1);
+}
+
+// Runs fiber f until it waits at a barrier or exits. Its own function (never inlined) so that no
+// local of the scheduler's loop lives across the _setjmp.
+__attribute__((noinline)) void run_until_switch(Block& b, Fiber& f) {
+    if (_setjmp(b.scheduler_resume) == 0) {
+        if (f.started) _longjmp(f.resume, 1);
+        f.started = true;
+        swapcontext(&b.scheduler, &f.ctx);
+    }
+}
+
+[[noreturn]] void fiber_main() {
+    (*block->body)();
+    block->fibers[block->running].state = State::Exited;
+    _longjmp(block->scheduler_resume, 1);  // never returns (uc_link is not used)
+}
+
+}  // namespace
+
+void sync_block() {
+    yield(State::AtBlockBarrier);
+}
+
+void sync_warp() {
+    yield(State::AtWarpBarrier);
+}
+
+float shfl_xor(float v, int lane_mask) {
+    const int t = static_cast<int>(current->tid.x);
+    const int w = t / 32, l = t % 32;
+    block->warp_buf[w][l] = v;
+    sync_warp();
+    const float r = block->warp_buf[w][l ^ lane_mask];
+    sync_warp();
+    return r;
+}
+
+void warp_gather(const void* mine, std::size_t bytes, void* all) {
+    if (bytes > kGatherBytes) {
+        std::fprintf(stderr, "emu: warp_gather of %zu bytes\n", bytes);
+        std::abort();
+    }
+    Fiber& f = block->fibers[block->running];
+    const int t = static_cast<int>(current->tid.x);
+    const int w = t / 32, l = t % 32;
+    unsigned char* slot = &block->gather_buf[(w * 2 + (f.gathers++ & 1)) * 32 * kGatherBytes];
+    std::memcpy(slot + l * kGatherBytes, mine, bytes);
+    sync_warp();
+    for (int i = 0; i < 32; ++i)
+        std::memcpy(static_cast<unsigned char*>(all) + i * bytes, slot + i * kGatherBytes, bytes);
+}
+
+void cp_async16(void* dst, const void* src, bool valid) {
+    if (valid)
+        std::memcpy(dst, src, 16);
+    else
+        std::memset(dst, 0, 16);
+}
+
+void cp_async4(void* dst, const void* src, bool valid) {
+    if (valid)
+        std::memcpy(dst, src, 4);
+    else
+        std::memset(dst, 0, 4);
+}
+
+namespace {
+float bf16_bits_to_float(uint32_t bits16) {
+    const uint32_t u = bits16 << 16;
+    float f;
+    std::memcpy(&f, &u, sizeof f);
+    return f;
+}
+}  // namespace
+
+void ldmatrix_x4(uint32_t (&r)[4], const void* row, bool trans) {
+    const void* rows[32];
+    warp_gather(&row, sizeof row, rows);
+    const int lane = static_cast<int>(current->tid.x % 32), g = lane / 4, t = lane % 4;
+    for (int i = 0; i < 4; ++i) {
+        // Element (row, col) of matrix i: row `row` is at lane 8i + row's address.
+        auto at = [&](int rr, int cc) {
+            uint16_t v;
+            std::memcpy(&v, static_cast<const unsigned char*>(rows[8 * i + rr]) + 2 * cc, 2);
+            return static_cast<uint32_t>(v);
+        };
+        r[i] =
+            trans ? at(2 * t, g) | at(2 * t + 1, g) << 16 : at(g, 2 * t) | at(g, 2 * t + 1) << 16;
+    }
+}
+
+void mma_bf16_16816(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
+    uint32_t mine[6] = {a[0], a[1], a[2], a[3], b[0], b[1]};
+    uint32_t all[32][6];
+    warp_gather(mine, sizeof mine, all);
+    // Lane 4g + t holds A's rows g (a0: cols 2t, 2t+1; a2: cols 2t+8, 2t+9) and g+8 (a1, a3),
+    // and B's column g (b0: rows 2t, 2t+1; b1: rows 2t+8, 2t+9).
+    auto lo = [](uint32_t v) { return bf16_bits_to_float(v & 0xffffu); };
+    auto hi = [](uint32_t v) { return bf16_bits_to_float(v >> 16); };
+    const int lane = static_cast<int>(current->tid.x % 32), g = lane / 4, t = lane % 4;
+    float arow[2][16], bcol[2][16];
+    for (int q = 0; q < 4; ++q) {
+        const uint32_t* v = all[4 * g + q];
+        for (int r = 0; r < 2; ++r) {
+            arow[r][2 * q] = lo(v[r]);
+            arow[r][2 * q + 1] = hi(v[r]);
+            arow[r][2 * q + 8] = lo(v[r + 2]);
+            arow[r][2 * q + 9] = hi(v[r + 2]);
+        }
+        for (int c = 0; c < 2; ++c) {
+            const uint32_t* w = all[4 * (2 * t + c) + q];
+            bcol[c][2 * q] = lo(w[4]);
+            bcol[c][2 * q + 1] = hi(w[4]);
+            bcol[c][2 * q + 8] = lo(w[5]);
+            bcol[c][2 * q + 9] = hi(w[5]);
+        }
+    }
+    for (int e = 0; e < 4; ++e) {
+        double acc = d[e];
+        for (int k = 0; k < 16; ++k)
+            acc += static_cast<double>(arow[e / 2][k]) * static_cast<double>(bcol[e % 2][k]);
+        d[e] = static_cast<float>(acc);
+    }
+}
+
+float* dynamic_smem() {
+    return smem_storage.data();
+}
+
+void run_grid(dim3 grid, dim3 bdim, std::size_t smem, const std::function<void()>& body) {
+    const int n = static_cast<int>(bdim.x * bdim.y * bdim.z);
+    if (bdim.y != 1 || bdim.z != 1 || n > 1024) {
+        std::fprintf(stderr, "emu: only 1-D blocks of <= 1024 threads\n");
+        std::abort();
+    }
+    smem_storage.assign(smem / sizeof(float) + 1, std::nanf(""));
+    if (stacks.size() < static_cast<std::size_t>(n)) stacks.resize(n, std::vector<char>(kStack));
+    for (unsigned bz = 0; bz < grid.z; ++bz)
+        for (unsigned by = 0; by < grid.y; ++by)
+            for (unsigned bx = 0; bx < grid.x; ++bx) {
+                Block b;
+                b.body = &body;
+                b.fibers.resize(n);
+                block = &b;
+                for (int t = 0; t < n; ++t) {
+                    Fiber& f = b.fibers[t];
+                    f.ids = {{static_cast<unsigned>(t), 0, 0}, {bx, by, bz}, bdim, grid};
+                    getcontext(&f.ctx);
+                    f.ctx.uc_stack.ss_sp = stacks[t].data();
+                    f.ctx.uc_stack.ss_size = kStack;
+                    f.ctx.uc_link = &b.scheduler;
+                    makecontext(&f.ctx, fiber_main, 0);
+                }
+                const int warps = (n + 31) / 32;
+                for (;;) {
+                    bool ran = false;
+                    for (int t = 0; t < n; ++t) {
+                        Fiber& f = b.fibers[t];
+                        if (f.state != State::Ready) continue;
+                        b.running = t;
+                        current = &f.ids;
+                        f.state = State::Exited;  // fiber_main's end leaves it so
+                        run_until_switch(b, f);
+                        ran = true;
+                    }
+                    // Release barriers that every live thread has reached.
+                    bool live = false, all_at_block = true;
+                    for (const Fiber& f : b.fibers)
+                        if (f.state != State::Exited) {
+                            live = true;
+                            if (f.state != State::AtBlockBarrier) all_at_block = false;
+                        }
+                    if (!live) break;
+                    bool released = false;
+                    for (int w = 0; w < warps; ++w) {
+                        bool any = false, all = true;
+                        for (int t = w * 32; t < std::min(n, w * 32 + 32); ++t) {
+                            const State s = b.fibers[t].state;
+                            if (s == State::Exited) continue;
+                            any = true;
+                            if (s != State::AtWarpBarrier) all = false;
+                        }
+                        if (any && all) {
+                            for (int t = w * 32; t < std::min(n, w * 32 + 32); ++t)
+                                if (b.fibers[t].state == State::AtWarpBarrier)
+                                    b.fibers[t].state = State::Ready;
+                            released = true;
+                        }
+                    }
+                    if (all_at_block) {
+                        for (Fiber& f : b.fibers)
+                            if (f.state == State::AtBlockBarrier) f.state = State::Ready;
+                        released = true;
+                    }
+                    if (!released && !ran) {
+                        std::fprintf(stderr,
+                                     "emu: deadlock in block (%u,%u,%u): threads wait at "
+                                     "different barriers\n",
+                                     bx, by, bz);
+                        std::abort();
+                    }
+                }
+                block = nullptr;
+                current = nullptr;
+            }
+}
+
+}  // namespace emu
+
+// Runtime API stand-ins (host memory for device memory; everything synchronous).
+extern "C" {
+cudaError_t cudaMalloc(void** p, size_t bytes) {
+    *p = std::malloc(bytes ? bytes : 1);
+    return *p ? cudaSuccess : cudaErrorMemoryAllocation;
+}
+cudaError_t cudaFree(void* p) {
+    std::free(p);
+    return cudaSuccess;
+}
+cudaError_t cudaMallocAsync(void** p, size_t bytes, cudaStream_t) {
+    return cudaMalloc(p, bytes);
+}
+cudaError_t cudaFreeAsync(void* p, cudaStream_t) {
+    return cudaFree(p);
+}
+cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind) {
+    std::memcpy(dst, src, bytes);
+    return cudaSuccess;
+}
+cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind,
+                            cudaStream_t) {
+    std::memcpy(dst, src, bytes);
+    return cudaSuccess;
+}
+cudaError_t cudaMemsetAsync(void* p, int value, size_t bytes, cudaStream_t) {
+    std::memset(p, value, bytes);
+    return cudaSuccess;
+}
+cudaError_t cudaGetLastError(void) {
+    return cudaSuccess;
+}
+cudaError_t cudaFuncSetAttribute(const void*, enum cudaFuncAttribute, int) {
+    return cudaSuccess;
+}
+cudaError_t cudaDeviceSynchronize(void) {
+    return cudaSuccess;
+}
+cudaError_t cudaStreamSynchronize(cudaStream_t) {
+    return cudaSuccess;
+}
+const char* cudaGetErrorString(cudaError_t) {
+    return "emulated error";
+}
+const char* cudaGetErrorName(cudaError_t) {
+    return "cudaErrorEmulated";
+}
+}
+
+namespace agpt::cuda {
+
+void fail_call(const char* what, const char* expr, const char* file, int line) {
+    throw Error(std::string("CUDA error at ") + file + ":" + std::to_string(line) + ": " + expr +
+                ": " + what);
+}
+void fail_cuda(cudaError_t, const char* expr, const char* file, int line) {
+    fail_call("emulated error", expr, file, line);
+}
+void fail_cublas(cublasStatus_t, const char* expr, const char* file, int line) {
+    fail_call("emulated cuBLAS error", expr, file, line);
+}
+
+StreamScratch::StreamScratch(std::size_t bytes, cudaStream_t stream) : stream_(stream) {
+    if (bytes > 0) p_ = std::malloc(bytes);
+}
+StreamScratch::~StreamScratch() {
+    std::free(p_);
+}
+
+Blas::Blas(cudaStream_t stream, std::size_t) : stream_(stream) {}
+Blas::~Blas() = default;
+void Blas::set_stream(cudaStream_t stream) {
+    stream_ = stream;
+}
+
+RuntimeInfo query_runtime() {
+    RuntimeInfo info;
+    info.architectures = "emulated";
+    info.devices.push_back({0, "CPU emulation of the CUDA kernels", 0, 0, 0, 1});
+    return info;
+}
+
+bool device_available() {
+    return true;
+}
+
+std::string version_string(int v) {
+    return std::to_string(v / 1000) + "." + std::to_string((v % 1000) / 10);
+}
+
+}  // namespace agpt::cuda

@@ -1,0 +1,284 @@
+// agpt_cuda_model_bench: end-to-end training throughput of the GPU transformer
+// (model/gpu/transformer_gpu.h) on random tokens: a Llama-style 124M (dim 768, 12 layers, 12
+// heads, 4 kv heads, vocab 32000, SwiGLU), batch 32 × seq 1024, bf16, one step = zero_grad,
+// forward+backward per micro-batch, global-norm clipping (1.0), AdamW. Prints one line per step
+// and then, in the device check's `BENCH name value unit` format: tokens/s (median step), the
+// median step time, MFU (design.md's FLOPs per token against 989 TFLOP/s, H100 SXM bf16) and
+// the peak device memory the run added (cudaMemGetInfo before the model and after each step:
+// allocations, the stream-ordered pool and cuBLAS workspaces).
+//
+//   agpt_cuda_model_bench [--batch 32] [--micro-batch 32] [--seq 1024] [--steps 8]
+//                         [--warmup 3] [--precision bf16|fp32] [--layers 12] [--peak-tflops 989]
+//                         [--breakdown]
+// --breakdown: one more step with a CUDA event after every op of forward and backward, then the
+// time per op kind (summed over layers and chunks), largest first.
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "core/error.h"
+#include "kernels/cuda/device.h"
+#include "kernels/cuda/runtime_info.h"
+#include "model/gpu/transformer_gpu.h"
+
+namespace {
+
+using namespace agpt;
+
+struct Options {
+    int batch = 32, micro = 0, seq = 1024, steps = 8, warmup = 3, layers = 12;
+    double peak_tflops = 989.0;
+    bool breakdown = false;
+    GpuPrecision precision = GpuPrecision::bf16;
+};
+
+Options parse(int argc, char** argv) {
+    Options o;
+    for (int i = 1; i < argc; i++) {
+        const std::string a = argv[i];
+        auto value = [&]() -> std::string {
+            if (i + 1 >= argc) fail("{} needs a value", a);
+            return argv[++i];
+        };
+        if (a == "--batch")
+            o.batch = std::stoi(value());
+        else if (a == "--micro-batch")
+            o.micro = std::stoi(value());
+        else if (a == "--seq")
+            o.seq = std::stoi(value());
+        else if (a == "--steps")
+            o.steps = std::stoi(value());
+        else if (a == "--warmup")
+            o.warmup = std::stoi(value());
+        else if (a == "--layers")
+            o.layers = std::stoi(value());
+        else if (a == "--breakdown")
+            o.breakdown = true;
+        else if (a == "--peak-tflops")
+            o.peak_tflops = std::stod(value());
+        else if (a == "--precision") {
+            const std::string p = value();
+            if (p == "bf16" || p == "bfloat16")
+                o.precision = GpuPrecision::bf16;
+            else if (p == "fp32" || p == "float32")
+                o.precision = GpuPrecision::fp32;
+            else
+                fail("--precision: bf16 or fp32, not '{}'", p);
+        } else
+            fail("unknown option '{}' (see the top of tests/cuda/model_bench.cpp)", a);
+    }
+    if (o.micro <= 0) o.micro = o.batch;
+    if (o.batch <= 0 || o.seq <= 0 || o.steps <= 0 || o.warmup < 0 || o.batch % o.micro != 0)
+        fail("bad sizes: batch {} (a multiple of micro-batch {}), seq {}, steps {}", o.batch,
+             o.micro, o.seq, o.steps);
+    return o;
+}
+
+// The Llama-style 124M: torchtitan's FFN rule gives SwiGLU width 2048.
+ModelArgs llama124m(int layers) {
+    ModelArgs a;
+    a.dim = 768;
+    a.n_layers = layers;
+    a.n_heads = 12;
+    a.n_kv_heads = 4;
+    a.vocab_size = 32000;
+    a.multiple_of = 256;
+    a.rope_theta = 10000.0;
+    a.norm_eps = 1e-5;
+    a.max_seq_len = 1024;
+    return a;
+}
+
+double used_bytes() {
+    std::size_t free_b = 0, total_b = 0;
+    AGPT_CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
+    return static_cast<double>(total_b - free_b);
+}
+
+int run(const Options& o) {
+    const ModelArgs a = llama124m(o.layers);
+    AGPT_CUDA_CHECK(cudaFree(nullptr));  // create the context before the baseline
+    const double base = used_bytes();
+    std::printf(
+        "model: llama124m (dim %d, %d layers, %d heads, %d kv heads, vocab %d, ffn %d), "
+        "%.1fM parameters, %s\n",
+        a.dim, a.n_layers, a.n_heads, a.n_kv_heads, a.vocab_size, a.ffn_hidden(),
+        a.num_params() / 1e6, gpu_precision_name(o.precision));
+    std::printf(
+        "batch %d (micro-batches of %d) x seq %d = %d tokens/step; %d warm-up + %d timed "
+        "steps\n",
+        o.batch, o.micro, o.seq, o.batch * o.seq, o.warmup, o.steps);
+    std::fflush(stdout);
+
+    const auto t0 = std::chrono::steady_clock::now();
+    cuda::Stream stream;
+    TransformerGpu model(a, o.micro, o.seq, o.precision, stream.get());
+    {
+        // As bench/torch_llama_gpu.py: norms 1, matrices N(0, 0.02). (Not the CPU model's
+        // init_weights: linking the CPU Transformer would pull static OpenBLAS into this binary,
+        // which must stay small to travel to the GPU machine.)
+        std::vector<float> host(model.num_params());
+        std::mt19937_64 init_rng(1234);
+        std::normal_distribution<float> normal(0.0f, 0.02f);
+        for (const ParamView& v : model.param_views()) {
+            float* p = host.data() + v.offset;
+            std::size_t n = 1;  // v.numel() is defined with the CPU model
+            for (int d : v.shape) n *= static_cast<std::size_t>(d);
+            for (std::size_t i = 0; i < n; i++) p[i] = v.role == "norm" ? 1.0f : normal(init_rng);
+        }
+        model.upload_params(host.data());
+    }
+    const double setup_s =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    std::printf("setup %.1f s; device state %.2f GiB, activations+scratch %.2f GiB\n", setup_s,
+                model.state_bytes() / 1073741824.0, model.activation_bytes() / 1073741824.0);
+
+    std::mt19937_64 rng(42);
+    std::uniform_int_distribution<int32_t> tok(0, a.vocab_size - 1);
+    const int accum = o.batch / o.micro;
+    const std::size_t micro_n = static_cast<std::size_t>(o.micro) * o.seq;
+    // A few distinct batches, cycled.
+    const int pool = 3 * accum;
+    std::vector<std::vector<int32_t>> inputs(pool), targets(pool);
+    for (int i = 0; i < pool; i++) {
+        std::vector<int32_t> seq(micro_n + 1);
+        for (auto& t : seq) t = tok(rng);
+        inputs[i].assign(seq.begin(), seq.end() - 1);
+        targets[i].assign(seq.begin() + 1, seq.end());
+    }
+
+    const AdamWConfig cfg{3e-4, 0.9, 0.95, 1e-8, 0.1};
+    const double grad_scale = 1.0 / (static_cast<double>(o.batch) * o.seq);
+    cudaEvent_t ev[4];
+    for (auto& e : ev) AGPT_CUDA_CHECK(cudaEventCreate(&e));
+    std::vector<double> step_ms, fb_ms, clip_ms, opt_ms;
+    double peak = used_bytes() - base;
+    int next = 0;
+    for (int step = 1; step <= o.warmup + o.steps; step++) {
+        const cudaStream_t s = stream.get();
+        AGPT_CUDA_CHECK(cudaEventRecord(ev[0], s));
+        model.zero_grad();
+        for (int m = 0; m < accum; m++, next = (next + 1) % pool)
+            model.forward_backward_async(inputs[next].data(), targets[next].data(), o.micro, o.seq,
+                                         grad_scale);
+        AGPT_CUDA_CHECK(cudaEventRecord(ev[1], s));
+        model.clip_grad_norm_async(1.0);
+        AGPT_CUDA_CHECK(cudaEventRecord(ev[2], s));
+        model.adamw_step(cfg, cfg.lr);
+        AGPT_CUDA_CHECK(cudaEventRecord(ev[3], s));
+        const double loss = model.take_loss_sum() * grad_scale;  // synchronises
+        const double norm = model.last_grad_norm();
+        float t_all = 0, t_fb = 0, t_clip = 0, t_opt = 0;
+        AGPT_CUDA_CHECK(cudaEventElapsedTime(&t_all, ev[0], ev[3]));
+        AGPT_CUDA_CHECK(cudaEventElapsedTime(&t_fb, ev[0], ev[1]));
+        AGPT_CUDA_CHECK(cudaEventElapsedTime(&t_clip, ev[1], ev[2]));
+        AGPT_CUDA_CHECK(cudaEventElapsedTime(&t_opt, ev[2], ev[3]));
+        peak = std::max(peak, used_bytes() - base);
+        std::printf(
+            "step %2d%s: loss %.4f, grad norm %.4f, %.1f ms (fwd+bwd %.1f, clip %.2f, "
+            "adamw %.2f), %.0f tok/s\n",
+            step, step <= o.warmup ? " (warm-up)" : "", loss, norm, t_all, t_fb, t_clip, t_opt,
+            o.batch * o.seq / (t_all * 1e-3));
+        std::fflush(stdout);
+        if (!std::isfinite(loss)) fail("step {}: loss is {}", step, loss);
+        if (step > o.warmup) {
+            step_ms.push_back(t_all);
+            fb_ms.push_back(t_fb);
+            clip_ms.push_back(t_clip);
+            opt_ms.push_back(t_opt);
+        }
+    }
+    if (o.breakdown) {
+        // One more step, an event after each op; the time between consecutive events is the
+        // op's (events add a little overhead of their own).
+        std::vector<std::pair<std::string, cudaEvent_t>> marks;
+        const cudaStream_t s = stream.get();
+        auto record = [&](const char* op) {
+            cudaEvent_t e;
+            AGPT_CUDA_CHECK(cudaEventCreate(&e));
+            AGPT_CUDA_CHECK(cudaEventRecord(e, s));
+            marks.emplace_back(op, e);
+        };
+        model.set_op_hook(record);
+        record("start");
+        model.zero_grad();
+        record("zero_grad");
+        for (int m = 0; m < accum; m++, next = (next + 1) % pool)
+            model.forward_backward_async(inputs[next].data(), targets[next].data(), o.micro, o.seq,
+                                         grad_scale);
+        model.clip_grad_norm_async(1.0);
+        record("clip_grad_norm");
+        model.adamw_step(cfg, cfg.lr);
+        record("adamw");
+        model.set_op_hook(nullptr);
+        model.take_loss_sum();
+        std::vector<std::pair<std::string, double>> totals;
+        double all = 0.0;
+        for (std::size_t i = 1; i < marks.size(); i++) {
+            float t = 0;
+            AGPT_CUDA_CHECK(cudaEventElapsedTime(&t, marks[i - 1].second, marks[i].second));
+            all += t;
+            auto it = std::find_if(totals.begin(), totals.end(),
+                                   [&](const auto& p) { return p.first == marks[i].first; });
+            if (it == totals.end())
+                totals.emplace_back(marks[i].first, t);
+            else
+                it->second += t;
+        }
+        for (auto& m : marks) AGPT_CUDA_CHECK(cudaEventDestroy(m.second));
+        std::sort(totals.begin(), totals.end(),
+                  [](const auto& x, const auto& y) { return x.second > y.second; });
+        std::printf("breakdown of one step (%.1f ms with %zu events):\n", all, marks.size());
+        for (const auto& [op, t] : totals)
+            std::printf("  %-28s %8.2f ms %5.1f %%\n", op.c_str(), t, 100.0 * t / all);
+        std::fflush(stdout);
+    }
+    for (auto& e : ev) AGPT_CUDA_CHECK(cudaEventDestroy(e));
+    auto median = [](std::vector<double> v) {
+        std::sort(v.begin(), v.end());
+        const std::size_t n = v.size();
+        return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+    };
+    const double ms = median(step_ms);
+    const double tok_s = o.batch * o.seq / (ms * 1e-3);
+    const double flops = a.flops_per_token(o.seq);
+    const double mfu = 100.0 * flops * tok_s / (o.peak_tflops * 1e12);
+    const std::string tag = std::string("model_llama124m") +
+                            (o.precision == GpuPrecision::fp32 ? "_fp32" : "") +
+                            (o.layers != 12 ? "_L" + std::to_string(o.layers) : "");
+    std::printf("FLOPs/token %.4g (6·(N − N_emb) + 12·L·H·hd·T), %.1f TFLOP/s\n", flops,
+                flops * tok_s / 1e12);
+    std::printf("BENCH %s_tok_per_s %.0f tok/s\n", tag.c_str(), tok_s);
+    std::printf("BENCH %s_step_ms %.2f ms\n", tag.c_str(), ms);
+    std::printf("BENCH %s_fwd_bwd_ms %.2f ms\n", tag.c_str(), median(fb_ms));
+    std::printf("BENCH %s_clip_ms %.3f ms\n", tag.c_str(), median(clip_ms));
+    std::printf("BENCH %s_adamw_ms %.3f ms\n", tag.c_str(), median(opt_ms));
+    std::printf("BENCH %s_mfu %.2f %%\n", tag.c_str(), mfu);
+    std::printf("BENCH %s_peak_mem_gib %.2f GiB\n", tag.c_str(), peak / 1073741824.0);
+    return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    try {
+        const Options o = parse(argc, argv);
+        const agpt::cuda::RuntimeInfo info = agpt::cuda::query_runtime();
+        if (info.devices.empty()) {
+            std::printf("agpt_cuda_model_bench: skipped: no CUDA device (%s)\n",
+                        info.error.c_str());
+            return 0;
+        }
+        std::printf("agpt_cuda_model_bench on %s\n", info.devices[0].name.c_str());
+        return run(o);
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "agpt_cuda_model_bench: %s\n", e.what());
+        return 1;
+    }
+}

@@ -1,0 +1,225 @@
+// The GPU model's own kernels (kernels/cuda/model_ops.h) against the CPU: the vectorised SwiGLU
+// (forward; backward that overwrites dh13), the vectorised RMSNorm backward (accumulating dinp
+// and dweight), global-norm clipping and the bf16 cast. Shapes include ones that take the
+// fallback path (widths that are not a multiple of the vector).
+#include "kernels/cuda/model_ops.h"
+#include "cuda_test_util.h"
+#include "kernels/cpu/cross_entropy.h"
+#include "kernels/cpu/rmsnorm.h"
+#include "kernels/cpu/rope.h"
+#include "kernels/cpu/swiglu.h"
+#include "kernels/cuda/cross_entropy.h"
+#include "optim/grad_clip.h"
+
+namespace agpt::cuda::test {
+namespace {
+
+template <typename T>
+void check_swiglu_vec(double tol, uint64_t seed) {
+    AGPT_REQUIRE_CUDA_DEVICE();
+    struct Case {
+        int N, F;
+    };
+    const Case cases[] = {{7, 64}, {3, 2048}, {5, 40}, {4, 13}};  // 40: bf16 falls back; 13: both
+    int case_id = 0;
+    for (const Case& c : cases) {
+        Rng rng(seed + case_id++);
+        const std::size_t n = static_cast<std::size_t>(c.N) * c.F;
+        const auto h13 = representable<T>(random_floats(2 * n, rng, -3.0f, 3.0f));
+        const auto dout = representable<T>(random_floats(n, rng));
+        const std::string tag = " N" + std::to_string(c.N) + " F" + std::to_string(c.F);
+        std::vector<float> out(n), dh(2 * n, 0.0f);
+        cpu::swiglu_forward<float>(out.data(), h13.data(), c.N, c.F);
+        cpu::swiglu_backward<float>(dh.data(), dout.data(), h13.data(), c.N, c.F);
+
+        Dev<T> d_h13(h13), d_dout(dout);
+        auto d_out = Dev<T>::poisoned(n);
+        auto d_dh = Dev<T>::poisoned(2 * n);  // overwritten, so NaN poison must disappear
+        swiglu_forward_vec<T>(d_out.ptr(), d_h13.ptr(), c.N, c.F);
+        expect_close("swiglu_forward_vec" + tag, d_out.get(), out, tol);
+        swiglu_backward_overwrite<T>(d_dh.ptr(), d_dout.ptr(), d_h13.ptr(), c.N, c.F);
+        expect_close("swiglu_backward_overwrite" + tag, d_dh.get(), dh, tol);
+    }
+}
+
+TEST(CudaModelOps, SwigluVecFp32) {
+    check_swiglu_vec<float>(kTolFp32, 8100);
+}
+TEST(CudaModelOps, SwigluVecBf16) {
+    check_swiglu_vec<bf16>(kTolBf16, 8200);
+}
+
+template <typename T>
+void check_rmsnorm_backward_vec(double tol, uint64_t seed) {
+    AGPT_REQUIRE_CUDA_DEVICE();
+    struct Case {
+        int N, C;
+    };
+    // 70 rows: three 32-row blocks, the last partial; C 36: bf16 falls back; C 33: both.
+    const Case cases[] = {{70, 64}, {5, 768}, {9, 36}, {3, 33}, {40, 256}};
+    int case_id = 0;
+    for (const Case& c : cases) {
+        Rng rng(seed + case_id++);
+        const std::size_t n = static_cast<std::size_t>(c.N) * c.C;
+        const auto x = representable<T>(random_floats(n, rng));
+        const auto w = representable<T>(random_floats(c.C, rng, 0.5f, 1.5f));
+        const auto dout = representable<T>(random_floats(n, rng));
+        const auto dinp0 = representable<T>(random_floats(n, rng));
+        const auto dw0 = random_floats(c.C, rng);
+        const std::string tag = " N" + std::to_string(c.N) + " C" + std::to_string(c.C);
+        std::vector<float> out(n), rstd(c.N);
+        cpu::rmsnorm_forward<float>(out.data(), rstd.data(), x.data(), w.data(), c.N, c.C, 1e-5f);
+        std::vector<float> dinp = dinp0, dw = dw0;
+        cpu::rmsnorm_backward<float>(dinp.data(), dw.data(), dout.data(), x.data(), w.data(),
+                                     rstd.data(), c.N, c.C);
+        Dev<T> d_x(x), d_w(w), d_dout(dout), d_dinp(dinp0);
+        Dev<float> d_dw(dw0), d_rstd(rstd);
+        rmsnorm_backward_vec<T>(d_dinp.ptr(), d_dw.ptr(), d_dout.ptr(), d_x.ptr(), d_w.ptr(),
+                                d_rstd.ptr(), c.N, c.C);
+        expect_close("rmsnorm_backward_vec dinp" + tag, d_dinp.get(), dinp, tol);
+        expect_close("rmsnorm_backward_vec dweight" + tag, d_dw.get(), dw,
+                     std::is_same_v<T, float> ? kTolFp32 : tol);
+    }
+}
+
+TEST(CudaModelOps, RmsnormBackwardVecFp32) {
+    check_rmsnorm_backward_vec<float>(kTolFp32, 8300);
+}
+TEST(CudaModelOps, RmsnormBackwardVecBf16) {
+    check_rmsnorm_backward_vec<bf16>(kTolBf16, 8400);
+}
+
+template <typename T>
+void check_rope_vec(double tol, uint64_t seed) {
+    AGPT_REQUIRE_CUDA_DEVICE();
+    struct Case {
+        int B, T_len, n_heads, hd, row_stride;
+    };
+    // Heads inside wider rows (the q|k heads of a fused qkv row); hd 12: bf16 falls back, hd 10:
+    // both; an odd row stride falls back.
+    const Case cases[] = {{2, 9, 6, 16, 128},
+                          {1, 5, 3, 64, 320},
+                          {2, 4, 2, 12, 40},
+                          {1, 3, 2, 10, 30},
+                          {1, 4, 2, 16, 33}};
+    int case_id = 0;
+    for (const Case& c : cases) {
+        Rng rng(seed + case_id++);
+        const auto x0 = representable<T>(
+            random_floats(static_cast<std::size_t>(c.B) * c.T_len * c.row_stride, rng));
+        const int half = c.hd / 2;
+        std::vector<float> cos_t(static_cast<std::size_t>(c.T_len) * half), sin_t(cos_t.size());
+        cpu::rope_tables<float>(cos_t.data(), sin_t.data(), c.T_len, c.hd, 10000.0);
+        DeviceBuffer<float> d_cos = upload(cos_t), d_sin = upload(sin_t);
+        const std::string tag =
+            " hd" + std::to_string(c.hd) + " stride" + std::to_string(c.row_stride);
+        std::vector<float> x = x0;
+        cpu::rope_forward<float>(x.data(), cos_t.data(), sin_t.data(), c.B, c.T_len, c.n_heads,
+                                 c.hd, c.row_stride);
+        Dev<T> d_x(x0);
+        rope_forward_vec<T>(d_x.ptr(), d_cos.data(), d_sin.data(), c.B, c.T_len, c.n_heads, c.hd,
+                            c.row_stride);
+        expect_close("rope_forward_vec" + tag, d_x.get(), x, tol);
+        std::vector<float> dx = x0;
+        cpu::rope_backward<float>(dx.data(), cos_t.data(), sin_t.data(), c.B, c.T_len, c.n_heads,
+                                  c.hd, c.row_stride);
+        Dev<T> d_dx(x0);
+        rope_backward_vec<T>(d_dx.ptr(), d_cos.data(), d_sin.data(), c.B, c.T_len, c.n_heads, c.hd,
+                             c.row_stride);
+        expect_close("rope_backward_vec" + tag, d_dx.get(), dx, tol);
+    }
+}
+
+TEST(CudaModelOps, RopeVecFp32) {
+    check_rope_vec<float>(kTolFp32, 8700);
+}
+TEST(CudaModelOps, RopeVecBf16) {
+    check_rope_vec<bf16>(kTolBf16, 8800);
+}
+
+// The bf16-logits head against the CPU's fp32 head on the same (bf16-representable) inputs:
+// the logits' bf16 rounding is the difference.
+TEST(CudaModelOps, LmHeadBf16LogitsMatchesCpu) {
+    AGPT_REQUIRE_CUDA_DEVICE();
+    struct Case {
+        int N, C, V, chunk;
+    };
+    // V 1000: vector path; V 517: scalar path; chunks that do not divide N.
+    const Case cases[] = {{70, 64, 1000, 32}, {33, 48, 517, 64}, {8, 128, 32000, 3}};
+    Blas blas;
+    int case_id = 0;
+    for (const Case& c : cases) {
+        Rng rng(8900 + case_id++);
+        const auto x = representable<bf16>(random_floats(static_cast<std::size_t>(c.N) * c.C, rng));
+        const auto w = representable<bf16>(random_floats(static_cast<std::size_t>(c.V) * c.C, rng));
+        auto targets = random_tokens(c.N, c.V, rng);
+        for (int i = 0; i < c.N; i += 7) targets[i] = -1;
+        // Zero initial gradients: bf16 rounding of a larger accumulated value would hide the
+        // head's own error.
+        const std::vector<float> dx0(x.size(), 0.0f), dw0(w.size(), 0.0f);
+        const float grad_scale = 1.0f / static_cast<float>(c.N);
+        const std::string tag = " N" + std::to_string(c.N) + " V" + std::to_string(c.V) + " chunk" +
+                                std::to_string(c.chunk);
+        std::vector<float> dx = dx0, dw = dw0;
+        std::vector<float> scratch(cpu::lm_head_scratch_size(c.chunk, c.V));
+        const double loss = cpu::lm_head_cross_entropy<float>(
+            dx.data(), dw.data(), x.data(), w.data(), targets.data(), c.N, c.C, c.V, grad_scale,
+            scratch.data(), c.chunk, 0.0f);
+        Dev<bf16> d_x(x), d_w(w), d_dx(dx0);
+        Dev<float> d_dw(dw0);
+        auto d_losses = Dev<float>::poisoned(c.N);
+        DeviceBuffer<int32_t> d_targets = upload(targets);
+        DeviceBuffer<unsigned char> d_scratch(lm_head_bf16_logits_scratch_bytes(c.chunk, c.V));
+        lm_head_cross_entropy_bf16_logits(blas, d_losses.ptr(), d_dx.ptr(), d_dw.ptr(), d_x.ptr(),
+                                          d_w.ptr(), d_targets.data(), c.N, c.C, c.V, grad_scale,
+                                          d_scratch.data(), c.chunk);
+        const double gpu_loss = sum_losses(d_losses.ptr(), c.N, blas.stream());
+        expect_close("loss (sum), bf16 logits" + tag, {static_cast<float>(gpu_loss)},
+                     {static_cast<float>(loss)}, kTolBf16);
+        expect_close("dx, bf16 logits" + tag, d_dx.get(), dx, 2e-2);
+        expect_close("dweight, bf16 logits" + tag, d_dw.get(), dw, 2e-2);
+        // Forward only: the same losses.
+        auto d_losses2 = Dev<float>::poisoned(c.N);
+        lm_head_cross_entropy_bf16_logits(blas, d_losses2.ptr(), nullptr, nullptr, d_x.ptr(),
+                                          d_w.ptr(), d_targets.data(), c.N, c.C, c.V, grad_scale,
+                                          d_scratch.data(), c.chunk);
+        expect_close("per-token losses, forward only" + tag, d_losses2.get(), d_losses.get(), 0.0);
+    }
+}
+
+TEST(CudaModelOps, GradNormClipMatchesCpu) {
+    AGPT_REQUIRE_CUDA_DEVICE();
+    Rng rng(8500);
+    for (const std::size_t n : {std::size_t{1}, std::size_t{4096}, std::size_t{10000}}) {
+        for (const double max_norm : {0.0, 0.5, 1e9}) {
+            const auto g = random_floats(n, rng);
+            std::vector<float> ref = g;
+            const double ref_norm = clip_grad_norm(ref.data(), n, max_norm);
+            Dev<float> d_g(g);
+            DeviceBuffer<double> d_norm(1);
+            DeviceBuffer<unsigned char> scratch(grad_norm_scratch_bytes(n));
+            grad_norm_clip(d_g.ptr(), n, max_norm, d_norm.data(), scratch.data());
+            double norm = 0.0;
+            AGPT_CUDA_CHECK(cudaDeviceSynchronize());
+            d_norm.download(&norm);
+            const std::string tag =
+                " n" + std::to_string(n) + " max_norm " + std::to_string(max_norm);
+            expect_close("grad norm" + tag, {static_cast<float>(norm)},
+                         {static_cast<float>(ref_norm)}, 1e-7);
+            expect_close("clipped gradients" + tag, d_g.get(), ref, 1e-7);
+        }
+    }
+}
+
+TEST(CudaModelOps, CastToBf16RoundsToNearestEven) {
+    AGPT_REQUIRE_CUDA_DEVICE();
+    Rng rng(8600);
+    const auto x = random_floats(1000, rng, -100.0f, 100.0f);
+    Dev<float> d_x(x);
+    auto d_y = Dev<bf16>::poisoned(x.size());
+    cast_to_bf16(d_y.ptr(), d_x.ptr(), x.size());
+    expect_close("cast_to_bf16", d_y.get(), representable<bf16>(x), 0.0);
+}
+
+}  // namespace
+}  // namespace agpt::cuda::test
