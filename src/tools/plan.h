@@ -1,0 +1,81 @@
+#pragma once
+// `agpt plan`: what a job needs before it runs — parameters, FLOPs per token and the memory of the
+// CPU trainer split into parameters, gradients, optimizer state, activations and the largest
+// temporary. Everything is computed from the flavor registry, the optimizer routing rule and the
+// transformer's arena layout; nothing of the model's size is allocated, so an 80B flavor plans as
+// fast as `tiny` (tests/plan_test.cpp checks each part against a real model's byte counts).
+//
+// Intended use:
+//   const JobConfig cfg = load_job_config("", {{"model.flavor", "8B"}, ...});
+//   const MemoryPlan plan = plan_memory(cfg, /*device_memory_gib=*/80);
+//   std::fputs(format_plan(plan).c_str(), stdout);   // or plan_json(plan).dump()
+#include <cstddef>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "model/model_args.h"
+#include "train/config.h"
+
+namespace agpt {
+
+// The state one optimizer of the job keeps (Muon and Mano route non-matrix parameters to an
+// AdamW: two entries), as Optimizer::state_bytes() counts it (step counters included).
+struct OptimizerStatePart {
+    std::string optimizer;  // "AdamW", "Muon", ...
+    long params = 0;        // parameters it updates
+    std::size_t bytes = 0;
+};
+
+struct MemoryPlan {
+    std::string flavor;
+    ModelArgs args;  // vocabulary from the job's tokenizer, as the trainer sets it
+    int batch = 0, seq_len = 0;
+    long params = 0;  // total (= active for the dense agpt family)
+    long active_params = 0;
+    double flops_per_token = 0;  // ModelArgs::flops_per_token(seq_len)
+    std::string optimizer;
+    std::vector<OptimizerStatePart> optimizer_parts;
+
+    // Bytes. activation_bytes equals Transformer::activation_bytes() of a model built for
+    // (batch, seq_len): saved activations + backward buffers + the LM-head logits chunk.
+    std::size_t param_bytes = 0, grad_bytes = 0, optimizer_bytes = 0;
+    std::size_t saved_activation_bytes = 0;  // the forward arena (acts_)
+    std::size_t backward_buffer_bytes = 0;   // residual gradient and per-layer temporaries (dacts_)
+    std::size_t head_chunk_bytes = 0;        // logits of one LM-head chunk (scratch_)
+    std::size_t activation_bytes = 0;        // the three above
+    std::size_t rope_bytes = 0;              // cos/sin tables
+    // The largest short-lived allocation on top of the above: the trainer's fp32 GEMM probe
+    // (three 2048² matrices, measured once after the model and optimizer exist) or the
+    // optimizer's per-matrix temporaries, whichever is larger.
+    std::size_t temporary_bytes = 0;
+    std::string temporary_what;
+    // The process itself (code, libraries, BLAS and OpenMP thread buffers, the bundled data):
+    // a measured constant for this platform (docs/benchmarks.md).
+    std::size_t runtime_bytes = 0;
+    std::size_t total_bytes = 0;
+
+    double device_memory_gib = 0;  // 0: not given
+    bool fits = true;              // total <= device memory (true when none was given)
+};
+
+// The process baseline counted in every plan (see MemoryPlan::runtime_bytes).
+inline constexpr std::size_t kPlanRuntimeBytes = std::size_t{20} << 20;
+
+// The job's plan. device_memory_gib > 0 also decides `fits`. Validates the config; throws Error
+// for an unknown flavor, optimizer or impossible shape.
+MemoryPlan plan_memory(const JobConfig& cfg, double device_memory_gib = 0);
+
+// Optimizer::state_bytes() of `optimizer` (a registry name) over a model whose hidden matrices
+// (attention and FFN weights, which Muon and Mano take) hold `hidden` parameters and whose other
+// tensors hold `rest`.
+std::vector<OptimizerStatePart> optimizer_state_parts(const std::string& optimizer, long hidden,
+                                                      long rest);
+
+// A table a person reads: sizes in MiB/GiB, one row per part, the total and the verdict.
+std::string format_plan(const MemoryPlan& plan);
+// The same as a JSON object (byte counts exact).
+nlohmann::json plan_json(const MemoryPlan& plan);
+
+}  // namespace agpt

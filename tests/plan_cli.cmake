@@ -1,0 +1,9 @@
+# `agpt plan`: the command's wiring (the estimate itself is tested in tests/plan_test.cpp).
+add_test(NAME cli_plan_table COMMAND agpt plan --model.flavor 8B --training.local_batch_size 1
+  --training.seq_len 8192 --device-memory-gib 80)
+set_tests_properties(cli_plan_table PROPERTIES
+  PASS_REGULAR_EXPRESSION "agpt/8B: .*parameters +6981701632 .*optimizer state .*does NOT fit in 80 GiB")
+add_test(NAME cli_plan_json COMMAND agpt plan --model.flavor small --optimizer.name Muon --json
+  --device-memory-gib 1)
+set_tests_properties(cli_plan_json PROPERTIES
+  PASS_REGULAR_EXPRESSION "\"fits\": true.*\"optimizer\": \"Muon\"")
