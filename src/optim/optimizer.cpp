@@ -264,6 +264,17 @@ std::string pad(const std::string& s, std::size_t w) {
 
 }  // namespace
 
+std::map<std::string, RoutingTotal> routing_totals(const Optimizer& opt) {
+    std::map<std::string, RoutingTotal> totals;
+    for (const auto& r : opt.describe_routing()) {
+        std::size_t n = 1;
+        for (int d : r.shape) n *= static_cast<std::size_t>(d);
+        totals[r.optimizer].tensors += 1;
+        totals[r.optimizer].parameters += n;
+    }
+    return totals;
+}
+
 std::string routing_table(const Optimizer& opt) {
     const auto routes = opt.describe_routing();
     std::size_t wn = 9, ws = 5, wr = 4;
@@ -276,19 +287,13 @@ std::string routing_table(const Optimizer& opt) {
     }
     std::string out =
         pad("parameter", wn) + "  " + pad("shape", ws) + "  " + pad("role", wr) + "  optimizer\n";
-    std::map<std::string, std::pair<std::size_t, std::size_t>> totals;  // tensors, elements
     for (std::size_t i = 0; i < routes.size(); ++i) {
         const auto& r = routes[i];
         out += pad(r.param, wn) + "  " + pad(shapes[i], ws) + "  " + pad(r.role, wr) + "  " +
                r.optimizer + "\n";
-        std::size_t n = 1;
-        for (int d : r.shape) n *= static_cast<std::size_t>(d);
-        auto& t = totals[r.optimizer];
-        t.first += 1;
-        t.second += n;
     }
-    for (const auto& [name, t] : totals)
-        out += fmt::format("{}: {} tensors, {} parameters\n", name, t.first, t.second);
+    for (const auto& [name, t] : routing_totals(opt))
+        out += fmt::format("{}: {} tensors, {} parameters\n", name, t.tensors, t.parameters);
     return out;
 }
 

@@ -215,6 +215,13 @@ const std::vector<HyperKey>& routed_adamw_keys();
 std::unique_ptr<Optimizer> make_optimizer(const OptimizerSpec& spec,
                                           std::vector<OptimParam> params);
 
+// Tensors and parameters each optimizer of a routing takes, by optimizer name.
+struct RoutingTotal {
+    std::size_t tensors = 0;
+    std::size_t parameters = 0;
+};
+std::map<std::string, RoutingTotal> routing_totals(const Optimizer& opt);
+
 // One line per parameter: name, shape, role, optimizer (for agpt train --dry-run).
 std::string routing_table(const Optimizer& opt);
 // The registry as text for `agpt optimizers`.

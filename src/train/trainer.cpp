@@ -228,17 +228,10 @@ namespace {
 
 // "Muon: 24 tensors (1.2M) · AdamW: 14 tensors (0.6M)" for the log.
 std::string routing_summary(const Optimizer& opt) {
-    std::map<std::string, std::pair<int, long>> totals;
-    for (const auto& r : opt.describe_routing()) {
-        long n = 1;
-        for (int d : r.shape) n *= d;
-        totals[r.optimizer].first++;
-        totals[r.optimizer].second += n;
-    }
     std::string out;
-    for (const auto& [name, t] : totals)
-        out += fmt::format("{}{}: {} tensors ({:.2f}M)", out.empty() ? "" : " · ", name, t.first,
-                           static_cast<double>(t.second) / 1e6);
+    for (const auto& [name, t] : routing_totals(opt))
+        out += fmt::format("{}{}: {} tensors ({:.2f}M)", out.empty() ? "" : " · ", name, t.tensors,
+                           static_cast<double>(t.parameters) / 1e6);
     return out;
 }
 
@@ -372,7 +365,7 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
              static_cast<double>(optimizer->state_bytes()) / (1 << 20),
              routing_summary(*optimizer));
 
-    std::vector<int32_t> inputs(static_cast<std::size_t>(B) * T), targets(inputs.size());
+    std::vector<int32_t> targets(static_cast<std::size_t>(B) * T);
     const double grad_scale = 1.0 / static_cast<double>(tokens_per_step);
     Timer run_timer;
     double window_time = 0.0, window_data = 0.0, window_opt = 0.0;
@@ -385,11 +378,11 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
         model.zero_grad();
         for (int micro = 0; micro < accum; micro++) {
             Timer data_timer;
-            loader.next_batch(B, inputs.data(), targets.data());
-            std::copy(inputs.begin(), inputs.end(),
-                      step_inputs.begin() + static_cast<long>(micro) * B * T);
+            // Each micro-batch's inputs stay for the step: SophiaG's estimate reruns them.
+            int32_t* inputs = step_inputs.data() + static_cast<long>(micro) * B * T;
+            loader.next_batch(B, inputs, targets.data());
             data_time += data_timer.seconds();
-            loss_sum += model.forward_backward(inputs.data(), targets.data(), B, T, grad_scale);
+            loss_sum += model.forward_backward(inputs, targets.data(), B, T, grad_scale);
         }
         const double loss = loss_sum / static_cast<double>(tokens_per_step);
         if (!std::isfinite(loss)) fail("step {}: loss is {}; training diverged", step, loss);
