@@ -10,6 +10,7 @@
 #include "core/error.h"
 #include "core/safetensors.h"
 #include "model/hf_llama.h"
+#include "model/transformer.h"
 #include "train/checkpoint.h"
 
 namespace agpt {

@@ -6,6 +6,7 @@
 
 #include "core/error.h"
 #include "core/safetensors.h"
+#include "model/transformer.h"
 #include "tools/merge.h"
 #include "train/checkpoint.h"
 

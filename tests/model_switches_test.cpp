@@ -19,6 +19,7 @@
 #include "core/error.h"
 #include "core/rng.h"
 #include "core/safetensors.h"
+#include "model/gpt2.h"
 #include "model/hf_llama.h"
 #include "model/hf_llama_io.h"
 #include "model/kv_cache.h"
@@ -326,8 +327,16 @@ TEST(ModelSwitchesHf, SoftcapAndRelu2AreRefusedNamingTheSwitch) {
 
 TEST(Models, ListsEveryFlavorWithParameterCounts) {
     const auto rows = list_models();
-    ASSERT_EQ(rows.size(), agpt_flavors().size());
-    for (std::size_t i = 0; i < rows.size(); i++) {
+    const std::size_t n_agpt = agpt_flavors().size();
+    ASSERT_EQ(rows.size(), n_agpt + gpt2_flavors().size());
+    for (std::size_t i = n_agpt; i < rows.size(); i++) {
+        EXPECT_EQ(rows[i].name, "gpt2");
+        EXPECT_EQ(rows[i].flavor, gpt2_flavors()[i - n_agpt].name);
+    }
+    // llm.c's count for GPT-2 124M (wte padded to 50304 rows): "num_parameters: 124475904".
+    EXPECT_EQ(rows[n_agpt + 1].flavor, "124M");
+    EXPECT_EQ(rows[n_agpt + 1].params, 124475904L);
+    for (std::size_t i = 0; i < n_agpt; i++) {
         EXPECT_EQ(rows[i].name, "agpt");
         EXPECT_EQ(rows[i].flavor, agpt_flavors()[i].name);
         EXPECT_EQ(rows[i].params, agpt_flavors()[i].args.num_params());
@@ -347,7 +356,7 @@ TEST(Models, ListsEveryFlavorWithParameterCounts) {
     ASSERT_EQ(j.size(), rows.size());
     for (std::size_t i = 0; i < rows.size(); i++) {
         EXPECT_EQ(j[i].size(), 4u);
-        EXPECT_EQ(j[i]["name"], "agpt");
+        EXPECT_EQ(j[i]["name"], rows[i].name);
         EXPECT_EQ(j[i]["flavor"], rows[i].flavor);
         EXPECT_EQ(j[i]["params"].get<long>(), rows[i].params);
         EXPECT_EQ(j[i]["active_params"].get<long>(), rows[i].active_params);

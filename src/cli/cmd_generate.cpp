@@ -7,6 +7,7 @@
 
 #include "cli/commands.h"
 #include "core/error.h"
+#include "model/transformer.h"
 #include "tools/generate.h"
 #include "tools/run_model.h"
 #include "train/trainer.h"

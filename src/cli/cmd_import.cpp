@@ -2,6 +2,7 @@
 #include <string>
 
 #include "cli/commands.h"
+#include "model/transformer.h"
 #include "tools/hf_export.h"
 #include "tools/llmc_import.h"
 

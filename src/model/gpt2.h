@@ -31,7 +31,7 @@
 #include <string>
 #include <vector>
 
-#include "model/transformer.h"  // ParamView
+#include "model/language_model.h"
 
 namespace agpt {
 
@@ -77,7 +77,7 @@ const Gpt2Flavor* find_gpt2_flavor_matching(const Gpt2Args& args);
 // ln_2, mlp.c_fc, mlp.c_proj (each weight, then bias), then ln_f.
 std::vector<ParamView> gpt2_param_views(const Gpt2Args& args);
 
-class Gpt2 {
+class Gpt2 final : public LanguageModel {
   public:
     Gpt2(const Gpt2Args& args, int max_batch, int max_seq);
 
@@ -85,33 +85,40 @@ class Gpt2 {
     // Roles: embedding (wte, wpe), norm (LayerNorm weights), bias (every bias, LayerNorm's
     // included), attention (c_attn, attn.c_proj), ffn (c_fc, mlp.c_proj). No head tensor: the
     // head is wte.
-    const std::vector<ParamView>& param_views() const { return views_; }
+    const std::vector<ParamView>& param_views() const override { return views_; }
     const ParamView& view(const std::string& name) const;  // throws Error when unknown
-    std::vector<float>& params() { return params_; }
-    std::vector<float>& grads() { return grads_; }
+    std::vector<float>& params() override { return params_; }
+    std::vector<float>& grads() override { return grads_; }
     float* param(const std::string& name) { return params_.data() + view(name).offset; }
     float* grad(const std::string& name) { return grads_.data() + view(name).offset; }
+
+    // The views already carry Hugging Face GPT2Model's names.
+    std::string checkpoint_name(const std::string& view_name) const override { return view_name; }
+    int vocab_size() const override { return args_.vocab_size; }
+    long num_params() const override { return args_.num_params(); }
+    double flops_per_token(int seq_len) const override { return args_.flops_per_token(seq_len); }
+    int max_context() const override { return args_.max_seq_len; }
 
     // scheme "gpt2": GPT-2's (nanoGPT's, llm.c's) initialisation. Matrices and both embeddings
     // N(0, 0.02), the residual projections attn.c_proj and mlp.c_proj N(0, 0.02/√(2·n_layers)),
     // biases 0, LayerNorm weights 1; wte's padding rows 0.
-    void init_weights(const std::string& scheme, uint64_t seed);
-    void zero_grad();
+    void init_weights(const std::string& scheme, uint64_t seed) override;
+    void zero_grad() override;
 
     // tokens and targets (B,T); targets of -1 are not counted. Runs forward and backward and
     // accumulates into grads() the gradient of grad_scale · Σ loss. Returns Σ loss (nats) over
     // counted targets.
     double forward_backward(const int32_t* tokens, const int32_t* targets, int B, int T,
-                            double grad_scale);
+                            double grad_scale) override;
     // Forward only: Σ loss over counted targets.
-    double forward_loss(const int32_t* tokens, const int32_t* targets, int B, int T);
+    double forward_loss(const int32_t* tokens, const int32_t* targets, int B, int T) override;
     // Forward only: logits (B,T,vocab_size) into out.
-    void forward_logits(const int32_t* tokens, int B, int T, float* out);
+    void forward_logits(const int32_t* tokens, int B, int T, float* out) override;
     // Logits (vocab_size) of the last position of one sequence of length T (for sampling).
-    void last_logits(const int32_t* tokens, int T, float* out);
+    void last_logits(const int32_t* tokens, int T, float* out) override;
 
     // Bytes held by activations and scratch (for reporting).
-    std::size_t activation_bytes() const;
+    std::size_t activation_bytes() const override;
 
   private:
     // Offsets into params_/grads_ of one layer's tensors.

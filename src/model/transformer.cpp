@@ -16,6 +16,7 @@
 #include "kernels/cpu/rope.h"
 #include "kernels/cpu/softcap.h"
 #include "kernels/cpu/swiglu.h"
+#include "model/hf_llama.h"
 
 namespace agpt {
 
@@ -25,6 +26,10 @@ std::size_t ParamView::numel() const {
     std::size_t n = 1;
     for (int s : shape) n *= static_cast<std::size_t>(s);
     return n;
+}
+
+std::string Transformer::checkpoint_name(const std::string& view_name) const {
+    return hf_llama_name(view_name);
 }
 
 // Offsets (in floats) of one layer's saved activations, for N = max_batch·max_seq rows.

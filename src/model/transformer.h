@@ -15,48 +15,48 @@
 #include <string>
 #include <vector>
 
+#include "model/language_model.h"
 #include "model/model_args.h"
 
 namespace agpt {
 
-struct ParamView {
-    std::string name;    // torchtitan-style: "layers.3.attention.wq.weight"
-    std::size_t offset;  // into the flat buffer
-    std::vector<int> shape;
-    std::string role;  // embedding | norm | attention | ffn | head
-    std::size_t numel() const;
-};
-
-class Transformer {
+class Transformer final : public LanguageModel {
   public:
     Transformer(const ModelArgs& args, int max_batch, int max_seq);
 
     const ModelArgs& args() const { return args_; }
-    const std::vector<ParamView>& param_views() const { return views_; }
+    const std::vector<ParamView>& param_views() const override { return views_; }
     const ParamView& view(const std::string& name) const;  // throws Error when unknown
-    std::vector<float>& params() { return params_; }
-    std::vector<float>& grads() { return grads_; }
+    std::vector<float>& params() override { return params_; }
+    std::vector<float>& grads() override { return grads_; }
     float* param(const std::string& name) { return params_.data() + view(name).offset; }
     float* grad(const std::string& name) { return grads_.data() + view(name).offset; }
 
+    std::string checkpoint_name(const std::string& view_name) const override;
+    int vocab_size() const override { return args_.vocab_size; }
+    long num_params() const override { return args_.num_params(); }
+    double flops_per_token(int seq_len) const override { return args_.flops_per_token(seq_len); }
+    int max_context() const override { return 0; }
+    const ModelArgs* agpt_args() const override { return &args_; }
+
     // scheme: "agpt" or "torchtitan" (design.md).
-    void init_weights(const std::string& scheme, uint64_t seed);
-    void zero_grad();
+    void init_weights(const std::string& scheme, uint64_t seed) override;
+    void zero_grad() override;
 
     // tokens and targets (B,T); targets of -1 are not counted. Runs forward and backward and
     // accumulates into grads() the gradient of grad_scale · Σ loss. Returns Σ loss (nats) over
     // counted targets.
     double forward_backward(const int32_t* tokens, const int32_t* targets, int B, int T,
-                            double grad_scale);
+                            double grad_scale) override;
     // Forward only: Σ loss over counted targets.
-    double forward_loss(const int32_t* tokens, const int32_t* targets, int B, int T);
+    double forward_loss(const int32_t* tokens, const int32_t* targets, int B, int T) override;
     // Forward only: logits (B,T,V) into out (soft-capped when final_softcap > 0).
-    void forward_logits(const int32_t* tokens, int B, int T, float* out);
+    void forward_logits(const int32_t* tokens, int B, int T, float* out) override;
     // Logits (V) of the last position of one sequence of length T (for sampling).
-    void last_logits(const int32_t* tokens, int T, float* out);
+    void last_logits(const int32_t* tokens, int T, float* out) override;
 
     // Bytes held by activations and scratch (for reporting).
-    std::size_t activation_bytes() const;
+    std::size_t activation_bytes() const override;
 
   private:
     ModelArgs args_;

@@ -38,14 +38,15 @@ BenchResult run_bench(const JobConfig& cfg, const BenchOptions& opt) {
     // after the timed steps; the higher one is kept: a probe that shares the cores with another
     // process reads low, and MFU would then read high.
     const double peak_before = measure_gemm_peak_tflops();
-    const ModelArgs args = resolve_model_args(cfg.model.flavor, cfg.model.switches());
     const int B = cfg.training.local_batch_size, T = cfg.training.seq_len;
-    Transformer model(args, B, T);
+    // Synthetic tokens over the flavor's own vocabulary (0: no tokenizer involved).
+    const auto model_ptr = make_job_model(cfg, 0, B, T);
+    LanguageModel& model = *model_ptr;
     model.init_weights(cfg.model.init, static_cast<uint64_t>(cfg.training.seed));
 
     std::vector<int32_t> tokens(static_cast<std::size_t>(B) * (T + 1));
     Rng rng(static_cast<uint64_t>(cfg.training.seed) + 1);
-    for (auto& t : tokens) t = static_cast<int32_t>(rng.below(args.vocab_size));
+    for (auto& t : tokens) t = static_cast<int32_t>(rng.below(model.vocab_size()));
     std::vector<int32_t> inputs(static_cast<std::size_t>(B) * T), targets(inputs.size());
     for (int b = 0; b < B; b++)
         for (int t = 0; t < T; t++) {
@@ -73,11 +74,11 @@ BenchResult run_bench(const JobConfig& cfg, const BenchOptions& opt) {
     const std::size_t n = times.size();
     r.step_time_s = n % 2 ? times[n / 2] : 0.5 * (times[n / 2 - 1] + times[n / 2]);
     r.flavor = cfg.model.flavor;
-    r.params = args.num_params();
+    r.params = model.num_params();
     r.batch = B;
     r.seq = T;
     r.tok_per_s = static_cast<double>(B) * T / r.step_time_s;
-    r.tflops = args.flops_per_token(T) * r.tok_per_s / 1e12;
+    r.tflops = model.flops_per_token(T) * r.tok_per_s / 1e12;
     r.peak_rss_gib = peak_rss_gib();
     r.gemm_peak_tflops = std::max(peak_before, measure_gemm_peak_tflops());
     r.mfu = 100.0 * r.tflops / r.gemm_peak_tflops;

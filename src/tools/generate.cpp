@@ -8,6 +8,7 @@
 #include "core/error.h"
 #include "core/rng.h"
 #include "model/kv_cache.h"
+#include "model/transformer.h"
 
 namespace agpt {
 

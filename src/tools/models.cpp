@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <nlohmann/json.hpp>
 
+#include "model/gpt2.h"
 #include "model/model_args.h"
 
 namespace agpt {
@@ -26,6 +27,23 @@ std::vector<ModelListing> list_models() {
         r.ffn_hidden = a.ffn_hidden();
         r.vocab_size = a.vocab_size;
         r.switches = a.describe_switches();
+        rows.push_back(std::move(r));
+    }
+    for (const Gpt2Flavor& f : gpt2_flavors()) {
+        const Gpt2Args& a = f.args;
+        ModelListing r;
+        r.name = "gpt2";
+        r.flavor = f.name;
+        r.description = f.description;
+        r.params = a.num_params();  // wte's padding rows included, as llm.c counts
+        r.active_params = r.params;
+        r.dim = a.dim;
+        r.n_layers = a.n_layers;
+        r.n_heads = a.n_heads;
+        r.n_kv_heads = a.n_heads;
+        r.ffn_hidden = a.ffn_hidden();
+        r.vocab_size = a.vocab_size;
+        r.switches = "none";
         rows.push_back(std::move(r));
     }
     return rows;

@@ -8,6 +8,7 @@
 #include "core/error.h"
 #include "data/tokenizer.h"
 #include "kernels/cpu/cross_entropy.h"
+#include "model/transformer.h"
 #include "optim/optimizer.h"
 
 namespace agpt {
@@ -96,6 +97,9 @@ MemoryPlan plan_memory(const JobConfig& cfg, double device_memory_gib) {
     validate_job_config(cfg);
     if (!(device_memory_gib >= 0) || !std::isfinite(device_memory_gib))
         fail("plan: --device-memory-gib {} must be a positive number of GiB", device_memory_gib);
+    if (cfg.model.name != "agpt")
+        fail("plan: model.name = {}: only the agpt family has a memory model (its arena layout)",
+             cfg.model.name);
     MemoryPlan p;
     p.flavor = cfg.model.flavor;
     p.args = resolve_model_args(cfg.model.flavor, cfg.model.switches());

@@ -16,6 +16,7 @@
 #include "core/safetensors.h"
 #include "model/hf_llama.h"
 #include "model/hf_llama_io.h"
+#include "model/transformer.h"
 
 namespace agpt {
 
@@ -98,11 +99,11 @@ json verify(const fs::path& dir) {
     return manifest;
 }
 
-void read_model(const fs::path& file, Transformer& model, std::vector<float>& out) {
+void read_model(const fs::path& file, LanguageModel& model, std::vector<float>& out) {
     const SafetensorsFile st(file.string());
     out.assign(model.params().size(), 0.0f);
     for (const auto& v : model.param_views()) {
-        const std::string hf = hf_llama_name(v.name);
+        const std::string hf = model.checkpoint_name(v.name);
         if (!st.contains(hf)) fail("{}: no tensor '{}'", file.string(), hf);
         const auto& t = st.tensor(hf);
         const std::vector<int64_t> want(v.shape.begin(), v.shape.end());
@@ -119,8 +120,8 @@ std::string CheckpointStore::path_of(int step) const {
     return (fs::path(root_) / step_name(step)).string();
 }
 
-std::string CheckpointStore::save(const TrainState& state, Transformer& model, Optimizer* optimizer,
-                                  const std::string& config_toml) const {
+std::string CheckpointStore::save(const TrainState& state, LanguageModel& model,
+                                  Optimizer* optimizer, const std::string& config_toml) const {
     const fs::path final_dir = path_of(state.step);
     const fs::path tmp = final_dir.string() + ".tmp";
     fs::remove_all(tmp);  // debris of an interrupted save of the same step
@@ -128,7 +129,7 @@ std::string CheckpointStore::save(const TrainState& state, Transformer& model, O
 
     SafetensorsWriter weights;
     for (const auto& v : model.param_views())
-        weights.add<float>(hf_llama_name(v.name),
+        weights.add<float>(model.checkpoint_name(v.name),
                            std::vector<int64_t>(v.shape.begin(), v.shape.end()),
                            model.params().data() + v.offset);
     weights.set_metadata("format", "pt");
@@ -191,7 +192,7 @@ std::vector<int> CheckpointStore::steps() const {
     return out;
 }
 
-TrainState CheckpointStore::load(int step, Transformer& model, Optimizer* optimizer) const {
+TrainState CheckpointStore::load(int step, LanguageModel& model, Optimizer* optimizer) const {
     const fs::path dir = path_of(step);
     if (!fs::is_directory(dir)) fail("{}: no such checkpoint", dir.string());
     const json manifest = verify(dir);
@@ -246,7 +247,7 @@ TrainState CheckpointStore::load(int step, Transformer& model, Optimizer* optimi
 }
 
 std::optional<TrainState> CheckpointStore::load_latest(
-    int step, Transformer& model, Optimizer* optimizer,
+    int step, LanguageModel& model, Optimizer* optimizer,
     const std::function<void(const std::string&)>& warn) const {
     if (step >= 0) return load(step, model, optimizer);
     const std::vector<int> all = steps();
@@ -267,9 +268,14 @@ void CheckpointStore::prune(int keep_k) const {
         fs::remove_all(path_of(all[i]));
 }
 
-void load_model_weights(const std::string& step_dir, Transformer& model) {
+void load_model_weights(const std::string& step_dir, LanguageModel& model) {
     // A Hugging Face folder (config.json + model.safetensors) is checked against the model too.
-    if (is_hf_llama_folder(step_dir)) return load_hf_llama_weights(step_dir, model);
+    if (is_hf_llama_folder(step_dir)) {
+        auto* llama = dynamic_cast<Transformer*>(&model);
+        if (llama == nullptr)
+            fail("{}: a Hugging Face Llama folder loads into the agpt family only", step_dir);
+        return load_hf_llama_weights(step_dir, *llama);
+    }
     const fs::path dir(step_dir);
     const fs::path file = fs::is_directory(dir) ? dir / "model.safetensors" : dir;
     if (fs::is_directory(dir) && fs::exists(dir / "manifest.json")) verify(dir);

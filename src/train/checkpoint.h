@@ -14,7 +14,7 @@
 #include <string>
 #include <vector>
 
-#include "model/transformer.h"
+#include "model/language_model.h"
 #include "optim/optimizer.h"
 
 namespace agpt {
@@ -31,7 +31,7 @@ class CheckpointStore {
     const std::string& root() const { return root_; }
 
     // Writes step-N (optimizer may be null: a model-only checkpoint). Returns its folder.
-    std::string save(const TrainState& state, Transformer& model, Optimizer* optimizer,
+    std::string save(const TrainState& state, LanguageModel& model, Optimizer* optimizer,
                      const std::string& config_toml) const;
     // Steps of the folders that have a manifest, ascending.
     std::vector<int> steps() const;
@@ -39,11 +39,11 @@ class CheckpointStore {
     // Verifies every checksum and shape, then loads. Throws Error naming the file and the
     // problem; the model is untouched unless everything checked out. A failed optimizer load
     // may leave part of its state written: a later successful load overwrites all of it.
-    TrainState load(int step, Transformer& model, Optimizer* optimizer) const;
+    TrainState load(int step, LanguageModel& model, Optimizer* optimizer) const;
     // Loads `step`, or (step = -1) the newest checkpoint that verifies, reporting each corrupt
     // one it skips through `warn`. nullopt when there is none.
     std::optional<TrainState> load_latest(
-        int step, Transformer& model, Optimizer* optimizer,
+        int step, LanguageModel& model, Optimizer* optimizer,
         const std::function<void(const std::string&)>& warn) const;
     // Deletes the oldest checkpoints so that keep_k remain (keep_k = 0: keep all). Only ever
     // called after a successful save, so the newest good checkpoint is never deleted.
@@ -62,6 +62,6 @@ void finalize_checkpoint(const std::string& tmp_dir, const std::string& final_di
 void verify_checkpoint(const std::string& step_dir);
 
 // Loads only the weights of a checkpoint step folder (checkpoint.initial_load_path).
-void load_model_weights(const std::string& step_dir, Transformer& model);
+void load_model_weights(const std::string& step_dir, LanguageModel& model);
 
 }  // namespace agpt

@@ -18,7 +18,9 @@
 #include <type_traits>
 
 #include "core/error.h"
+#include "model/gpt2.h"
 #include "model/model_args.h"
+#include "model/model_zoo.h"
 
 namespace agpt {
 
@@ -62,13 +64,14 @@ std::vector<ConfigKey> make_keys() {
             "job.walltime_deadline", [](C& c) { return &c.job.walltime_deadline; },
             "Unix time by which to save and exit; 0: none"),
         row(
-            "model.name", [](C& c) { return &c.model.name; }, "model family: agpt"),
+            "model.name", [](C& c) { return &c.model.name; }, "model family: agpt | gpt2"),
         row(
             "model.flavor", [](C& c) { return &c.model.flavor; },
             "size preset from the flavor registry"),
         row(
             "model.init", [](C& c) { return &c.model.init; },
-            "initialisation scheme: agpt | torchtitan"),
+            "initialisation scheme: agpt | torchtitan (agpt family), gpt2 (gpt2 family; its "
+            "default)"),
         row(
             "model.tokenizer", [](C& c) { return &c.model.tokenizer; },
             "byte, or a tokenizer.json / tiktoken file"),
@@ -777,26 +780,7 @@ void check_optimizer(const JobConfig::Optimizer& o, const Checker& c) {
     }
 }
 
-void validate(const JobConfig& cfg, const Checker& c) {
-    // Checks every key of a type shares, so a new row in the table gets them for free.
-    JobConfig copy = cfg;
-    for (const ConfigKey& k : config_keys()) {
-        const ConfigField f = k.field(copy);
-        if (auto d = std::get_if<double*>(&f); d && !std::isfinite(**d))
-            c.fail({k.name}, fmt::format("{} = {} must be a finite number", k.name, **d));
-        if (auto s = std::get_if<std::string*>(&f); s && !valid_utf8(**s))
-            c.fail({k.name}, fmt::format("{} must be UTF-8 text", k.name));
-    }
-
-    const auto& job = cfg.job;
-    c.need(!job.name.empty(), "job.name", job.name, "must not be empty");
-    c.need(job.name != "." && job.name != "..", "job.name", job.name,
-           "is not a usable folder name");
-    c.need(job.name.find_first_of(std::string_view("/\0", 2)) == std::string::npos, "job.name",
-           job.name, "must not contain '/' (it names the run folder)");
-
-    const auto& m = cfg.model;
-    c.one_of("model.name", m.name, {"agpt"});
+void validate_agpt_model(const JobConfig::Model& m, const Checker& c) {
     const Flavor* flavor = find_flavor(m.flavor);
     if (flavor == nullptr) {
         std::vector<std::string> known;
@@ -817,6 +801,58 @@ void validate(const JobConfig& cfg, const Checker& c) {
     c.need(m.final_softcap >= 0, "model.final_softcap", m.final_softcap,
            "must be 0 (off) or a positive cap");
     c.one_of("model.ffn", m.ffn, {"swiglu", "relu2"});
+}
+
+// GPT-2 has no switches and a learned position table of a fixed length.
+void validate_gpt2_model(const JobConfig& cfg, const Checker& c) {
+    const auto& m = cfg.model;
+    const Gpt2Flavor* flavor = find_gpt2_flavor(m.flavor);
+    if (flavor == nullptr) {
+        const std::vector<std::string> known = family_flavors("gpt2");
+        c.fail({"model.flavor"}, fmt::format("model.flavor = {} is not a gpt2 flavor{}; known: {}",
+                                             in_quotes(m.flavor), did_you_mean(m.flavor, known),
+                                             fmt::join(known, ", ")));
+    }
+    const JobConfig::Model plain;
+    for (const auto& [key, is_set] :
+         {std::pair{"model.qk_norm", m.qk_norm != plain.qk_norm},
+          std::pair{"model.attn_softcap", m.attn_softcap != plain.attn_softcap},
+          std::pair{"model.final_softcap", m.final_softcap != plain.final_softcap},
+          std::pair{"model.ffn", m.ffn != plain.ffn}})
+        if (is_set)
+            c.fail({key, "model.name"},
+                   fmt::format("{} is an agpt switch; the gpt2 family has none", key));
+    c.one_of("model.init", m.init, family_init_schemes("gpt2"));
+    const int context = flavor->args.max_seq_len;
+    c.need(cfg.training.seq_len <= context, "training.seq_len", cfg.training.seq_len,
+           fmt::format("exceeds the context of gpt2 flavor {} ({} positions)", m.flavor, context));
+}
+
+void validate(const JobConfig& cfg, const Checker& c) {
+    // Checks every key of a type shares, so a new row in the table gets them for free.
+    JobConfig copy = cfg;
+    for (const ConfigKey& k : config_keys()) {
+        const ConfigField f = k.field(copy);
+        if (auto d = std::get_if<double*>(&f); d && !std::isfinite(**d))
+            c.fail({k.name}, fmt::format("{} = {} must be a finite number", k.name, **d));
+        if (auto s = std::get_if<std::string*>(&f); s && !valid_utf8(**s))
+            c.fail({k.name}, fmt::format("{} must be UTF-8 text", k.name));
+    }
+
+    const auto& job = cfg.job;
+    c.need(!job.name.empty(), "job.name", job.name, "must not be empty");
+    c.need(job.name != "." && job.name != "..", "job.name", job.name,
+           "is not a usable folder name");
+    c.need(job.name.find_first_of(std::string_view("/\0", 2)) == std::string::npos, "job.name",
+           job.name, "must not contain '/' (it names the run folder)");
+
+    const auto& m = cfg.model;
+    c.one_of("model.name", m.name, model_families());
+    if (m.name == "gpt2") {
+        validate_gpt2_model(cfg, c);
+    } else {
+        validate_agpt_model(m, c);
+    }
     c.need(m.tokenizer == "byte" || std::filesystem::is_regular_file(m.tokenizer),
            "model.tokenizer", m.tokenizer,
            "must be 'byte' or the path of a tokenizer.json / tiktoken file");
@@ -958,6 +994,8 @@ JobConfig load_job_config(const std::string& toml_path, const ConfigOverrides& o
     if (!toml_path.empty()) apply_file(cfg, toml_path, sources, hypers);
     for (const auto& [name, value] : overrides) apply_override(cfg, name, value, sources, hypers);
     resolve_optimizer(cfg, hypers, toml_path, sources);
+    // Each family has its own default initialisation.
+    if (!sources.contains("model.init")) cfg.model.init = family_init_schemes(cfg.model.name)[0];
     validate(cfg, Checker(toml_path.empty() ? nullptr : &toml_path, &sources));
     return cfg;
 }

@@ -8,10 +8,10 @@
 
 namespace agpt {
 
-std::vector<int32_t> sample_tokens(Transformer& model, int max_seq,
+std::vector<int32_t> sample_tokens(LanguageModel& model, int max_seq,
                                    const std::vector<int32_t>& prompt, const SampleOptions& opt) {
     if (prompt.empty()) fail("generate: the prompt is empty");
-    const int V = model.args().vocab_size;
+    const int V = model.vocab_size();
     std::vector<int32_t> ctx = prompt, out;
     std::vector<float> logits(V);
     std::vector<double> prob(V);

@@ -2,7 +2,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "model/transformer.h"
+#include "model/language_model.h"
 
 namespace agpt {
 
@@ -15,7 +15,7 @@ struct SampleOptions {
 
 // Samples continuation ids after `prompt` (non-empty). The context is the last max_seq tokens;
 // each new token costs one forward over that window.
-std::vector<int32_t> sample_tokens(Transformer& model, int max_seq,
+std::vector<int32_t> sample_tokens(LanguageModel& model, int max_seq,
                                    const std::vector<int32_t>& prompt, const SampleOptions& opt);
 
 }  // namespace agpt

@@ -23,6 +23,7 @@
 #include "core/timer.h"
 #include "data/dataset.h"
 #include "data/tokenizer.h"
+#include "model/model_zoo.h"
 #include "model/transformer.h"
 #include "optim/grad_clip.h"
 #include "optim/lr_schedule.h"
@@ -167,7 +168,7 @@ class Log {
     std::FILE* file_;
 };
 
-double evaluate(Transformer& model, const TokenSpans& val, int B, int T, int max_batches) {
+double evaluate(LanguageModel& model, const TokenSpans& val, int B, int T, int max_batches) {
     const auto windows = sequential_windows(val, T);
     const long n_windows = static_cast<long>(windows.size());
     const long n_batches = max_batches < 0 ? (n_windows + B - 1) / B
@@ -192,9 +193,9 @@ double evaluate(Transformer& model, const TokenSpans& val, int B, int T, int max
 
 }  // namespace
 
-void gauss_newton_bartlett(Transformer& model, const int32_t* step_inputs, int B, int T, int accum,
-                           double max_norm, uint64_t seed, int step) {
-    const int V = model.args().vocab_size;
+void gauss_newton_bartlett(LanguageModel& model, const int32_t* step_inputs, int B, int T,
+                           int accum, double max_norm, uint64_t seed, int step) {
+    const int V = model.vocab_size();
     Rng rng(seed ^ (0x9e3779b97f4a7c15ULL * (static_cast<uint64_t>(step) + 1)));
     std::vector<float> logits(static_cast<std::size_t>(B) * T * V);
     std::vector<int32_t> labels(static_cast<std::size_t>(B) * T);
@@ -237,7 +238,13 @@ std::string routing_summary(const Optimizer& opt) {
 
 }  // namespace
 
-std::unique_ptr<Optimizer> make_model_optimizer(const JobConfig& cfg, Transformer& model) {
+std::unique_ptr<LanguageModel> make_job_model(const JobConfig& cfg, int vocab_size, int max_batch,
+                                              int max_seq) {
+    return make_language_model(cfg.model.name, cfg.model.flavor, cfg.model.switches(), vocab_size,
+                               max_batch, max_seq);
+}
+
+std::unique_ptr<Optimizer> make_model_optimizer(const JobConfig& cfg, LanguageModel& model) {
     return make_optimizer(
         cfg.optimizer.spec(),
         optim_params_from(model.param_views(), model.params().data(), model.grads().data()));
@@ -245,16 +252,14 @@ std::unique_ptr<Optimizer> make_model_optimizer(const JobConfig& cfg, Transforme
 
 std::string describe_dry_run(const JobConfig& cfg) {
     validate_job_config(cfg);
-    ModelArgs args = resolve_model_args(cfg.model.flavor, cfg.model.switches());
-    args.vocab_size = Tokenizer::load(cfg.model.tokenizer).vocab_size();
     // The optimizer needs parameter buffers to route; a batch of one keeps activations small.
-    Transformer model(args, 1, 1);
-    const auto optimizer = make_model_optimizer(cfg, model);
+    const auto model = make_job_model(cfg, Tokenizer::load(cfg.model.tokenizer).vocab_size(), 1, 1);
+    const auto optimizer = make_model_optimizer(cfg, *model);
     return fmt::format(
-        "model agpt/{}: {:.2f}M parameters, vocab {}\noptimizer {}: state {:.1f} MiB\n{}",
-        cfg.model.flavor, static_cast<double>(args.num_params()) / 1e6, args.vocab_size,
-        optimizer->name(), static_cast<double>(optimizer->state_bytes()) / (1 << 20),
-        routing_table(*optimizer));
+        "model {}/{}: {:.2f}M parameters, vocab {}\noptimizer {}: state {:.1f} MiB\n{}",
+        cfg.model.name, cfg.model.flavor, static_cast<double>(model->num_params()) / 1e6,
+        model->vocab_size(), optimizer->name(),
+        static_cast<double>(optimizer->state_bytes()) / (1 << 20), routing_table(*optimizer));
 }
 
 TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
@@ -276,8 +281,6 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
             "seq_len {} + 1; lower validation.split's share, add *val*.bin shards, or set "
             "validation.enable = false",
             data.val.total(), data_path, T);
-    ModelArgs args = resolve_model_args(cfg.model.flavor, cfg.model.switches());
-    args.vocab_size = tokenizer.vocab_size();  // as torchtitan: the tokenizer sets the vocabulary
 
     TrainSummary summary;
     const fs::path run = fs::path(cfg.job.dump_folder) / cfg.job.name;
@@ -301,7 +304,10 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
     if (reusable && !has_checkpoints) truncate_metrics(run / "metrics.jsonl", 0);
     tokenizer.save_into(run.string());
 
-    Transformer model(args, B, T);
+    // As torchtitan: the tokenizer sets the vocabulary.
+    const std::unique_ptr<LanguageModel> model_ptr =
+        make_job_model(cfg, tokenizer.vocab_size(), B, T);
+    LanguageModel& model = *model_ptr;
     model.init_weights(cfg.model.init, static_cast<uint64_t>(cfg.training.seed));
     const std::unique_ptr<Optimizer> optimizer = make_model_optimizer(cfg, model);
     // The micro-batches of the current step, kept for SophiaG's Hessian estimate.
@@ -349,14 +355,12 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
     double last_save_time = 0.0;
     const LrSchedule schedule(cfg.lr_scheduler, cfg.training.steps);
     const double peak_tflops = measure_gemm_peak_tflops();
-    const double flops_per_token = args.flops_per_token(T);
+    const double flops_per_token = model.flops_per_token(T);
     const long tokens_per_step = static_cast<long>(B) * T * accum;
 
     log.line("run {} | data {} ({} train / {} val tokens)", summary.run_dir, data_path,
              data.train.total(), data.val.total());
-    log.line("model agpt/{} | {:.2f}M params | dim {} layers {} heads {}/{} ffn {} vocab {}",
-             cfg.model.flavor, static_cast<double>(args.num_params()) / 1e6, args.dim,
-             args.n_layers, args.n_heads, args.n_kv_heads, args.ffn_hidden(), args.vocab_size);
+    log.line("model {}", describe_model(model, cfg.model.name, cfg.model.flavor));
     log.line(
         "batch {}×{} × {} accumulation = {} tokens/step | {} steps | {} threads | fp32 GEMM "
         "peak {:.3f} TFLOP/s (measured)",

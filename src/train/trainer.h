@@ -5,7 +5,7 @@
 #include <memory>
 #include <string>
 
-#include "model/transformer.h"
+#include "model/language_model.h"
 #include "optim/optimizer.h"
 #include "train/config.h"
 
@@ -32,14 +32,19 @@ int set_thread_count(int threads);
 std::string create_run_dir(const JobConfig& cfg);
 
 // The job's optimizer over the model's parameters, routed by role ([optimizer], optimizer.h).
-std::unique_ptr<Optimizer> make_model_optimizer(const JobConfig& cfg, Transformer& model);
+// The job's model (model.name's family and flavor, the switches) with the tokenizer's
+// vocabulary, its activations sized for (max_batch, max_seq); weights not initialised.
+std::unique_ptr<LanguageModel> make_job_model(const JobConfig& cfg, int vocab_size, int max_batch,
+                                              int max_seq);
+
+std::unique_ptr<Optimizer> make_model_optimizer(const JobConfig& cfg, LanguageModel& model);
 
 // SophiaG's Gauss–Newton–Bartlett estimate (optimizer.h's protocol) into model.grads(): the
 // gradient of the mean cross-entropy against labels drawn from the model's own softmax on the
 // step's `accum` micro-batches (B×T each, back to back in step_inputs), accumulated and clipped
 // as a training step's. The draw depends on (seed, step) only, so a resumed run draws the same.
-void gauss_newton_bartlett(Transformer& model, const int32_t* step_inputs, int B, int T, int accum,
-                           double max_norm, uint64_t seed, int step);
+void gauss_newton_bartlett(LanguageModel& model, const int32_t* step_inputs, int B, int T,
+                           int accum, double max_norm, uint64_t seed, int step);
 
 // What `agpt train --dry-run` prints: the model's size and which optimizer takes each parameter.
 // Validates the config; creates nothing.

@@ -26,6 +26,7 @@
 #include "kernels/cuda/device.h"
 #include "kernels/cuda/runtime_info.h"
 #include "model/gpu/transformer_gpu.h"
+#include "model/transformer.h"
 
 namespace {
 

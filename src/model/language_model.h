@@ -1,0 +1,57 @@
+#pragma once
+// What the trainer, checkpoints, evaluation and sampling need of a model family, so that one
+// training loop drives the agpt transformer (Llama-style) and GPT-2 alike. Each family keeps its
+// own explicit forward/backward; this interface adds nothing but the seam.
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace agpt {
+
+struct ParamView {
+    std::string name;  // the family's own naming ("layers.3.attention.wq.weight", "h.3.ln_1.bias")
+    std::size_t offset;  // into the flat buffer
+    std::vector<int> shape;
+    std::string role;  // embedding | norm | bias | attention | ffn | head (optimizer routing)
+    std::size_t numel() const;
+};
+
+struct ModelArgs;
+
+class LanguageModel {
+  public:
+    virtual ~LanguageModel() = default;
+
+    virtual const std::vector<ParamView>& param_views() const = 0;
+    virtual std::vector<float>& params() = 0;
+    virtual std::vector<float>& grads() = 0;
+    // The name a view's tensor has in checkpoints and exports (Hugging Face's naming for the
+    // family, so a step folder loads into transformers).
+    virtual std::string checkpoint_name(const std::string& view_name) const = 0;
+
+    // Tokens the model scores (logits cover [0, vocab_size())).
+    virtual int vocab_size() const = 0;
+    virtual long num_params() const = 0;
+    virtual double flops_per_token(int seq_len) const = 0;
+    // The longest sequence the model accepts (learned position embeddings); 0: no limit.
+    virtual int max_context() const = 0;
+
+    virtual void init_weights(const std::string& scheme, uint64_t seed) = 0;
+    virtual void zero_grad() = 0;
+    // tokens and targets (B,T); targets of -1 are not counted. Accumulates into grads() the
+    // gradient of grad_scale · Σ loss; returns Σ loss (nats) over counted targets.
+    virtual double forward_backward(const int32_t* tokens, const int32_t* targets, int B, int T,
+                                    double grad_scale) = 0;
+    virtual double forward_loss(const int32_t* tokens, const int32_t* targets, int B, int T) = 0;
+    // Logits (B,T,vocab_size()) into out.
+    virtual void forward_logits(const int32_t* tokens, int B, int T, float* out) = 0;
+    // Logits (vocab_size()) of the last position of one sequence of length T.
+    virtual void last_logits(const int32_t* tokens, int T, float* out) = 0;
+    virtual std::size_t activation_bytes() const = 0;
+
+    // The agpt transformer's arguments; nullptr for other families.
+    virtual const ModelArgs* agpt_args() const { return nullptr; }
+};
+
+}  // namespace agpt
