@@ -19,6 +19,13 @@ void add_dashboard_command(CLI::App& app, Action& action) {
             DashboardServer server(*opt);
             std::printf("agpt dashboard: serving %s on %s (Ctrl-C to stop)\n",
                         opt->runs_dir.c_str(), server.url().c_str());
+            const bool loopback =
+                opt->host.starts_with("127.") || opt->host == "localhost" || opt->host == "::1";
+            if (!loopback)
+                std::fprintf(stderr,
+                             "agpt dashboard: warning: listening on %s; anyone who can reach it "
+                             "can read these runs' configs and metrics\n",
+                             opt->host.c_str());
             std::fflush(stdout);
             server.listen();
             return 0;
