@@ -263,7 +263,7 @@ TEST(Dashboard, RoutesPagesAndApi) {
 
     const DashboardReply list = dashboard_reply(runs, "/api/runs", {});
     EXPECT_EQ(list.status, 200);
-    EXPECT_EQ(list.content_type, "application/json");
+    EXPECT_EQ(list.content_type, "application/json; charset=utf-8");
     const json listed = json::parse(list.body);
     ASSERT_EQ(listed["runs"].size(), 1u);
     EXPECT_EQ(listed["runs"][0]["name"], "r1");
@@ -319,6 +319,12 @@ TEST(Dashboard, ServesOnLoopbackAndOnlyReads) {
     ASSERT_TRUE(got);
     EXPECT_EQ(got->status, 200);
     EXPECT_EQ(json::parse(got->body)["rows"][0]["loss"].get<double>(), 2.5);
+    // Replies go out uncompressed even to a browser that accepts brotli (compressing large
+    // metrics chunks cost more than sending them over loopback).
+    auto plain = client.Get("/api/metrics?run=r1", {{"Accept-Encoding", "gzip, deflate, br"}});
+    ASSERT_TRUE(plain);
+    EXPECT_FALSE(plain->has_header("Content-Encoding"));
+    EXPECT_EQ(json::parse(plain->body)["rows"][0]["loss"].get<double>(), 2.5);
     auto refused = client.Get("/api/metrics?run=..%2Fhttp");
     ASSERT_TRUE(refused);
     EXPECT_EQ(refused->status, 400);

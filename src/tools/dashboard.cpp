@@ -118,7 +118,9 @@ std::string file_identity(const struct stat& st) {
 }
 
 DashboardReply json_reply(int status, const nlohmann::json& body) {
-    return {status, "application/json", body.dump()};
+    // With the charset, httplib does not brotli-compress the reply: at its default quality that
+    // took minutes for an 8 MiB metrics chunk, and the page is read over loopback anyway.
+    return {status, "application/json; charset=utf-8", body.dump()};
 }
 
 DashboardReply error_reply(int status, const std::string& message) {
