@@ -117,10 +117,12 @@ std::string file_identity(const struct stat& st) {
                        static_cast<unsigned long long>(st.st_ino));
 }
 
+// With the charset, httplib does not brotli-compress the reply: at its default quality that took
+// minutes for an 8 MiB metrics chunk, and the page is read over loopback anyway.
+constexpr const char* kJsonType = "application/json; charset=utf-8";
+
 DashboardReply json_reply(int status, const nlohmann::json& body) {
-    // With the charset, httplib does not brotli-compress the reply: at its default quality that
-    // took minutes for an 8 MiB metrics chunk, and the page is read over loopback anyway.
-    return {status, "application/json; charset=utf-8", body.dump()};
+    return {status, kJsonType, body.dump()};
 }
 
 DashboardReply error_reply(int status, const std::string& message) {
@@ -224,8 +226,8 @@ MetricsChunk read_metrics_since(const fs::path& run_dir, std::uint64_t offset,
          consumed = nl + 1) {
         const std::string_view line(bytes.data() + consumed, nl - consumed);
         if (line.find_first_not_of(" \t\r") == std::string_view::npos) continue;
-        if (std::optional<nlohmann::json> row = parse_metrics_line(line))
-            chunk.rows.push_back(std::move(*row));
+        if (is_metrics_line(line))
+            chunk.rows.emplace_back(line);
         else
             chunk.skipped++;
     }
@@ -238,12 +240,20 @@ MetricsChunk read_metrics_since(const fs::path& run_dir, std::uint64_t offset,
     return chunk;
 }
 
-nlohmann::json to_json(const MetricsChunk& chunk) {
-    return {{"rows", chunk.rows},
-            {"next_offset", chunk.next_offset},
-            {"skipped", chunk.skipped},
-            {"restarted", chunk.restarted},
-            {"file", chunk.file_id}};
+std::string to_json_text(const MetricsChunk& chunk) {
+    std::size_t size = 128;
+    for (const std::string& row : chunk.rows) size += row.size() + 1;
+    std::string out;
+    out.reserve(size);
+    out += "{\"rows\":[";
+    for (std::size_t i = 0; i < chunk.rows.size(); i++) {
+        if (i > 0) out += ',';
+        out += chunk.rows[i];
+    }
+    out += fmt::format("],\"next_offset\":{},\"skipped\":{},\"restarted\":{},\"file\":{}}}",
+                       chunk.next_offset, chunk.skipped, chunk.restarted,
+                       nlohmann::json(chunk.file_id).dump());
+    return out;
 }
 
 DashboardReply dashboard_reply(const fs::path& runs_dir, const std::string& path,
@@ -288,7 +298,8 @@ DashboardReply dashboard_reply(const fs::path& runs_dir, const std::string& path
                     return error_reply(400, fmt::format("offset '{}': not a byte offset", *o));
             }
             const std::string* file = param("file");
-            return json_reply(200, to_json(read_metrics_since(dir, offset, file ? *file : "")));
+            return {200, kJsonType,
+                    to_json_text(read_metrics_since(dir, offset, file ? *file : ""))};
         }
         const std::string asset_path = path == "/" ? "/index.html" : path;
         for (const EmbeddedFile& f : dashboard_assets())

@@ -59,11 +59,13 @@ std::filesystem::path resolve_run_dir(const std::filesystem::path& runs_dir,
                                       const std::string& name);
 
 struct MetricsChunk {
-    std::vector<nlohmann::json> rows;  // one JSON object per complete line, in file order
-    std::uint64_t next_offset = 0;     // byte offset just after the last complete line read
-    int skipped = 0;                   // complete lines that were not JSON objects
-    bool restarted = false;            // the file was replaced or shrank: rows start at byte 0
-    std::string file_id;               // identity of the file read (device:inode)
+    // The complete lines that are JSON objects, in file order and as written: they are checked,
+    // not re-encoded, so the page gets the file's exact digits at the cost of a validation.
+    std::vector<std::string> rows;
+    std::uint64_t next_offset = 0;  // byte offset just after the last complete line read
+    int skipped = 0;                // complete lines that were not JSON objects
+    bool restarted = false;         // the file was replaced or shrank: rows start at byte 0
+    std::string file_id;            // identity of the file read (device:inode)
 };
 
 // The metrics.jsonl lines of run_dir from byte `offset` on, at most max_bytes of them (the rest
@@ -73,7 +75,8 @@ struct MetricsChunk {
 MetricsChunk read_metrics_since(const std::filesystem::path& run_dir, std::uint64_t offset,
                                 const std::string& file_id = "",
                                 std::uint64_t max_bytes = 8u << 20);
-nlohmann::json to_json(const MetricsChunk& chunk);
+// {"rows": [...], "next_offset": N, "skipped": K, "restarted": bool, "file": "ID"}
+std::string to_json_text(const MetricsChunk& chunk);
 
 // One HTTP reply, computed without a socket so that tests can call the routing directly.
 struct DashboardReply {

@@ -23,6 +23,11 @@ std::optional<nlohmann::json> parse_metrics_line(std::string_view line) {
     return row;
 }
 
+bool is_metrics_line(std::string_view line) {
+    const std::size_t first = line.find_first_not_of(" \t\r\n");
+    return first != std::string_view::npos && line[first] == '{' && nlohmann::json::accept(line);
+}
+
 Series read_metric(const std::string& run_dir, const std::string& metric) {
     const fs::path path = fs::path(run_dir) / "metrics.jsonl";
     std::ifstream in(path);
