@@ -20,8 +20,19 @@ namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
+// Per process: ctest runs each test in its own process, and other checkouts may run them too.
+const fs::path kTestRoot =
+    fs::temp_directory_path() / fmt::format("agpt_dashboard_test_{}", ::getpid());
+
+struct RemoveTestRootAtExit {
+    ~RemoveTestRootAtExit() {
+        std::error_code ec;
+        fs::remove_all(kTestRoot, ec);
+    }
+} remove_test_root_at_exit;
+
 fs::path fresh_dir(const std::string& name) {
-    const fs::path dir = fs::temp_directory_path() / "agpt_dashboard_test" / name;
+    const fs::path dir = kTestRoot / name;
     fs::remove_all(dir);
     fs::create_directories(dir);
     return dir;
