@@ -1,7 +1,8 @@
 // End-to-end test of `agpt dashboard` in Debian's headless Chromium, driven by playwright-core
 // (web/package.json): the page must plot exactly the values in the runs' metrics.jsonl, skip a
-// malformed line, leave a partial last line for later, pick up appended lines while open, and
-// apply smoothing and log scales. Saves a screenshot.
+// malformed line, leave a partial last line for later, pick up appended lines, rewritten files
+// and new runs while open, show each run's status, and apply smoothing and log scales. Saves a
+// screenshot.
 //
 //   node tests/dashboard_e2e.mjs AGPT_BINARY OUTPUT_DIR
 import assert from "node:assert/strict";
@@ -176,6 +177,41 @@ try {
   check(() => assert.equal(plottedSeries(plot, "alpha").xs.at(-1), 36));
   check(() => assert.deepEqual(plottedSeries(plot, "beta"), fileSeries("beta", "loss")));
 
+  // ---- a resumed run rewrites its metrics through a rename (fewer steps): the page starts over.
+  const betaRewritten = betaLines.slice(0, 12).join("\n") + "\n";
+  fs.writeFileSync(path.join(runsDir, "beta", "metrics.tmp"), betaRewritten);
+  fs.renameSync(path.join(runsDir, "beta", "metrics.tmp"), path.join(runsDir, "beta", "metrics.jsonl"));
+  await page.waitForFunction(() => {
+    const p = window.dashboardPlot();
+    const b = p.series.find((s) => s.run === "beta");
+    return b && b.y.filter((v) => v !== null).length === 12;
+  }, null, { timeout: 10000 });
+  plot = await plotted();
+  check(() => assert.deepEqual(plottedSeries(plot, "beta"), fileSeries("beta", "loss")));
+
+  // ---- a run that starts while the page is open appears, running while it holds the trainer's
+  // lock (flock(1) takes the same flock(2) lock as the trainer).
+  const gammaLines = [1, 2, 3].map((step) => metricsLine(step, 0.8));
+  writeRun("gamma", gammaLines, "", "run runs/gamma | data tinyshakespeare\nstep 3/60 | loss 3.0\n");
+  // -o: only flock itself holds the lock, so ending it releases the lock.
+  const holder = spawn("flock", ["-o", path.join(runsDir, "gamma", ".lock"), "sleep", "60"],
+                       { stdio: "ignore", detached: true });
+  try {
+    await page.waitForFunction(() => {
+      const row = document.querySelector('tr[data-run="gamma"]');
+      const p = window.dashboardPlot();
+      return row && row.dataset.status === "running" && p.series.some((s) => s.run === "gamma");
+    }, null, { timeout: 15000 });
+  } finally {
+    process.kill(-holder.pid, "SIGTERM");  // flock and its sleep
+  }
+  plot = await plotted();
+  check(() => assert.deepEqual(plottedSeries(plot, "gamma"), fileSeries("gamma", "loss")));
+  // Its lock released, a run whose log has no end line is failed.
+  await page.waitForFunction(() => document.querySelector('tr[data-run="gamma"]').dataset.status === "failed",
+                             null, { timeout: 15000 });
+  checks++;
+
   // ---- other metrics: val_loss (alpha only has it), lr, tok_per_s.
   const options = await page.$$eval("#metric option", (os) => os.map((o) => o.value));
   check(() => assert.deepEqual(options.slice(0, 4), ["loss", "val_loss", "lr", "tok_per_s"]));
@@ -225,11 +261,11 @@ try {
     e.dispatchEvent(new Event("input"));
   });
   await page.uncheck('input[data-run="beta"]');
-  await page.waitForFunction(() => window.dashboardPlot().series.length === 1);
-  plot = await plotted();
-  check(() => assert.deepEqual(plot.series.map((s) => s.run), ["alpha"]));
-  await page.check('input[data-run="beta"]');
   await page.waitForFunction(() => window.dashboardPlot().series.length === 2);
+  plot = await plotted();
+  check(() => assert.deepEqual(plot.series.map((s) => s.run), ["alpha", "gamma"]));
+  await page.check('input[data-run="beta"]');
+  await page.waitForFunction(() => window.dashboardPlot().series.length === 3);
   await page.click('tr[data-run="alpha"] button');
   await page.waitForFunction(() => document.getElementById("config-view").textContent.includes("[optimizer]"));
   fs.mkdirSync(outDir, { recursive: true });
