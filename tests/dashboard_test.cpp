@@ -361,6 +361,15 @@ TEST(Dashboard, ServesOnLoopbackAndOnlyReads) {
     serving.join();
 
     EXPECT_THROW(DashboardServer({.runs_dir = (runs / "missing").string(), .port = 0}), Error);
+    // One run's folder instead of the folder of runs: said so, with the folder to give instead.
+    try {
+        DashboardServer one_run({.runs_dir = (runs / "r1").string(), .port = 0});
+        ADD_FAILURE() << "served a run folder as a folder of runs";
+    } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find("is one run's folder"), std::string::npos) << e.what();
+        EXPECT_NE(std::string(e.what()).find("(" + runs.string() + ")"), std::string::npos)
+            << e.what();
+    }
 }
 
 }  // namespace

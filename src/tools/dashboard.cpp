@@ -321,6 +321,12 @@ DashboardServer::DashboardServer(const DashboardOptions& opt)
     const fs::path runs_dir = opt.runs_dir;
     std::error_code ec;
     if (!fs::is_directory(runs_dir, ec)) fail("{}: not a folder of runs", opt.runs_dir);
+    if (fs::exists(runs_dir / "metrics.jsonl") || fs::exists(runs_dir / "train.log")) {
+        fs::path run = fs::absolute(runs_dir).lexically_normal();
+        if (!run.has_filename()) run = run.parent_path();  // "outputs/run_a/"
+        fail("{}: is one run's folder; give the folder that holds the runs ({})", opt.runs_dir,
+             run.parent_path().string());
+    }
     if (opt.port < 0 || opt.port > 65535) fail("--port {}: not a TCP port", opt.port);
     impl_->http.Get(".*", [runs_dir](const httplib::Request& req, httplib::Response& res) {
         std::map<std::string, std::string> params;
