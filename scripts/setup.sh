@@ -5,10 +5,33 @@ set -euo pipefail
 
 packages=(g++ cmake ninja-build make pkg-config libopenblas-openmp-dev libtomlplusplus-dev
           libcli11-dev nlohmann-json3-dev libfmt-dev libgtest-dev zlib1g-dev libsnappy-dev libzstd-dev libicu-dev libcairo2-dev fonts-dejavu-core)
+# `agpt dashboard`: the HTTP server, and node to fetch the page's chart library from npm (web/).
+packages+=(libcpp-httplib-dev nodejs)
 if [[ "${1:-}" == "--test" ]]; then
     # PyTorch and NumPy are the independent references the tests compare against.
     packages+=(python3 python3-torch python3-numpy clang-format)
+    # The dashboard's end-to-end test drives Debian's headless Chromium.
+    packages+=(chromium)
 fi
+
+# The dashboard's chart library (bundled into agpt at build time) and the browser driver of its
+# test, as pinned in web/package-lock.json; reinstalled only when the lock file changed.
+npm_ci() {
+    local web
+    web="$(cd "$(dirname "$0")/.." && pwd)/web"
+    if [[ ! -f "$web/node_modules/.package-lock.json" || "$web/package-lock.json" -nt "$web/node_modules/.package-lock.json" ]]; then
+        if ! command -v npm >/dev/null; then
+            echo "setup: npm is missing (install Debian's npm, or Node.js with npm)" >&2
+            exit 1
+        fi
+        echo "setup: npm ci in $web"
+        if ! (cd "$web" && npm ci --no-audit --no-fund); then
+            echo "setup: npm ci in $web failed" >&2
+            exit 1
+        fi
+    fi
+}
+trap 'if [[ $? -eq 0 ]]; then npm_ci; fi' EXIT
 
 missing=()
 for p in "${packages[@]}"; do

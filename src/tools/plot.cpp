@@ -17,6 +17,17 @@ namespace agpt {
 
 namespace fs = std::filesystem;
 
+std::optional<nlohmann::json> parse_metrics_line(std::string_view line) {
+    nlohmann::json row = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+    if (!row.is_object()) return std::nullopt;
+    return row;
+}
+
+bool is_metrics_line(std::string_view line) {
+    const std::size_t first = line.find_first_not_of(" \t\r\n");
+    return first != std::string_view::npos && line[first] == '{' && nlohmann::json::accept(line);
+}
+
 Series read_metric(const std::string& run_dir, const std::string& metric) {
     const fs::path path = fs::path(run_dir) / "metrics.jsonl";
     std::ifstream in(path);
@@ -26,17 +37,13 @@ Series read_metric(const std::string& run_dir, const std::string& metric) {
     if (s.label.empty()) s.label = fs::path(run_dir).parent_path().filename().string();
     std::set<std::string> seen;
     for (std::string line; std::getline(in, line);) {
-        nlohmann::json row;
-        try {
-            row = nlohmann::json::parse(line);
-        } catch (const nlohmann::json::exception&) {
+        const std::optional<nlohmann::json> row = parse_metrics_line(line);
+        if (!row) continue;
+        for (const auto& [k, v] : row->items()) seen.insert(k);
+        if (!row->contains(metric) || !row->contains("step") || !(*row)[metric].is_number())
             continue;
-        }
-        if (!row.is_object()) continue;
-        for (const auto& [k, v] : row.items()) seen.insert(k);
-        if (!row.contains(metric) || !row.contains("step") || !row[metric].is_number()) continue;
-        s.x.push_back(row["step"].get<double>());
-        s.y.push_back(row[metric].get<double>());
+        s.x.push_back((*row)["step"].get<double>());
+        s.y.push_back((*row)[metric].get<double>());
     }
     if (s.x.empty()) {
         seen.erase("step");

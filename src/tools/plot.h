@@ -1,7 +1,10 @@
 #pragma once
 // `agpt plot`: curves of one metric from one or many runs' metrics.jsonl, as PNG or SVG
 // (chosen by the output's extension), drawn with cairo.
+#include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace agpt {
@@ -20,6 +23,13 @@ struct Series {
     std::string label;
     std::vector<double> x, y;
 };
+
+// One metrics.jsonl line as a JSON object; nullopt for a line that is not one (a run still
+// writing, a kill mid-line, a stray edit).
+std::optional<nlohmann::json> parse_metrics_line(std::string_view line);
+// Whether parse_metrics_line would give an object, checked without building it (about twice as
+// fast, for readers that pass lines on unchanged).
+bool is_metrics_line(std::string_view line);
 
 // The (step, metric) points of a run folder's metrics.jsonl, in file order. Lines that do not
 // parse (a run still writing, a kill mid-line) are skipped.
