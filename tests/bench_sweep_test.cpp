@@ -77,10 +77,10 @@ TEST(BenchSweep, RefusesMalformedFiles) {
               dir.path.string() +
                   "/a.toml: [grid] 'model.flavor' must be a non-empty array of "
                   "values");
-    EXPECT_NE(error_of(dir.file("b.toml", "stpes = 3\n[grid]\nx.y = [1]\n"))
+    EXPECT_NE(error_of(dir.file("b.toml", "stpes = 3\n[grid]\n\"x.y\" = [1]\n"))
                   .find("b.toml: unknown key 'stpes'"),
               std::string::npos);
-    EXPECT_NE(error_of(dir.file("c.toml", "steps = 0\n[grid]\nx.y = [1]\n"))
+    EXPECT_NE(error_of(dir.file("c.toml", "steps = 0\n[grid]\n\"x.y\" = [1]\n"))
                   .find("c.toml: 'steps' must be an integer >= 1"),
               std::string::npos);
     EXPECT_NE(error_of(dir.file("d.toml", "steps = 2\n")).find("d.toml: no cells"),

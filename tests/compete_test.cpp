@@ -119,7 +119,7 @@ TEST(Compete, RefusesBadFilesNamingEntryAndKey) {
         std::string::npos);
     EXPECT_NE(error_of(dir.file("f.toml", head)).find("f.toml: no [[entry]] tables"),
               std::string::npos);
-    EXPECT_NE(error_of(dir.file("g.toml", head + "steps = 3\n[[entry]]\nname = \"a\"\n"))
+    EXPECT_NE(error_of(dir.file("g.toml", "steps = 3\n" + head + "[[entry]]\nname = \"a\"\n"))
                   .find("g.toml: unknown key 'steps'"),
               std::string::npos);
     EXPECT_NE(error_of(dir.file("h.toml",
@@ -167,10 +167,6 @@ TEST(Compete, RanksByMeanAndMarksTiesWithWelch) {
     EXPECT_FALSE(entries[3].tied_with_leader);
     EXPECT_FALSE(entries[4].tied_with_leader);
 
-    // At 99.5% confidence c (p ≈ 0.009) is no longer told apart from the leader.
-    rank_entries(entries, 0.995);
-    EXPECT_TRUE(entries[3].tied_with_leader);
-
     const std::string md = leaderboard_markdown(entries, 0.95, 3);
     EXPECT_NE(md.find("Welch's two-sided t-test at 95% confidence"), std::string::npos);
     EXPECT_NE(md.find("| 1 | b | 1.5050 ± 0.0070 | 3/3 | 0 | — | leader | 1000 |"),
@@ -183,6 +179,13 @@ TEST(Compete, RanksByMeanAndMarksTiesWithWelch) {
               std::string::npos)
         << md;
     EXPECT_NE(md.find("| — | e | — | 0/3 | — | — |  | — |"), std::string::npos) << md;
+
+    // At 99.5% confidence c (p ≈ 0.009) is no longer told apart from the leader.
+    rank_entries(entries, 0.995);
+    EXPECT_TRUE(entries[3].tied_with_leader);
+    EXPECT_NE(leaderboard_markdown(entries, 0.995, 3)
+                  .find("| 4 | c | 1.5327 ± 0.0074 | 3/3 | +0.0277 | 0.00927 | ≈ |"),
+              std::string::npos);
 }
 
 TEST(Compete, OneSeedAllowsNoTest) {
@@ -306,7 +309,7 @@ TEST(Compete, RunsEverySeedOnceAndReportsFailures) {
     EXPECT_EQ(p.skipped, 2);
     EXPECT_EQ(p.ran, 2);
     EXPECT_EQ(p.failed, 0);
-    std::ifstream calls(dir.path / "calls");
+    std::ifstream calls(fs::path(o.out) / "calls");
     std::string all((std::istreambuf_iterator<char>(calls)), {});
     EXPECT_EQ(all, "1\n2\n1\n2\n");  // adamw's two seeds, then muon+qk's two
 
