@@ -1,6 +1,5 @@
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <string>
 
 #include "cli/commands.h"
@@ -10,20 +9,6 @@
 #include "tools/subprocess.h"
 
 namespace agpt::cli {
-
-namespace {
-
-void write_text(const std::filesystem::path& path, const std::string& text) {
-    const std::filesystem::path tmp = path.string() + ".tmp";
-    {
-        std::ofstream f(tmp);
-        f << text;
-        if (!f.flush()) fail("{}: cannot write file", tmp.string());
-    }
-    std::filesystem::rename(tmp, path);
-}
-
-}  // namespace
 
 void add_bench_command(CLI::App& app, Action& action) {
     struct Options {
@@ -61,11 +46,10 @@ void add_bench_command(CLI::App& app, Action& action) {
             const Sweep sweep = load_sweep(opt->sweep, overrides_from(sub));
             const fs::path out =
                 opt->out.empty() ? fs::path("runs") / "bench" / sweep.name : fs::path(opt->out);
-            fs::create_directories(out);
+            fs::create_directories(out);  // a bad --out fails before the sweep, not after
             const auto cells = run_sweep(sweep, self_executable(), stdout);
+            write_sweep_leaderboard(sweep, cells, out.string());
             const std::string md = sweep_markdown(sweep, cells);
-            write_text(out / "leaderboard.md", md);
-            write_text(out / "leaderboard.json", sweep_json(sweep, cells).dump(2) + "\n");
             std::printf("\n%s\nleaderboard: %s/leaderboard.md, %s/leaderboard.json\n", md.c_str(),
                         out.c_str(), out.c_str());
             return 0;

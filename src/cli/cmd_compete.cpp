@@ -1,10 +1,8 @@
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <string>
 
 #include "cli/commands.h"
-#include "core/error.h"
 #include "tools/compete.h"
 #include "tools/subprocess.h"
 
@@ -40,20 +38,11 @@ void add_compete_command(CLI::App& app, Action& action) {
         action = [opt] {
             namespace fs = std::filesystem;
             const Competition c = load_competition(opt->file);
-            const std::string out = competition_out(c, opt->compete);
             if (!opt->emit.empty()) {
-                fs::create_directories(out);
-                for (const auto& [name, text] :
-                     emit_job_scripts(c, opt->compete, opt->emit, self_executable(),
-                                      fs::current_path().string())) {
-                    const fs::path path = fs::path(out) / name;
-                    std::ofstream f(path);
-                    f << text;
-                    if (!f.flush()) fail("{}: cannot write file", path.string());
-                    fs::permissions(path, fs::perms::owner_exec | fs::perms::group_exec,
-                                    fs::perm_options::add);
+                for (const auto& path :
+                     write_job_scripts(c, opt->compete, opt->emit, self_executable(),
+                                       fs::current_path().string()))
                     std::printf("%s\n", path.c_str());
-                }
                 return 0;
             }
             CompeteProgress progress;

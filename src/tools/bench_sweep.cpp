@@ -11,6 +11,7 @@
 #include "core/error.h"
 #include "tools/plan.h"
 #include "tools/subprocess.h"
+#include "tools/text_file.h"
 #include "tools/toml_overrides.h"
 
 namespace agpt {
@@ -303,6 +304,14 @@ nlohmann::json sweep_json(const Sweep& s, const std::vector<SweepCell>& cells) {
     for (const auto& [k, v] : s.base) base[k] = v;
     return {{"sweep", s.name},    {"file", s.path}, {"steps", s.steps},
             {"warmup", s.warmup}, {"base", base},   {"cells", arr}};
+}
+
+void write_sweep_leaderboard(const Sweep& s, const std::vector<SweepCell>& cells,
+                             const std::string& dir) {
+    fs::create_directories(dir);
+    write_text_atomically((fs::path(dir) / "leaderboard.md").string(), sweep_markdown(s, cells));
+    write_text_atomically((fs::path(dir) / "leaderboard.json").string(),
+                          sweep_json(s, cells).dump(2) + "\n");
 }
 
 }  // namespace agpt

@@ -67,6 +67,10 @@ std::vector<SweepCell> run_sweep(const Sweep& s, const std::string& agpt_exe, st
 std::string sweep_markdown(const Sweep& s, const std::vector<SweepCell>& cells);
 nlohmann::json sweep_json(const Sweep& s, const std::vector<SweepCell>& cells);
 
+// Writes <dir>/leaderboard.md and <dir>/leaderboard.json (creating dir).
+void write_sweep_leaderboard(const Sweep& s, const std::vector<SweepCell>& cells,
+                             const std::string& dir);
+
 // The machine's MemAvailable (/proc/meminfo) in GiB.
 double available_memory_gib();
 

@@ -17,6 +17,7 @@
 #include "tools/plot.h"
 #include "tools/stats.h"
 #include "tools/subprocess.h"
+#include "tools/text_file.h"
 #include "tools/toml_overrides.h"
 
 namespace agpt {
@@ -44,17 +45,6 @@ bool valid_entry_name(const std::string& name) {
         return std::isalnum(static_cast<unsigned char>(ch)) || ch == '-' || ch == '_' ||
                ch == '.' || ch == '+';
     });
-}
-
-void write_text_atomically(const fs::path& path, const std::string& text) {
-    const fs::path tmp = path.string() + ".tmp";
-    {
-        std::ofstream f(tmp, std::ios::binary);
-        f << text;
-        f.flush();
-        if (!f) fail("{}: cannot write file", tmp.string());
-    }
-    fs::rename(tmp, path);
 }
 
 // The rows of a run's metrics.jsonl that parse as JSON objects.
@@ -291,6 +281,23 @@ std::map<std::string, std::string> emit_job_scripts(const Competition& c, const 
     return scripts;
 }
 
+std::vector<std::string> write_job_scripts(const Competition& c, const CompeteOptions& o,
+                                           const std::string& scheduler,
+                                           const std::string& agpt_exe,
+                                           const std::string& workdir) {
+    const auto scripts = emit_job_scripts(c, o, scheduler, agpt_exe, workdir);
+    const fs::path out = competition_out(c, o);
+    fs::create_directories(out);
+    std::vector<std::string> paths;
+    for (const auto& [name, text] : scripts) {
+        const std::string path = (out / name).string();
+        write_text_atomically(path, text);
+        fs::permissions(path, fs::perms::owner_exec | fs::perms::group_exec, fs::perm_options::add);
+        paths.push_back(path);
+    }
+    return paths;
+}
+
 void rank_entries(std::vector<EntryResult>& entries, double confidence) {
     if (!(confidence > 0 && confidence < 1)) fail("confidence {}: must be in (0, 1)", confidence);
     for (auto& e : entries) {
@@ -476,7 +483,7 @@ void write_competition_report(const Competition& c, const CompeteOptions& o,
     for (const auto& e : c.entries)
         md += fmt::format("| {} | {} |\n", e.name, overrides_markdown(e.overrides));
     md += "\n";
-    write_text_atomically(fs::path(report_dir) / "README.md", md);
+    write_text_atomically((fs::path(report_dir) / "README.md").string(), md);
 }
 
 }  // namespace agpt

@@ -84,6 +84,12 @@ std::map<std::string, std::string> emit_job_scripts(const Competition& c, const 
                                                     const std::string& agpt_exe,
                                                     const std::string& workdir);
 
+// Writes emit_job_scripts' scripts into the competition's out folder (executable); returns their
+// paths.
+std::vector<std::string> write_job_scripts(const Competition& c, const CompeteOptions& o,
+                                           const std::string& scheduler,
+                                           const std::string& agpt_exe, const std::string& workdir);
+
 struct EntryResult {
     std::string name;
     std::vector<int> seeds;              // seeds with a finished run
