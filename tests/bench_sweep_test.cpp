@@ -7,6 +7,7 @@
 #include <fstream>
 
 #include "core/error.h"
+#include "model/model_args.h"
 #include "tools/bench_sweep.h"
 #include "tools/plan.h"
 
@@ -142,7 +143,16 @@ TEST(BenchSweep, ReportsEveryKindOfFailureAndRanksTheRest) {
     const JobConfig big = load_job_config(
         "",
         {{"training.local_batch_size", "2"}, {"model.flavor", "8B"}, {"training.seq_len", "8192"}});
-    const double need = static_cast<double>(plan_memory(big).total_bytes) / (1u << 30);
+    // Planned with the flavor's own vocabulary, which `agpt bench` builds (not the tokenizer's).
+    const int vocab = resolve_model_args("8B", {}).vocab_size;
+    EXPECT_EQ(vocab, 128256);
+    const double need = static_cast<double>(plan_memory(big, 0, vocab).total_bytes) / (1u << 30);
+    EXPECT_GT(need, static_cast<double>(plan_memory(big).total_bytes) / (1u << 30));
+    const JobConfig debug_cfg = load_job_config("", {{"training.local_batch_size", "2"},
+                                                     {"training.seq_len", "64"},
+                                                     {"model.flavor", "debugmodel"}});
+    EXPECT_EQ(cells[0].plan_gib,
+              static_cast<double>(plan_memory(debug_cfg, 0, 32000).total_bytes) / (1u << 30));
     EXPECT_EQ(cells[5].error, fmt::format("needs {:.2f} GiB, max_memory_gib is 4.00 GiB", need));
     EXPECT_GT(need, 4.0);
 

@@ -9,6 +9,7 @@
 #include <set>
 
 #include "core/error.h"
+#include "model/model_args.h"
 #include "tools/plan.h"
 #include "tools/subprocess.h"
 #include "tools/text_file.h"
@@ -178,7 +179,9 @@ std::vector<SweepCell> run_sweep(const Sweep& s, const std::string& agpt_exe, st
         const std::string label = fmt::format("[{}/{}] {}", i + 1, n, cell_label(c.overrides));
         try {
             const JobConfig cfg = load_job_config("", all);
-            c.plan_gib = static_cast<double>(plan_memory(cfg).total_bytes) / (1u << 30);
+            // `agpt bench` builds the flavor with its own vocabulary, not the tokenizer's.
+            const int vocab = resolve_model_args(cfg.model.flavor, cfg.model.switches()).vocab_size;
+            c.plan_gib = static_cast<double>(plan_memory(cfg, 0, vocab).total_bytes) / (1u << 30);
             const double limit = s.max_memory_gib > 0 ? s.max_memory_gib : available_memory_gib();
             if (c.plan_gib > limit) {
                 c.status = CellStatus::OutOfMemory;
