@@ -250,7 +250,7 @@ std::string sweep_markdown(const Sweep& s, const std::vector<SweepCell>& cells) 
     if (!s.description.empty()) md += s.description + "\n\n";
     md += fmt::format(
         "`agpt bench --sweep {}`: each cell in a fresh `agpt bench` process, median of {} timed "
-        "steps after {} warm-up steps, synthetic tokens. Sorted by tokens per second.\n\n",
+        "steps (warm-up: {}), synthetic tokens. Sorted by tokens per second.\n\n",
         s.path, s.steps, s.warmup);
     std::string head = "| rank |", rule = "| ---: |";
     for (const auto& c : cols) {
