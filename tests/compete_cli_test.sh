@@ -50,6 +50,8 @@ log=$("$agpt" compete "$work/twins.toml" --out "$out" --report "$report" 2>&1)
 rc=$?
 check "first run exits 0 (rc=$rc): $log" test $rc -eq 0
 check "four runs trained" test "$(grep -c 'val_loss .* in ' <<<"$log")" -eq 4
+# Progress while a run trains: its validation lines (steps 4 and 8 of each of the four runs).
+check "validation progress shown" test "$(grep -cE '^\[[1-4]/4\] adamw(_twin)? seed [12]: step +[48]/8 \| val_loss' <<<"$log")" -eq 8
 for e in adamw adamw_twin; do
     for s in 1 2; do
         check "$e seed$s has metrics" test -s "$out/$e/seed$s/metrics.jsonl"

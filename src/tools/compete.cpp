@@ -224,7 +224,12 @@ CompeteProgress run_competition(const Competition& c, const CompeteOptions& o,
             }
             fmt::print(progress, "{}: training ({} steps) ...\n", label, cfg.training.steps);
             std::fflush(progress);
-            const ProcessResult r = run_process(argv);
+            // The trainer's validation lines show how far a long run has got.
+            const ProcessResult r = run_process(argv, "", [&](const std::string& line) {
+                if (line.find("| val_loss") == std::string::npos) return;
+                fmt::print(progress, "{}: {}\n", label, line);
+                std::fflush(progress);
+            });
             if (r.ok() && run_finished(dir, cfg.training.steps)) {
                 p.ran++;
                 double val = std::numeric_limits<double>::quiet_NaN();

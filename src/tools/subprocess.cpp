@@ -42,7 +42,8 @@ std::string ProcessResult::failure_line() const {
     return line.empty() ? status : fmt::format("{} ({})", line, status);
 }
 
-ProcessResult run_process(const std::vector<std::string>& argv, const std::string& echo_path) {
+ProcessResult run_process(const std::vector<std::string>& argv, const std::string& echo_path,
+                          const std::function<void(const std::string&)>& on_stdout_line) {
     if (argv.empty()) fail("run_process: no program given");
     int out_pipe[2], err_pipe[2], exec_pipe[2];
     if (pipe2(out_pipe, O_CLOEXEC) != 0 || pipe2(err_pipe, O_CLOEXEC) != 0 ||
@@ -90,8 +91,17 @@ ProcessResult run_process(const std::vector<std::string>& argv, const std::strin
             if (fds[k].fd < 0 || !(fds[k].revents & (POLLIN | POLLHUP | POLLERR))) continue;
             const ssize_t n = read(fds[k].fd, buf, sizeof buf);
             if (n > 0) {
+                const std::size_t before = sinks[k]->size();
                 sinks[k]->append(buf, static_cast<std::size_t>(n));
                 if (echo) echo.write(buf, n).flush();
+                if (k == 0 && on_stdout_line) {
+                    // Lines completed by this read: from the start of the line `before` was in.
+                    std::size_t start = r.out.rfind('\n', before == 0 ? 0 : before - 1);
+                    start = start == std::string::npos || before == 0 ? 0 : start + 1;
+                    for (std::size_t nl; (nl = r.out.find('\n', start)) != std::string::npos;
+                         start = nl + 1)
+                        if (nl >= before) on_stdout_line(r.out.substr(start, nl - start));
+                }
             } else if (n == 0 || errno != EINTR) {
                 close(fds[k].fd);
                 fds[k].fd = -1;

@@ -2,6 +2,7 @@
 // Running a program in a fresh process and collecting what it printed: `agpt bench --sweep` and
 // `agpt compete` run each cell or run as its own `agpt` process, so that one cell's crash, memory
 // or thread settings cannot touch the next.
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -20,9 +21,11 @@ struct ProcessResult {
 };
 
 // Runs argv[0] (a path) with argv, stdin from /dev/null. When echo_path is not empty, stdout and
-// stderr are also appended to that file as they arrive. Throws Error when the program cannot be
-// started.
-ProcessResult run_process(const std::vector<std::string>& argv, const std::string& echo_path = "");
+// stderr are also appended to that file as they arrive; on_stdout_line, when given, sees each
+// complete stdout line (without its newline) as it arrives, for progress. Throws Error when the
+// program cannot be started.
+ProcessResult run_process(const std::vector<std::string>& argv, const std::string& echo_path = "",
+                          const std::function<void(const std::string&)>& on_stdout_line = {});
 
 // The running executable (/proc/self/exe), for starting children of the same build.
 std::string self_executable();
