@@ -293,6 +293,11 @@ TEST(Compete, RunsEverySeedOnceAndReportsFailures) {
     o.out = (dir.path / "runs").string();
     std::FILE* sink = std::tmpfile();
 
+    CompeteOptions bad = o;
+    bad.confidence = 95;
+    EXPECT_THROW(run_competition(c, bad, exe, sink), Error);
+    EXPECT_FALSE(fs::exists(o.out));
+
     setenv("FAKE_FAIL_QK", "1", 1);
     CompeteProgress p = run_competition(c, o, exe, sink);
     EXPECT_EQ(p.ran, 2);

@@ -188,6 +188,9 @@ bool run_finished(const std::string& run_dir, int steps) {
 
 CompeteProgress run_competition(const Competition& c, const CompeteOptions& o,
                                 const std::string& agpt_exe, std::FILE* progress) {
+    // Checked before the runs, not when the report is written after them.
+    if (!(o.confidence > 0 && o.confidence < 1))
+        fail("--confidence {}: must be in (0, 1)", o.confidence);
     const std::string out = competition_out(c, o);
     const int seeds = competition_seeds(c, o);
     const int total = static_cast<int>(c.entries.size()) * seeds;
