@@ -93,7 +93,7 @@ std::vector<OptimizerStatePart> optimizer_state_parts(const std::string& optimiz
     fail("plan: no memory model for optimizer '{}'", name);
 }
 
-MemoryPlan plan_memory(const JobConfig& cfg, double device_memory_gib) {
+MemoryPlan plan_memory(const JobConfig& cfg, double device_memory_gib, int vocab_size) {
     validate_job_config(cfg);
     if (!(device_memory_gib >= 0) || !std::isfinite(device_memory_gib))
         fail("plan: --device-memory-gib {} must be a positive number of GiB", device_memory_gib);
@@ -103,7 +103,9 @@ MemoryPlan plan_memory(const JobConfig& cfg, double device_memory_gib) {
     MemoryPlan p;
     p.flavor = cfg.model.flavor;
     p.args = resolve_model_args(cfg.model.flavor, cfg.model.switches());
-    p.args.vocab_size = Tokenizer::load(cfg.model.tokenizer).vocab_size();  // as the trainer
+    p.args.vocab_size = vocab_size > 0
+                            ? vocab_size
+                            : Tokenizer::load(cfg.model.tokenizer).vocab_size();  // as the trainer
     const ModelArgs& a = p.args;
     if (a.dim % a.n_heads != 0 || a.n_heads % a.n_kv_heads != 0 || a.head_dim() % 2 != 0)
         fail("plan: flavor {} has an impossible head layout (dim {}, heads {}/{})", p.flavor, a.dim,

@@ -63,9 +63,10 @@ struct MemoryPlan {
 // The process baseline counted in every plan (see MemoryPlan::runtime_bytes).
 inline constexpr std::size_t kPlanRuntimeBytes = std::size_t{20} << 20;
 
-// The job's plan. device_memory_gib > 0 also decides `fits`. Validates the config; throws Error
+// The job's plan. device_memory_gib > 0 also decides `fits`; vocab_size > 0 replaces the
+// tokenizer's vocabulary (`agpt bench` runs the flavor's own). Validates the config; throws Error
 // for an unknown flavor, optimizer or impossible shape.
-MemoryPlan plan_memory(const JobConfig& cfg, double device_memory_gib = 0);
+MemoryPlan plan_memory(const JobConfig& cfg, double device_memory_gib = 0, int vocab_size = 0);
 
 // Optimizer::state_bytes() of `optimizer` (a registry name) over a model whose hidden matrices
 // (attention and FFN weights, which Muon and Mano take) hold `hidden` parameters and whose other

@@ -232,6 +232,14 @@ void plot_runs(const std::vector<std::string>& run_dirs, const PlotOptions& opt)
         }
         series.push_back(std::move(s));
     }
+    plot_series(series, opt);
+}
+
+void plot_series(const std::vector<Series>& series, const PlotOptions& opt) {
+    const std::string ext = fs::path(opt.out).extension().string();
+    if (ext != ".png" && ext != ".svg")
+        fail("--out {}: the extension must be .png or .svg", opt.out);
+    if (series.empty()) fail("{}: nothing to plot", opt.out);
     // Draw to a temporary name, then rename: an existing plot is replaced only by a whole one.
     const std::string tmp = opt.out + ".tmp";
     cairo_surface_t* surface =

@@ -42,4 +42,8 @@ std::vector<double> ema_smooth(const std::vector<double>& y, double weight);
 // (naming the run and the metrics it has) or the extension is neither .png nor .svg.
 void plot_runs(const std::vector<std::string>& run_dirs, const PlotOptions& opt);
 
+// Draws series already in hand (labels as given; opt.smooth and opt.metric only name the axis)
+// and writes opt.out. Throws Error for an extension other than .png or .svg.
+void plot_series(const std::vector<Series>& series, const PlotOptions& opt);
+
 }  // namespace agpt
