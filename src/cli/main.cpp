@@ -31,6 +31,7 @@ int main(int argc, char** argv) {
     add_models_command(app, action);
     add_optimizers_command(app, action);
     add_plan_command(app, action);
+    add_lr_find_command(app, action);
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
