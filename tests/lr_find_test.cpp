@@ -439,5 +439,36 @@ TEST(LrFindModel, ForeignOrChangedFoldersAreRefusedAndLeftIntact) {
     EXPECT_FALSE(fs::exists(dump / "twice"));
 }
 
+TEST(LrFindConfigs, OptimizerKeysGoToTheOptimizersThatHaveThem) {
+    const auto cfgs = lr_find_job_configs("", {{"optimizer.name", "adamw, Muon"},
+                                               {"optimizer.lr", "0.01"},
+                                               {"optimizer.beta2", "0.99"},
+                                               {"optimizer.momentum", "0.9"},
+                                               {"optimizer.adamw.lr", "3e-3"},
+                                               {"model.flavor", "tiny"}});
+    ASSERT_EQ(cfgs.size(), 2u);
+    EXPECT_EQ(cfgs[0].optimizer.name, "AdamW");
+    EXPECT_EQ(std::get<double>(cfgs[0].optimizer.hyper.at("lr")), 0.01);
+    EXPECT_EQ(std::get<double>(cfgs[0].optimizer.hyper.at("beta2")), 0.99);
+    EXPECT_EQ(cfgs[0].optimizer.hyper.count("momentum"), 0u);
+    EXPECT_TRUE(cfgs[0].optimizer.adamw.empty());
+    EXPECT_EQ(cfgs[1].optimizer.name, "Muon");
+    EXPECT_EQ(std::get<double>(cfgs[1].optimizer.hyper.at("lr")), 0.01);
+    EXPECT_EQ(std::get<double>(cfgs[1].optimizer.hyper.at("momentum")), 0.9);
+    EXPECT_EQ(cfgs[1].optimizer.hyper.count("beta2"), 0u);
+    EXPECT_EQ(std::get<double>(cfgs[1].optimizer.adamw.at("lr")), 3e-3);
+    EXPECT_EQ(cfgs[1].model.flavor, "tiny");
+    // A key no listed optimizer has is an error naming it; one optimizer keeps train's rules.
+    try {
+        lr_find_job_configs("", {{"optimizer.name", "AdamW,Muon"}, {"optimizer.momentm", "0.9"}});
+        FAIL() << "an unknown key was accepted";
+    } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find("optimizer.momentm"), std::string::npos) << e.what();
+    }
+    EXPECT_THROW(
+        lr_find_job_configs("", {{"optimizer.name", "AdamW"}, {"optimizer.momentum", "1"}}), Error);
+    EXPECT_THROW(lr_find_job_configs("", {{"optimizer.name", "AdamW,NoSuch"}}), Error);
+}
+
 }  // namespace
 }  // namespace agpt

@@ -124,6 +124,19 @@ LrSuggestions suggest_lrs(const std::vector<LrSweepPoint>& points) {
 
 // ---- configs -----------------------------------------------------------------------------------
 
+namespace {
+
+bool optimizer_known(const std::string& name) {
+    try {
+        optimizer_info(name);
+        return true;
+    } catch (const Error&) {
+        return false;
+    }
+}
+
+}  // namespace
+
 std::vector<JobConfig> lr_find_job_configs(const std::string& toml_path,
                                            const ConfigOverrides& overrides) {
     ConfigOverrides rest;
@@ -146,9 +159,32 @@ std::vector<JobConfig> lr_find_job_configs(const std::string& toml_path,
         cfgs.push_back(load_job_config(toml_path, rest));
         return cfgs;
     }
+    // With several optimizers, an [optimizer] key given on the command line goes to those of
+    // them that take it (--optimizer.momentum to Muon, --optimizer.beta2 to AdamW); a key none
+    // of them takes is refused as `agpt train` refuses it.
+    auto takes = [](const std::string& optimizer, const std::string& key) {
+        const OptimizerInfo& info = optimizer_info(optimizer);
+        const bool routed = key.starts_with("optimizer.adamw.");
+        const std::string leaf = key.substr(routed ? 16 : 10);
+        if (routed && !info.routes_to_adamw) return false;
+        const auto& keys = routed ? routed_adamw_keys() : info.keys;
+        return std::any_of(keys.begin(), keys.end(),
+                           [&](const HyperKey& k) { return k.key == leaf; });
+    };
     std::set<std::string> seen;
     for (const auto& name : names) {
-        ConfigOverrides one = rest;
+        ConfigOverrides one;
+        for (const auto& [key, value] : rest) {
+            const bool optimizer_key = key.starts_with("optimizer.");
+            if (!optimizer_key || names.size() == 1 || !optimizer_known(name)) {
+                one.emplace_back(key, value);
+                continue;
+            }
+            const bool anyone = std::any_of(names.begin(), names.end(), [&](const auto& n) {
+                return optimizer_known(n) && takes(n, key);
+            });
+            if (takes(name, key) || !anyone) one.emplace_back(key, value);
+        }
         one.emplace_back("optimizer.name", name);
         cfgs.push_back(load_job_config(toml_path, one));
         if (!seen.insert(cfgs.back().optimizer.name).second)

@@ -120,8 +120,10 @@ struct LrFindSummary {
 };
 
 // Splits the optimizer names out of `--optimizer.name` overrides ("AdamW,Muon" or repeated
-// flags) and returns one job config per optimizer, the other overrides applied to each. Without
-// such an override: the config's own optimizer.
+// flags) and returns one job config per optimizer, the other overrides applied to each. With
+// several optimizers, an `--optimizer.KEY` / `--optimizer.adamw.KEY` override goes only to the
+// optimizers that have that key (one that none has is refused, naming it). Without a name
+// override: the config's own optimizer.
 std::vector<JobConfig> lr_find_job_configs(const std::string& toml_path,
                                            const ConfigOverrides& overrides);
 
