@@ -250,7 +250,8 @@ TEST(LrFindPlot, MarkersAreDrawnWhereTheyPoint) {
     s.y = {0.0, 0.0};
     s.markers.push_back({5.0, 5.0, "here"});
     s.markers.push_back({50.0, 5.0, "outside the axes"});
-    Series top;  // sets the y range to [0, 10] before the 4% padding
+    s.y_light = {2.0, 2.0};  // the raw values behind the curve
+    Series top;              // sets the y range to [0, 10] before the 4% padding
     top.label = "top";
     top.x = {0.0, 10.0};
     top.y = {10.0, 10.0};
@@ -270,6 +271,12 @@ TEST(LrFindPlot, MarkersAreDrawnWhereTheyPoint) {
     EXPECT_NEAR(ring[0], 181, 40);
     EXPECT_NEAR(ring[1], 120, 40);
     EXPECT_NEAR(ring[2], 31, 40);
+    // y = 2 is at pixel row 397.8: a light (blended) line of the same colour.
+    const unsigned char* a = pixel(300, 397);
+    const unsigned char* b = pixel(300, 398);
+    const unsigned char* light = a[2] < b[2] ? a : b;
+    EXPECT_GT(light[0], light[2] + 15);  // bluish
+    EXPECT_GT(light[2], 120);            // but light, not the solid curve's 31
     cairo_surface_destroy(img);
     opt.log_x = true;  // x = 0 has no place on a log axis
     EXPECT_THROW(plot_series({s}, opt), Error);

@@ -592,6 +592,7 @@ LrFindSummary lr_find(const std::vector<JobConfig>& cfgs, const LrFindOptions& o
         for (const auto& p : r.sweep.points) {
             s.x.push_back(p.lr);
             s.y.push_back(p.smoothed);
+            s.y_light.push_back(p.loss);
         }
         auto mark = [&](const std::optional<double>& lr, const std::string& label) {
             if (lr && std::isfinite(smoothed_at(r.sweep.points, *lr)))
@@ -605,7 +606,7 @@ LrFindSummary lr_find(const std::vector<JobConfig>& cfgs, const LrFindOptions& o
     }
     PlotOptions plot;
     plot.out = (run / "lr_find.png").string();
-    plot.metric = fmt::format("loss (EMA {})", opt.sweep.beta);
+    plot.metric = fmt::format("loss: EMA {} (light: raw)", opt.sweep.beta);
     plot.x_label = "learning rate";
     plot.log_x = true;
     plot.title = fmt::format("lr-find: agpt/{}", base.model.flavor);

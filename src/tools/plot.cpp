@@ -109,6 +109,10 @@ void draw(cairo_t* cr, const std::vector<Series>& series, const PlotOptions& opt
             x1 = std::max(x1, tx(s.x[i]));
             y0 = std::min(y0, ty(s.y[i]));
             y1 = std::max(y1, ty(s.y[i]));
+            if (i < s.y_light.size()) {
+                y0 = std::min(y0, ty(s.y_light[i]));
+                y1 = std::max(y1, ty(s.y_light[i]));
+            }
         }
     if (x1 == x0) x1 = x0 + 1;
     if (y1 == y0) y1 = y0 + 1;
@@ -180,6 +184,15 @@ void draw(cairo_t* cr, const std::vector<Series>& series, const PlotOptions& opt
     cairo_save(cr);
     cairo_rectangle(cr, left, top, W - left - right, H - top - bottom);
     cairo_clip(cr);
+    cairo_set_line_width(cr, 1.0);
+    for (std::size_t k = 0; k < series.size(); k++) {
+        const auto& c = kColors[k % std::size(kColors)];
+        cairo_set_source_rgba(cr, c[0], c[1], c[2], 0.35);
+        const auto& s = series[k];
+        for (std::size_t i = 0; i < s.y_light.size() && i < s.x.size(); i++)
+            (i == 0 ? cairo_move_to : cairo_line_to)(cr, px(s.x[i]), py(s.y_light[i]));
+        cairo_stroke(cr);
+    }
     cairo_set_line_width(cr, 1.8);
     for (std::size_t k = 0; k < series.size(); k++) {
         const auto& c = kColors[k % std::size(kColors)];
@@ -261,9 +274,9 @@ void plot_series(const std::vector<Series>& series, const PlotOptions& opt) {
             if (opt.log_x && !(s.x[i] > 0))
                 fail("{}: {} has x = {}, which cannot be drawn on a log scale", opt.out, s.label,
                      s.x[i]);
-            if (opt.log_y && !(s.y[i] > 0))
-                fail("{}: {} has {} = {}, which cannot be drawn on a log scale", opt.out, s.label,
-                     opt.metric, s.y[i]);
+            if (opt.log_y && !(s.y[i] > 0 && (i >= s.y_light.size() || s.y_light[i] > 0)))
+                fail("{}: {} has {} <= 0, which cannot be drawn on a log scale", opt.out, s.label,
+                     opt.metric);
         }
     // Draw to a temporary name, then rename: an existing plot is replaced only by a whole one.
     const std::string tmp = opt.out + ".tmp";

@@ -26,6 +26,7 @@ struct PlotMarker {
 struct Series {
     std::string label;
     std::vector<double> x, y;
+    std::vector<double> y_light;  // at the same x, drawn thin and light behind y (e.g. raw values)
     std::vector<PlotMarker> markers;  // drawn only where they fall inside the axes
 };
 
