@@ -193,6 +193,14 @@ TEST(LrSuggest, BlowUpsAreEveryTurnFromFallingToRising) {
     EXPECT_TRUE(falling.blow_ups.empty());
     EXPECT_FALSE(falling.blow_up_div10);
     EXPECT_FALSE(suggest_lrs({}).steepest);
+    // Wiggles of a flat start, then a fall that never turns up: turns, but no blow-up.
+    const auto no_turn_up = suggest_lrs(curve([](double x) {
+        return 2.0 - std::tanh(2.0 * (x + 2.5)) + (x < -4.5 ? 0.002 * std::cos(10 * M_PI * x) : 0);
+    }));
+    EXPECT_FALSE(no_turn_up.blow_ups.empty());
+    ASSERT_TRUE(no_turn_up.steepest);
+    expect_lr_near(*no_turn_up.steepest, std::pow(10.0, -2.5));
+    EXPECT_FALSE(no_turn_up.blow_up_div10);
 }
 
 // SGD on a noisy quadratic f(x) = ½ Σ λᵢ xᵢ², λ from 0.1 to L = 10, with gradient noise σ as a
@@ -228,6 +236,7 @@ TEST(LrFindQuadratic, BlowUpFallsWithinTwoOfTheStabilityLimit) {
             EXPECT_EQ(sweep.stop, LrSweepStop::kDiverged) << sigma << " " << seed;
             const LrSuggestions s = suggest_lrs(sweep.points);
             ASSERT_FALSE(s.blow_ups.empty()) << sigma << " " << seed;
+            ASSERT_TRUE(s.blow_up_div10) << sigma << " " << seed;  // after the steepest descent
             const double ratio = s.blow_ups.back() / limit;
             EXPECT_GE(ratio, 0.5) << "sigma " << sigma << " seed " << seed;
             EXPECT_LE(ratio, 2.0) << "sigma " << sigma << " seed " << seed;

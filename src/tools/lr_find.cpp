@@ -118,7 +118,9 @@ LrSuggestions suggest_lrs(const std::vector<LrSweepPoint>& points) {
     s.min_div10 = lowest->lr / 10.0;
     for (std::size_t i = 1; i < d.size(); i++)
         if (d[i - 1] < 0.0 && d[i] >= 0.0) s.blow_ups.push_back(points[i].lr);
-    if (!s.blow_ups.empty()) s.blow_up_div10 = s.blow_ups.back() / 10.0;
+    // A turn before the steepest descent is a wiggle of the flat start, not the blow-up.
+    if (!s.blow_ups.empty() && s.blow_ups.back() > *s.steepest)
+        s.blow_up_div10 = s.blow_ups.back() / 10.0;
     return s;
 }
 

@@ -7,7 +7,8 @@
 //   steepest    the lr where d(smoothed)/d(log10 lr) is most negative;
 //   min / 10    a tenth of the lr at the smoothed minimum;
 //   blow-up     every lr where that derivative turns from negative to non-negative; the last
-//               one (the turn into divergence) divided by 10 is the blow-up suggestion.
+//               one (the turn into divergence) divided by 10 is the blow-up suggestion, when it
+//               comes after the steepest descent (earlier turns are wiggles of the flat start).
 //
 // Intended usage:
 //   LrSweepOptions opt;                          // lr_min, lr_max, steps, beta, divergence
@@ -88,7 +89,7 @@ struct LrSuggestions {
     std::optional<double> steepest;
     std::optional<double> min_div10;
     std::vector<double> blow_ups;  // every negative-to-non-negative turn of the slope, in order
-    std::optional<double> blow_up_div10;  // the last blow-up / 10
+    std::optional<double> blow_up_div10;  // the last blow-up / 10, if after the steepest
 };
 
 // Needs at least three points for anything; fewer give an empty result.

@@ -203,12 +203,13 @@ void draw(cairo_t* cr, const std::vector<Series>& series, const PlotOptions& opt
         if (s.x.size() == 1) cairo_arc(cr, px(s.x[0]), py(s.y[0]), 2.5, 0, 2 * M_PI);
         cairo_stroke(cr);
     }
-    // Markers: a ring in the curve's colour and the label beside it, stacked per series so that
-    // labels of nearby markers on different curves do not overprint.
+    // Markers: a ring in the curve's colour and the label beside it, alternately above and below
+    // and shifted per series, so that labels of nearby markers do not overprint.
     cairo_set_font_size(cr, 11);
     for (std::size_t k = 0; k < series.size(); k++) {
         const auto& c = kColors[k % std::size(kColors)];
-        for (const auto& m : series[k].markers) {
+        for (std::size_t j = 0; j < series[k].markers.size(); j++) {
+            const PlotMarker& m = series[k].markers[j];
             if ((opt.log_x && m.x <= 0) || (opt.log_y && m.y <= 0)) continue;
             if (tx(m.x) < x0 || tx(m.x) > x1 || ty(m.y) < y0 || ty(m.y) > y1) continue;
             const double mx = px(m.x), my = py(m.y);
@@ -220,7 +221,8 @@ void draw(cairo_t* cr, const std::vector<Series>& series, const PlotOptions& opt
             cairo_arc(cr, mx, my, 5.5, 0, 2 * M_PI);
             cairo_stroke(cr);
             if (!m.label.empty()) {
-                cairo_move_to(cr, mx + 8, my - 8 - 13.0 * static_cast<double>(k));
+                const double shift = 13.0 * static_cast<double>(k);
+                cairo_move_to(cr, mx + 8, j % 2 == 0 ? my - 8 - shift : my + 16 + shift);
                 cairo_show_text(cr, m.label.c_str());
             }
         }
