@@ -6,6 +6,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <string>
@@ -443,6 +444,19 @@ TEST(LrFindModel, ForeignOrChangedFoldersAreRefusedAndLeftIntact) {
         EXPECT_NE(std::string(e.what()).find("steps"), std::string::npos) << e.what();
     }
     EXPECT_EQ(fs::last_write_time(json), before);
+    // A damaged result file is named, not trusted and not overwritten.
+    for (const std::string text : {"{\"optimizer\": ", "{\"optimizer_config\": 5}", "[1, 2]"}) {
+        std::ofstream(json) << text;
+        try {
+            lr_find(cfgs, short_sweep(5), nullptr);
+            FAIL() << "a damaged " << json << " was accepted: " << text;
+        } catch (const Error& e) {
+            EXPECT_NE(std::string(e.what()).find("lr_find_AdamW.json"), std::string::npos)
+                << e.what();
+        }
+        std::ifstream in(json);
+        EXPECT_EQ(std::string(std::istreambuf_iterator<char>(in), {}), text);
+    }
     // A folder that is not an lr-find's (e.g. a training run) is refused as train refuses it.
     fs::create_directories(dump / "trained");
     EXPECT_THROW(

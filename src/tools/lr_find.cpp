@@ -253,8 +253,10 @@ nlohmann::json sweep_to_json(const LrSweep& sweep) {
             {"stop", lr_sweep_stop_name(sweep.stop)}};
 }
 
-LrSweep sweep_from_json(const nlohmann::json& j, const std::string& where) {
+// The "sweep" member of a saved or finished sweep's file.
+LrSweep sweep_from_json(const nlohmann::json& file, const std::string& where) {
     try {
+        const nlohmann::json& j = file.at("sweep");
         LrSweep s;
         for (const auto& p : j.at("points"))
             s.points.push_back({p.at("step").get<int>(), p.at("lr").get<double>(),
@@ -291,6 +293,12 @@ nlohmann::json read_json(const fs::path& p) {
     } catch (const nlohmann::json::exception& e) {
         fail("{}: not valid JSON ({}); move the file away to redo this part", p.string(), e.what());
     }
+}
+
+// "" when the key is missing or not a string (a hand-edited or foreign file).
+std::string string_field(const nlohmann::json& j, const char* key) {
+    const auto it = j.find(key);
+    return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
 }
 
 void write_atomically(const fs::path& path, const std::string& text) {
@@ -412,8 +420,8 @@ LrFindSummary lr_find(const std::vector<JobConfig>& cfgs, const LrFindOptions& o
             for (const auto& [k, v] : call.items())
                 if (!before.contains(k) || before[k] != v) what += (what.empty() ? "" : ", ") + k;
             fail(
-                "{}: holds an lr-find with other settings ({} differ); use another --job.name "
-                "or move the folder away",
+                "{}: holds an lr-find with other settings (differs in: {}); use another "
+                "--job.name or move the folder away",
                 run.string(), what);
         }
     } else {
@@ -445,12 +453,12 @@ LrFindSummary lr_find(const std::vector<JobConfig>& cfgs, const LrFindOptions& o
 
         if (fs::exists(result.json)) {
             const nlohmann::json done = read_json(result.json);
-            if (done.value("optimizer_config", std::string()) != own)
+            if (string_field(done, "optimizer_config") != own)
                 fail(
                     "{}: was swept with another [optimizer] config; use another --job.name or "
                     "move the file away",
                     result.json);
-            result.sweep = sweep_from_json(done.at("sweep"), result.json);
+            result.sweep = sweep_from_json(done, result.json);
             result.suggestions = suggest_lrs(result.sweep.points);
             result.reused = true;
             log.line("{}: finished earlier ({}), not re-run", name, result.json);
@@ -489,12 +497,12 @@ LrFindSummary lr_find(const std::vector<JobConfig>& cfgs, const LrFindOptions& o
             {
                 const fs::path sweep_file = state_root / fmt::format("sweep-{}.json", state->step);
                 const nlohmann::json saved = read_json(sweep_file);
-                if (saved.value("optimizer_config", std::string()) != own)
+                if (string_field(saved, "optimizer_config") != own)
                     fail(
                         "{}: was saved with another [optimizer] config; move {} away to restart "
                         "this sweep",
                         sweep_file.string(), state_root.string());
-                sweep = sweep_from_json(saved.at("sweep"), sweep_file.string());
+                sweep = sweep_from_json(saved, sweep_file.string());
                 if (static_cast<int>(sweep.points.size()) != state->step)
                     fail("{}: holds {} points for a save at step {}", sweep_file.string(),
                          sweep.points.size(), state->step);
