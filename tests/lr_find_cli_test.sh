@@ -65,6 +65,26 @@ check bad_optimizer_status test $? -ne 0
 check bad_optimizer_message grep -q "NoSuch" <<<"$err"
 check bad_optimizer_no_folder test ! -e "$work/bad"
 
+# SIGKILL mid-sweep, then the same command again: the curve equals an uninterrupted run's.
+tiny=(lr-find --steps 60 --lr-min 1e-5 --lr-max 1 --save-every 5 --job.dump_folder "$work"
+    --model.flavor tiny --training.local_batch_size 4 --training.seq_len 32 --training.threads 2)
+"$agpt" "${tiny[@]}" --job.name whole >/dev/null 2>&1
+check whole_status test $? -eq 0
+"$agpt" "${tiny[@]}" --job.name killed >"$work/killed.txt" 2>&1 &
+pid=$!
+for _ in $(seq 2400); do  # up to 2 min on a busy machine
+    compgen -G "$work/killed/lr_find_state_AdamW/step-*/manifest.json" >/dev/null && break
+    sleep 0.05
+done
+kill -KILL "$pid" 2>/dev/null
+wait "$pid"
+check killed_before_the_end test $? -eq 137
+check killed_left_a_save compgen -G "$work/killed/lr_find_state_AdamW/step-*/manifest.json"
+"$agpt" "${tiny[@]}" --job.name killed >"$work/resumed.txt" 2>&1
+check resumed_status test $? -eq 0
+check resumed_from_a_save grep -q "resumed at step" "$work/resumed.txt"
+check same_curve_after_kill cmp "$work/whole/lr_find_AdamW.csv" "$work/killed/lr_find_AdamW.csv"
+
 if [[ $failed -ne 0 ]]; then
     echo "--- output"
     cat "$work/out.txt"
