@@ -31,5 +31,6 @@ void add_optimizers_command(CLI::App& app, Action& action);
 void add_plan_command(CLI::App& app, Action& action);
 void add_dashboard_command(CLI::App& app, Action& action);
 void add_compete_command(CLI::App& app, Action& action);
+void add_lr_find_command(CLI::App& app, Action& action);
 
 }  // namespace agpt::cli

@@ -33,6 +33,7 @@ int main(int argc, char** argv) {
     add_plan_command(app, action);
     add_dashboard_command(app, action);
     add_compete_command(app, action);
+    add_lr_find_command(app, action);
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {

@@ -116,6 +116,10 @@ void draw(cairo_t* cr, const std::vector<Series>& series, const PlotOptions& opt
             x1 = std::max(x1, tx(s.x[i]));
             y0 = std::min(y0, ty(s.y[i]));
             y1 = std::max(y1, ty(s.y[i]));
+            if (i < s.y_light.size()) {
+                y0 = std::min(y0, ty(s.y_light[i]));
+                y1 = std::max(y1, ty(s.y_light[i]));
+            }
         }
     if (x1 == x0) x1 = x0 + 1;
     if (y1 == y0) y1 = y0 + 1;
@@ -163,7 +167,8 @@ void draw(cairo_t* cr, const std::vector<Series>& series, const PlotOptions& opt
 
     // Axis labels and title.
     cairo_set_font_size(cr, 14);
-    const std::string xlabel = opt.log_x ? "step (log scale)" : "step";
+    const std::string xlabel =
+        (opt.x_label.empty() ? "step" : opt.x_label) + (opt.log_x ? " (log scale)" : "");
     cairo_text_extents(cr, xlabel.c_str(), &ext);
     cairo_move_to(cr, left + (W - left - right - ext.width) / 2, H - 18);
     cairo_show_text(cr, xlabel.c_str());
@@ -186,6 +191,15 @@ void draw(cairo_t* cr, const std::vector<Series>& series, const PlotOptions& opt
     cairo_save(cr);
     cairo_rectangle(cr, left, top, W - left - right, H - top - bottom);
     cairo_clip(cr);
+    cairo_set_line_width(cr, 1.0);
+    for (std::size_t k = 0; k < series.size(); k++) {
+        const auto& c = kColors[k % std::size(kColors)];
+        cairo_set_source_rgba(cr, c[0], c[1], c[2], 0.35);
+        const auto& s = series[k];
+        for (std::size_t i = 0; i < s.y_light.size() && i < s.x.size(); i++)
+            (i == 0 ? cairo_move_to : cairo_line_to)(cr, px(s.x[i]), py(s.y_light[i]));
+        cairo_stroke(cr);
+    }
     cairo_set_line_width(cr, 1.8);
     for (std::size_t k = 0; k < series.size(); k++) {
         const auto& c = kColors[k % std::size(kColors)];
@@ -195,6 +209,30 @@ void draw(cairo_t* cr, const std::vector<Series>& series, const PlotOptions& opt
             (i == 0 ? cairo_move_to : cairo_line_to)(cr, px(s.x[i]), py(s.y[i]));
         if (s.x.size() == 1) cairo_arc(cr, px(s.x[0]), py(s.y[0]), 2.5, 0, 2 * M_PI);
         cairo_stroke(cr);
+    }
+    // Markers: a ring in the curve's colour and the label beside it, alternately above and below
+    // and shifted per series, so that labels of nearby markers do not overprint.
+    cairo_set_font_size(cr, 11);
+    for (std::size_t k = 0; k < series.size(); k++) {
+        const auto& c = kColors[k % std::size(kColors)];
+        for (std::size_t j = 0; j < series[k].markers.size(); j++) {
+            const PlotMarker& m = series[k].markers[j];
+            if ((opt.log_x && m.x <= 0) || (opt.log_y && m.y <= 0)) continue;
+            if (tx(m.x) < x0 || tx(m.x) > x1 || ty(m.y) < y0 || ty(m.y) > y1) continue;
+            const double mx = px(m.x), my = py(m.y);
+            cairo_set_source_rgb(cr, 1, 1, 1);
+            cairo_arc(cr, mx, my, 5.5, 0, 2 * M_PI);
+            cairo_fill(cr);
+            cairo_set_source_rgb(cr, c[0], c[1], c[2]);
+            cairo_set_line_width(cr, 2.5);
+            cairo_arc(cr, mx, my, 5.5, 0, 2 * M_PI);
+            cairo_stroke(cr);
+            if (!m.label.empty()) {
+                const double shift = 13.0 * static_cast<double>(k);
+                cairo_move_to(cr, mx + 8, j % 2 == 0 ? my - 8 - shift : my + 16 + shift);
+                cairo_show_text(cr, m.label.c_str());
+            }
+        }
     }
     cairo_restore(cr);
     cairo_set_font_size(cr, 12);
@@ -236,10 +274,19 @@ void plot_runs(const std::vector<std::string>& run_dirs, const PlotOptions& opt)
 }
 
 void plot_series(const std::vector<Series>& series, const PlotOptions& opt) {
+    if (series.empty()) fail("{}: nothing to plot", opt.out);
     const std::string ext = fs::path(opt.out).extension().string();
     if (ext != ".png" && ext != ".svg")
         fail("--out {}: the extension must be .png or .svg", opt.out);
-    if (series.empty()) fail("{}: nothing to plot", opt.out);
+    for (const auto& s : series)
+        for (std::size_t i = 0; i < s.x.size(); i++) {
+            if (opt.log_x && !(s.x[i] > 0))
+                fail("{}: {} has x = {}, which cannot be drawn on a log scale", opt.out, s.label,
+                     s.x[i]);
+            if (opt.log_y && !(s.y[i] > 0 && (i >= s.y_light.size() || s.y_light[i] > 0)))
+                fail("{}: {} has {} <= 0, which cannot be drawn on a log scale", opt.out, s.label,
+                     opt.metric);
+        }
     // Draw to a temporary name, then rename: an existing plot is replaced only by a whole one.
     const std::string tmp = opt.out + ".tmp";
     cairo_surface_t* surface =

@@ -16,12 +16,21 @@ struct PlotOptions {
     bool log_x = false;
     bool log_y = false;
     int width = 900, height = 560;
-    std::string title;  // default: the metric's name
+    std::string title;    // default: the metric's name
+    std::string x_label;  // default: "step"
+};
+
+// A labelled point drawn over a curve in the curve's colour (e.g. a suggested learning rate).
+struct PlotMarker {
+    double x = 0.0, y = 0.0;
+    std::string label;
 };
 
 struct Series {
     std::string label;
     std::vector<double> x, y;
+    std::vector<double> y_light;  // at the same x, drawn thin and light behind y (e.g. raw values)
+    std::vector<PlotMarker> markers;  // drawn only where they fall inside the axes
 };
 
 // One metrics.jsonl line as a JSON object; nullopt for a line that is not one (a run still
@@ -42,8 +51,9 @@ std::vector<double> ema_smooth(const std::vector<double>& y, double weight);
 // (naming the run and the metrics it has) or the extension is neither .png nor .svg.
 void plot_runs(const std::vector<std::string>& run_dirs, const PlotOptions& opt);
 
-// Draws series already in hand (labels as given; opt.smooth and opt.metric only name the axis)
-// and writes opt.out. Throws Error for an extension other than .png or .svg.
+// Draws the given curves (no smoothing applied) and writes opt.out, replacing an existing file
+// only with a complete one. Throws Error on an extension other than .png or .svg, a non-positive
+// value on a log axis, or a failed write.
 void plot_series(const std::vector<Series>& series, const PlotOptions& opt);
 
 }  // namespace agpt
