@@ -390,8 +390,10 @@ LrFindSummary lr_find(const std::vector<JobConfig>& cfgs, const LrFindOptions& o
     const Tokenizer tokenizer = Tokenizer::load(base.model.tokenizer);
     const TrainingData data = open_training_data(
         base.training.dataset, tokenizer, base.validation.split, base.training.dataset_registry);
-    ModelArgs args = resolve_model_args(base.model.flavor, base.model.switches());
-    args.vocab_size = tokenizer.vocab_size();
+    // One model for every sweep: each starts from the same freshly initialised weights.
+    const std::unique_ptr<LanguageModel> model_ptr =
+        make_job_model(base, tokenizer.vocab_size(), B, T);
+    LanguageModel& model = *model_ptr;
     std::vector<double> base_lrs;
     for (const auto& cfg : cfgs) {
         const OptimizerInfo& info = optimizer_info(cfg.optimizer.name);
@@ -430,10 +432,10 @@ LrFindSummary lr_find(const std::vector<JobConfig>& cfgs, const LrFindOptions& o
     }
     ProgressLog log(progress, run / "lr_find.log");
     log.line(
-        "lr-find {} | data {} ({} train tokens) | model agpt/{} {:.2f}M params | batch {}×{}"
+        "lr-find {} | data {} ({} train tokens) | model {}/{} {:.2f}M params | batch {}×{}"
         " × {} | {} threads",
-        run.string(), data.source, data.train.total(), base.model.flavor,
-        static_cast<double>(args.num_params()) / 1e6, B, T, accum, threads);
+        run.string(), data.source, data.train.total(), base.model.name, base.model.flavor,
+        static_cast<double>(model.num_params()) / 1e6, B, T, accum, threads);
     log.line("sweep lr {:.3g} → {:.3g} over {} steps, EMA β {}, stop at smoothed > {}× best",
              opt.sweep.lr_min, opt.sweep.lr_max, opt.sweep.steps, opt.sweep.beta,
              opt.sweep.divergence_factor);
@@ -466,7 +468,6 @@ LrFindSummary lr_find(const std::vector<JobConfig>& cfgs, const LrFindOptions& o
             continue;
         }
 
-        Transformer model(args, B, T);
         model.init_weights(cfg.model.init, static_cast<uint64_t>(cfg.training.seed));
         if (!cfg.checkpoint.initial_load_path.empty())
             load_model_weights(cfg.checkpoint.initial_load_path, model);
