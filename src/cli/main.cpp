@@ -31,6 +31,8 @@ int main(int argc, char** argv) {
     add_models_command(app, action);
     add_optimizers_command(app, action);
     add_plan_command(app, action);
+    add_rl_command(app, action);
+    add_sft_command(app, action);
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
