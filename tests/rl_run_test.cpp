@@ -148,6 +148,21 @@ TEST_F(RlRun, GrpoWritesMetricsCheckpointsAndResumesExactly) {
     EXPECT_EQ(r.accuracy.n, 10);
 }
 
+TEST_F(RlRun, SftResumesExactly) {
+    ConfigOverrides o = sft_overrides("sft_resume");
+    for (auto& [k, v] : o)
+        if (k == "training.steps") v = "12";
+    o.push_back({"checkpoint.enable", "true"});
+    o.push_back({"checkpoint.interval", "5"});
+    const SftSummary a = run_sft(load_job_config("", o), nullptr);
+    const fs::path last = fs::path(a.run_dir) / "checkpoints" / "step-12";
+    const std::string weights = read_bytes(last / "model.safetensors");
+    fs::remove_all(last);
+    fs::remove_all(fs::path(a.run_dir) / "checkpoints" / "step-10");  // resume from step 5
+    run_sft(load_job_config("", o), nullptr);
+    EXPECT_TRUE(read_bytes(last / "model.safetensors") == weights);
+}
+
 TEST_F(RlRun, BadInputGetsOneClearError) {
     auto with = [&](ConfigOverrides o, std::string key, std::string value) {
         for (auto& [k, v] : o)

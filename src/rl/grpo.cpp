@@ -253,7 +253,9 @@ GrpoSummary run_grpo(const JobConfig& given, std::FILE* progress) {
                            {"grad_norm", grad_norm},
                            {"lr", optimizer->last_lr()},
                            {"gen_tok_per_s", r.completion_tokens / gen_s},
-                           {"train_tok_per_s", train_tokens * (E + 1 + (rc.kl_coef > 0)) / train_s},
+                           // Passes over the batch: π_old, π_ref, E forward+backward and
+                           // E−1 re-scorings of the moved policy.
+                           {"train_tok_per_s", train_tokens * (2 * E + (rc.kl_coef > 0)) / train_s},
                            {"gen_time_s", gen_s},
                            {"step_time_s", step_timer.seconds()}});
             log.line(
