@@ -32,5 +32,7 @@ void add_plan_command(CLI::App& app, Action& action);
 void add_dashboard_command(CLI::App& app, Action& action);
 void add_compete_command(CLI::App& app, Action& action);
 void add_lr_find_command(CLI::App& app, Action& action);
+void add_rl_command(CLI::App& app, Action& action);
+void add_sft_command(CLI::App& app, Action& action);
 
 }  // namespace agpt::cli

@@ -34,6 +34,8 @@ int main(int argc, char** argv) {
     add_dashboard_command(app, action);
     add_compete_command(app, action);
     add_lr_find_command(app, action);
+    add_rl_command(app, action);
+    add_sft_command(app, action);
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {

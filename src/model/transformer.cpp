@@ -276,7 +276,8 @@ double Transformer::head_loss(const int32_t* targets, int B, int T, double grad_
     return lm_head_cross_entropy<float>(
         d_xf, backward ? grad("output.weight") : nullptr, xf_norm, param("output.weight"), targets,
         N, D, V, static_cast<float>(grad_scale), scratch_.data(),
-        head_chunk(static_cast<int>(maxN), V), static_cast<float>(args_.final_softcap));
+        head_chunk(static_cast<int>(maxN), V), static_cast<float>(args_.final_softcap),
+        head_row_scale_, head_row_loss_);
 }
 
 double Transformer::forward_backward(const int32_t* tokens, const int32_t* targets, int B, int T,
@@ -373,6 +374,33 @@ void Transformer::last_logits(const int32_t* tokens, int T, float* out) {
                         static_cast<std::size_t>(T - 1) * args_.dim;
     matmul_forward<float>(out, last, param("output.weight"), 1, args_.dim, args_.vocab_size);
     softcap_forward<float>(out, args_.vocab_size, static_cast<float>(args_.final_softcap));
+}
+
+void Transformer::token_logprobs(const int32_t* tokens, const int32_t* targets, int B, int T,
+                                 double* logprobs) {
+    head_row_loss_ = logprobs;
+    try {
+        forward_loss(tokens, targets, B, T);
+    } catch (...) {
+        head_row_loss_ = nullptr;
+        throw;
+    }
+    head_row_loss_ = nullptr;
+    for (long i = 0; i < static_cast<long>(B) * T; i++) logprobs[i] = -logprobs[i];
+}
+
+double Transformer::forward_backward_weighted(const int32_t* tokens, const int32_t* targets,
+                                              const float* weights, int B, int T) {
+    head_row_scale_ = weights;
+    double loss_sum = 0.0;
+    try {
+        loss_sum = forward_backward(tokens, targets, B, T, 1.0);
+    } catch (...) {
+        head_row_scale_ = nullptr;
+        throw;
+    }
+    head_row_scale_ = nullptr;
+    return loss_sum;
 }
 
 }  // namespace agpt

@@ -55,6 +55,15 @@ class Transformer final : public LanguageModel {
     // Logits (V) of the last position of one sequence of length T (for sampling).
     void last_logits(const int32_t* tokens, int T, float* out) override;
 
+    // Per-token log-probabilities for policy-gradient fine-tuning (rl/grpo.h). Forward only:
+    // logprobs (B·T) receives log p(targets[i]), 0 where targets[i] is -1.
+    void token_logprobs(const int32_t* tokens, const int32_t* targets, int B, int T,
+                        double* logprobs);
+    // Forward and backward accumulating into grads() the gradient of Σ_i weights[i]·(−log
+    // p(targets[i])) over counted targets; weights (B·T). Returns Σ −log p(targets[i]).
+    double forward_backward_weighted(const int32_t* tokens, const int32_t* targets,
+                                     const float* weights, int B, int T);
+
     // Bytes held by activations and scratch (for reporting).
     std::size_t activation_bytes() const override;
 
@@ -72,6 +81,10 @@ class Transformer final : public LanguageModel {
     void build_views();
     void forward(const int32_t* tokens, int B, int T);
     double head_loss(const int32_t* targets, int B, int T, double grad_scale, bool backward);
+    // Per-row weights and per-row losses of the next head_loss (token_logprobs and
+    // forward_backward_weighted set them around a call).
+    const float* head_row_scale_ = nullptr;
+    double* head_row_loss_ = nullptr;
 };
 
 }  // namespace agpt

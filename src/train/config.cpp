@@ -184,6 +184,38 @@ std::vector<ConfigKey> make_keys() {
             "keep the k most likely tokens; 0: all"),
         row(
             "sample.prompt", [](C& c) { return &c.sample.prompt; }, "text to continue"),
+        row(
+            "task.name", [](C& c) { return &c.task.name; },
+            "RL/SFT task (agpt rl tasks); empty for plain training"),
+        row(
+            "task.difficulty", [](C& c) { return &c.task.difficulty; },
+            "task difficulty; 0: the task's default"),
+        row(
+            "rl.init", [](C& c) { return &c.rl.init; },
+            "run folder whose newest checkpoint is the initial policy"),
+        row(
+            "rl.group_size", [](C& c) { return &c.rl.group_size; },
+            "completions sampled per prompt (G)"),
+        row(
+            "rl.prompts_per_step", [](C& c) { return &c.rl.prompts_per_step; },
+            "prompts per GRPO step"),
+        row(
+            "rl.temperature", [](C& c) { return &c.rl.temperature; }, "sampling temperature"),
+        row(
+            "rl.clip_eps", [](C& c) { return &c.rl.clip_eps; },
+            "clip range of the policy ratio: [1-eps, 1+eps]"),
+        row(
+            "rl.kl_coef", [](C& c) { return &c.rl.kl_coef; },
+            "weight of the KL penalty (k3 estimator) to the initial model"),
+        row(
+            "rl.epochs_per_batch", [](C& c) { return &c.rl.epochs_per_batch; },
+            "optimizer steps on each sampled batch"),
+        row(
+            "rl.max_new_tokens", [](C& c) { return &c.rl.max_new_tokens; },
+            "longest completion sampled"),
+        row(
+            "rl.eval_n", [](C& c) { return &c.rl.eval_n; },
+            "held-out prompts scored (greedy) at the start and end; 0: none"),
     };
 }
 
@@ -914,6 +946,19 @@ void validate(const JobConfig& cfg, const Checker& c) {
     c.need(p.max_new_tokens >= 0, "sample.max_new_tokens", p.max_new_tokens, "must be >= 0");
     c.need(p.temperature >= 0, "sample.temperature", p.temperature, "must be >= 0 (0: greedy)");
     c.need(p.top_k >= 0, "sample.top_k", p.top_k, "must be >= 0 (0: no filtering)");
+
+    c.need(cfg.task.difficulty >= 0, "task.difficulty", cfg.task.difficulty,
+           "must be >= 0 (0: the task's default)");
+    const auto& r = cfg.rl;
+    c.need(r.group_size >= 2, "rl.group_size", r.group_size,
+           "must be >= 2 (advantages compare completions within a group)");
+    c.need(r.prompts_per_step > 0, "rl.prompts_per_step", r.prompts_per_step, "must be positive");
+    c.need(r.temperature > 0, "rl.temperature", r.temperature, "must be positive");
+    c.need(r.clip_eps > 0 && r.clip_eps < 1, "rl.clip_eps", r.clip_eps, "must be in (0, 1)");
+    c.need(r.kl_coef >= 0, "rl.kl_coef", r.kl_coef, "must be >= 0");
+    c.need(r.epochs_per_batch > 0, "rl.epochs_per_batch", r.epochs_per_batch, "must be positive");
+    c.need(r.max_new_tokens > 0, "rl.max_new_tokens", r.max_new_tokens, "must be positive");
+    c.need(r.eval_n >= 0, "rl.eval_n", r.eval_n, "must be >= 0");
 }
 
 }  // namespace

@@ -89,6 +89,24 @@ struct JobConfig {
         int top_k = 0;  // 0: no top-k filtering
         std::string prompt = "\n";
     } sample;
+    // [task], [rl]: supervised warm-up (`agpt sft`) and GRPO fine-tuning (`agpt rl`) on a
+    // registered task (docs/rl.md). Both also use [training] (steps, local_batch_size as the
+    // micro-batch, seed), [optimizer], [lr_scheduler], [checkpoint] and [metrics].
+    struct Task {
+        std::string name = "";  // a registered task (agpt rl tasks)
+        int difficulty = 0;     // 0: the task's default
+    } task;
+    struct Rl {
+        std::string init = "";  // the run folder whose newest checkpoint starts the policy
+        int group_size = 8;     // completions sampled per prompt
+        int prompts_per_step = 16;
+        double temperature = 1.0;  // sampling temperature
+        double clip_eps = 0.2;     // PPO ratio clip
+        double kl_coef = 0.04;     // weight of the k3 KL penalty to the initial model
+        int epochs_per_batch = 1;  // optimizer steps on each sampled batch
+        int max_new_tokens = 32;
+        int eval_n = 200;  // held-out prompts scored at the start and end (0: none)
+    } rl;
 
     // Micro-batches per optimizer step (global / local).
     int grad_accum_steps() const;

@@ -12,7 +12,8 @@ namespace agpt::cpu {
 
 template <typename T>
 double lm_head_cross_entropy(T* dx, T* dweight, const T* x, const T* weight, const int32_t* targets,
-                             int N, int C, int V, T grad_scale, T* scratch, int chunk, T softcap) {
+                             int N, int C, int V, T grad_scale_all, T* scratch, int chunk,
+                             T softcap, const T* row_scale, double* row_loss_out) {
     const bool backward = dx != nullptr || dweight != nullptr;
     const bool capped = softcap > T(0);
     std::vector<double> row_loss(N, 0.0);
@@ -25,6 +26,7 @@ double lm_head_cross_entropy(T* dx, T* dweight, const T* x, const T* weight, con
         for (int i = 0; i < n; i++) {
             T* row = logits + static_cast<long>(i) * V;
             const int32_t target = targets[start + i];
+            const T grad_scale = row_scale ? grad_scale_all * row_scale[start + i] : grad_scale_all;
             if (capped) {  // the loss is that of the capped logits y = c·tanh(z/c)
 #pragma omp simd
                 for (int v = 0; v < V; v++) row[v] = softcap_vec(row[v], softcap);
@@ -75,14 +77,15 @@ double lm_head_cross_entropy(T* dx, T* dweight, const T* x, const T* weight, con
     }
     double total = 0.0;  // summed in token order for a thread-count independent result
     for (double l : row_loss) total += l;
+    if (row_loss_out) std::copy(row_loss.begin(), row_loss.end(), row_loss_out);
     return total;
 }
 
 template double lm_head_cross_entropy<float>(float*, float*, const float*, const float*,
                                              const int32_t*, int, int, int, float, float*, int,
-                                             float);
+                                             float, const float*, double*);
 template double lm_head_cross_entropy<double>(double*, double*, const double*, const double*,
                                               const int32_t*, int, int, int, double, double*, int,
-                                              double);
+                                              double, const double*, double*);
 
 }  // namespace agpt::cpu

@@ -1,0 +1,203 @@
+// `agpt sft`, `agpt rl` and `agpt rl eval` end to end on a tiny model: run folders, metrics,
+// checkpoints, exact resume, and the errors bad input gets.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "core/error.h"
+#include "rl/eval.h"
+#include "rl/grpo.h"
+#include "rl/sft.h"
+#include "train/config.h"
+
+namespace agpt {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string read_bytes(const fs::path& p) {
+    std::ifstream in(p, std::ios::binary);
+    std::ostringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+}
+
+std::vector<nlohmann::json> metrics_of(const fs::path& run) {
+    std::vector<nlohmann::json> out;
+    std::ifstream in(run / "metrics.jsonl");
+    for (std::string line; std::getline(in, line);) out.push_back(nlohmann::json::parse(line));
+    return out;
+}
+
+std::string error_of(const std::function<void()>& f) {
+    try {
+        f();
+    } catch (const Error& e) {
+        return e.what();
+    }
+    return "";
+}
+
+class RlRun : public ::testing::Test {
+  protected:
+    static void SetUpTestSuite() {
+        dir_ = fs::temp_directory_path() / ("agpt_rl_run_" + std::to_string(::getpid()));
+        fs::remove_all(dir_);
+        const JobConfig cfg = load_job_config("", sft_overrides("sft"));
+        sft_ = run_sft(cfg, nullptr);
+    }
+    static void TearDownTestSuite() { fs::remove_all(dir_); }
+    static ConfigOverrides sft_overrides(const std::string& name) {
+        return {{"job.dump_folder", dir_.string()},
+                {"job.name", name},
+                {"model.flavor", "tiny"},
+                {"task.name", "sum_of_digits"},
+                {"task.difficulty", "2"},
+                {"training.steps", "60"},
+                {"training.local_batch_size", "16"},
+                {"training.threads", "1"},
+                {"optimizer.lr", "3e-3"},
+                {"lr_scheduler.warmup_steps", "5"},
+                {"metrics.log_freq", "1"},
+                {"rl.eval_n", "20"},
+                {"rl.max_new_tokens", "4"}};
+    }
+    ConfigOverrides rl_overrides(const std::string& name) const {
+        return {{"job.dump_folder", dir_.string()}, {"job.name", name},
+                {"task.name", "sum_of_digits"},     {"task.difficulty", "2"},
+                {"rl.init", sft_.run_dir},          {"training.steps", "4"},
+                {"training.local_batch_size", "6"}, {"training.threads", "1"},
+                {"rl.prompts_per_step", "3"},       {"rl.group_size", "4"},
+                {"rl.max_new_tokens", "4"},         {"rl.eval_n", "8"},
+                {"rl.epochs_per_batch", "2"},       {"optimizer.lr", "1e-3"},
+                {"lr_scheduler.warmup_steps", "1"}, {"metrics.log_freq", "1"},
+                {"checkpoint.enable", "true"},      {"checkpoint.interval", "2"}};
+    }
+    static inline fs::path dir_;
+    static inline SftSummary sft_;
+};
+
+TEST_F(RlRun, SftTrainsOnAnswerTokensAndLeavesACheckpoint) {
+    const fs::path run = sft_.run_dir;
+    EXPECT_TRUE(fs::exists(run / "checkpoints" / "step-60" / "model.safetensors"));
+    EXPECT_TRUE(fs::exists(run / "config.toml"));
+    const auto m = metrics_of(run);
+    ASSERT_GE(m.size(), 3u);
+    EXPECT_EQ(m.front()["step"], 1);
+    // The answer loss falls well below its start (uniform over 258 ids: ln 258 = 5.55).
+    EXPECT_GT(m.front()["loss"].get<double>(), 4.0);
+    EXPECT_LT(m[m.size() - 2]["loss"].get<double>(), 2.5);
+    EXPECT_TRUE(m.back().contains("heldout_accuracy"));
+    EXPECT_GE(sft_.accuracy, 0.0);
+    // The same command again refuses to overwrite the run.
+    EXPECT_NE(error_of([&] {
+                  run_sft(load_job_config("", sft_overrides("sft")), nullptr);
+              }).find("already exists"),
+              std::string::npos);
+}
+
+TEST_F(RlRun, GrpoWritesMetricsCheckpointsAndResumesExactly) {
+    const GrpoSummary a = run_grpo(load_job_config("", rl_overrides("grpo")), nullptr);
+    const fs::path run = a.run_dir;
+    EXPECT_GE(a.accuracy_before, 0.0);
+    EXPECT_GE(a.accuracy_after, 0.0);
+    const auto m = metrics_of(run);
+    int step_rows = 0;
+    for (const auto& row : m) {
+        if (!row.contains("reward_mean")) continue;
+        step_rows++;
+        for (const char* k : {"reward_std", "accuracy", "kl", "clip_frac", "completion_len",
+                              "gen_tok_per_s", "train_tok_per_s", "loss", "lr", "grad_norm"})
+            EXPECT_TRUE(row.contains(k)) << k;
+        EXPECT_GE(row["kl"].get<double>(), 0.0);
+        EXPECT_LE(row["completion_len"].get<double>(), 4.0);
+        // Two epochs per batch: the second one sees a moved policy, so some tokens may clip,
+        // never more than all.
+        EXPECT_LE(row["clip_frac"].get<double>(), 1.0);
+    }
+    EXPECT_EQ(step_rows, 4);
+    // The run's config names the init run's model.
+    EXPECT_NE(read_bytes(run / "config.toml").find("flavor = \"tiny\""), std::string::npos);
+
+    // Exact resume: drop the last checkpoint, as a kill between steps 2 and 4 would leave it,
+    // and rerun the same command; the weights at step 4 must be byte-identical.
+    const fs::path last = run / "checkpoints" / "step-4";
+    const std::string weights = read_bytes(last / "model.safetensors");
+    const std::string opt_state = read_bytes(last / "optimizer.safetensors");
+    fs::remove_all(last);
+    const GrpoSummary b = run_grpo(load_job_config("", rl_overrides("grpo")), nullptr);
+    EXPECT_EQ(b.steps, 4);
+    EXPECT_TRUE(read_bytes(last / "model.safetensors") == weights);
+    EXPECT_TRUE(read_bytes(last / "optimizer.safetensors") == opt_state);
+    int rows_after = 0;
+    for (const auto& row : metrics_of(run)) rows_after += row.contains("reward_mean");
+    EXPECT_EQ(rows_after, 4);
+
+    // agpt rl eval on the run: its own task and difficulty by default.
+    RlEvalOptions o;
+    o.run_dir = run.string();
+    o.n = 10;
+    const RlEvalResult r = evaluate_run_on_task(o);
+    EXPECT_EQ(r.task, "sum_of_digits");
+    EXPECT_EQ(r.difficulty, 2);
+    EXPECT_EQ(r.step, 4);
+    EXPECT_EQ(r.accuracy.n, 10);
+}
+
+TEST_F(RlRun, SftResumesExactly) {
+    ConfigOverrides o = sft_overrides("sft_resume");
+    for (auto& [k, v] : o)
+        if (k == "training.steps") v = "12";
+    o.push_back({"checkpoint.enable", "true"});
+    o.push_back({"checkpoint.interval", "5"});
+    const SftSummary a = run_sft(load_job_config("", o), nullptr);
+    const fs::path last = fs::path(a.run_dir) / "checkpoints" / "step-12";
+    const std::string weights = read_bytes(last / "model.safetensors");
+    fs::remove_all(last);
+    fs::remove_all(fs::path(a.run_dir) / "checkpoints" / "step-10");  // resume from step 5
+    run_sft(load_job_config("", o), nullptr);
+    EXPECT_TRUE(read_bytes(last / "model.safetensors") == weights);
+}
+
+TEST_F(RlRun, BadInputGetsOneClearError) {
+    auto with = [&](ConfigOverrides o, std::string key, std::string value) {
+        for (auto& [k, v] : o)
+            if (k == key) v = value;
+        return o;
+    };
+    EXPECT_NE(error_of([&] {
+                  run_grpo(load_job_config("", with(rl_overrides("x"), "task.name", "countdwn")),
+                           nullptr);
+              }).find("did you mean 'countdown'"),
+              std::string::npos);
+    EXPECT_NE(error_of([&] {
+                  run_grpo(load_job_config("", with(rl_overrides("x"), "rl.init", "/nonexistent")),
+                           nullptr);
+              }).find("/nonexistent: no such run folder"),
+              std::string::npos);
+    EXPECT_NE(error_of([&] {
+                  run_grpo(load_job_config("", with(rl_overrides("x"), "task.difficulty", "40")),
+                           nullptr);
+              }).find("task.difficulty = 40"),
+              std::string::npos);
+    EXPECT_NE(error_of([&] {
+                  load_job_config("", {{"rl.grup_size", "4"}});
+              }).find("did you mean 'rl.group_size'"),
+              std::string::npos);
+    EXPECT_NE(error_of([&] {
+                  load_job_config("", {{"rl.group_size", "1"}});
+              }).find("must be >= 2"),
+              std::string::npos);
+    EXPECT_NE(error_of([&] {
+                  load_job_config("", {{"rl.clip_eps", "1.5"}});
+              }).find("rl.clip_eps"),
+              std::string::npos);
+    EXPECT_FALSE(fs::exists(dir_ / "x"));  // nothing was created
+}
+
+}  // namespace
+}  // namespace agpt
