@@ -42,6 +42,9 @@ SftSummary run_sft(const JobConfig& cfg, std::FILE* progress) {
     set_thread_count(cfg.training.threads);
     const Tokenizer tokenizer = Tokenizer::load(cfg.model.tokenizer);
     const int32_t eos = tokenizer.eos_id().value_or(-1);
+    if (cfg.model.name != "agpt")
+        fail("model.name = {}: sft and rl run the agpt family (their sampling uses its KV cache)",
+             cfg.model.name);
     ModelArgs args = resolve_model_args(cfg.model.flavor, cfg.model.switches());
     args.vocab_size = tokenizer.vocab_size();
     const int B = cfg.training.local_batch_size;
