@@ -12,6 +12,7 @@
 #include "rl/eval.h"
 #include "rl/grpo.h"
 #include "rl/sft.h"
+#include "tools/hf_export.h"
 #include "train/config.h"
 
 namespace agpt {
@@ -146,6 +147,32 @@ TEST_F(RlRun, GrpoWritesMetricsCheckpointsAndResumesExactly) {
     EXPECT_EQ(r.difficulty, 2);
     EXPECT_EQ(r.step, 4);
     EXPECT_EQ(r.accuracy.n, 10);
+}
+
+// --init takes a Hugging Face folder as well: the exported SFT model starts GRPO exactly as the
+// SFT run folder does (same weights, flavor and tokenizer, so the same step-2 weights).
+TEST_F(RlRun, GrpoFromAHuggingFaceFolderEqualsFromTheRun) {
+    const fs::path hf = dir_ / "sft_hf";
+    export_run_hf(sft_.run_dir, -1, hf.string());
+    auto two_steps = [&](const std::string& name, const std::string& init) {
+        ConfigOverrides o = rl_overrides(name);
+        for (auto& [k, v] : o) {
+            if (k == "rl.init") v = init;
+            if (k == "training.steps") v = "2";
+        }
+        return run_grpo(load_job_config("", o), nullptr);
+    };
+    const GrpoSummary from_run = two_steps("grpo_from_run", sft_.run_dir);
+    const GrpoSummary from_hf = two_steps("grpo_from_hf", hf.string());
+    EXPECT_EQ(from_hf.steps, 2);
+    const std::string a =
+        read_bytes(fs::path(from_run.run_dir) / "checkpoints" / "step-2" / "model.safetensors");
+    const std::string b =
+        read_bytes(fs::path(from_hf.run_dir) / "checkpoints" / "step-2" / "model.safetensors");
+    ASSERT_FALSE(a.empty());
+    EXPECT_TRUE(a == b) << "GRPO from the HF export diverged from GRPO from the run";
+    EXPECT_NE(read_bytes(fs::path(from_hf.run_dir) / "config.toml").find("flavor = \"tiny\""),
+              std::string::npos);
 }
 
 TEST_F(RlRun, SftResumesExactly) {

@@ -32,7 +32,9 @@ void add_rl_command(CLI::App& app, Action& action) {
     auto* rl = app.add_subcommand("rl", "RL fine-tuning with GRPO on a task (docs/rl.md)");
     rl->add_option("--config", opt->config_path, "TOML job config");
     rl->add_option("--task", opt->task, "task name (agpt rl tasks)");
-    rl->add_option("--init", opt->init, "run folder whose newest checkpoint starts the policy");
+    rl->add_option(
+        "--init", opt->init,
+        "run folder (its newest checkpoint) or Hugging Face Llama folder that starts the policy");
     rl->add_flag("--print-config", opt->print_config, "Print the resolved config and exit");
     rl->allow_extras();
     rl->footer(

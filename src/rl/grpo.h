@@ -28,8 +28,9 @@ struct GrpoSummary {
     bool preempted = false;
 };
 
-// Runs (or resumes) the GRPO job: task.name, rl.init (a run folder; its newest checkpoint is the
-// initial policy and the KL reference), [rl], [training], [optimizer], [lr_scheduler].
+// Runs (or resumes) the GRPO job: task.name, rl.init (a run folder, whose newest checkpoint is the
+// initial policy and the KL reference, or a Hugging Face Llama folder), [rl], [training],
+// [optimizer], [lr_scheduler].
 // The model keys of the run are the init run's.
 GrpoSummary run_grpo(const JobConfig& cfg, std::FILE* progress = stdout);
 

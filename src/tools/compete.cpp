@@ -439,14 +439,21 @@ void write_competition_report(const Competition& c, const CompeteOptions& o,
         if (!e.curve_step.empty()) last_step = std::max(last_step, e.curve_step.back());
     const double first_step = std::max(1.0, std::floor(last_step / 10));
     for (const auto& e : ranked) {
-        Series s{e.name, {}, {}};
+        Series s;
+        s.label = e.name;
         for (std::size_t i = 0; i < e.curve_step.size(); i++)
             if (e.curve_step[i] >= first_step) {
                 s.x.push_back(e.curve_step[i]);
                 s.y.push_back(e.curve_loss[i]);
             }
         if (!s.x.empty()) loss.push_back(std::move(s));
-        if (!e.val_curve_step.empty()) val.push_back({e.name, e.val_curve_step, e.val_curve_loss});
+        if (!e.val_curve_step.empty()) {
+            Series v;
+            v.label = e.name;
+            v.x = e.val_curve_step;
+            v.y = e.val_curve_loss;
+            val.push_back(std::move(v));
+        }
     }
     PlotOptions po;
     po.width = 1000;

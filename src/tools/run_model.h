@@ -35,6 +35,8 @@ struct RunModel {
     std::string tokenizer_file;
 };
 
+// A Hugging Face Llama/Qwen3 folder (config.json + model.safetensors [+ tokenizer.json]) loads
+// too, as step 0 of the flavor its shapes match. Otherwise:
 // Loads <run>/config.toml, the tokenizer and checkpoint `step` (-1: the newest one that
 // verifies; each corrupt one skipped is reported through `warn`) into a Transformer allocated
 // for (max_batch, max_seq) rows. Throws Error naming the folder when there is no config or

@@ -192,7 +192,8 @@ std::vector<ConfigKey> make_keys() {
             "task difficulty; 0: the task's default"),
         row(
             "rl.init", [](C& c) { return &c.rl.init; },
-            "run folder whose newest checkpoint is the initial policy"),
+            "run folder whose newest checkpoint (or Hugging Face Llama folder) is the initial "
+            "policy"),
         row(
             "rl.group_size", [](C& c) { return &c.rl.group_size; },
             "completions sampled per prompt (G)"),
