@@ -225,8 +225,9 @@ TEST_P(MoeLayer, ForwardEqualsDensePerTokenReference) {
     EXPECT_EQ(std::vector<int>(moe.experts(), moe.experts() + N * c.shape.top_k), chosen);
     const std::vector<int> load = moe.last_load();
     EXPECT_EQ(std::accumulate(load.begin(), load.end(), 0), N * c.shape.top_k);
-    if (c.skew_bias)
+    if (c.skew_bias) {
         for (int e = 2; e < c.shape.n_experts; e++) EXPECT_EQ(load[e], 0) << "expert " << e;
+    }
 }
 
 // loss = Σ out ⊙ R; every gradient of the layer against central differences.

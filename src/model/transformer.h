@@ -12,10 +12,13 @@
 //   double loss_sum = model.forward_backward(tokens, targets, B, T, 1.0 / (B * T));
 //   ... optimizer over model.params() / model.grads() ...
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
+#include "model/mla.h"
 #include "model/model_args.h"
+#include "model/moe.h"
 
 namespace agpt {
 
@@ -23,9 +26,16 @@ struct ParamView {
     std::string name;    // torchtitan-style: "layers.3.attention.wq.weight"
     std::size_t offset;  // into the flat buffer
     std::vector<int> shape;
-    std::string role;  // embedding | norm | attention | ffn | head
+    // embedding | norm | attention | ffn | head; MoE: router (the router's gate), ffn (routed
+    // experts, (E, ·, ·), and shared experts), expert_bias (not trained: the balancing rule sets
+    // it)
+    std::string role;
     std::size_t numel() const;
 };
+
+// The MLA and MoE layer shapes of a model's args.
+MlaShape mla_shape_of(const ModelArgs& args);
+MoeShape moe_shape_of(const ModelArgs& args);
 
 class Transformer {
   public:
@@ -58,6 +68,15 @@ class Transformer {
     // Bytes held by activations and scratch (for reporting).
     std::size_t activation_bytes() const;
 
+    // MoE layers (empty for a dense model), in layer order, and the routed assignments per expert
+    // each has counted since the last update_expert_bias() (training forwards only).
+    std::vector<int> moe_layer_ids() const;
+    const MoeFfn<float>& moe_layer(int layer) const;
+    // Aux-loss-free balancing (DeepSeek-V3): bias += coeff·sign(mean load − load), centred, per
+    // MoE layer, from the load counted since the last call; then resets the counts. coeff 0 only
+    // resets them.
+    void update_expert_bias(double coeff);
+
   private:
     ModelArgs args_;
     int max_batch_, max_seq_;
@@ -69,6 +88,13 @@ class Transformer {
     std::vector<float> dacts_;
     std::vector<float> scratch_;
     std::vector<float> rope_cos_, rope_sin_;
+    std::vector<std::unique_ptr<Mla<float>>> mla_;     // per layer, MLA models only
+    std::vector<std::unique_ptr<MoeFfn<float>>> moe_;  // per layer, null for dense layers
+    bool count_load_ = false;
+    MlaWeights<float> mla_weights(int layer);
+    MlaGrads<float> mla_grads(int layer);
+    MoeWeights<float> moe_weights(int layer);
+    MoeGrads<float> moe_grads(int layer);
     void build_views();
     void forward(const int32_t* tokens, int B, int T);
     double head_loss(const int32_t* targets, int B, int T, double grad_scale, bool backward);

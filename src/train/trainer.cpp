@@ -226,6 +226,25 @@ void gauss_newton_bartlett(Transformer& model, const int32_t* step_inputs, int B
 
 namespace {
 
+// Routed assignments per expert of each MoE layer in the step just taken, and their imbalance
+// (max load / mean load: 1 is perfect balance, E means one expert took everything).
+struct MoeLoad {
+    std::vector<std::vector<double>> per_layer;
+    double mean_imbalance = 0.0, max_imbalance = 0.0;
+};
+
+MoeLoad moe_load_of(const Transformer& model) {
+    MoeLoad m;
+    for (int layer : model.moe_layer_ids()) {
+        m.per_layer.push_back(model.moe_layer(layer).tokens_per_expert());
+        const double imbalance = load_imbalance(m.per_layer.back());
+        m.mean_imbalance += imbalance;
+        m.max_imbalance = std::max(m.max_imbalance, imbalance);
+    }
+    if (!m.per_layer.empty()) m.mean_imbalance /= static_cast<double>(m.per_layer.size());
+    return m;
+}
+
 // "Muon: 24 tensors (1.2M) · AdamW: 14 tensors (0.6M)" for the log.
 std::string routing_summary(const Optimizer& opt) {
     std::string out;
@@ -354,9 +373,13 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
 
     log.line("run {} | data {} ({} train / {} val tokens)", summary.run_dir, data_path,
              data.train.total(), data.val.total());
-    log.line("model agpt/{} | {:.2f}M params | dim {} layers {} heads {}/{} ffn {} vocab {}",
-             cfg.model.flavor, static_cast<double>(args.num_params()) / 1e6, args.dim,
-             args.n_layers, args.n_heads, args.n_kv_heads, args.ffn_hidden(), args.vocab_size);
+    log.line("model agpt/{} | {:.2f}M params{} | dim {} layers {} heads {}/{} ffn {} vocab {}",
+             cfg.model.flavor, static_cast<double>(args.num_params()) / 1e6,
+             args.is_moe() ? fmt::format(" ({:.2f}M active: FLOPs and MFU count these)",
+                                         static_cast<double>(args.num_active_params()) / 1e6)
+                           : std::string(),
+             args.dim, args.n_layers, args.n_heads, args.n_kv_heads, args.ffn_hidden(),
+             args.vocab_size);
     log.line(
         "batch {}×{} × {} accumulation = {} tokens/step | {} steps | {} threads | fp32 GEMM "
         "peak {:.3f} TFLOP/s (measured)",
@@ -390,6 +413,8 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
             clip_grad_norm(model.grads().data(), model.grads().size(), cfg.training.max_norm);
         current_step = step;
         optimizer->step(schedule.factor(step));
+        const MoeLoad moe_load = moe_load_of(model);
+        model.update_expert_bias(args.load_balance_coeff);
         const double lr = optimizer->last_lr();
         const double step_time = step_timer.seconds();
         window_time += step_time;
@@ -405,31 +430,41 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
             const double tflops = flops_per_token * tok_per_s / 1e12;
             const double mfu = 100.0 * tflops / peak_tflops;
             const double eta = step_s * (cfg.training.steps - step);
-            const nlohmann::json row = {{"step", step},
-                                        {"loss", loss},
-                                        {"grad_norm", grad_norm},
-                                        {"lr", lr},
-                                        {"tokens_seen", static_cast<long>(step) * tokens_per_step},
-                                        {"tok_per_s", tok_per_s},
-                                        {"tflops", tflops},
-                                        {"mfu", mfu},
-                                        {"step_time_s", step_s},
-                                        {"data_time_s", window_data / window_steps},
-                                        {"optimizer_time_s", window_opt / window_steps},
-                                        {"optimizer_share", window_opt / window_time},
-                                        {"mem_gib", current_rss_gib()}};
+            nlohmann::json row = {{"step", step},
+                                  {"loss", loss},
+                                  {"grad_norm", grad_norm},
+                                  {"lr", lr},
+                                  {"tokens_seen", static_cast<long>(step) * tokens_per_step},
+                                  {"tok_per_s", tok_per_s},
+                                  {"tflops", tflops},
+                                  {"mfu", mfu},
+                                  {"step_time_s", step_s},
+                                  {"data_time_s", window_data / window_steps},
+                                  {"optimizer_time_s", window_opt / window_steps},
+                                  {"optimizer_share", window_opt / window_time},
+                                  {"mem_gib", current_rss_gib()}};
+            if (!moe_load.per_layer.empty()) {
+                row["moe_imbalance"] = moe_load.mean_imbalance;
+                row["moe_imbalance_max"] = moe_load.max_imbalance;
+                row["moe_tokens_per_expert"] = moe_load.per_layer;
+            }
             metrics.write(row);
             if (tensorboard) {
                 std::vector<std::pair<std::string, double>> scalars;
                 for (const auto& [key, value] : row.items())
-                    if (key != "step") scalars.emplace_back(key, value.get<double>());
+                    if (key != "step" && value.is_number())
+                        scalars.emplace_back(key, value.get<double>());
                 tensorboard->scalars(step, scalars);
             }
             log.line(
                 "step {:>5}/{} | loss {:.4f} | lr {:.2e} | grad_norm {:.3f} | tok/s {:.0f} | "
-                "mfu {:.1f}% | opt {:.1f}% | eta {}",
+                "mfu {:.1f}% | opt {:.1f}% | eta {}{}",
                 step, cfg.training.steps, loss, lr, grad_norm, tok_per_s, mfu,
-                100.0 * window_opt / window_time, format_duration(eta));
+                100.0 * window_opt / window_time, format_duration(eta),
+                moe_load.per_layer.empty()
+                    ? std::string()
+                    : fmt::format(" | moe imbalance {:.2f} (max {:.2f})", moe_load.mean_imbalance,
+                                  moe_load.max_imbalance));
             window_time = window_data = window_opt = 0.0;
             window_steps = 0;
         }

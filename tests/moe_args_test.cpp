@@ -1,0 +1,144 @@
+// The MLA/MoE flavors (model_args.h): design.md's MoE table with its exact dimensions, the
+// parameter counts (total and active) against hand counts, the model's flat buffer against
+// those counts, and the training-only load counting and bias update of the model.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <numeric>
+#include <string>
+#include <vector>
+
+#include "core/rng.h"
+#include "model/model_args.h"
+#include "model/transformer.h"
+
+namespace agpt {
+namespace {
+
+TEST(MoeFlavors, DesignTableDimensionsAreExact) {
+    struct Row {
+        const char* name;
+        int dim, layers, dense, heads, experts, shared, top_k, moe_ffn, dense_ffn;
+    };
+    const std::vector<Row> table = {
+        {"moe_debugmodel", 256, 6, 1, 16, 8, 2, 3, 256, 1024},
+        {"moe_500M", 512, 12, 1, 16, 16, 2, 3, 512, 2048},
+        {"moe_2B", 1024, 18, 1, 16, 24, 2, 3, 1024, 4096},
+        {"moe_7B", 2048, 24, 1, 24, 36, 2, 3, 1280, 8192},
+        {"moe_16B", 2048, 27, 1, 16, 64, 2, 6, 1408, 10944},
+    };
+    for (const Row& r : table) {
+        SCOPED_TRACE(r.name);
+        const Flavor* f = find_flavor(r.name);
+        ASSERT_NE(f, nullptr);
+        const ModelArgs& a = f->args;
+        EXPECT_EQ(a.dim, r.dim);
+        EXPECT_EQ(a.n_layers, r.layers);
+        EXPECT_EQ(a.n_dense_layers, r.dense);
+        EXPECT_EQ(a.n_heads, r.heads);
+        EXPECT_EQ(a.n_experts, r.experts);
+        EXPECT_EQ(a.n_shared_experts, r.shared);
+        EXPECT_EQ(a.top_k, r.top_k);
+        EXPECT_EQ(a.moe_hidden, r.moe_ffn);
+        EXPECT_EQ(a.ffn_hidden(), r.dense_ffn);
+        EXPECT_EQ(a.vocab_size, 256128);
+        EXPECT_TRUE(a.mla);
+        EXPECT_EQ(a.kv_lora_rank, 512);
+        EXPECT_EQ(a.qk_nope_head_dim, 128);
+        EXPECT_EQ(a.qk_rope_head_dim, 64);
+        EXPECT_EQ(a.v_head_dim, 128);
+        EXPECT_EQ(a.router.score, cpu::RouterScore::softmax);
+        EXPECT_GT(a.max_seq_len, a.original_seq_len);  // YaRN
+        EXPECT_EQ(a.load_balance_coeff, 1e-3);
+        EXPECT_LT(a.num_active_params(), a.num_params());
+    }
+}
+
+TEST(MoeFlavors, ParamCountsOfMoeDebugmodelByHand) {
+    const ModelArgs& a = find_flavor("moe_debugmodel")->args;
+    // MLA per layer: wq 16·192·256, wkv_a (512+64)·256, kv_norm 512, wkv_b 16·(128+128)·512,
+    // wo 256·16·128.
+    const long attn = 16L * 192 * 256 + 576L * 256 + 512 + 16L * 256 * 512 + 256L * 16 * 128;
+    const long dense_ffn = 3L * 256 * 1024;
+    const long expert = 3L * 256 * 256;
+    // Router 8·256, expert bias 8, 8 routed and 2 shared experts.
+    const long moe_ffn = 8L * 256 + 8 + 8 * expert + 2 * expert;
+    const long norms = 2L * 256;
+    const long total = 2L * 256128 * 256 + 256 + 6 * (attn + norms) + dense_ffn + 5 * moe_ffn;
+    EXPECT_EQ(a.num_params(), total);
+    EXPECT_EQ(a.num_active_params(), total - 5 * (8 - 3) * expert);
+    // 6·(active − embedding) + 12·L·H·((192 + 128)/2)·T
+    EXPECT_DOUBLE_EQ(a.flops_per_token(512),
+                     6.0 * static_cast<double>(a.num_active_params() - 256128L * 256) +
+                         12.0 * 6 * 16 * 160 * 512);
+}
+
+TEST(MoeFlavors, DebugPairHasTheSameActiveParametersButTheRouter) {
+    const ModelArgs& moe = find_flavor("moe_debug")->args;
+    const ModelArgs& dense = find_flavor("moe_debug_dense")->args;
+    EXPECT_FALSE(dense.is_moe());
+    EXPECT_TRUE(dense.mla);
+    EXPECT_EQ(dense.ffn_hidden(), (moe.top_k + moe.n_shared_experts) * moe.moe_hidden);
+    const long router =
+        moe.n_moe_layers() * (static_cast<long>(moe.n_experts) * moe.dim + moe.n_experts);
+    EXPECT_EQ(moe.num_active_params(), dense.num_params() + router);
+    // The experts a token skips are the difference.
+    EXPECT_EQ(
+        moe.num_params() - moe.num_active_params(),
+        moe.n_moe_layers() * static_cast<long>(moe.n_experts - moe.top_k) * moe.expert_params());
+}
+
+TEST(MoeFlavors, ModelBuffersHoldExactlyTheCountedParameters) {
+    for (const std::string name : {"moe_tiny", "moe_debug", "moe_debug_dense"}) {
+        SCOPED_TRACE(name);
+        const ModelArgs& a = find_flavor(name)->args;
+        Transformer model(a, 1, 8);
+        EXPECT_EQ(static_cast<long>(model.params().size()), a.num_params());
+        EXPECT_EQ(static_cast<int>(model.moe_layer_ids().size()), a.n_moe_layers());
+        for (const auto& v : model.param_views())
+            if (v.role == "expert_bias") {
+                EXPECT_EQ(v.shape, std::vector<int>{a.n_experts});
+            }
+    }
+}
+
+TEST(MoeModel, OnlyTrainingForwardsCountLoadAndTheBiasStepUsesIt) {
+    ModelArgs a = find_flavor("moe_tiny")->args;
+    a.vocab_size = 97;
+    const int B = 2, T = 12;
+    Transformer model(a, B, T);
+    model.init_weights("agpt", 5);
+    Rng rng(3);
+    std::vector<int32_t> tokens(B * T), targets(B * T);
+    for (auto& t : tokens) t = static_cast<int32_t>(rng.below(97));
+    for (auto& t : targets) t = static_cast<int32_t>(rng.below(97));
+    const int layer = model.moe_layer_ids().front();
+    auto total_load = [&]() {
+        const auto& load = model.moe_layer(layer).tokens_per_expert();
+        return std::accumulate(load.begin(), load.end(), 0.0);
+    };
+    model.forward_loss(tokens.data(), targets.data(), B, T);
+    EXPECT_EQ(total_load(), 0.0);  // evaluation does not count
+    model.zero_grad();
+    model.forward_backward(tokens.data(), targets.data(), B, T, 1.0 / (B * T));
+    EXPECT_EQ(total_load(), static_cast<double>(B * T * a.top_k));
+    const auto load = model.moe_layer(layer).tokens_per_expert();
+    const ParamView& bias_view = model.view("layers." + std::to_string(layer) + ".moe.expert_bias");
+    const std::vector<float> before(model.params().begin() + bias_view.offset,
+                                    model.params().begin() + bias_view.offset + a.n_experts);
+    EXPECT_EQ(model.grads()[bias_view.offset], 0.0f);  // no gradient reaches the bias
+    model.update_expert_bias(1e-3);
+    EXPECT_EQ(total_load(), 0.0);  // reset for the next step
+    const double mean = static_cast<double>(B * T * a.top_k) / a.n_experts;
+    for (int e = 0; e < a.n_experts; e++) {
+        const float after = model.params()[bias_view.offset + e];
+        if (load[e] > mean) {
+            EXPECT_LT(after, before[e]) << e;
+        } else if (load[e] < mean) {
+            EXPECT_GT(after, before[e]) << e;
+        }
+    }
+}
+
+}  // namespace
+}  // namespace agpt
