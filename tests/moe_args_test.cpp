@@ -4,6 +4,10 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
 #include <numeric>
 #include <string>
 #include <vector>
@@ -11,6 +15,8 @@
 #include "core/rng.h"
 #include "model/model_args.h"
 #include "model/transformer.h"
+#include "train/config.h"
+#include "train/trainer.h"
 
 namespace agpt {
 namespace {
@@ -138,6 +144,58 @@ TEST(MoeModel, OnlyTrainingForwardsCountLoadAndTheBiasStepUsesIt) {
             EXPECT_GT(after, before[e]) << e;
         }
     }
+}
+
+// moe_debug on the bundled corpus: the loss falls as the dense models' does, and every logged
+// step carries each MoE layer's per-expert load (all 2·B·T assignments) and its imbalance.
+TEST(MoeTrain, MoeDebugLossFallsOnBundledCorpusAndLoadIsLogged) {
+    namespace fs = std::filesystem;
+    const fs::path dump = fs::temp_directory_path() / "agpt_moe_train_test";
+    fs::remove_all(dump);
+    const int B = 8, T = 64;
+    const JobConfig cfg = load_job_config("", {{"job.dump_folder", dump.string()},
+                                               {"job.name", "moe"},
+                                               {"model.flavor", "moe_debug"},
+                                               {"training.local_batch_size", std::to_string(B)},
+                                               {"training.seq_len", std::to_string(T)},
+                                               {"training.steps", "100"},
+                                               {"training.threads", "1"},
+                                               {"optimizer.lr", "3e-3"},
+                                               {"lr_scheduler.warmup_steps", "10"},
+                                               {"validation.freq", "100"},
+                                               {"validation.steps", "8"},
+                                               {"metrics.log_freq", "20"},
+                                               {"sample.max_new_tokens", "20"}});
+    const TrainSummary s = train(cfg, nullptr);
+    const ModelArgs& a = find_flavor("moe_debug")->args;
+    std::ifstream in(dump / "moe" / "metrics.jsonl");
+    std::vector<double> losses;
+    for (std::string line; std::getline(in, line);) {
+        const nlohmann::json r = nlohmann::json::parse(line);
+        if (!r.contains("loss")) continue;
+        losses.push_back(r["loss"].get<double>());
+        const auto& load = r.at("moe_tokens_per_expert");
+        ASSERT_EQ(static_cast<int>(load.size()), a.n_moe_layers());
+        for (const auto& layer : load) {
+            ASSERT_EQ(static_cast<int>(layer.size()), a.n_experts);
+            double total = 0;
+            for (const auto& t : layer) total += t.get<double>();
+            EXPECT_EQ(total, static_cast<double>(B) * T * a.top_k);
+        }
+        EXPECT_GE(r.at("moe_imbalance").get<double>(), 1.0);
+        EXPECT_GE(r.at("moe_imbalance_max").get<double>(), r.at("moe_imbalance").get<double>());
+    }
+    std::printf("  moe_debug losses at steps 1, 20, ..., 100:");
+    for (double l : losses) std::printf(" %.3f", l);
+    std::printf("; val %.3f, %.0f tok/s\n", s.final_val_loss, s.tok_per_s);
+    ASSERT_EQ(losses.size(), 6u);
+    EXPECT_GT(losses.front(), 5.0);  // ~ln 258 = 5.55 at the start
+    EXPECT_LT(losses[1], losses[0] - 2.0);
+    EXPECT_LT(losses.back(), losses[1] - 0.2);
+    EXPECT_LT(s.final_loss, 2.8);
+    EXPECT_LT(s.final_val_loss, 2.8);
+    EXPECT_EQ(s.sample.size(), 20u);
+    fs::remove_all(dump);
 }
 
 }  // namespace
