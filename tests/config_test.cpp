@@ -465,7 +465,7 @@ TEST(ConfigKeys, TableMatchesTheStruct) {
         EXPECT_FALSE(k.help.empty()) << k.name;
         EXPECT_EQ(find_config_key(k.name), &k);
     }
-    EXPECT_EQ(names.size(), 45u);
+    EXPECT_EQ(names.size(), 46u);
     EXPECT_EQ(find_config_key("training.nope"), nullptr);
     EXPECT_EQ(find_config_key("training.max_norm")->type, ConfigType::Double);
     // The optimizer's own keys depend on optimizer.name: they are not in the fixed table.

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <map>
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -151,6 +152,10 @@ Vec mla_reference(const MlaShape& s, const MlaParams& m, const Vec& x, int B, in
         }
     }
     return out;
+}
+
+void PrintTo(const MlaCase& c, std::ostream* os) {
+    *os << c.name;
 }
 
 class MlaLayer : public ::testing::TestWithParam<MlaCase> {};

@@ -38,6 +38,7 @@ int run(int argc, char** argv) {
     app.add_option("--attn-softcap", switches.attn_softcap, "as model.attn_softcap");
     app.add_option("--final-softcap", switches.final_softcap, "as model.final_softcap");
     app.add_option("--ffn", switches.ffn, "as model.ffn: swiglu | relu2");
+    app.add_option("--aux-loss-alpha", switches.aux_loss_alpha, "as model.aux_loss_alpha (MoE)");
     app.add_option("--vocab", vocab, "vocabulary size overriding the flavor's");
     app.add_option("--batch", B, "batch size B");
     app.add_option("--seq", T, "sequence length T");
@@ -115,7 +116,8 @@ int run(int argc, char** argv) {
             w.set_metadata(key, std::to_string(value));
         for (const auto& [key, value] : {std::pair{"rope_factor", args.rope_factor},
                                          {"mscale", args.mscale},
-                                         {"route_scale", args.router.route_scale}})
+                                         {"route_scale", args.router.route_scale},
+                                         {"aux_loss_alpha", args.aux_loss_alpha}})
             w.set_metadata(key, fmt::format("{:.17g}", value));
         w.set_metadata("router_score", agpt::cpu::router_score_name(args.router.score));
     }

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -12,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "core/error.h"
 #include "core/rng.h"
 #include "model/model_args.h"
 #include "model/transformer.h"
@@ -144,6 +146,63 @@ TEST(MoeModel, OnlyTrainingForwardsCountLoadAndTheBiasStepUsesIt) {
             EXPECT_GT(after, before[e]) << e;
         }
     }
+}
+
+// The balance loss reaches every MoE layer of the model and moves the router's gradient only.
+TEST(MoeModel, AuxLossIsReportedAndChangesOnlyTheRouterSideGradients) {
+    ModelArgs a = find_flavor("moe_tiny")->args;
+    a.vocab_size = 61;
+    const int B = 2, T = 8;
+    Rng rng(4);
+    std::vector<int32_t> tokens(B * T), targets(B * T);
+    for (auto& t : tokens) t = static_cast<int32_t>(rng.below(61));
+    for (auto& t : targets) t = static_cast<int32_t>(rng.below(61));
+    auto run = [&](double alpha, double* aux) {
+        ModelArgs m = a;
+        m.aux_loss_alpha = alpha;
+        Transformer model(m, B, T);
+        model.init_weights("agpt", 9);
+        model.zero_grad();
+        model.forward_backward(tokens.data(), targets.data(), B, T, 1.0 / (B * T));
+        *aux = model.moe_aux_loss();
+        return std::vector<float>(model.grads().begin(), model.grads().end());
+    };
+    double aux_off = -1, aux_on = -1;
+    const std::vector<float> off = run(0.0, &aux_off), on = run(0.1, &aux_on);
+    EXPECT_EQ(aux_off, 0.0);
+    // Two MoE layers, each α·Σ f·P ≈ α (near-uniform routing at init).
+    EXPECT_GT(aux_on, 0.1);
+    EXPECT_LT(aux_on, 0.1 * a.n_moe_layers() * a.n_experts);
+    Transformer views(a, 1, 1);
+    const ParamView& router = views.view("layers.2.moe.router.gate.weight");
+    const ParamView& head = views.view("output.weight");
+    double router_moved = 0, head_moved = 0;
+    for (std::size_t i = 0; i < router.numel(); i++)
+        router_moved =
+            std::max(router_moved,
+                     static_cast<double>(std::abs(on[router.offset + i] - off[router.offset + i])));
+    for (std::size_t i = 0; i < head.numel(); i++)
+        head_moved = std::max(
+            head_moved, static_cast<double>(std::abs(on[head.offset + i] - off[head.offset + i])));
+    EXPECT_GT(router_moved, 1e-4);
+    EXPECT_EQ(head_moved, 0.0);  // the head sits after every MoE layer
+}
+
+TEST(MoeConfig, AuxLossAlphaNeedsAMoeFlavorAndReachesTheModel) {
+    const JobConfig cfg =
+        load_job_config("", {{"model.flavor", "moe_debug"}, {"model.aux_loss_alpha", "0.001"}});
+    EXPECT_EQ(resolve_model_args(cfg.model.flavor, cfg.model.switches()).aux_loss_alpha, 0.001);
+    EXPECT_EQ(find_flavor("moe_debug")->args.aux_loss_alpha, 0.0);  // off unless asked
+    try {
+        load_job_config("", {{"model.flavor", "tiny"}, {"model.aux_loss_alpha", "0.01"}});
+        FAIL() << "a dense flavor with an aux loss was accepted";
+    } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find("model.aux_loss_alpha"), std::string::npos)
+            << e.what();
+    }
+    EXPECT_THROW(
+        load_job_config("", {{"model.flavor", "moe_debug"}, {"model.aux_loss_alpha", "-1"}}),
+        Error);
 }
 
 // moe_debug on the bundled corpus: the loss falls as the dense models' does, and every logged

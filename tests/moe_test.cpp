@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <numeric>
+#include <ostream>
 #include <vector>
 
 #include "core/error.h"
@@ -204,6 +205,10 @@ struct LayerCase {
     MoeShape shape;
     bool skew_bias;  // bias that sends every token to experts 0 and 1
 };
+
+void PrintTo(const LayerCase& c, std::ostream* os) {
+    *os << c.name;
+}
 
 class MoeLayer : public ::testing::TestWithParam<LayerCase> {};
 
@@ -415,6 +420,97 @@ TEST(MoeBalance, BiasUpdateBalancesASkewedRouter) {
     EXPECT_LT(m.bias[E - 1], 0.0f);
     EXPECT_GT(m.bias[0], 0.0f);
 }
+
+// DeepSeek-V3's sequence-level balance loss, from its definition: per sequence,
+// f_e = E/(k·T)·count_e, P_e = mean_t s_{t,e}/Σ_j s_{t,j}; L = α·mean over sequences of Σ_e
+// f_e·P_e.
+double aux_reference(MoeFfn<double>& moe, const MoeShape& s, int N, int T) {
+    const int E = s.n_experts, K = s.top_k;
+    double L = 0;
+    for (int b = 0; b < N / T; b++) {
+        Vec f(E, 0.0), P(E, 0.0);
+        for (int t = b * T; t < (b + 1) * T; t++) {
+            for (int j = 0; j < K; j++) f[moe.experts()[t * K + j]] += double(E) / (K * T);
+            double sum = 0;
+            for (int e = 0; e < E; e++) sum += moe.scores()[t * E + e];
+            for (int e = 0; e < E; e++) P[e] += moe.scores()[t * E + e] / sum / T;
+        }
+        for (int e = 0; e < E; e++) L += s.aux_loss_alpha * f[e] * P[e] / (N / T);
+    }
+    return L;
+}
+
+struct AuxCase {
+    const char* name;
+    RouterOptions router;
+};
+void PrintTo(const AuxCase& c, std::ostream* os) {
+    *os << c.name;
+}
+
+class MoeAux : public ::testing::TestWithParam<AuxCase> {};
+
+TEST_P(MoeAux, LossFollowsTheDefinitionAndItsGradientMatchesFiniteDifferences) {
+    MoeShape s = shape_of(6, 5, 1, 2, 4, GetParam().router);
+    s.aux_loss_alpha = 0.3;
+    const int T = 4, N = 3 * T;  // three sequences
+    const double weight = 2.0;   // the loss's weight in the objective
+    MoeCase m(s, 17);
+    Rng rng(23);
+    Vec x = randn(rng, static_cast<std::size_t>(N) * s.dim);
+    const Vec R = randn(rng, x.size());
+    MoeFfn<double> moe(s, N);
+    auto objective = [&]() {
+        Vec out(x.size(), 0.0);
+        moe.forward(out.data(), x.data(), m.weights(), N, false, T);
+        double l = weight * moe.aux_loss();
+        for (std::size_t i = 0; i < out.size(); i++) l += out[i] * R[i];
+        return l;
+    };
+    objective();
+    EXPECT_GT(moe.aux_loss(), 0.0);
+    EXPECT_NEAR(moe.aux_loss(), aux_reference(moe, s, N, T), 1e-14);
+    Vec dx(x.size(), 0.0), g_router(m.router.size(), 0.0), g_w1(m.w1.size(), 0.0),
+        g_w2(m.w2.size(), 0.0), g_w3(m.w3.size(), 0.0), g_sw1(m.sw1.size(), 0.0),
+        g_sw2(m.sw2.size(), 0.0), g_sw3(m.sw3.size(), 0.0);
+    const MoeGrads<double> g{g_router.data(), g_w1.data(),  g_w2.data(), g_w3.data(),
+                             g_sw1.data(),    g_sw2.data(), g_sw3.data()};
+    moe.backward(dx.data(), g, R.data(), x.data(), m.weights(), N, weight);
+    // Without the aux weight the router gradient differs: the loss is seen to act.
+    Vec g_router0(m.router.size(), 0.0), dx0(x.size(), 0.0);
+    Vec s1(m.w1.size()), s2(m.w2.size()), s3(m.w3.size()), t1(m.sw1.size()), t2(m.sw2.size()),
+        t3(m.sw3.size());
+    moe.backward(
+        dx0.data(),
+        {g_router0.data(), s1.data(), s2.data(), s3.data(), t1.data(), t2.data(), t3.data()},
+        R.data(), x.data(), m.weights(), N, 0.0);
+    double moved = 0;
+    for (std::size_t i = 0; i < g_router.size(); i++)
+        moved = std::max(moved, std::abs(g_router[i] - g_router0[i]));
+    EXPECT_GT(moved, 1e-3);
+    auto check = [&](const char* what, Vec& p, const Vec& grad) {
+        const double h = 1e-6;
+        double worst = 0, scale = 1e-3;
+        for (std::size_t i = 0; i < p.size(); i++) {
+            const double keep = p[i];
+            p[i] = keep + h;
+            const double lp = objective();
+            p[i] = keep - h;
+            const double lm = objective();
+            p[i] = keep;
+            worst = std::max(worst, std::abs((lp - lm) / (2 * h) - grad[i]));
+            scale = std::max(scale, std::abs(grad[i]));
+        }
+        EXPECT_LT(worst / scale, 1e-6) << what;
+    };
+    check("router", m.router, g_router);
+    check("x", x, dx);
+}
+
+INSTANTIATE_TEST_SUITE_P(Routers, MoeAux,
+                         ::testing::Values(AuxCase{"softmax", {RouterScore::softmax, false, 1.0}},
+                                           AuxCase{"sigmoid_norm_scale", kSigmoidNormScaled}),
+                         [](const auto& info) { return std::string(info.param.name); });
 
 TEST(MoeLayer, RejectsTopKAboveExperts) {
     EXPECT_THROW(MoeFfn<float>(shape_of(4, 3, 0, 4, 4), 8), Error);

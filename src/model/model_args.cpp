@@ -267,6 +267,14 @@ ModelArgs resolve_model_args(const std::string& flavor, const ModelSwitches& sw)
     if (sw.attn_softcap > 0) a.attn_softcap = sw.attn_softcap;
     if (sw.final_softcap > 0) a.final_softcap = sw.final_softcap;
     if (*ffn == FfnType::relu2) a.ffn = FfnType::relu2;
+    if (!(sw.aux_loss_alpha >= 0.0) || !std::isfinite(sw.aux_loss_alpha))
+        fail("model.aux_loss_alpha = {}: must be 0 (off) or a positive weight", sw.aux_loss_alpha);
+    if (sw.aux_loss_alpha > 0) {
+        if (!a.is_moe())
+            fail("model.aux_loss_alpha = {}: flavor '{}' has no experts", sw.aux_loss_alpha,
+                 flavor);
+        a.aux_loss_alpha = sw.aux_loss_alpha;
+    }
     return a;
 }
 

@@ -139,6 +139,7 @@ struct ModelSwitches {
     double attn_softcap = 0.0;
     double final_softcap = 0.0;
     std::string ffn = "swiglu";
+    double aux_loss_alpha = 0.0;  // model.aux_loss_alpha: > 0 replaces the flavor's (MoE only)
 };
 
 // The flavor's args with the switches applied. Throws Error for an unknown flavor, a negative

@@ -90,12 +90,19 @@ MoeFfn<T>::MoeFfn(const MoeShape& s, int max_tokens) : shape_(s), max_tokens_(ma
     d_act_.resize(M * F);
     d_gates_.resize(N * K);
     d_logits_.resize(N * E);
+    if (s.aux_loss_alpha > 0) {
+        aux_f_.resize(N * E);
+        d_scores_.resize(N * E);
+    }
     plan_ = {s.n_experts, offsets_.data(), row_token_.data(), slot_row_.data()};
 }
 
 template <typename T>
-void MoeFfn<T>::forward(T* out, const T* x, const MoeWeights<T>& w, int N, bool count_load) {
+void MoeFfn<T>::forward(T* out, const T* x, const MoeWeights<T>& w, int N, bool count_load,
+                        int seq_len) {
     if (N > max_tokens_) fail("model: MoE got {} tokens, allocated for {}", N, max_tokens_);
+    if (seq_len <= 0) seq_len = N;
+    if (N % seq_len != 0) fail("model: MoE got {} tokens, not whole sequences of {}", N, seq_len);
     const int D = shape_.dim, E = shape_.n_experts, K = shape_.top_k, F = shape_.hidden,
               FS = shape_.shared_hidden(), M = N * K;
     matmul_forward<T>(logits_.data(), x, w.router, N, D, E);
@@ -104,6 +111,30 @@ void MoeFfn<T>::forward(T* out, const T* x, const MoeWeights<T>& w, int N, bool 
     moe_plan(plan_, experts_.data(), N, K, E);
     if (count_load)
         for (int e = 0; e < E; e++) tokens_per_expert_[e] += offsets_[e + 1] - offsets_[e];
+    aux_loss_ = 0.0;
+    aux_seq_len_ = seq_len;
+    if (shape_.aux_loss_alpha > 0) {
+        // Per sequence: f_e from the routed counts, P_e from the normalised scores.
+        const int S = N / seq_len;
+        for (int b = 0; b < S; b++) {
+            T* f = aux_f_.data() + static_cast<std::size_t>(b) * E;
+            std::fill(f, f + E, T(0));
+            std::vector<double> P(E, 0.0);
+            for (int t = b * seq_len; t < (b + 1) * seq_len; t++) {
+                for (int j = 0; j < K; j++) f[experts_[static_cast<std::size_t>(t) * K + j]] += 1;
+                const T* st = scores_.data() + static_cast<std::size_t>(t) * E;
+                double sum = 0;
+                for (int e = 0; e < E; e++) sum += st[e];
+                for (int e = 0; e < E; e++) P[e] += st[e] / sum / seq_len;
+            }
+            double l = 0;
+            for (int e = 0; e < E; e++) {
+                f[e] *= static_cast<T>(static_cast<double>(E) / (K * seq_len));
+                l += f[e] * P[e];
+            }
+            aux_loss_ += shape_.aux_loss_alpha * l / S;
+        }
+    }
 
     moe_gather<T>(xs_.data(), x, plan_, N, K, D);
     grouped_matmul_forward<T>(h13_.data(), 2 * F, xs_.data(), w.w1, plan_, D, F);
@@ -121,7 +152,7 @@ void MoeFfn<T>::forward(T* out, const T* x, const MoeWeights<T>& w, int N, bool 
 
 template <typename T>
 void MoeFfn<T>::backward(T* dx, const MoeGrads<T>& g, const T* dout, const T* x,
-                         const MoeWeights<T>& w, int N) {
+                         const MoeWeights<T>& w, int N, double aux_weight) {
     const int D = shape_.dim, E = shape_.n_experts, K = shape_.top_k, F = shape_.hidden,
               FS = shape_.shared_hidden(), M = N * K;
     if (FS > 0) {
@@ -153,6 +184,23 @@ void MoeFfn<T>::backward(T* dx, const MoeGrads<T>& g, const T* dout, const T* x,
     zero(d_logits_, static_cast<std::size_t>(N) * E);
     router_backward<T>(d_logits_.data(), d_gates_.data(), scores_.data(), experts_.data(), N, E, K,
                        shape_.router);
+    if (shape_.aux_loss_alpha > 0 && aux_weight != 0.0) {
+        // ∂L/∂s'_{t,e} = α·f_{b,e}/(S·T); s' = s/Σs gives ∂L/∂s_j = (∂L/∂s'_j − Σ_e
+        // ∂L/∂s'_e·s'_e)/Σs.
+        const int T_len = aux_seq_len_, S = N / T_len;
+        const double c = aux_weight * shape_.aux_loss_alpha / (static_cast<double>(S) * T_len);
+        for (int t = 0; t < N; t++) {
+            const T* f = aux_f_.data() + static_cast<std::size_t>(t / T_len) * E;
+            const T* st = scores_.data() + static_cast<std::size_t>(t) * E;
+            T* ds = d_scores_.data() + static_cast<std::size_t>(t) * E;
+            double sum = 0, dot = 0;
+            for (int e = 0; e < E; e++) sum += st[e];
+            for (int e = 0; e < E; e++) dot += c * f[e] * st[e] / sum;
+            for (int e = 0; e < E; e++) ds[e] = static_cast<T>((c * f[e] - dot) / sum);
+        }
+        router_scores_backward<T>(d_logits_.data(), d_scores_.data(), scores_.data(), N, E,
+                                  shape_.router.score);
+    }
     matmul_backward<T>(dx, g.router, d_logits_.data(), x, w.router, N, D, E);
 }
 
@@ -170,10 +218,10 @@ void MoeFfn<T>::reset_load() {
 
 template <typename T>
 std::size_t MoeFfn<T>::bytes() const {
-    const std::size_t floats = logits_.size() + scores_.size() + gates_.size() + xs_.size() +
-                               h13_.size() + act_.size() + ys_.size() + shared_h13_.size() +
-                               shared_act_.size() + d_rows_.size() + d_h13_.size() + d_act_.size() +
-                               d_gates_.size() + d_logits_.size();
+    const std::size_t floats =
+        logits_.size() + scores_.size() + gates_.size() + xs_.size() + h13_.size() + act_.size() +
+        ys_.size() + shared_h13_.size() + shared_act_.size() + d_rows_.size() + d_h13_.size() +
+        d_act_.size() + d_gates_.size() + d_logits_.size() + aux_f_.size() + d_scores_.size();
     const std::size_t ints =
         experts_.size() + offsets_.size() + row_token_.size() + slot_row_.size();
     return floats * sizeof(T) + ints * sizeof(int);
@@ -183,7 +231,8 @@ template <typename T>
 std::size_t MoeFfn<T>::bytes_for(const MoeShape& s, int max_tokens) {
     const std::size_t N = max_tokens, E = s.n_experts, K = s.top_k, M = N * K, D = s.dim,
                       F = s.hidden, FS = s.shared_hidden();
-    const std::size_t floats = 3 * N * E + 2 * N * K + 2 * M * D + M * 2 * F + 2 * M * F +
+    const std::size_t aux = s.aux_loss_alpha > 0 ? 2 * N * E : 0;
+    const std::size_t floats = aux + 3 * N * E + 2 * N * K + 2 * M * D + M * 2 * F + 2 * M * F +
                                N * 2 * FS + N * FS + std::max(M * D, N * FS) +
                                std::max(M * 2 * F, N * 2 * FS);
     const std::size_t ints = N * K + E + 1 + 2 * M;

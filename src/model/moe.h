@@ -33,6 +33,10 @@ struct MoeShape {
     int top_k = 0;
     int hidden = 0;  // width of one routed expert
     cpu::RouterOptions router;
+    // > 0: DeepSeek-V3's sequence-level balance loss α·Σ_e f_e·P_e per sequence, averaged over
+    // the batch's sequences, with f_e = E/(k·T)·(tokens of the sequence routed to e) and
+    // P_e = mean over the sequence of the normalised scores s_e / Σ_j s_j.
+    double aux_loss_alpha = 0.0;
     int shared_hidden() const { return n_shared_experts * hidden; }
 };
 
@@ -66,12 +70,16 @@ class MoeFfn {
     MoeFfn(const MoeShape& shape, int max_tokens);
 
     const MoeShape& shape() const { return shape_; }
-    // out (N,D) += MoE(x); x (N,D). Keeps what backward needs. count_load adds the routing to
-    // tokens_per_expert().
-    void forward(T* out, const T* x, const MoeWeights<T>& w, int N, bool count_load);
-    // Accumulates dx (N,D) and the gradients of the matching forward's weights from dout (N,D).
+    // out (N,D) += MoE(x); x (N,D), sequences of seq_len rows (0: one sequence of N). Keeps what
+    // backward needs. count_load adds the routing to tokens_per_expert().
+    void forward(T* out, const T* x, const MoeWeights<T>& w, int N, bool count_load,
+                 int seq_len = 0);
+    // Accumulates dx (N,D) and the gradients of the matching forward's weights from dout (N,D),
+    // plus aux_weight times the gradient of aux_loss() (when aux_loss_alpha > 0).
     void backward(T* dx, const MoeGrads<T>& g, const T* dout, const T* x, const MoeWeights<T>& w,
-                  int N);
+                  int N, double aux_weight = 0.0);
+    // The last forward's sequence-level balance loss (0 when aux_loss_alpha is 0).
+    double aux_loss() const { return aux_loss_; }
 
     // The last forward's routing: experts (N,k), gates (N,k), scores (N,E).
     const int* experts() const { return experts_.data(); }
@@ -91,6 +99,9 @@ class MoeFfn {
     MoeShape shape_;
     int max_tokens_;
     std::vector<double> tokens_per_expert_;
+    double aux_loss_ = 0.0;
+    int aux_seq_len_ = 0;
+    std::vector<T> aux_f_;  // f_e per sequence, (sequences, E)
     // Routing.
     std::vector<T> logits_, scores_, gates_;
     std::vector<int> experts_, offsets_, row_token_, slot_row_;
@@ -100,7 +111,7 @@ class MoeFfn {
     // Shared experts, (N) rows.
     std::vector<T> shared_h13_, shared_act_;
     // Backward temporaries.
-    std::vector<T> d_rows_, d_h13_, d_act_, d_gates_, d_logits_;
+    std::vector<T> d_rows_, d_h13_, d_act_, d_gates_, d_logits_, d_scores_;
 };
 
 }  // namespace agpt

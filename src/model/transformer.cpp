@@ -97,7 +97,8 @@ MlaShape mla_shape_of(const ModelArgs& a) {
 }
 
 MoeShape moe_shape_of(const ModelArgs& a) {
-    return {a.dim, a.n_experts, a.n_shared_experts, a.top_k, a.moe_hidden, a.router};
+    return {a.dim,        a.n_experts, a.n_shared_experts, a.top_k,
+            a.moe_hidden, a.router,    a.aux_loss_alpha};
 }
 
 Transformer::Transformer(const ModelArgs& args, int max_batch, int max_seq)
@@ -141,13 +142,9 @@ Transformer::Transformer(const ModelArgs& args, int max_batch, int max_seq)
     for (int layer = 0; layer < args.n_layers; layer++) {
         if (args.mla)
             mla_.push_back(std::make_unique<Mla<float>>(mla_shape_of(args), max_batch, max_seq));
-        if (args.is_moe_layer(layer)) {
-            const MoeShape s{args.dim,   args.n_experts,  args.n_shared_experts,
-                             args.top_k, args.moe_hidden, args.router};
-            moe_.push_back(std::make_unique<MoeFfn<float>>(s, max_batch * max_seq));
-        } else {
-            moe_.push_back(nullptr);
-        }
+        moe_.push_back(args.is_moe_layer(layer) ? std::make_unique<MoeFfn<float>>(
+                                                      moe_shape_of(args), max_batch * max_seq)
+                                                : nullptr);
     }
 }
 
@@ -213,6 +210,13 @@ const MoeFfn<float>& Transformer::moe_layer(int layer) const {
     if (layer < 0 || layer >= args_.n_layers || !moe_[layer])
         fail("model: layer {} is not a MoE layer", layer);
     return *moe_[layer];
+}
+
+double Transformer::moe_aux_loss() const {
+    double sum = 0;
+    for (const auto& m : moe_)
+        if (m) sum += m->aux_loss();
+    return sum;
 }
 
 void Transformer::update_expert_bias(double coeff) {
@@ -399,7 +403,7 @@ void Transformer::forward(const int32_t* tokens, int B, int T) {
                                D, static_cast<float>(args_.norm_eps));
         if (moe_[layer]) {
             std::memcpy(x_next, a + l.h, sizeof(float) * N * D);
-            moe_[layer]->forward(x_next, a + l.fnorm, moe_weights(layer), N, count_load_);
+            moe_[layer]->forward(x_next, a + l.fnorm, moe_weights(layer), N, count_load_, T);
             continue;
         }
         matmul_forward<float>(a + l.h13, a + l.fnorm, param(p + "feed_forward.w1.weight"), N, D,
@@ -477,7 +481,7 @@ double Transformer::forward_backward(const int32_t* tokens, const int32_t* targe
         if (moe_[layer]) {
             zero(d_norm, ND);
             moe_[layer]->backward(d_norm, moe_grads(layer), dres, a + l.fnorm, moe_weights(layer),
-                                  N);
+                                  N, grad_scale * N);
         } else {
             zero(d_gate, static_cast<std::size_t>(N) * F);
             matmul_backward<float>(d_gate, grad(p + "feed_forward.w2.weight"), dres, a + l.gate,

@@ -85,6 +85,9 @@ std::vector<ConfigKey> make_keys() {
             "model.ffn", [](C& c) { return &c.model.ffn; },
             "FFN: swiglu | relu2 (a _relu2 flavor is relu2 either way)"),
         row(
+            "model.aux_loss_alpha", [](C& c) { return &c.model.aux_loss_alpha; },
+            "MoE flavors: weight of the sequence-level balance loss (docs/moe.md); 0: off"),
+        row(
             "optimizer.name", [](C& c) { return &c.optimizer.name; },
             "AdamW | Muon | Mano | SophiaG | SPAM | Lion | ScheduleFreeAdamW | AdEMAMix; its "
             "own keys follow (agpt optimizers)"),
@@ -817,6 +820,10 @@ void validate(const JobConfig& cfg, const Checker& c) {
     c.need(m.final_softcap >= 0, "model.final_softcap", m.final_softcap,
            "must be 0 (off) or a positive cap");
     c.one_of("model.ffn", m.ffn, {"swiglu", "relu2"});
+    c.need(m.aux_loss_alpha >= 0 && std::isfinite(m.aux_loss_alpha), "model.aux_loss_alpha",
+           m.aux_loss_alpha, "must be 0 (off) or a positive weight");
+    c.need(m.aux_loss_alpha == 0 || flavor->args.is_moe(), "model.aux_loss_alpha", m.aux_loss_alpha,
+           "needs a MoE flavor (agpt models: moe_*)");
     c.need(m.tokenizer == "byte" || std::filesystem::is_regular_file(m.tokenizer),
            "model.tokenizer", m.tokenizer,
            "must be 'byte' or the path of a tokenizer.json / tiktoken file");

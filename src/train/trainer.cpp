@@ -397,7 +397,7 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
     double mean_step_time = 0.0;
     for (int step = first_step; step <= cfg.training.steps; step++) {
         Timer step_timer;
-        double data_time = 0.0, loss_sum = 0.0;
+        double data_time = 0.0, loss_sum = 0.0, aux_loss = 0.0;
         model.zero_grad();
         for (int micro = 0; micro < accum; micro++) {
             Timer data_timer;
@@ -406,6 +406,7 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
             loader.next_batch(B, inputs, targets.data());
             data_time += data_timer.seconds();
             loss_sum += model.forward_backward(inputs, targets.data(), B, T, grad_scale);
+            aux_loss += model.moe_aux_loss() / accum;
         }
         const double loss = loss_sum / static_cast<double>(tokens_per_step);
         if (!std::isfinite(loss)) fail("step {}: loss is {}; training diverged", step, loss);
@@ -448,6 +449,7 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
                 row["moe_imbalance_max"] = moe_load.max_imbalance;
                 row["moe_tokens_per_expert"] = moe_load.per_layer;
             }
+            if (args.aux_loss_alpha > 0) row["moe_aux_loss"] = aux_loss;
             metrics.write(row);
             if (tensorboard) {
                 std::vector<std::pair<std::string, double>> scalars;

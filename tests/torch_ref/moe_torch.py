@@ -19,6 +19,9 @@ MoE (token-choice top-k):
     g = s[chosen] (/ sum, if route_norm) * route_scale
     out = sum_j g_j * SwiGLU_{chosen_j}(x) + SwiGLU_shared(x)
     experts: w1, w3 (E, F, D), w2 (E, D, F); shared: n_shared * F wide.
+Sequence-level balance loss (DeepSeek-V3, aux_loss_alpha > 0), per MoE layer and sequence b of
+length T: f_e = E / (k T) * #{t in b: e chosen}, P_e = mean_t s_{t,e} / sum_j s_{t,j};
+L = alpha * mean_b sum_e f_e P_e, added to the mean cross-entropy.
 """
 
 import math
@@ -42,6 +45,7 @@ class MoeArgs:
         for k in self.FLOAT_KEYS:
             setattr(self, k, float(meta[k]))
         self.router_score = meta["router_score"]
+        self.aux_loss_alpha = float(meta.get("aux_loss_alpha", "0"))
         assert self.router_score in ("softmax", "sigmoid")
 
     def qk_head_dim(self):
@@ -206,6 +210,12 @@ class MoeTorch(torch.nn.Module):
             out = out + self.swiglu(x, self.p(sp + "w1.weight"), self.p(sp + "w2.weight"),
                                     self.p(sp + "w3.weight"))
         self.last_chosen[i] = chosen
+        if a.aux_loss_alpha > 0:
+            sn = s / s.sum(-1, keepdim=True)
+            P = sn.view(B, T, -1).mean(1)
+            counts = F.one_hot(chosen, a.n_experts).sum(1).view(B, T, -1).sum(1).to(P.dtype)
+            f = counts * a.n_experts / (a.top_k * T)
+            self.aux = self.aux + a.aux_loss_alpha * (f * P).sum(-1).mean()
         return out.view(B, T, D)
 
     def forward(self, tokens):
@@ -216,6 +226,7 @@ class MoeTorch(torch.nn.Module):
         ang = torch.cat([ang, ang], dim=-1)
         cos, sin = ang.cos().to(dtype), ang.sin().to(dtype)
         self.last_chosen = {}
+        self.aux = 0.0
         x = F.embedding(tokens, self.p("tok_embeddings.weight"))
         for i in range(a.n_layers):
             pre = f"layers.{i}."
@@ -232,6 +243,8 @@ class MoeTorch(torch.nn.Module):
         return x @ self.p("output.weight").t()
 
     def loss(self, tokens, targets):
+        """Mean cross-entropy plus the balance loss; the cross-entropy alone is in last_ce."""
         logits = self.forward(tokens)
-        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1),
-                               ignore_index=-1)
+        self.last_ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1),
+                                       ignore_index=-1)
+        return self.last_ce + self.aux

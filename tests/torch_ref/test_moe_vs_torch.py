@@ -42,6 +42,10 @@ CONFIGS = [
      ["--norm-noise", "0.3", "--expert-bias-noise", "0.3"]),
     # No q LoRA, no YaRN, softmax router, unbiased.
     ("moe_debug", "moe_debug", 512, 2, 32, []),
+    # The sequence-level balance loss (gradients include it; losses compared are cross-entropy).
+    ("moe_tiny-aux", "moe_tiny", 300, 2, 24, ["--expert-bias-noise", "0.3",
+                                              "--aux-loss-alpha", "0.1"]),
+    ("moe_debug-aux", "moe_debug", 512, 2, 32, ["--aux-loss-alpha", "0.05"]),
     ("moe_debug_dense", "moe_debug_dense", 512, 2, 32, ["--norm-noise", "0.3"]),
     # design.md's table flavor at its exact dimensions (vocabulary cut for speed), YaRN on.
     ("moe_debugmodel", "moe_debugmodel", 512, 1, 24, ["--expert-bias-noise", "0.1"]),
@@ -67,11 +71,13 @@ def forward_backward(args, arrays, dtype):
     tokens = torch.from_numpy(arrays["tokens"].astype(np.int64))
     targets = torch.from_numpy(arrays["targets"].astype(np.int64))
     loss = m.loss(tokens, targets)
+    ce = float(m.last_ce)
     routes = {i: c.numpy() for i, c in m.last_chosen.items()}
-    logits = m(tokens).detach()
     loss.backward()
+    with torch.no_grad():
+        logits = m(tokens)
     grads = {n: p.grad.detach().numpy().astype(np.float64) for n, p in m.named()}
-    return logits.numpy().astype(np.float64), float(loss), grads, routes
+    return logits.numpy().astype(np.float64), ce, grads, routes
 
 
 def train(args, arrays, dtype):
@@ -86,7 +92,7 @@ def train(args, arrays, dtype):
         loss.backward()
         torch.nn.utils.clip_grad_norm_(m.parameters(), 1.0)
         opt.step()
-        losses.append(float(loss))
+        losses.append(float(m.last_ce))
     return losses
 
 
@@ -158,6 +164,15 @@ def run_config(dump, name, flavor, vocab, B, T, flags, tmp):
         ok &= good
         print(f"   expert bias effect: {changed} token routes change without it  "
               f"{'ok' if good else 'FAIL: the test cannot tell'}")
+
+    if args.aux_loss_alpha > 0:  # without the balance loss the router gradients must differ
+        off = mt.MoeArgs({**meta, "aux_loss_alpha": "0"})
+        _, _, grads_off, _ = forward_backward(off, arrays, torch.float64)
+        effect = max(rel_err(grads_off[n], grads64[n]) for n in shapes if "router" in n)
+        good = effect > 100 * TOL
+        ok &= good
+        print(f"   balance loss effect on router gradients {effect:.2e} (must exceed "
+              f"{100 * TOL:g})  {'ok' if good else 'FAIL: the test cannot tell'}")
 
     losses64 = train(args, arrays, torch.float64)
     print(f"   AdamW (lr {LR:g}, wd 0.1, clip 1.0): {'step':>4} {'agpt':>12} {'torch64':>12} "

@@ -16,6 +16,18 @@ namespace {
 // torchtitan's guard against a zero denominator when renormalising sigmoid gates.
 constexpr double kRouteNormEps = 1e-20;
 
+// dz (E) += d(score function) from ds (E): softmax or sigmoid, s (E) its output.
+template <typename T>
+void scores_backward_row(T* dz, const T* ds, const T* s, int E, RouterScore score) {
+    if (score == RouterScore::softmax) {
+        T dot = 0;
+        for (int e = 0; e < E; e++) dot += ds[e] * s[e];
+        for (int e = 0; e < E; e++) dz[e] += s[e] * (ds[e] - dot);
+    } else {
+        for (int e = 0; e < E; e++) dz[e] += ds[e] * s[e] * (T(1) - s[e]);
+    }
+}
+
 }  // namespace
 
 template <typename T>
@@ -83,16 +95,18 @@ void router_backward(T* dlogits, const T* dgates, const T* scores, const int* ex
             } else {
                 for (int j = 0; j < k; j++) ds[chosen[j]] = scale * dg[j];
             }
-            T* dz = dlogits + static_cast<long>(n) * E;
-            if (opt.score == RouterScore::softmax) {
-                T dot = 0;
-                for (int e = 0; e < E; e++) dot += ds[e] * s[e];
-                for (int e = 0; e < E; e++) dz[e] += s[e] * (ds[e] - dot);
-            } else {
-                for (int e = 0; e < E; e++) dz[e] += ds[e] * s[e] * (T(1) - s[e]);
-            }
+            scores_backward_row(dlogits + static_cast<long>(n) * E, ds.data(), s, E, opt.score);
         }
     }
+}
+
+template <typename T>
+void router_scores_backward(T* dlogits, const T* dscores, const T* scores, int N, int E,
+                            RouterScore score) {
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++)
+        scores_backward_row(dlogits + static_cast<long>(n) * E, dscores + static_cast<long>(n) * E,
+                            scores + static_cast<long>(n) * E, E, score);
 }
 
 template void router_forward<float>(int*, float*, float*, const float*, const float*, int, int, int,
@@ -103,5 +117,9 @@ template void router_backward<float>(float*, const float*, const float*, const i
                                      const RouterOptions&);
 template void router_backward<double>(double*, const double*, const double*, const int*, int, int,
                                       int, const RouterOptions&);
+template void router_scores_backward<float>(float*, const float*, const float*, int, int,
+                                            RouterScore);
+template void router_scores_backward<double>(double*, const double*, const double*, int, int,
+                                             RouterScore);
 
 }  // namespace agpt::cpu

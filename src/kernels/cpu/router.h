@@ -30,4 +30,10 @@ template <typename T>
 void router_backward(T* dlogits, const T* dgates, const T* scores, const int* experts, int N, int E,
                      int k, const RouterOptions& opt);
 
+// Accumulates dlogits (N,E) from a gradient with respect to the scores themselves, dscores (N,E)
+// (the sequence-level auxiliary loss reads every score, not only the gates).
+template <typename T>
+void router_scores_backward(T* dlogits, const T* dscores, const T* scores, int N, int E,
+                            RouterScore score);
+
 }  // namespace agpt::cpu
