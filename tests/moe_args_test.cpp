@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <nlohmann/json.hpp>
 #include <numeric>
 #include <string>
@@ -15,6 +16,7 @@
 
 #include "core/error.h"
 #include "core/rng.h"
+#include "core/safetensors.h"
 #include "model/model_args.h"
 #include "model/transformer.h"
 #include "train/config.h"
@@ -203,6 +205,54 @@ TEST(MoeConfig, AuxLossAlphaNeedsAMoeFlavorAndReachesTheModel) {
     EXPECT_THROW(
         load_job_config("", {{"model.flavor", "moe_debug"}, {"model.aux_loss_alpha", "-1"}}),
         Error);
+}
+
+// A MoE run stopped after its step-6 checkpoint and resumed ends bit-identical to the
+// uninterrupted one: the checkpoint carries the expert biases (which the balancing rule moved)
+// under DeepSeek-V3's names; Muon routes the stacked experts and the router to its AdamW.
+TEST(MoeTrain, ResumedRunEqualsUninterruptedBitForBit) {
+    namespace fs = std::filesystem;
+    const fs::path dump = fs::temp_directory_path() / "agpt_moe_resume_test";
+    fs::remove_all(dump);
+    auto job = [&](const std::string& name) {
+        return load_job_config("", {{"job.dump_folder", dump.string()},
+                                    {"job.name", name},
+                                    {"model.flavor", "moe_tiny"},
+                                    {"model.aux_loss_alpha", "0.01"},
+                                    {"training.local_batch_size", "2"},
+                                    {"training.global_batch_size", "4"},
+                                    {"training.seq_len", "16"},
+                                    {"training.steps", "12"},
+                                    {"training.threads", "1"},
+                                    {"optimizer.name", "Muon"},
+                                    {"metrics.log_freq", "5"},
+                                    {"validation.freq", "5"},
+                                    {"validation.steps", "2"},
+                                    {"checkpoint.enable", "true"},
+                                    {"checkpoint.interval", "6"},
+                                    {"sample.max_new_tokens", "0"}});
+    };
+    train(job("full"), nullptr);
+    train(job("cut"), nullptr);
+    fs::remove_all(dump / "cut" / "checkpoints" / "step-12");
+    train(job("cut"), nullptr);
+    auto bytes = [](const fs::path& p) {
+        std::ifstream in(p, std::ios::binary);
+        return std::string(std::istreambuf_iterator<char>(in), {});
+    };
+    for (const char* file : {"model.safetensors", "optimizer.safetensors"}) {
+        const std::string a = bytes(dump / "full" / "checkpoints" / "step-12" / file);
+        const std::string b = bytes(dump / "cut" / "checkpoints" / "step-12" / file);
+        ASSERT_FALSE(a.empty()) << file;
+        EXPECT_TRUE(a == b) << file << " differs after resuming";
+    }
+    const SafetensorsFile st(
+        (dump / "full" / "checkpoints" / "step-12" / "model.safetensors").string());
+    const std::vector<float> bias =
+        st.get<float>("model.layers.1.mlp.gate.e_score_correction_bias");
+    EXPECT_TRUE(std::any_of(bias.begin(), bias.end(), [](float b) { return b != 0.0f; }));
+    EXPECT_TRUE(st.contains("model.layers.2.mlp.experts.gate_proj"));
+    fs::remove_all(dump);
 }
 
 // moe_debug on the bundled corpus: the loss falls as the dense models' does, and every logged
