@@ -465,7 +465,7 @@ TEST(ConfigKeys, TableMatchesTheStruct) {
         EXPECT_FALSE(k.help.empty()) << k.name;
         EXPECT_EQ(find_config_key(k.name), &k);
     }
-    EXPECT_EQ(names.size(), 56u);  // 45 + [task] 2 + [rl] 9
+    EXPECT_EQ(names.size(), 57u);  // 45 + [task] 2 + [rl] 9 + model.aux_loss_alpha
     EXPECT_EQ(find_config_key("training.nope"), nullptr);
     EXPECT_EQ(find_config_key("training.max_norm")->type, ConfigType::Double);
     // The optimizer's own keys depend on optimizer.name: they are not in the fixed table.

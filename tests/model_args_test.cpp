@@ -60,6 +60,7 @@ TEST(ModelArgs, EveryDesignTableFlavorHasItsExactDimensions) {
 
 TEST(ModelArgs, HeadsDivideDimAndKvHeadsDivideHeads) {
     for (const auto& f : agpt_flavors()) {
+        if (f.args.mla) continue;  // MLA's heads have their own sizes (moe_args_test.cpp)
         EXPECT_EQ(f.args.dim % f.args.n_heads, 0) << f.name;
         EXPECT_EQ(f.args.n_heads % f.args.n_kv_heads, 0) << f.name;
         EXPECT_EQ(f.args.head_dim() % 2, 0) << f.name;
@@ -81,7 +82,7 @@ TEST(ModelArgs, ParamCountOf8BIsLlama3s) {
 TEST(ModelArgs, EveryBaseFlavorHasEverySuffixVariant) {
     int bases = 0;
     for (const auto& f : agpt_flavors()) {
-        if (f.args.has_switches()) continue;
+        if (f.args.has_switches() || f.args.mla) continue;  // MLA/MoE flavors take no suffixes
         bases++;
         for (const FlavorSuffix& s : flavor_suffixes()) {
             const Flavor* v = find_flavor(f.name + s.suffix);
@@ -96,7 +97,7 @@ TEST(ModelArgs, EveryBaseFlavorHasEverySuffixVariant) {
         }
     }
     EXPECT_EQ(bases, 14);  // design.md's 11 + tiny, small, medium
-    EXPECT_EQ(agpt_flavors().size(), 14u * 6);
+    EXPECT_EQ(agpt_flavors().size(), 14u * 6 + moe_flavors().size());
     const ModelArgs& ks = find_flavor("debugmodel_kitchen_sink")->args;
     EXPECT_TRUE(ks.qk_norm);
     EXPECT_EQ(ks.attn_softcap, 30.0);

@@ -31,13 +31,14 @@ int run(int argc, char** argv) {
     agpt::ModelSwitches switches;
     int vocab = 300, B = 2, T = 16, steps = 5;
     uint64_t seed = 1234;
-    double lr = 1e-3, norm_noise = 0.0;
+    double lr = 1e-3, norm_noise = 0.0, expert_bias_noise = 0.0;
     CLI::App app{"Dump agpt model weights, logits, loss, gradients and AdamW losses"};
     app.add_option("--flavor", flavor, "model flavor (model_args.h), suffixes included");
     app.add_flag("--qk-norm", switches.qk_norm, "as model.qk_norm");
     app.add_option("--attn-softcap", switches.attn_softcap, "as model.attn_softcap");
     app.add_option("--final-softcap", switches.final_softcap, "as model.final_softcap");
     app.add_option("--ffn", switches.ffn, "as model.ffn: swiglu | relu2");
+    app.add_option("--aux-loss-alpha", switches.aux_loss_alpha, "as model.aux_loss_alpha (MoE)");
     app.add_option("--vocab", vocab, "vocabulary size overriding the flavor's");
     app.add_option("--batch", B, "batch size B");
     app.add_option("--seq", T, "sequence length T");
@@ -46,6 +47,8 @@ int run(int argc, char** argv) {
     app.add_option("--norm-noise", norm_noise,
                    "norm gains become 1 + noise·N(0,1) instead of 1 (exercises their products)");
     app.add_option("--lr", lr, "AdamW learning rate (constant)");
+    app.add_option("--expert-bias-noise", expert_bias_noise,
+                   "MoE expert biases become noise·N(0,1) instead of 0 (exercises the choice)");
     app.add_option("--out", out, "output .safetensors file")->required();
     try {
         app.parse(argc, argv);
@@ -69,6 +72,15 @@ int run(int argc, char** argv) {
                         static_cast<float>(1.0 + norm_noise * noise.normal());
     }
 
+    if (expert_bias_noise > 0) {
+        agpt::Rng noise(seed + 11);
+        for (const auto& v : model.param_views())
+            if (v.role == "expert_bias")
+                for (std::size_t i = 0; i < v.numel(); ++i)
+                    model.params()[v.offset + i] =
+                        static_cast<float>(expert_bias_noise * noise.normal());
+    }
+
     agpt::SafetensorsWriter w;
     w.set_metadata("flavor", flavor);
     w.set_metadata("dim", std::to_string(args.dim));
@@ -84,6 +96,31 @@ int run(int argc, char** argv) {
     w.set_metadata("attn_softcap", fmt::format("{:.17g}", args.attn_softcap));
     w.set_metadata("final_softcap", fmt::format("{:.17g}", args.final_softcap));
     w.set_metadata("ffn", agpt::ffn_type_name(args.ffn));
+    if (args.mla) {
+        w.set_metadata("mla", "1");
+        for (const auto& [key, value] : {std::pair{"q_lora_rank", args.q_lora_rank},
+                                         {"kv_lora_rank", args.kv_lora_rank},
+                                         {"qk_nope_head_dim", args.qk_nope_head_dim},
+                                         {"qk_rope_head_dim", args.qk_rope_head_dim},
+                                         {"v_head_dim", args.v_head_dim},
+                                         {"max_seq_len", args.max_seq_len},
+                                         {"original_seq_len", args.original_seq_len},
+                                         {"beta_fast", args.beta_fast},
+                                         {"beta_slow", args.beta_slow},
+                                         {"n_experts", args.n_experts},
+                                         {"n_shared_experts", args.n_shared_experts},
+                                         {"top_k", args.top_k},
+                                         {"moe_hidden", args.moe_hidden},
+                                         {"n_dense_layers", args.n_dense_layers},
+                                         {"route_norm", static_cast<int>(args.router.route_norm)}})
+            w.set_metadata(key, std::to_string(value));
+        for (const auto& [key, value] : {std::pair{"rope_factor", args.rope_factor},
+                                         {"mscale", args.mscale},
+                                         {"route_scale", args.router.route_scale},
+                                         {"aux_loss_alpha", args.aux_loss_alpha}})
+            w.set_metadata(key, fmt::format("{:.17g}", value));
+        w.set_metadata("router_score", agpt::cpu::router_score_name(args.router.score));
+    }
     for (const auto& v : model.param_views())
         w.add("param." + v.name, shape_of(v), model.params().data() + v.offset);
 
@@ -98,6 +135,9 @@ int run(int argc, char** argv) {
     std::vector<float> logits(BT * vocab);
     model.forward_logits(tokens.data(), B, T, logits.data());
     w.add("logits", {B, T, vocab}, logits.data());
+    for (int layer : model.moe_layer_ids())  // the experts each token chose in that forward
+        w.add(fmt::format("route.layers.{}", layer), {B, T, args.top_k},
+              model.moe_layer(layer).experts());
 
     const double scale = 1.0 / static_cast<double>(BT);
     model.zero_grad();
@@ -125,7 +165,18 @@ int run(int argc, char** argv) {
         model.zero_grad();
         train_losses[s] = model.forward_backward(tk, tg, B, T, scale) * scale;
         grad_norms[s] = agpt::clip_grad_norm(model.grads().data(), model.grads().size(), 1.0);
+        // The flat AdamW would decay the MoE expert biases, which no optimizer owns: keep them.
+        std::vector<float> expert_bias;
+        for (const auto& v : model.param_views())
+            if (v.role == "expert_bias")
+                expert_bias.insert(expert_bias.end(), model.params().begin() + v.offset,
+                                   model.params().begin() + v.offset + v.numel());
         opt.step(model.params().data(), model.grads().data(), lr);
+        std::size_t at = 0;
+        for (const auto& v : model.param_views())
+            if (v.role == "expert_bias")
+                for (std::size_t i = 0; i < v.numel(); ++i)
+                    model.params()[v.offset + i] = expert_bias[at++];
     }
     w.add("train_tokens", {steps, B, T}, train_tokens.data());
     w.add("train_targets", {steps, B, T}, train_targets.data());

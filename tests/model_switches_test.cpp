@@ -340,7 +340,10 @@ TEST(Models, ListsEveryFlavorWithParameterCounts) {
         EXPECT_EQ(rows[i].name, "agpt");
         EXPECT_EQ(rows[i].flavor, agpt_flavors()[i].name);
         EXPECT_EQ(rows[i].params, agpt_flavors()[i].args.num_params());
-        EXPECT_EQ(rows[i].active_params, rows[i].params);  // dense
+        EXPECT_EQ(rows[i].active_params, agpt_flavors()[i].args.num_active_params());
+        if (!agpt_flavors()[i].args.is_moe()) {
+            EXPECT_EQ(rows[i].active_params, rows[i].params);
+        }
     }
     const auto find = [&](const std::string& f) {
         for (const auto& r : rows)

@@ -6,3 +6,7 @@ set_tests_properties(cli_models_table PROPERTIES
 add_test(NAME cli_models_json COMMAND agpt models --json)
 set_tests_properties(cli_models_json PROPERTIES
   PASS_REGULAR_EXPRESSION "{\"name\":\"agpt\",\"flavor\":\"8B\",\"params\":8030261248,\"active_params\":8030261248}")
+# MoE flavors: total and active parameters differ (docs/moe.md).
+add_test(NAME cli_models_json_moe COMMAND agpt models --json)
+set_tests_properties(cli_models_json_moe PROPERTIES
+  PASS_REGULAR_EXPRESSION "{\"name\":\"agpt\",\"flavor\":\"moe_16B\",\"params\":16336155776,\"active_params\":3290821760}")

@@ -42,12 +42,16 @@ TEST(Plan, PartsEqualTheRealModelsByteCounts) {
                                            {"small_qknorm_softcap", 2, 64},
                                            {"small_relu2", 2, 64},
                                            {"debugmodel", 4, 128},
-                                           {"debugmodel", 1, 1}}) {
+                                           {"debugmodel", 1, 1},
+                                           {"moe_tiny", 2, 24},
+                                           {"moe_debug", 2, 64},
+                                           {"moe_debug_dense", 2, 16}}) {
         SCOPED_TRACE(c.flavor + " " + std::to_string(c.B) + "x" + std::to_string(c.T));
         const JobConfig cfg = job(c.flavor, c.B, c.T);
         const MemoryPlan plan = plan_memory(cfg);
         Transformer model(plan.args, c.B, c.T);
         EXPECT_EQ(plan.params, plan.args.num_params());
+        EXPECT_EQ(plan.active_params, plan.args.num_active_params());
         EXPECT_EQ(plan.param_bytes, model.params().size() * sizeof(float));
         EXPECT_EQ(plan.grad_bytes, model.grads().size() * sizeof(float));
         EXPECT_EQ(plan.activation_bytes, model.activation_bytes());
@@ -62,7 +66,7 @@ TEST(Plan, PartsEqualTheRealModelsByteCounts) {
 }
 
 TEST(Plan, OptimizerStateEqualsStateBytesOfEveryOptimizer) {
-    for (const std::string flavor : {"tiny", "small_kitchen_sink", "debugmodel"}) {
+    for (const std::string flavor : {"tiny", "small_kitchen_sink", "debugmodel", "moe_tiny"}) {
         for (const std::string& name : kOptimizers) {
             SCOPED_TRACE(flavor + std::string(" ") + name);
             const JobConfig cfg = job(flavor, 1, 1, name);

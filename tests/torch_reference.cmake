@@ -13,3 +13,12 @@ if(AGPT_TORCH_PYTHON)
   # Exit code 77 (no torch on this machine) reports the test as skipped, not passed.
   set_tests_properties(torch_reference_model PROPERTIES TIMEOUT 900 LABELS torch SKIP_RETURN_CODE 77)
 endif()
+
+# The MLA + MoE model against its PyTorch twin (tests/torch_ref/moe_torch.py).
+if(AGPT_TORCH_PYTHON)
+  add_test(NAME torch_reference_moe
+    COMMAND ${AGPT_TORCH_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/torch_ref/test_moe_vs_torch.py
+            $<TARGET_FILE:agpt_model_dump>
+    WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
+  set_tests_properties(torch_reference_moe PROPERTIES TIMEOUT 900 LABELS torch SKIP_RETURN_CODE 77)
+endif()

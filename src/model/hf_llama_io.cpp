@@ -26,6 +26,8 @@ void check_hf_expressible(const ModelArgs& a) {
         what = fmt::format("final-logit soft-capping (final_softcap {:g})", a.final_softcap);
     else if (a.ffn != FfnType::swiglu)
         what = fmt::format("the {} FFN", ffn_type_name(a.ffn));
+    else if (a.mla || a.is_moe())
+        what = "multi-head latent attention / mixture of experts (DeepSeek-V3 style)";
     if (!what.empty())
         fail(
             "this model uses {}, which neither Hugging Face's Llama nor its Qwen3 format can "

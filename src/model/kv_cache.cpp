@@ -28,6 +28,7 @@ constexpr int kChunk = 256;
 
 KvCache::KvCache(Transformer& model, int capacity) : model_(&model), capacity_(capacity) {
     const ModelArgs& a = model.args();
+    if (a.mla) fail("kv cache: MLA models decode without a cache for now (use_cache = false)");
     if (capacity <= 0 || capacity > a.max_seq_len)
         fail("kv cache: capacity {} outside [1, max_seq_len {}]", capacity, a.max_seq_len);
     const std::size_t kv = static_cast<std::size_t>(a.n_kv_heads) * a.head_dim();

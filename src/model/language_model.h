@@ -13,7 +13,9 @@ struct ParamView {
     std::string name;  // the family's own naming ("layers.3.attention.wq.weight", "h.3.ln_1.bias")
     std::size_t offset;  // into the flat buffer
     std::vector<int> shape;
-    std::string role;  // embedding | norm | bias | attention | ffn | head (optimizer routing)
+    // embedding | norm | bias | attention | ffn | head; MoE: router, ffn (experts), expert_bias
+    // (not trained: the balancing rule sets it). Optimizers route by role.
+    std::string role;
     std::size_t numel() const;
 };
 

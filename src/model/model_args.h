@@ -2,6 +2,8 @@
 #include <optional>
 #include <string>
 #include <vector>
+
+#include "kernels/cpu/router.h"
 // The agpt model's hyper-parameters and the registry of named flavors (design.md's table plus
 // small flavors sized for a laptop-class CPU), each also with the architecture-switch suffixes
 // (`_qknorm`, `_softcap`, `_qknorm_softcap`, `_relu2`, `_kitchen_sink`).
@@ -38,6 +40,42 @@ struct ModelArgs {
     double final_softcap = 0.0;  // c > 0: LM-head logits z become c·tanh(z/c)
     FfnType ffn = FfnType::swiglu;
 
+    // Multi-head latent attention (model/mla.h) instead of grouped-query attention.
+    bool mla = false;
+    int q_lora_rank = 0;  // 0: a plain wq projection
+    int kv_lora_rank = 0;
+    int qk_nope_head_dim = 0;
+    int qk_rope_head_dim = 0;
+    int v_head_dim = 0;
+    // YaRN, active when max_seq_len > original_seq_len (DeepSeek-V3's values).
+    int original_seq_len = 4096;
+    double rope_factor = 40.0;
+    int beta_fast = 32;
+    int beta_slow = 1;
+    double mscale = 1.0;
+
+    // Mixture of experts (model/moe.h): layers from n_dense_layers on have n_experts routed
+    // experts of width moe_hidden (top_k per token) and n_shared_experts shared ones; the dense
+    // layers before them use the FFN width above. n_experts = 0: a dense model.
+    int n_experts = 0;
+    int n_shared_experts = 0;
+    int top_k = 0;
+    int moe_hidden = 0;
+    int n_dense_layers = 0;
+    cpu::RouterOptions router;
+    double load_balance_coeff = 1e-3;  // aux-loss-free bias step; 0: no balancing
+    double aux_loss_alpha = 0.0;       // sequence-level auxiliary loss weight; 0: off
+
+    bool is_moe() const { return n_experts > 0; }
+    bool is_moe_layer(int layer) const { return is_moe() && layer >= n_dense_layers; }
+    int n_moe_layers() const { return is_moe() ? n_layers - n_dense_layers : 0; }
+    // Parameters one token uses: all but the (n_experts - top_k) routed experts it skips.
+    long num_active_params() const;
+    // One MLA/MoE layer's attention and FFN parameter counts.
+    long attention_params() const;
+    long moe_ffn_params() const;
+    long expert_params() const { return 3L * dim * moe_hidden; }
+
     int head_dim() const { return dim / n_heads; }
     // The SwiGLU width of this shape (torchtitan's rule or the override).
     int swiglu_hidden() const;
@@ -50,7 +88,8 @@ struct ModelArgs {
     int qkv_dim() const { return (n_heads + 2 * n_kv_heads) * head_dim(); }
     long num_params() const;
     long num_embedding_params() const { return static_cast<long>(vocab_size) * dim; }
-    // Training FLOPs per token, design.md's formula: 6·(N − N_embedding) + 12·L·H·hd·T.
+    // Training FLOPs per token, design.md's formula: 6·(N − N_embedding) + 12·L·H·hd·T, with
+    // N the active parameters (MoE) and, for MLA, hd the mean of the q·k and v head sizes.
     double flops_per_token(int seq_len) const;
     // Whether any switch is on (the plain Llama block otherwise).
     bool has_switches() const {
@@ -69,6 +108,9 @@ struct Flavor {
 // Every flavor: each base flavor followed by its suffix variants (base, base_qknorm,
 // base_softcap, base_qknorm_softcap, base_relu2, base_kitchen_sink).
 const std::vector<Flavor>& agpt_flavors();
+// The MLA/MoE flavors alone (also part of agpt_flavors(), after the dense ones; they take no
+// suffixes).
+const std::vector<Flavor>& moe_flavors();
 // nullptr when unknown.
 const Flavor* find_flavor(const std::string& name);
 
@@ -97,6 +139,7 @@ struct ModelSwitches {
     double attn_softcap = 0.0;
     double final_softcap = 0.0;
     std::string ffn = "swiglu";
+    double aux_loss_alpha = 0.0;  // model.aux_loss_alpha: > 0 replaces the flavor's (MoE only)
 };
 
 // The flavor's args with the switches applied. Throws Error for an unknown flavor, a negative

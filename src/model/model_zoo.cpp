@@ -56,8 +56,12 @@ std::string describe_model(const LanguageModel& model, const std::string& family
     const std::string head = fmt::format("{}/{} | {:.2f}M params", family, flavor,
                                          static_cast<double>(model.num_params()) / 1e6);
     if (const ModelArgs* a = model.agpt_args())
-        return fmt::format("{} | dim {} layers {} heads {}/{} ffn {} vocab {}", head, a->dim,
-                           a->n_layers, a->n_heads, a->n_kv_heads, a->ffn_hidden(), a->vocab_size);
+        return fmt::format(
+            "{}{} | dim {} layers {} heads {}/{} ffn {} vocab {}", head,
+            a->is_moe() ? fmt::format(" ({:.2f}M active: FLOPs and MFU count these)",
+                                      static_cast<double>(a->num_active_params()) / 1e6)
+                        : std::string(),
+            a->dim, a->n_layers, a->n_heads, a->n_kv_heads, a->ffn_hidden(), a->vocab_size);
     if (const auto* g = dynamic_cast<const Gpt2*>(&model)) {
         const Gpt2Args& a = g->args();
         return fmt::format("{} | dim {} layers {} heads {} ffn {} vocab {} (padded {}) context {}",

@@ -46,7 +46,9 @@ namespace {
 LayerActs layer_layout(const ModelArgs& a, std::size_t N) {
     const std::size_t D = a.dim, F = a.ffn_hidden(), Q = a.qkv_dim(),
                       A = static_cast<std::size_t>(a.n_heads) * a.head_dim();
-    const std::size_t qk_heads = a.qk_norm ? static_cast<std::size_t>(a.n_heads + a.n_kv_heads) : 0;
+    const std::size_t qk_heads =
+        a.qk_norm && !a.mla ? static_cast<std::size_t>(a.n_heads + a.n_kv_heads) : 0;
+    const std::size_t gqa = a.mla ? 0 : 1;  // MLA keeps its own activations (model/mla.h)
     LayerActs l{};
     std::size_t o = 0;
     auto take = [&](std::size_t n) {
@@ -57,11 +59,11 @@ LayerActs layer_layout(const ModelArgs& a, std::size_t N) {
     l.x = take(N * D);
     l.anorm = take(N * D);
     l.arstd = take(N);
-    l.qkv = take(N * Q);
+    l.qkv = take(gqa * N * Q);
     l.qk_raw = take(N * qk_heads * a.head_dim());
     l.qk_rstd = take(N * qk_heads);
-    l.attn = take(N * A);
-    l.lse = take(N * a.n_heads);
+    l.attn = take(gqa * N * A);
+    l.lse = take(gqa * N * a.n_heads);
     l.h = take(N * D);
     l.fnorm = take(N * D);
     l.frstd = take(N);
@@ -79,13 +81,39 @@ int head_chunk(int N, int V) {
 
 }  // namespace
 
+MlaShape mla_shape_of(const ModelArgs& a) {
+    MlaShape s;
+    s.dim = a.dim;
+    s.n_heads = a.n_heads;
+    s.q_lora_rank = a.q_lora_rank;
+    s.kv_lora_rank = a.kv_lora_rank;
+    s.qk_nope_head_dim = a.qk_nope_head_dim;
+    s.qk_rope_head_dim = a.qk_rope_head_dim;
+    s.v_head_dim = a.v_head_dim;
+    s.norm_eps = a.norm_eps;
+    s.rope_theta = a.rope_theta;
+    s.max_seq_len = a.max_seq_len;
+    s.original_seq_len = a.original_seq_len;
+    s.rope_factor = a.rope_factor;
+    s.beta_fast = a.beta_fast;
+    s.beta_slow = a.beta_slow;
+    s.mscale = a.mscale;
+    return s;
+}
+
+MoeShape moe_shape_of(const ModelArgs& a) {
+    return {a.dim,        a.n_experts, a.n_shared_experts, a.top_k,
+            a.moe_hidden, a.router,    a.aux_loss_alpha};
+}
+
 Transformer::Transformer(const ModelArgs& args, int max_batch, int max_seq)
     : args_(args), max_batch_(max_batch), max_seq_(max_seq) {
-    if (args.dim % args.n_heads != 0)
+    if (!args.mla && args.dim % args.n_heads != 0)
         fail("model: dim {} is not divisible by n_heads {}", args.dim, args.n_heads);
-    if (args.n_heads % args.n_kv_heads != 0)
+    if (!args.mla && args.n_heads % args.n_kv_heads != 0)
         fail("model: n_heads {} is not divisible by n_kv_heads {}", args.n_heads, args.n_kv_heads);
-    if (args.head_dim() % 2 != 0) fail("model: head_dim {} must be even for RoPE", args.head_dim());
+    if (!args.mla && args.head_dim() % 2 != 0)
+        fail("model: head_dim {} must be even for RoPE", args.head_dim());
     for (const auto& [what, cap] : {std::pair{"attn_softcap", args.attn_softcap},
                                     std::pair{"final_softcap", args.final_softcap}})
         if (!(cap >= 0.0) || !std::isfinite(cap))
@@ -96,15 +124,18 @@ Transformer::Transformer(const ModelArgs& args, int max_batch, int max_seq)
 
     const std::size_t N = static_cast<std::size_t>(max_batch) * max_seq;
     const std::size_t D = args.dim, F = args.ffn_hidden(), Q = args.qkv_dim(),
-                      A = static_cast<std::size_t>(args.n_heads) * args.head_dim(),
-                      QK = args.qk_norm ? static_cast<std::size_t>(args.n_heads + args.n_kv_heads) *
-                                              args.head_dim()
-                                        : 0;
+                      A = args.mla ? 0 : static_cast<std::size_t>(args.n_heads) * args.head_dim(),
+                      QK = args.qk_norm && !args.mla
+                               ? static_cast<std::size_t>(args.n_heads + args.n_kv_heads) *
+                                     args.head_dim()
+                               : 0;
     const LayerActs l = layer_layout(args, N);
     // Layers, then the residual stream after the last layer, the final norm and its rstd.
     acts_.assign(l.size * args.n_layers + 2 * N * D + N, 0.0f);
     // Backward: residual gradient, then per-layer temporaries reused by every layer.
-    dacts_.assign(N * D + N * D + N * F + N * args.ffn_in_dim() + N * A + N * Q + N * QK, 0.0f);
+    dacts_.assign(
+        N * D + N * D + N * F + N * args.ffn_in_dim() + N * A + (args.mla ? 0 : N * Q) + N * QK,
+        0.0f);
     scratch_.assign(
         lm_head_scratch_size(head_chunk(static_cast<int>(N), args.vocab_size), args.vocab_size),
         0.0f);
@@ -113,6 +144,93 @@ Transformer::Transformer(const ModelArgs& args, int max_batch, int max_seq)
     rope_sin_.resize(static_cast<std::size_t>(max_seq) * half);
     rope_tables<float>(rope_cos_.data(), rope_sin_.data(), max_seq, args.head_dim(),
                        args.rope_theta);
+    for (int layer = 0; layer < args.n_layers; layer++) {
+        if (args.mla)
+            mla_.push_back(std::make_unique<Mla<float>>(mla_shape_of(args), max_batch, max_seq));
+        moe_.push_back(args.is_moe_layer(layer) ? std::make_unique<MoeFfn<float>>(
+                                                      moe_shape_of(args), max_batch * max_seq)
+                                                : nullptr);
+    }
+}
+
+MlaWeights<float> Transformer::mla_weights(int layer) {
+    const std::string p = "layers." + std::to_string(layer) + ".attention.";
+    const bool lora = args_.q_lora_rank > 0;
+    return {lora ? nullptr : param(p + "wq.weight"),
+            lora ? param(p + "wq_a.weight") : nullptr,
+            lora ? param(p + "q_norm.weight") : nullptr,
+            lora ? param(p + "wq_b.weight") : nullptr,
+            param(p + "wkv_a.weight"),
+            param(p + "kv_norm.weight"),
+            param(p + "wkv_b.weight"),
+            param(p + "wo.weight")};
+}
+
+MlaGrads<float> Transformer::mla_grads(int layer) {
+    const std::string p = "layers." + std::to_string(layer) + ".attention.";
+    const bool lora = args_.q_lora_rank > 0;
+    return {lora ? nullptr : grad(p + "wq.weight"),
+            lora ? grad(p + "wq_a.weight") : nullptr,
+            lora ? grad(p + "q_norm.weight") : nullptr,
+            lora ? grad(p + "wq_b.weight") : nullptr,
+            grad(p + "wkv_a.weight"),
+            grad(p + "kv_norm.weight"),
+            grad(p + "wkv_b.weight"),
+            grad(p + "wo.weight")};
+}
+
+MoeWeights<float> Transformer::moe_weights(int layer) {
+    const std::string p = "layers." + std::to_string(layer) + ".moe.";
+    const bool shared = args_.n_shared_experts > 0;
+    return {param(p + "router.gate.weight"),
+            param(p + "experts.w1"),
+            param(p + "experts.w2"),
+            param(p + "experts.w3"),
+            shared ? param(p + "shared_experts.w1.weight") : nullptr,
+            shared ? param(p + "shared_experts.w2.weight") : nullptr,
+            shared ? param(p + "shared_experts.w3.weight") : nullptr,
+            param(p + "expert_bias")};
+}
+
+MoeGrads<float> Transformer::moe_grads(int layer) {
+    const std::string p = "layers." + std::to_string(layer) + ".moe.";
+    const bool shared = args_.n_shared_experts > 0;
+    return {grad(p + "router.gate.weight"),
+            grad(p + "experts.w1"),
+            grad(p + "experts.w2"),
+            grad(p + "experts.w3"),
+            shared ? grad(p + "shared_experts.w1.weight") : nullptr,
+            shared ? grad(p + "shared_experts.w2.weight") : nullptr,
+            shared ? grad(p + "shared_experts.w3.weight") : nullptr};
+}
+
+std::vector<int> Transformer::moe_layer_ids() const {
+    std::vector<int> ids;
+    for (int layer = 0; layer < args_.n_layers; layer++)
+        if (moe_[layer]) ids.push_back(layer);
+    return ids;
+}
+
+const MoeFfn<float>& Transformer::moe_layer(int layer) const {
+    if (layer < 0 || layer >= args_.n_layers || !moe_[layer])
+        fail("model: layer {} is not a MoE layer", layer);
+    return *moe_[layer];
+}
+
+double Transformer::moe_aux_loss() const {
+    double sum = 0;
+    for (const auto& m : moe_)
+        if (m) sum += m->aux_loss();
+    return sum;
+}
+
+void Transformer::update_expert_bias(double coeff) {
+    for (int layer : moe_layer_ids()) {
+        MoeFfn<float>& moe = *moe_[layer];
+        agpt::update_expert_bias(param("layers." + std::to_string(layer) + ".moe.expert_bias"),
+                                 moe.tokens_per_expert(), coeff);
+        moe.reset_load();
+    }
 }
 
 void Transformer::build_views() {
@@ -127,16 +245,49 @@ void Transformer::build_views() {
     for (int i = 0; i < args_.n_layers; i++) {
         const std::string p = "layers." + std::to_string(i) + ".";
         add(p + "attention_norm.weight", {D}, "norm");
-        // wq, wk, wv are adjacent: together they are the fused (H+2·KV)·hd × D projection.
-        add(p + "attention.wq.weight", {args_.n_heads * hd, D}, "attention");
-        add(p + "attention.wk.weight", {args_.n_kv_heads * hd, D}, "attention");
-        add(p + "attention.wv.weight", {args_.n_kv_heads * hd, D}, "attention");
-        add(p + "attention.wo.weight", {D, args_.n_heads * hd}, "attention");
-        if (args_.qk_norm) {  // one weight per head dimension, shared by the heads (as Qwen3)
+        if (args_.mla) {
+            const int H = args_.n_heads, QR = args_.q_lora_rank, KVR = args_.kv_lora_rank,
+                      P = args_.qk_nope_head_dim + args_.qk_rope_head_dim;
+            if (QR > 0) {
+                add(p + "attention.wq_a.weight", {QR, D}, "attention");
+                add(p + "attention.q_norm.weight", {QR}, "norm");
+                add(p + "attention.wq_b.weight", {H * P, QR}, "attention");
+            } else {
+                add(p + "attention.wq.weight", {H * P, D}, "attention");
+            }
+            add(p + "attention.wkv_a.weight", {KVR + args_.qk_rope_head_dim, D}, "attention");
+            add(p + "attention.kv_norm.weight", {KVR}, "norm");
+            add(p + "attention.wkv_b.weight",
+                {H * (args_.qk_nope_head_dim + args_.v_head_dim), KVR}, "attention");
+            add(p + "attention.wo.weight", {D, H * args_.v_head_dim}, "attention");
+        } else {
+            // wq, wk, wv are adjacent: together they are the fused (H+2·KV)·hd × D projection.
+            add(p + "attention.wq.weight", {args_.n_heads * hd, D}, "attention");
+            add(p + "attention.wk.weight", {args_.n_kv_heads * hd, D}, "attention");
+            add(p + "attention.wv.weight", {args_.n_kv_heads * hd, D}, "attention");
+            add(p + "attention.wo.weight", {D, args_.n_heads * hd}, "attention");
+        }
+        if (args_.qk_norm &&
+            !args_.mla) {  // one weight per head dimension, shared by the heads (as Qwen3)
             add(p + "attention.q_norm.weight", {hd}, "norm");
             add(p + "attention.k_norm.weight", {hd}, "norm");
         }
         add(p + "ffn_norm.weight", {D}, "norm");
+        if (args_.is_moe_layer(i)) {
+            const int E = args_.n_experts, FE = args_.moe_hidden,
+                      FS = args_.n_shared_experts * args_.moe_hidden;
+            add(p + "moe.router.gate.weight", {E, D}, "router");
+            add(p + "moe.expert_bias", {E}, "expert_bias");
+            add(p + "moe.experts.w1", {E, FE, D}, "ffn");
+            add(p + "moe.experts.w2", {E, D, FE}, "ffn");
+            add(p + "moe.experts.w3", {E, FE, D}, "ffn");
+            if (FS > 0) {
+                add(p + "moe.shared_experts.w1.weight", {FS, D}, "ffn");
+                add(p + "moe.shared_experts.w2.weight", {D, FS}, "ffn");
+                add(p + "moe.shared_experts.w3.weight", {FS, D}, "ffn");
+            }
+            continue;
+        }
         // SwiGLU: w1 then w3, the fused 2F × D gate/up projection. ReLU²: w1 alone.
         add(p + "feed_forward.w1.weight", {F, D}, "ffn");
         if (args_.ffn == FfnType::swiglu) add(p + "feed_forward.w3.weight", {F, D}, "ffn");
@@ -153,7 +304,11 @@ const ParamView& Transformer::view(const std::string& name) const {
 }
 
 std::size_t Transformer::activation_bytes() const {
-    return (acts_.size() + dacts_.size() + scratch_.size()) * sizeof(float);
+    std::size_t bytes = (acts_.size() + dacts_.size() + scratch_.size()) * sizeof(float);
+    for (const auto& m : mla_) bytes += m->bytes();
+    for (const auto& m : moe_)
+        if (m) bytes += m->bytes();
+    return bytes;
 }
 
 void Transformer::init_weights(const std::string& scheme, uint64_t seed) {
@@ -169,6 +324,10 @@ void Transformer::init_weights(const std::string& scheme, uint64_t seed) {
             std::fill(p, p + n, 1.0f);
             continue;
         }
+        if (v.role == "expert_bias") {
+            std::fill(p, p + n, 0.0f);
+            continue;
+        }
         if (v.role == "embedding") {
             for (std::size_t i = 0; i < n; i++) p[i] = static_cast<float>(rng.normal());
             continue;
@@ -181,7 +340,8 @@ void Transformer::init_weights(const std::string& scheme, uint64_t seed) {
         }
         double std = linear_std;
         const bool output_proj = v.name.ends_with("wo.weight") || v.name.ends_with("w2.weight") ||
-                                 v.name.ends_with("w3.weight");
+                                 v.name.ends_with("w3.weight") || v.name.ends_with("experts.w2") ||
+                                 v.name.ends_with("experts.w3");
         if (output_proj) {
             const int layer_id = std::stoi(v.name.substr(7));  // "layers.<id>."
             std /= std::sqrt(2.0 * (layer_id + 1));
@@ -219,26 +379,38 @@ void Transformer::forward(const int32_t* tokens, int B, int T) {
         rmsnorm_forward<float>(a + l.anorm, a + l.arstd, a + l.x,
                                param(p + "attention_norm.weight"), N, D,
                                static_cast<float>(args_.norm_eps));
-        matmul_forward<float>(a + l.qkv, a + l.anorm, param(p + "attention.wq.weight"), N, D, Q);
-        if (args_.qk_norm) {
-            // Keep q|k before the norm for backward, then normalise each head in place.
-            float* raw = a + l.qk_raw;
-            for (int n = 0; n < N; n++)
-                std::memcpy(raw + static_cast<std::size_t>(n) * QK,
-                            a + l.qkv + static_cast<std::size_t>(n) * Q, sizeof(float) * QK);
-            rmsnorm_heads_forward<float>(a + l.qkv, Q, a + l.qk_rstd, raw, QK,
-                                         param(p + "attention.q_norm.weight"), N, H, hd, eps);
-            rmsnorm_heads_forward<float>(a + l.qkv + H * hd, Q, a + l.qk_rstd + maxN * H,
-                                         raw + H * hd, QK, param(p + "attention.k_norm.weight"), N,
-                                         KV, hd, eps);
+        if (args_.mla) {
+            std::memcpy(a + l.h, a + l.x, sizeof(float) * N * D);
+            mla_[layer]->forward(a + l.h, a + l.anorm, mla_weights(layer), B, T);
+        } else {
+            matmul_forward<float>(a + l.qkv, a + l.anorm, param(p + "attention.wq.weight"), N, D,
+                                  Q);
+            if (args_.qk_norm) {
+                // Keep q|k before the norm for backward, then normalise each head in place.
+                float* raw = a + l.qk_raw;
+                for (int n = 0; n < N; n++)
+                    std::memcpy(raw + static_cast<std::size_t>(n) * QK,
+                                a + l.qkv + static_cast<std::size_t>(n) * Q, sizeof(float) * QK);
+                rmsnorm_heads_forward<float>(a + l.qkv, Q, a + l.qk_rstd, raw, QK,
+                                             param(p + "attention.q_norm.weight"), N, H, hd, eps);
+                rmsnorm_heads_forward<float>(a + l.qkv + H * hd, Q, a + l.qk_rstd + maxN * H,
+                                             raw + H * hd, QK, param(p + "attention.k_norm.weight"),
+                                             N, KV, hd, eps);
+            }
+            rope_forward<float>(a + l.qkv, rope_cos_.data(), rope_sin_.data(), B, T, H + KV, hd, Q);
+            attention_forward<float>(a + l.attn, a + l.lse, a + l.qkv, B, T, H, KV, hd,
+                                     static_cast<float>(args_.attn_softcap));
+            std::memcpy(a + l.h, a + l.x, sizeof(float) * N * D);
+            matmul_forward<float>(a + l.h, a + l.attn, param(p + "attention.wo.weight"), N, A, D,
+                                  true);
         }
-        rope_forward<float>(a + l.qkv, rope_cos_.data(), rope_sin_.data(), B, T, H + KV, hd, Q);
-        attention_forward<float>(a + l.attn, a + l.lse, a + l.qkv, B, T, H, KV, hd,
-                                 static_cast<float>(args_.attn_softcap));
-        std::memcpy(a + l.h, a + l.x, sizeof(float) * N * D);
-        matmul_forward<float>(a + l.h, a + l.attn, param(p + "attention.wo.weight"), N, A, D, true);
         rmsnorm_forward<float>(a + l.fnorm, a + l.frstd, a + l.h, param(p + "ffn_norm.weight"), N,
                                D, static_cast<float>(args_.norm_eps));
+        if (moe_[layer]) {
+            std::memcpy(x_next, a + l.h, sizeof(float) * N * D);
+            moe_[layer]->forward(x_next, a + l.fnorm, moe_weights(layer), N, count_load_, T);
+            continue;
+        }
         matmul_forward<float>(a + l.h13, a + l.fnorm, param(p + "feed_forward.w1.weight"), N, D,
                               FI);
         if (args_.ffn == FfnType::swiglu)
@@ -282,7 +454,9 @@ double Transformer::head_loss(const int32_t* targets, int B, int T, double grad_
 
 double Transformer::forward_backward(const int32_t* tokens, const int32_t* targets, int B, int T,
                                      double grad_scale) {
+    count_load_ = true;  // the balancing rule counts training routes only
     forward(tokens, B, T);
+    count_load_ = false;
     const double loss_sum = head_loss(targets, B, T, grad_scale, true);
 
     const int N = B * T, D = args_.dim, F = args_.ffn_hidden(), Q = args_.qkv_dim(),
@@ -310,45 +484,57 @@ double Transformer::forward_backward(const int32_t* tokens, const int32_t* targe
         float* a = acts + l.size * layer;
         const std::string p = "layers." + std::to_string(layer) + ".";
         // FFN: x_next = h + w2(swiglu(w1|w3 · ffn_norm(h)))  or  h + w2(relu2(w1 · ffn_norm(h)))
-        zero(d_gate, static_cast<std::size_t>(N) * F);
-        matmul_backward<float>(d_gate, grad(p + "feed_forward.w2.weight"), dres, a + l.gate,
-                               param(p + "feed_forward.w2.weight"), N, F, D);
-        zero(d_h13, static_cast<std::size_t>(N) * FI);
-        if (args_.ffn == FfnType::swiglu)
-            swiglu_backward<float>(d_h13, d_gate, a + l.h13, N, F);
-        else
-            relu2_backward<float>(d_h13, d_gate, a + l.h13, N, F);
-        zero(d_norm, ND);
-        matmul_backward<float>(d_norm, grad(p + "feed_forward.w1.weight"), d_h13, a + l.fnorm,
-                               param(p + "feed_forward.w1.weight"), N, D, FI);
+        if (moe_[layer]) {
+            zero(d_norm, ND);
+            moe_[layer]->backward(d_norm, moe_grads(layer), dres, a + l.fnorm, moe_weights(layer),
+                                  N, grad_scale * N);
+        } else {
+            zero(d_gate, static_cast<std::size_t>(N) * F);
+            matmul_backward<float>(d_gate, grad(p + "feed_forward.w2.weight"), dres, a + l.gate,
+                                   param(p + "feed_forward.w2.weight"), N, F, D);
+            zero(d_h13, static_cast<std::size_t>(N) * FI);
+            if (args_.ffn == FfnType::swiglu)
+                swiglu_backward<float>(d_h13, d_gate, a + l.h13, N, F);
+            else
+                relu2_backward<float>(d_h13, d_gate, a + l.h13, N, F);
+            zero(d_norm, ND);
+            matmul_backward<float>(d_norm, grad(p + "feed_forward.w1.weight"), d_h13, a + l.fnorm,
+                                   param(p + "feed_forward.w1.weight"), N, D, FI);
+        }
         rmsnorm_backward<float>(dres, grad(p + "ffn_norm.weight"), d_norm, a + l.h,
                                 param(p + "ffn_norm.weight"), a + l.frstd, N, D);
         // Attention: h = x + wo · attn(rope(qk_norm(wqkv · attention_norm(x))))
-        zero(d_attn, static_cast<std::size_t>(N) * A);
-        matmul_backward<float>(d_attn, grad(p + "attention.wo.weight"), dres, a + l.attn,
-                               param(p + "attention.wo.weight"), N, A, D);
-        zero(d_qkv, static_cast<std::size_t>(N) * Q);
-        attention_backward<float>(d_qkv, d_attn, a + l.qkv, a + l.attn, a + l.lse, B, T, H, KV, hd,
-                                  static_cast<float>(args_.attn_softcap));
-        rope_backward<float>(d_qkv, rope_cos_.data(), rope_sin_.data(), B, T, H + KV, hd, Q);
-        if (args_.qk_norm) {
-            // d_qkv's q|k columns hold d(normalised q|k); replace them with d(raw q|k).
-            const float* raw = a + l.qk_raw;
-            zero(d_qk, static_cast<std::size_t>(N) * QK);
-            rmsnorm_heads_backward<float>(d_qk, QK, grad(p + "attention.q_norm.weight"), d_qkv, Q,
-                                          raw, QK, param(p + "attention.q_norm.weight"),
-                                          a + l.qk_rstd, N, H, hd);
-            rmsnorm_heads_backward<float>(d_qk + H * hd, QK, grad(p + "attention.k_norm.weight"),
-                                          d_qkv + H * hd, Q, raw + H * hd, QK,
-                                          param(p + "attention.k_norm.weight"),
-                                          a + l.qk_rstd + maxN * H, N, KV, hd);
-            for (int n = 0; n < N; n++)
-                std::memcpy(d_qkv + static_cast<std::size_t>(n) * Q,
-                            d_qk + static_cast<std::size_t>(n) * QK, sizeof(float) * QK);
+        if (args_.mla) {
+            zero(d_norm, ND);
+            mla_[layer]->backward(d_norm, mla_grads(layer), dres, a + l.anorm, mla_weights(layer),
+                                  B, T);
+        } else {
+            zero(d_attn, static_cast<std::size_t>(N) * A);
+            matmul_backward<float>(d_attn, grad(p + "attention.wo.weight"), dres, a + l.attn,
+                                   param(p + "attention.wo.weight"), N, A, D);
+            zero(d_qkv, static_cast<std::size_t>(N) * Q);
+            attention_backward<float>(d_qkv, d_attn, a + l.qkv, a + l.attn, a + l.lse, B, T, H, KV,
+                                      hd, static_cast<float>(args_.attn_softcap));
+            rope_backward<float>(d_qkv, rope_cos_.data(), rope_sin_.data(), B, T, H + KV, hd, Q);
+            if (args_.qk_norm) {
+                // d_qkv's q|k columns hold d(normalised q|k); replace them with d(raw q|k).
+                const float* raw = a + l.qk_raw;
+                zero(d_qk, static_cast<std::size_t>(N) * QK);
+                rmsnorm_heads_backward<float>(d_qk, QK, grad(p + "attention.q_norm.weight"), d_qkv,
+                                              Q, raw, QK, param(p + "attention.q_norm.weight"),
+                                              a + l.qk_rstd, N, H, hd);
+                rmsnorm_heads_backward<float>(
+                    d_qk + H * hd, QK, grad(p + "attention.k_norm.weight"), d_qkv + H * hd, Q,
+                    raw + H * hd, QK, param(p + "attention.k_norm.weight"),
+                    a + l.qk_rstd + maxN * H, N, KV, hd);
+                for (int n = 0; n < N; n++)
+                    std::memcpy(d_qkv + static_cast<std::size_t>(n) * Q,
+                                d_qk + static_cast<std::size_t>(n) * QK, sizeof(float) * QK);
+            }
+            zero(d_norm, ND);
+            matmul_backward<float>(d_norm, grad(p + "attention.wq.weight"), d_qkv, a + l.anorm,
+                                   param(p + "attention.wq.weight"), N, D, Q);
         }
-        zero(d_norm, ND);
-        matmul_backward<float>(d_norm, grad(p + "attention.wq.weight"), d_qkv, a + l.anorm,
-                               param(p + "attention.wq.weight"), N, D, Q);
         rmsnorm_backward<float>(dres, grad(p + "attention_norm.weight"), d_norm, a + l.x,
                                 param(p + "attention_norm.weight"), a + l.arstd, N, D);
     }

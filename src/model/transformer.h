@@ -12,13 +12,20 @@
 //   double loss_sum = model.forward_backward(tokens, targets, B, T, 1.0 / (B * T));
 //   ... optimizer over model.params() / model.grads() ...
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "model/language_model.h"
+#include "model/mla.h"
 #include "model/model_args.h"
+#include "model/moe.h"
 
 namespace agpt {
+
+// The MLA and MoE layer shapes of a model's args.
+MlaShape mla_shape_of(const ModelArgs& args);
+MoeShape moe_shape_of(const ModelArgs& args);
 
 class Transformer final : public LanguageModel {
   public:
@@ -67,6 +74,20 @@ class Transformer final : public LanguageModel {
     // Bytes held by activations and scratch (for reporting).
     std::size_t activation_bytes() const override;
 
+    // MoE layers (empty for a dense model), in layer order, and the routed assignments per expert
+    // each has counted since the last update_expert_bias() (training forwards only).
+    std::vector<int> moe_layer_ids() const;
+    const MoeFfn<float>& moe_layer(int layer) const;
+    // Aux-loss-free balancing (DeepSeek-V3): bias += coeff·sign(mean load − load), centred, per
+    // MoE layer, from the load counted since the last call; then resets the counts. coeff 0 only
+    // resets them.
+    void update_expert_bias(double coeff);
+    // Σ over MoE layers of the last forward's sequence-level balance loss (aux_loss_alpha > 0;
+    // else 0). forward_backward adds its gradient, weighted as grad_scale·B·T (so that with
+    // grad_scale = 1/(B·T) the objective is mean cross-entropy + this loss); it is not part of
+    // the returned cross-entropy.
+    double moe_aux_loss() const;
+
   private:
     ModelArgs args_;
     int max_batch_, max_seq_;
@@ -78,6 +99,13 @@ class Transformer final : public LanguageModel {
     std::vector<float> dacts_;
     std::vector<float> scratch_;
     std::vector<float> rope_cos_, rope_sin_;
+    std::vector<std::unique_ptr<Mla<float>>> mla_;     // per layer, MLA models only
+    std::vector<std::unique_ptr<MoeFfn<float>>> moe_;  // per layer, null for dense layers
+    bool count_load_ = false;
+    MlaWeights<float> mla_weights(int layer);
+    MlaGrads<float> mla_grads(int layer);
+    MoeWeights<float> moe_weights(int layer);
+    MoeGrads<float> moe_grads(int layer);
     void build_views();
     void forward(const int32_t* tokens, int B, int T);
     double head_loss(const int32_t* targets, int B, int T, double grad_scale, bool backward);

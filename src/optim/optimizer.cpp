@@ -31,8 +31,12 @@ std::vector<OptimParam> optim_params_from(const std::vector<ParamView>& views, f
                                           float* grads) {
     std::vector<OptimParam> out;
     out.reserve(views.size());
-    for (const auto& v : views)
+    for (const auto& v : views) {
+        // The MoE expert bias has no gradient: the aux-loss-free balancing rule sets it
+        // (Transformer::update_expert_bias), so no optimizer (nor its weight decay) may touch it.
+        if (v.role == "expert_bias") continue;
         out.push_back({v.name, v.role, v.shape, values + v.offset, grads + v.offset});
+    }
     return out;
 }
 

@@ -55,7 +55,8 @@ struct OptimParam {
     std::size_t numel() const;
 };
 
-// Views of a model's parameters (offsets into its flat value and gradient buffers).
+// Views of a model's parameters (offsets into its flat value and gradient buffers), all but the
+// MoE expert biases (role expert_bias), which the balancing rule sets.
 std::vector<OptimParam> optim_params_from(const std::vector<ParamView>& views, float* values,
                                           float* grads);
 

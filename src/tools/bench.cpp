@@ -17,6 +17,7 @@ namespace agpt {
 nlohmann::json BenchResult::to_json() const {
     return {{"flavor", flavor},
             {"params", params},
+            {"active_params", active_params},
             {"batch", batch},
             {"seq", seq},
             {"threads", threads},
@@ -68,6 +69,7 @@ BenchResult run_bench(const JobConfig& cfg, const BenchOptions& opt) {
         model.forward_backward(inputs.data(), targets.data(), B, T, 1.0 / (B * T));
         clip_grad_norm(model.grads().data(), model.grads().size(), cfg.training.max_norm);
         optimizer->step(1.0);
+        model.update_expert_bias(args.load_balance_coeff);  // part of a MoE training step
         if (i >= opt.warmup) times.push_back(t.seconds());
     }
     std::sort(times.begin(), times.end());
@@ -75,6 +77,8 @@ BenchResult run_bench(const JobConfig& cfg, const BenchOptions& opt) {
     r.step_time_s = n % 2 ? times[n / 2] : 0.5 * (times[n / 2 - 1] + times[n / 2]);
     r.flavor = cfg.model.flavor;
     r.params = model.num_params();
+    const ModelArgs* agpt_args = model.agpt_args();
+    r.active_params = agpt_args ? agpt_args->num_active_params() : r.params;
     r.batch = B;
     r.seq = T;
     r.tok_per_s = static_cast<double>(B) * T / r.step_time_s;

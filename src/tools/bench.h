@@ -17,6 +17,7 @@ struct BenchOptions {
 struct BenchResult {
     std::string flavor;
     long params = 0;
+    long active_params = 0;  // MoE: what one token uses (tflops and mfu count these only)
     int batch = 0, seq = 0, threads = 0;
     double tok_per_s = 0, tflops = 0, mfu = 0, step_time_s = 0, peak_rss_gib = 0;
     double gemm_peak_tflops = 0;

@@ -72,7 +72,8 @@ GenerateResult generate_tokens(Transformer& model, const std::vector<int32_t>& p
     // The context is seq[start, seq.size()).
     std::size_t start = seq.size() > static_cast<std::size_t>(W) ? seq.size() - W : 0;
     std::unique_ptr<KvCache> cache;
-    if (o.use_cache) cache = std::make_unique<KvCache>(model, W);
+    // MLA has no cached decoding path yet: it recomputes the window (Transformer::last_logits).
+    if (o.use_cache && !model.args().mla) cache = std::make_unique<KvCache>(model, W);
     std::vector<float> logits(V);
     Rng rng(o.seed);
     GenerateResult r;

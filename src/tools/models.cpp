@@ -19,7 +19,7 @@ std::vector<ModelListing> list_models() {
         r.flavor = f.name;
         r.description = f.description;
         r.params = a.num_params();
-        r.active_params = r.params;  // dense: every parameter is used for every token
+        r.active_params = a.num_active_params();  // MoE: the routed experts a token skips are out
         r.dim = a.dim;
         r.n_layers = a.n_layers;
         r.n_heads = a.n_heads;

@@ -22,9 +22,42 @@ constexpr std::size_t kGemmProbeBytes = std::size_t{3} * 2048 * 2048 * sizeof(fl
 // numels split into hidden matrices (attention, FFN: what Muon and Mano take) and the rest.
 struct ParamSplit {
     long hidden = 0, rest = 0, largest_hidden = 0;
+    long untrained = 0;  // MoE expert biases: set by the balancing rule, in no optimizer
 };
 
+// MLA/MoE models: the matrices are MLA's projections, the dense layers' FFN and the shared
+// experts; the router and the (E, ·, ·) routed experts go with the rest (optim_params_from and
+// is_hidden_matrix); the expert biases belong to no optimizer.
+ParamSplit split_mla_moe_params(const ModelArgs& a) {
+    const long D = a.dim, H = a.n_heads, QR = a.q_lora_rank, KVR = a.kv_lora_rank,
+               P = a.qk_nope_head_dim + a.qk_rope_head_dim, F = a.ffn_hidden(),
+               FS = static_cast<long>(a.n_shared_experts) * a.moe_hidden, V = a.vocab_size;
+    ParamSplit s;
+    auto matrix = [&](long n, long layers) {
+        s.hidden += n * layers;
+        if (layers > 0) s.largest_hidden = std::max(s.largest_hidden, n);
+    };
+    const long L = a.n_layers, moe = a.n_moe_layers(), dense = L - moe;
+    if (QR > 0) {
+        matrix(QR * D, L);
+        matrix(H * P * QR, L);
+    } else {
+        matrix(H * P * D, L);
+    }
+    matrix((KVR + a.qk_rope_head_dim) * D, L);
+    matrix(H * (a.qk_nope_head_dim + a.v_head_dim) * KVR, L);
+    matrix(D * H * a.v_head_dim, L);
+    for (int m = 0; m < 3; m++) matrix(F * D, dense);
+    for (int m = 0; m < 3 && FS > 0; m++) matrix(FS * D, moe);
+    s.rest = L * (2 * D + QR + KVR) +
+             moe * (static_cast<long>(a.n_experts) * D + a.n_experts * a.expert_params()) +
+             2 * V * D + D;
+    s.untrained = moe * a.n_experts;
+    return s;
+}
+
 ParamSplit split_params(const ModelArgs& a) {
+    if (a.mla || a.is_moe()) return split_mla_moe_params(a);
     const long D = a.dim, hd = a.head_dim(), F = a.ffn_hidden(), V = a.vocab_size;
     const long H = a.n_heads, KV = a.n_kv_heads;
     ParamSplit s;
@@ -49,14 +82,17 @@ struct ArenaFloats {
 };
 
 ArenaFloats arena_floats(const ModelArgs& a, std::size_t N) {
-    const std::size_t D = a.dim, F = a.ffn_hidden(), Q = a.qkv_dim(), hd = a.head_dim(),
-                      A = static_cast<std::size_t>(a.n_heads) * hd, FI = a.ffn_in_dim();
-    const std::size_t qk_heads = a.qk_norm ? static_cast<std::size_t>(a.n_heads + a.n_kv_heads) : 0;
+    // MLA keeps its attention buffers itself (mla_moe_bytes).
+    const std::size_t gqa = a.mla ? 0 : 1;
+    const std::size_t D = a.dim, F = a.ffn_hidden(), Q = gqa * a.qkv_dim(), hd = a.head_dim(),
+                      A = gqa * a.n_heads * hd, FI = a.ffn_in_dim();
+    const std::size_t qk_heads =
+        a.qk_norm && !a.mla ? static_cast<std::size_t>(a.n_heads + a.n_kv_heads) : 0;
     const std::size_t QK = qk_heads * hd;
     // Per layer: x, attention norm and rstd, qkv, (QK-norm: raw q|k and rstd), attention output
     // and lse, h, FFN norm and rstd, the first FFN projection, the gate.
     const std::size_t layer = N * D + N * D + N + N * Q + N * QK + N * qk_heads + N * A +
-                              N * a.n_heads + N * D + N * D + N + N * FI + N * F;
+                              gqa * N * a.n_heads + N * D + N * D + N + N * FI + N * F;
     ArenaFloats r;
     r.acts = layer * a.n_layers + 2 * N * D + N;
     r.dacts = N * D + N * D + N * F + N * FI + N * A + N * Q + N * QK;
@@ -64,6 +100,15 @@ ArenaFloats arena_floats(const ModelArgs& a, std::size_t N) {
     const int chunk = std::clamp((1 << 24) / std::max(V, 1), 16, std::max(n, 16));
     r.scratch = static_cast<std::size_t>(cpu::lm_head_scratch_size(chunk, V));
     return r;
+}
+
+// The buffers the MLA and MoE layers hold themselves (Mla::bytes, MoeFfn::bytes).
+std::size_t mla_moe_bytes(const ModelArgs& a, int batch, int seq_len) {
+    std::size_t bytes = 0;
+    if (a.mla) bytes += a.n_layers * Mla<float>::bytes_for(mla_shape_of(a), batch, seq_len);
+    if (a.is_moe())
+        bytes += a.n_moe_layers() * MoeFfn<float>::bytes_for(moe_shape_of(a), batch * seq_len);
+    return bytes;
 }
 
 std::string bytes_text(std::size_t b) {
@@ -107,18 +152,20 @@ MemoryPlan plan_memory(const JobConfig& cfg, double device_memory_gib, int vocab
                             ? vocab_size
                             : Tokenizer::load(cfg.model.tokenizer).vocab_size();  // as the trainer
     const ModelArgs& a = p.args;
-    if (a.dim % a.n_heads != 0 || a.n_heads % a.n_kv_heads != 0 || a.head_dim() % 2 != 0)
+    if (!a.mla &&
+        (a.dim % a.n_heads != 0 || a.n_heads % a.n_kv_heads != 0 || a.head_dim() % 2 != 0))
         fail("plan: flavor {} has an impossible head layout (dim {}, heads {}/{})", p.flavor, a.dim,
              a.n_heads, a.n_kv_heads);
     p.batch = cfg.training.local_batch_size;
     p.seq_len = cfg.training.seq_len;
-    p.params = p.active_params = a.num_params();
+    p.params = a.num_params();
+    p.active_params = a.num_active_params();
     p.flops_per_token = a.flops_per_token(p.seq_len);
 
     const ParamSplit split = split_params(a);
-    if (split.hidden + split.rest != p.params)
-        fail("plan: internal error: parameter split {} + {} != {}", split.hidden, split.rest,
-             p.params);
+    if (split.hidden + split.rest + split.untrained != p.params)
+        fail("plan: internal error: parameter split {} + {} + {} != {}", split.hidden, split.rest,
+             split.untrained, p.params);
     p.param_bytes = p.grad_bytes = static_cast<std::size_t>(p.params) * sizeof(float);
     p.optimizer = optimizer_info(cfg.optimizer.name).name;
     p.optimizer_parts = optimizer_state_parts(p.optimizer, split.hidden, split.rest);
@@ -126,7 +173,7 @@ MemoryPlan plan_memory(const JobConfig& cfg, double device_memory_gib, int vocab
 
     const std::size_t N = static_cast<std::size_t>(p.batch) * p.seq_len;
     const ArenaFloats arena = arena_floats(a, N);
-    p.saved_activation_bytes = arena.acts * sizeof(float);
+    p.saved_activation_bytes = arena.acts * sizeof(float) + mla_moe_bytes(a, p.batch, p.seq_len);
     p.backward_buffer_bytes = arena.dacts * sizeof(float);
     p.head_chunk_bytes = arena.scratch * sizeof(float);
     p.activation_bytes = p.saved_activation_bytes + p.backward_buffer_bytes + p.head_chunk_bytes;

@@ -41,11 +41,13 @@ struct MemoryPlan {
     // Bytes. activation_bytes equals Transformer::activation_bytes() of a model built for
     // (batch, seq_len): saved activations + backward buffers + the LM-head logits chunk.
     std::size_t param_bytes = 0, grad_bytes = 0, optimizer_bytes = 0;
-    std::size_t saved_activation_bytes = 0;  // the forward arena (acts_)
-    std::size_t backward_buffer_bytes = 0;   // residual gradient and per-layer temporaries (dacts_)
-    std::size_t head_chunk_bytes = 0;        // logits of one LM-head chunk (scratch_)
-    std::size_t activation_bytes = 0;        // the three above
-    std::size_t rope_bytes = 0;              // cos/sin tables
+    // The forward arena (acts_), plus, for MLA/MoE models, the buffers those layers hold
+    // themselves (their saved activations and backward temporaries).
+    std::size_t saved_activation_bytes = 0;
+    std::size_t backward_buffer_bytes = 0;  // residual gradient and per-layer temporaries (dacts_)
+    std::size_t head_chunk_bytes = 0;       // logits of one LM-head chunk (scratch_)
+    std::size_t activation_bytes = 0;       // the three above
+    std::size_t rope_bytes = 0;             // cos/sin tables
     // The largest short-lived allocation on top of the above: the trainer's fp32 GEMM probe
     // (three 2048² matrices, measured once after the model and optimizer exist) or the
     // optimizer's per-matrix temporaries, whichever is larger.

@@ -88,6 +88,9 @@ std::vector<ConfigKey> make_keys() {
             "model.ffn", [](C& c) { return &c.model.ffn; },
             "FFN: swiglu | relu2 (a _relu2 flavor is relu2 either way)"),
         row(
+            "model.aux_loss_alpha", [](C& c) { return &c.model.aux_loss_alpha; },
+            "MoE flavors: weight of the sequence-level balance loss (docs/moe.md); 0: off"),
+        row(
             "optimizer.name", [](C& c) { return &c.optimizer.name; },
             "AdamW | Muon | Mano | SophiaG | SPAM | Lion | ScheduleFreeAdamW | AdEMAMix; its "
             "own keys follow (agpt optimizers)"),
@@ -834,6 +837,10 @@ void validate_agpt_model(const JobConfig::Model& m, const Checker& c) {
     c.need(m.final_softcap >= 0, "model.final_softcap", m.final_softcap,
            "must be 0 (off) or a positive cap");
     c.one_of("model.ffn", m.ffn, {"swiglu", "relu2"});
+    c.need(m.aux_loss_alpha >= 0 && std::isfinite(m.aux_loss_alpha), "model.aux_loss_alpha",
+           m.aux_loss_alpha, "must be 0 (off) or a positive weight");
+    c.need(m.aux_loss_alpha == 0 || flavor->args.is_moe(), "model.aux_loss_alpha", m.aux_loss_alpha,
+           "needs a MoE flavor (agpt models: moe_*)");
 }
 
 // GPT-2 has no switches and a learned position table of a fixed length.
@@ -851,7 +858,8 @@ void validate_gpt2_model(const JobConfig& cfg, const Checker& c) {
          {std::pair{"model.qk_norm", m.qk_norm != plain.qk_norm},
           std::pair{"model.attn_softcap", m.attn_softcap != plain.attn_softcap},
           std::pair{"model.final_softcap", m.final_softcap != plain.final_softcap},
-          std::pair{"model.ffn", m.ffn != plain.ffn}})
+          std::pair{"model.ffn", m.ffn != plain.ffn},
+          std::pair{"model.aux_loss_alpha", m.aux_loss_alpha != plain.aux_loss_alpha}})
         if (is_set)
             c.fail({key, "model.name"},
                    fmt::format("{} is an agpt switch; the gpt2 family has none", key));

@@ -33,10 +33,13 @@ struct JobConfig {
         std::string tokenizer = "byte";  // byte: 256 byte ids + <|bos|> + <|eos|>
         // Architecture switches on top of the flavor's (model_args.h: ModelSwitches).
         bool qk_norm = false;
-        double attn_softcap = 0.0;   // 0: the flavor's (off unless a _softcap flavor)
-        double final_softcap = 0.0;  // 0: off
-        std::string ffn = "swiglu";  // swiglu | relu2
-        ModelSwitches switches() const { return {qk_norm, attn_softcap, final_softcap, ffn}; }
+        double attn_softcap = 0.0;    // 0: the flavor's (off unless a _softcap flavor)
+        double final_softcap = 0.0;   // 0: off
+        std::string ffn = "swiglu";   // swiglu | relu2
+        double aux_loss_alpha = 0.0;  // MoE sequence-level balance loss weight; 0: off
+        ModelSwitches switches() const {
+            return {qk_norm, attn_softcap, final_softcap, ffn, aux_loss_alpha};
+        }
     } model;
     // [optimizer]: `name` plus that optimizer's own keys (docs/optimizers.md, `agpt optimizers`);
     // [optimizer.adamw]: the AdamW that takes what a matrix optimizer does not. Keys not given

@@ -227,6 +227,27 @@ void gauss_newton_bartlett(LanguageModel& model, const int32_t* step_inputs, int
 
 namespace {
 
+// Routed assignments per expert of each MoE layer in the step just taken, and their imbalance
+// (max load / mean load: 1 is perfect balance, E means one expert took everything).
+struct MoeLoad {
+    std::vector<std::vector<double>> per_layer;
+    double mean_imbalance = 0.0, max_imbalance = 0.0;
+};
+
+MoeLoad moe_load_of(const LanguageModel& any) {
+    MoeLoad m;
+    const auto* model = dynamic_cast<const Transformer*>(&any);
+    if (model == nullptr) return m;
+    for (int layer : model->moe_layer_ids()) {
+        m.per_layer.push_back(model->moe_layer(layer).tokens_per_expert());
+        const double imbalance = load_imbalance(m.per_layer.back());
+        m.mean_imbalance += imbalance;
+        m.max_imbalance = std::max(m.max_imbalance, imbalance);
+    }
+    if (!m.per_layer.empty()) m.mean_imbalance /= static_cast<double>(m.per_layer.size());
+    return m;
+}
+
 // "Muon: 24 tensors (1.2M) · AdamW: 14 tensors (0.6M)" for the log.
 std::string routing_summary(const Optimizer& opt) {
     std::string out;
@@ -308,6 +329,8 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
     const std::unique_ptr<LanguageModel> model_ptr =
         make_job_model(cfg, tokenizer.vocab_size(), B, T);
     LanguageModel& model = *model_ptr;
+    // MoE balancing and its metrics exist in the agpt family only.
+    auto* agpt_model = dynamic_cast<Transformer*>(&model);
     model.init_weights(cfg.model.init, static_cast<uint64_t>(cfg.training.seed));
     const std::unique_ptr<Optimizer> optimizer = make_model_optimizer(cfg, model);
     // The micro-batches of the current step, kept for SophiaG's Hessian estimate.
@@ -378,7 +401,7 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
     double mean_step_time = 0.0;
     for (int step = first_step; step <= cfg.training.steps; step++) {
         Timer step_timer;
-        double data_time = 0.0, loss_sum = 0.0;
+        double data_time = 0.0, loss_sum = 0.0, aux_loss = 0.0;
         model.zero_grad();
         for (int micro = 0; micro < accum; micro++) {
             Timer data_timer;
@@ -387,6 +410,7 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
             loader.next_batch(B, inputs, targets.data());
             data_time += data_timer.seconds();
             loss_sum += model.forward_backward(inputs, targets.data(), B, T, grad_scale);
+            if (agpt_model != nullptr) aux_loss += agpt_model->moe_aux_loss() / accum;
         }
         const double loss = loss_sum / static_cast<double>(tokens_per_step);
         if (!std::isfinite(loss)) fail("step {}: loss is {}; training diverged", step, loss);
@@ -394,6 +418,9 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
             clip_grad_norm(model.grads().data(), model.grads().size(), cfg.training.max_norm);
         current_step = step;
         optimizer->step(schedule.factor(step));
+        const MoeLoad moe_load = moe_load_of(model);
+        if (agpt_model != nullptr)
+            agpt_model->update_expert_bias(agpt_model->args().load_balance_coeff);
         const double lr = optimizer->last_lr();
         const double step_time = step_timer.seconds();
         window_time += step_time;
@@ -409,31 +436,43 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
             const double tflops = flops_per_token * tok_per_s / 1e12;
             const double mfu = 100.0 * tflops / peak_tflops;
             const double eta = step_s * (cfg.training.steps - step);
-            const nlohmann::json row = {{"step", step},
-                                        {"loss", loss},
-                                        {"grad_norm", grad_norm},
-                                        {"lr", lr},
-                                        {"tokens_seen", static_cast<long>(step) * tokens_per_step},
-                                        {"tok_per_s", tok_per_s},
-                                        {"tflops", tflops},
-                                        {"mfu", mfu},
-                                        {"step_time_s", step_s},
-                                        {"data_time_s", window_data / window_steps},
-                                        {"optimizer_time_s", window_opt / window_steps},
-                                        {"optimizer_share", window_opt / window_time},
-                                        {"mem_gib", current_rss_gib()}};
+            nlohmann::json row = {{"step", step},
+                                  {"loss", loss},
+                                  {"grad_norm", grad_norm},
+                                  {"lr", lr},
+                                  {"tokens_seen", static_cast<long>(step) * tokens_per_step},
+                                  {"tok_per_s", tok_per_s},
+                                  {"tflops", tflops},
+                                  {"mfu", mfu},
+                                  {"step_time_s", step_s},
+                                  {"data_time_s", window_data / window_steps},
+                                  {"optimizer_time_s", window_opt / window_steps},
+                                  {"optimizer_share", window_opt / window_time},
+                                  {"mem_gib", current_rss_gib()}};
+            if (!moe_load.per_layer.empty()) {
+                row["moe_imbalance"] = moe_load.mean_imbalance;
+                row["moe_imbalance_max"] = moe_load.max_imbalance;
+                row["moe_tokens_per_expert"] = moe_load.per_layer;
+            }
+            if (agpt_model != nullptr && agpt_model->args().aux_loss_alpha > 0)
+                row["moe_aux_loss"] = aux_loss;
             metrics.write(row);
             if (tensorboard) {
                 std::vector<std::pair<std::string, double>> scalars;
                 for (const auto& [key, value] : row.items())
-                    if (key != "step") scalars.emplace_back(key, value.get<double>());
+                    if (key != "step" && value.is_number())
+                        scalars.emplace_back(key, value.get<double>());
                 tensorboard->scalars(step, scalars);
             }
             log.line(
                 "step {:>5}/{} | loss {:.4f} | lr {:.2e} | grad_norm {:.3f} | tok/s {:.0f} | "
-                "mfu {:.1f}% | opt {:.1f}% | eta {}",
+                "mfu {:.1f}% | opt {:.1f}% | eta {}{}",
                 step, cfg.training.steps, loss, lr, grad_norm, tok_per_s, mfu,
-                100.0 * window_opt / window_time, format_duration(eta));
+                100.0 * window_opt / window_time, format_duration(eta),
+                moe_load.per_layer.empty()
+                    ? std::string()
+                    : fmt::format(" | moe imbalance {:.2f} (max {:.2f})", moe_load.mean_imbalance,
+                                  moe_load.max_imbalance));
             window_time = window_data = window_opt = 0.0;
             window_steps = 0;
         }

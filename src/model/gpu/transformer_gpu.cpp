@@ -186,6 +186,7 @@ std::vector<ParamView> transformer_param_views(const ModelArgs& args) {
 TransformerGpu::TransformerGpu(const ModelArgs& args, int max_batch, int max_seq,
                                GpuPrecision precision, cudaStream_t stream)
     : args_(args), max_batch_(max_batch), max_seq_(max_seq), precision_(precision), blas_(stream) {
+    if (args.mla || args.is_moe()) fail("model: MLA and MoE models are not on cuda yet (CPU only)");
     if (args.has_switches())
         fail(
             "model: {} is not on cuda yet (the GPU model runs the plain Llama block: no "

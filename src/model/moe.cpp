@@ -1,0 +1,245 @@
+#include "model/moe.h"
+
+#include <algorithm>
+
+#include "core/error.h"
+#include "kernels/cpu/gemm.h"
+#include "kernels/cpu/swiglu.h"
+
+namespace agpt {
+
+using namespace agpt::cpu;
+
+namespace {
+
+template <typename T>
+void zero(std::vector<T>& v, std::size_t n) {
+    std::fill(v.begin(), v.begin() + static_cast<long>(n), T(0));
+}
+
+// h13 (N, 2F) = [x · w1ᵀ | x · w3ᵀ]: the fused gate/up rows that swiglu_forward reads.
+template <typename T>
+void swiglu_in_forward(T* h13, const T* x, const T* w1, const T* w3, int N, int D, int F) {
+    gemm<T>(false, true, N, F, D, T(1), x, D, w1, D, T(0), h13, 2 * F);
+    gemm<T>(false, true, N, F, D, T(1), x, D, w3, D, T(0), h13 + F, 2 * F);
+}
+
+// Accumulates dx (N,D), dw1, dw3 (F,D) from dh13 (N, 2F).
+template <typename T>
+void swiglu_in_backward(T* dx, T* dw1, T* dw3, const T* dh13, const T* x, const T* w1, const T* w3,
+                        int N, int D, int F) {
+    gemm<T>(false, false, N, D, F, T(1), dh13, 2 * F, w1, D, T(1), dx, D);
+    gemm<T>(false, false, N, D, F, T(1), dh13 + F, 2 * F, w3, D, T(1), dx, D);
+    gemm<T>(true, false, F, D, N, T(1), dh13, 2 * F, x, D, T(1), dw1, D);
+    gemm<T>(true, false, F, D, N, T(1), dh13 + F, 2 * F, x, D, T(1), dw3, D);
+}
+
+}  // namespace
+
+double load_imbalance(const std::vector<double>& tokens_per_expert) {
+    if (tokens_per_expert.empty()) return 1.0;
+    double total = 0, most = 0;
+    for (double t : tokens_per_expert) {
+        total += t;
+        most = std::max(most, t);
+    }
+    return total > 0 ? most * static_cast<double>(tokens_per_expert.size()) / total : 1.0;
+}
+
+void update_expert_bias(float* expert_bias, const std::vector<double>& load, double coeff) {
+    const int E = static_cast<int>(load.size());
+    if (E == 0) return;
+    double mean = 0;
+    for (double t : load) mean += t / E;
+    std::vector<double> delta(E);
+    double delta_mean = 0;
+    for (int e = 0; e < E; e++) {
+        const double gap = mean - load[e];
+        delta[e] = coeff * static_cast<double>((gap > 0) - (gap < 0));
+        delta_mean += delta[e] / E;
+    }
+    for (int e = 0; e < E; e++) expert_bias[e] += static_cast<float>(delta[e] - delta_mean);
+}
+
+template <typename T>
+MoeFfn<T>::MoeFfn(const MoeShape& s, int max_tokens) : shape_(s), max_tokens_(max_tokens) {
+    if (s.n_experts <= 0 || s.top_k <= 0 || s.top_k > s.n_experts)
+        fail("model: MoE top_k {} must be between 1 and the number of experts {}", s.top_k,
+             s.n_experts);
+    if (s.dim <= 0 || s.hidden <= 0 || s.n_shared_experts < 0)
+        fail("model: MoE dim {}, hidden {} and shared experts {} must be positive", s.dim, s.hidden,
+             s.n_shared_experts);
+    const std::size_t N = max_tokens, E = s.n_experts, K = s.top_k, M = N * K, D = s.dim,
+                      F = s.hidden, FS = s.shared_hidden();
+    tokens_per_expert_.assign(E, 0.0);
+    logits_.resize(N * E);
+    scores_.resize(N * E);
+    gates_.resize(N * K);
+    experts_.resize(N * K);
+    offsets_.resize(E + 1);
+    row_token_.resize(M);
+    slot_row_.resize(M);
+    xs_.resize(M * D);
+    h13_.resize(M * 2 * F);
+    act_.resize(M * F);
+    ys_.resize(M * D);
+    shared_h13_.resize(N * 2 * FS);
+    shared_act_.resize(N * FS);
+    d_rows_.resize(std::max(M * D, N * FS));
+    d_h13_.resize(std::max(M * 2 * F, N * 2 * FS));
+    d_act_.resize(M * F);
+    d_gates_.resize(N * K);
+    d_logits_.resize(N * E);
+    if (s.aux_loss_alpha > 0) {
+        aux_f_.resize(N * E);
+        d_scores_.resize(N * E);
+    }
+    plan_ = {s.n_experts, offsets_.data(), row_token_.data(), slot_row_.data()};
+}
+
+template <typename T>
+void MoeFfn<T>::forward(T* out, const T* x, const MoeWeights<T>& w, int N, bool count_load,
+                        int seq_len) {
+    if (N > max_tokens_) fail("model: MoE got {} tokens, allocated for {}", N, max_tokens_);
+    if (seq_len <= 0) seq_len = N;
+    if (N % seq_len != 0) fail("model: MoE got {} tokens, not whole sequences of {}", N, seq_len);
+    const int D = shape_.dim, E = shape_.n_experts, K = shape_.top_k, F = shape_.hidden,
+              FS = shape_.shared_hidden(), M = N * K;
+    matmul_forward<T>(logits_.data(), x, w.router, N, D, E);
+    router_forward<T>(experts_.data(), gates_.data(), scores_.data(), logits_.data(), w.expert_bias,
+                      N, E, K, shape_.router);
+    moe_plan(plan_, experts_.data(), N, K, E);
+    if (count_load)
+        for (int e = 0; e < E; e++) tokens_per_expert_[e] += offsets_[e + 1] - offsets_[e];
+    aux_loss_ = 0.0;
+    aux_seq_len_ = seq_len;
+    if (shape_.aux_loss_alpha > 0) {
+        // Per sequence: f_e from the routed counts, P_e from the normalised scores.
+        const int S = N / seq_len;
+        for (int b = 0; b < S; b++) {
+            T* f = aux_f_.data() + static_cast<std::size_t>(b) * E;
+            std::fill(f, f + E, T(0));
+            std::vector<double> P(E, 0.0);
+            for (int t = b * seq_len; t < (b + 1) * seq_len; t++) {
+                for (int j = 0; j < K; j++) f[experts_[static_cast<std::size_t>(t) * K + j]] += 1;
+                const T* st = scores_.data() + static_cast<std::size_t>(t) * E;
+                double sum = 0;
+                for (int e = 0; e < E; e++) sum += st[e];
+                for (int e = 0; e < E; e++) P[e] += st[e] / sum / seq_len;
+            }
+            double l = 0;
+            for (int e = 0; e < E; e++) {
+                f[e] *= static_cast<T>(static_cast<double>(E) / (K * seq_len));
+                l += f[e] * P[e];
+            }
+            aux_loss_ += shape_.aux_loss_alpha * l / S;
+        }
+    }
+
+    moe_gather<T>(xs_.data(), x, plan_, N, K, D);
+    grouped_matmul_forward<T>(h13_.data(), 2 * F, xs_.data(), w.w1, plan_, D, F);
+    grouped_matmul_forward<T>(h13_.data() + F, 2 * F, xs_.data(), w.w3, plan_, D, F);
+    swiglu_forward<T>(act_.data(), h13_.data(), M, F);
+    grouped_matmul_forward<T>(ys_.data(), D, act_.data(), w.w2, plan_, F, D);
+    moe_combine<T>(out, ys_.data(), gates_.data(), plan_, N, K, D);
+
+    if (FS > 0) {
+        swiglu_in_forward<T>(shared_h13_.data(), x, w.shared_w1, w.shared_w3, N, D, FS);
+        swiglu_forward<T>(shared_act_.data(), shared_h13_.data(), N, FS);
+        matmul_forward<T>(out, shared_act_.data(), w.shared_w2, N, FS, D, true);
+    }
+}
+
+template <typename T>
+void MoeFfn<T>::backward(T* dx, const MoeGrads<T>& g, const T* dout, const T* x,
+                         const MoeWeights<T>& w, int N, double aux_weight) {
+    const int D = shape_.dim, E = shape_.n_experts, K = shape_.top_k, F = shape_.hidden,
+              FS = shape_.shared_hidden(), M = N * K;
+    if (FS > 0) {
+        zero(d_rows_, static_cast<std::size_t>(N) * FS);
+        matmul_backward<T>(d_rows_.data(), g.shared_w2, dout, shared_act_.data(), w.shared_w2, N,
+                           FS, D);
+        zero(d_h13_, static_cast<std::size_t>(N) * 2 * FS);
+        swiglu_backward<T>(d_h13_.data(), d_rows_.data(), shared_h13_.data(), N, FS);
+        swiglu_in_backward<T>(dx, g.shared_w1, g.shared_w3, d_h13_.data(), x, w.shared_w1,
+                              w.shared_w3, N, D, FS);
+    }
+    // Combine: out += Σ gate · y.  d_rows_ holds d(ys), (M, D).
+    zero(d_gates_, static_cast<std::size_t>(M));
+    moe_combine_backward<T>(d_rows_.data(), d_gates_.data(), dout, ys_.data(), gates_.data(), plan_,
+                            N, K, D);
+    zero(d_act_, static_cast<std::size_t>(M) * F);
+    grouped_matmul_backward<T>(d_act_.data(), g.w2, d_rows_.data(), D, act_.data(), w.w2, plan_, F,
+                               D);
+    zero(d_h13_, static_cast<std::size_t>(M) * 2 * F);
+    swiglu_backward<T>(d_h13_.data(), d_act_.data(), h13_.data(), M, F);
+    // d_rows_ now holds d(xs), (M, D).
+    zero(d_rows_, static_cast<std::size_t>(M) * D);
+    grouped_matmul_backward<T>(d_rows_.data(), g.w1, d_h13_.data(), 2 * F, xs_.data(), w.w1, plan_,
+                               D, F);
+    grouped_matmul_backward<T>(d_rows_.data(), g.w3, d_h13_.data() + F, 2 * F, xs_.data(), w.w3,
+                               plan_, D, F);
+    moe_gather_backward<T>(dx, d_rows_.data(), plan_, N, K, D);
+    // Router: only the gates carry a gradient (the choice is piecewise constant).
+    zero(d_logits_, static_cast<std::size_t>(N) * E);
+    router_backward<T>(d_logits_.data(), d_gates_.data(), scores_.data(), experts_.data(), N, E, K,
+                       shape_.router);
+    if (shape_.aux_loss_alpha > 0 && aux_weight != 0.0) {
+        // ∂L/∂s'_{t,e} = α·f_{b,e}/(S·T); s' = s/Σs gives ∂L/∂s_j = (∂L/∂s'_j − Σ_e
+        // ∂L/∂s'_e·s'_e)/Σs.
+        const int T_len = aux_seq_len_, S = N / T_len;
+        const double c = aux_weight * shape_.aux_loss_alpha / (static_cast<double>(S) * T_len);
+        for (int t = 0; t < N; t++) {
+            const T* f = aux_f_.data() + static_cast<std::size_t>(t / T_len) * E;
+            const T* st = scores_.data() + static_cast<std::size_t>(t) * E;
+            T* ds = d_scores_.data() + static_cast<std::size_t>(t) * E;
+            double sum = 0, dot = 0;
+            for (int e = 0; e < E; e++) sum += st[e];
+            for (int e = 0; e < E; e++) dot += c * f[e] * st[e] / sum;
+            for (int e = 0; e < E; e++) ds[e] = static_cast<T>((c * f[e] - dot) / sum);
+        }
+        router_scores_backward<T>(d_logits_.data(), d_scores_.data(), scores_.data(), N, E,
+                                  shape_.router.score);
+    }
+    matmul_backward<T>(dx, g.router, d_logits_.data(), x, w.router, N, D, E);
+}
+
+template <typename T>
+std::vector<int> MoeFfn<T>::last_load() const {
+    std::vector<int> load(shape_.n_experts);
+    for (int e = 0; e < shape_.n_experts; e++) load[e] = offsets_[e + 1] - offsets_[e];
+    return load;
+}
+
+template <typename T>
+void MoeFfn<T>::reset_load() {
+    std::fill(tokens_per_expert_.begin(), tokens_per_expert_.end(), 0.0);
+}
+
+template <typename T>
+std::size_t MoeFfn<T>::bytes() const {
+    const std::size_t floats =
+        logits_.size() + scores_.size() + gates_.size() + xs_.size() + h13_.size() + act_.size() +
+        ys_.size() + shared_h13_.size() + shared_act_.size() + d_rows_.size() + d_h13_.size() +
+        d_act_.size() + d_gates_.size() + d_logits_.size() + aux_f_.size() + d_scores_.size();
+    const std::size_t ints =
+        experts_.size() + offsets_.size() + row_token_.size() + slot_row_.size();
+    return floats * sizeof(T) + ints * sizeof(int);
+}
+
+template <typename T>
+std::size_t MoeFfn<T>::bytes_for(const MoeShape& s, int max_tokens) {
+    const std::size_t N = max_tokens, E = s.n_experts, K = s.top_k, M = N * K, D = s.dim,
+                      F = s.hidden, FS = s.shared_hidden();
+    const std::size_t aux = s.aux_loss_alpha > 0 ? 2 * N * E : 0;
+    const std::size_t floats = aux + 3 * N * E + 2 * N * K + 2 * M * D + M * 2 * F + 2 * M * F +
+                               N * 2 * FS + N * FS + std::max(M * D, N * FS) +
+                               std::max(M * 2 * F, N * 2 * FS);
+    const std::size_t ints = N * K + E + 1 + 2 * M;
+    return floats * sizeof(T) + ints * sizeof(int);
+}
+
+template class MoeFfn<float>;
+template class MoeFfn<double>;
+
+}  // namespace agpt

@@ -1,0 +1,117 @@
+#pragma once
+// The mixture-of-experts FFN of a DeepSeek-V3-style block (design.md's MoE table):
+//
+//   out = Σ_{j<k} gate_j · FFN_{e_j}(x) + FFN_shared(x)
+//
+// where the router (cpu/router.h) picks k of E routed experts per token, every FFN is SwiGLU
+// `w2(silu(w1 x) ⊙ w3 x)` of width `hidden` (the shared one: n_shared·hidden, run on every
+// token) and the gates multiply the experts' outputs (DeepSeek-V3's order). Tokens are sorted by
+// expert and each expert runs as one GEMM over its contiguous rows (cpu/moe_dispatch.h); there
+// is no per-token loop in the FFN.
+//
+// Weights, torchtitan's layout: router (E, D); w1, w3 (E, hidden, D); w2 (E, D, hidden);
+// shared_w1, shared_w3 (n_shared·hidden, D); shared_w2 (D, n_shared·hidden); expert_bias (E),
+// fp32, only steers the choice of experts.
+//
+// Intended use:
+//   MoeFfn<float> moe(shape, max_tokens);
+//   moe.forward(out, x, weights, N, /*count_load=*/true);   // out (N,D) += MoE(x)
+//   moe.backward(dx, grads, dout, x, weights, N);             // after the matching forward
+//   moe.tokens_per_expert();                                  // load since the last reset
+#include <cstddef>
+#include <vector>
+
+#include "kernels/cpu/moe_dispatch.h"
+#include "kernels/cpu/router.h"
+
+namespace agpt {
+
+struct MoeShape {
+    int dim = 0;
+    int n_experts = 0;
+    int n_shared_experts = 0;
+    int top_k = 0;
+    int hidden = 0;  // width of one routed expert
+    cpu::RouterOptions router;
+    // > 0: DeepSeek-V3's sequence-level balance loss α·Σ_e f_e·P_e per sequence, averaged over
+    // the batch's sequences, with f_e = E/(k·T)·(tokens of the sequence routed to e) and
+    // P_e = mean over the sequence of the normalised scores s_e / Σ_j s_j.
+    double aux_loss_alpha = 0.0;
+    int shared_hidden() const { return n_shared_experts * hidden; }
+};
+
+// max(load) / mean(load) over the experts: 1 when balanced, E when one expert takes every token;
+// 1 for an empty load.
+double load_imbalance(const std::vector<double>& tokens_per_expert);
+
+// Aux-loss-free load balancing (DeepSeek-V3, torchtitan): bias += coeff·sign(mean − load),
+// then the step is centred (its mean subtracted) so the biases do not drift together.
+void update_expert_bias(float* expert_bias, const std::vector<double>& tokens_per_expert,
+                        double coeff);
+
+template <typename T>
+struct MoeWeights {
+    const T* router = nullptr;
+    const T *w1 = nullptr, *w2 = nullptr, *w3 = nullptr;
+    const T *shared_w1 = nullptr, *shared_w2 = nullptr, *shared_w3 = nullptr;  // null: none
+    const float* expert_bias = nullptr;                                        // null: none
+};
+
+template <typename T>
+struct MoeGrads {
+    T* router = nullptr;
+    T *w1 = nullptr, *w2 = nullptr, *w3 = nullptr;
+    T *shared_w1 = nullptr, *shared_w2 = nullptr, *shared_w3 = nullptr;
+};
+
+template <typename T>
+class MoeFfn {
+  public:
+    MoeFfn(const MoeShape& shape, int max_tokens);
+
+    const MoeShape& shape() const { return shape_; }
+    // out (N,D) += MoE(x); x (N,D), sequences of seq_len rows (0: one sequence of N). Keeps what
+    // backward needs. count_load adds the routing to tokens_per_expert().
+    void forward(T* out, const T* x, const MoeWeights<T>& w, int N, bool count_load,
+                 int seq_len = 0);
+    // Accumulates dx (N,D) and the gradients of the matching forward's weights from dout (N,D),
+    // plus aux_weight times the gradient of aux_loss() (when aux_loss_alpha > 0).
+    void backward(T* dx, const MoeGrads<T>& g, const T* dout, const T* x, const MoeWeights<T>& w,
+                  int N, double aux_weight = 0.0);
+    // The last forward's sequence-level balance loss (0 when aux_loss_alpha is 0).
+    double aux_loss() const { return aux_loss_; }
+
+    // The last forward's routing: experts (N,k), gates (N,k), scores (N,E).
+    const int* experts() const { return experts_.data(); }
+    const T* gates() const { return gates_.data(); }
+    const T* scores() const { return scores_.data(); }
+    // Rows per expert in the last forward.
+    std::vector<int> last_load() const;
+    // Assignments per expert summed over forwards with count_load since reset_load().
+    const std::vector<double>& tokens_per_expert() const { return tokens_per_expert_; }
+    void reset_load();
+    // Bytes of the buffers this layer holds (routing, saved activations, backward temporaries);
+    // bytes_for gives the same for a shape without building the layer (`agpt plan`).
+    std::size_t bytes() const;
+    static std::size_t bytes_for(const MoeShape& shape, int max_tokens);
+
+  private:
+    MoeShape shape_;
+    int max_tokens_;
+    std::vector<double> tokens_per_expert_;
+    double aux_loss_ = 0.0;
+    int aux_seq_len_ = 0;
+    std::vector<T> aux_f_;  // f_e per sequence, (sequences, E)
+    // Routing.
+    std::vector<T> logits_, scores_, gates_;
+    std::vector<int> experts_, offsets_, row_token_, slot_row_;
+    cpu::MoePlan plan_;
+    // Routed experts, (N·k) rows sorted by expert: inputs, w1|w3 outputs, gated hidden, outputs.
+    std::vector<T> xs_, h13_, act_, ys_;
+    // Shared experts, (N) rows.
+    std::vector<T> shared_h13_, shared_act_;
+    // Backward temporaries.
+    std::vector<T> d_rows_, d_h13_, d_act_, d_gates_, d_logits_, d_scores_;
+};
+
+}  // namespace agpt
