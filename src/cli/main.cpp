@@ -4,6 +4,7 @@
 
 #include "cli/commands.h"
 #include "core/error.h"
+#include "dist/communicator.h"
 
 namespace agpt::cli {
 
@@ -31,6 +32,8 @@ int main(int argc, char** argv) {
     add_models_command(app, action);
     add_optimizers_command(app, action);
     add_plan_command(app, action);
+    add_launch_command(app, action);
+    add_submit_command(app, action);
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
@@ -39,7 +42,7 @@ int main(int argc, char** argv) {
     try {
         return action ? action() : 0;
     } catch (const agpt::Error& e) {
-        std::fprintf(stderr, "agpt: error: %s\n", e.what());
+        agpt::report_fatal_error(e.what());
         return 1;
     }
 }

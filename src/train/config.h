@@ -89,9 +89,18 @@ struct JobConfig {
         int top_k = 0;  // 0: no top-k filtering
         std::string prompt = "\n";
     } sample;
+    // The rank mesh DP × TP × EP (docs/distributed.md); checked against the world size when the
+    // job starts (dist/parallel_mesh.h).
+    struct Parallelism {
+        int data_parallel_degree = -1;  // -1: world size / (tensor × expert degrees)
+        int zero = 0;                   // 0 | 1
+        int tensor_parallel_degree = 1;
+        int expert_parallel_degree = 1;
+        double bucket_mb = 25.0;
+    } parallelism;
 
-    // Micro-batches per optimizer step (global / local).
-    int grad_accum_steps() const;
+    // Micro-batches per optimizer step on each rank (global / (local × data-parallel ranks)).
+    int grad_accum_steps(int data_parallel_degree = 1) const;
 };
 
 using ConfigOverrides =
