@@ -29,5 +29,7 @@ void add_doctor_command(CLI::App& app, Action& action);
 void add_models_command(CLI::App& app, Action& action);
 void add_optimizers_command(CLI::App& app, Action& action);
 void add_plan_command(CLI::App& app, Action& action);
+void add_launch_command(CLI::App& app, Action& action);
+void add_submit_command(CLI::App& app, Action& action);
 
 }  // namespace agpt::cli
