@@ -31,5 +31,6 @@ void add_optimizers_command(CLI::App& app, Action& action);
 void add_plan_command(CLI::App& app, Action& action);
 void add_launch_command(CLI::App& app, Action& action);
 void add_submit_command(CLI::App& app, Action& action);
+void add_scale_command(CLI::App& app, Action& action);
 
 }  // namespace agpt::cli

@@ -34,6 +34,7 @@ int main(int argc, char** argv) {
     add_plan_command(app, action);
     add_launch_command(app, action);
     add_submit_command(app, action);
+    add_scale_command(app, action);
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {

@@ -156,7 +156,7 @@ void draw(cairo_t* cr, const std::vector<Series>& series, const PlotOptions& opt
 
     // Axis labels and title.
     cairo_set_font_size(cr, 14);
-    const std::string xlabel = opt.log_x ? "step (log scale)" : "step";
+    const std::string xlabel = opt.log_x ? opt.x_label + " (log scale)" : opt.x_label;
     cairo_text_extents(cr, xlabel.c_str(), &ext);
     cairo_move_to(cr, left + (W - left - right - ext.width) / 2, H - 18);
     cairo_show_text(cr, xlabel.c_str());
@@ -225,6 +225,13 @@ void plot_runs(const std::vector<std::string>& run_dirs, const PlotOptions& opt)
         }
         series.push_back(std::move(s));
     }
+    plot_series(series, opt);
+}
+
+void plot_series(const std::vector<Series>& series, const PlotOptions& opt) {
+    const std::string ext = fs::path(opt.out).extension().string();
+    if (ext != ".png" && ext != ".svg")
+        fail("--out {}: the extension must be .png or .svg", opt.out);
     // Draw to a temporary name, then rename: an existing plot is replaced only by a whole one.
     const std::string tmp = opt.out + ".tmp";
     cairo_surface_t* surface =

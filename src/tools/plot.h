@@ -14,6 +14,7 @@ struct PlotOptions {
     bool log_y = false;
     int width = 900, height = 560;
     std::string title;  // default: the metric's name
+    std::string x_label = "step";
 };
 
 struct Series {
@@ -31,5 +32,8 @@ std::vector<double> ema_smooth(const std::vector<double>& y, double weight);
 // Reads every run, then draws and writes opt.out. Throws Error when a run has no such metric
 // (naming the run and the metrics it has) or the extension is neither .png nor .svg.
 void plot_runs(const std::vector<std::string>& run_dirs, const PlotOptions& opt);
+
+// Draws the given series (labelled by opt.metric / opt.title / opt.x_label) to opt.out.
+void plot_series(const std::vector<Series>& series, const PlotOptions& opt);
 
 }  // namespace agpt
