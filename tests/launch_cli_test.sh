@@ -68,5 +68,17 @@ out=$("${clean_env[@]}" SLURM_JOB_ID=9 SLURM_NNODES=3 "$agpt" doctor 2>&1)
 grep -q "^mpi: compiled in" <<<"$out" && grep -q "^scheduler: slurm job 9 on 3 nodes" <<<"$out"
 check doctor $? "$out"
 
+# A two-point weak-scaling study and its projection.
+out=$("$agpt" scale --ranks 1,2 --threads 1 --out "$work/scale" --project --nodes 1,64 \
+    --link-gbps 200 --latency-us 2 -- "$agpt" train --model.flavor tiny --training.seq_len 32 \
+    --training.local_batch_size 2 --training.steps 12 --metrics.log_freq 4 \
+    --validation.enable false --sample.max_new_tokens 0 2>&1)
+rc=$?
+[[ $rc -eq 0 ]] && [[ $(grep -c "^| [12] | [0-9]" "$work/scale/scale.md") -eq 2 ]] &&
+    grep -q "^| 1 | [0-9]* | [0-9]* | [0-9.]* | 100.0% |$" "$work/scale/scale.md" &&
+    [[ -s "$work/scale/scale.png" ]] && grep -q "^| 64 | — | — | " <<<"$out" &&
+    grep -q "all-reduce of 0.017 GB fp32 gradients" <<<"$out"
+check scale_study $? "rc=$rc: $out"
+
 echo "launch_cli: $passed passed, $failed failed"
 [[ $failed -eq 0 ]]
