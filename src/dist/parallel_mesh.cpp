@@ -55,8 +55,17 @@ ParallelMesh resolve_parallel_mesh(const JobConfig& cfg, const ModelArgs& args, 
             "training.global_batch_size = {} is not a multiple of training.local_batch_size {} "
             "× {} data-parallel ranks = {}",
             t.global_batch_size, t.local_batch_size, mesh.data_parallel, per_step);
-    if (mesh.zero == 1)
-        fail("parallelism.zero = 1: ZeRO-1 is not implemented yet; use parallelism.zero = 0");
+    if (mesh.zero == 1) {
+        if (cfg.checkpoint.enable)
+            fail(
+                "parallelism.zero = 1 with checkpoint.enable = true: checkpoints of sharded "
+                "optimizer state are not implemented yet; use parallelism.zero = 0");
+        if (cfg.optimizer.name == "SophiaG" || cfg.optimizer.name == "ScheduleFreeAdamW")
+            fail(
+                "parallelism.zero = 1 with optimizer {}: its Hessian estimate / evaluation "
+                "weights need every parameter on every rank; use parallelism.zero = 0",
+                cfg.optimizer.name);
+    }
     return mesh;
 }
 

@@ -28,6 +28,7 @@
 #include "dist/communicator.h"
 #include "dist/data_parallel.h"
 #include "dist/parallel_mesh.h"
+#include "dist/zero.h"
 #include "model/transformer.h"
 #include "optim/grad_clip.h"
 #include "optim/lr_schedule.h"
@@ -358,7 +359,15 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
 
     Transformer model(args, B, T);
     model.init_weights(cfg.model.init, static_cast<uint64_t>(cfg.training.seed));
-    const std::unique_ptr<Optimizer> optimizer = make_model_optimizer(cfg, model);
+    // ZeRO-1: this rank's optimizer covers the parameters it owns only.
+    std::unique_ptr<ZeroShard> zero;
+    if (mesh.zero == 1)
+        zero = std::make_unique<ZeroShard>(comm, model.param_views(), model.params().size());
+    const std::unique_ptr<Optimizer> optimizer =
+        zero ? make_optimizer(cfg.optimizer.spec(),
+                              optim_params_from(zero->owned_views(), model.params().data(),
+                                                model.grads().data()))
+             : make_model_optimizer(cfg, model);
     // The micro-batches of the current step, kept for SophiaG's Hessian estimate.
     std::vector<int32_t> step_inputs(static_cast<std::size_t>(B) * T * accum);
     int current_step = 0;
@@ -460,15 +469,22 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
         }
         if (comm.size() > 1) {
             // grad_scale is 1/global tokens: the sum over ranks is the global mean's gradient.
-            all_reduce_gradients(comm, model.grads().data(), model.grads().size(), bucket_floats);
+            if (zero)
+                zero->reduce_scatter_gradients(model.grads().data());
+            else
+                all_reduce_gradients(comm, model.grads().data(), model.grads().size(),
+                                     bucket_floats);
             loss_sum = comm.all_reduce_value(loss_sum, ReduceOp::Sum);
         }
         const double loss = loss_sum / static_cast<double>(tokens_per_step);
         if (!std::isfinite(loss)) fail("step {}: loss is {}; training diverged", step, loss);
         const double grad_norm =
-            clip_grad_norm(model.grads().data(), model.grads().size(), cfg.training.max_norm);
+            zero
+                ? zero->clip_owned(model.grads().data(), cfg.training.max_norm)
+                : clip_grad_norm(model.grads().data(), model.grads().size(), cfg.training.max_norm);
         current_step = step;
         optimizer->step(schedule.factor(step));
+        if (zero) zero->all_gather_parameters(model.params().data());
         const double lr = optimizer->last_lr();
         const double step_time = step_timer.seconds();
         window_time += step_time;
