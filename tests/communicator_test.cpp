@@ -4,6 +4,7 @@
 // expected values are written for any world size.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <numeric>
 #include <string>
 #include <vector>
@@ -12,6 +13,7 @@
 #include "dist/communicator.h"
 #include "dist/data_parallel.h"
 #include "dist/parallel_mesh.h"
+#include "dist/zero.h"
 #include "model/model_args.h"
 
 namespace agpt {
@@ -107,6 +109,46 @@ TEST(GradientAllReduce, BucketsCoverTheBufferOnceFromTheEnd) {
     EXPECT_EQ(c.calls, expected);
     for (float v : g) ASSERT_EQ(v, 1.0f);
     EXPECT_THROW(all_reduce_gradients(c, g.data(), g.size(), 0), Error);
+}
+
+TEST(WorldCommunicator, ZeroShardRangesPartitionWholeParametersAndRoundTrip) {
+    Communicator& c = world_communicator();
+    // Five parameters of uneven sizes in buffer order (listed out of order on purpose).
+    const std::vector<ParamView> views{{"c", 30, {40}, "ffn"},
+                                       {"a", 0, {10}, "norm"},
+                                       {"b", 10, {20}, "attention"},
+                                       {"d", 70, {25}, "ffn"},
+                                       {"e", 95, {5}, "head"}};
+    const std::size_t total = 100;
+    ZeroShard z(c, views, total);
+    std::size_t covered = 0, owned = 0;
+    for (int r = 0; r < c.size(); r++) {
+        EXPECT_EQ(z.begin(r), covered) << r;
+        covered = z.end(r);
+    }
+    EXPECT_EQ(covered, total);
+    for (const auto& v : z.owned_views()) {
+        EXPECT_GE(v.offset, z.begin(c.rank()));
+        EXPECT_LE(v.offset + v.numel(), z.end(c.rank()));
+        owned += v.numel();
+    }
+    EXPECT_EQ(owned, z.end(c.rank()) - z.begin(c.rank()));
+    // Gradients: rank r holds (r + 1)·i; the owned range gets Σ_r (r + 1)·i.
+    const int n = c.size();
+    std::vector<float> g(total);
+    for (std::size_t i = 0; i < total; i++) g[i] = static_cast<float>((c.rank() + 1) * i);
+    z.reduce_scatter_gradients(g.data());
+    for (std::size_t i = z.begin(c.rank()); i < z.end(c.rank()); i++)
+        ASSERT_EQ(g[i], static_cast<float>(n * (n + 1) / 2 * i)) << i;
+    // The norm is the whole reduced gradient's.
+    double sq = 0;
+    for (std::size_t i = 0; i < total; i++) sq += std::pow(double(n * (n + 1) / 2 * i), 2);
+    EXPECT_NEAR(z.clip_owned(g.data(), 0.0), std::sqrt(sq), 1e-9 * std::sqrt(sq));
+    // Parameters: each owner writes 1000 + i into its range; every rank gets all of them.
+    std::vector<float> p(total, -1.0f);
+    for (std::size_t i = z.begin(c.rank()); i < z.end(c.rank()); i++) p[i] = 1000.0f + i;
+    z.all_gather_parameters(p.data());
+    for (std::size_t i = 0; i < total; i++) ASSERT_EQ(p[i], 1000.0f + i) << i;
 }
 
 TEST(SingleProcessCommunicator, CollectivesAreTheIdentity) {
