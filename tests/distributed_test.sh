@@ -135,6 +135,26 @@ for line in open(sys.argv[1]):
 cmp -s <(losses reference) <(losses killed)
 check resume_bit_identical $? "$(diff <(losses reference) <(losses killed) | head -5)"
 
+# A 2-rank checkpoint resumed by one process (global batch unchanged: 4 accumulation steps)
+# continues where the two ranks would have: steps 81-85 match the 2-rank continuation.
+cp -r "$work/reference" "$work/reference_1rank"
+mpirun_np 2 "$agpt" "${train_args[@]}" "${ckpt_args[@]}" --training.steps 85 \
+    --job.name reference >>"$work/reference.log" 2>&1
+check extend_2ranks $? "$(tail -3 "$work/reference.log")"
+"$agpt" "${train_args[@]}" "${ckpt_args[@]}" --training.steps 85 --job.name reference_1rank \
+    >"$work/reference_1rank.log" 2>&1
+check resume_on_1rank $? "$(tail -3 "$work/reference_1rank.log")"
+grep -q "checkpoint written by 2 data-parallel ranks, resumed on 1: .* continuing at position" \
+    "$work/reference_1rank.log" && /usr/bin/python3 - "$work/reference/metrics.jsonl" \
+    "$work/reference_1rank/metrics.jsonl" <<'PY'
+import json, sys
+a, b = ({r["step"]: r["loss"] for r in map(json.loads, open(p)) if "loss" in r} for p in sys.argv[1:3])
+worst = max(abs(a[s] - b[s]) / a[s] for s in range(81, 86))
+print(f"2-rank checkpoint resumed on 1 rank: worst relative loss difference at steps 81-85 {worst:.2e}")
+assert worst <= 1e-5, worst
+PY
+check resume_2_to_1_ranks $? "$(grep -i "resumed\|error" "$work/reference_1rank.log")"
+
 # Invalid meshes: refused before any work, with the numbers.
 out=$(mpirun_np 2 "$agpt" "${train_args[@]}" --job.name badmesh --parallelism.data_parallel_degree 4 2>&1)
 rc=$?

@@ -379,7 +379,7 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
         });
     int first_step = 1;
     // Rank 0 picks the checkpoint (the newest that verifies); every rank then loads that one.
-    long resume[3] = {-1, 0, 0};  // step, loader epoch, loader position
+    long resume[4] = {-1, 0, 0, 1};  // step, loader epoch, loader position, data ranks
     if (has_checkpoints && reusable) {
         const auto state =
             checkpoints.load_latest(cfg.checkpoint.load_step, model, optimizer.get(),
@@ -388,13 +388,27 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
         resume[0] = state->step;
         resume[1] = state->loader_epoch;
         resume[2] = state->loader_position;
+        resume[3] = state->data_parallel;
     }
     comm.broadcast(resume, sizeof resume, 0);
     if (resume[0] >= 0) {
         if (!lead) checkpoints.load(static_cast<int>(resume[0]), model, optimizer.get());
         optimizer->train_mode();
-        // Every data rank has taken as many windows as rank 0: the position is the same.
-        loader.restore(resume[1], resume[2]);
+        // Every data rank has taken as many windows as rank 0: the position is the same. From
+        // another number of ranks, the epoch's first position × ranks windows are taken; the
+        // new ranks go on from there (exact when the count divides evenly).
+        long position = resume[2];
+        if (resume[3] != mesh.data_parallel) {
+            const long taken = resume[2] * resume[3];
+            position = std::min(loader.rank_windows(),
+                                (taken + mesh.data_parallel - 1) / mesh.data_parallel);
+            log.line(
+                "checkpoint written by {} data-parallel ranks, resumed on {}: {} windows of epoch "
+                "{} taken, continuing at position {} per rank{}",
+                resume[3], mesh.data_parallel, taken, resume[1], position,
+                taken % mesh.data_parallel == 0 ? "" : " (rounded up: a few windows skipped)");
+        }
+        loader.restore(resume[1], position);
         first_step = static_cast<int>(resume[0]) + 1;
         if (lead) truncate_metrics(run / "metrics.jsonl", first_step - 1);
         log.line("resumed from {} (step {})", checkpoints.path_of(first_step - 1), first_step - 1);
@@ -413,7 +427,7 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
     auto save = [&](int step, bool model_only) {
         if (!lead) return 0.0;
         Timer t;
-        const TrainState state{step, loader.epoch(), loader.position()};
+        const TrainState state{step, loader.epoch(), loader.position(), mesh.data_parallel};
         optimizer->eval_mode();
         const std::string where =
             checkpoints.save(state, model, model_only ? nullptr : optimizer.get(), config_toml);
