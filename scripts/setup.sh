@@ -7,6 +7,7 @@ packages=(g++ cmake ninja-build make pkg-config libopenblas-openmp-dev libtomlpl
           libcli11-dev nlohmann-json3-dev libfmt-dev libgtest-dev zlib1g-dev libsnappy-dev libzstd-dev libicu-dev libcairo2-dev fonts-dejavu-core)
 # `agpt dashboard`: the HTTP server, and node to fetch the page's chart library from npm (web/).
 packages+=(libcpp-httplib-dev nodejs)
+packages+=(libopenmpi-dev openmpi-bin)
 if [[ "${1:-}" == "--test" ]]; then
     # PyTorch and NumPy are the independent references the tests compare against.
     packages+=(python3 python3-torch python3-numpy clang-format)

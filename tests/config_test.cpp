@@ -209,8 +209,12 @@ TEST_F(ConfigLoad, UnknownSectionSuggestsClosest) {
     const std::string p = job_path();
     EXPECT_EQ(file_error("[trainig]\nsteps = 10\n"),
               p + ": unknown section 'trainig' (did you mean 'training'?)");
+    EXPECT_EQ(file_error("[float8]\nenable_fsdp_float8_all_gather = true\n"),
+              p + ": unknown section 'float8'");
+    // torchtitan's FSDP key is not ours: [parallelism] has data_parallel_degree.
     EXPECT_EQ(file_error("[parallelism]\ndata_parallel_shard_degree = 1\n"),
-              p + ": unknown section 'parallelism'");
+              p + ": unknown key 'parallelism.data_parallel_shard_degree' (did you mean "
+                  "'parallelism.data_parallel_degree'?)");
 }
 
 TEST_F(ConfigLoad, KeyUnderWrongSectionSuggestsItsSection) {
@@ -356,6 +360,12 @@ TEST(ConfigValidate, ImpossibleValuesAreRefused) {
         {"validation.split", "0", "validation.split = 0.0 must be in (0, 1)"},
         {"validation.split", "1", "validation.split = 1.0 must be in (0, 1)"},
         {"validation.freq", "0", "validation.freq = 0 must be positive"},
+        {"parallelism.zero", "2", "parallelism.zero = 2 must be 0 or 1"},
+        {"parallelism.data_parallel_degree", "0",
+         "parallelism.data_parallel_degree = 0 must be positive or -1"},
+        {"parallelism.tensor_parallel_degree", "0",
+         "parallelism.tensor_parallel_degree = 0 must be positive"},
+        {"parallelism.bucket_mb", "0", "parallelism.bucket_mb = 0.0 must be positive"},
         {"validation.steps", "0", "validation.steps = 0 must be positive or -1"},
         {"validation.steps", "-2", "validation.steps = -2 must be positive or -1"},
         {"metrics.log_freq", "0", "metrics.log_freq = 0 must be positive"},
@@ -465,7 +475,8 @@ TEST(ConfigKeys, TableMatchesTheStruct) {
         EXPECT_FALSE(k.help.empty()) << k.name;
         EXPECT_EQ(find_config_key(k.name), &k);
     }
-    EXPECT_EQ(names.size(), 57u);  // 45 + [task] 2 + [rl] 9 + model.aux_loss_alpha
+    EXPECT_EQ(names.size(),
+              62u);  // 45 + [task] 2 + [rl] 9 + model.aux_loss_alpha + [parallelism] 5
     EXPECT_EQ(find_config_key("training.nope"), nullptr);
     EXPECT_EQ(find_config_key("training.max_norm")->type, ConfigType::Double);
     // The optimizer's own keys depend on optimizer.name: they are not in the fixed table.

@@ -155,11 +155,9 @@ TEST_F(RlRun, GrpoFromAHuggingFaceFolderEqualsFromTheRun) {
     const fs::path hf = dir_ / "sft_hf";
     export_run_hf(sft_.run_dir, -1, hf.string());
     auto two_steps = [&](const std::string& name, const std::string& init) {
-        ConfigOverrides o = rl_overrides(name);
-        for (auto& [k, v] : o) {
-            if (k == "rl.init") v = init;
-            if (k == "training.steps") v = "2";
-        }
+        ConfigOverrides o = rl_overrides(name);  // later overrides win
+        o.push_back({"rl.init", init});
+        o.push_back({"training.steps", "2"});
         return run_grpo(load_job_config("", o), nullptr);
     };
     const GrpoSummary from_run = two_steps("grpo_from_run", sft_.run_dir);

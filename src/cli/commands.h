@@ -34,5 +34,8 @@ void add_compete_command(CLI::App& app, Action& action);
 void add_lr_find_command(CLI::App& app, Action& action);
 void add_rl_command(CLI::App& app, Action& action);
 void add_sft_command(CLI::App& app, Action& action);
+void add_launch_command(CLI::App& app, Action& action);
+void add_submit_command(CLI::App& app, Action& action);
+void add_scale_command(CLI::App& app, Action& action);
 
 }  // namespace agpt::cli

@@ -4,6 +4,7 @@
 
 #include "cli/commands.h"
 #include "core/error.h"
+#include "dist/communicator.h"
 
 namespace agpt::cli {
 
@@ -36,6 +37,9 @@ int main(int argc, char** argv) {
     add_lr_find_command(app, action);
     add_rl_command(app, action);
     add_sft_command(app, action);
+    add_launch_command(app, action);
+    add_submit_command(app, action);
+    add_scale_command(app, action);
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
@@ -44,7 +48,7 @@ int main(int argc, char** argv) {
     try {
         return action ? action() : 0;
     } catch (const agpt::Error& e) {
-        std::fprintf(stderr, "agpt: error: %s\n", e.what());
+        agpt::report_fatal_error(e.what());
         return 1;
     }
 }

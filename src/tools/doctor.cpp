@@ -7,6 +7,8 @@
 #include <fstream>
 #include <thread>
 
+#include "dist/launcher.h"
+
 #if defined(AGPT_GEMM_ONEDNN) && __has_include(<dnnl.h>)
 #include <dnnl.h>
 #define AGPT_DOCTOR_DNNL 1
@@ -99,7 +101,8 @@ std::string cuda_section() {
 }  // namespace
 
 std::string doctor_report() {
-    return cpu_section() + cuda_section();
+    return cpu_section() + cuda_section() +
+           distributed_report(current_environment(), hardware_cores());
 }
 
 }  // namespace agpt

@@ -143,7 +143,8 @@ std::string CheckpointStore::save(const TrainState& state, LanguageModel& model,
     }
     write_synced(tmp / "trainer_state.json", json{{"step", state.step},
                                                   {"loader_epoch", state.loader_epoch},
-                                                  {"loader_position", state.loader_position}}
+                                                  {"loader_position", state.loader_position},
+                                                  {"data_parallel", state.data_parallel}}
                                                  .dump(2));
     write_synced(tmp / "config.toml", config_toml);
 
@@ -223,6 +224,7 @@ TrainState CheckpointStore::load(int step, LanguageModel& model, Optimizer* opti
         state.step = st.at("step").get<int>();
         state.loader_epoch = st.at("loader_epoch").get<long>();
         state.loader_position = st.at("loader_position").get<long>();
+        state.data_parallel = st.value("data_parallel", 1);
     } catch (const json::exception& e) {
         fail("{}: {}", (dir / "trainer_state.json").string(), e.what());
     }

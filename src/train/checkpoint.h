@@ -23,6 +23,9 @@ struct TrainState {
     int step = 0;  // optimizer steps completed
     long loader_epoch = 0;
     long loader_position = 0;
+    // Data-parallel ranks the position counts for (each took `loader_position` windows); files
+    // without it were written by one rank.
+    int data_parallel = 1;
 };
 
 class CheckpointStore {

@@ -24,9 +24,11 @@
 
 namespace agpt {
 
-int JobConfig::grad_accum_steps() const {
-    if (training.global_batch_size == -1 || training.local_batch_size <= 0) return 1;
-    return training.global_batch_size / training.local_batch_size;
+int JobConfig::grad_accum_steps(int data_parallel_degree) const {
+    if (training.global_batch_size == -1 || training.local_batch_size <= 0 ||
+        data_parallel_degree <= 0)
+        return 1;
+    return training.global_batch_size / (training.local_batch_size * data_parallel_degree);
 }
 
 namespace {
@@ -220,6 +222,24 @@ std::vector<ConfigKey> make_keys() {
         row(
             "rl.eval_n", [](C& c) { return &c.rl.eval_n; },
             "held-out prompts scored (greedy) at the start and end; 0: none"),
+        row(
+            "parallelism.data_parallel_degree",
+            [](C& c) { return &c.parallelism.data_parallel_degree; },
+            "data-parallel ranks; -1: the world size over the other degrees"),
+        row(
+            "parallelism.zero", [](C& c) { return &c.parallelism.zero; },
+            "ZeRO stage: 0 (replicated optimizer state) or 1 (sharded over data ranks)"),
+        row(
+            "parallelism.tensor_parallel_degree",
+            [](C& c) { return &c.parallelism.tensor_parallel_degree; },
+            "tensor-parallel ranks (Megatron-style)"),
+        row(
+            "parallelism.expert_parallel_degree",
+            [](C& c) { return &c.parallelism.expert_parallel_degree; },
+            "expert-parallel ranks (MoE flavors)"),
+        row(
+            "parallelism.bucket_mb", [](C& c) { return &c.parallelism.bucket_mb; },
+            "gradient all-reduce bucket size in MiB"),
     };
 }
 
@@ -968,6 +988,16 @@ void validate(const JobConfig& cfg, const Checker& c) {
     c.need(r.epochs_per_batch > 0, "rl.epochs_per_batch", r.epochs_per_batch, "must be positive");
     c.need(r.max_new_tokens > 0, "rl.max_new_tokens", r.max_new_tokens, "must be positive");
     c.need(r.eval_n >= 0, "rl.eval_n", r.eval_n, "must be >= 0");
+    const auto& par = cfg.parallelism;
+    c.need(par.data_parallel_degree > 0 || par.data_parallel_degree == -1,
+           "parallelism.data_parallel_degree", par.data_parallel_degree,
+           "must be positive or -1 (inferred from the world size)");
+    c.need(par.zero == 0 || par.zero == 1, "parallelism.zero", par.zero, "must be 0 or 1");
+    c.need(par.tensor_parallel_degree > 0, "parallelism.tensor_parallel_degree",
+           par.tensor_parallel_degree, "must be positive");
+    c.need(par.expert_parallel_degree > 0, "parallelism.expert_parallel_degree",
+           par.expert_parallel_degree, "must be positive");
+    c.need(par.bucket_mb > 0, "parallelism.bucket_mb", par.bucket_mb, "must be positive");
 }
 
 }  // namespace

@@ -110,9 +110,18 @@ struct JobConfig {
         int max_new_tokens = 32;
         int eval_n = 200;  // held-out prompts scored at the start and end (0: none)
     } rl;
+    // The rank mesh DP × TP × EP (docs/distributed.md); checked against the world size when the
+    // job starts (dist/parallel_mesh.h).
+    struct Parallelism {
+        int data_parallel_degree = -1;  // -1: world size / (tensor × expert degrees)
+        int zero = 0;                   // 0 | 1
+        int tensor_parallel_degree = 1;
+        int expert_parallel_degree = 1;
+        double bucket_mb = 25.0;
+    } parallelism;
 
-    // Micro-batches per optimizer step (global / local).
-    int grad_accum_steps() const;
+    // Micro-batches per optimizer step on each rank (global / (local × data-parallel ranks)).
+    int grad_accum_steps(int data_parallel_degree = 1) const;
 };
 
 using ConfigOverrides =

@@ -9,11 +9,13 @@
 #include <chrono>
 #include <cmath>
 #include <csignal>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <limits>
 #include <map>
 #include <memory>
+#include <optional>
 #include <sstream>
 #include <vector>
 
@@ -23,6 +25,11 @@
 #include "core/timer.h"
 #include "data/dataset.h"
 #include "data/tokenizer.h"
+#include "dist/communicator.h"
+#include "dist/data_parallel.h"
+#include "dist/parallel_mesh.h"
+#include "dist/zero.h"
+#include "model/gpt2.h"
 #include "model/model_zoo.h"
 #include "model/transformer.h"
 #include "optim/grad_clip.h"
@@ -145,11 +152,15 @@ class RunLock {
 
 class Log {
   public:
+    // path "": console only (the ranks other than 0, which write no run files).
     Log(std::FILE* console, const std::string& path) : console_(console) {
+        if (path.empty()) return;
         file_ = std::fopen(path.c_str(), "a");
         if (!file_) fail("{}: cannot open for writing", path);
     }
-    ~Log() { std::fclose(file_); }
+    ~Log() {
+        if (file_) std::fclose(file_);
+    }
     Log(const Log&) = delete;
     Log& operator=(const Log&) = delete;
     template <typename... Args>
@@ -159,13 +170,15 @@ class Log {
             std::fputs(s.c_str(), console_);
             std::fflush(console_);
         }
-        std::fputs(s.c_str(), file_);
-        std::fflush(file_);
+        if (file_) {
+            std::fputs(s.c_str(), file_);
+            std::fflush(file_);
+        }
     }
 
   private:
     std::FILE* console_;
-    std::FILE* file_;
+    std::FILE* file_ = nullptr;
 };
 
 double evaluate(LanguageModel& model, const TokenSpans& val, int B, int T, int max_batches) {
@@ -194,9 +207,13 @@ double evaluate(LanguageModel& model, const TokenSpans& val, int B, int T, int m
 }  // namespace
 
 void gauss_newton_bartlett(LanguageModel& model, const int32_t* step_inputs, int B, int T,
-                           int accum, double max_norm, uint64_t seed, int step) {
+                           int accum, double max_norm, uint64_t seed, int step,
+                           Communicator* data_ranks) {
     const int V = model.vocab_size();
-    Rng rng(seed ^ (0x9e3779b97f4a7c15ULL * (static_cast<uint64_t>(step) + 1)));
+    const int ranks = data_ranks ? data_ranks->size() : 1;
+    const auto rank = static_cast<uint64_t>(data_ranks ? data_ranks->rank() : 0);
+    Rng rng(seed ^ (0x9e3779b97f4a7c15ULL * (static_cast<uint64_t>(step) + 1)) ^
+            (0xbf58476d1ce4e5b9ULL * rank));
     std::vector<float> logits(static_cast<std::size_t>(B) * T * V);
     std::vector<int32_t> labels(static_cast<std::size_t>(B) * T);
     std::vector<double> probs(V);
@@ -220,8 +237,11 @@ void gauss_newton_bartlett(LanguageModel& model, const int32_t* step_inputs, int
             labels[i] = label;
         }
         model.forward_backward(tokens, labels.data(), B, T,
-                               1.0 / (static_cast<double>(B) * T * accum));
+                               1.0 / (static_cast<double>(B) * T * accum * ranks));
     }
+    if (data_ranks)
+        all_reduce_gradients(*data_ranks, model.grads().data(), model.grads().size(),
+                             model.grads().size());
     clip_grad_norm(model.grads().data(), model.grads().size(), max_norm);
 }
 
@@ -246,6 +266,31 @@ MoeLoad moe_load_of(const LanguageModel& any) {
     }
     if (!m.per_layer.empty()) m.mean_imbalance /= static_cast<double>(m.per_layer.size());
     return m;
+}
+
+// A per-rank number and its spread over the ranks.
+struct RankSpread {
+    double min, mean, max, sum;
+};
+RankSpread rank_spread(Communicator& comm, double value) {
+    if (comm.size() == 1) return {value, value, value, value};
+    double v[3] = {value, -value, value};
+    comm.all_reduce(v, 2, ReduceOp::Max);
+    comm.all_reduce(v + 2, 1, ReduceOp::Sum);
+    return {-v[1], v[2] / comm.size(), v[0], v[2]};
+}
+
+// One OpenMP thread count per rank: the cores shared by the ranks of this node (launchers say
+// how many there are), so that ranks on one node do not oversubscribe it.
+int default_threads_per_rank() {
+    int local_ranks = 1;
+    for (const char* var :
+         {"OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS", "SLURM_NTASKS_PER_NODE"})
+        if (const char* v = std::getenv(var)) {
+            local_ranks = std::max(1, std::atoi(v));
+            break;
+        }
+    return std::max(1, omp_get_num_procs() / local_ranks);
 }
 
 // "Muon: 24 tensors (1.2M) · AdamW: 14 tensors (0.6M)" for the log.
@@ -285,17 +330,35 @@ std::string describe_dry_run(const JobConfig& cfg) {
 
 TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
     validate_job_config(cfg);
-    const int threads = set_thread_count(cfg.training.threads);
+    Communicator& comm = world_communicator();
+    // Rank 0 alone writes the run folder and prints; the other ranks compute and reduce.
+    const bool lead = comm.rank() == 0;
+    const int threads = set_thread_count(cfg.training.threads > 0 ? cfg.training.threads
+                                                                  : default_threads_per_rank());
     const int B = cfg.training.local_batch_size, T = cfg.training.seq_len;
-    const int accum = cfg.grad_accum_steps();
 
     // Everything that can fail on bad input is checked before the run folder exists.
     const Tokenizer tokenizer = Tokenizer::load(cfg.model.tokenizer);
+    // The mesh checks divide heads (and experts) over ranks.
+    ModelArgs mesh_args;
+    if (cfg.model.name == "agpt") {
+        mesh_args = resolve_model_args(cfg.model.flavor, cfg.model.switches());
+    } else if (const Gpt2Flavor* g = find_gpt2_flavor(cfg.model.flavor)) {
+        mesh_args.n_heads = mesh_args.n_kv_heads = g->args.n_heads;
+    }
+    const ParallelMesh mesh = resolve_parallel_mesh(cfg, mesh_args, comm.size());
+    if (mesh.data_parallel > 1 && mesh_args.is_moe())
+        fail(
+            "model.flavor = {}: MoE over {} data-parallel ranks is not supported yet (each rank "
+            "would balance its experts on its own tokens and the replicas would drift apart)",
+            cfg.model.flavor, mesh.data_parallel);
+    const int accum = cfg.grad_accum_steps(mesh.data_parallel);
     const TrainingData data = open_training_data(
         cfg.training.dataset, tokenizer, cfg.validation.split, cfg.training.dataset_registry);
     const std::string& data_path = data.source;
     WindowLoader loader(data.train.sizes, data.train.read, T,
-                        static_cast<uint64_t>(cfg.training.seed));
+                        static_cast<uint64_t>(cfg.training.seed),
+                        mesh.data_parallel_rank(comm.rank()), mesh.data_parallel);
     if (cfg.validation.enable && sequential_windows(data.val, T).empty())
         fail(
             "validation: the held-out data ({} tokens in {}) is shorter than one window of "
@@ -310,20 +373,27 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
     // its first checkpoint restarts from step 0 in the same folder, provided the config is the
     // same job's. Any other existing folder is refused by create_run_dir.
     const std::string config_toml = job_config_to_toml(cfg);
-    const bool has_checkpoints = !checkpoints.steps().empty();
-    const bool reusable = cfg.checkpoint.enable && fs::exists(run) &&
+    const bool has_checkpoints = lead && !checkpoints.steps().empty();
+    const bool reusable = lead && cfg.checkpoint.enable && fs::exists(run) &&
                           (has_checkpoints || (fs::exists(run / "config.toml") &&
                                                read_text(run / "config.toml") == config_toml));
-    summary.run_dir = reusable ? run.string() : create_run_dir(cfg);
-    const RunLock lock(run);
-    Log log(progress, (run / "train.log").string());
-    if (!fs::exists(run / "config.toml") || read_text(run / "config.toml") != config_toml) {
-        if (reusable)
-            log.line("config changed since the last run in this folder; config.toml updated");
-        write_file_atomically(run / "config.toml", config_toml);
+    std::optional<RunLock> lock;
+    if (lead) {
+        summary.run_dir = reusable ? run.string() : create_run_dir(cfg);
+        lock.emplace(run);
+    } else {
+        summary.run_dir = run.string();
     }
-    if (reusable && !has_checkpoints) truncate_metrics(run / "metrics.jsonl", 0);
-    tokenizer.save_into(run.string());
+    Log log(lead ? progress : nullptr, lead ? (run / "train.log").string() : std::string());
+    if (lead) {
+        if (!fs::exists(run / "config.toml") || read_text(run / "config.toml") != config_toml) {
+            if (reusable)
+                log.line("config changed since the last run in this folder; config.toml updated");
+            write_file_atomically(run / "config.toml", config_toml);
+        }
+        if (reusable && !has_checkpoints) truncate_metrics(run / "metrics.jsonl", 0);
+        tokenizer.save_into(run.string());
+    }
 
     // As torchtitan: the tokenizer sets the vocabulary.
     const std::unique_ptr<LanguageModel> model_ptr =
@@ -332,40 +402,75 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
     // MoE balancing and its metrics exist in the agpt family only.
     auto* agpt_model = dynamic_cast<Transformer*>(&model);
     model.init_weights(cfg.model.init, static_cast<uint64_t>(cfg.training.seed));
-    const std::unique_ptr<Optimizer> optimizer = make_model_optimizer(cfg, model);
+    // ZeRO-1: this rank's optimizer covers the parameters it owns only.
+    std::unique_ptr<ZeroShard> zero;
+    if (mesh.zero == 1)
+        zero = std::make_unique<ZeroShard>(comm, model.param_views(), model.params().size());
+    const std::unique_ptr<Optimizer> optimizer =
+        zero ? make_optimizer(cfg.optimizer.spec(),
+                              optim_params_from(zero->owned_views(), model.params().data(),
+                                                model.grads().data()))
+             : make_model_optimizer(cfg, model);
     // The micro-batches of the current step, kept for SophiaG's Hessian estimate.
     std::vector<int32_t> step_inputs(static_cast<std::size_t>(B) * T * accum);
     int current_step = 0;
     if (optimizer->needs_hessian_hook())
         optimizer->set_hessian_hook([&] {
             gauss_newton_bartlett(model, step_inputs.data(), B, T, accum, cfg.training.max_norm,
-                                  static_cast<uint64_t>(cfg.training.seed), current_step);
+                                  static_cast<uint64_t>(cfg.training.seed), current_step,
+                                  comm.size() > 1 ? &comm : nullptr);
         });
     int first_step = 1;
+    // Rank 0 picks the checkpoint (the newest that verifies); every rank then loads that one.
+    long resume[4] = {-1, 0, 0, 1};  // step, loader epoch, loader position, data ranks
     if (has_checkpoints && reusable) {
         const auto state =
             checkpoints.load_latest(cfg.checkpoint.load_step, model, optimizer.get(),
                                     [&](const std::string& w) { log.line("{}", w); });
-        optimizer->train_mode();
         if (!state) fail("{}: no checkpoint could be loaded", checkpoints.root());
-        loader.restore(state->loader_epoch, state->loader_position);
-        first_step = state->step + 1;
-        truncate_metrics(run / "metrics.jsonl", state->step);
-        log.line("resumed from {} (step {})", checkpoints.path_of(state->step), state->step);
+        resume[0] = state->step;
+        resume[1] = state->loader_epoch;
+        resume[2] = state->loader_position;
+        resume[3] = state->data_parallel;
+    }
+    comm.broadcast(resume, sizeof resume, 0);
+    if (resume[0] >= 0) {
+        if (!lead) checkpoints.load(static_cast<int>(resume[0]), model, optimizer.get());
+        optimizer->train_mode();
+        // Every data rank has taken as many windows as rank 0: the position is the same. From
+        // another number of ranks, the epoch's first position × ranks windows are taken; the
+        // new ranks go on from there (exact when the count divides evenly).
+        long position = resume[2];
+        if (resume[3] != mesh.data_parallel) {
+            const long taken = resume[2] * resume[3];
+            position = std::min(loader.rank_windows(),
+                                (taken + mesh.data_parallel - 1) / mesh.data_parallel);
+            log.line(
+                "checkpoint written by {} data-parallel ranks, resumed on {}: {} windows of epoch "
+                "{} taken, continuing at position {} per rank{}",
+                resume[3], mesh.data_parallel, taken, resume[1], position,
+                taken % mesh.data_parallel == 0 ? "" : " (rounded up: a few windows skipped)");
+        }
+        loader.restore(resume[1], position);
+        first_step = static_cast<int>(resume[0]) + 1;
+        if (lead) truncate_metrics(run / "metrics.jsonl", first_step - 1);
+        log.line("resumed from {} (step {})", checkpoints.path_of(first_step - 1), first_step - 1);
     } else if (!cfg.checkpoint.initial_load_path.empty()) {
         load_model_weights(cfg.checkpoint.initial_load_path, model);
         log.line("initial weights from {}", cfg.checkpoint.initial_load_path);
     }
-    JsonlWriter metrics((run / "metrics.jsonl").string());
+    std::optional<JsonlWriter> metrics;
+    if (lead) metrics.emplace((run / "metrics.jsonl").string());
     std::unique_ptr<TensorBoardWriter> tensorboard;
-    if (cfg.metrics.enable_tensorboard)
+    if (lead && cfg.metrics.enable_tensorboard)
         tensorboard =
             std::make_unique<TensorBoardWriter>((run / cfg.metrics.save_tb_folder).string());
     // Checkpoints hold the evaluation weights (Schedule-Free's x), and the optimizer state
     // holds what training needs to go on.
     auto save = [&](int step, bool model_only) {
+        if (!lead) return 0.0;
         Timer t;
-        const TrainState state{step, loader.epoch(), loader.position()};
+        const TrainState state{step, loader.epoch(), loader.position(), mesh.data_parallel};
         optimizer->eval_mode();
         const std::string where =
             checkpoints.save(state, model, model_only ? nullptr : optimizer.get(), config_toml);
@@ -379,7 +484,10 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
     const LrSchedule schedule(cfg.lr_scheduler, cfg.training.steps);
     const double peak_tflops = measure_gemm_peak_tflops();
     const double flops_per_token = model.flops_per_token(T);
-    const long tokens_per_step = static_cast<long>(B) * T * accum;
+    const long rank_tokens_per_step = static_cast<long>(B) * T * accum;
+    const long tokens_per_step = rank_tokens_per_step * mesh.data_parallel;
+    const auto bucket_floats =
+        static_cast<std::size_t>(cfg.parallelism.bucket_mb * (1 << 20) / sizeof(float));
 
     log.line("run {} | data {} ({} train / {} val tokens)", summary.run_dir, data_path,
              data.train.total(), data.val.total());
@@ -391,6 +499,9 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
     log.line("optimizer {} | state {:.1f} MiB | {}", optimizer->name(),
              static_cast<double>(optimizer->state_bytes()) / (1 << 20),
              routing_summary(*optimizer));
+    if (comm.size() > 1)
+        log.line("parallel {} over {} | {} tokens/step per rank | gradient buckets of {} MiB",
+                 mesh.describe(), comm.backend(), rank_tokens_per_step, cfg.parallelism.bucket_mb);
 
     std::vector<int32_t> targets(static_cast<std::size_t>(B) * T);
     const double grad_scale = 1.0 / static_cast<double>(tokens_per_step);
@@ -412,12 +523,24 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
             loss_sum += model.forward_backward(inputs, targets.data(), B, T, grad_scale);
             if (agpt_model != nullptr) aux_loss += agpt_model->moe_aux_loss() / accum;
         }
+        if (comm.size() > 1) {
+            // grad_scale is 1/global tokens: the sum over ranks is the global mean's gradient.
+            if (zero)
+                zero->reduce_scatter_gradients(model.grads().data());
+            else
+                all_reduce_gradients(comm, model.grads().data(), model.grads().size(),
+                                     bucket_floats);
+            loss_sum = comm.all_reduce_value(loss_sum, ReduceOp::Sum);
+        }
         const double loss = loss_sum / static_cast<double>(tokens_per_step);
         if (!std::isfinite(loss)) fail("step {}: loss is {}; training diverged", step, loss);
         const double grad_norm =
-            clip_grad_norm(model.grads().data(), model.grads().size(), cfg.training.max_norm);
+            zero
+                ? zero->clip_owned(model.grads().data(), cfg.training.max_norm)
+                : clip_grad_norm(model.grads().data(), model.grads().size(), cfg.training.max_norm);
         current_step = step;
         optimizer->step(schedule.factor(step));
+        if (zero) zero->all_gather_parameters(model.params().data());
         const MoeLoad moe_load = moe_load_of(model);
         if (agpt_model != nullptr)
             agpt_model->update_expert_bias(agpt_model->args().load_balance_coeff);
@@ -431,11 +554,16 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
         mean_step_time += (step_time - mean_step_time) / (step - first_step + 1);
 
         if (step % cfg.metrics.log_freq == 0 || step == 1 || step == cfg.training.steps) {
-            const double step_s = window_time / window_steps;
-            const double tok_per_s = static_cast<double>(tokens_per_step) / step_s;
+            // Per rank (per device, as torchtitan): tokens this rank processed per second. With
+            // several ranks, the mean over ranks, with min and max beside it.
+            const RankSpread step_spread = rank_spread(comm, window_time / window_steps);
+            const RankSpread tok_spread = rank_spread(
+                comm, static_cast<double>(rank_tokens_per_step) * window_steps / window_time);
+            const double step_s = step_spread.mean;
+            const double tok_per_s = tok_spread.mean;
             const double tflops = flops_per_token * tok_per_s / 1e12;
             const double mfu = 100.0 * tflops / peak_tflops;
-            const double eta = step_s * (cfg.training.steps - step);
+            const double eta = step_spread.max * (cfg.training.steps - step);
             nlohmann::json row = {{"step", step},
                                   {"loss", loss},
                                   {"grad_norm", grad_norm},
@@ -456,7 +584,15 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
             }
             if (agpt_model != nullptr && agpt_model->args().aux_loss_alpha > 0)
                 row["moe_aux_loss"] = aux_loss;
-            metrics.write(row);
+            if (comm.size() > 1) {
+                row["ranks"] = comm.size();
+                row["tok_per_s_total"] = tok_spread.sum;
+                row["tok_per_s_min"] = tok_spread.min;
+                row["tok_per_s_max"] = tok_spread.max;
+                row["step_time_s_min"] = step_spread.min;
+                row["step_time_s_max"] = step_spread.max;
+            }
+            if (metrics) metrics->write(row);
             if (tensorboard) {
                 std::vector<std::pair<std::string, double>> scalars;
                 for (const auto& [key, value] : row.items())
@@ -476,13 +612,13 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
             window_time = window_data = window_opt = 0.0;
             window_steps = 0;
         }
-        if (cfg.validation.enable &&
+        if (lead && cfg.validation.enable &&
             (step % cfg.validation.freq == 0 || step == cfg.training.steps)) {
             optimizer->eval_mode();
             const double val = evaluate(model, data.val, B, T, cfg.validation.steps);
             optimizer->train_mode();
             summary.final_val_loss = val;
-            metrics.write({{"step", step}, {"val_loss", val}});
+            metrics->write({{"step", step}, {"val_loss", val}});
             if (tensorboard) tensorboard->scalars(step, {{"val_loss", val}});
             log.line("step {:>5}/{} | val_loss {:.4f}", step, cfg.training.steps, val);
         }
@@ -491,14 +627,21 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
             last_save_time = save(step, last && cfg.checkpoint.last_save_model_only);
         // Stop early on a scheduler's signal, or when one more step and a save would overrun the
         // walltime deadline; the checkpoint lets the next job continue exactly here.
+        // Every rank must stop at the same step: the decision is reduced over the ranks.
         const double deadline = cfg.job.walltime_deadline;
-        const bool out_of_time =
+        double stop[2] = {
+            static_cast<double>(g_stop_signal),
             deadline > 0 &&
-            unix_now() + 2 * mean_step_time + std::max(last_save_time, 1.0) > deadline;
-        if (!last && (g_stop_signal != 0 || out_of_time)) {
+                    unix_now() + 2 * mean_step_time + std::max(last_save_time, 1.0) > deadline
+                ? 1.0
+                : 0.0};
+        if (comm.size() > 1) comm.all_reduce(stop, 2, ReduceOp::Max);
+        const int stop_signal = static_cast<int>(stop[0]);
+        const bool out_of_time = stop[1] > 0;
+        if (!last && (stop_signal != 0 || out_of_time)) {
             log.line("stopping at step {}: {}", step,
-                     g_stop_signal ? fmt::format("signal {}", static_cast<int>(g_stop_signal))
-                                   : std::string("walltime deadline near"));
+                     stop_signal ? fmt::format("signal {}", stop_signal)
+                                 : std::string("walltime deadline near"));
             if (!(cfg.checkpoint.enable && step % cfg.checkpoint.interval == 0)) save(step, false);
             summary.steps = step;
             summary.preempted = true;
@@ -514,7 +657,7 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
         format_duration(run_timer.seconds()), summary.tok_per_s, summary.final_loss,
         summary.final_val_loss, peak_rss_gib());
 
-    if (cfg.sample.max_new_tokens > 0) {
+    if (lead && cfg.sample.max_new_tokens > 0) {
         std::vector<int32_t> prompt = tokenizer.encode(cfg.sample.prompt);
         if (prompt.empty() && tokenizer.bos_id()) prompt.push_back(*tokenizer.bos_id());
         if (prompt.empty()) prompt.push_back(0);

@@ -5,6 +5,7 @@
 #include <memory>
 #include <string>
 
+#include "dist/communicator.h"
 #include "model/language_model.h"
 #include "optim/optimizer.h"
 #include "train/config.h"
@@ -42,9 +43,11 @@ std::unique_ptr<Optimizer> make_model_optimizer(const JobConfig& cfg, LanguageMo
 // SophiaG's Gauss–Newton–Bartlett estimate (optimizer.h's protocol) into model.grads(): the
 // gradient of the mean cross-entropy against labels drawn from the model's own softmax on the
 // step's `accum` micro-batches (B×T each, back to back in step_inputs), accumulated and clipped
-// as a training step's. The draw depends on (seed, step) only, so a resumed run draws the same.
+// as a training step's. The draw depends on (seed, step, rank) only, so a resumed run draws the
+// same. With `data_ranks`, the estimate is the mean over every rank's micro-batches.
 void gauss_newton_bartlett(LanguageModel& model, const int32_t* step_inputs, int B, int T,
-                           int accum, double max_norm, uint64_t seed, int step);
+                           int accum, double max_norm, uint64_t seed, int step,
+                           Communicator* data_ranks = nullptr);
 
 // What `agpt train --dry-run` prints: the model's size and which optimizer takes each parameter.
 // Validates the config; creates nothing.

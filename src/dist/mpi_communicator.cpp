@@ -1,0 +1,159 @@
+#include "dist/mpi_communicator.h"
+
+#include "core/error.h"
+
+#ifdef AGPT_HAVE_MPI
+#include <mpi.h>
+
+#include <algorithm>
+#include <climits>
+#include <cstdio>
+#include <cstdlib>
+#include <vector>
+#endif
+
+namespace agpt {
+
+#ifdef AGPT_HAVE_MPI
+
+namespace {
+
+MPI_Op mpi_op(ReduceOp op) {
+    switch (op) {
+        case ReduceOp::Sum:
+        case ReduceOp::Avg:
+            return MPI_SUM;
+        case ReduceOp::Min:
+            return MPI_MIN;
+        case ReduceOp::Max:
+            return MPI_MAX;
+    }
+    return MPI_SUM;
+}
+
+void check(int rc, const char* what) {
+    if (rc == MPI_SUCCESS) return;
+    char msg[MPI_MAX_ERROR_STRING];
+    int len = 0;
+    MPI_Error_string(rc, msg, &len);
+    fail("MPI {} failed: {}", what, std::string(msg, static_cast<std::size_t>(len)));
+}
+
+// MPI counts are int: large buffers go in pieces of at most 2^30 elements.
+constexpr std::size_t kMaxChunk = std::size_t{1} << 30;
+
+template <typename T>
+MPI_Datatype mpi_type();
+template <>
+MPI_Datatype mpi_type<float>() {
+    return MPI_FLOAT;
+}
+template <>
+MPI_Datatype mpi_type<double>() {
+    return MPI_DOUBLE;
+}
+
+class MpiCommunicator final : public Communicator {
+  public:
+    MpiCommunicator() {
+        int initialized = 0;
+        MPI_Initialized(&initialized);
+        if (!initialized) {
+            int provided = 0;
+            check(MPI_Init_thread(nullptr, nullptr, MPI_THREAD_FUNNELED, &provided), "init");
+        }
+        MPI_Comm_rank(MPI_COMM_WORLD, &rank_);
+        MPI_Comm_size(MPI_COMM_WORLD, &size_);
+    }
+    ~MpiCommunicator() override {
+        int finalized = 0;
+        MPI_Finalized(&finalized);
+        if (!finalized) MPI_Finalize();
+    }
+    int rank() const override { return rank_; }
+    int size() const override { return size_; }
+    std::string backend() const override { return "mpi"; }
+
+    void all_reduce(float* data, std::size_t n, ReduceOp op) override {
+        reduce_in_place(data, n, op);
+    }
+    void all_reduce(double* data, std::size_t n, ReduceOp op) override {
+        reduce_in_place(data, n, op);
+    }
+    void reduce_scatter(const float* in, float* out, std::size_t count, ReduceOp op) override {
+        if (count > kMaxChunk) fail("reduce_scatter of {} values per rank is too large", count);
+        check(MPI_Reduce_scatter_block(in, out, static_cast<int>(count), MPI_FLOAT, mpi_op(op),
+                                       MPI_COMM_WORLD),
+              "reduce_scatter");
+        if (op == ReduceOp::Avg) scale(out, count);
+    }
+    void all_gather(const float* in, float* out, std::size_t count) override {
+        if (count > kMaxChunk) fail("all_gather of {} values per rank is too large", count);
+        check(MPI_Allgather(in, static_cast<int>(count), MPI_FLOAT, out, static_cast<int>(count),
+                            MPI_FLOAT, MPI_COMM_WORLD),
+              "all_gather");
+    }
+    void all_to_all(const float* in, float* out, std::size_t count) override {
+        if (count > kMaxChunk) fail("all_to_all of {} values per rank is too large", count);
+        check(MPI_Alltoall(in, static_cast<int>(count), MPI_FLOAT, out, static_cast<int>(count),
+                           MPI_FLOAT, MPI_COMM_WORLD),
+              "all_to_all");
+    }
+    void broadcast(void* data, std::size_t bytes, int root) override {
+        auto* p = static_cast<char*>(data);
+        for (std::size_t done = 0; done < bytes; done += kMaxChunk) {
+            const std::size_t n = std::min(kMaxChunk, bytes - done);
+            check(MPI_Bcast(p + done, static_cast<int>(n), MPI_BYTE, root, MPI_COMM_WORLD),
+                  "broadcast");
+        }
+    }
+    void barrier() override { check(MPI_Barrier(MPI_COMM_WORLD), "barrier"); }
+    [[noreturn]] void abort(int exit_code) override {
+        std::fflush(stdout);
+        std::fflush(stderr);
+        MPI_Abort(MPI_COMM_WORLD, exit_code);
+        std::_Exit(exit_code);
+    }
+
+  private:
+    template <typename T>
+    void reduce_in_place(T* data, std::size_t n, ReduceOp op) {
+        for (std::size_t done = 0; done < n; done += kMaxChunk) {
+            const std::size_t m = std::min(kMaxChunk, n - done);
+            check(MPI_Allreduce(MPI_IN_PLACE, data + done, static_cast<int>(m), mpi_type<T>(),
+                                mpi_op(op), MPI_COMM_WORLD),
+                  "all_reduce");
+        }
+        if (op == ReduceOp::Avg) scale(data, n);
+    }
+    template <typename T>
+    void scale(T* data, std::size_t n) const {
+        const T inv = T(1) / static_cast<T>(size_);
+        for (std::size_t i = 0; i < n; i++) data[i] *= inv;
+    }
+    int rank_ = 0, size_ = 1;
+};
+
+}  // namespace
+
+std::unique_ptr<Communicator> make_mpi_world_communicator() {
+    return std::make_unique<MpiCommunicator>();
+}
+
+bool mpi_available() {
+    return true;
+}
+
+#else
+
+std::unique_ptr<Communicator> make_mpi_world_communicator() {
+    fail("this agpt was built without MPI; install libopenmpi-dev and rebuild");
+}
+
+bool mpi_available() {
+    return false;
+}
+
+#endif
+
+}  // namespace agpt

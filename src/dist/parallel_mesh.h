@@ -1,0 +1,29 @@
+#pragma once
+// The job's rank mesh DP × TP × EP ([parallelism], docs/distributed.md), resolved against the
+// world size before any work starts.
+#include <string>
+
+#include "model/model_args.h"
+#include "train/config.h"
+
+namespace agpt {
+
+struct ParallelMesh {
+    int world = 1;
+    int data_parallel = 1;
+    int tensor_parallel = 1;
+    int expert_parallel = 1;
+    int zero = 0;
+    // Position of `rank` on the data-parallel axis. Ranks are laid out data-parallel outermost
+    // (as torchtitan's mesh ["dp", "tp"]): rank = dp_index · (TP · EP) + inner index.
+    int data_parallel_rank(int rank) const { return rank / (tensor_parallel * expert_parallel); }
+    std::string describe() const;  // "DP 2 × TP 1 × EP 1 = 2 ranks, ZeRO-0"
+};
+
+// Infers data_parallel_degree = -1 from the world size and refuses, with the numbers named, a
+// world size that is not the product of the degrees, attention heads (or KV heads) not
+// divisible by TP, expert parallelism on a model without experts, a global batch that the data
+// ranks cannot split evenly, and degrees this build does not implement yet.
+ParallelMesh resolve_parallel_mesh(const JobConfig& cfg, const ModelArgs& args, int world_size);
+
+}  // namespace agpt

@@ -1,0 +1,44 @@
+#pragma once
+// ZeRO-1 over the data-parallel ranks: each rank owns a contiguous range of whole parameters of
+// the flat buffers and keeps optimizer state for that range only. A step is
+//   reduce-scatter of the gradients (each owner gets the sum of its range),
+//   the global gradient norm (sum of the owners' squares) and clipping of the owned range,
+//   the optimizer step on the owned parameters,
+//   all-gather of the parameters (every rank gets every range back).
+// Whole parameters (not equal slices) keep matrix optimizers such as Muon exact.
+#include <cstddef>
+#include <vector>
+
+#include "dist/communicator.h"
+#include "model/transformer.h"
+
+namespace agpt {
+
+class ZeroShard {
+  public:
+    // views: the model's parameters, in buffer order, covering [0, total).
+    ZeroShard(Communicator& comm, const std::vector<ParamView>& views, std::size_t total);
+    // The parameters this rank owns (and builds its optimizer over).
+    const std::vector<ParamView>& owned_views() const { return owned_; }
+    std::size_t begin(int rank) const { return bounds_[rank]; }
+    std::size_t end(int rank) const { return bounds_[rank + 1]; }
+    // grads: this rank's full gradient buffer. Afterwards the owned range holds the sum over
+    // the ranks; the rest is left as it was and must not be read.
+    void reduce_scatter_gradients(float* grads);
+    // The L2 norm of the whole (reduced) gradient; scales the owned range as clip_grad_norm
+    // would scale the whole buffer (max_norm <= 0: no clipping). Returns the norm.
+    double clip_owned(float* grads, double max_norm);
+    // params: every rank's owned range, from its owner, into every rank's buffer.
+    void all_gather_parameters(float* params);
+
+  private:
+    void pack(const float* flat);  // ranges into padded blocks
+    void unpack_all(float* flat);  // padded blocks into ranges
+    Communicator& comm_;
+    std::vector<std::size_t> bounds_;  // size()+1 offsets
+    std::vector<ParamView> owned_;
+    std::size_t block_ = 0;  // the largest range: every rank's block in the padded buffers
+    std::vector<float> padded_, mine_;
+};
+
+}  // namespace agpt

@@ -1,0 +1,219 @@
+// The communicator's collectives, the bucketed gradient all-reduce and the rank mesh.
+// WorldCommunicator.* run as one rank under ctest's plain run and as three ranks in the
+// `communicator_mpi` test (mpirun -np 3 agpt_tests --gtest_filter=WorldCommunicator.*): the
+// expected values are written for any world size.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <numeric>
+#include <string>
+#include <vector>
+
+#include "core/error.h"
+#include "dist/communicator.h"
+#include "dist/data_parallel.h"
+#include "dist/parallel_mesh.h"
+#include "dist/zero.h"
+#include "model/model_args.h"
+
+namespace agpt {
+namespace {
+
+TEST(WorldCommunicator, AllReduceSumAvgMinMax) {
+    Communicator& c = world_communicator();
+    EXPECT_EQ(c.backend(), launched_by_mpi() ? "mpi" : "single");
+    const int r = c.rank(), n = c.size();
+    // Odd sizes cross MPI's small/large-message algorithm choices.
+    for (const std::size_t len : {std::size_t{1}, std::size_t{1000}, std::size_t{300001}}) {
+        std::vector<float> v(len);
+        for (std::size_t i = 0; i < len; i++) v[i] = static_cast<float>((r + 1) * (i % 7));
+        c.all_reduce(v.data(), len, ReduceOp::Sum);
+        for (std::size_t i = 0; i < len; i += 997)
+            ASSERT_FLOAT_EQ(v[i], static_cast<float>(n * (n + 1) / 2 * (i % 7))) << i;
+    }
+    double d[3] = {double(r), double(r), double(r) + 1};
+    c.all_reduce(d, 1, ReduceOp::Min);
+    c.all_reduce(d + 1, 1, ReduceOp::Max);
+    c.all_reduce(d + 2, 1, ReduceOp::Avg);
+    EXPECT_EQ(d[0], 0.0);
+    EXPECT_EQ(d[1], n - 1.0);
+    EXPECT_DOUBLE_EQ(d[2], (n + 1) / 2.0);
+}
+
+TEST(WorldCommunicator, ReduceScatterAllGatherAllToAllBroadcast) {
+    Communicator& c = world_communicator();
+    const int r = c.rank(), n = c.size();
+    const std::size_t count = 5;
+    // reduce_scatter: block b of the sum is Σ_r (100 b + r + k).
+    std::vector<float> in(count * n), out(count);
+    for (int b = 0; b < n; b++)
+        for (std::size_t k = 0; k < count; k++) in[b * count + k] = 100.0f * b + r + k;
+    c.reduce_scatter(in.data(), out.data(), count, ReduceOp::Sum);
+    for (std::size_t k = 0; k < count; k++)
+        EXPECT_EQ(out[k], n * (100.0f * r + k) + n * (n - 1) / 2.0f) << k;
+    // all_gather: block b comes from rank b.
+    std::vector<float> mine(count, static_cast<float>(r)), all(count * n);
+    c.all_gather(mine.data(), all.data(), count);
+    for (int b = 0; b < n; b++)
+        for (std::size_t k = 0; k < count; k++) EXPECT_EQ(all[b * count + k], b);
+    // all_to_all: rank r sends 10 r + b to rank b, so rank r receives 10 b + r from rank b.
+    std::vector<float> send(count * n), recv(count * n);
+    for (int b = 0; b < n; b++) std::fill_n(send.begin() + b * count, count, 10.0f * r + b);
+    c.all_to_all(send.data(), recv.data(), count);
+    for (int b = 0; b < n; b++) EXPECT_EQ(recv[b * count], 10.0f * b + r);
+    long word[2] = {r == 0 ? 1234567890123L : -1, r == 0 ? -7L : -1};
+    c.broadcast(word, sizeof word, 0);
+    EXPECT_EQ(word[0], 1234567890123L);
+    EXPECT_EQ(word[1], -7);
+    c.barrier();
+}
+
+TEST(WorldCommunicator, BucketedGradientAllReduceEqualsOneAllReduce) {
+    Communicator& c = world_communicator();
+    std::vector<float> g(1003), whole(g.size());
+    for (std::size_t i = 0; i < g.size(); i++) g[i] = 0.001f * i * (c.rank() + 1) - 0.3f;
+    whole = g;
+    const int buckets = all_reduce_gradients(c, g.data(), g.size(), 100);
+    EXPECT_EQ(buckets, c.size() == 1 ? 0 : 11);
+    c.all_reduce(whole.data(), whole.size(), ReduceOp::Sum);
+    EXPECT_EQ(g, whole);
+}
+
+// Records the ranges it is asked to reduce, as a rank of a world of 2 that adds 1 to each.
+class RecordingCommunicator final : public Communicator {
+  public:
+    std::vector<std::pair<std::size_t, std::size_t>> calls;  // (offset from base, count)
+    const float* base = nullptr;
+    int rank() const override { return 0; }
+    int size() const override { return 2; }
+    std::string backend() const override { return "recording"; }
+    void all_reduce(float* data, std::size_t n, ReduceOp) override {
+        calls.emplace_back(static_cast<std::size_t>(data - base), n);
+        for (std::size_t i = 0; i < n; i++) data[i] += 1.0f;
+    }
+    void all_reduce(double*, std::size_t, ReduceOp) override {}
+    void reduce_scatter(const float*, float*, std::size_t, ReduceOp) override {}
+    void all_gather(const float*, float*, std::size_t) override {}
+    void all_to_all(const float*, float*, std::size_t) override {}
+    void broadcast(void*, std::size_t, int) override {}
+    void barrier() override {}
+    [[noreturn]] void abort(int) override { std::abort(); }
+};
+
+TEST(GradientAllReduce, BucketsCoverTheBufferOnceFromTheEnd) {
+    RecordingCommunicator c;
+    std::vector<float> g(250, 0.0f);
+    c.base = g.data();
+    EXPECT_EQ(all_reduce_gradients(c, g.data(), g.size(), 100), 3);
+    const std::vector<std::pair<std::size_t, std::size_t>> expected{{150, 100}, {50, 100}, {0, 50}};
+    EXPECT_EQ(c.calls, expected);
+    for (float v : g) ASSERT_EQ(v, 1.0f);
+    EXPECT_THROW(all_reduce_gradients(c, g.data(), g.size(), 0), Error);
+}
+
+TEST(WorldCommunicator, ZeroShardRangesPartitionWholeParametersAndRoundTrip) {
+    Communicator& c = world_communicator();
+    // Five parameters of uneven sizes in buffer order (listed out of order on purpose).
+    const std::vector<ParamView> views{{"c", 30, {40}, "ffn"},
+                                       {"a", 0, {10}, "norm"},
+                                       {"b", 10, {20}, "attention"},
+                                       {"d", 70, {25}, "ffn"},
+                                       {"e", 95, {5}, "head"}};
+    const std::size_t total = 100;
+    ZeroShard z(c, views, total);
+    std::size_t covered = 0, owned = 0;
+    for (int r = 0; r < c.size(); r++) {
+        EXPECT_EQ(z.begin(r), covered) << r;
+        covered = z.end(r);
+    }
+    EXPECT_EQ(covered, total);
+    for (const auto& v : z.owned_views()) {
+        EXPECT_GE(v.offset, z.begin(c.rank()));
+        EXPECT_LE(v.offset + v.numel(), z.end(c.rank()));
+        owned += v.numel();
+    }
+    EXPECT_EQ(owned, z.end(c.rank()) - z.begin(c.rank()));
+    // Gradients: rank r holds (r + 1)·i; the owned range gets Σ_r (r + 1)·i.
+    const int n = c.size();
+    std::vector<float> g(total);
+    for (std::size_t i = 0; i < total; i++) g[i] = static_cast<float>((c.rank() + 1) * i);
+    z.reduce_scatter_gradients(g.data());
+    for (std::size_t i = z.begin(c.rank()); i < z.end(c.rank()); i++)
+        ASSERT_EQ(g[i], static_cast<float>(n * (n + 1) / 2 * i)) << i;
+    // The norm is the whole reduced gradient's.
+    double sq = 0;
+    for (std::size_t i = 0; i < total; i++) sq += std::pow(double(n * (n + 1) / 2 * i), 2);
+    EXPECT_NEAR(z.clip_owned(g.data(), 0.0), std::sqrt(sq), 1e-9 * std::sqrt(sq));
+    // Parameters: each owner writes 1000 + i into its range; every rank gets all of them.
+    std::vector<float> p(total, -1.0f);
+    for (std::size_t i = z.begin(c.rank()); i < z.end(c.rank()); i++) p[i] = 1000.0f + i;
+    z.all_gather_parameters(p.data());
+    for (std::size_t i = 0; i < total; i++) ASSERT_EQ(p[i], 1000.0f + i) << i;
+}
+
+TEST(SingleProcessCommunicator, CollectivesAreTheIdentity) {
+    auto c = make_single_process_communicator();
+    EXPECT_EQ(c->rank(), 0);
+    EXPECT_EQ(c->size(), 1);
+    std::vector<float> v{1, 2, 3}, out(3);
+    c->all_reduce(v.data(), 3, ReduceOp::Avg);
+    EXPECT_EQ(v, (std::vector<float>{1, 2, 3}));
+    c->reduce_scatter(v.data(), out.data(), 3, ReduceOp::Sum);
+    EXPECT_EQ(out, v);
+    EXPECT_THROW(c->broadcast(v.data(), 4, 1), Error);
+}
+
+std::string mesh_error(JobConfig cfg, int world) {
+    try {
+        resolve_parallel_mesh(cfg, resolve_model_args(cfg.model.flavor, cfg.model.switches()),
+                              world);
+    } catch (const Error& e) {
+        return e.what();
+    }
+    return "";
+}
+
+TEST(ParallelMesh, DataParallelDegreeIsInferredFromTheWorld) {
+    JobConfig cfg;
+    cfg.training.local_batch_size = 2;
+    const ModelArgs args = resolve_model_args("tiny", {});
+    const ParallelMesh m = resolve_parallel_mesh(cfg, args, 4);
+    EXPECT_EQ(m.data_parallel, 4);
+    EXPECT_EQ(m.data_parallel_rank(3), 3);
+    EXPECT_EQ(m.describe(), "DP 4 × TP 1 × EP 1 = 4 ranks, ZeRO-0");
+    cfg.training.global_batch_size = 16;
+    EXPECT_EQ(cfg.grad_accum_steps(m.data_parallel), 2);
+    EXPECT_EQ(cfg.grad_accum_steps(), 8);
+}
+
+TEST(ParallelMesh, InvalidMeshesAreRefusedWithTheNumbers) {
+    JobConfig cfg;
+    cfg.model.flavor = "tiny";  // 4 heads, 2 KV heads
+    cfg.parallelism.data_parallel_degree = 3;
+    EXPECT_EQ(mesh_error(cfg, 4),
+              "parallelism: world size 4 is not data_parallel_degree 3 × tensor_parallel_degree 1 "
+              "× expert_parallel_degree 1 = 3");
+    cfg.parallelism.data_parallel_degree = -1;
+    cfg.parallelism.tensor_parallel_degree = 3;
+    EXPECT_EQ(mesh_error(cfg, 4),
+              "parallelism: world size 4 is not divisible by tensor_parallel_degree 3 × "
+              "expert_parallel_degree 1 = 3");
+    EXPECT_EQ(mesh_error(cfg, 3),
+              "parallelism.tensor_parallel_degree = 3: the model's 4 attention heads and 2 KV "
+              "heads must both be divisible by it");
+    cfg.parallelism.tensor_parallel_degree = 1;
+    cfg.parallelism.expert_parallel_degree = 2;
+    EXPECT_EQ(mesh_error(cfg, 2),
+              "parallelism.expert_parallel_degree = 2: the model (agpt/tiny) has no experts; "
+              "expert parallelism needs a MoE flavor");
+    cfg.parallelism.expert_parallel_degree = 1;
+    cfg.training.local_batch_size = 4;
+    cfg.training.global_batch_size = 12;
+    EXPECT_EQ(mesh_error(cfg, 2),
+              "training.global_batch_size = 12 is not a multiple of training.local_batch_size 4 × "
+              "2 data-parallel ranks = 8");
+    EXPECT_EQ(mesh_error(cfg, 3), "");
+}
+
+}  // namespace
+}  // namespace agpt
