@@ -51,6 +51,8 @@ class LanguageModel {
     // Logits (vocab_size()) of the last position of one sequence of length T.
     virtual void last_logits(const int32_t* tokens, int T, float* out) = 0;
     virtual std::size_t activation_bytes() const = 0;
+    // Called after each optimizer step (MoE: the aux-loss-free expert-bias update).
+    virtual void after_optimizer_step() {}
 
     // The agpt transformer's arguments; nullptr for other families.
     virtual const ModelArgs* agpt_args() const { return nullptr; }

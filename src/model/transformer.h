@@ -82,6 +82,7 @@ class Transformer final : public LanguageModel {
     // MoE layer, from the load counted since the last call; then resets the counts. coeff 0 only
     // resets them.
     void update_expert_bias(double coeff);
+    void after_optimizer_step() override { update_expert_bias(args_.load_balance_coeff); }
     // Σ over MoE layers of the last forward's sequence-level balance loss (aux_loss_alpha > 0;
     // else 0). forward_backward adds its gradient, weighted as grad_scale·B·T (so that with
     // grad_scale = 1/(B·T) the objective is mean cross-entropy + this loss); it is not part of

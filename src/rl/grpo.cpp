@@ -228,6 +228,7 @@ GrpoSummary run_grpo(const JobConfig& given, std::FILE* progress) {
             grad_norm =
                 clip_grad_norm(model.grads().data(), model.grads().size(), cfg.training.max_norm);
             optimizer->step(schedule.factor((step - 1) * E + epoch));
+            model.after_optimizer_step();
         }
         const double train_s = train_timer.seconds();
         if (!std::isfinite(loss_sum))

@@ -124,6 +124,7 @@ SftSummary run_sft(const JobConfig& cfg, std::FILE* progress) {
         const double grad_norm =
             clip_grad_norm(model.grads().data(), model.grads().size(), cfg.training.max_norm);
         optimizer->step(schedule.factor(step));
+        model.after_optimizer_step();
         window_tokens += static_cast<long>(batch.B) * batch.T;
         summary.final_loss = loss;
         if (step % cfg.metrics.log_freq == 0 || step == 1 || step == cfg.training.steps) {

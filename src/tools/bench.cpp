@@ -69,7 +69,7 @@ BenchResult run_bench(const JobConfig& cfg, const BenchOptions& opt) {
         model.forward_backward(inputs.data(), targets.data(), B, T, 1.0 / (B * T));
         clip_grad_norm(model.grads().data(), model.grads().size(), cfg.training.max_norm);
         optimizer->step(1.0);
-        model.update_expert_bias(args.load_balance_coeff);  // part of a MoE training step
+        model.after_optimizer_step();  // part of a MoE training step
         if (i >= opt.warmup) times.push_back(t.seconds());
     }
     std::sort(times.begin(), times.end());

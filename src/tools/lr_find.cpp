@@ -529,6 +529,7 @@ LrFindSummary lr_find(const std::vector<JobConfig>& cfgs, const LrFindOptions& o
             current_step = step + 1;
             // The sweep's value replaces the schedule's factor: nothing else scales the lr here.
             optimizer->step(lr / base_lr);
+            model.after_optimizer_step();
             return {loss, optimizer->last_lr()};
         };
         const int log_every = std::max(1, opt.sweep.steps / 20);

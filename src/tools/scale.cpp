@@ -159,7 +159,8 @@ std::vector<ScalePoint> run_scale_study(const ScaleOptions& o, std::FILE* progre
     const double base = smallest->tok_per_s_per_rank;
     for (auto& p : points) p.efficiency = p.tok_per_s_per_rank / base;
     std::ofstream(fs::path(o.out_dir) / "scale.md") << scale_table(points, "ranks", false);
-    Series eff{o.mode + " scaling efficiency", {}, {}};
+    Series eff;
+    eff.label = o.mode + " scaling efficiency";
     for (const auto& p : points) {
         eff.x.push_back(p.ranks);
         eff.y.push_back(100.0 * p.efficiency);

@@ -542,8 +542,7 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
         optimizer->step(schedule.factor(step));
         if (zero) zero->all_gather_parameters(model.params().data());
         const MoeLoad moe_load = moe_load_of(model);
-        if (agpt_model != nullptr)
-            agpt_model->update_expert_bias(agpt_model->args().load_balance_coeff);
+        model.after_optimizer_step();
         const double lr = optimizer->last_lr();
         const double step_time = step_timer.seconds();
         window_time += step_time;
