@@ -112,7 +112,7 @@ GrpoSummary run_grpo(const JobConfig& given, std::FILE* progress) {
         if (!state) fail("{}: no checkpoint could be loaded", checkpoints.root());
         optimizer->train_mode();
         first_step = state->step + 1;
-        truncate_rl_metrics((run / "metrics.jsonl").string(), state->step);
+        truncate_metrics((run / "metrics.jsonl").string(), state->step);
         log.line("resumed from {} (step {})", checkpoints.path_of(state->step), state->step);
     }
     JsonlWriter metrics((run / "metrics.jsonl").string());

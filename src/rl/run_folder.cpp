@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/text_file.h"
 #include "train/checkpoint.h"
 #include "train/trainer.h"
 
@@ -42,16 +43,6 @@ std::string read_text(const fs::path& p) {
     return ss.str();
 }
 
-void write_atomically(const fs::path& path, const std::string& text) {
-    const fs::path tmp = path.string() + ".tmp";
-    {
-        std::ofstream out(tmp, std::ios::binary);
-        out << text;
-        if (!out.flush()) fail("{}: write failed", tmp.string());
-    }
-    fs::rename(tmp, path);
-}
-
 }  // namespace
 
 RlRunFolder open_rl_run_folder(const JobConfig& cfg) {
@@ -70,24 +61,8 @@ RlRunFolder open_rl_run_folder(const JobConfig& cfg) {
         return out;
     }
     create_run_dir(cfg);
-    write_atomically(run / "config.toml", toml);
+    write_text_atomically(run / "config.toml", toml);
     return out;
-}
-
-void truncate_rl_metrics(const std::string& path, int last_step) {
-    if (!fs::exists(path)) return;
-    std::ifstream in(path);
-    std::string kept;
-    for (std::string line; std::getline(in, line);) {
-        try {
-            if (nlohmann::json::parse(line).value("step", 0) > last_step) continue;
-        } catch (const nlohmann::json::exception&) {
-            continue;
-        }
-        kept += line + "\n";
-    }
-    in.close();
-    write_atomically(path, kept);
 }
 
 }  // namespace agpt

@@ -39,7 +39,4 @@ struct RlRunFolder {
 // the folder exists and is not this job's resumable run.
 RlRunFolder open_rl_run_folder(const JobConfig& cfg);
 
-// Drops metrics.jsonl lines of steps after last_step (a resumed run rewrites them).
-void truncate_rl_metrics(const std::string& path, int last_step);
-
 }  // namespace agpt

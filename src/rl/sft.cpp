@@ -71,7 +71,7 @@ SftSummary run_sft(const JobConfig& cfg, std::FILE* progress) {
         if (!state) fail("{}: no checkpoint could be loaded", checkpoints.root());
         optimizer->train_mode();
         first_step = state->step + 1;
-        truncate_rl_metrics((run / "metrics.jsonl").string(), state->step);
+        truncate_metrics((run / "metrics.jsonl").string(), state->step);
         log.line("resumed from {} (step {})", checkpoints.path_of(state->step), state->step);
     } else if (!cfg.checkpoint.initial_load_path.empty()) {
         load_model_weights(cfg.checkpoint.initial_load_path, model);

@@ -105,4 +105,15 @@ bool is_canonical_integer(std::string_view s, std::size_t max_digits) {
     return s.size() == 1 || s.front() != '0';
 }
 
+std::optional<std::string> IntegerAnswerTask::extract_answer(std::string_view completion) const {
+    auto line = first_line_trimmed(completion, 32);
+    if (!line || !is_canonical_integer(*line, 18)) return std::nullopt;
+    return line;
+}
+
+double IntegerAnswerTask::reward(const TaskExample& example, std::string_view completion) const {
+    const auto a = extract_answer(completion);
+    return a && *a == example.answer ? 1.0 : 0.0;
+}
+
 }  // namespace agpt

@@ -44,6 +44,14 @@ class RLTask {
     virtual double reward(const TaskExample& example, std::string_view completion) const = 0;
 };
 
+// A task whose answer is one integer (up to 18 digits, no sign or leading zeros) on the first
+// line of the completion, scored by exact match: sum_of_digits, multiply.
+class IntegerAnswerTask : public RLTask {
+  public:
+    std::optional<std::string> extract_answer(std::string_view completion) const override;
+    double reward(const TaskExample& example, std::string_view completion) const override;
+};
+
 using RLTaskPtr = std::shared_ptr<const RLTask>;
 
 // Adds a task under task->name(); throws Error when the name is taken or empty.

@@ -6,7 +6,7 @@ namespace agpt {
 
 namespace {
 
-class MultiplyTask : public RLTask {
+class MultiplyTask : public IntegerAnswerTask {
   public:
     std::string name() const override { return "multiply"; }
     std::string description() const override {
@@ -27,15 +27,6 @@ class MultiplyTask : public RLTask {
         ex.operands = {a, b};
         ex.target = a * b;
         return ex;
-    }
-    std::optional<std::string> extract_answer(std::string_view completion) const override {
-        auto line = first_line_trimmed(completion, 32);
-        if (!line || !is_canonical_integer(*line, 18)) return std::nullopt;
-        return line;
-    }
-    double reward(const TaskExample& ex, std::string_view completion) const override {
-        const auto a = extract_answer(completion);
-        return a && *a == ex.answer ? 1.0 : 0.0;
     }
 };
 

@@ -6,7 +6,7 @@ namespace agpt {
 
 namespace {
 
-class SumOfDigitsTask : public RLTask {
+class SumOfDigitsTask : public IntegerAnswerTask {
   public:
     std::string name() const override { return "sum_of_digits"; }
     std::string description() const override {
@@ -29,15 +29,6 @@ class SumOfDigitsTask : public RLTask {
         ex.answer = std::to_string(sum);
         ex.target = sum;
         return ex;
-    }
-    std::optional<std::string> extract_answer(std::string_view completion) const override {
-        auto line = first_line_trimmed(completion, 32);
-        if (!line || !is_canonical_integer(*line, 18)) return std::nullopt;
-        return line;
-    }
-    double reward(const TaskExample& ex, std::string_view completion) const override {
-        const auto a = extract_answer(completion);
-        return a && *a == ex.answer ? 1.0 : 0.0;
     }
 };
 

@@ -9,10 +9,10 @@
 #include <set>
 
 #include "core/error.h"
+#include "core/text_file.h"
 #include "model/model_args.h"
 #include "tools/plan.h"
 #include "tools/subprocess.h"
-#include "tools/text_file.h"
 #include "tools/toml_overrides.h"
 
 namespace agpt {

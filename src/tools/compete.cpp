@@ -14,10 +14,10 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "core/text_file.h"
 #include "tools/plot.h"
 #include "tools/stats.h"
 #include "tools/subprocess.h"
-#include "tools/text_file.h"
 #include "tools/toml_overrides.h"
 
 namespace agpt {

@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "core/text_file.h"
 #include "core/timer.h"
 #include "data/dataset.h"
 #include "data/tokenizer.h"
@@ -301,16 +302,6 @@ std::string string_field(const nlohmann::json& j, const char* key) {
     return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
 }
 
-void write_atomically(const fs::path& path, const std::string& text) {
-    const fs::path tmp = path.string() + ".tmp";
-    {
-        std::ofstream out(tmp, std::ios::binary);
-        out << text;
-        if (!out.flush()) fail("{}: write failed", tmp.string());
-    }
-    fs::rename(tmp, path);
-}
-
 std::string sweep_csv(const LrSweep& sweep) {
     const std::vector<double> slope = lr_sweep_slope(sweep.points);
     std::string out = "step,lr,optimizer_lr,loss,smoothed_loss,slope\n";
@@ -428,7 +419,7 @@ LrFindSummary lr_find(const std::vector<JobConfig>& cfgs, const LrFindOptions& o
         }
     } else {
         create_run_dir(base);
-        write_atomically(call_path, call.dump(2) + "\n");
+        write_text_atomically(call_path, call.dump(2) + "\n");
     }
     ProgressLog log(progress, run / "lr_find.log");
     log.line(
@@ -550,8 +541,9 @@ LrFindSummary lr_find(const std::vector<JobConfig>& cfgs, const LrFindOptions& o
             if (opt.save_every > 0 && !s.done() && n % opt.save_every == 0) {
                 nlohmann::json saved = {{"optimizer_config", own}, {"sweep", sweep_to_json(s)}};
                 fs::create_directories(state_root);
-                write_atomically(state_root / fmt::format("sweep-{}.json", n), saved.dump() + "\n");
-                write_atomically(result.csv, sweep_csv(s));
+                write_text_atomically(state_root / fmt::format("sweep-{}.json", n),
+                                      saved.dump() + "\n");
+                write_text_atomically(result.csv, sweep_csv(s));
                 store.save({n, loader.epoch(), loader.position()}, model, optimizer.get(),
                            job_config_to_toml(cfg));
                 store.prune(1);
@@ -578,14 +570,14 @@ LrFindSummary lr_find(const std::vector<JobConfig>& cfgs, const LrFindOptions& o
                 fail("{}: step {} swept lr {} but the optimizer used {}", name, p.step, p.lr,
                      p.applied_lr);
         result.suggestions = suggest_lrs(sweep.points);
-        write_atomically(result.csv, sweep_csv(sweep));
+        write_text_atomically(result.csv, sweep_csv(sweep));
         nlohmann::json out = sweep_options_json(opt.sweep);
         out["optimizer"] = name;
         out["optimizer_config"] = own;
         out["stop"] = lr_sweep_stop_name(sweep.stop);
         out["suggestions"] = suggestions_json(result.suggestions);
         out["sweep"] = sweep_to_json(sweep);
-        write_atomically(result.json, out.dump(2) + "\n");
+        write_text_atomically(result.json, out.dump(2) + "\n");
         fs::remove_all(state_root);
         const auto& s = result.suggestions;
         log.line("{}: {} after {} steps | steepest {} | min/10 {} | blow-up/10 {} (blow-ups: {})",

@@ -1,8 +1,11 @@
 #include "train/metrics.h"
 
+#include <filesystem>
+#include <fstream>
 #include <vector>
 
 #include "core/error.h"
+#include "core/text_file.h"
 #include "core/timer.h"
 #include "kernels/cpu/gemm.h"
 
@@ -40,6 +43,22 @@ std::string format_duration(double seconds) {
     if (s >= 3600) return fmt::format("{}h{:02}m", s / 3600, (s % 3600) / 60);
     if (s >= 60) return fmt::format("{}m{:02}s", s / 60, s % 60);
     return fmt::format("{}s", s);
+}
+
+void truncate_metrics(const std::string& path, int last_step) {
+    if (!std::filesystem::exists(path)) return;
+    std::ifstream in(path);
+    std::string kept;
+    for (std::string line; std::getline(in, line);) {
+        try {
+            if (nlohmann::json::parse(line).value("step", 0) > last_step) continue;
+        } catch (const nlohmann::json::exception&) {
+            continue;  // a line cut short by the kill
+        }
+        kept += line + "\n";
+    }
+    in.close();
+    write_text_atomically(path, kept);
 }
 
 }  // namespace agpt

@@ -29,4 +29,8 @@ class JsonlWriter {
 // "2m05s", "1h02m", "12s".
 std::string format_duration(double seconds);
 
+// Keeps the lines of a metrics.jsonl whose step is <= last_step (a resumed run rewrites what came
+// after; a line cut short by a kill is dropped). No file: nothing to do.
+void truncate_metrics(const std::string& path, int last_step);
+
 }  // namespace agpt

@@ -22,6 +22,7 @@
 #include "core/error.h"
 #include "core/memory.h"
 #include "core/rng.h"
+#include "core/text_file.h"
 #include "core/timer.h"
 #include "data/dataset.h"
 #include "data/tokenizer.h"
@@ -94,39 +95,11 @@ double unix_now() {
         .count();
 }
 
-// Writes through a temporary name so a crash never leaves a partial file under the real name.
-void write_file_atomically(const fs::path& path, const std::string& text) {
-    const fs::path tmp = path.string() + ".tmp";
-    {
-        std::ofstream out(tmp, std::ios::binary);
-        out << text;
-        if (!out.flush()) fail("{}: write failed", tmp.string());
-    }
-    fs::rename(tmp, path);
-}
-
 std::string read_text(const fs::path& p) {
     std::ifstream in(p, std::ios::binary);
     std::ostringstream ss;
     ss << in.rdbuf();
     return ss.str();
-}
-
-// Keeps the metrics lines of steps <= last_step: a resumed run rewrites what came after.
-void truncate_metrics(const fs::path& path, int last_step) {
-    if (!fs::exists(path)) return;
-    std::ifstream in(path);
-    std::string kept;
-    for (std::string line; std::getline(in, line);) {
-        try {
-            if (nlohmann::json::parse(line).value("step", 0) > last_step) continue;
-        } catch (const nlohmann::json::exception&) {
-            continue;  // a line cut short by the kill
-        }
-        kept += line + "\n";
-    }
-    in.close();
-    write_file_atomically(path, kept);
 }
 
 // An exclusive lock on the run folder for the life of the run: two processes appending to the
@@ -389,7 +362,7 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
         if (!fs::exists(run / "config.toml") || read_text(run / "config.toml") != config_toml) {
             if (reusable)
                 log.line("config changed since the last run in this folder; config.toml updated");
-            write_file_atomically(run / "config.toml", config_toml);
+            write_text_atomically(run / "config.toml", config_toml);
         }
         if (reusable && !has_checkpoints) truncate_metrics(run / "metrics.jsonl", 0);
         tokenizer.save_into(run.string());
