@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <utility>
 
 #include "core/error.h"
 #include "dist/launcher.h"
@@ -16,13 +17,13 @@ namespace agpt {
 namespace fs = std::filesystem;
 
 double all_reduce_seconds(double bytes, int p, const LinkModel& link) {
-    if (p <= 1) return 0.0;
+    if (p <= 1 || bytes <= 0) return 0.0;
     return 2.0 * (p - 1) * link.latency_us * 1e-6 +
            2.0 * (p - 1) / p * bytes / link.bytes_per_second();
 }
 
 double reduce_scatter_seconds(double bytes, int p, const LinkModel& link) {
-    if (p <= 1) return 0.0;
+    if (p <= 1 || bytes <= 0) return 0.0;
     return (p - 1) * link.latency_us * 1e-6 + double(p - 1) / p * bytes / link.bytes_per_second();
 }
 
@@ -30,45 +31,71 @@ double all_to_all_seconds(double bytes, int p, const LinkModel& link) {
     return reduce_scatter_seconds(bytes, p, link);
 }
 
-std::vector<ScalePoint> project_weak_scaling(double compute_s, double gradient_bytes,
-                                             const std::vector<int>& nodes, const LinkModel& link) {
+std::vector<ProjectedPoint> project_scaling(double compute_s, const ProjectionJob& job,
+                                            const std::vector<int>& nodes, const LinkModel& link,
+                                            const ProjectionModel& model) {
     if (nodes.empty()) fail("scale: --nodes is empty");
     if (compute_s <= 0) fail("scale: compute time per step {} s must be positive", compute_s);
-    if (link.gbps <= 0 || link.latency_us < 0)
-        fail("scale: --link-gbps {} must be positive and --latency-us {} not negative", link.gbps,
-             link.latency_us);
-    std::vector<ScalePoint> out;
+    for (const auto& [what, l] : {std::pair{"--link-gbps / --latency-us", link},
+                                  std::pair{"--intra-gbps / --intra-latency-us", model.intra_node}})
+        if (!(l.gbps > 0) || !(l.latency_us >= 0))
+            fail("scale: {} {} / {} must be positive / not negative", what, l.gbps, l.latency_us);
+    const int tp = job.tensor_parallel, ep = job.expert_parallel;
+    if (tp < 1 || ep < 1)
+        fail("scale: parallelism degrees TP {} and EP {} must be positive", tp, ep);
+    if (ep > 1 && job.n_moe_layers == 0)
+        fail("scale: parallelism.expert_parallel_degree = {} needs a MoE flavor", ep);
+    const double activation = job.tokens_per_step * job.dim * model.activation_bytes;
+    const double tp_s =
+        (4.0 * job.n_layers + 1) * all_reduce_seconds(activation, tp, model.intra_node);
+    const double ep_s =
+        4.0 * job.n_moe_layers * all_to_all_seconds(activation * job.top_k, ep, link);
+    std::vector<ProjectedPoint> out;
     for (int p : nodes) {
         if (p < 1) fail("scale: --nodes has {}; node counts must be positive", p);
-        ScalePoint s;
-        s.ranks = p;
-        s.comm_s = all_reduce_seconds(gradient_bytes, p, link);
-        s.step_time_s = compute_s + s.comm_s;
+        if (p % ep != 0)
+            fail(
+                "scale: --nodes has {}, not a multiple of expert_parallel_degree {} (nodes per "
+                "expert group)",
+                p, ep);
+        ProjectedPoint s;
+        s.nodes = p;
+        s.dp_s = all_reduce_seconds(job.dense_gradient_bytes, p, link) +
+                 all_reduce_seconds(job.expert_gradient_bytes / ep, p / ep, link);
+        s.dp_exposed_s =
+            model.overlap ? std::max(0.0, s.dp_s - model.backward_fraction * compute_s) : s.dp_s;
+        s.tp_s = tp_s;
+        s.ep_s = ep_s;
+        s.step_s = compute_s + tp_s + ep_s + s.dp_exposed_s;
+        s.tok_per_s_per_node = job.tokens_per_step / s.step_s;
         out.push_back(s);
     }
-    const auto smallest = std::min_element(out.begin(), out.end(),
-                                           [](auto& a, auto& b) { return a.ranks < b.ranks; });
-    const double base = smallest->step_time_s;
-    for (auto& s : out) s.efficiency = base / s.step_time_s;
+    const double base = std::min_element(out.begin(), out.end(), [](auto& a, auto& b) {
+                            return a.nodes < b.nodes;
+                        })->step_s;
+    for (auto& s : out) s.efficiency = base / s.step_s;
     return out;
 }
 
-std::string scale_table(const std::vector<ScalePoint>& points, const std::string& first_column,
-                        bool with_comm) {
-    std::string t = fmt::format("| {} | tok/s total | tok/s per rank | step s |{} efficiency |\n",
-                                first_column, with_comm ? " all-reduce s |" : "");
-    t +=
-        with_comm ? "| --- | --- | --- | --- | --- | --- |\n" : "| --- | --- | --- | --- | --- |\n";
-    for (const auto& p : points) {
-        const std::string tok =
-            p.tok_per_s_total > 0 ? fmt::format("{:.0f}", p.tok_per_s_total) : std::string("—");
-        const std::string per = p.tok_per_s_per_rank > 0
-                                    ? fmt::format("{:.0f}", p.tok_per_s_per_rank)
-                                    : std::string("—");
+std::string projection_table(const std::vector<ProjectedPoint>& points) {
+    std::string t =
+        "| nodes | tok/s per node | step s | DP all-reduce s | exposed s | TP s | EP s | "
+        "efficiency |\n| --- | --- | --- | --- | --- | --- | --- | --- |\n";
+    for (const auto& p : points)
+        t += fmt::format("| {} | {:.0f} | {:.4f} | {:.4f} | {:.4f} | {:.4f} | {:.4f} | {:.1f}% |\n",
+                         p.nodes, p.tok_per_s_per_node, p.step_s, p.dp_s, p.dp_exposed_s, p.tp_s,
+                         p.ep_s, 100.0 * p.efficiency);
+    return t;
+}
+
+std::string scale_table(const std::vector<ScalePoint>& points) {
+    std::string t =
+        "| ranks | tok/s total | tok/s per rank | step s | efficiency |\n"
+        "| --- | --- | --- | --- | --- |\n";
+    for (const auto& p : points)
         t +=
-            fmt::format("| {} | {} | {} | {:.4f} |{} {:.1f}% |\n", p.ranks, tok, per, p.step_time_s,
-                        with_comm ? fmt::format(" {:.4f} |", p.comm_s) : "", 100.0 * p.efficiency);
-    }
+            fmt::format("| {} | {:.0f} | {:.0f} | {:.4f} | {:.1f}% |\n", p.ranks, p.tok_per_s_total,
+                        p.tok_per_s_per_rank, p.step_time_s, 100.0 * p.efficiency);
     return t;
 }
 
@@ -158,7 +185,7 @@ std::vector<ScalePoint> run_scale_study(const ScaleOptions& o, std::FILE* progre
                                            [](auto& a, auto& b) { return a.ranks < b.ranks; });
     const double base = smallest->tok_per_s_per_rank;
     for (auto& p : points) p.efficiency = p.tok_per_s_per_rank / base;
-    std::ofstream(fs::path(o.out_dir) / "scale.md") << scale_table(points, "ranks", false);
+    std::ofstream(fs::path(o.out_dir) / "scale.md") << scale_table(points);
     Series eff;
     eff.label = o.mode + " scaling efficiency";
     for (const auto& p : points) {
@@ -173,7 +200,7 @@ std::vector<ScalePoint> run_scale_study(const ScaleOptions& o, std::FILE* progre
     return points;
 }
 
-double gradient_bytes_of(const std::vector<std::string>& cmd) {
+ProjectionJob projection_job_of(const std::vector<std::string>& cmd) {
     if (cmd.size() < 2 || cmd[1] != "train")
         fail("scale: the command after '--' must be `agpt train ...`");
     std::vector<std::string> rest;
@@ -188,8 +215,21 @@ double gradient_bytes_of(const std::vector<std::string>& cmd) {
         }
     }
     const JobConfig cfg = load_job_config(config, parse_override_args(rest));
-    return 4.0 * static_cast<double>(
-                     resolve_model_args(cfg.model.flavor, cfg.model.switches()).num_params());
+    const ModelArgs a = resolve_model_args(cfg.model.flavor, cfg.model.switches());
+    ProjectionJob job;
+    const double experts = static_cast<double>(a.n_moe_layers()) * a.n_experts * a.expert_params();
+    job.expert_gradient_bytes = 4.0 * experts;
+    job.dense_gradient_bytes =
+        4.0 * static_cast<double>(a.num_params()) - job.expert_gradient_bytes;
+    job.n_layers = a.n_layers;
+    job.n_moe_layers = a.n_moe_layers();
+    job.dim = a.dim;
+    job.top_k = a.top_k;
+    job.tokens_per_step = static_cast<double>(cfg.training.local_batch_size) *
+                          cfg.training.seq_len * cfg.grad_accum_steps(1);
+    job.tensor_parallel = cfg.parallelism.tensor_parallel_degree;
+    job.expert_parallel = cfg.parallelism.expert_parallel_degree;
+    return job;
 }
 
 std::string scale_report(const ScaleOptions& o, std::FILE* progress) {
@@ -199,7 +239,7 @@ std::string scale_report(const ScaleOptions& o, std::FILE* progress) {
     if (!o.ranks.empty()) {
         measured = run_scale_study(o, progress);
         out += fmt::format("{} scaling, measured ({}/scale.md, scale.png):\n\n{}", o.mode,
-                           o.out_dir, scale_table(measured, "ranks", false));
+                           o.out_dir, scale_table(measured));
     }
     if (o.project) {
         double compute = o.compute_s;
@@ -209,13 +249,18 @@ std::string scale_report(const ScaleOptions& o, std::FILE* progress) {
                           return a.ranks < b.ranks;
                       })->step_time_s;
         }
-        const double bytes = gradient_bytes_of(o.command);
-        const auto projected = project_weak_scaling(compute, bytes, o.nodes, o.link);
+        const ProjectionJob job = projection_job_of(o.command);
+        const auto projected = project_scaling(compute, job, o.nodes, o.link, o.projection);
         out += fmt::format(
-            "{}projected DP weak scaling: compute {:.4f} s/step per node, all-reduce of {:.3f} GB "
-            "fp32 gradients, links {} Gbit/s per node, latency {} us:\n\n{}",
-            out.empty() ? "" : "\n", compute, bytes / 1e9, o.link.gbps, o.link.latency_us,
-            scale_table(projected, "nodes", true));
+            "{}projected weak scaling: compute {:.4f} s/step per node ({:.0f} tokens), fp32 "
+            "gradients {:.3f} GB dense + {:.3f} GB routed experts, TP {} inside a node ({} "
+            "Gbit/s, {} us), EP {} nodes, links {} Gbit/s per node, latency {} us, all-reduce "
+            "{}:\n\n{}",
+            out.empty() ? "" : "\n", compute, job.tokens_per_step, job.dense_gradient_bytes / 1e9,
+            job.expert_gradient_bytes / 1e9, job.tensor_parallel, o.projection.intra_node.gbps,
+            o.projection.intra_node.latency_us, job.expert_parallel, o.link.gbps, o.link.latency_us,
+            o.projection.overlap ? "overlapped with backward" : "after backward",
+            projection_table(projected));
     }
     return out;
 }
