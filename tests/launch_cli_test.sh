@@ -76,8 +76,8 @@ out=$("$agpt" scale --ranks 1,2 --threads 1 --out "$work/scale" --project --node
 rc=$?
 [[ $rc -eq 0 ]] && [[ $(grep -c "^| [12] | [0-9]" "$work/scale/scale.md") -eq 2 ]] &&
     grep -q "^| 1 | [0-9]* | [0-9]* | [0-9.]* | 100.0% |$" "$work/scale/scale.md" &&
-    [[ -s "$work/scale/scale.png" ]] && grep -q "^| 64 | — | — | " <<<"$out" &&
-    grep -q "all-reduce of 0.017 GB fp32 gradients" <<<"$out"
+    [[ -s "$work/scale/scale.png" ]] && grep -q "^| 64 | [0-9]* | [0-9.]* | [0-9.]* | [0-9.]* | 0.0000 | 0.0000 | [0-9.]*% |$" <<<"$out" &&
+    grep -q "fp32 gradients 0.017 GB dense + 0.000 GB routed experts" <<<"$out"
 check scale_study $? "rc=$rc: $out"
 
 echo "launch_cli: $passed passed, $failed failed"
