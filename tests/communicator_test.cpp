@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <memory>
 #include <numeric>
 #include <string>
 #include <vector>
@@ -79,6 +80,24 @@ TEST(WorldCommunicator, BucketedGradientAllReduceEqualsOneAllReduce) {
     EXPECT_EQ(g, whole);
 }
 
+TEST(WorldCommunicator, SplitFormsGroupsByColorOrderedByKey) {
+    Communicator& c = world_communicator();
+    const int r = c.rank(), n = c.size();
+    // Two colors (even and odd ranks), ordered within a group by descending world rank.
+    const auto group = c.split(r % 2, -r);
+    const int members = (n - r % 2 + 1) / 2;
+    ASSERT_EQ(group->size(), members);
+    EXPECT_EQ(group->rank(), members - 1 - r / 2);
+    // A sum over the group adds the world ranks of one parity only.
+    double sum = r;
+    group->all_reduce(&sum, 1, ReduceOp::Sum);
+    double want = 0;
+    for (int q = r % 2; q < n; q += 2) want += q;
+    EXPECT_EQ(sum, want);
+    // The world still reduces over everyone after the split.
+    EXPECT_EQ(c.all_reduce_value(1.0, ReduceOp::Sum), n);
+}
+
 // Records the ranges it is asked to reduce, as a rank of a world of 2 that adds 1 to each.
 class RecordingCommunicator final : public Communicator {
   public:
@@ -97,6 +116,7 @@ class RecordingCommunicator final : public Communicator {
     void all_to_all(const float*, float*, std::size_t) override {}
     void broadcast(void*, std::size_t, int) override {}
     void barrier() override {}
+    std::unique_ptr<Communicator> split(int, int) override { return nullptr; }
     [[noreturn]] void abort(int) override { std::abort(); }
 };
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <tuple>
 #include <utility>
 
 #include "core/error.h"
@@ -43,11 +44,11 @@ struct LayerActs {
 
 namespace {
 
-LayerActs layer_layout(const ModelArgs& a, std::size_t N) {
-    const std::size_t D = a.dim, F = a.ffn_hidden(), Q = a.qkv_dim(),
-                      A = static_cast<std::size_t>(a.n_heads) * a.head_dim();
+LayerActs layer_layout(const ModelArgs& a, const Transformer::Widths& w, std::size_t N) {
+    const std::size_t D = a.dim, F = w.ffn, Q = w.qkv,
+                      A = static_cast<std::size_t>(w.heads) * a.head_dim();
     const std::size_t qk_heads =
-        a.qk_norm && !a.mla ? static_cast<std::size_t>(a.n_heads + a.n_kv_heads) : 0;
+        a.qk_norm && !a.mla ? static_cast<std::size_t>(w.heads + w.kv_heads) : 0;
     const std::size_t gqa = a.mla ? 0 : 1;  // MLA keeps its own activations (model/mla.h)
     LayerActs l{};
     std::size_t o = 0;
@@ -63,11 +64,11 @@ LayerActs layer_layout(const ModelArgs& a, std::size_t N) {
     l.qk_raw = take(N * qk_heads * a.head_dim());
     l.qk_rstd = take(N * qk_heads);
     l.attn = take(gqa * N * A);
-    l.lse = take(gqa * N * a.n_heads);
+    l.lse = take(gqa * N * w.heads);
     l.h = take(N * D);
     l.fnorm = take(N * D);
     l.frstd = take(N);
-    l.h13 = take(N * a.ffn_in_dim());
+    l.h13 = take(N * w.ffn_in);
     l.gate = take(N * F);
     l.size = o;
     return l;
@@ -106,8 +107,8 @@ MoeShape moe_shape_of(const ModelArgs& a) {
             a.moe_hidden, a.router,    a.aux_loss_alpha};
 }
 
-Transformer::Transformer(const ModelArgs& args, int max_batch, int max_seq)
-    : args_(args), max_batch_(max_batch), max_seq_(max_seq) {
+Transformer::Transformer(const ModelArgs& args, int max_batch, int max_seq, TensorParallel tp)
+    : args_(args), max_batch_(max_batch), max_seq_(max_seq), tp_(tp) {
     if (!args.mla && args.dim % args.n_heads != 0)
         fail("model: dim {} is not divisible by n_heads {}", args.dim, args.n_heads);
     if (!args.mla && args.n_heads % args.n_kv_heads != 0)
@@ -118,27 +119,49 @@ Transformer::Transformer(const ModelArgs& args, int max_batch, int max_seq)
                                     std::pair{"final_softcap", args.final_softcap}})
         if (!(cap >= 0.0) || !std::isfinite(cap))
             fail("model: {} {} must be 0 (off) or a positive cap", what, cap);
+    const int n = tp.degree;
+    if (tp.active()) {
+        if (args.mla || args.is_moe())
+            fail("model: tensor parallelism covers the dense agpt flavors only, not MLA/MoE");
+        if (args.n_heads % n != 0 || args.n_kv_heads % n != 0 || args.ffn_hidden() % n != 0)
+            fail(
+                "model: {} heads, {} KV heads and FFN width {} must all be divisible by the "
+                "tensor-parallel degree {}",
+                args.n_heads, args.n_kv_heads, args.ffn_hidden(), n);
+        if (args.vocab_size < n)
+            fail("model: vocabulary {} is smaller than the tensor-parallel degree {}",
+                 args.vocab_size, n);
+        if (tp.group == nullptr || tp.group->size() != n || tp.group->rank() != tp.rank)
+            fail("model: the tensor-parallel group does not match rank {} of {}", tp.rank, n);
+    }
+    w_.heads = args.n_heads / n;
+    w_.kv_heads = args.n_kv_heads / n;
+    w_.ffn = args.ffn_hidden() / n;
+    w_.ffn_in = args.ffn_in_dim() / n;
+    w_.qkv = args.qkv_dim() / n;
+    std::tie(w_.vocab_first, w_.vocab_rows) = vocab_range(args.vocab_size, tp.rank, n);
     build_views();
     params_.assign(views_.back().offset + views_.back().numel(), 0.0f);
     grads_.assign(params_.size(), 0.0f);
 
     const std::size_t N = static_cast<std::size_t>(max_batch) * max_seq;
-    const std::size_t D = args.dim, F = args.ffn_hidden(), Q = args.qkv_dim(),
-                      A = args.mla ? 0 : static_cast<std::size_t>(args.n_heads) * args.head_dim(),
+    const std::size_t D = args.dim, F = w_.ffn, Q = w_.qkv,
+                      A = args.mla ? 0 : static_cast<std::size_t>(w_.heads) * args.head_dim(),
                       QK = args.qk_norm && !args.mla
-                               ? static_cast<std::size_t>(args.n_heads + args.n_kv_heads) *
-                                     args.head_dim()
+                               ? static_cast<std::size_t>(w_.heads + w_.kv_heads) * args.head_dim()
                                : 0;
-    const LayerActs l = layer_layout(args, N);
+    const LayerActs l = layer_layout(args, w_, N);
     // Layers, then the residual stream after the last layer, the final norm and its rstd.
     acts_.assign(l.size * args.n_layers + 2 * N * D + N, 0.0f);
     // Backward: residual gradient, then per-layer temporaries reused by every layer.
-    dacts_.assign(
-        N * D + N * D + N * F + N * args.ffn_in_dim() + N * A + (args.mla ? 0 : N * Q) + N * QK,
-        0.0f);
+    dacts_.assign(N * D + N * D + N * F + w_.ffn_in * N + N * A + (args.mla ? 0 : N * Q) + N * QK,
+                  0.0f);
     scratch_.assign(
-        lm_head_scratch_size(head_chunk(static_cast<int>(N), args.vocab_size), args.vocab_size),
+        lm_head_scratch_size(head_chunk(static_cast<int>(N), args.vocab_size), w_.vocab_rows),
         0.0f);
+    if (tp.active())
+        tp_scratch_.assign(
+            std::max(N * w_.vocab_rows, 2 * static_cast<std::size_t>(args.head_dim())), 0.0f);
     const int half = args.head_dim() / 2;
     rope_cos_.resize(static_cast<std::size_t>(max_seq) * half);
     rope_sin_.resize(static_cast<std::size_t>(max_seq) * half);
@@ -236,12 +259,28 @@ void Transformer::update_expert_bias(double coeff) {
 void Transformer::build_views() {
     const int D = args_.dim, hd = args_.head_dim(), F = args_.ffn_hidden();
     std::size_t off = 0;
-    auto add = [&](std::string name, std::vector<int> shape, std::string role) {
+    using Split = ShardSpec::Split;
+    // shape: the full tensor's; the view gets this rank's part of it.
+    auto add = [&](std::string name, std::vector<int> shape, std::string role,
+                   Split split = Split::replicated) {
+        ShardSpec s;
+        s.split = tp_.active() ? split : Split::replicated;
+        if (s.split == Split::replicated) {
+            s.rows = 1;
+            for (int d : shape) s.rows *= d;
+        } else {
+            s.rows = shape[0];
+            s.cols = shape[1];
+            int& along = s.split == Split::rows ? shape[0] : shape[1];
+            std::tie(s.first, s.count) = vocab_range(along, tp_.rank, tp_.degree);
+            along = s.count;
+        }
         ParamView v{std::move(name), off, std::move(shape), std::move(role)};
         off += v.numel();
         views_.push_back(std::move(v));
+        shards_.push_back(s);
     };
-    add("tok_embeddings.weight", {args_.vocab_size, D}, "embedding");
+    add("tok_embeddings.weight", {args_.vocab_size, D}, "embedding", Split::rows);
     for (int i = 0; i < args_.n_layers; i++) {
         const std::string p = "layers." + std::to_string(i) + ".";
         add(p + "attention_norm.weight", {D}, "norm");
@@ -262,10 +301,12 @@ void Transformer::build_views() {
             add(p + "attention.wo.weight", {D, H * args_.v_head_dim}, "attention");
         } else {
             // wq, wk, wv are adjacent: together they are the fused (H+2·KV)·hd × D projection.
-            add(p + "attention.wq.weight", {args_.n_heads * hd, D}, "attention");
-            add(p + "attention.wk.weight", {args_.n_kv_heads * hd, D}, "attention");
-            add(p + "attention.wv.weight", {args_.n_kv_heads * hd, D}, "attention");
-            add(p + "attention.wo.weight", {D, args_.n_heads * hd}, "attention");
+            // Under TP each holds this rank's heads, so the local fused projection is again
+            // q | k | v of the local heads.
+            add(p + "attention.wq.weight", {args_.n_heads * hd, D}, "attention", Split::rows);
+            add(p + "attention.wk.weight", {args_.n_kv_heads * hd, D}, "attention", Split::rows);
+            add(p + "attention.wv.weight", {args_.n_kv_heads * hd, D}, "attention", Split::rows);
+            add(p + "attention.wo.weight", {D, args_.n_heads * hd}, "attention", Split::columns);
         }
         if (args_.qk_norm &&
             !args_.mla) {  // one weight per head dimension, shared by the heads (as Qwen3)
@@ -289,12 +330,13 @@ void Transformer::build_views() {
             continue;
         }
         // SwiGLU: w1 then w3, the fused 2F × D gate/up projection. ReLU²: w1 alone.
-        add(p + "feed_forward.w1.weight", {F, D}, "ffn");
-        if (args_.ffn == FfnType::swiglu) add(p + "feed_forward.w3.weight", {F, D}, "ffn");
-        add(p + "feed_forward.w2.weight", {D, F}, "ffn");
+        add(p + "feed_forward.w1.weight", {F, D}, "ffn", Split::rows);
+        if (args_.ffn == FfnType::swiglu)
+            add(p + "feed_forward.w3.weight", {F, D}, "ffn", Split::rows);
+        add(p + "feed_forward.w2.weight", {D, F}, "ffn", Split::columns);
     }
     add("norm.weight", {D}, "norm");
-    add("output.weight", {args_.vocab_size, D}, "head");
+    add("output.weight", {args_.vocab_size, D}, "head", Split::rows);
 }
 
 const ParamView& Transformer::view(const std::string& name) const {
@@ -304,7 +346,8 @@ const ParamView& Transformer::view(const std::string& name) const {
 }
 
 std::size_t Transformer::activation_bytes() const {
-    std::size_t bytes = (acts_.size() + dacts_.size() + scratch_.size()) * sizeof(float);
+    std::size_t bytes =
+        (acts_.size() + dacts_.size() + scratch_.size() + tp_scratch_.size()) * sizeof(float);
     for (const auto& m : mla_) bytes += m->bytes();
     for (const auto& m : moe_)
         if (m) bytes += m->bytes();
@@ -317,26 +360,26 @@ void Transformer::init_weights(const std::string& scheme, uint64_t seed) {
     const double D = args_.dim;
     const double linear_std = scheme == "agpt" ? std::sqrt(2.0 / (5.0 * D)) : 0.02;
     Rng rng(seed);
-    for (const auto& v : views_) {
-        float* p = params_.data() + v.offset;
-        const std::size_t n = v.numel();
+    // Under TP every rank draws the full tensor from the same stream and keeps its part, so the
+    // weights are those of one rank.
+    auto fill = [&](const ParamView& v, float* p, std::size_t n) {
         if (v.role == "norm") {
             std::fill(p, p + n, 1.0f);
-            continue;
+            return;
         }
         if (v.role == "expert_bias") {
             std::fill(p, p + n, 0.0f);
-            continue;
+            return;
         }
         if (v.role == "embedding") {
             for (std::size_t i = 0; i < n; i++) p[i] = static_cast<float>(rng.normal());
-            continue;
+            return;
         }
         if (v.role == "head") {
             const double std = 1.0 / std::sqrt(D);
             for (std::size_t i = 0; i < n; i++)
                 p[i] = static_cast<float>(rng.trunc_normal(std, -3 * std, 3 * std));
-            continue;
+            return;
         }
         double std = linear_std;
         const bool output_proj = v.name.ends_with("wo.weight") || v.name.ends_with("w2.weight") ||
@@ -349,6 +392,18 @@ void Transformer::init_weights(const std::string& scheme, uint64_t seed) {
         // torch.nn.init.trunc_normal_'s default bounds are absolute ±2.
         for (std::size_t i = 0; i < n; i++)
             p[i] = static_cast<float>(rng.trunc_normal(std, -2.0, 2.0));
+    };
+    std::vector<float> full;
+    for (std::size_t i = 0; i < views_.size(); i++) {
+        const ShardSpec& s = shards_[i];
+        float* p = params_.data() + views_[i].offset;
+        if (s.split == ShardSpec::Split::replicated) {
+            fill(views_[i], p, views_[i].numel());
+            continue;
+        }
+        full.resize(s.full_numel());
+        fill(views_[i], full.data(), full.size());
+        take_shard(s, full.data(), p);
     }
 }
 
@@ -363,14 +418,31 @@ void Transformer::forward(const int32_t* tokens, int B, int T) {
         if (tokens[i] < 0 || tokens[i] >= args_.vocab_size)
             fail("model: token id {} at position {} is outside the vocabulary [0, {})", tokens[i],
                  i, args_.vocab_size);
-    const int N = B * T, D = args_.dim, F = args_.ffn_hidden(), Q = args_.qkv_dim(),
-              H = args_.n_heads, KV = args_.n_kv_heads, hd = args_.head_dim(), A = H * hd,
-              QK = (H + KV) * hd, FI = args_.ffn_in_dim();
+    const int N = B * T, D = args_.dim, F = w_.ffn, Q = w_.qkv, H = w_.heads, KV = w_.kv_heads,
+              hd = args_.head_dim(), A = H * hd, QK = (H + KV) * hd, FI = w_.ffn_in;
     const std::size_t maxN = static_cast<std::size_t>(max_batch_) * max_seq_;
-    const LayerActs l = layer_layout(args_, maxN);
+    const LayerActs l = layer_layout(args_, w_, maxN);
     const float eps = static_cast<float>(args_.norm_eps);
     float* acts = acts_.data();
-    embedding_forward<float>(acts + l.x, tokens, param("tok_embeddings.weight"), N, D);
+    const std::size_t ND = static_cast<std::size_t>(N) * D;
+    // Row-parallel wo and w2 leave partial sums on each TP rank: the residual enters on rank 0
+    // only, and the sum over the group completes the output.
+    auto start_residual = [&](float* out, const float* residual) {
+        if (tp_.rank == 0)
+            std::memcpy(out, residual, sizeof(float) * ND);
+        else
+            std::fill(out, out + ND, 0.0f);
+    };
+    auto sum_over_tp = [&](float* p) {
+        if (tp_.active()) tp_.group->all_reduce(p, ND, ReduceOp::Sum);
+    };
+    if (tp_.active()) {
+        embedding_forward_rows<float>(acts + l.x, tokens, param("tok_embeddings.weight"), N, D,
+                                      w_.vocab_first, w_.vocab_rows);
+        sum_over_tp(acts + l.x);
+    } else {
+        embedding_forward<float>(acts + l.x, tokens, param("tok_embeddings.weight"), N, D);
+    }
     for (int layer = 0; layer < args_.n_layers; layer++) {
         float* a = acts + l.size * layer;
         float* x_next =
@@ -400,9 +472,10 @@ void Transformer::forward(const int32_t* tokens, int B, int T) {
             rope_forward<float>(a + l.qkv, rope_cos_.data(), rope_sin_.data(), B, T, H + KV, hd, Q);
             attention_forward<float>(a + l.attn, a + l.lse, a + l.qkv, B, T, H, KV, hd,
                                      static_cast<float>(args_.attn_softcap));
-            std::memcpy(a + l.h, a + l.x, sizeof(float) * N * D);
+            start_residual(a + l.h, a + l.x);
             matmul_forward<float>(a + l.h, a + l.attn, param(p + "attention.wo.weight"), N, A, D,
                                   true);
+            sum_over_tp(a + l.h);
         }
         rmsnorm_forward<float>(a + l.fnorm, a + l.frstd, a + l.h, param(p + "ffn_norm.weight"), N,
                                D, static_cast<float>(args_.norm_eps));
@@ -417,9 +490,10 @@ void Transformer::forward(const int32_t* tokens, int B, int T) {
             swiglu_forward<float>(a + l.gate, a + l.h13, N, F);
         else
             relu2_forward<float>(a + l.gate, a + l.h13, N, F);
-        std::memcpy(x_next, a + l.h, sizeof(float) * N * D);
+        start_residual(x_next, a + l.h);
         matmul_forward<float>(x_next, a + l.gate, param(p + "feed_forward.w2.weight"), N, F, D,
                               true);
+        sum_over_tp(x_next);
     }
     float* x_final = acts + l.size * args_.n_layers;
     float* xf_norm = x_final + maxN * D;
@@ -441,9 +515,15 @@ double Transformer::head_loss(const int32_t* targets, int B, int T, double grad_
             fail("model: target id {} at position {} is outside the vocabulary [0, {})", targets[i],
                  i, V);
     const std::size_t maxN = static_cast<std::size_t>(max_batch_) * max_seq_;
-    const LayerActs l = layer_layout(args_, maxN);
+    const LayerActs l = layer_layout(args_, w_, maxN);
     const float* xf_norm = acts_.data() + l.size * args_.n_layers + maxN * D;
     float* d_xf = backward ? dacts_.data() + maxN * D : nullptr;
+    if (tp_.active())
+        return vocab_parallel_cross_entropy(
+            d_xf, backward ? grad("output.weight") : nullptr, xf_norm, param("output.weight"),
+            targets, N, D, w_.vocab_first, w_.vocab_rows, static_cast<float>(grad_scale),
+            scratch_.data(), head_chunk(static_cast<int>(maxN), V),
+            static_cast<float>(args_.final_softcap), head_row_scale_, head_row_loss_, tp_);
     if (d_xf) std::fill(d_xf, d_xf + static_cast<std::size_t>(N) * D, 0.0f);
     return lm_head_cross_entropy<float>(
         d_xf, backward ? grad("output.weight") : nullptr, xf_norm, param("output.weight"), targets,
@@ -459,11 +539,10 @@ double Transformer::forward_backward(const int32_t* tokens, const int32_t* targe
     count_load_ = false;
     const double loss_sum = head_loss(targets, B, T, grad_scale, true);
 
-    const int N = B * T, D = args_.dim, F = args_.ffn_hidden(), Q = args_.qkv_dim(),
-              H = args_.n_heads, KV = args_.n_kv_heads, hd = args_.head_dim(), A = H * hd,
-              QK = (H + KV) * hd, FI = args_.ffn_in_dim();
+    const int N = B * T, D = args_.dim, F = w_.ffn, Q = w_.qkv, H = w_.heads, KV = w_.kv_heads,
+              hd = args_.head_dim(), A = H * hd, QK = (H + KV) * hd, FI = w_.ffn_in;
     const std::size_t maxN = static_cast<std::size_t>(max_batch_) * max_seq_;
-    const LayerActs l = layer_layout(args_, maxN);
+    const LayerActs l = layer_layout(args_, w_, maxN);
     float* acts = acts_.data();
     float* dres = dacts_.data();      // gradient of the residual stream, (N,D)
     float* d_norm = dres + maxN * D;  // gradient of a norm's output, (N,D)
@@ -474,6 +553,12 @@ double Transformer::forward_backward(const int32_t* tokens, const int32_t* targe
     float* d_qk = d_qkv + maxN * Q;  // QK-norm: gradient of q|k before the norm, (N, QK)
     auto zero = [](float* p, std::size_t n) { std::fill(p, p + n, 0.0f); };
     const std::size_t ND = static_cast<std::size_t>(N) * D;
+    // Column-parallel wq|wk|wv and w1|w3 give each TP rank a partial input gradient: summed
+    // over the group before the (replicated) norm's backward, whose weight gradient is then
+    // the same on every rank.
+    auto sum_over_tp = [&](float* p, std::size_t n) {
+        if (tp_.active()) tp_.group->all_reduce(p, n, ReduceOp::Sum);
+    };
 
     // The head wrote d(final norm output) into d_norm.
     float* x_final = acts + l.size * args_.n_layers;
@@ -500,6 +585,7 @@ double Transformer::forward_backward(const int32_t* tokens, const int32_t* targe
             zero(d_norm, ND);
             matmul_backward<float>(d_norm, grad(p + "feed_forward.w1.weight"), d_h13, a + l.fnorm,
                                    param(p + "feed_forward.w1.weight"), N, D, FI);
+            sum_over_tp(d_norm, ND);
         }
         rmsnorm_backward<float>(dres, grad(p + "ffn_norm.weight"), d_norm, a + l.h,
                                 param(p + "ffn_norm.weight"), a + l.frstd, N, D);
@@ -520,13 +606,30 @@ double Transformer::forward_backward(const int32_t* tokens, const int32_t* targe
                 // d_qkv's q|k columns hold d(normalised q|k); replace them with d(raw q|k).
                 const float* raw = a + l.qk_raw;
                 zero(d_qk, static_cast<std::size_t>(N) * QK);
-                rmsnorm_heads_backward<float>(d_qk, QK, grad(p + "attention.q_norm.weight"), d_qkv,
-                                              Q, raw, QK, param(p + "attention.q_norm.weight"),
-                                              a + l.qk_rstd, N, H, hd);
+                // Under TP each rank sees its own heads only: this backward's q/k-norm weight
+                // gradients are summed over the group before they are accumulated.
+                float* dq_norm = grad(p + "attention.q_norm.weight");
+                float* dk_norm = grad(p + "attention.k_norm.weight");
+                if (tp_.active()) {
+                    dq_norm = tp_scratch_.data();
+                    dk_norm = dq_norm + hd;
+                    zero(dq_norm, 2 * static_cast<std::size_t>(hd));
+                }
+                rmsnorm_heads_backward<float>(d_qk, QK, dq_norm, d_qkv, Q, raw, QK,
+                                              param(p + "attention.q_norm.weight"), a + l.qk_rstd,
+                                              N, H, hd);
                 rmsnorm_heads_backward<float>(
-                    d_qk + H * hd, QK, grad(p + "attention.k_norm.weight"), d_qkv + H * hd, Q,
-                    raw + H * hd, QK, param(p + "attention.k_norm.weight"),
-                    a + l.qk_rstd + maxN * H, N, KV, hd);
+                    d_qk + H * hd, QK, dk_norm, d_qkv + H * hd, Q, raw + H * hd, QK,
+                    param(p + "attention.k_norm.weight"), a + l.qk_rstd + maxN * H, N, KV, hd);
+                if (tp_.active()) {
+                    sum_over_tp(dq_norm, 2 * static_cast<std::size_t>(hd));
+                    float* gq = grad(p + "attention.q_norm.weight");
+                    float* gk = grad(p + "attention.k_norm.weight");
+                    for (int i = 0; i < hd; i++) {
+                        gq[i] += dq_norm[i];
+                        gk[i] += dk_norm[i];
+                    }
+                }
                 for (int n = 0; n < N; n++)
                     std::memcpy(d_qkv + static_cast<std::size_t>(n) * Q,
                                 d_qk + static_cast<std::size_t>(n) * QK, sizeof(float) * QK);
@@ -534,32 +637,43 @@ double Transformer::forward_backward(const int32_t* tokens, const int32_t* targe
             zero(d_norm, ND);
             matmul_backward<float>(d_norm, grad(p + "attention.wq.weight"), d_qkv, a + l.anorm,
                                    param(p + "attention.wq.weight"), N, D, Q);
+            sum_over_tp(d_norm, ND);
         }
         rmsnorm_backward<float>(dres, grad(p + "attention_norm.weight"), d_norm, a + l.x,
                                 param(p + "attention_norm.weight"), a + l.arstd, N, D);
     }
-    embedding_backward<float>(grad("tok_embeddings.weight"), dres, tokens, N, D);
+    if (tp_.active())
+        embedding_backward_rows<float>(grad("tok_embeddings.weight"), dres, tokens, N, D,
+                                       w_.vocab_first, w_.vocab_rows);
+    else
+        embedding_backward<float>(grad("tok_embeddings.weight"), dres, tokens, N, D);
     return loss_sum;
 }
 
 void Transformer::forward_logits(const int32_t* tokens, int B, int T, float* out) {
     forward(tokens, B, T);
     const std::size_t maxN = static_cast<std::size_t>(max_batch_) * max_seq_;
-    const LayerActs l = layer_layout(args_, maxN);
+    const LayerActs l = layer_layout(args_, w_, maxN);
     const float* xf_norm = acts_.data() + l.size * args_.n_layers + maxN * args_.dim;
-    matmul_forward<float>(out, xf_norm, param("output.weight"), B * T, args_.dim, args_.vocab_size);
-    softcap_forward<float>(out, static_cast<long>(B) * T * args_.vocab_size,
+    head_logits(xf_norm, B * T, out);
+}
+
+void Transformer::head_logits(const float* x, int N, float* out) {
+    const int V = args_.vocab_size, Vl = w_.vocab_rows;
+    float* local = tp_.active() ? tp_scratch_.data() : out;
+    matmul_forward<float>(local, x, param("output.weight"), N, args_.dim, Vl);
+    softcap_forward<float>(local, static_cast<long>(N) * Vl,
                            static_cast<float>(args_.final_softcap));
+    if (tp_.active()) gather_vocab_columns(local, out, N, V, tp_);
 }
 
 void Transformer::last_logits(const int32_t* tokens, int T, float* out) {
     forward(tokens, 1, T);
     const std::size_t maxN = static_cast<std::size_t>(max_batch_) * max_seq_;
-    const LayerActs l = layer_layout(args_, maxN);
+    const LayerActs l = layer_layout(args_, w_, maxN);
     const float* last = acts_.data() + l.size * args_.n_layers + maxN * args_.dim +
                         static_cast<std::size_t>(T - 1) * args_.dim;
-    matmul_forward<float>(out, last, param("output.weight"), 1, args_.dim, args_.vocab_size);
-    softcap_forward<float>(out, args_.vocab_size, static_cast<float>(args_.final_softcap));
+    head_logits(last, 1, out);
 }
 
 void Transformer::token_logprobs(const int32_t* tokens, const int32_t* targets, int B, int T,

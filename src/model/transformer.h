@@ -20,6 +20,7 @@
 #include "model/mla.h"
 #include "model/model_args.h"
 #include "model/moe.h"
+#include "model/tensor_parallel.h"
 
 namespace agpt {
 
@@ -29,9 +30,13 @@ MoeShape moe_shape_of(const ModelArgs& args);
 
 class Transformer final : public LanguageModel {
   public:
-    Transformer(const ModelArgs& args, int max_batch, int max_seq);
+    // tp.degree > 1: this rank's shards only (model/tensor_parallel.h); dense models only.
+    Transformer(const ModelArgs& args, int max_batch, int max_seq, TensorParallel tp = {});
 
     const ModelArgs& args() const { return args_; }
+    const TensorParallel& tensor_parallel() const { return tp_; }
+    // Where each view (same order as param_views()) sits in the full tensor.
+    const std::vector<ShardSpec>& shards() const { return shards_; }
     const std::vector<ParamView>& param_views() const override { return views_; }
     const ParamView& view(const std::string& name) const;  // throws Error when unknown
     std::vector<float>& params() override { return params_; }
@@ -89,10 +94,19 @@ class Transformer final : public LanguageModel {
     // the returned cross-entropy.
     double moe_aux_loss() const;
 
+    // This rank's share of the sharded widths (all of them under TP = 1).
+    struct Widths {
+        int heads, kv_heads, ffn, ffn_in, qkv, vocab_first, vocab_rows;
+    };
+
   private:
     ModelArgs args_;
     int max_batch_, max_seq_;
+    TensorParallel tp_;
+    Widths w_;
     std::vector<ParamView> views_;
+    std::vector<ShardSpec> shards_;
+    std::vector<float> tp_scratch_;  // TP only: local logits and this backward's q/k-norm grads
     std::vector<float> params_, grads_;
     // (the arena and layer offsets are defined in transformer.cpp)
     struct Arena;
@@ -110,6 +124,8 @@ class Transformer final : public LanguageModel {
     void build_views();
     void forward(const int32_t* tokens, int B, int T);
     double head_loss(const int32_t* targets, int B, int T, double grad_scale, bool backward);
+    // Soft-capped logits (N, V) of the final hidden states x (N, dim), gathered over TP.
+    void head_logits(const float* x, int N, float* out);
     // Per-row weights and per-row losses of the next head_loss (token_logprobs and
     // forward_backward_weighted set them around a call).
     const float* head_row_scale_ = nullptr;
