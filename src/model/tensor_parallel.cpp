@@ -9,6 +9,7 @@
 #include "kernels/cpu/gemm.h"
 #include "kernels/cpu/softcap.h"
 #include "kernels/cpu/vec_math.h"
+#include "optim/grad_clip.h"
 
 namespace agpt {
 
@@ -176,6 +177,25 @@ double vocab_parallel_cross_entropy(float* dx, float* dweight, const float* x, c
     for (double l : row_loss) total += l;
     if (row_loss_out) std::copy(row_loss.begin(), row_loss.end(), row_loss_out);
     return total;
+}
+
+double clip_tensor_parallel_grad_norm(float* grads, const std::vector<ParamView>& views,
+                                      const std::vector<ShardSpec>& shards, double max_norm,
+                                      const TensorParallel& tp) {
+    double sums[2] = {0.0, 0.0};  // sharded, replicated
+    for (std::size_t i = 0; i < views.size(); i++) {
+        const double norm = global_grad_norm(grads + views[i].offset, views[i].numel());
+        sums[shards[i].split == ShardSpec::Split::replicated ? 1 : 0] += norm * norm;
+    }
+    if (tp.active()) tp.group->all_reduce(sums, 1, ReduceOp::Sum);
+    const double norm = std::sqrt(sums[0] + sums[1]);
+    if (!(max_norm > 0.0)) return norm;
+    const double coef = max_norm / (norm + 1e-6);
+    if (coef >= 1.0) return norm;
+    const float c = static_cast<float>(coef);
+    for (const ParamView& v : views)
+        for (std::size_t i = v.offset; i < v.offset + v.numel(); i++) grads[i] *= c;
+    return norm;
 }
 
 }  // namespace agpt

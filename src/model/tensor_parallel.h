@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "dist/communicator.h"
+#include "model/language_model.h"
 
 namespace agpt {
 
@@ -60,5 +61,12 @@ double vocab_parallel_cross_entropy(float* dx, float* dweight, const float* x, c
 
 // The full (N, V) logits from each rank's (N, vocab_rows) columns: out (N, V) on every rank.
 void gather_vocab_columns(const float* local, float* out, int N, int V, const TensorParallel& tp);
+
+// clip_grad_norm for one TP rank's gradient buffer: the norm is that of the full model's
+// gradient (replicated tensors, whose gradients are equal on every rank, counted once; shards
+// summed over the group). Scales this rank's buffer; returns the norm before clipping.
+double clip_tensor_parallel_grad_norm(float* grads, const std::vector<ParamView>& views,
+                                      const std::vector<ShardSpec>& shards, double max_norm,
+                                      const TensorParallel& tp);
 
 }  // namespace agpt
