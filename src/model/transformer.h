@@ -123,9 +123,27 @@ class Transformer final : public LanguageModel {
     MoeGrads<float> moe_grads(int layer);
     void build_views();
     void forward(const int32_t* tokens, int B, int T);
+    // One layer's forward: reads layer_input(layer), saves what backward_layer needs and writes
+    // layer_input(layer + 1).
+    void forward_layer(int layer, int B, int T);
+    // One layer's backward after its forward: turns the residual gradient in dacts_ (w.r.t.
+    // layer_input(layer + 1)) into the gradient w.r.t. layer_input(layer) and accumulates the
+    // layer's parameter gradients.
+    void backward_layer(int layer, int B, int T, double grad_scale);
+    // The residual stream entering `layer` (N, D); layer n_layers: after the last layer.
+    float* layer_input(int layer);
+    // Start of one layer's saved activations (offsets: LayerActs in transformer.cpp).
+    float* layer_saved(int layer);
+    // The final norm's output (N, D), followed by its rstd (N).
+    float* final_norm_out();
     double head_loss(const int32_t* targets, int B, int T, double grad_scale, bool backward);
     // Soft-capped logits (N, V) of the final hidden states x (N, dim), gathered over TP.
     void head_logits(const float* x, int N, float* out);
+    // Sums n values over the TP group (no-op without TP).
+    void sum_over_tp(float* p, std::size_t n);
+    // Row-parallel wo and w2 leave partial sums on each TP rank: the residual enters on rank 0
+    // only (zeros elsewhere), and sum_over_tp completes the output.
+    void start_residual(float* out, const float* residual, std::size_t n);
     // Per-row weights and per-row losses of the next head_loss (token_logprobs and
     // forward_backward_weighted set them around a call).
     const float* head_row_scale_ = nullptr;
