@@ -7,6 +7,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
+#include <string>
 #include <vector>
 
 #include "core/rng.h"
@@ -14,6 +16,8 @@
 #include "kernels/cpu/cross_entropy.h"
 #include "model/tensor_parallel.h"
 #include "model/transformer.h"
+#include "optim/optimizer.h"
+#include "train/checkpoint.h"
 
 namespace agpt {
 namespace {
@@ -180,6 +184,87 @@ TEST(WorldTensorParallel, ShardedModelMatchesOneRank) {
         EXPECT_NEAR(mine.forward_loss(tokens.data(), targets.data(), B, T),
                     full.forward_loss(tokens.data(), targets.data(), B, T), 1e-5 * loss_full);
     }
+}
+
+std::unique_ptr<Optimizer> adamw_of(Transformer& model) {
+    return make_optimizer(
+        OptimizerSpec{},
+        optim_params_from(model.param_views(), model.params().data(), model.grads().data()));
+}
+
+// One AdamW step on a fixed batch, so that parameters and moments are all non-trivial.
+void train_one_step(Transformer& model, Optimizer& opt) {
+    const int B = 2, T = 5, V = model.vocab_size();
+    std::vector<int32_t> tokens(B * T), targets(B * T);
+    for (int i = 0; i < B * T; i++) {
+        tokens[i] = (11 * i + 1) % V;
+        targets[i] = (3 * i + 5) % V;
+    }
+    model.zero_grad();
+    model.forward_backward(tokens.data(), targets.data(), B, T, 1.0 / (B * T));
+    opt.step(1.0);
+}
+
+// The full tensor of view i of a (possibly sharded) model, values or one optimizer state.
+std::vector<float> full_tensor(const Transformer& m, std::size_t i, const float* local,
+                               const TensorParallel& tp) {
+    std::vector<float> full(m.shards()[i].full_numel());
+    gather_shard(m.shards()[i], local, full.data(), tp);
+    return full;
+}
+
+const float* state_of(Optimizer& opt, const std::string& view, const std::string& suffix) {
+    for (const auto& t : opt.state_tensors())
+        if (t.name.ends_with("." + view + "." + suffix)) return static_cast<const float*>(t.data);
+    ADD_FAILURE() << "no state " << suffix << " of " << view;
+    return nullptr;
+}
+
+// A checkpoint saved by a sharded model holds the full tensors: one rank loads it bit for bit
+// (TP = N → 1), and a sharded model loads its own shards back bit for bit (1 → N is the same
+// file format).
+TEST(WorldTensorParallel, CheckpointsHoldFullTensorsAndLoadIntoAnyDegree) {
+    namespace fs = std::filesystem;
+    const TensorParallel tp = world_group();
+    Communicator& world = world_communicator();
+    const ModelArgs a = small_args(FfnType::swiglu);
+    Transformer mine(a, 2, 5, tp);
+    mine.init_weights("agpt", 3);
+    const auto opt = adamw_of(mine);
+    train_one_step(mine, *opt);
+    const fs::path root =
+        fs::temp_directory_path() / ("agpt_tp_checkpoint_" + std::to_string(world.size()));
+    if (world.rank() == 0) fs::remove_all(root);
+    world.barrier();
+    const CheckpointStore store(root.string());
+    TrainState state;
+    state.step = 1;
+    const std::string where = store.save(state, mine, opt.get(), "");
+    EXPECT_EQ(where.empty(), world.rank() != 0);
+    world.barrier();
+
+    Transformer one(a, 2, 5), again(a, 2, 5, tp);
+    const auto opt_one = adamw_of(one), opt_again = adamw_of(again);
+    store.load(1, one, opt_one.get());
+    store.load(1, again, opt_again.get());
+    EXPECT_EQ(again.params(), mine.params());
+    for (std::size_t i = 0; i < mine.param_views().size(); i++) {
+        const ParamView& v = mine.param_views()[i];
+        const ParamView& f = one.param_views()[i];
+        const std::vector<float> full = full_tensor(mine, i, mine.params().data() + v.offset, tp);
+        EXPECT_TRUE(std::equal(full.begin(), full.end(), one.params().data() + f.offset)) << v.name;
+        for (const char* moment : {"exp_avg", "exp_avg_sq"}) {
+            const std::vector<float> m = full_tensor(mine, i, state_of(*opt, v.name, moment), tp);
+            EXPECT_TRUE(std::equal(m.begin(), m.end(), state_of(*opt_one, f.name, moment)))
+                << v.name << " " << moment;
+            EXPECT_TRUE(std::equal(state_of(*opt, v.name, moment),
+                                   state_of(*opt, v.name, moment) + v.numel(),
+                                   state_of(*opt_again, v.name, moment)))
+                << v.name << " " << moment;
+        }
+    }
+    world.barrier();
+    if (world.rank() == 0) fs::remove_all(root);
 }
 
 }  // namespace
