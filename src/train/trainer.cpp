@@ -345,9 +345,9 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
         tp.group = tp_group.get();
     }
     Communicator& data_comm = dp_group ? *dp_group : comm;
-    // The first replica's TP ranks run what rank 0 alone runs without TP (checkpoint gathers,
-    // validation, the sample): their collectives need every rank of the group.
-    const bool lead_replica = mesh.data_parallel_rank(comm.rank()) == 0;
+    // The ranks that run what rank 0 alone runs without TP (checkpoint gathers, validation, the
+    // sample): under TP the first replica's whole TP group, whose forwards are collective.
+    const bool lead_group = tp.active() ? mesh.data_parallel_rank(comm.rank()) == 0 : lead;
     const TrainingData data = open_training_data(
         cfg.training.dataset, tokenizer, cfg.validation.split, cfg.training.dataset_registry);
     const std::string& data_path = data.source;
@@ -464,7 +464,7 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
     // Checkpoints hold the evaluation weights (Schedule-Free's x), and the optimizer state
     // holds what training needs to go on.
     auto save = [&](int step, bool model_only) {
-        if (!lead && !(tp.active() && lead_replica)) return 0.0;
+        if (!lead_group) return 0.0;
         Timer t;
         const TrainState state{step, loader.epoch(), loader.position(), mesh.data_parallel};
         optimizer->eval_mode();
@@ -611,7 +611,7 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
             window_time = window_data = window_opt = 0.0;
             window_steps = 0;
         }
-        if ((lead || (tp.active() && lead_replica)) && cfg.validation.enable &&
+        if (lead_group && cfg.validation.enable &&
             (step % cfg.validation.freq == 0 || step == cfg.training.steps)) {
             optimizer->eval_mode();
             const double val = evaluate(model, data.val, B, T, cfg.validation.steps);
@@ -656,7 +656,7 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
         format_duration(run_timer.seconds()), summary.tok_per_s, summary.final_loss,
         summary.final_val_loss, peak_rss_gib());
 
-    if ((lead || (tp.active() && lead_replica)) && cfg.sample.max_new_tokens > 0) {
+    if (lead_group && cfg.sample.max_new_tokens > 0) {
         std::vector<int32_t> prompt = tokenizer.encode(cfg.sample.prompt);
         if (prompt.empty() && tokenizer.bos_id()) prompt.push_back(*tokenizer.bos_id());
         if (prompt.empty()) prompt.push_back(0);
