@@ -17,7 +17,9 @@
 #include "model/tensor_parallel.h"
 #include "model/transformer.h"
 #include "optim/optimizer.h"
+#include "tools/plan.h"
 #include "train/checkpoint.h"
+#include "train/config.h"
 
 namespace agpt {
 namespace {
@@ -124,10 +126,13 @@ ModelArgs small_args(FfnType ffn) {
 TEST(WorldTensorParallel, ShardedModelMatchesOneRank) {
     const TensorParallel tp = world_group();
     const int B = 2, T = 5, N = B * T;
-    for (const FfnType ffn : {FfnType::swiglu, FfnType::relu2}) {
+    // Activation checkpointing recomputes each layer's forward, collectives included.
+    for (const auto& [ffn, checkpoint] : {std::pair{FfnType::swiglu, ActivationCheckpoint::none},
+                                          std::pair{FfnType::relu2, ActivationCheckpoint::none},
+                                          std::pair{FfnType::swiglu, ActivationCheckpoint::full}}) {
         ModelArgs a = small_args(ffn);
         if (ffn == FfnType::swiglu) a.n_heads = 12;  // grouped-query: 2 heads per KV head
-        Transformer full(a, B, T), mine(a, B, T, tp);
+        Transformer full(a, B, T), mine(a, B, T, checkpoint, tp);
         full.init_weights("agpt", 5);
         mine.init_weights("agpt", 5);
         ASSERT_EQ(mine.param_views().size(), full.param_views().size());
@@ -186,6 +191,73 @@ TEST(WorldTensorParallel, ShardedModelMatchesOneRank) {
     }
 }
 
+// A group of `size` ranks as seen from `rank`, for building shards without running them.
+class ShapeOnlyGroup final : public Communicator {
+  public:
+    ShapeOnlyGroup(int rank, int size) : rank_(rank), size_(size) {}
+    int rank() const override { return rank_; }
+    int size() const override { return size_; }
+    std::string backend() const override { return "shape-only"; }
+    void all_reduce(float*, std::size_t, ReduceOp) override { unused(); }
+    void all_reduce(double*, std::size_t, ReduceOp) override { unused(); }
+    void reduce_scatter(const float*, float*, std::size_t, ReduceOp) override { unused(); }
+    void all_gather(const float*, float*, std::size_t) override { unused(); }
+    void all_to_all(const float*, float*, std::size_t) override { unused(); }
+    void broadcast(void*, std::size_t, int) override { unused(); }
+    void barrier() override { unused(); }
+    std::unique_ptr<Communicator> split(int, int) override {
+        unused();
+        return nullptr;
+    }
+    [[noreturn]] void abort(int) override { std::abort(); }
+
+  private:
+    static void unused() { ADD_FAILURE() << "a collective on a shape-only group"; }
+    int rank_, size_;
+};
+
+// agpt plan's tensor-parallel estimate (tools/plan.h) against the sharded model on every rank:
+// parameters, and rank 0's parameter and activation bytes with and without activation
+// checkpointing.
+TEST(TensorParallel, PlanEqualsTheShardedModelOnEveryRank) {
+    for (const auto& [flavor, degree] : {std::pair{"tiny_qknorm_softcap", 2},
+                                         std::pair{"small_relu2", 2}, std::pair{"small", 2}}) {
+        for (const std::string mode : {"none", "full"}) {
+            SCOPED_TRACE(std::string(flavor) + " TP " + std::to_string(degree) + " " + mode);
+            const JobConfig cfg =
+                load_job_config("", {{"model.flavor", flavor},
+                                     {"training.local_batch_size", "2"},
+                                     {"training.seq_len", "32"},
+                                     {"parallelism.tensor_parallel_degree", std::to_string(degree)},
+                                     {"activation_checkpoint.mode", mode}});
+            const MemoryPlan plan = plan_memory(cfg);
+            long total = 0;
+            for (int rank = 0; rank < degree; rank++) {
+                ShapeOnlyGroup group(rank, degree);
+                TensorParallel tp;
+                tp.rank = rank;
+                tp.degree = degree;
+                tp.group = &group;
+                Transformer model(plan.args, 2, 32, plan.activation_checkpoint, tp);
+                EXPECT_EQ(tensor_parallel_shard(plan.args, degree, rank).params(),
+                          static_cast<long>(model.params().size()))
+                    << "rank " << rank;
+                total += static_cast<long>(model.params().size());
+                if (rank != 0) continue;
+                EXPECT_EQ(plan.local_params, static_cast<long>(model.params().size()));
+                EXPECT_EQ(plan.param_bytes, model.params().size() * sizeof(float));
+                EXPECT_EQ(plan.activation_bytes, model.activation_bytes());
+            }
+            // Every rank holds the replicated norms.
+            const long norms_per_rank =
+                plan.args.n_layers *
+                    (2L * plan.args.dim + (plan.args.qk_norm ? 2L * plan.args.head_dim() : 0)) +
+                plan.args.dim;
+            EXPECT_EQ(total, plan.params + (degree - 1) * norms_per_rank);
+        }
+    }
+}
+
 std::unique_ptr<Optimizer> adamw_of(Transformer& model) {
     return make_optimizer(
         OptimizerSpec{},
@@ -228,7 +300,7 @@ TEST(WorldTensorParallel, CheckpointsHoldFullTensorsAndLoadIntoAnyDegree) {
     const TensorParallel tp = world_group();
     Communicator& world = world_communicator();
     const ModelArgs a = small_args(FfnType::swiglu);
-    Transformer mine(a, 2, 5, tp);
+    Transformer mine(a, 2, 5, ActivationCheckpoint::none, tp);
     mine.init_weights("agpt", 3);
     const auto opt = adamw_of(mine);
     train_one_step(mine, *opt);
@@ -243,7 +315,7 @@ TEST(WorldTensorParallel, CheckpointsHoldFullTensorsAndLoadIntoAnyDegree) {
     EXPECT_EQ(where.empty(), world.rank() != 0);
     world.barrier();
 
-    Transformer one(a, 2, 5), again(a, 2, 5, tp);
+    Transformer one(a, 2, 5), again(a, 2, 5, ActivationCheckpoint::none, tp);
     const auto opt_one = adamw_of(one), opt_again = adamw_of(again);
     store.load(1, one, opt_one.get());
     store.load(1, again, opt_again.get());

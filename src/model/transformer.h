@@ -3,7 +3,9 @@
 // call the kernel layer. ModelArgs' switches select QK-norm (q_norm/k_norm weights per layer),
 // attention-logit and final-logit soft-capping and the ReLU² FFN (w1, w2; no w3). Parameters and
 // gradients live in one flat buffer each; every tensor is a named view into them. Activations for
-// backward live in an arena sized for (max_batch, max_seq).
+// backward live in an arena sized for (max_batch, max_seq): every layer's (ActivationCheckpoint::
+// none) or each layer's input plus one layer's working set, the layer's forward recomputed right
+// before its backward (full; losses and gradients bit-identical to none).
 //
 // Intended use:
 //   Transformer model(args, B, T);
@@ -31,7 +33,9 @@ MoeShape moe_shape_of(const ModelArgs& args);
 class Transformer final : public LanguageModel {
   public:
     // tp.degree > 1: this rank's shards only (model/tensor_parallel.h); dense models only.
-    Transformer(const ModelArgs& args, int max_batch, int max_seq, TensorParallel tp = {});
+    Transformer(const ModelArgs& args, int max_batch, int max_seq,
+                ActivationCheckpoint checkpoint = ActivationCheckpoint::none,
+                TensorParallel tp = {});
 
     const ModelArgs& args() const { return args_; }
     const TensorParallel& tensor_parallel() const { return tp_; }
@@ -102,11 +106,14 @@ class Transformer final : public LanguageModel {
   private:
     ModelArgs args_;
     int max_batch_, max_seq_;
+    ActivationCheckpoint checkpoint_;
     TensorParallel tp_;
     Widths w_;
     std::vector<ParamView> views_;
     std::vector<ShardSpec> shards_;
-    std::vector<float> tp_scratch_;  // TP only: local logits and this backward's q/k-norm grads
+    // TP with QK-norm: one backward's q/k-norm weight gradients, summed over the group before
+    // they are accumulated.
+    std::vector<float> qk_norm_grads_;
     std::vector<float> params_, grads_;
     // (the arena and layer offsets are defined in transformer.cpp)
     struct Arena;
@@ -114,8 +121,11 @@ class Transformer final : public LanguageModel {
     std::vector<float> dacts_;
     std::vector<float> scratch_;
     std::vector<float> rope_cos_, rope_sin_;
-    std::vector<std::unique_ptr<Mla<float>>> mla_;     // per layer, MLA models only
-    std::vector<std::unique_ptr<MoeFfn<float>>> moe_;  // per layer, null for dense layers
+    // MLA models only: per layer, or one shared by all layers under checkpointing (mla_at).
+    std::vector<std::unique_ptr<Mla<float>>> mla_;
+    // Per layer, null for dense layers; under checkpointing all share one layer's buffers.
+    std::vector<std::unique_ptr<MoeFfn<float>>> moe_;
+    Mla<float>& mla_at(int layer) { return *mla_[mla_.size() == 1 ? 0 : layer]; }
     bool count_load_ = false;
     MlaWeights<float> mla_weights(int layer);
     MlaGrads<float> mla_grads(int layer);
@@ -124,8 +134,9 @@ class Transformer final : public LanguageModel {
     void build_views();
     void forward(const int32_t* tokens, int B, int T);
     // One layer's forward: reads layer_input(layer), saves what backward_layer needs and writes
-    // layer_input(layer + 1).
-    void forward_layer(int layer, int B, int T);
+    // layer_input(layer + 1). recompute: the output is already saved (checkpointing), only the
+    // working set is rebuilt.
+    void forward_layer(int layer, int B, int T, bool recompute = false);
     // One layer's backward after its forward: turns the residual gradient in dacts_ (w.r.t.
     // layer_input(layer + 1)) into the gradient w.r.t. layer_input(layer) and accumulates the
     // layer's parameter gradients.

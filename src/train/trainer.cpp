@@ -279,15 +279,17 @@ std::string routing_summary(const Optimizer& opt) {
 
 std::unique_ptr<LanguageModel> make_job_model(const JobConfig& cfg, int vocab_size, int max_batch,
                                               int max_seq, const TensorParallel& tp) {
+    const ActivationCheckpoint checkpoint =
+        activation_checkpoint_from(cfg.activation_checkpoint.mode);
     if (tp.active()) {
         if (cfg.model.name != "agpt")
             fail("model.name = {}: tensor parallelism covers the agpt family only", cfg.model.name);
         ModelArgs args = resolve_model_args(cfg.model.flavor, cfg.model.switches());
         if (vocab_size > 0) args.vocab_size = vocab_size;
-        return std::make_unique<Transformer>(args, max_batch, max_seq, tp);
+        return std::make_unique<Transformer>(args, max_batch, max_seq, checkpoint, tp);
     }
     return make_language_model(cfg.model.name, cfg.model.flavor, cfg.model.switches(), vocab_size,
-                               max_batch, max_seq);
+                               max_batch, max_seq, checkpoint);
 }
 
 std::unique_ptr<Optimizer> make_model_optimizer(const JobConfig& cfg, LanguageModel& model) {
