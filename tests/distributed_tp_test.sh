@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Tensor parallelism over MPI (OpenMPI on loopback), tiny_qknorm_softcap with final_softcap:
-# - TP=2 and DP×TP = 2×2 reproduce the single-process loss and gradient-norm curves at the same
+# - TP=2 (also with activation checkpointing) and DP×TP = 2×2 reproduce the single-process loss and gradient-norm curves at the same
 #   global batch (relative difference <= 1e-5 at each of 20 steps);
 # - checkpoints hold full tensors: a TP=2 checkpoint resumes on one process, and a one-process
 #   checkpoint on TP=2, each continuing within 1e-5 of the run that wrote it; the files carry
@@ -54,6 +54,11 @@ mpirun_np 4 "$agpt" "${train_args[@]}" --parallelism.tensor_parallel_degree 2 \
 check dp2tp2_run $? "$(tail -5 "$work/dp2tp2.log")"
 compare single dp2tp2 1
 check dp2tp2_matches_single $? "curves differ"
+mpirun_np 2 "$agpt" "${train_args[@]}" --parallelism.tensor_parallel_degree 2 \
+    --activation_checkpoint.mode full --job.name tp2_recompute >"$work/tp2_recompute.log" 2>&1
+check tp2_recompute_run $? "$(tail -5 "$work/tp2_recompute.log")"
+compare single tp2_recompute 1
+check tp2_recompute_matches_single $? "curves differ"
 
 # The same tensor names, dtypes and shapes as a one-process checkpoint (HF export reads them).
 /usr/bin/python3 - "$work/single/checkpoints/step-20/model.safetensors" \
