@@ -84,7 +84,9 @@ class Transformer final : public LanguageModel {
     std::size_t activation_bytes() const override;
 
     // MoE layers (empty for a dense model), in layer order, and the routed assignments per expert
-    // each has counted since the last update_expert_bias() (training forwards only).
+    // each has counted since the last update_expert_bias() (training forwards only). Under full
+    // activation checkpointing the layers share their buffers, so a layer's last-forward routing
+    // (experts(), gates(), scores(), last_load()) is that of the MoE layer run last.
     std::vector<int> moe_layer_ids() const;
     const MoeFfn<float>& moe_layer(int layer) const;
     // Aux-loss-free balancing (DeepSeek-V3): bias += coeff·sign(mean load − load), centred, per
