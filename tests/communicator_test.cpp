@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <memory>
 #include <numeric>
 #include <string>
 #include <vector>
@@ -79,6 +80,24 @@ TEST(WorldCommunicator, BucketedGradientAllReduceEqualsOneAllReduce) {
     EXPECT_EQ(g, whole);
 }
 
+TEST(WorldCommunicator, SplitFormsGroupsByColorOrderedByKey) {
+    Communicator& c = world_communicator();
+    const int r = c.rank(), n = c.size();
+    // Two colors (even and odd ranks), ordered within a group by descending world rank.
+    const auto group = c.split(r % 2, -r);
+    const int members = (n - r % 2 + 1) / 2;
+    ASSERT_EQ(group->size(), members);
+    EXPECT_EQ(group->rank(), members - 1 - r / 2);
+    // A sum over the group adds the world ranks of one parity only.
+    double sum = r;
+    group->all_reduce(&sum, 1, ReduceOp::Sum);
+    double want = 0;
+    for (int q = r % 2; q < n; q += 2) want += q;
+    EXPECT_EQ(sum, want);
+    // The world still reduces over everyone after the split.
+    EXPECT_EQ(c.all_reduce_value(1.0, ReduceOp::Sum), n);
+}
+
 // Records the ranges it is asked to reduce, as a rank of a world of 2 that adds 1 to each.
 class RecordingCommunicator final : public Communicator {
   public:
@@ -97,6 +116,7 @@ class RecordingCommunicator final : public Communicator {
     void all_to_all(const float*, float*, std::size_t) override {}
     void broadcast(void*, std::size_t, int) override {}
     void barrier() override {}
+    std::unique_ptr<Communicator> split(int, int) override { return nullptr; }
     [[noreturn]] void abort(int) override { std::abort(); }
 };
 
@@ -201,6 +221,46 @@ TEST(ParallelMesh, InvalidMeshesAreRefusedWithTheNumbers) {
     EXPECT_EQ(mesh_error(cfg, 3),
               "parallelism.tensor_parallel_degree = 3: the model's 4 attention heads and 2 KV "
               "heads must both be divisible by it");
+    // TP = 2 over 4 ranks: DP 2 × TP 2, the TP ranks of a replica neighbours.
+    cfg.parallelism.tensor_parallel_degree = 2;
+    const ParallelMesh tp2 =
+        resolve_parallel_mesh(cfg, resolve_model_args(cfg.model.flavor, cfg.model.switches()), 4);
+    EXPECT_EQ(tp2.describe(), "DP 2 × TP 2 × EP 1 = 4 ranks, ZeRO-0");
+    EXPECT_EQ(tp2.data_parallel_rank(3), 1);
+    EXPECT_EQ(tp2.tensor_parallel_rank(3), 1);
+    EXPECT_EQ(tp2.tensor_parallel_rank(2), 0);
+    cfg.optimizer.name = "muon";
+    EXPECT_EQ(mesh_error(cfg, 2),
+              "parallelism.tensor_parallel_degree = 2 with optimizer muon: its orthogonalisation "
+              "needs whole matrices and TP ranks hold slices; use an element-wise optimizer "
+              "(AdamW, Lion, SPAM, AdEMAMix, ScheduleFreeAdamW) or tensor_parallel_degree = 1");
+    cfg.optimizer.name = "SophiaG";
+    EXPECT_EQ(mesh_error(cfg, 2),
+              "parallelism.tensor_parallel_degree = 2 with optimizer SophiaG: its Hessian "
+              "estimate samples labels per rank; use an element-wise optimizer (AdamW, Lion, "
+              "SPAM, AdEMAMix, ScheduleFreeAdamW) or tensor_parallel_degree = 1");
+    cfg.optimizer.name = "AdamW";
+    cfg.parallelism.zero = 1;
+    EXPECT_EQ(mesh_error(cfg, 2),
+              "parallelism.zero = 1 with tensor_parallel_degree = 2: ZeRO-1 over "
+              "tensor-parallel shards is not implemented; use parallelism.zero = 0");
+    cfg.parallelism.zero = 0;
+    cfg.model.flavor = "moe_tiny";  // 4 heads: divisible; MoE is not covered
+    EXPECT_EQ(mesh_error(cfg, 2),
+              "parallelism.tensor_parallel_degree = 2: tensor parallelism covers the dense agpt "
+              "flavors only, not agpt/moe_tiny");
+    cfg.model.flavor = "tiny";
+    ModelArgs odd_ffn = resolve_model_args("tiny", {});
+    odd_ffn.ffn_hidden_override = 193;
+    try {
+        resolve_parallel_mesh(cfg, odd_ffn, 2);
+        ADD_FAILURE() << "an FFN width of 193 was accepted for TP = 2";
+    } catch (const Error& e) {
+        EXPECT_STREQ(e.what(),
+                     "parallelism.tensor_parallel_degree = 2: the model's FFN width 193 must be "
+                     "divisible by it");
+    }
+    EXPECT_EQ(mesh_error(cfg, 2), "");
     cfg.parallelism.tensor_parallel_degree = 1;
     cfg.parallelism.expert_parallel_degree = 2;
     EXPECT_EQ(mesh_error(cfg, 2),

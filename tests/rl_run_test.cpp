@@ -6,6 +6,7 @@
 #include <fstream>
 #include <sstream>
 
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
@@ -186,6 +187,32 @@ TEST_F(RlRun, SftResumesExactly) {
     fs::remove_all(fs::path(a.run_dir) / "checkpoints" / "step-10");  // resume from step 5
     run_sft(load_job_config("", o), nullptr);
     EXPECT_TRUE(read_bytes(last / "model.safetensors") == weights);
+}
+
+// sft and rl train the policy under [activation_checkpoint]; full gives the same weights, bit for
+// bit.
+TEST_F(RlRun, ActivationCheckpointingLeavesTheSameWeights) {
+    auto weights_after = [&](ConfigOverrides o, const std::string& name, const std::string& mode,
+                             bool grpo) {
+        const int steps = grpo ? 2 : 6;
+        for (auto& [k, v] : o) {
+            if (k == "training.steps") v = std::to_string(steps);
+            if (k == "job.name") v = fmt::format("{}_{}", name, mode);
+        }
+        o.push_back({"checkpoint.enable", "true"});
+        o.push_back({"activation_checkpoint.mode", mode});
+        const JobConfig cfg = load_job_config("", o);
+        const std::string run =
+            grpo ? run_grpo(cfg, nullptr).run_dir : run_sft(cfg, nullptr).run_dir;
+        return read_bytes(fs::path(run) / "checkpoints" / fmt::format("step-{}", steps) /
+                          "model.safetensors");
+    };
+    const std::string sft_none = weights_after(sft_overrides("x"), "sft_ac", "none", false);
+    EXPECT_FALSE(sft_none.empty());
+    EXPECT_TRUE(sft_none == weights_after(sft_overrides("x"), "sft_ac", "full", false));
+    const std::string rl_none = weights_after(rl_overrides("x"), "rl_ac", "none", true);
+    EXPECT_FALSE(rl_none.empty());
+    EXPECT_TRUE(rl_none == weights_after(rl_overrides("x"), "rl_ac", "full", true));
 }
 
 TEST_F(RlRun, BadInputGetsOneClearError) {

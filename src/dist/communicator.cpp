@@ -31,6 +31,9 @@ class SingleProcessCommunicator final : public Communicator {
         if (root != 0) fail("broadcast from rank {} in a one-rank job", root);
     }
     void barrier() override {}
+    std::unique_ptr<Communicator> split(int, int) override {
+        return std::make_unique<SingleProcessCommunicator>();
+    }
     [[noreturn]] void abort(int exit_code) override { std::_Exit(exit_code); }
 };
 

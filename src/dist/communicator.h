@@ -42,6 +42,10 @@ class Communicator {
     virtual void all_to_all(const float* in, float* out, std::size_t count) = 0;
     virtual void broadcast(void* data, std::size_t bytes, int root) = 0;
     virtual void barrier() = 0;
+    // Collective over this communicator: ranks passing the same color form one sub-group,
+    // ordered by key (then by rank here). The mesh's DP and TP groups (docs/distributed.md).
+    // A sub-group must be destroyed before the communicator it came from.
+    virtual std::unique_ptr<Communicator> split(int color, int key) = 0;
     // Ends every rank of the job now (a rank that cannot go on must not leave the others
     // waiting in a collective).
     [[noreturn]] virtual void abort(int exit_code) = 0;

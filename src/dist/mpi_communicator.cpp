@@ -55,21 +55,33 @@ MPI_Datatype mpi_type<double>() {
 
 class MpiCommunicator final : public Communicator {
   public:
-    MpiCommunicator() {
+    // MPI_COMM_WORLD: initialises MPI, and finalizes it when destroyed.
+    MpiCommunicator() : comm_(MPI_COMM_WORLD), world_(true) {
         int initialized = 0;
         MPI_Initialized(&initialized);
         if (!initialized) {
             int provided = 0;
             check(MPI_Init_thread(nullptr, nullptr, MPI_THREAD_FUNNELED, &provided), "init");
         }
-        MPI_Comm_rank(MPI_COMM_WORLD, &rank_);
-        MPI_Comm_size(MPI_COMM_WORLD, &size_);
+        MPI_Comm_rank(comm_, &rank_);
+        MPI_Comm_size(comm_, &size_);
+    }
+    // A sub-group (split): freed, not finalized. It must not outlive the world communicator.
+    explicit MpiCommunicator(MPI_Comm comm) : comm_(comm), world_(false) {
+        MPI_Comm_rank(comm_, &rank_);
+        MPI_Comm_size(comm_, &size_);
     }
     ~MpiCommunicator() override {
         int finalized = 0;
         MPI_Finalized(&finalized);
-        if (!finalized) MPI_Finalize();
+        if (finalized) return;
+        if (world_)
+            MPI_Finalize();
+        else
+            MPI_Comm_free(&comm_);
     }
+    MpiCommunicator(const MpiCommunicator&) = delete;
+    MpiCommunicator& operator=(const MpiCommunicator&) = delete;
     int rank() const override { return rank_; }
     int size() const override { return size_; }
     std::string backend() const override { return "mpi"; }
@@ -83,35 +95,39 @@ class MpiCommunicator final : public Communicator {
     void reduce_scatter(const float* in, float* out, std::size_t count, ReduceOp op) override {
         if (count > kMaxChunk) fail("reduce_scatter of {} values per rank is too large", count);
         check(MPI_Reduce_scatter_block(in, out, static_cast<int>(count), MPI_FLOAT, mpi_op(op),
-                                       MPI_COMM_WORLD),
+                                       comm_),
               "reduce_scatter");
         if (op == ReduceOp::Avg) scale(out, count);
     }
     void all_gather(const float* in, float* out, std::size_t count) override {
         if (count > kMaxChunk) fail("all_gather of {} values per rank is too large", count);
         check(MPI_Allgather(in, static_cast<int>(count), MPI_FLOAT, out, static_cast<int>(count),
-                            MPI_FLOAT, MPI_COMM_WORLD),
+                            MPI_FLOAT, comm_),
               "all_gather");
     }
     void all_to_all(const float* in, float* out, std::size_t count) override {
         if (count > kMaxChunk) fail("all_to_all of {} values per rank is too large", count);
         check(MPI_Alltoall(in, static_cast<int>(count), MPI_FLOAT, out, static_cast<int>(count),
-                           MPI_FLOAT, MPI_COMM_WORLD),
+                           MPI_FLOAT, comm_),
               "all_to_all");
     }
     void broadcast(void* data, std::size_t bytes, int root) override {
         auto* p = static_cast<char*>(data);
         for (std::size_t done = 0; done < bytes; done += kMaxChunk) {
             const std::size_t n = std::min(kMaxChunk, bytes - done);
-            check(MPI_Bcast(p + done, static_cast<int>(n), MPI_BYTE, root, MPI_COMM_WORLD),
-                  "broadcast");
+            check(MPI_Bcast(p + done, static_cast<int>(n), MPI_BYTE, root, comm_), "broadcast");
         }
     }
-    void barrier() override { check(MPI_Barrier(MPI_COMM_WORLD), "barrier"); }
+    void barrier() override { check(MPI_Barrier(comm_), "barrier"); }
+    std::unique_ptr<Communicator> split(int color, int key) override {
+        MPI_Comm sub = MPI_COMM_NULL;
+        check(MPI_Comm_split(comm_, color, key, &sub), "comm_split");
+        return std::make_unique<MpiCommunicator>(sub);
+    }
     [[noreturn]] void abort(int exit_code) override {
         std::fflush(stdout);
         std::fflush(stderr);
-        MPI_Abort(MPI_COMM_WORLD, exit_code);
+        MPI_Abort(MPI_COMM_WORLD, exit_code);  // the whole job, from any group
         std::_Exit(exit_code);
     }
 
@@ -121,7 +137,7 @@ class MpiCommunicator final : public Communicator {
         for (std::size_t done = 0; done < n; done += kMaxChunk) {
             const std::size_t m = std::min(kMaxChunk, n - done);
             check(MPI_Allreduce(MPI_IN_PLACE, data + done, static_cast<int>(m), mpi_type<T>(),
-                                mpi_op(op), MPI_COMM_WORLD),
+                                mpi_op(op), comm_),
                   "all_reduce");
         }
         if (op == ReduceOp::Avg) scale(data, n);
@@ -131,6 +147,8 @@ class MpiCommunicator final : public Communicator {
         const T inv = T(1) / static_cast<T>(size_);
         for (std::size_t i = 0; i < n; i++) data[i] *= inv;
     }
+    MPI_Comm comm_;
+    bool world_;
     int rank_ = 0, size_ = 1;
 };
 

@@ -1,5 +1,8 @@
 #include "dist/parallel_mesh.h"
 
+#include <algorithm>
+#include <cctype>
+
 #include "core/error.h"
 
 namespace agpt {
@@ -43,11 +46,36 @@ ParallelMesh resolve_parallel_mesh(const JobConfig& cfg, const ModelArgs& args, 
             "parallelism.expert_parallel_degree = {}: the model (agpt/{}) has no experts; expert "
             "parallelism needs a MoE flavor",
             mesh.expert_parallel, cfg.model.flavor);
-    if (mesh.tensor_parallel > 1)
-        fail(
-            "parallelism.tensor_parallel_degree = {}: tensor parallelism is not implemented yet; "
-            "use data parallelism (tensor_parallel_degree = 1)",
-            mesh.tensor_parallel);
+    if (mesh.tensor_parallel > 1) {
+        const int n = mesh.tensor_parallel;
+        if (cfg.model.name != "agpt" || args.mla || args.is_moe())
+            fail(
+                "parallelism.tensor_parallel_degree = {}: tensor parallelism covers the dense "
+                "agpt flavors only, not {}/{}",
+                n, cfg.model.name, cfg.model.flavor);
+        if (args.ffn_hidden() % n != 0)
+            fail(
+                "parallelism.tensor_parallel_degree = {}: the model's FFN width {} must be "
+                "divisible by it",
+                n, args.ffn_hidden());
+        std::string optimizer = cfg.optimizer.name;  // names match case-insensitively
+        std::transform(optimizer.begin(), optimizer.end(), optimizer.begin(),
+                       [](unsigned char c) { return std::tolower(c); });
+        if (optimizer == "muon" || optimizer == "mano" || optimizer == "sophiag")
+            fail(
+                "parallelism.tensor_parallel_degree = {} with optimizer {}: {}; use an "
+                "element-wise optimizer (AdamW, Lion, SPAM, AdEMAMix, ScheduleFreeAdamW) or "
+                "tensor_parallel_degree = 1",
+                n, cfg.optimizer.name,
+                optimizer == "sophiag"
+                    ? "its Hessian estimate samples labels per rank"
+                    : "its orthogonalisation needs whole matrices and TP ranks hold slices");
+        if (mesh.zero == 1)
+            fail(
+                "parallelism.zero = 1 with tensor_parallel_degree = {}: ZeRO-1 over tensor-"
+                "parallel shards is not implemented; use parallelism.zero = 0",
+                n);
+    }
     const auto& t = cfg.training;
     const int per_step = t.local_batch_size * mesh.data_parallel;
     if (t.global_batch_size != -1 && t.global_batch_size % per_step != 0)

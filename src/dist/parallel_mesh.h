@@ -17,13 +17,17 @@ struct ParallelMesh {
     // Position of `rank` on the data-parallel axis. Ranks are laid out data-parallel outermost
     // (as torchtitan's mesh ["dp", "tp"]): rank = dp_index · (TP · EP) + inner index.
     int data_parallel_rank(int rank) const { return rank / (tensor_parallel * expert_parallel); }
+    // Position on the tensor-parallel axis (the innermost with EP = 1): the TP ranks of one
+    // data-parallel replica are neighbours, rank = dp_index · TP + tp_index.
+    int tensor_parallel_rank(int rank) const { return rank % tensor_parallel; }
     std::string describe() const;  // "DP 2 × TP 1 × EP 1 = 2 ranks, ZeRO-0"
 };
 
 // Infers data_parallel_degree = -1 from the world size and refuses, with the numbers named, a
 // world size that is not the product of the degrees, attention heads (or KV heads) not
 // divisible by TP, expert parallelism on a model without experts, a global batch that the data
-// ranks cannot split evenly, and degrees this build does not implement yet.
+// ranks cannot split evenly, and what tensor parallelism does not cover (another model family,
+// MLA/MoE, an FFN width not divisible by TP, matrix optimizers, ZeRO-1).
 ParallelMesh resolve_parallel_mesh(const JobConfig& cfg, const ModelArgs& args, int world_size);
 
 }  // namespace agpt

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <tuple>
 #include <utility>
 
 #include "core/error.h"
@@ -43,11 +44,13 @@ struct LayerActs {
 
 namespace {
 
-LayerActs layer_layout(const ModelArgs& a, std::size_t N) {
-    const std::size_t D = a.dim, F = a.ffn_hidden(), Q = a.qkv_dim(),
-                      A = static_cast<std::size_t>(a.n_heads) * a.head_dim();
+// with_input false: the layer's input lives elsewhere (activation checkpointing), x is empty.
+LayerActs layer_layout(const ModelArgs& a, const Transformer::Widths& w, std::size_t N,
+                       bool with_input) {
+    const std::size_t D = a.dim, F = w.ffn, Q = w.qkv,
+                      A = static_cast<std::size_t>(w.heads) * a.head_dim();
     const std::size_t qk_heads =
-        a.qk_norm && !a.mla ? static_cast<std::size_t>(a.n_heads + a.n_kv_heads) : 0;
+        a.qk_norm && !a.mla ? static_cast<std::size_t>(w.heads + w.kv_heads) : 0;
     const std::size_t gqa = a.mla ? 0 : 1;  // MLA keeps its own activations (model/mla.h)
     LayerActs l{};
     std::size_t o = 0;
@@ -56,18 +59,18 @@ LayerActs layer_layout(const ModelArgs& a, std::size_t N) {
         o += n;
         return at;
     };
-    l.x = take(N * D);
+    l.x = take(with_input ? N * D : 0);
     l.anorm = take(N * D);
     l.arstd = take(N);
     l.qkv = take(gqa * N * Q);
     l.qk_raw = take(N * qk_heads * a.head_dim());
     l.qk_rstd = take(N * qk_heads);
     l.attn = take(gqa * N * A);
-    l.lse = take(gqa * N * a.n_heads);
+    l.lse = take(gqa * N * w.heads);
     l.h = take(N * D);
     l.fnorm = take(N * D);
     l.frstd = take(N);
-    l.h13 = take(N * a.ffn_in_dim());
+    l.h13 = take(N * w.ffn_in);
     l.gate = take(N * F);
     l.size = o;
     return l;
@@ -106,8 +109,9 @@ MoeShape moe_shape_of(const ModelArgs& a) {
             a.moe_hidden, a.router,    a.aux_loss_alpha};
 }
 
-Transformer::Transformer(const ModelArgs& args, int max_batch, int max_seq)
-    : args_(args), max_batch_(max_batch), max_seq_(max_seq) {
+Transformer::Transformer(const ModelArgs& args, int max_batch, int max_seq,
+                         ActivationCheckpoint checkpoint, TensorParallel tp)
+    : args_(args), max_batch_(max_batch), max_seq_(max_seq), checkpoint_(checkpoint), tp_(tp) {
     if (!args.mla && args.dim % args.n_heads != 0)
         fail("model: dim {} is not divisible by n_heads {}", args.dim, args.n_heads);
     if (!args.mla && args.n_heads % args.n_kv_heads != 0)
@@ -118,38 +122,68 @@ Transformer::Transformer(const ModelArgs& args, int max_batch, int max_seq)
                                     std::pair{"final_softcap", args.final_softcap}})
         if (!(cap >= 0.0) || !std::isfinite(cap))
             fail("model: {} {} must be 0 (off) or a positive cap", what, cap);
+    const int n = tp.degree;
+    if (tp.active()) {
+        if (args.mla || args.is_moe())
+            fail("model: tensor parallelism covers the dense agpt flavors only, not MLA/MoE");
+        if (args.n_heads % n != 0 || args.n_kv_heads % n != 0 || args.ffn_hidden() % n != 0)
+            fail(
+                "model: {} heads, {} KV heads and FFN width {} must all be divisible by the "
+                "tensor-parallel degree {}",
+                args.n_heads, args.n_kv_heads, args.ffn_hidden(), n);
+        if (args.vocab_size < n)
+            fail("model: vocabulary {} is smaller than the tensor-parallel degree {}",
+                 args.vocab_size, n);
+        if (tp.group == nullptr || tp.group->size() != n || tp.group->rank() != tp.rank)
+            fail("model: the tensor-parallel group does not match rank {} of {}", tp.rank, n);
+    }
+    w_.heads = args.n_heads / n;
+    w_.kv_heads = args.n_kv_heads / n;
+    w_.ffn = args.ffn_hidden() / n;
+    w_.ffn_in = args.ffn_in_dim() / n;
+    w_.qkv = args.qkv_dim() / n;
+    std::tie(w_.vocab_first, w_.vocab_rows) = vocab_range(args.vocab_size, tp.rank, n);
     build_views();
     params_.assign(views_.back().offset + views_.back().numel(), 0.0f);
     grads_.assign(params_.size(), 0.0f);
 
     const std::size_t N = static_cast<std::size_t>(max_batch) * max_seq;
-    const std::size_t D = args.dim, F = args.ffn_hidden(), Q = args.qkv_dim(),
-                      A = args.mla ? 0 : static_cast<std::size_t>(args.n_heads) * args.head_dim(),
+    const std::size_t D = args.dim, F = w_.ffn, Q = w_.qkv,
+                      A = args.mla ? 0 : static_cast<std::size_t>(w_.heads) * args.head_dim(),
                       QK = args.qk_norm && !args.mla
-                               ? static_cast<std::size_t>(args.n_heads + args.n_kv_heads) *
-                                     args.head_dim()
+                               ? static_cast<std::size_t>(w_.heads + w_.kv_heads) * args.head_dim()
                                : 0;
-    const LayerActs l = layer_layout(args, N);
-    // Layers, then the residual stream after the last layer, the final norm and its rstd.
-    acts_.assign(l.size * args.n_layers + 2 * N * D + N, 0.0f);
+    const bool full = checkpoint == ActivationCheckpoint::full;
+    const LayerActs l = layer_layout(args, w_, N, !full);
+    // none: the layers, then the residual stream after the last layer, the final norm and its
+    // rstd. full: every layer's input and the stream after the last layer, one layer's working
+    // set, the final norm and its rstd.
+    acts_.assign(full ? (args.n_layers + 1) * N * D + l.size + N * D + N
+                      : l.size * args.n_layers + 2 * N * D + N,
+                 0.0f);
     // Backward: residual gradient, then per-layer temporaries reused by every layer.
-    dacts_.assign(
-        N * D + N * D + N * F + N * args.ffn_in_dim() + N * A + (args.mla ? 0 : N * Q) + N * QK,
-        0.0f);
+    dacts_.assign(N * D + N * D + N * F + w_.ffn_in * N + N * A + (args.mla ? 0 : N * Q) + N * QK,
+                  0.0f);
     scratch_.assign(
-        lm_head_scratch_size(head_chunk(static_cast<int>(N), args.vocab_size), args.vocab_size),
+        lm_head_scratch_size(head_chunk(static_cast<int>(N), args.vocab_size), w_.vocab_rows),
         0.0f);
+    if (tp.active()) qk_norm_grads_.assign(2 * static_cast<std::size_t>(args.head_dim()), 0.0f);
     const int half = args.head_dim() / 2;
     rope_cos_.resize(static_cast<std::size_t>(max_seq) * half);
     rope_sin_.resize(static_cast<std::size_t>(max_seq) * half);
     rope_tables<float>(rope_cos_.data(), rope_sin_.data(), max_seq, args.head_dim(),
                        args.rope_theta);
+    std::shared_ptr<MoeFfn<float>::Buffers> moe_buffers;
     for (int layer = 0; layer < args.n_layers; layer++) {
-        if (args.mla)
+        if (args.mla && (!full || layer == 0))
             mla_.push_back(std::make_unique<Mla<float>>(mla_shape_of(args), max_batch, max_seq));
-        moe_.push_back(args.is_moe_layer(layer) ? std::make_unique<MoeFfn<float>>(
-                                                      moe_shape_of(args), max_batch * max_seq)
-                                                : nullptr);
+        if (!args.is_moe_layer(layer)) {
+            moe_.push_back(nullptr);
+            continue;
+        }
+        moe_.push_back(
+            std::make_unique<MoeFfn<float>>(moe_shape_of(args), max_batch * max_seq, moe_buffers));
+        if (full) moe_buffers = moe_.back()->buffers();
     }
 }
 
@@ -236,12 +270,28 @@ void Transformer::update_expert_bias(double coeff) {
 void Transformer::build_views() {
     const int D = args_.dim, hd = args_.head_dim(), F = args_.ffn_hidden();
     std::size_t off = 0;
-    auto add = [&](std::string name, std::vector<int> shape, std::string role) {
+    using Split = ShardSpec::Split;
+    // shape: the full tensor's; the view gets this rank's part of it.
+    auto add = [&](std::string name, std::vector<int> shape, std::string role,
+                   Split split = Split::replicated) {
+        ShardSpec s;
+        s.split = tp_.active() ? split : Split::replicated;
+        if (s.split == Split::replicated) {
+            s.rows = 1;
+            for (int d : shape) s.rows *= d;
+        } else {
+            s.rows = shape[0];
+            s.cols = shape[1];
+            int& along = s.split == Split::rows ? shape[0] : shape[1];
+            std::tie(s.first, s.count) = vocab_range(along, tp_.rank, tp_.degree);
+            along = s.count;
+        }
         ParamView v{std::move(name), off, std::move(shape), std::move(role)};
         off += v.numel();
         views_.push_back(std::move(v));
+        shards_.push_back(s);
     };
-    add("tok_embeddings.weight", {args_.vocab_size, D}, "embedding");
+    add("tok_embeddings.weight", {args_.vocab_size, D}, "embedding", Split::rows);
     for (int i = 0; i < args_.n_layers; i++) {
         const std::string p = "layers." + std::to_string(i) + ".";
         add(p + "attention_norm.weight", {D}, "norm");
@@ -262,10 +312,12 @@ void Transformer::build_views() {
             add(p + "attention.wo.weight", {D, H * args_.v_head_dim}, "attention");
         } else {
             // wq, wk, wv are adjacent: together they are the fused (H+2·KV)·hd × D projection.
-            add(p + "attention.wq.weight", {args_.n_heads * hd, D}, "attention");
-            add(p + "attention.wk.weight", {args_.n_kv_heads * hd, D}, "attention");
-            add(p + "attention.wv.weight", {args_.n_kv_heads * hd, D}, "attention");
-            add(p + "attention.wo.weight", {D, args_.n_heads * hd}, "attention");
+            // Under TP each holds this rank's heads, so the local fused projection is again
+            // q | k | v of the local heads.
+            add(p + "attention.wq.weight", {args_.n_heads * hd, D}, "attention", Split::rows);
+            add(p + "attention.wk.weight", {args_.n_kv_heads * hd, D}, "attention", Split::rows);
+            add(p + "attention.wv.weight", {args_.n_kv_heads * hd, D}, "attention", Split::rows);
+            add(p + "attention.wo.weight", {D, args_.n_heads * hd}, "attention", Split::columns);
         }
         if (args_.qk_norm &&
             !args_.mla) {  // one weight per head dimension, shared by the heads (as Qwen3)
@@ -289,12 +341,13 @@ void Transformer::build_views() {
             continue;
         }
         // SwiGLU: w1 then w3, the fused 2F × D gate/up projection. ReLU²: w1 alone.
-        add(p + "feed_forward.w1.weight", {F, D}, "ffn");
-        if (args_.ffn == FfnType::swiglu) add(p + "feed_forward.w3.weight", {F, D}, "ffn");
-        add(p + "feed_forward.w2.weight", {D, F}, "ffn");
+        add(p + "feed_forward.w1.weight", {F, D}, "ffn", Split::rows);
+        if (args_.ffn == FfnType::swiglu)
+            add(p + "feed_forward.w3.weight", {F, D}, "ffn", Split::rows);
+        add(p + "feed_forward.w2.weight", {D, F}, "ffn", Split::columns);
     }
     add("norm.weight", {D}, "norm");
-    add("output.weight", {args_.vocab_size, D}, "head");
+    add("output.weight", {args_.vocab_size, D}, "head", Split::rows);
 }
 
 const ParamView& Transformer::view(const std::string& name) const {
@@ -307,7 +360,10 @@ std::size_t Transformer::activation_bytes() const {
     std::size_t bytes = (acts_.size() + dacts_.size() + scratch_.size()) * sizeof(float);
     for (const auto& m : mla_) bytes += m->bytes();
     for (const auto& m : moe_)
-        if (m) bytes += m->bytes();
+        if (m) {
+            bytes += m->bytes();
+            if (checkpoint_ == ActivationCheckpoint::full) break;  // one set of shared buffers
+        }
     return bytes;
 }
 
@@ -317,26 +373,26 @@ void Transformer::init_weights(const std::string& scheme, uint64_t seed) {
     const double D = args_.dim;
     const double linear_std = scheme == "agpt" ? std::sqrt(2.0 / (5.0 * D)) : 0.02;
     Rng rng(seed);
-    for (const auto& v : views_) {
-        float* p = params_.data() + v.offset;
-        const std::size_t n = v.numel();
+    // Under TP every rank draws the full tensor from the same stream and keeps its part, so the
+    // weights are those of one rank.
+    auto fill = [&](const ParamView& v, float* p, std::size_t n) {
         if (v.role == "norm") {
             std::fill(p, p + n, 1.0f);
-            continue;
+            return;
         }
         if (v.role == "expert_bias") {
             std::fill(p, p + n, 0.0f);
-            continue;
+            return;
         }
         if (v.role == "embedding") {
             for (std::size_t i = 0; i < n; i++) p[i] = static_cast<float>(rng.normal());
-            continue;
+            return;
         }
         if (v.role == "head") {
             const double std = 1.0 / std::sqrt(D);
             for (std::size_t i = 0; i < n; i++)
                 p[i] = static_cast<float>(rng.trunc_normal(std, -3 * std, 3 * std));
-            continue;
+            return;
         }
         double std = linear_std;
         const bool output_proj = v.name.ends_with("wo.weight") || v.name.ends_with("w2.weight") ||
@@ -349,11 +405,55 @@ void Transformer::init_weights(const std::string& scheme, uint64_t seed) {
         // torch.nn.init.trunc_normal_'s default bounds are absolute ±2.
         for (std::size_t i = 0; i < n; i++)
             p[i] = static_cast<float>(rng.trunc_normal(std, -2.0, 2.0));
+    };
+    std::vector<float> full;
+    for (std::size_t i = 0; i < views_.size(); i++) {
+        const ShardSpec& s = shards_[i];
+        float* p = params_.data() + views_[i].offset;
+        if (s.split == ShardSpec::Split::replicated) {
+            fill(views_[i], p, views_[i].numel());
+            continue;
+        }
+        full.resize(s.full_numel());
+        fill(views_[i], full.data(), full.size());
+        take_shard(s, full.data(), p);
     }
+}
+
+void Transformer::sum_over_tp(float* p, std::size_t n) {
+    if (tp_.active()) tp_.group->all_reduce(p, n, ReduceOp::Sum);
+}
+
+void Transformer::start_residual(float* out, const float* residual, std::size_t n) {
+    if (tp_.rank == 0)
+        std::memcpy(out, residual, sizeof(float) * n);
+    else
+        std::fill(out, out + n, 0.0f);
 }
 
 void Transformer::zero_grad() {
     std::fill(grads_.begin(), grads_.end(), 0.0f);
+}
+
+float* Transformer::layer_input(int layer) {
+    const std::size_t maxN = static_cast<std::size_t>(max_batch_) * max_seq_;
+    if (checkpoint_ == ActivationCheckpoint::full) return acts_.data() + maxN * args_.dim * layer;
+    const LayerActs l = layer_layout(args_, w_, maxN, true);
+    return acts_.data() + l.size * layer + (layer == args_.n_layers ? 0 : l.x);
+}
+
+float* Transformer::layer_saved(int layer) {
+    const std::size_t maxN = static_cast<std::size_t>(max_batch_) * max_seq_;
+    if (checkpoint_ == ActivationCheckpoint::full)
+        return layer_input(args_.n_layers) + maxN * args_.dim;
+    return acts_.data() + layer_layout(args_, w_, maxN, true).size * layer;
+}
+
+float* Transformer::final_norm_out() {
+    const std::size_t maxN = static_cast<std::size_t>(max_batch_) * max_seq_;
+    if (checkpoint_ == ActivationCheckpoint::full)
+        return layer_saved(0) + layer_layout(args_, w_, maxN, false).size;
+    return layer_input(args_.n_layers) + maxN * args_.dim;
 }
 
 void Transformer::forward(const int32_t* tokens, int B, int T) {
@@ -363,69 +463,74 @@ void Transformer::forward(const int32_t* tokens, int B, int T) {
         if (tokens[i] < 0 || tokens[i] >= args_.vocab_size)
             fail("model: token id {} at position {} is outside the vocabulary [0, {})", tokens[i],
                  i, args_.vocab_size);
-    const int N = B * T, D = args_.dim, F = args_.ffn_hidden(), Q = args_.qkv_dim(),
-              H = args_.n_heads, KV = args_.n_kv_heads, hd = args_.head_dim(), A = H * hd,
-              QK = (H + KV) * hd, FI = args_.ffn_in_dim();
+    const int N = B * T, D = args_.dim;
     const std::size_t maxN = static_cast<std::size_t>(max_batch_) * max_seq_;
-    const LayerActs l = layer_layout(args_, maxN);
-    const float eps = static_cast<float>(args_.norm_eps);
-    float* acts = acts_.data();
-    embedding_forward<float>(acts + l.x, tokens, param("tok_embeddings.weight"), N, D);
-    for (int layer = 0; layer < args_.n_layers; layer++) {
-        float* a = acts + l.size * layer;
-        float* x_next =
-            layer + 1 < args_.n_layers ? a + l.size + l.x : acts + l.size * args_.n_layers;
-        const std::string p = "layers." + std::to_string(layer) + ".";
-        rmsnorm_forward<float>(a + l.anorm, a + l.arstd, a + l.x,
-                               param(p + "attention_norm.weight"), N, D,
-                               static_cast<float>(args_.norm_eps));
-        if (args_.mla) {
-            std::memcpy(a + l.h, a + l.x, sizeof(float) * N * D);
-            mla_[layer]->forward(a + l.h, a + l.anorm, mla_weights(layer), B, T);
-        } else {
-            matmul_forward<float>(a + l.qkv, a + l.anorm, param(p + "attention.wq.weight"), N, D,
-                                  Q);
-            if (args_.qk_norm) {
-                // Keep q|k before the norm for backward, then normalise each head in place.
-                float* raw = a + l.qk_raw;
-                for (int n = 0; n < N; n++)
-                    std::memcpy(raw + static_cast<std::size_t>(n) * QK,
-                                a + l.qkv + static_cast<std::size_t>(n) * Q, sizeof(float) * QK);
-                rmsnorm_heads_forward<float>(a + l.qkv, Q, a + l.qk_rstd, raw, QK,
-                                             param(p + "attention.q_norm.weight"), N, H, hd, eps);
-                rmsnorm_heads_forward<float>(a + l.qkv + H * hd, Q, a + l.qk_rstd + maxN * H,
-                                             raw + H * hd, QK, param(p + "attention.k_norm.weight"),
-                                             N, KV, hd, eps);
-            }
-            rope_forward<float>(a + l.qkv, rope_cos_.data(), rope_sin_.data(), B, T, H + KV, hd, Q);
-            attention_forward<float>(a + l.attn, a + l.lse, a + l.qkv, B, T, H, KV, hd,
-                                     static_cast<float>(args_.attn_softcap));
-            std::memcpy(a + l.h, a + l.x, sizeof(float) * N * D);
-            matmul_forward<float>(a + l.h, a + l.attn, param(p + "attention.wo.weight"), N, A, D,
-                                  true);
-        }
-        rmsnorm_forward<float>(a + l.fnorm, a + l.frstd, a + l.h, param(p + "ffn_norm.weight"), N,
-                               D, static_cast<float>(args_.norm_eps));
-        if (moe_[layer]) {
-            std::memcpy(x_next, a + l.h, sizeof(float) * N * D);
-            moe_[layer]->forward(x_next, a + l.fnorm, moe_weights(layer), N, count_load_, T);
-            continue;
-        }
-        matmul_forward<float>(a + l.h13, a + l.fnorm, param(p + "feed_forward.w1.weight"), N, D,
-                              FI);
-        if (args_.ffn == FfnType::swiglu)
-            swiglu_forward<float>(a + l.gate, a + l.h13, N, F);
-        else
-            relu2_forward<float>(a + l.gate, a + l.h13, N, F);
-        std::memcpy(x_next, a + l.h, sizeof(float) * N * D);
-        matmul_forward<float>(x_next, a + l.gate, param(p + "feed_forward.w2.weight"), N, F, D,
-                              true);
+    if (tp_.active()) {
+        embedding_forward_rows<float>(layer_input(0), tokens, param("tok_embeddings.weight"), N, D,
+                                      w_.vocab_first, w_.vocab_rows);
+        sum_over_tp(layer_input(0), static_cast<std::size_t>(N) * D);
+    } else {
+        embedding_forward<float>(layer_input(0), tokens, param("tok_embeddings.weight"), N, D);
     }
-    float* x_final = acts + l.size * args_.n_layers;
-    float* xf_norm = x_final + maxN * D;
-    float* xf_rstd = xf_norm + maxN * D;
-    rmsnorm_forward<float>(xf_norm, xf_rstd, x_final, param("norm.weight"), N, D,
-                           static_cast<float>(args_.norm_eps));
+    for (int layer = 0; layer < args_.n_layers; layer++) forward_layer(layer, B, T);
+    float* xf_norm = final_norm_out();
+    rmsnorm_forward<float>(xf_norm, xf_norm + maxN * D, layer_input(args_.n_layers),
+                           param("norm.weight"), N, D, static_cast<float>(args_.norm_eps));
+}
+
+void Transformer::forward_layer(int layer, int B, int T, bool recompute) {
+    const int N = B * T, D = args_.dim, F = w_.ffn, Q = w_.qkv, H = w_.heads, KV = w_.kv_heads,
+              hd = args_.head_dim(), A = H * hd, QK = (H + KV) * hd, FI = w_.ffn_in;
+    const std::size_t maxN = static_cast<std::size_t>(max_batch_) * max_seq_;
+    const LayerActs l = layer_layout(args_, w_, maxN, checkpoint_ == ActivationCheckpoint::none);
+    const float eps = static_cast<float>(args_.norm_eps);
+    const float* x = layer_input(layer);
+    float* a = layer_saved(layer);
+    float* x_next = layer_input(layer + 1);
+    const std::size_t ND = static_cast<std::size_t>(N) * D;
+    const std::string p = "layers." + std::to_string(layer) + ".";
+    rmsnorm_forward<float>(a + l.anorm, a + l.arstd, x, param(p + "attention_norm.weight"), N, D,
+                           eps);
+    if (args_.mla) {
+        std::memcpy(a + l.h, x, sizeof(float) * N * D);
+        mla_at(layer).forward(a + l.h, a + l.anorm, mla_weights(layer), B, T);
+    } else {
+        matmul_forward<float>(a + l.qkv, a + l.anorm, param(p + "attention.wq.weight"), N, D, Q);
+        if (args_.qk_norm) {
+            // Keep q|k before the norm for backward, then normalise each head in place.
+            float* raw = a + l.qk_raw;
+            for (int n = 0; n < N; n++)
+                std::memcpy(raw + static_cast<std::size_t>(n) * QK,
+                            a + l.qkv + static_cast<std::size_t>(n) * Q, sizeof(float) * QK);
+            rmsnorm_heads_forward<float>(a + l.qkv, Q, a + l.qk_rstd, raw, QK,
+                                         param(p + "attention.q_norm.weight"), N, H, hd, eps);
+            rmsnorm_heads_forward<float>(a + l.qkv + H * hd, Q, a + l.qk_rstd + maxN * H,
+                                         raw + H * hd, QK, param(p + "attention.k_norm.weight"), N,
+                                         KV, hd, eps);
+        }
+        rope_forward<float>(a + l.qkv, rope_cos_.data(), rope_sin_.data(), B, T, H + KV, hd, Q);
+        attention_forward<float>(a + l.attn, a + l.lse, a + l.qkv, B, T, H, KV, hd,
+                                 static_cast<float>(args_.attn_softcap));
+        start_residual(a + l.h, x, ND);
+        matmul_forward<float>(a + l.h, a + l.attn, param(p + "attention.wo.weight"), N, A, D, true);
+        sum_over_tp(a + l.h, ND);
+    }
+    rmsnorm_forward<float>(a + l.fnorm, a + l.frstd, a + l.h, param(p + "ffn_norm.weight"), N, D,
+                           eps);
+    if (moe_[layer]) {
+        std::memcpy(x_next, a + l.h, sizeof(float) * N * D);
+        moe_[layer]->forward(x_next, a + l.fnorm, moe_weights(layer), N, count_load_, T);
+        return;
+    }
+    matmul_forward<float>(a + l.h13, a + l.fnorm, param(p + "feed_forward.w1.weight"), N, D, FI);
+    if (args_.ffn == FfnType::swiglu)
+        swiglu_forward<float>(a + l.gate, a + l.h13, N, F);
+    else
+        relu2_forward<float>(a + l.gate, a + l.h13, N, F);
+    if (recompute) return;
+    start_residual(x_next, a + l.h, ND);
+    matmul_forward<float>(x_next, a + l.gate, param(p + "feed_forward.w2.weight"), N, F, D, true);
+    sum_over_tp(x_next, ND);
 }
 
 double Transformer::forward_loss(const int32_t* tokens, const int32_t* targets, int B, int T) {
@@ -441,9 +546,14 @@ double Transformer::head_loss(const int32_t* targets, int B, int T, double grad_
             fail("model: target id {} at position {} is outside the vocabulary [0, {})", targets[i],
                  i, V);
     const std::size_t maxN = static_cast<std::size_t>(max_batch_) * max_seq_;
-    const LayerActs l = layer_layout(args_, maxN);
-    const float* xf_norm = acts_.data() + l.size * args_.n_layers + maxN * D;
+    const float* xf_norm = final_norm_out();
     float* d_xf = backward ? dacts_.data() + maxN * D : nullptr;
+    if (tp_.active())
+        return vocab_parallel_cross_entropy(
+            d_xf, backward ? grad("output.weight") : nullptr, xf_norm, param("output.weight"),
+            targets, N, D, w_.vocab_first, w_.vocab_rows, static_cast<float>(grad_scale),
+            scratch_.data(), head_chunk(static_cast<int>(maxN), V),
+            static_cast<float>(args_.final_softcap), head_row_scale_, head_row_loss_, tp_);
     if (d_xf) std::fill(d_xf, d_xf + static_cast<std::size_t>(N) * D, 0.0f);
     return lm_head_cross_entropy<float>(
         d_xf, backward ? grad("output.weight") : nullptr, xf_norm, param("output.weight"), targets,
@@ -459,12 +569,33 @@ double Transformer::forward_backward(const int32_t* tokens, const int32_t* targe
     count_load_ = false;
     const double loss_sum = head_loss(targets, B, T, grad_scale, true);
 
-    const int N = B * T, D = args_.dim, F = args_.ffn_hidden(), Q = args_.qkv_dim(),
-              H = args_.n_heads, KV = args_.n_kv_heads, hd = args_.head_dim(), A = H * hd,
-              QK = (H + KV) * hd, FI = args_.ffn_in_dim();
+    const int N = B * T, D = args_.dim;
     const std::size_t maxN = static_cast<std::size_t>(max_batch_) * max_seq_;
-    const LayerActs l = layer_layout(args_, maxN);
-    float* acts = acts_.data();
+    float* dres = dacts_.data();      // gradient of the residual stream, (N,D)
+    float* d_norm = dres + maxN * D;  // the head wrote d(final norm output) here
+    const float* x_final = layer_input(args_.n_layers);
+    std::fill(dres, dres + static_cast<std::size_t>(N) * D, 0.0f);
+    rmsnorm_backward<float>(dres, grad("norm.weight"), d_norm, x_final, param("norm.weight"),
+                            final_norm_out() + maxN * D, N, D);
+    for (int layer = args_.n_layers - 1; layer >= 0; layer--) {
+        if (checkpoint_ == ActivationCheckpoint::full) forward_layer(layer, B, T, true);
+        backward_layer(layer, B, T, grad_scale);
+    }
+    if (tp_.active())
+        embedding_backward_rows<float>(grad("tok_embeddings.weight"), dres, tokens, N, D,
+                                       w_.vocab_first, w_.vocab_rows);
+    else
+        embedding_backward<float>(grad("tok_embeddings.weight"), dres, tokens, N, D);
+    return loss_sum;
+}
+
+void Transformer::backward_layer(int layer, int B, int T, double grad_scale) {
+    const int N = B * T, D = args_.dim, F = w_.ffn, Q = w_.qkv, H = w_.heads, KV = w_.kv_heads,
+              hd = args_.head_dim(), A = H * hd, QK = (H + KV) * hd, FI = w_.ffn_in;
+    const std::size_t maxN = static_cast<std::size_t>(max_batch_) * max_seq_;
+    const LayerActs l = layer_layout(args_, w_, maxN, checkpoint_ == ActivationCheckpoint::none);
+    const float* x = layer_input(layer);
+    const float* a = layer_saved(layer);
     float* dres = dacts_.data();      // gradient of the residual stream, (N,D)
     float* d_norm = dres + maxN * D;  // gradient of a norm's output, (N,D)
     float* d_gate = d_norm + maxN * D;
@@ -474,92 +605,105 @@ double Transformer::forward_backward(const int32_t* tokens, const int32_t* targe
     float* d_qk = d_qkv + maxN * Q;  // QK-norm: gradient of q|k before the norm, (N, QK)
     auto zero = [](float* p, std::size_t n) { std::fill(p, p + n, 0.0f); };
     const std::size_t ND = static_cast<std::size_t>(N) * D;
-
-    // The head wrote d(final norm output) into d_norm.
-    float* x_final = acts + l.size * args_.n_layers;
-    zero(dres, ND);
-    rmsnorm_backward<float>(dres, grad("norm.weight"), d_norm, x_final, param("norm.weight"),
-                            x_final + 2 * maxN * D, N, D);
-    for (int layer = args_.n_layers - 1; layer >= 0; layer--) {
-        float* a = acts + l.size * layer;
-        const std::string p = "layers." + std::to_string(layer) + ".";
-        // FFN: x_next = h + w2(swiglu(w1|w3 · ffn_norm(h)))  or  h + w2(relu2(w1 · ffn_norm(h)))
-        if (moe_[layer]) {
-            zero(d_norm, ND);
-            moe_[layer]->backward(d_norm, moe_grads(layer), dres, a + l.fnorm, moe_weights(layer),
-                                  N, grad_scale * N);
-        } else {
-            zero(d_gate, static_cast<std::size_t>(N) * F);
-            matmul_backward<float>(d_gate, grad(p + "feed_forward.w2.weight"), dres, a + l.gate,
-                                   param(p + "feed_forward.w2.weight"), N, F, D);
-            zero(d_h13, static_cast<std::size_t>(N) * FI);
-            if (args_.ffn == FfnType::swiglu)
-                swiglu_backward<float>(d_h13, d_gate, a + l.h13, N, F);
-            else
-                relu2_backward<float>(d_h13, d_gate, a + l.h13, N, F);
-            zero(d_norm, ND);
-            matmul_backward<float>(d_norm, grad(p + "feed_forward.w1.weight"), d_h13, a + l.fnorm,
-                                   param(p + "feed_forward.w1.weight"), N, D, FI);
-        }
-        rmsnorm_backward<float>(dres, grad(p + "ffn_norm.weight"), d_norm, a + l.h,
-                                param(p + "ffn_norm.weight"), a + l.frstd, N, D);
-        // Attention: h = x + wo · attn(rope(qk_norm(wqkv · attention_norm(x))))
-        if (args_.mla) {
-            zero(d_norm, ND);
-            mla_[layer]->backward(d_norm, mla_grads(layer), dres, a + l.anorm, mla_weights(layer),
-                                  B, T);
-        } else {
-            zero(d_attn, static_cast<std::size_t>(N) * A);
-            matmul_backward<float>(d_attn, grad(p + "attention.wo.weight"), dres, a + l.attn,
-                                   param(p + "attention.wo.weight"), N, A, D);
-            zero(d_qkv, static_cast<std::size_t>(N) * Q);
-            attention_backward<float>(d_qkv, d_attn, a + l.qkv, a + l.attn, a + l.lse, B, T, H, KV,
-                                      hd, static_cast<float>(args_.attn_softcap));
-            rope_backward<float>(d_qkv, rope_cos_.data(), rope_sin_.data(), B, T, H + KV, hd, Q);
-            if (args_.qk_norm) {
-                // d_qkv's q|k columns hold d(normalised q|k); replace them with d(raw q|k).
-                const float* raw = a + l.qk_raw;
-                zero(d_qk, static_cast<std::size_t>(N) * QK);
-                rmsnorm_heads_backward<float>(d_qk, QK, grad(p + "attention.q_norm.weight"), d_qkv,
-                                              Q, raw, QK, param(p + "attention.q_norm.weight"),
-                                              a + l.qk_rstd, N, H, hd);
-                rmsnorm_heads_backward<float>(
-                    d_qk + H * hd, QK, grad(p + "attention.k_norm.weight"), d_qkv + H * hd, Q,
-                    raw + H * hd, QK, param(p + "attention.k_norm.weight"),
-                    a + l.qk_rstd + maxN * H, N, KV, hd);
-                for (int n = 0; n < N; n++)
-                    std::memcpy(d_qkv + static_cast<std::size_t>(n) * Q,
-                                d_qk + static_cast<std::size_t>(n) * QK, sizeof(float) * QK);
-            }
-            zero(d_norm, ND);
-            matmul_backward<float>(d_norm, grad(p + "attention.wq.weight"), d_qkv, a + l.anorm,
-                                   param(p + "attention.wq.weight"), N, D, Q);
-        }
-        rmsnorm_backward<float>(dres, grad(p + "attention_norm.weight"), d_norm, a + l.x,
-                                param(p + "attention_norm.weight"), a + l.arstd, N, D);
+    const std::string p = "layers." + std::to_string(layer) + ".";
+    // FFN: x_next = h + w2(swiglu(w1|w3 · ffn_norm(h)))  or  h + w2(relu2(w1 · ffn_norm(h)))
+    if (moe_[layer]) {
+        zero(d_norm, ND);
+        moe_[layer]->backward(d_norm, moe_grads(layer), dres, a + l.fnorm, moe_weights(layer), N,
+                              grad_scale * N);
+    } else {
+        zero(d_gate, static_cast<std::size_t>(N) * F);
+        matmul_backward<float>(d_gate, grad(p + "feed_forward.w2.weight"), dres, a + l.gate,
+                               param(p + "feed_forward.w2.weight"), N, F, D);
+        zero(d_h13, static_cast<std::size_t>(N) * FI);
+        if (args_.ffn == FfnType::swiglu)
+            swiglu_backward<float>(d_h13, d_gate, a + l.h13, N, F);
+        else
+            relu2_backward<float>(d_h13, d_gate, a + l.h13, N, F);
+        zero(d_norm, ND);
+        matmul_backward<float>(d_norm, grad(p + "feed_forward.w1.weight"), d_h13, a + l.fnorm,
+                               param(p + "feed_forward.w1.weight"), N, D, FI);
+        // Column-parallel w1|w3 (and wq|wk|wv below) leave each TP rank a partial input
+        // gradient: summed over the group before the replicated norm's backward, whose weight
+        // gradient is then the same on every rank.
+        sum_over_tp(d_norm, ND);
     }
-    embedding_backward<float>(grad("tok_embeddings.weight"), dres, tokens, N, D);
-    return loss_sum;
+    rmsnorm_backward<float>(dres, grad(p + "ffn_norm.weight"), d_norm, a + l.h,
+                            param(p + "ffn_norm.weight"), a + l.frstd, N, D);
+    // Attention: h = x + wo · attn(rope(qk_norm(wqkv · attention_norm(x))))
+    if (args_.mla) {
+        zero(d_norm, ND);
+        mla_at(layer).backward(d_norm, mla_grads(layer), dres, a + l.anorm, mla_weights(layer), B,
+                               T);
+    } else {
+        zero(d_attn, static_cast<std::size_t>(N) * A);
+        matmul_backward<float>(d_attn, grad(p + "attention.wo.weight"), dres, a + l.attn,
+                               param(p + "attention.wo.weight"), N, A, D);
+        zero(d_qkv, static_cast<std::size_t>(N) * Q);
+        attention_backward<float>(d_qkv, d_attn, a + l.qkv, a + l.attn, a + l.lse, B, T, H, KV, hd,
+                                  static_cast<float>(args_.attn_softcap));
+        rope_backward<float>(d_qkv, rope_cos_.data(), rope_sin_.data(), B, T, H + KV, hd, Q);
+        if (args_.qk_norm) {
+            // d_qkv's q|k columns hold d(normalised q|k); replace them with d(raw q|k).
+            const float* raw = a + l.qk_raw;
+            zero(d_qk, static_cast<std::size_t>(N) * QK);
+            // Under TP each rank sees its own heads only: this backward's q/k-norm weight
+            // gradients are summed over the group before they are accumulated.
+            float* dq_norm = grad(p + "attention.q_norm.weight");
+            float* dk_norm = grad(p + "attention.k_norm.weight");
+            if (tp_.active()) {
+                dq_norm = qk_norm_grads_.data();
+                dk_norm = dq_norm + hd;
+                zero(dq_norm, 2 * static_cast<std::size_t>(hd));
+            }
+            rmsnorm_heads_backward<float>(d_qk, QK, dq_norm, d_qkv, Q, raw, QK,
+                                          param(p + "attention.q_norm.weight"), a + l.qk_rstd, N, H,
+                                          hd);
+            rmsnorm_heads_backward<float>(d_qk + H * hd, QK, dk_norm, d_qkv + H * hd, Q,
+                                          raw + H * hd, QK, param(p + "attention.k_norm.weight"),
+                                          a + l.qk_rstd + maxN * H, N, KV, hd);
+            if (tp_.active()) {
+                sum_over_tp(dq_norm, 2 * static_cast<std::size_t>(hd));
+                float* gq = grad(p + "attention.q_norm.weight");
+                float* gk = grad(p + "attention.k_norm.weight");
+                for (int i = 0; i < hd; i++) {
+                    gq[i] += dq_norm[i];
+                    gk[i] += dk_norm[i];
+                }
+            }
+            for (int n = 0; n < N; n++)
+                std::memcpy(d_qkv + static_cast<std::size_t>(n) * Q,
+                            d_qk + static_cast<std::size_t>(n) * QK, sizeof(float) * QK);
+        }
+        zero(d_norm, ND);
+        matmul_backward<float>(d_norm, grad(p + "attention.wq.weight"), d_qkv, a + l.anorm,
+                               param(p + "attention.wq.weight"), N, D, Q);
+        sum_over_tp(d_norm, ND);
+    }
+    rmsnorm_backward<float>(dres, grad(p + "attention_norm.weight"), d_norm, x,
+                            param(p + "attention_norm.weight"), a + l.arstd, N, D);
 }
 
 void Transformer::forward_logits(const int32_t* tokens, int B, int T, float* out) {
     forward(tokens, B, T);
-    const std::size_t maxN = static_cast<std::size_t>(max_batch_) * max_seq_;
-    const LayerActs l = layer_layout(args_, maxN);
-    const float* xf_norm = acts_.data() + l.size * args_.n_layers + maxN * args_.dim;
-    matmul_forward<float>(out, xf_norm, param("output.weight"), B * T, args_.dim, args_.vocab_size);
-    softcap_forward<float>(out, static_cast<long>(B) * T * args_.vocab_size,
+    head_logits(final_norm_out(), B * T, out);
+}
+
+void Transformer::head_logits(const float* x, int N, float* out) {
+    const int V = args_.vocab_size, Vl = w_.vocab_rows;
+    std::vector<float> shard;  // forward-only (validation, sampling): not part of the arena
+    if (tp_.active()) shard.resize(static_cast<std::size_t>(N) * Vl);
+    float* local = tp_.active() ? shard.data() : out;
+    matmul_forward<float>(local, x, param("output.weight"), N, args_.dim, Vl);
+    softcap_forward<float>(local, static_cast<long>(N) * Vl,
                            static_cast<float>(args_.final_softcap));
+    if (tp_.active()) gather_vocab_columns(local, out, N, V, tp_);
 }
 
 void Transformer::last_logits(const int32_t* tokens, int T, float* out) {
     forward(tokens, 1, T);
-    const std::size_t maxN = static_cast<std::size_t>(max_batch_) * max_seq_;
-    const LayerActs l = layer_layout(args_, maxN);
-    const float* last = acts_.data() + l.size * args_.n_layers + maxN * args_.dim +
-                        static_cast<std::size_t>(T - 1) * args_.dim;
-    matmul_forward<float>(out, last, param("output.weight"), 1, args_.dim, args_.vocab_size);
-    softcap_forward<float>(out, args_.vocab_size, static_cast<float>(args_.final_softcap));
+    const float* last = final_norm_out() + static_cast<std::size_t>(T - 1) * args_.dim;
+    head_logits(last, 1, out);
 }
 
 void Transformer::token_logprobs(const int32_t* tokens, const int32_t* targets, int B, int T,

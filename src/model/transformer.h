@@ -3,7 +3,9 @@
 // call the kernel layer. ModelArgs' switches select QK-norm (q_norm/k_norm weights per layer),
 // attention-logit and final-logit soft-capping and the ReLU² FFN (w1, w2; no w3). Parameters and
 // gradients live in one flat buffer each; every tensor is a named view into them. Activations for
-// backward live in an arena sized for (max_batch, max_seq).
+// backward live in an arena sized for (max_batch, max_seq): every layer's (ActivationCheckpoint::
+// none) or each layer's input plus one layer's working set, the layer's forward recomputed right
+// before its backward (full; losses and gradients bit-identical to none).
 //
 // Intended use:
 //   Transformer model(args, B, T);
@@ -20,6 +22,7 @@
 #include "model/mla.h"
 #include "model/model_args.h"
 #include "model/moe.h"
+#include "model/tensor_parallel.h"
 
 namespace agpt {
 
@@ -29,9 +32,15 @@ MoeShape moe_shape_of(const ModelArgs& args);
 
 class Transformer final : public LanguageModel {
   public:
-    Transformer(const ModelArgs& args, int max_batch, int max_seq);
+    // tp.degree > 1: this rank's shards only (model/tensor_parallel.h); dense models only.
+    Transformer(const ModelArgs& args, int max_batch, int max_seq,
+                ActivationCheckpoint checkpoint = ActivationCheckpoint::none,
+                TensorParallel tp = {});
 
     const ModelArgs& args() const { return args_; }
+    const TensorParallel& tensor_parallel() const { return tp_; }
+    // Where each view (same order as param_views()) sits in the full tensor.
+    const std::vector<ShardSpec>& shards() const { return shards_; }
     const std::vector<ParamView>& param_views() const override { return views_; }
     const ParamView& view(const std::string& name) const;  // throws Error when unknown
     std::vector<float>& params() override { return params_; }
@@ -75,7 +84,9 @@ class Transformer final : public LanguageModel {
     std::size_t activation_bytes() const override;
 
     // MoE layers (empty for a dense model), in layer order, and the routed assignments per expert
-    // each has counted since the last update_expert_bias() (training forwards only).
+    // each has counted since the last update_expert_bias() (training forwards only). Under full
+    // activation checkpointing the layers share their buffers, so a layer's last-forward routing
+    // (experts(), gates(), scores(), last_load()) is that of the MoE layer run last.
     std::vector<int> moe_layer_ids() const;
     const MoeFfn<float>& moe_layer(int layer) const;
     // Aux-loss-free balancing (DeepSeek-V3): bias += coeff·sign(mean load − load), centred, per
@@ -89,10 +100,22 @@ class Transformer final : public LanguageModel {
     // the returned cross-entropy.
     double moe_aux_loss() const;
 
+    // This rank's share of the sharded widths (all of them under TP = 1).
+    struct Widths {
+        int heads, kv_heads, ffn, ffn_in, qkv, vocab_first, vocab_rows;
+    };
+
   private:
     ModelArgs args_;
     int max_batch_, max_seq_;
+    ActivationCheckpoint checkpoint_;
+    TensorParallel tp_;
+    Widths w_;
     std::vector<ParamView> views_;
+    std::vector<ShardSpec> shards_;
+    // TP with QK-norm: one backward's q/k-norm weight gradients, summed over the group before
+    // they are accumulated.
+    std::vector<float> qk_norm_grads_;
     std::vector<float> params_, grads_;
     // (the arena and layer offsets are defined in transformer.cpp)
     struct Arena;
@@ -100,8 +123,11 @@ class Transformer final : public LanguageModel {
     std::vector<float> dacts_;
     std::vector<float> scratch_;
     std::vector<float> rope_cos_, rope_sin_;
-    std::vector<std::unique_ptr<Mla<float>>> mla_;     // per layer, MLA models only
-    std::vector<std::unique_ptr<MoeFfn<float>>> moe_;  // per layer, null for dense layers
+    // MLA models only: per layer, or one shared by all layers under checkpointing (mla_at).
+    std::vector<std::unique_ptr<Mla<float>>> mla_;
+    // Per layer, null for dense layers; under checkpointing all share one layer's buffers.
+    std::vector<std::unique_ptr<MoeFfn<float>>> moe_;
+    Mla<float>& mla_at(int layer) { return *mla_[mla_.size() == 1 ? 0 : layer]; }
     bool count_load_ = false;
     MlaWeights<float> mla_weights(int layer);
     MlaGrads<float> mla_grads(int layer);
@@ -109,7 +135,28 @@ class Transformer final : public LanguageModel {
     MoeGrads<float> moe_grads(int layer);
     void build_views();
     void forward(const int32_t* tokens, int B, int T);
+    // One layer's forward: reads layer_input(layer), saves what backward_layer needs and writes
+    // layer_input(layer + 1). recompute: the output is already saved (checkpointing), only the
+    // working set is rebuilt.
+    void forward_layer(int layer, int B, int T, bool recompute = false);
+    // One layer's backward after its forward: turns the residual gradient in dacts_ (w.r.t.
+    // layer_input(layer + 1)) into the gradient w.r.t. layer_input(layer) and accumulates the
+    // layer's parameter gradients.
+    void backward_layer(int layer, int B, int T, double grad_scale);
+    // The residual stream entering `layer` (N, D); layer n_layers: after the last layer.
+    float* layer_input(int layer);
+    // Start of one layer's saved activations (offsets: LayerActs in transformer.cpp).
+    float* layer_saved(int layer);
+    // The final norm's output (N, D), followed by its rstd (N).
+    float* final_norm_out();
     double head_loss(const int32_t* targets, int B, int T, double grad_scale, bool backward);
+    // Soft-capped logits (N, V) of the final hidden states x (N, dim), gathered over TP.
+    void head_logits(const float* x, int N, float* out);
+    // Sums n values over the TP group (no-op without TP).
+    void sum_over_tp(float* p, std::size_t n);
+    // Row-parallel wo and w2 leave partial sums on each TP rank: the residual enters on rank 0
+    // only (zeros elsewhere), and sum_over_tp completes the output.
+    void start_residual(float* out, const float* residual, std::size_t n);
     // Per-row weights and per-row losses of the next head_loss (token_logprobs and
     // forward_backward_weighted set them around a call).
     const float* head_row_scale_ = nullptr;

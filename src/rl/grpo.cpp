@@ -10,6 +10,7 @@
 
 #include "core/error.h"
 #include "core/timer.h"
+#include "model/model_zoo.h"
 #include "optim/grad_clip.h"
 #include "optim/lr_schedule.h"
 #include "rl/grpo_math.h"
@@ -89,7 +90,9 @@ GrpoSummary run_grpo(const JobConfig& given, std::FILE* progress) {
     encode_prompt(tokenizer, "");
     const ModelArgs args = init.model->args();
     const int T = rl_sequence_capacity(*init.model, rc.max_new_tokens);
-    Transformer model(args, micro, T), reference(args, micro, T);
+    // The policy trains (and follows [activation_checkpoint]); the reference only scores.
+    Transformer model(args, micro, T, activation_checkpoint_from(cfg.activation_checkpoint.mode)),
+        reference(args, micro, T);
     const fs::path init_ckpt = init.checkpoint_dir;
     init.model.reset();
     load_model_weights(init_ckpt.string(), model);

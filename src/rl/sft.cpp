@@ -9,6 +9,7 @@
 #include "core/timer.h"
 #include "data/tokenizer.h"
 #include "model/model_args.h"
+#include "model/model_zoo.h"
 #include "optim/grad_clip.h"
 #include "optim/lr_schedule.h"
 #include "rl/rollout.h"
@@ -52,7 +53,7 @@ SftSummary run_sft(const JobConfig& cfg, std::FILE* progress) {
     const uint64_t seed = static_cast<uint64_t>(cfg.training.seed);
     encode_prompt(tokenizer, "");  // fails early on a tokenizer without bos/eos
 
-    Transformer model(args, B, T);
+    Transformer model(args, B, T, activation_checkpoint_from(cfg.activation_checkpoint.mode));
     model.init_weights(cfg.model.init, seed);
     const auto optimizer = make_model_optimizer(cfg, model);
     if (optimizer->needs_hessian_hook())

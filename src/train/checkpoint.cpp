@@ -99,18 +99,59 @@ json verify(const fs::path& dir) {
     return manifest;
 }
 
+// The model when it holds tensor-parallel shards, else nullptr: checkpoints hold full tensors,
+// gathered on save and sliced on load.
+const Transformer* sharded_model(const LanguageModel& model) {
+    const auto* t = dynamic_cast<const Transformer*>(&model);
+    return t && t->tensor_parallel().active() ? t : nullptr;
+}
+
+const ShardSpec* shard_of(const Transformer* sharded, std::size_t view) {
+    if (sharded == nullptr) return nullptr;
+    const ShardSpec& s = sharded->shards()[view];
+    return s.split == ShardSpec::Split::replicated ? nullptr : &s;
+}
+
+std::vector<int64_t> shape64(const std::vector<int>& shape) {
+    return {shape.begin(), shape.end()};
+}
+
+// The view a per-parameter optimizer state tensor ("<prefix>.<view name>.<suffix>") belongs to,
+// when its shape is that view's local (full = false) or full shape; else -1.
+int state_view(const Transformer& m, const std::string& state_name,
+               const std::vector<int64_t>& shape, bool full) {
+    const auto& views = m.param_views();
+    for (std::size_t i = 0; i < views.size(); i++) {
+        if (state_name.find("." + views[i].name + ".") == std::string::npos) continue;
+        const std::vector<int> want =
+            full ? m.shards()[i].full_shape(views[i].shape) : views[i].shape;
+        if (shape == shape64(want)) return static_cast<int>(i);
+    }
+    return -1;
+}
+
 void read_model(const fs::path& file, LanguageModel& model, std::vector<float>& out) {
     const SafetensorsFile st(file.string());
+    const Transformer* sharded = sharded_model(model);
     out.assign(model.params().size(), 0.0f);
-    for (const auto& v : model.param_views()) {
+    std::vector<float> full;
+    for (std::size_t i = 0; i < model.param_views().size(); i++) {
+        const ParamView& v = model.param_views()[i];
+        const ShardSpec* shard = shard_of(sharded, i);
         const std::string hf = model.checkpoint_name(v.name);
         if (!st.contains(hf)) fail("{}: no tensor '{}'", file.string(), hf);
         const auto& t = st.tensor(hf);
-        const std::vector<int64_t> want(v.shape.begin(), v.shape.end());
+        const std::vector<int64_t> want = shape64(shard ? shard->full_shape(v.shape) : v.shape);
         if (t.shape != want)
             fail("{}: tensor '{}' has shape [{}], the model needs [{}]", file.string(), hf,
                  fmt::join(t.shape, ", "), fmt::join(want, ", "));
-        st.read_into<float>(hf, out.data() + v.offset, v.numel());
+        if (shard == nullptr) {
+            st.read_into<float>(hf, out.data() + v.offset, v.numel());
+            continue;
+        }
+        full.resize(shard->full_numel());
+        st.read_into<float>(hf, full.data(), full.size());
+        take_shard(*shard, full.data(), out.data() + v.offset);
     }
 }
 
@@ -120,27 +161,65 @@ std::string CheckpointStore::path_of(int step) const {
     return (fs::path(root_) / step_name(step)).string();
 }
 
+void check_tensor_parallel_state(const LanguageModel& model, Optimizer& optimizer) {
+    const Transformer* sharded = sharded_model(model);
+    if (sharded == nullptr) return;
+    for (const OptimStateTensor& t : optimizer.state_tensors())
+        if (!t.shape.empty() && state_view(*sharded, t.name, t.shape, false) < 0)
+            fail(
+                "optimizer {}: state '{}' is not a per-parameter tensor; tensor-parallel "
+                "checkpoints gather per-parameter state only (use checkpoint.enable = false or "
+                "tensor_parallel_degree = 1)",
+                optimizer.name(), t.name);
+}
+
 std::string CheckpointStore::save(const TrainState& state, LanguageModel& model,
                                   Optimizer* optimizer, const std::string& config_toml) const {
+    // Under TP every rank of the group gathers (collectives); its rank 0 writes.
+    const Transformer* sharded = sharded_model(model);
+    const bool writer = sharded == nullptr || sharded->tensor_parallel().rank == 0;
+    const TensorParallel tp = sharded ? sharded->tensor_parallel() : TensorParallel{};
+    std::vector<float> full;
+    SafetensorsWriter weights;
+    for (std::size_t i = 0; i < model.param_views().size(); i++) {
+        const ParamView& v = model.param_views()[i];
+        const float* data = model.params().data() + v.offset;
+        std::vector<int> shape = v.shape;
+        if (const ShardSpec* shard = shard_of(sharded, i)) {
+            full.resize(shard->full_numel());
+            gather_shard(*shard, data, full.data(), tp);
+            data = full.data();
+            shape = shard->full_shape(v.shape);
+        }
+        if (writer) weights.add<float>(model.checkpoint_name(v.name), shape64(shape), data);
+    }
+    weights.set_metadata("format", "pt");
+    SafetensorsWriter opt;
+    if (optimizer) {
+        for (const OptimStateTensor& t : optimizer->state_tensors()) {
+            const int view = sharded ? state_view(*sharded, t.name, t.shape, false) : -1;
+            const ShardSpec* shard = view >= 0 ? shard_of(sharded, view) : nullptr;
+            if (shard == nullptr) {
+                if (writer) opt.add_bytes(t.name, t.dtype, t.shape, t.data);
+                continue;
+            }
+            full.resize(shard->full_numel());
+            gather_shard(*shard, static_cast<const float*>(t.data), full.data(), tp);
+            if (writer)
+                opt.add<float>(t.name,
+                               shape64(shard->full_shape(sharded->param_views()[view].shape)),
+                               full.data());
+        }
+        opt.set_metadata("optimizer", optimizer->name());
+    }
+    if (!writer) return "";
+
     const fs::path final_dir = path_of(state.step);
     const fs::path tmp = final_dir.string() + ".tmp";
     fs::remove_all(tmp);  // debris of an interrupted save of the same step
     fs::create_directories(tmp);
-
-    SafetensorsWriter weights;
-    for (const auto& v : model.param_views())
-        weights.add<float>(model.checkpoint_name(v.name),
-                           std::vector<int64_t>(v.shape.begin(), v.shape.end()),
-                           model.params().data() + v.offset);
-    weights.set_metadata("format", "pt");
     weights.write((tmp / "model.safetensors").string());
-    if (optimizer) {
-        SafetensorsWriter opt;
-        for (const OptimStateTensor& t : optimizer->state_tensors())
-            opt.add_bytes(t.name, t.dtype, t.shape, t.data);
-        opt.set_metadata("optimizer", optimizer->name());
-        opt.write((tmp / "optimizer.safetensors").string());
-    }
+    if (optimizer) opt.write((tmp / "optimizer.safetensors").string());
     write_synced(tmp / "trainer_state.json", json{{"step", state.step},
                                                   {"loader_epoch", state.loader_epoch},
                                                   {"loader_position", state.loader_position},
@@ -233,9 +312,23 @@ TrainState CheckpointStore::load(int step, LanguageModel& model, Optimizer* opti
 
     if (optimizer) {
         std::map<std::string, SavedStateTensor> saved;
+        // Under TP, per-parameter state of sharded views is sliced like the parameters.
+        const Transformer* sharded = sharded_model(model);
+        std::vector<std::vector<float>> slices;
         for (const std::string& name : opt_file->names()) {
             const SafetensorsTensor& t = opt_file->tensor(name);
             saved[name] = {t.dtype, t.shape, opt_file->raw(name)};
+            const int view = sharded && t.dtype == SafetensorsDtype::F32
+                                 ? state_view(*sharded, name, t.shape, true)
+                                 : -1;
+            const ShardSpec* shard = view >= 0 ? shard_of(sharded, view) : nullptr;
+            if (shard == nullptr) continue;
+            std::vector<float> full(shard->full_numel());
+            opt_file->read_into<float>(name, full.data(), full.size());
+            slices.emplace_back(shard->local_numel());
+            take_shard(*shard, full.data(), slices.back().data());
+            saved[name] = {t.dtype, shape64(sharded->param_views()[view].shape),
+                           slices.back().data()};
         }
         try {
             optimizer->load_state(saved);
@@ -276,6 +369,11 @@ void load_model_weights(const std::string& step_dir, LanguageModel& model) {
         auto* llama = dynamic_cast<Transformer*>(&model);
         if (llama == nullptr)
             fail("{}: a Hugging Face Llama folder loads into the agpt family only", step_dir);
+        if (sharded_model(model))
+            fail(
+                "{}: a Hugging Face folder does not load into a tensor-parallel model; convert it "
+                "with agpt import --hf into a checkpoint step folder first",
+                step_dir);
         return load_hf_llama_weights(step_dir, *llama);
     }
     const fs::path dir(step_dir);

@@ -34,6 +34,9 @@ class CheckpointStore {
     const std::string& root() const { return root_; }
 
     // Writes step-N (optimizer may be null: a model-only checkpoint). Returns its folder.
+    // A tensor-parallel model (Transformer with TP) writes full tensors: every rank of its TP
+    // group calls save (the gathers are collective), rank 0 of the group writes and the others
+    // return "". load slices each rank's shards from the full tensors.
     std::string save(const TrainState& state, LanguageModel& model, Optimizer* optimizer,
                      const std::string& config_toml) const;
     // Steps of the folders that have a manifest, ascending.
@@ -55,6 +58,10 @@ class CheckpointStore {
   private:
     std::string root_;
 };
+
+// Under tensor parallelism, fails (naming the optimizer and tensor) when an optimizer state
+// tensor is not per-parameter, since save could not gather it. No-op otherwise.
+void check_tensor_parallel_state(const LanguageModel& model, Optimizer& optimizer);
 
 // Writes manifest.json for the files in tmp_dir (model.safetensors, optimizer.safetensors,
 // trainer_state.json, config.toml, whichever exist), fsyncs and renames tmp_dir to final_dir.

@@ -278,9 +278,18 @@ std::string routing_summary(const Optimizer& opt) {
 }  // namespace
 
 std::unique_ptr<LanguageModel> make_job_model(const JobConfig& cfg, int vocab_size, int max_batch,
-                                              int max_seq) {
+                                              int max_seq, const TensorParallel& tp) {
+    const ActivationCheckpoint checkpoint =
+        activation_checkpoint_from(cfg.activation_checkpoint.mode);
+    if (tp.active()) {
+        if (cfg.model.name != "agpt")
+            fail("model.name = {}: tensor parallelism covers the agpt family only", cfg.model.name);
+        ModelArgs args = resolve_model_args(cfg.model.flavor, cfg.model.switches());
+        if (vocab_size > 0) args.vocab_size = vocab_size;
+        return std::make_unique<Transformer>(args, max_batch, max_seq, checkpoint, tp);
+    }
     return make_language_model(cfg.model.name, cfg.model.flavor, cfg.model.switches(), vocab_size,
-                               max_batch, max_seq);
+                               max_batch, max_seq, checkpoint);
 }
 
 std::unique_ptr<Optimizer> make_model_optimizer(const JobConfig& cfg, LanguageModel& model) {
@@ -326,6 +335,21 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
             "would balance its experts on its own tokens and the replicas would drift apart)",
             cfg.model.flavor, mesh.data_parallel);
     const int accum = cfg.grad_accum_steps(mesh.data_parallel);
+    // Tensor parallelism: the ranks of one data-parallel replica form a TP group; gradients are
+    // all-reduced over the ranks that hold the same shards (the DP group).
+    std::unique_ptr<Communicator> tp_group, dp_group;
+    TensorParallel tp;
+    if (mesh.tensor_parallel > 1) {
+        tp.rank = mesh.tensor_parallel_rank(comm.rank());
+        tp.degree = mesh.tensor_parallel;
+        tp_group = comm.split(mesh.data_parallel_rank(comm.rank()), tp.rank);
+        dp_group = comm.split(tp.rank, mesh.data_parallel_rank(comm.rank()));
+        tp.group = tp_group.get();
+    }
+    Communicator& data_comm = dp_group ? *dp_group : comm;
+    // The ranks that run what rank 0 alone runs without TP (checkpoint gathers, validation, the
+    // sample): under TP the first replica's whole TP group, whose forwards are collective.
+    const bool lead_group = tp.active() ? mesh.data_parallel_rank(comm.rank()) == 0 : lead;
     const TrainingData data = open_training_data(
         cfg.training.dataset, tokenizer, cfg.validation.split, cfg.training.dataset_registry);
     const std::string& data_path = data.source;
@@ -370,7 +394,7 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
 
     // As torchtitan: the tokenizer sets the vocabulary.
     const std::unique_ptr<LanguageModel> model_ptr =
-        make_job_model(cfg, tokenizer.vocab_size(), B, T);
+        make_job_model(cfg, tokenizer.vocab_size(), B, T, tp);
     LanguageModel& model = *model_ptr;
     // MoE balancing and its metrics exist in the agpt family only.
     auto* agpt_model = dynamic_cast<Transformer*>(&model);
@@ -384,6 +408,7 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
                               optim_params_from(zero->owned_views(), model.params().data(),
                                                 model.grads().data()))
              : make_model_optimizer(cfg, model);
+    if (cfg.checkpoint.enable) check_tensor_parallel_state(model, *optimizer);
     // The micro-batches of the current step, kept for SophiaG's Hessian estimate.
     std::vector<int32_t> step_inputs(static_cast<std::size_t>(B) * T * accum);
     int current_step = 0;
@@ -441,13 +466,14 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
     // Checkpoints hold the evaluation weights (Schedule-Free's x), and the optimizer state
     // holds what training needs to go on.
     auto save = [&](int step, bool model_only) {
-        if (!lead) return 0.0;
+        if (!lead_group) return 0.0;
         Timer t;
         const TrainState state{step, loader.epoch(), loader.position(), mesh.data_parallel};
         optimizer->eval_mode();
         const std::string where =
             checkpoints.save(state, model, model_only ? nullptr : optimizer.get(), config_toml);
         optimizer->train_mode();
+        if (!lead) return 0.0;
         checkpoints.prune(cfg.checkpoint.keep_latest_k);
         log.line("checkpoint {} ({:.1f}s)", where, t.seconds());
         return t.seconds();
@@ -496,20 +522,22 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
             loss_sum += model.forward_backward(inputs, targets.data(), B, T, grad_scale);
             if (agpt_model != nullptr) aux_loss += agpt_model->moe_aux_loss() / accum;
         }
-        if (comm.size() > 1) {
+        if (data_comm.size() > 1) {
             // grad_scale is 1/global tokens: the sum over ranks is the global mean's gradient.
             if (zero)
                 zero->reduce_scatter_gradients(model.grads().data());
             else
-                all_reduce_gradients(comm, model.grads().data(), model.grads().size(),
+                all_reduce_gradients(data_comm, model.grads().data(), model.grads().size(),
                                      bucket_floats);
-            loss_sum = comm.all_reduce_value(loss_sum, ReduceOp::Sum);
+            loss_sum = data_comm.all_reduce_value(loss_sum, ReduceOp::Sum);
         }
         const double loss = loss_sum / static_cast<double>(tokens_per_step);
         if (!std::isfinite(loss)) fail("step {}: loss is {}; training diverged", step, loss);
         const double grad_norm =
-            zero
-                ? zero->clip_owned(model.grads().data(), cfg.training.max_norm)
+            zero ? zero->clip_owned(model.grads().data(), cfg.training.max_norm)
+            : tp.active()
+                ? clip_tensor_parallel_grad_norm(model.grads().data(), model.param_views(),
+                                                 agpt_model->shards(), cfg.training.max_norm, tp)
                 : clip_grad_norm(model.grads().data(), model.grads().size(), cfg.training.max_norm);
         current_step = step;
         optimizer->step(schedule.factor(step));
@@ -558,7 +586,8 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
                 row["moe_aux_loss"] = aux_loss;
             if (comm.size() > 1) {
                 row["ranks"] = comm.size();
-                row["tok_per_s_total"] = tok_spread.sum;
+                // The TP ranks of a replica process the same tokens.
+                row["tok_per_s_total"] = tok_spread.sum / mesh.tensor_parallel;
                 row["tok_per_s_min"] = tok_spread.min;
                 row["tok_per_s_max"] = tok_spread.max;
                 row["step_time_s_min"] = step_spread.min;
@@ -584,13 +613,13 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
             window_time = window_data = window_opt = 0.0;
             window_steps = 0;
         }
-        if (lead && cfg.validation.enable &&
+        if (lead_group && cfg.validation.enable &&
             (step % cfg.validation.freq == 0 || step == cfg.training.steps)) {
             optimizer->eval_mode();
             const double val = evaluate(model, data.val, B, T, cfg.validation.steps);
             optimizer->train_mode();
             summary.final_val_loss = val;
-            metrics->write({{"step", step}, {"val_loss", val}});
+            if (metrics) metrics->write({{"step", step}, {"val_loss", val}});
             if (tensorboard) tensorboard->scalars(step, {{"val_loss", val}});
             log.line("step {:>5}/{} | val_loss {:.4f}", step, cfg.training.steps, val);
         }
@@ -629,7 +658,7 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
         format_duration(run_timer.seconds()), summary.tok_per_s, summary.final_loss,
         summary.final_val_loss, peak_rss_gib());
 
-    if (lead && cfg.sample.max_new_tokens > 0) {
+    if (lead_group && cfg.sample.max_new_tokens > 0) {
         std::vector<int32_t> prompt = tokenizer.encode(cfg.sample.prompt);
         if (prompt.empty() && tokenizer.bos_id()) prompt.push_back(*tokenizer.bos_id());
         if (prompt.empty()) prompt.push_back(0);

@@ -7,6 +7,7 @@
 
 #include "dist/communicator.h"
 #include "model/language_model.h"
+#include "model/tensor_parallel.h"
 #include "optim/optimizer.h"
 #include "train/config.h"
 
@@ -34,9 +35,10 @@ std::string create_run_dir(const JobConfig& cfg);
 
 // The job's optimizer over the model's parameters, routed by role ([optimizer], optimizer.h).
 // The job's model (model.name's family and flavor, the switches) with the tokenizer's
-// vocabulary, its activations sized for (max_batch, max_seq); weights not initialised.
+// vocabulary, its activations sized for (max_batch, max_seq); weights not initialised. tp: this
+// rank's tensor-parallel shards (agpt family only).
 std::unique_ptr<LanguageModel> make_job_model(const JobConfig& cfg, int vocab_size, int max_batch,
-                                              int max_seq);
+                                              int max_seq, const TensorParallel& tp = {});
 
 std::unique_ptr<Optimizer> make_model_optimizer(const JobConfig& cfg, LanguageModel& model);
 
