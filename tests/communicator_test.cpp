@@ -68,6 +68,29 @@ TEST(WorldCommunicator, ReduceScatterAllGatherAllToAllBroadcast) {
     c.barrier();
 }
 
+// Rank r sends (r + b + 1) % 3 values 1000 r + 10 b + k to rank b: some blocks are empty, and each
+// rank learns what it receives from an all_to_all of the counts.
+TEST(WorldCommunicator, AllToAllVariableSizesWithEmptyBlocks) {
+    Communicator& c = world_communicator();
+    const int r = c.rank(), n = c.size();
+    std::vector<int> send_counts(n), recv_counts(n, -1);
+    std::vector<float> send;
+    for (int b = 0; b < n; b++) {
+        send_counts[b] = (r + b + 1) % 3;
+        for (int k = 0; k < send_counts[b]; k++) send.push_back(1000.0f * r + 10.0f * b + k);
+    }
+    c.all_to_all(send_counts.data(), recv_counts.data(), 1);
+    std::vector<float> expected;
+    for (int b = 0; b < n; b++) {
+        ASSERT_EQ(recv_counts[b], (b + r + 1) % 3) << "from rank " << b;
+        for (int k = 0; k < recv_counts[b]; k++) expected.push_back(1000.0f * b + 10.0f * r + k);
+    }
+    std::vector<float> recv(expected.size() + 1, -1.0f);  // one guard value past the end
+    c.all_to_all_v(send.data(), send_counts.data(), recv.data(), recv_counts.data());
+    EXPECT_EQ(std::vector<float>(recv.begin(), recv.end() - 1), expected);
+    EXPECT_EQ(recv.back(), -1.0f);
+}
+
 TEST(WorldCommunicator, BucketedGradientAllReduceEqualsOneAllReduce) {
     Communicator& c = world_communicator();
     std::vector<float> g(1003), whole(g.size());
@@ -95,6 +118,8 @@ class RecordingCommunicator final : public Communicator {
     void reduce_scatter(const float*, float*, std::size_t, ReduceOp) override {}
     void all_gather(const float*, float*, std::size_t) override {}
     void all_to_all(const float*, float*, std::size_t) override {}
+    void all_to_all(const int*, int*, std::size_t) override {}
+    void all_to_all_v(const float*, const int*, float*, const int*) override {}
     void broadcast(void*, std::size_t, int) override {}
     void barrier() override {}
     [[noreturn]] void abort(int) override { std::abort(); }

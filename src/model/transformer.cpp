@@ -233,6 +233,10 @@ void Transformer::update_expert_bias(double coeff) {
     }
 }
 
+void Transformer::sum_expert_loads(Communicator& comm) {
+    for (int layer : moe_layer_ids()) moe_[layer]->sum_load(comm);
+}
+
 void Transformer::build_views() {
     const int D = args_.dim, hd = args_.head_dim(), F = args_.ffn_hidden();
     std::size_t off = 0;

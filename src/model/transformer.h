@@ -23,6 +23,8 @@
 
 namespace agpt {
 
+class Communicator;
+
 // The MLA and MoE layer shapes of a model's args.
 MlaShape mla_shape_of(const ModelArgs& args);
 MoeShape moe_shape_of(const ModelArgs& args);
@@ -82,6 +84,9 @@ class Transformer final : public LanguageModel {
     // MoE layer, from the load counted since the last call; then resets the counts. coeff 0 only
     // resets them.
     void update_expert_bias(double coeff);
+    // Sums every MoE layer's counted load over comm's ranks (the data-parallel ranks, before
+    // update_expert_bias), so that the biases stay identical on every rank.
+    void sum_expert_loads(Communicator& comm);
     void after_optimizer_step() override { update_expert_bias(args_.load_balance_coeff); }
     // Σ over MoE layers of the last forward's sequence-level balance loss (aux_loss_alpha > 0;
     // else 0). forward_backward adds its gradient, weighted as grad_scale·B·T (so that with

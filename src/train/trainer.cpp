@@ -320,11 +320,6 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
         mesh_args.n_heads = mesh_args.n_kv_heads = g->args.n_heads;
     }
     const ParallelMesh mesh = resolve_parallel_mesh(cfg, mesh_args, comm.size());
-    if (mesh.data_parallel > 1 && mesh_args.is_moe())
-        fail(
-            "model.flavor = {}: MoE over {} data-parallel ranks is not supported yet (each rank "
-            "would balance its experts on its own tokens and the replicas would drift apart)",
-            cfg.model.flavor, mesh.data_parallel);
     const int accum = cfg.grad_accum_steps(mesh.data_parallel);
     const TrainingData data = open_training_data(
         cfg.training.dataset, tokenizer, cfg.validation.split, cfg.training.dataset_registry);
@@ -504,6 +499,12 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
                 all_reduce_gradients(comm, model.grads().data(), model.grads().size(),
                                      bucket_floats);
             loss_sum = comm.all_reduce_value(loss_sum, ReduceOp::Sum);
+            if (agpt_model != nullptr && agpt_model->args().is_moe()) {
+                // Every rank balances on the global load, so the expert biases stay identical;
+                // the balance loss is per sequence and needs only the gradient sum above.
+                agpt_model->sum_expert_loads(comm);
+                aux_loss = comm.all_reduce_value(aux_loss, ReduceOp::Avg);
+            }
         }
         const double loss = loss_sum / static_cast<double>(tokens_per_step);
         if (!std::isfinite(loss)) fail("step {}: loss is {}; training diverged", step, loss);
