@@ -4,7 +4,9 @@
 # - DP=2 reproduces the single-process loss curve at the same global batch (relative difference
 #   <= 1e-5 at each of 20 steps), logs the same global per-expert loads, and ends with the same
 #   expert biases (read from the step-20 checkpoints);
-# - DP=2 with ZeRO-1 (the expert biases are in no optimizer's range) equals DP=2 with ZeRO-0.
+# - DP=2 with ZeRO-1 (the expert biases are in no optimizer's range) equals DP=2 with ZeRO-0;
+# - expert parallelism EP=2 (4 of the 8 experts per rank, tokens exchanged all-to-all) reproduces
+#   the single-process loss curve and loads; EP=3 on 8 experts is refused with the numbers.
 # Usage: distributed_moe_test.sh path/to/agpt
 set -u
 agpt="$1"
@@ -33,6 +35,8 @@ mpirun_np 2 "$agpt" "${train_args[@]}" "${ckpt[@]}" --job.name dp2 >"$work/dp2.l
 check dp2_run $? "$(tail -5 "$work/dp2.log")"
 mpirun_np 2 "$agpt" "${train_args[@]}" --parallelism.zero 1 --job.name zero1 >"$work/zero1.log" 2>&1
 check zero1_run $? "$(tail -5 "$work/zero1.log")"
+mpirun_np 2 "$agpt" "${train_args[@]}" --parallelism.expert_parallel_degree 2 --job.name ep2 >"$work/ep2.log" 2>&1
+check ep2_run $? "$(tail -5 "$work/ep2.log")"
 
 /usr/bin/python3 - "$work" <<'PY'
 import json, struct, sys
@@ -70,11 +74,24 @@ assert moved > 0, "no expert bias moved"
 diff = max(abs(x - y) for k in ref for x, y in zip(ref[k], got[k]))
 print(f"expert biases after 20 steps: largest {moved:.2e}, largest DP=2 vs one-process difference {diff:.2e}")
 assert diff == 0, diff
+ep2 = rows("ep2")
+w = worst(single, ep2)
+print(f"moe_debug EP=2 vs one process: worst relative loss difference over 20 steps {w:.2e}")
+assert w <= 1e-5, w
+for a, b in zip(single, ep2):
+    assert a["moe_tokens_per_expert"] == b["moe_tokens_per_expert"], (a["step"], a["moe_tokens_per_expert"], b["moe_tokens_per_expert"])
 w = worst(dp2, zero1)
 print(f"moe_debug DP=2 ZeRO-1 vs ZeRO-0: worst relative loss difference {w:.2e}")
 assert w <= 1e-5, w
 PY
 check dp2_matches_single $? "see above"
+
+# Expert parallelism that cannot divide the experts (moe_debug has 8) is refused before any work.
+out=$(mpirun_np 3 "$agpt" "${train_args[@]}" --parallelism.expert_parallel_degree 3 --job.name ep3 2>&1)
+rc=$?
+[[ $rc -ne 0 ]] && grep -q "parallelism.expert_parallel_degree = 3: the model's 8 routed experts are not divisible by it" <<<"$out" &&
+    [[ ! -e "$work/ep3" ]]
+check ep3_refused $? "rc=$rc: $out"
 
 echo "distributed_moe: $passed passed, $failed failed"
 [[ $failed -eq 0 ]]

@@ -198,5 +198,57 @@ TEST(WorldCommunicator, MoeExpertParallelLayerEqualsTheLayerWithEveryExpert) {
     }
 }
 
+// A model whose routed experts are divided over the ranks starts from the full model's weights
+// (each rank the slice of its experts) and, on each rank's own batch, gives the same loss, the
+// same gradients of the replicated tensors and, per expert, the sum over ranks of the full
+// model's gradients.
+TEST(WorldCommunicator, ExpertParallelModelHasTheFullModelsWeightsLossAndGradients) {
+    Communicator& comm = world_communicator();
+    const int r = comm.rank(), n = comm.size();
+    ModelArgs a = find_flavor("moe_tiny")->args;
+    a.vocab_size = 97;
+    a.n_experts = 2 * n;
+    const int B = 2, T = 12;
+    Transformer full(a, B, T), sharded(a, B, T);
+    sharded.set_expert_parallel(&comm);
+    full.init_weights("agpt", 5);
+    sharded.init_weights("agpt", 5);
+    Rng rng(100 + static_cast<uint64_t>(r));
+    std::vector<int32_t> tokens(B * T), targets(B * T);
+    for (auto& t : tokens) t = static_cast<int32_t>(rng.below(97));
+    for (auto& t : targets) t = static_cast<int32_t>(rng.below(97));
+    const double full_loss = full.forward_backward(tokens.data(), targets.data(), B, T, 0.01);
+    const double sharded_loss = sharded.forward_backward(tokens.data(), targets.data(), B, T, 0.01);
+    EXPECT_NEAR(sharded_loss, full_loss, 1e-5 * full_loss);
+    int shards = 0;
+    for (const ParamView& v : sharded.param_views()) {
+        const ParamView& f = full.view(v.name);
+        const float* p = sharded.params().data() + v.offset;
+        const float* g = sharded.grads().data() + v.offset;
+        std::vector<float> fp(full.params().begin() + static_cast<long>(f.offset),
+                              full.params().begin() + static_cast<long>(f.offset + f.numel()));
+        std::vector<float> fg(full.grads().begin() + static_cast<long>(f.offset),
+                              full.grads().begin() + static_cast<long>(f.offset + f.numel()));
+        std::size_t first = 0;
+        if (sharded.is_expert_shard(v)) {
+            shards++;
+            ASSERT_EQ(v.numel() * n, f.numel()) << v.name;
+            EXPECT_EQ(v.shape[0], 2) << v.name;
+            first = r * v.numel();
+            comm.all_reduce(fg.data(), fg.size(), ReduceOp::Sum);
+        } else {
+            ASSERT_EQ(v.numel(), f.numel()) << v.name;
+        }
+        double worst = 0;
+        for (std::size_t i = 0; i < v.numel(); i++) {
+            ASSERT_EQ(p[i], fp[first + i]) << v.name << " " << i;
+            worst = std::max(worst, std::abs(double(g[i]) - fg[first + i]) /
+                                        (1e-3 + std::abs(double(fg[first + i]))));
+        }
+        EXPECT_LE(worst, 1e-4) << v.name;
+    }
+    EXPECT_EQ(shards, n > 1 ? 3 * a.n_moe_layers() : 0);
+}
+
 }  // namespace
 }  // namespace agpt

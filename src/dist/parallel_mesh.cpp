@@ -38,23 +38,44 @@ ParallelMesh resolve_parallel_mesh(const JobConfig& cfg, const ModelArgs& args, 
             "parallelism.tensor_parallel_degree = {}: the model's {} attention heads and {} KV "
             "heads must both be divisible by it",
             mesh.tensor_parallel, args.n_heads, args.n_kv_heads);
-    if (mesh.expert_parallel > 1)
+    if (mesh.expert_parallel > 1 && !args.is_moe())
         fail(
-            "parallelism.expert_parallel_degree = {}: the model (agpt/{}) has no experts; expert "
+            "parallelism.expert_parallel_degree = {}: the model ({}/{}) has no experts; expert "
             "parallelism needs a MoE flavor",
-            mesh.expert_parallel, cfg.model.flavor);
+            mesh.expert_parallel, cfg.model.name, cfg.model.flavor);
+    if (mesh.expert_parallel > 1 && args.n_experts % mesh.expert_parallel != 0)
+        fail(
+            "parallelism.expert_parallel_degree = {}: the model's {} routed experts are not "
+            "divisible by it",
+            mesh.expert_parallel, args.n_experts);
+    if (mesh.expert_parallel > 1) {
+        auto refuse = [&](const std::string& what) {
+            fail("parallelism.expert_parallel_degree = {} with {}: not implemented yet",
+                 mesh.expert_parallel, what);
+        };
+        // The experts' gradients would need a sum over the data-parallel ranks holding the same
+        // experts (a sub-group); the others need every rank in the forward (all-to-all).
+        if (mesh.data_parallel > 1)
+            refuse(fmt::format("data_parallel_degree = {}", mesh.data_parallel));
+        if (mesh.zero == 1) refuse("parallelism.zero = 1");
+        if (cfg.checkpoint.enable) refuse("checkpoint.enable = true");
+        if (!cfg.checkpoint.initial_load_path.empty()) refuse("checkpoint.initial_load_path");
+        if (cfg.validation.enable) refuse("validation.enable = true");
+        if (cfg.sample.max_new_tokens > 0) refuse("sample.max_new_tokens > 0");
+        if (cfg.optimizer.name == "SophiaG") refuse("optimizer SophiaG");
+    }
     if (mesh.tensor_parallel > 1)
         fail(
             "parallelism.tensor_parallel_degree = {}: tensor parallelism is not implemented yet; "
             "use data parallelism (tensor_parallel_degree = 1)",
             mesh.tensor_parallel);
     const auto& t = cfg.training;
-    const int per_step = t.local_batch_size * mesh.data_parallel;
+    const int per_step = t.local_batch_size * mesh.data_ranks();
     if (t.global_batch_size != -1 && t.global_batch_size % per_step != 0)
         fail(
             "training.global_batch_size = {} is not a multiple of training.local_batch_size {} "
             "× {} data-parallel ranks = {}",
-            t.global_batch_size, t.local_batch_size, mesh.data_parallel, per_step);
+            t.global_batch_size, t.local_batch_size, mesh.data_ranks(), per_step);
     if (mesh.zero == 1) {
         if (cfg.checkpoint.enable)
             fail(

@@ -7,6 +7,7 @@
 
 #include "core/error.h"
 #include "core/rng.h"
+#include "dist/communicator.h"
 #include "kernels/cpu/attention.h"
 #include "kernels/cpu/cross_entropy.h"
 #include "kernels/cpu/embedding.h"
@@ -233,6 +234,22 @@ void Transformer::update_expert_bias(double coeff) {
     }
 }
 
+void Transformer::set_expert_parallel(Communicator* ep) {
+    if (ep != nullptr && !args_.is_moe())
+        fail("model: expert parallelism needs a model with routed experts");
+    for (auto& m : moe_)
+        if (m) m->set_expert_parallel(ep);
+    expert_parallel_ = ep != nullptr && ep->size() > 1 ? ep : nullptr;
+    views_.clear();
+    build_views();
+    params_.assign(views_.back().offset + views_.back().numel(), 0.0f);
+    grads_.assign(params_.size(), 0.0f);
+}
+
+bool Transformer::is_expert_shard(const ParamView& v) const {
+    return expert_parallel_ != nullptr && v.name.find(".moe.experts.") != std::string::npos;
+}
+
 void Transformer::sum_expert_loads(Communicator& comm) {
     for (int layer : moe_layer_ids()) moe_[layer]->sum_load(comm);
 }
@@ -279,12 +296,13 @@ void Transformer::build_views() {
         add(p + "ffn_norm.weight", {D}, "norm");
         if (args_.is_moe_layer(i)) {
             const int E = args_.n_experts, FE = args_.moe_hidden,
-                      FS = args_.n_shared_experts * args_.moe_hidden;
+                      FS = args_.n_shared_experts * args_.moe_hidden,
+                      local = E / (expert_parallel_ ? expert_parallel_->size() : 1);
             add(p + "moe.router.gate.weight", {E, D}, "router");
             add(p + "moe.expert_bias", {E}, "expert_bias");
-            add(p + "moe.experts.w1", {E, FE, D}, "ffn");
-            add(p + "moe.experts.w2", {E, D, FE}, "ffn");
-            add(p + "moe.experts.w3", {E, FE, D}, "ffn");
+            add(p + "moe.experts.w1", {local, FE, D}, "ffn");
+            add(p + "moe.experts.w2", {local, D, FE}, "ffn");
+            add(p + "moe.experts.w3", {local, FE, D}, "ffn");
             if (FS > 0) {
                 add(p + "moe.shared_experts.w1.weight", {FS, D}, "ffn");
                 add(p + "moe.shared_experts.w2.weight", {D, FS}, "ffn");
@@ -350,9 +368,14 @@ void Transformer::init_weights(const std::string& scheme, uint64_t seed) {
             const int layer_id = std::stoi(v.name.substr(7));  // "layers.<id>."
             std /= std::sqrt(2.0 * (layer_id + 1));
         }
-        // torch.nn.init.trunc_normal_'s default bounds are absolute ±2.
-        for (std::size_t i = 0; i < n; i++)
-            p[i] = static_cast<float>(rng.trunc_normal(std, -2.0, 2.0));
+        // torch.nn.init.trunc_normal_'s default bounds are absolute ±2. An expert shard draws
+        // the whole tensor and keeps its experts, so the weights do not depend on the ranks.
+        const int ranks = is_expert_shard(v) ? expert_parallel_->size() : 1;
+        const std::size_t first = is_expert_shard(v) ? expert_parallel_->rank() * n : 0;
+        for (std::size_t i = 0; i < n * ranks; i++) {
+            const auto value = static_cast<float>(rng.trunc_normal(std, -2.0, 2.0));
+            if (i >= first && i < first + n) p[i - first] = value;
+        }
     }
 }
 

@@ -84,6 +84,12 @@ class Transformer final : public LanguageModel {
     // MoE layer, from the load counted since the last call; then resets the counts. coeff 0 only
     // resets them.
     void update_expert_bias(double coeff);
+    // Expert parallelism over ep's ranks (see MoeFfn::set_expert_parallel): the routed-expert
+    // tensors shrink to this rank's E/e experts and every rank of ep must run each forward
+    // together. Call before init_weights; parameters and gradients are reallocated.
+    void set_expert_parallel(Communicator* ep);
+    // Whether a view holds this rank's shard of the routed experts (set_expert_parallel).
+    bool is_expert_shard(const ParamView& v) const;
     // Sums every MoE layer's counted load over comm's ranks (the data-parallel ranks, before
     // update_expert_bias), so that the biases stay identical on every rank.
     void sum_expert_loads(Communicator& comm);
@@ -108,6 +114,7 @@ class Transformer final : public LanguageModel {
     std::vector<std::unique_ptr<Mla<float>>> mla_;     // per layer, MLA models only
     std::vector<std::unique_ptr<MoeFfn<float>>> moe_;  // per layer, null for dense layers
     bool count_load_ = false;
+    Communicator* expert_parallel_ = nullptr;
     MlaWeights<float> mla_weights(int layer);
     MlaGrads<float> mla_grads(int layer);
     MoeWeights<float> moe_weights(int layer);

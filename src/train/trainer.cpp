@@ -28,6 +28,7 @@
 #include "data/tokenizer.h"
 #include "dist/communicator.h"
 #include "dist/data_parallel.h"
+#include "dist/expert_parallel.h"
 #include "dist/parallel_mesh.h"
 #include "dist/zero.h"
 #include "model/gpt2.h"
@@ -320,13 +321,15 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
         mesh_args.n_heads = mesh_args.n_kv_heads = g->args.n_heads;
     }
     const ParallelMesh mesh = resolve_parallel_mesh(cfg, mesh_args, comm.size());
-    const int accum = cfg.grad_accum_steps(mesh.data_parallel);
+    // The ranks that read different data: DP × EP.
+    const int data_ranks = mesh.data_ranks();
+    const int accum = cfg.grad_accum_steps(data_ranks);
     const TrainingData data = open_training_data(
         cfg.training.dataset, tokenizer, cfg.validation.split, cfg.training.dataset_registry);
     const std::string& data_path = data.source;
     WindowLoader loader(data.train.sizes, data.train.read, T,
-                        static_cast<uint64_t>(cfg.training.seed),
-                        mesh.data_parallel_rank(comm.rank()), mesh.data_parallel);
+                        static_cast<uint64_t>(cfg.training.seed), mesh.data_rank(comm.rank()),
+                        data_ranks);
     if (cfg.validation.enable && sequential_windows(data.val, T).empty())
         fail(
             "validation: the held-out data ({} tokens in {}) is shorter than one window of "
@@ -369,6 +372,15 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
     LanguageModel& model = *model_ptr;
     // MoE balancing and its metrics exist in the agpt family only.
     auto* agpt_model = dynamic_cast<Transformer*>(&model);
+    // Expert parallelism (DP = 1, TP = 1 for now: the expert group is the world): each rank
+    // holds E/EP routed experts; their gradients are complete without a sum over the ranks.
+    std::optional<ShardedRanges> expert_shards;
+    if (mesh.expert_parallel > 1) {
+        agpt_model->set_expert_parallel(&comm);
+        expert_shards = sharded_ranges(model.param_views(), [&](const ParamView& v) {
+            return agpt_model->is_expert_shard(v);
+        });
+    }
     model.init_weights(cfg.model.init, static_cast<uint64_t>(cfg.training.seed));
     // ZeRO-1: this rank's optimizer covers the parameters it owns only.
     std::unique_ptr<ZeroShard> zero;
@@ -409,15 +421,14 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
         // another number of ranks, the epoch's first position × ranks windows are taken; the
         // new ranks go on from there (exact when the count divides evenly).
         long position = resume[2];
-        if (resume[3] != mesh.data_parallel) {
+        if (resume[3] != data_ranks) {
             const long taken = resume[2] * resume[3];
-            position = std::min(loader.rank_windows(),
-                                (taken + mesh.data_parallel - 1) / mesh.data_parallel);
+            position = std::min(loader.rank_windows(), (taken + data_ranks - 1) / data_ranks);
             log.line(
                 "checkpoint written by {} data-parallel ranks, resumed on {}: {} windows of epoch "
                 "{} taken, continuing at position {} per rank{}",
-                resume[3], mesh.data_parallel, taken, resume[1], position,
-                taken % mesh.data_parallel == 0 ? "" : " (rounded up: a few windows skipped)");
+                resume[3], data_ranks, taken, resume[1], position,
+                taken % data_ranks == 0 ? "" : " (rounded up: a few windows skipped)");
         }
         loader.restore(resume[1], position);
         first_step = static_cast<int>(resume[0]) + 1;
@@ -438,7 +449,7 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
     auto save = [&](int step, bool model_only) {
         if (!lead) return 0.0;
         Timer t;
-        const TrainState state{step, loader.epoch(), loader.position(), mesh.data_parallel};
+        const TrainState state{step, loader.epoch(), loader.position(), data_ranks};
         optimizer->eval_mode();
         const std::string where =
             checkpoints.save(state, model, model_only ? nullptr : optimizer.get(), config_toml);
@@ -453,7 +464,7 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
     const double peak_tflops = measure_gemm_peak_tflops();
     const double flops_per_token = model.flops_per_token(T);
     const long rank_tokens_per_step = static_cast<long>(B) * T * accum;
-    const long tokens_per_step = rank_tokens_per_step * mesh.data_parallel;
+    const long tokens_per_step = rank_tokens_per_step * data_ranks;
     const auto bucket_floats =
         static_cast<std::size_t>(cfg.parallelism.bucket_mb * (1 << 20) / sizeof(float));
 
@@ -495,6 +506,9 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
             // grad_scale is 1/global tokens: the sum over ranks is the global mean's gradient.
             if (zero)
                 zero->reduce_scatter_gradients(model.grads().data());
+            else if (expert_shards)
+                all_reduce_replicated_gradients(comm, model.grads().data(), *expert_shards,
+                                                bucket_floats);
             else
                 all_reduce_gradients(comm, model.grads().data(), model.grads().size(),
                                      bucket_floats);
@@ -509,8 +523,10 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
         const double loss = loss_sum / static_cast<double>(tokens_per_step);
         if (!std::isfinite(loss)) fail("step {}: loss is {}; training diverged", step, loss);
         const double grad_norm =
-            zero
-                ? zero->clip_owned(model.grads().data(), cfg.training.max_norm)
+            zero ? zero->clip_owned(model.grads().data(), cfg.training.max_norm)
+            : expert_shards
+                ? clip_sharded_grad_norm(comm, model.grads().data(), *expert_shards,
+                                         cfg.training.max_norm)
                 : clip_grad_norm(model.grads().data(), model.grads().size(), cfg.training.max_norm);
         current_step = step;
         optimizer->step(schedule.factor(step));
