@@ -278,11 +278,11 @@ TEST(ParallelMesh, ExpertParallelRanksReadDifferentDataAndRefusalsNameTheNumbers
     EXPECT_EQ(mesh_error(cfg, 4),
               "parallelism.expert_parallel_degree = 2 with data_parallel_degree = 2: not "
               "implemented yet");
-    cfg.checkpoint.enable = true;
+    cfg.optimizer.name = "ScheduleFreeAdamW";
     EXPECT_EQ(mesh_error(cfg, 2),
-              "parallelism.expert_parallel_degree = 2 with checkpoint.enable = true: not "
+              "parallelism.expert_parallel_degree = 2 with optimizer ScheduleFreeAdamW: not "
               "implemented yet");
-    cfg.checkpoint.enable = false;
+    cfg.optimizer.name = "AdamW";
     cfg.validation.enable = true;
     EXPECT_EQ(mesh_error(cfg, 2),
               "parallelism.expert_parallel_degree = 2 with validation.enable = true: not "

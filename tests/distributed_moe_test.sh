@@ -6,7 +6,9 @@
 #   expert biases (read from the step-20 checkpoints);
 # - DP=2 with ZeRO-1 (the expert biases are in no optimizer's range) equals DP=2 with ZeRO-0;
 # - expert parallelism EP=2 (4 of the 8 experts per rank, tokens exchanged all-to-all) reproduces
-#   the single-process loss curve and loads; EP=3 on 8 experts is refused with the numbers.
+#   the single-process loss curve and loads; its checkpoints hold full tensors, so EP=2 resumes a
+#   one-process checkpoint and one process an EP=2 one; EP=3 on 8 experts is refused with the
+#   numbers.
 # Usage: distributed_moe_test.sh path/to/agpt
 set -u
 agpt="$1"
@@ -35,7 +37,7 @@ mpirun_np 2 "$agpt" "${train_args[@]}" "${ckpt[@]}" --job.name dp2 >"$work/dp2.l
 check dp2_run $? "$(tail -5 "$work/dp2.log")"
 mpirun_np 2 "$agpt" "${train_args[@]}" --parallelism.zero 1 --job.name zero1 >"$work/zero1.log" 2>&1
 check zero1_run $? "$(tail -5 "$work/zero1.log")"
-mpirun_np 2 "$agpt" "${train_args[@]}" --parallelism.expert_parallel_degree 2 --job.name ep2 >"$work/ep2.log" 2>&1
+mpirun_np 2 "$agpt" "${train_args[@]}" "${ckpt[@]}" --parallelism.expert_parallel_degree 2 --job.name ep2 >"$work/ep2.log" 2>&1
 check ep2_run $? "$(tail -5 "$work/ep2.log")"
 
 /usr/bin/python3 - "$work" <<'PY'
@@ -85,6 +87,59 @@ print(f"moe_debug DP=2 ZeRO-1 vs ZeRO-0: worst relative loss difference {w:.2e}"
 assert w <= 1e-5, w
 PY
 check dp2_matches_single $? "see above"
+
+# Checkpoints hold full tensors: the EP=2 step-20 checkpoint has every tensor at the full shape,
+# close to the one-process run's; EP=2 resumes the one-process checkpoint and one process resumes
+# the EP=2 checkpoint, each continuing (steps 21-25) as the run that wrote it does.
+cp -r "$work/single" "$work/one_to_ep2"
+cp -r "$work/ep2" "$work/ep2_to_one"
+more=(--training.steps 25)
+"$agpt" "${train_args[@]}" "${ckpt[@]}" "${more[@]}" --job.name single >>"$work/single.log" 2>&1
+check extend_single $? "$(tail -3 "$work/single.log")"
+mpirun_np 2 "$agpt" "${train_args[@]}" "${ckpt[@]}" "${more[@]}" --parallelism.expert_parallel_degree 2 \
+    --job.name ep2 >>"$work/ep2.log" 2>&1
+check extend_ep2 $? "$(tail -3 "$work/ep2.log")"
+mpirun_np 2 "$agpt" "${train_args[@]}" "${ckpt[@]}" "${more[@]}" --parallelism.expert_parallel_degree 2 \
+    --job.name one_to_ep2 >"$work/one_to_ep2.log" 2>&1
+check resume_one_on_ep2 $? "$(tail -3 "$work/one_to_ep2.log")"
+"$agpt" "${train_args[@]}" "${ckpt[@]}" "${more[@]}" --job.name ep2_to_one >"$work/ep2_to_one.log" 2>&1
+check resume_ep2_on_one $? "$(tail -3 "$work/ep2_to_one.log")"
+grep -q "resumed from" "$work/one_to_ep2.log" && grep -q "resumed from" "$work/ep2_to_one.log"
+check resumed_from_checkpoints $? "no resume line"
+/usr/bin/python3 - "$work" <<'PY'
+import json, struct, sys
+work = sys.argv[1]
+def tensors(run):
+    with open(f"{work}/{run}/checkpoints/step-20/model.safetensors", "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        header = json.loads(f.read(n))
+        data = f.read()
+    out = {}
+    for name, t in header.items():
+        if name == "__metadata__":
+            continue
+        lo, hi = t["data_offsets"]
+        out[name] = (t["shape"], struct.unpack(f"<{(hi - lo) // 4}f", data[lo:hi]))
+    return out
+one, ep = tensors("single"), tensors("ep2")
+assert one.keys() == ep.keys(), set(one) ^ set(ep)
+experts = [k for k in one if ".mlp.experts." in k]
+assert len(experts) == 9, experts
+worst = 0.0
+for k in one:
+    assert one[k][0] == ep[k][0], (k, one[k][0], ep[k][0])
+    worst = max(worst, max(abs(a - b) for a, b in zip(one[k][1], ep[k][1])))
+print(f"EP=2 step-20 checkpoint against one process: full shapes, largest difference {worst:.2e}")
+assert worst <= 1e-4, worst
+def losses(run):
+    return {r["step"]: r["loss"] for r in map(json.loads, open(f"{work}/{run}/metrics.jsonl")) if "loss" in r}
+for resumed, ref in (("one_to_ep2", "single"), ("ep2_to_one", "ep2")):
+    a, b = losses(resumed), losses(ref)
+    w = max(abs(a[s] - b[s]) / b[s] for s in range(21, 26))
+    print(f"{resumed}: worst relative loss difference to {ref} at steps 21-25 {w:.2e}")
+    assert w <= 1e-5, w
+PY
+check ep_checkpoints_resume_across_degrees $? "see above"
 
 # Expert parallelism that cannot divide the experts (moe_debug has 8) is refused before any work.
 out=$(mpirun_np 3 "$agpt" "${train_args[@]}" --parallelism.expert_parallel_degree 3 --job.name ep3 2>&1)

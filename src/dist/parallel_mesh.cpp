@@ -58,11 +58,10 @@ ParallelMesh resolve_parallel_mesh(const JobConfig& cfg, const ModelArgs& args, 
         if (mesh.data_parallel > 1)
             refuse(fmt::format("data_parallel_degree = {}", mesh.data_parallel));
         if (mesh.zero == 1) refuse("parallelism.zero = 1");
-        if (cfg.checkpoint.enable) refuse("checkpoint.enable = true");
-        if (!cfg.checkpoint.initial_load_path.empty()) refuse("checkpoint.initial_load_path");
         if (cfg.validation.enable) refuse("validation.enable = true");
         if (cfg.sample.max_new_tokens > 0) refuse("sample.max_new_tokens > 0");
-        if (cfg.optimizer.name == "SophiaG") refuse("optimizer SophiaG");
+        if (cfg.optimizer.name == "SophiaG" || cfg.optimizer.name == "ScheduleFreeAdamW")
+            refuse("optimizer " + cfg.optimizer.name);
     }
     if (mesh.tensor_parallel > 1)
         fail(

@@ -38,6 +38,7 @@
 #include "optim/lr_schedule.h"
 #include "optim/optimizer.h"
 #include "train/checkpoint.h"
+#include "train/expert_checkpoint.h"
 #include "train/generate.h"
 #include "train/metrics.h"
 #include "train/tensorboard.h"
@@ -382,6 +383,17 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
         });
     }
     model.init_weights(cfg.model.init, static_cast<uint64_t>(cfg.training.seed));
+    // Checkpoints hold full tensors: with expert shards they pass through a model (and
+    // optimizer) of the full shape, gathered before a save and sliced after a load.
+    std::unique_ptr<LanguageModel> full_model;
+    std::unique_ptr<Optimizer> full_optimizer;
+    if (expert_shards && (cfg.checkpoint.enable || !cfg.checkpoint.initial_load_path.empty())) {
+        full_model = make_job_model(cfg, tokenizer.vocab_size(), 1, 1);
+        full_optimizer = make_model_optimizer(cfg, *full_model);
+    }
+    const ShardPredicate is_shard = [&](const ParamView& v) {
+        return agpt_model->is_expert_shard(v);
+    };
     // ZeRO-1: this rank's optimizer covers the parameters it owns only.
     std::unique_ptr<ZeroShard> zero;
     if (mesh.zero == 1)
@@ -403,9 +415,11 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
     int first_step = 1;
     // Rank 0 picks the checkpoint (the newest that verifies); every rank then loads that one.
     long resume[4] = {-1, 0, 0, 1};  // step, loader epoch, loader position, data ranks
+    LanguageModel& stored_model = full_model ? *full_model : model;
+    Optimizer* const stored_optimizer = full_model ? full_optimizer.get() : optimizer.get();
     if (has_checkpoints && reusable) {
         const auto state =
-            checkpoints.load_latest(cfg.checkpoint.load_step, model, optimizer.get(),
+            checkpoints.load_latest(cfg.checkpoint.load_step, stored_model, stored_optimizer,
                                     [&](const std::string& w) { log.line("{}", w); });
         if (!state) fail("{}: no checkpoint could be loaded", checkpoints.root());
         resume[0] = state->step;
@@ -415,7 +429,10 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
     }
     comm.broadcast(resume, sizeof resume, 0);
     if (resume[0] >= 0) {
-        if (!lead) checkpoints.load(static_cast<int>(resume[0]), model, optimizer.get());
+        if (!lead) checkpoints.load(static_cast<int>(resume[0]), stored_model, stored_optimizer);
+        if (full_model)
+            scatter_expert_shards(comm, *full_model, full_optimizer.get(), model, optimizer.get(),
+                                  is_shard);
         optimizer->train_mode();
         // Every data rank has taken as many windows as rank 0: the position is the same. From
         // another number of ranks, the epoch's first position × ranks windows are taken; the
@@ -435,7 +452,8 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
         if (lead) truncate_metrics(run / "metrics.jsonl", first_step - 1);
         log.line("resumed from {} (step {})", checkpoints.path_of(first_step - 1), first_step - 1);
     } else if (!cfg.checkpoint.initial_load_path.empty()) {
-        load_model_weights(cfg.checkpoint.initial_load_path, model);
+        load_model_weights(cfg.checkpoint.initial_load_path, stored_model);
+        if (full_model) scatter_expert_shards(comm, *full_model, nullptr, model, nullptr, is_shard);
         log.line("initial weights from {}", cfg.checkpoint.initial_load_path);
     }
     std::optional<JsonlWriter> metrics;
@@ -447,12 +465,18 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
     // Checkpoints hold the evaluation weights (Schedule-Free's x), and the optimizer state
     // holds what training needs to go on.
     auto save = [&](int step, bool model_only) {
-        if (!lead) return 0.0;
         Timer t;
-        const TrainState state{step, loader.epoch(), loader.position(), data_ranks};
         optimizer->eval_mode();
-        const std::string where =
-            checkpoints.save(state, model, model_only ? nullptr : optimizer.get(), config_toml);
+        if (full_model)
+            gather_expert_shards(comm, model, optimizer.get(), *full_model, full_optimizer.get(),
+                                 is_shard);
+        if (!lead) {
+            optimizer->train_mode();
+            return 0.0;
+        }
+        const TrainState state{step, loader.epoch(), loader.position(), data_ranks};
+        const std::string where = checkpoints.save(
+            state, stored_model, model_only ? nullptr : stored_optimizer, config_toml);
         optimizer->train_mode();
         checkpoints.prune(cfg.checkpoint.keep_latest_k);
         log.line("checkpoint {} ({:.1f}s)", where, t.seconds());
