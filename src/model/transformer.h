@@ -121,6 +121,19 @@ class Transformer final : public LanguageModel {
     MoeGrads<float> moe_grads(int layer);
     void build_views();
     void forward(const int32_t* tokens, int B, int T);
+    // One layer's forward: reads layer_input(layer), saves what backward_layer needs and writes
+    // layer_input(layer + 1).
+    void forward_layer(int layer, int B, int T);
+    // One layer's backward after its forward: turns the residual gradient in dacts_ (w.r.t.
+    // layer_input(layer + 1)) into the gradient w.r.t. layer_input(layer) and accumulates the
+    // layer's parameter gradients.
+    void backward_layer(int layer, int B, int T, double grad_scale);
+    // The residual stream entering `layer` (N, D); layer n_layers: after the last layer.
+    float* layer_input(int layer);
+    // Start of one layer's saved activations (offsets: LayerActs in transformer.cpp).
+    float* layer_saved(int layer);
+    // The final norm's output (N, D), followed by its rstd (N).
+    float* final_norm_out();
     double head_loss(const int32_t* targets, int B, int T, double grad_scale, bool backward);
     // Per-row weights and per-row losses of the next head_loss (token_logprobs and
     // forward_backward_weighted set them around a call).
