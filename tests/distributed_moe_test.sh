@@ -7,8 +7,8 @@
 # - DP=2 with ZeRO-1 (the expert biases are in no optimizer's range) equals DP=2 with ZeRO-0;
 # - expert parallelism EP=2 (4 of the 8 experts per rank, tokens exchanged all-to-all) reproduces
 #   the single-process loss curve and loads; its checkpoints hold full tensors, so EP=2 resumes a
-#   one-process checkpoint and one process an EP=2 one; EP=3 on 8 experts is refused with the
-#   numbers.
+#   one-process checkpoint and one process an EP=2 one; validation under EP matches one
+#   process; EP=3 on 8 experts is refused with the numbers.
 # Usage: distributed_moe_test.sh path/to/agpt
 set -u
 agpt="$1"
@@ -104,7 +104,7 @@ mpirun_np 2 "$agpt" "${train_args[@]}" "${ckpt[@]}" "${more[@]}" --parallelism.e
 check resume_one_on_ep2 $? "$(tail -3 "$work/one_to_ep2.log")"
 "$agpt" "${train_args[@]}" "${ckpt[@]}" "${more[@]}" --job.name ep2_to_one >"$work/ep2_to_one.log" 2>&1
 check resume_ep2_on_one $? "$(tail -3 "$work/ep2_to_one.log")"
-grep -q "resumed from" "$work/one_to_ep2.log" && grep -q "resumed from" "$work/ep2_to_one.log"
+grep -aq "resumed from" "$work/one_to_ep2.log" && grep -aq "resumed from" "$work/ep2_to_one.log"
 check resumed_from_checkpoints $? "no resume line"
 /usr/bin/python3 - "$work" <<'PY'
 import json, struct, sys
@@ -140,6 +140,28 @@ for resumed, ref in (("one_to_ep2", "single"), ("ep2_to_one", "ep2")):
     assert w <= 1e-5, w
 PY
 check ep_checkpoints_resume_across_degrees $? "see above"
+
+# Validation and the sample run on every rank under EP (the forward needs them all): the same
+# validation loss as one process, and rank 0 prints the sample.
+val=(--training.steps 4 --validation.enable true --validation.freq 4 --validation.steps 3
+    --sample.max_new_tokens 12)
+"$agpt" "${train_args[@]}" "${val[@]}" --job.name val_one >"$work/val_one.log" 2>&1
+check val_one_run $? "$(tail -3 "$work/val_one.log")"
+mpirun_np 2 "$agpt" "${train_args[@]}" "${val[@]}" --parallelism.expert_parallel_degree 2 \
+    --job.name val_ep2 >"$work/val_ep2.log" 2>&1
+check val_ep2_run $? "$(tail -3 "$work/val_ep2.log")"
+/usr/bin/python3 - "$work" <<'PY'
+import json, sys
+work = sys.argv[1]
+val = {r: [json.loads(l)["val_loss"] for l in open(f"{work}/{r}/metrics.jsonl") if "val_loss" in l] for r in ("val_one", "val_ep2")}
+assert len(val["val_one"]) == len(val["val_ep2"]) == 1, val
+a, b = val["val_one"][0], val["val_ep2"][0]
+print(f"validation loss after 4 steps: one process {a:.6f}, EP=2 {b:.6f}")
+assert abs(a - b) <= 1e-5 * a, (a, b)
+PY
+check ep2_validation_matches $? "see above"
+[[ $(grep -ac "^sample" "$work/val_ep2.log") -eq 1 ]]
+check ep2_sample_once $? "$(grep -a -A2 "^sample" "$work/val_ep2.log")"
 
 # Expert parallelism that cannot divide the experts (moe_debug has 8) is refused before any work.
 out=$(mpirun_np 3 "$agpt" "${train_args[@]}" --parallelism.expert_parallel_degree 3 --job.name ep3 2>&1)

@@ -54,12 +54,10 @@ ParallelMesh resolve_parallel_mesh(const JobConfig& cfg, const ModelArgs& args, 
                  mesh.expert_parallel, what);
         };
         // The experts' gradients would need a sum over the data-parallel ranks holding the same
-        // experts (a sub-group); the others need every rank in the forward (all-to-all).
+        // experts (a sub-group).
         if (mesh.data_parallel > 1)
             refuse(fmt::format("data_parallel_degree = {}", mesh.data_parallel));
         if (mesh.zero == 1) refuse("parallelism.zero = 1");
-        if (cfg.validation.enable) refuse("validation.enable = true");
-        if (cfg.sample.max_new_tokens > 0) refuse("sample.max_new_tokens > 0");
         if (cfg.optimizer.name == "SophiaG" || cfg.optimizer.name == "ScheduleFreeAdamW")
             refuse("optimizer " + cfg.optimizer.name);
     }

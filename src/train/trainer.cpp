@@ -625,13 +625,14 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
             window_time = window_data = window_opt = 0.0;
             window_steps = 0;
         }
-        if (lead && cfg.validation.enable &&
+        // An expert-parallel forward needs every rank: all of them evaluate (the same windows).
+        if ((lead || expert_shards) && cfg.validation.enable &&
             (step % cfg.validation.freq == 0 || step == cfg.training.steps)) {
             optimizer->eval_mode();
             const double val = evaluate(model, data.val, B, T, cfg.validation.steps);
             optimizer->train_mode();
             summary.final_val_loss = val;
-            metrics->write({{"step", step}, {"val_loss", val}});
+            if (metrics) metrics->write({{"step", step}, {"val_loss", val}});
             if (tensorboard) tensorboard->scalars(step, {{"val_loss", val}});
             log.line("step {:>5}/{} | val_loss {:.4f}", step, cfg.training.steps, val);
         }
@@ -670,7 +671,7 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
         format_duration(run_timer.seconds()), summary.tok_per_s, summary.final_loss,
         summary.final_val_loss, peak_rss_gib());
 
-    if (lead && cfg.sample.max_new_tokens > 0) {
+    if ((lead || expert_shards) && cfg.sample.max_new_tokens > 0) {
         std::vector<int32_t> prompt = tokenizer.encode(cfg.sample.prompt);
         if (prompt.empty() && tokenizer.bos_id()) prompt.push_back(*tokenizer.bos_id());
         if (prompt.empty()) prompt.push_back(0);
