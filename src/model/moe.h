@@ -19,6 +19,7 @@
 //   moe.backward(dx, grads, dout, x, weights, N);             // after the matching forward
 //   moe.tokens_per_expert();                                  // load since the last reset
 #include <cstddef>
+#include <memory>
 #include <vector>
 
 #include "kernels/cpu/moe_dispatch.h"
@@ -69,7 +70,26 @@ struct MoeGrads {
 template <typename T>
 class MoeFfn {
   public:
-    MoeFfn(const MoeShape& shape, int max_tokens);
+    // Routing, saved activations and backward temporaries. Layers that never hold a forward's
+    // state at the same time may share one (activation checkpointing recomputes a layer's forward
+    // right before its backward); load counts and the aux loss stay per layer.
+    struct Buffers {
+        std::vector<T> aux_f;  // f_e per sequence, (sequences, E)
+        std::vector<T> logits, scores, gates;
+        std::vector<int> experts, offsets, row_token, slot_row;
+        cpu::MoePlan plan;
+        // Routed experts, (N·k) rows sorted by expert: inputs, w1|w3 outputs, gated hidden,
+        // outputs.
+        std::vector<T> xs, h13, act, ys;
+        // Shared experts, (N) rows.
+        std::vector<T> shared_h13, shared_act;
+        // Backward temporaries.
+        std::vector<T> d_rows, d_h13, d_act, d_gates, d_logits, d_scores;
+    };
+
+    // shared: another layer's buffers() to reuse (sized for the same shape and max_tokens).
+    MoeFfn(const MoeShape& shape, int max_tokens, std::shared_ptr<Buffers> shared = nullptr);
+    const std::shared_ptr<Buffers>& buffers() const { return buf_; }
 
     const MoeShape& shape() const { return shape_; }
     // Expert parallelism over ep's ranks (null: none): rank q holds the routed experts
@@ -92,9 +112,9 @@ class MoeFfn {
     double aux_loss() const { return aux_loss_; }
 
     // The last forward's routing: experts (N,k), gates (N,k), scores (N,E).
-    const int* experts() const { return experts_.data(); }
-    const T* gates() const { return gates_.data(); }
-    const T* scores() const { return scores_.data(); }
+    const int* experts() const { return buf_->experts.data(); }
+    const T* gates() const { return buf_->gates.data(); }
+    const T* scores() const { return buf_->scores.data(); }
     // Rows per expert in the last forward.
     std::vector<int> last_load() const;
     // Assignments per expert summed over forwards with count_load since reset_load().
@@ -103,7 +123,8 @@ class MoeFfn {
     // Replaces tokens_per_expert() by its sum over comm's ranks, so that ranks that routed
     // different tokens apply the same bias update (data parallelism).
     void sum_load(Communicator& comm);
-    // Bytes of the buffers this layer holds (routing, saved activations, backward temporaries);
+    // Bytes of the buffers this layer uses (routing, saved activations, backward temporaries;
+    // shared ones included);
     // bytes_for gives the same for a shape without building the layer (`agpt plan`).
     std::size_t bytes() const;
     static std::size_t bytes_for(const MoeShape& shape, int max_tokens);
@@ -114,21 +135,11 @@ class MoeFfn {
     std::vector<double> tokens_per_expert_;
     double aux_loss_ = 0.0;
     int aux_seq_len_ = 0;
-    std::vector<T> aux_f_;  // f_e per sequence, (sequences, E)
-    // Routing.
-    std::vector<T> logits_, scores_, gates_;
-    std::vector<int> experts_, offsets_, row_token_, slot_row_;
-    cpu::MoePlan plan_;
-    // Routed experts, (N·k) rows sorted by expert: inputs, w1|w3 outputs, gated hidden, outputs.
-    std::vector<T> xs_, h13_, act_, ys_;
-    // Shared experts, (N) rows.
-    std::vector<T> shared_h13_, shared_act_;
-    // Backward temporaries.
-    std::vector<T> d_rows_, d_h13_, d_act_, d_gates_, d_logits_, d_scores_;
-    // Expert parallelism: rows sent to / received from each rank (values: rows·D), and per
-    // source rank and local expert the rows received; the received rows in expert-major order
-    // (ep_xs_, kept for backward) with their plan over the local experts, and where each
-    // source-major received row sits in that order.
+    std::shared_ptr<Buffers> buf_;
+    // Expert parallelism (per layer, not in the shared buffers): rows sent to / received from
+    // each rank (values: rows·D), and per source rank and local expert the rows received; the
+    // received rows in expert-major order (ep_xs_, kept for backward) with their plan over the
+    // local experts, and where each source-major received row sits in that order.
     Communicator* ep_ = nullptr;
     std::vector<int> send_values_, recv_values_, recv_expert_rows_, recv_order_, local_offsets_;
     cpu::MoePlan local_plan_;
@@ -139,7 +150,7 @@ class MoeFfn {
                          int R);
     void experts_backward(T* dxs, const MoeGrads<T>& g, const T* dys, const T* xs,
                           const MoeWeights<T>& w, const cpu::MoePlan& plan, int R);
-    // Sends the sorted rows xs_ (M, D) to their experts' ranks: fills ep_xs_, local_plan_.
+    // Sends the sorted rows buf_->xs (M, D) to their experts' ranks: fills ep_xs_, local_plan_.
     void dispatch();
     // rows (ep_received_, D) in expert-major order go back to their source ranks: out (M, D)
     // in the sorted order of this rank's routing.

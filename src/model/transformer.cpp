@@ -44,7 +44,8 @@ struct LayerActs {
 
 namespace {
 
-LayerActs layer_layout(const ModelArgs& a, std::size_t N) {
+// with_input false: the layer's input lives elsewhere (activation checkpointing), x is empty.
+LayerActs layer_layout(const ModelArgs& a, std::size_t N, bool with_input) {
     const std::size_t D = a.dim, F = a.ffn_hidden(), Q = a.qkv_dim(),
                       A = static_cast<std::size_t>(a.n_heads) * a.head_dim();
     const std::size_t qk_heads =
@@ -57,7 +58,7 @@ LayerActs layer_layout(const ModelArgs& a, std::size_t N) {
         o += n;
         return at;
     };
-    l.x = take(N * D);
+    l.x = take(with_input ? N * D : 0);
     l.anorm = take(N * D);
     l.arstd = take(N);
     l.qkv = take(gqa * N * Q);
@@ -107,8 +108,9 @@ MoeShape moe_shape_of(const ModelArgs& a) {
             a.moe_hidden, a.router,    a.aux_loss_alpha};
 }
 
-Transformer::Transformer(const ModelArgs& args, int max_batch, int max_seq)
-    : args_(args), max_batch_(max_batch), max_seq_(max_seq) {
+Transformer::Transformer(const ModelArgs& args, int max_batch, int max_seq,
+                         ActivationCheckpoint checkpoint)
+    : args_(args), max_batch_(max_batch), max_seq_(max_seq), checkpoint_(checkpoint) {
     if (!args.mla && args.dim % args.n_heads != 0)
         fail("model: dim {} is not divisible by n_heads {}", args.dim, args.n_heads);
     if (!args.mla && args.n_heads % args.n_kv_heads != 0)
@@ -130,9 +132,14 @@ Transformer::Transformer(const ModelArgs& args, int max_batch, int max_seq)
                                ? static_cast<std::size_t>(args.n_heads + args.n_kv_heads) *
                                      args.head_dim()
                                : 0;
-    const LayerActs l = layer_layout(args, N);
-    // Layers, then the residual stream after the last layer, the final norm and its rstd.
-    acts_.assign(l.size * args.n_layers + 2 * N * D + N, 0.0f);
+    const bool full = checkpoint == ActivationCheckpoint::full;
+    const LayerActs l = layer_layout(args, N, !full);
+    // none: the layers, then the residual stream after the last layer, the final norm and its
+    // rstd. full: every layer's input and the stream after the last layer, one layer's working
+    // set, the final norm and its rstd.
+    acts_.assign(full ? (args.n_layers + 1) * N * D + l.size + N * D + N
+                      : l.size * args.n_layers + 2 * N * D + N,
+                 0.0f);
     // Backward: residual gradient, then per-layer temporaries reused by every layer.
     dacts_.assign(
         N * D + N * D + N * F + N * args.ffn_in_dim() + N * A + (args.mla ? 0 : N * Q) + N * QK,
@@ -145,12 +152,17 @@ Transformer::Transformer(const ModelArgs& args, int max_batch, int max_seq)
     rope_sin_.resize(static_cast<std::size_t>(max_seq) * half);
     rope_tables<float>(rope_cos_.data(), rope_sin_.data(), max_seq, args.head_dim(),
                        args.rope_theta);
+    std::shared_ptr<MoeFfn<float>::Buffers> moe_buffers;
     for (int layer = 0; layer < args.n_layers; layer++) {
-        if (args.mla)
+        if (args.mla && (!full || layer == 0))
             mla_.push_back(std::make_unique<Mla<float>>(mla_shape_of(args), max_batch, max_seq));
-        moe_.push_back(args.is_moe_layer(layer) ? std::make_unique<MoeFfn<float>>(
-                                                      moe_shape_of(args), max_batch * max_seq)
-                                                : nullptr);
+        if (!args.is_moe_layer(layer)) {
+            moe_.push_back(nullptr);
+            continue;
+        }
+        moe_.push_back(
+            std::make_unique<MoeFfn<float>>(moe_shape_of(args), max_batch * max_seq, moe_buffers));
+        if (full) moe_buffers = moe_.back()->buffers();
     }
 }
 
@@ -329,7 +341,10 @@ std::size_t Transformer::activation_bytes() const {
     std::size_t bytes = (acts_.size() + dacts_.size() + scratch_.size()) * sizeof(float);
     for (const auto& m : mla_) bytes += m->bytes();
     for (const auto& m : moe_)
-        if (m) bytes += m->bytes();
+        if (m) {
+            bytes += m->bytes();
+            if (checkpoint_ == ActivationCheckpoint::full) break;  // one set of shared buffers
+        }
     return bytes;
 }
 
@@ -384,19 +399,24 @@ void Transformer::zero_grad() {
 }
 
 float* Transformer::layer_input(int layer) {
-    const LayerActs l = layer_layout(args_, static_cast<std::size_t>(max_batch_) * max_seq_);
-    if (layer == args_.n_layers) return acts_.data() + l.size * args_.n_layers;
-    return layer_saved(layer) + l.x;
+    const std::size_t maxN = static_cast<std::size_t>(max_batch_) * max_seq_;
+    if (checkpoint_ == ActivationCheckpoint::full) return acts_.data() + maxN * args_.dim * layer;
+    const LayerActs l = layer_layout(args_, maxN, true);
+    return acts_.data() + l.size * layer + (layer == args_.n_layers ? 0 : l.x);
 }
 
 float* Transformer::layer_saved(int layer) {
-    const LayerActs l = layer_layout(args_, static_cast<std::size_t>(max_batch_) * max_seq_);
-    return acts_.data() + l.size * layer;
+    const std::size_t maxN = static_cast<std::size_t>(max_batch_) * max_seq_;
+    if (checkpoint_ == ActivationCheckpoint::full)
+        return layer_input(args_.n_layers) + maxN * args_.dim;
+    return acts_.data() + layer_layout(args_, maxN, true).size * layer;
 }
 
 float* Transformer::final_norm_out() {
-    return layer_input(args_.n_layers) +
-           static_cast<std::size_t>(max_batch_) * max_seq_ * args_.dim;
+    const std::size_t maxN = static_cast<std::size_t>(max_batch_) * max_seq_;
+    if (checkpoint_ == ActivationCheckpoint::full)
+        return layer_saved(0) + layer_layout(args_, maxN, false).size;
+    return layer_input(args_.n_layers) + maxN * args_.dim;
 }
 
 void Transformer::forward(const int32_t* tokens, int B, int T) {
@@ -415,12 +435,12 @@ void Transformer::forward(const int32_t* tokens, int B, int T) {
                            param("norm.weight"), N, D, static_cast<float>(args_.norm_eps));
 }
 
-void Transformer::forward_layer(int layer, int B, int T) {
+void Transformer::forward_layer(int layer, int B, int T, bool recompute) {
     const int N = B * T, D = args_.dim, F = args_.ffn_hidden(), Q = args_.qkv_dim(),
               H = args_.n_heads, KV = args_.n_kv_heads, hd = args_.head_dim(), A = H * hd,
               QK = (H + KV) * hd, FI = args_.ffn_in_dim();
     const std::size_t maxN = static_cast<std::size_t>(max_batch_) * max_seq_;
-    const LayerActs l = layer_layout(args_, maxN);
+    const LayerActs l = layer_layout(args_, maxN, checkpoint_ == ActivationCheckpoint::none);
     const float eps = static_cast<float>(args_.norm_eps);
     const float* x = layer_input(layer);
     float* a = layer_saved(layer);
@@ -430,7 +450,7 @@ void Transformer::forward_layer(int layer, int B, int T) {
                            eps);
     if (args_.mla) {
         std::memcpy(a + l.h, x, sizeof(float) * N * D);
-        mla_[layer]->forward(a + l.h, a + l.anorm, mla_weights(layer), B, T);
+        mla_at(layer).forward(a + l.h, a + l.anorm, mla_weights(layer), B, T);
     } else {
         matmul_forward<float>(a + l.qkv, a + l.anorm, param(p + "attention.wq.weight"), N, D, Q);
         if (args_.qk_norm) {
@@ -463,6 +483,7 @@ void Transformer::forward_layer(int layer, int B, int T) {
         swiglu_forward<float>(a + l.gate, a + l.h13, N, F);
     else
         relu2_forward<float>(a + l.gate, a + l.h13, N, F);
+    if (recompute) return;
     std::memcpy(x_next, a + l.h, sizeof(float) * N * D);
     matmul_forward<float>(x_next, a + l.gate, param(p + "feed_forward.w2.weight"), N, F, D, true);
 }
@@ -505,8 +526,10 @@ double Transformer::forward_backward(const int32_t* tokens, const int32_t* targe
     std::fill(dres, dres + static_cast<std::size_t>(N) * D, 0.0f);
     rmsnorm_backward<float>(dres, grad("norm.weight"), d_norm, x_final, param("norm.weight"),
                             final_norm_out() + maxN * D, N, D);
-    for (int layer = args_.n_layers - 1; layer >= 0; layer--)
+    for (int layer = args_.n_layers - 1; layer >= 0; layer--) {
+        if (checkpoint_ == ActivationCheckpoint::full) forward_layer(layer, B, T, true);
         backward_layer(layer, B, T, grad_scale);
+    }
     embedding_backward<float>(grad("tok_embeddings.weight"), dres, tokens, N, D);
     return loss_sum;
 }
@@ -516,7 +539,7 @@ void Transformer::backward_layer(int layer, int B, int T, double grad_scale) {
               H = args_.n_heads, KV = args_.n_kv_heads, hd = args_.head_dim(), A = H * hd,
               QK = (H + KV) * hd, FI = args_.ffn_in_dim();
     const std::size_t maxN = static_cast<std::size_t>(max_batch_) * max_seq_;
-    const LayerActs l = layer_layout(args_, maxN);
+    const LayerActs l = layer_layout(args_, maxN, checkpoint_ == ActivationCheckpoint::none);
     const float* x = layer_input(layer);
     const float* a = layer_saved(layer);
     float* dres = dacts_.data();      // gradient of the residual stream, (N,D)
@@ -552,8 +575,8 @@ void Transformer::backward_layer(int layer, int B, int T, double grad_scale) {
     // Attention: h = x + wo · attn(rope(qk_norm(wqkv · attention_norm(x))))
     if (args_.mla) {
         zero(d_norm, ND);
-        mla_[layer]->backward(d_norm, mla_grads(layer), dres, a + l.anorm, mla_weights(layer), B,
-                              T);
+        mla_at(layer).backward(d_norm, mla_grads(layer), dres, a + l.anorm, mla_weights(layer), B,
+                               T);
     } else {
         zero(d_attn, static_cast<std::size_t>(N) * A);
         matmul_backward<float>(d_attn, grad(p + "attention.wo.weight"), dres, a + l.attn,
