@@ -6,7 +6,8 @@
 #   expert biases (read from the step-20 checkpoints);
 # - DP=2 with ZeRO-1 (the expert biases are in no optimizer's range) equals DP=2 with ZeRO-0;
 # - expert parallelism EP=2 (4 of the 8 experts per rank, tokens exchanged all-to-all) reproduces
-#   the single-process loss curve and loads; its checkpoints hold full tensors, so EP=2 resumes a
+#   the single-process loss curve and loads, also recomputing each layer's forward (activation
+#   checkpointing, the all-to-alls run again); its checkpoints hold full tensors, so EP=2 resumes a
 #   one-process checkpoint and one process an EP=2 one; validation under EP matches one
 #   process; EP=3 on 8 experts is refused with the numbers.
 # Usage: distributed_moe_test.sh path/to/agpt
@@ -39,6 +40,9 @@ mpirun_np 2 "$agpt" "${train_args[@]}" --parallelism.zero 1 --job.name zero1 >"$
 check zero1_run $? "$(tail -5 "$work/zero1.log")"
 mpirun_np 2 "$agpt" "${train_args[@]}" "${ckpt[@]}" --parallelism.expert_parallel_degree 2 --job.name ep2 >"$work/ep2.log" 2>&1
 check ep2_run $? "$(tail -5 "$work/ep2.log")"
+mpirun_np 2 "$agpt" "${train_args[@]}" --parallelism.expert_parallel_degree 2 \
+    --activation_checkpoint.mode full --job.name ep2_recompute >"$work/ep2_recompute.log" 2>&1
+check ep2_recompute_run $? "$(tail -5 "$work/ep2_recompute.log")"
 
 /usr/bin/python3 - "$work" <<'PY'
 import json, struct, sys
@@ -82,6 +86,9 @@ print(f"moe_debug EP=2 vs one process: worst relative loss difference over 20 st
 assert w <= 1e-5, w
 for a, b in zip(single, ep2):
     assert a["moe_tokens_per_expert"] == b["moe_tokens_per_expert"], (a["step"], a["moe_tokens_per_expert"], b["moe_tokens_per_expert"])
+w = worst(ep2, rows("ep2_recompute"))
+print(f"moe_debug EP=2 with activation checkpointing vs without: worst relative loss difference {w:.2e}")
+assert w == 0, w
 w = worst(dp2, zero1)
 print(f"moe_debug DP=2 ZeRO-1 vs ZeRO-0: worst relative loss difference {w:.2e}")
 assert w <= 1e-5, w
