@@ -466,6 +466,7 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
     // Checkpoints hold the evaluation weights (Schedule-Free's x), and the optimizer state
     // holds what training needs to go on.
     auto save = [&](int step, bool model_only) {
+        if (!lead && !full_model) return 0.0;
         Timer t;
         optimizer->eval_mode();
         if (full_model)
