@@ -13,6 +13,7 @@
 #include "core/error.h"
 #include "dist/communicator.h"
 #include "dist/data_parallel.h"
+#include "dist/expert_parallel.h"
 #include "dist/parallel_mesh.h"
 #include "dist/zero.h"
 #include "model/model_args.h"
@@ -69,6 +70,29 @@ TEST(WorldCommunicator, ReduceScatterAllGatherAllToAllBroadcast) {
     c.barrier();
 }
 
+// Rank r sends (r + b + 1) % 3 values 1000 r + 10 b + k to rank b: some blocks are empty, and each
+// rank learns what it receives from an all_to_all of the counts.
+TEST(WorldCommunicator, AllToAllVariableSizesWithEmptyBlocks) {
+    Communicator& c = world_communicator();
+    const int r = c.rank(), n = c.size();
+    std::vector<int> send_counts(n), recv_counts(n, -1);
+    std::vector<float> send;
+    for (int b = 0; b < n; b++) {
+        send_counts[b] = (r + b + 1) % 3;
+        for (int k = 0; k < send_counts[b]; k++) send.push_back(1000.0f * r + 10.0f * b + k);
+    }
+    c.all_to_all(send_counts.data(), recv_counts.data(), 1);
+    std::vector<float> expected;
+    for (int b = 0; b < n; b++) {
+        ASSERT_EQ(recv_counts[b], (b + r + 1) % 3) << "from rank " << b;
+        for (int k = 0; k < recv_counts[b]; k++) expected.push_back(1000.0f * b + 10.0f * r + k);
+    }
+    std::vector<float> recv(expected.size() + 1, -1.0f);  // one guard value past the end
+    c.all_to_all_v(send.data(), send_counts.data(), recv.data(), recv_counts.data());
+    EXPECT_EQ(std::vector<float>(recv.begin(), recv.end() - 1), expected);
+    EXPECT_EQ(recv.back(), -1.0f);
+}
+
 TEST(WorldCommunicator, BucketedGradientAllReduceEqualsOneAllReduce) {
     Communicator& c = world_communicator();
     std::vector<float> g(1003), whole(g.size());
@@ -114,6 +138,8 @@ class RecordingCommunicator final : public Communicator {
     void reduce_scatter(const float*, float*, std::size_t, ReduceOp) override {}
     void all_gather(const float*, float*, std::size_t) override {}
     void all_to_all(const float*, float*, std::size_t) override {}
+    void all_to_all(const int*, int*, std::size_t) override {}
+    void all_to_all_v(const float*, const int*, float*, const int*) override {}
     void broadcast(void*, std::size_t, int) override {}
     void barrier() override {}
     std::unique_ptr<Communicator> split(int, int) override { return nullptr; }
@@ -273,6 +299,78 @@ TEST(ParallelMesh, InvalidMeshesAreRefusedWithTheNumbers) {
               "training.global_batch_size = 12 is not a multiple of training.local_batch_size 4 × "
               "2 data-parallel ranks = 8");
     EXPECT_EQ(mesh_error(cfg, 3), "");
+}
+
+// EP is carved out of the data ranks: DP × EP ranks read different data, TP innermost.
+TEST(ParallelMesh, ExpertParallelRanksReadDifferentDataAndRefusalsNameTheNumbers) {
+    JobConfig cfg;
+    cfg.model.flavor = "moe_debug";  // 8 routed experts
+    cfg.training.local_batch_size = 2;
+    cfg.parallelism.expert_parallel_degree = 4;
+    const ModelArgs args = resolve_model_args("moe_debug", {});
+    const ParallelMesh m = resolve_parallel_mesh(cfg, args, 4);
+    EXPECT_EQ(m.describe(), "DP 1 × TP 1 × EP 4 = 4 ranks, ZeRO-0");
+    EXPECT_EQ(m.data_ranks(), 4);
+    for (int r = 0; r < 4; r++) {
+        EXPECT_EQ(m.data_rank(r), r);
+        EXPECT_EQ(m.expert_parallel_rank(r), r);
+        EXPECT_EQ(m.data_parallel_rank(r), 0);
+    }
+    ParallelMesh grid;  // the layout of a future DP 2 × TP 2 × EP 2 = 8 mesh
+    grid.world = 8;
+    grid.data_parallel = grid.tensor_parallel = grid.expert_parallel = 2;
+    EXPECT_EQ(grid.data_ranks(), 4);
+    EXPECT_EQ(grid.data_rank(5), 2);  // rank 5 = (dp 1 · 2 + ep 0) · 2 + tp 1
+    EXPECT_EQ(grid.expert_parallel_rank(5), 0);
+    EXPECT_EQ(grid.data_parallel_rank(5), 1);
+    cfg.training.global_batch_size = 12;
+    EXPECT_EQ(mesh_error(cfg, 4),
+              "training.global_batch_size = 12 is not a multiple of training.local_batch_size 2 × "
+              "4 data-parallel ranks = 8");
+    cfg.training.global_batch_size = -1;
+    cfg.parallelism.expert_parallel_degree = 3;
+    EXPECT_EQ(mesh_error(cfg, 3),
+              "parallelism.expert_parallel_degree = 3: the model's 8 routed experts are not "
+              "divisible by it");
+    cfg.parallelism.expert_parallel_degree = 2;
+    EXPECT_EQ(mesh_error(cfg, 4),
+              "parallelism.expert_parallel_degree = 2 with data_parallel_degree = 2: not "
+              "implemented yet");
+    cfg.optimizer.name = "ScheduleFreeAdamW";
+    EXPECT_EQ(mesh_error(cfg, 2),
+              "parallelism.expert_parallel_degree = 2 with optimizer ScheduleFreeAdamW: not "
+              "implemented yet");
+    cfg.optimizer.name = "AdamW";
+    EXPECT_EQ(mesh_error(cfg, 2), "");
+}
+
+// Replicated ranges are summed over the ranks and shards left alone; the clipping norm counts
+// replicated tensors once and every rank's shard (rank r's shard holds r + 1 in every value).
+TEST(WorldCommunicator, ShardedGradientsReduceAndClipOverTheWholeModel) {
+    Communicator& c = world_communicator();
+    const int r = c.rank(), n = c.size();
+    const std::vector<ParamView> views{{"norm", 0, {3}, "norm"},
+                                       {"layers.0.moe.experts.w1", 3, {2, 2}, "ffn"},
+                                       {"layers.0.moe.experts.w2", 7, {4}, "ffn"},
+                                       {"router", 11, {5}, "router"}};
+    const ShardedRanges ranges = sharded_ranges(views, [](const ParamView& v) {
+        return v.name.find(".moe.experts.") != std::string::npos;
+    });
+    using Ranges = std::vector<std::pair<std::size_t, std::size_t>>;
+    EXPECT_EQ(ranges.replicated, (Ranges{{0, 3}, {11, 5}}));
+    EXPECT_EQ(ranges.sharded, (Ranges{{3, 8}}));
+    std::vector<float> g(16, 1.0f);
+    std::fill(g.begin() + 3, g.begin() + 11, static_cast<float>(r + 1));
+    all_reduce_replicated_gradients(c, g.data(), ranges, 2);
+    for (int i : {0, 2, 11, 15}) EXPECT_EQ(g[i], static_cast<float>(n)) << i;
+    for (int i = 3; i < 11; i++) EXPECT_EQ(g[i], static_cast<float>(r + 1)) << i;
+    // Replicated: 8 values of n; shards: 8 values of (k + 1) on each rank k.
+    double squares = 8.0 * n * n;
+    for (int k = 0; k < n; k++) squares += 8.0 * (k + 1) * (k + 1);
+    const double norm = std::sqrt(squares);
+    EXPECT_NEAR(clip_sharded_grad_norm(c, g.data(), ranges, norm / 2), norm, 1e-9 * norm);
+    EXPECT_NEAR(g[0], n * (norm / 2) / (norm + 1e-6), 1e-5);
+    EXPECT_NEAR(g[3], (r + 1) * (norm / 2) / (norm + 1e-6), 1e-5);
 }
 
 }  // namespace

@@ -27,6 +27,16 @@ class SingleProcessCommunicator final : public Communicator {
     void all_to_all(const float* in, float* out, std::size_t count) override {
         std::memmove(out, in, count * sizeof(float));
     }
+    void all_to_all(const int* in, int* out, std::size_t count) override {
+        std::memmove(out, in, count * sizeof(int));
+    }
+    void all_to_all_v(const float* in, const int* send_counts, float* out,
+                      const int* recv_counts) override {
+        if (send_counts[0] != recv_counts[0])
+            fail("all_to_all_v in a one-rank job sends {} values but receives {}", send_counts[0],
+                 recv_counts[0]);
+        std::memmove(out, in, static_cast<std::size_t>(send_counts[0]) * sizeof(float));
+    }
     void broadcast(void*, std::size_t, int root) override {
         if (root != 0) fail("broadcast from rank {} in a one-rank job", root);
     }

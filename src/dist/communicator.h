@@ -40,6 +40,13 @@ class Communicator {
     // in: size()·count values, block r for rank r; out: size()·count values, block r from rank r
     // (expert parallelism's token dispatch and combine).
     virtual void all_to_all(const float* in, float* out, std::size_t count) = 0;
+    virtual void all_to_all(const int* in, int* out, std::size_t count) = 0;
+    // Blocks of different sizes: in holds send_counts[b] values for rank b, out receives
+    // recv_counts[b] values from rank b, both packed in rank order. recv_counts are the senders'
+    // send_counts for this rank (an all_to_all of the counts first): expert parallelism's
+    // dispatch and combine of token rows.
+    virtual void all_to_all_v(const float* in, const int* send_counts, float* out,
+                              const int* recv_counts) = 0;
     virtual void broadcast(void* data, std::size_t bytes, int root) = 0;
     virtual void barrier() = 0;
     // Collective over this communicator: ranks passing the same color form one sub-group,

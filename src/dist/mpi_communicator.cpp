@@ -92,6 +92,29 @@ class MpiCommunicator final : public Communicator {
     void all_reduce(double* data, std::size_t n, ReduceOp op) override {
         reduce_in_place(data, n, op);
     }
+    void all_to_all(const int* in, int* out, std::size_t count) override {
+        if (count > kMaxChunk) fail("all_to_all of {} values per rank is too large", count);
+        check(MPI_Alltoall(in, static_cast<int>(count), MPI_INT, out, static_cast<int>(count),
+                           MPI_INT, MPI_COMM_WORLD),
+              "all_to_all");
+    }
+    void all_to_all_v(const float* in, const int* send_counts, float* out,
+                      const int* recv_counts) override {
+        std::vector<int> send_at(size_), recv_at(size_);
+        long send_total = 0, recv_total = 0;
+        for (int r = 0; r < size_; r++) {
+            send_at[r] = static_cast<int>(send_total);
+            recv_at[r] = static_cast<int>(recv_total);
+            send_total += send_counts[r];
+            recv_total += recv_counts[r];
+        }
+        if (send_total > static_cast<long>(kMaxChunk) || recv_total > static_cast<long>(kMaxChunk))
+            fail("all_to_all_v of {} values sent and {} received is too large", send_total,
+                 recv_total);
+        check(MPI_Alltoallv(in, send_counts, send_at.data(), MPI_FLOAT, out, recv_counts,
+                            recv_at.data(), MPI_FLOAT, MPI_COMM_WORLD),
+              "all_to_all_v");
+    }
     void reduce_scatter(const float* in, float* out, std::size_t count, ReduceOp op) override {
         if (count > kMaxChunk) fail("reduce_scatter of {} values per rank is too large", count);
         check(MPI_Reduce_scatter_block(in, out, static_cast<int>(count), MPI_FLOAT, mpi_op(op),

@@ -41,11 +41,29 @@ ParallelMesh resolve_parallel_mesh(const JobConfig& cfg, const ModelArgs& args, 
             "parallelism.tensor_parallel_degree = {}: the model's {} attention heads and {} KV "
             "heads must both be divisible by it",
             mesh.tensor_parallel, args.n_heads, args.n_kv_heads);
-    if (mesh.expert_parallel > 1)
+    if (mesh.expert_parallel > 1 && !args.is_moe())
         fail(
-            "parallelism.expert_parallel_degree = {}: the model (agpt/{}) has no experts; expert "
+            "parallelism.expert_parallel_degree = {}: the model ({}/{}) has no experts; expert "
             "parallelism needs a MoE flavor",
-            mesh.expert_parallel, cfg.model.flavor);
+            mesh.expert_parallel, cfg.model.name, cfg.model.flavor);
+    if (mesh.expert_parallel > 1 && args.n_experts % mesh.expert_parallel != 0)
+        fail(
+            "parallelism.expert_parallel_degree = {}: the model's {} routed experts are not "
+            "divisible by it",
+            mesh.expert_parallel, args.n_experts);
+    if (mesh.expert_parallel > 1) {
+        auto refuse = [&](const std::string& what) {
+            fail("parallelism.expert_parallel_degree = {} with {}: not implemented yet",
+                 mesh.expert_parallel, what);
+        };
+        // The experts' gradients would need a sum over the data-parallel ranks holding the same
+        // experts (a sub-group).
+        if (mesh.data_parallel > 1)
+            refuse(fmt::format("data_parallel_degree = {}", mesh.data_parallel));
+        if (mesh.zero == 1) refuse("parallelism.zero = 1");
+        if (cfg.optimizer.name == "SophiaG" || cfg.optimizer.name == "ScheduleFreeAdamW")
+            refuse("optimizer " + cfg.optimizer.name);
+    }
     if (mesh.tensor_parallel > 1) {
         const int n = mesh.tensor_parallel;
         if (cfg.model.name != "agpt" || args.mla || args.is_moe())
@@ -77,12 +95,12 @@ ParallelMesh resolve_parallel_mesh(const JobConfig& cfg, const ModelArgs& args, 
                 n);
     }
     const auto& t = cfg.training;
-    const int per_step = t.local_batch_size * mesh.data_parallel;
+    const int per_step = t.local_batch_size * mesh.data_ranks();
     if (t.global_batch_size != -1 && t.global_batch_size % per_step != 0)
         fail(
             "training.global_batch_size = {} is not a multiple of training.local_batch_size {} "
             "× {} data-parallel ranks = {}",
-            t.global_batch_size, t.local_batch_size, mesh.data_parallel, per_step);
+            t.global_batch_size, t.local_batch_size, mesh.data_ranks(), per_step);
     if (mesh.zero == 1) {
         if (cfg.checkpoint.enable)
             fail(

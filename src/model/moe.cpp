@@ -1,9 +1,11 @@
 #include "model/moe.h"
 
 #include <algorithm>
+#include <type_traits>
 #include <utility>
 
 #include "core/error.h"
+#include "dist/communicator.h"
 #include "kernels/cpu/gemm.h"
 #include "kernels/cpu/swiglu.h"
 
@@ -33,6 +35,20 @@ void swiglu_in_backward(T* dx, T* dw1, T* dw3, const T* dh13, const T* x, const 
     gemm<T>(false, false, N, D, F, T(1), dh13 + F, 2 * F, w3, D, T(1), dx, D);
     gemm<T>(true, false, F, D, N, T(1), dh13, 2 * F, x, D, T(1), dw1, D);
     gemm<T>(true, false, F, D, N, T(1), dh13 + F, 2 * F, x, D, T(1), dw3, D);
+}
+
+template <typename T>
+void grow(std::vector<T>& v, std::size_t n) {
+    if (v.size() < n) v.resize(n);
+}
+
+template <typename T>
+void all_to_all_rows(Communicator& comm, const T* in, const int* send_values, T* out,
+                     const int* recv_values) {
+    if constexpr (std::is_same_v<T, float>)
+        comm.all_to_all_v(in, send_values, out, recv_values);
+    else
+        fail("model: expert parallelism runs in float only");
 }
 
 }  // namespace
@@ -106,8 +122,8 @@ void MoeFfn<T>::forward(T* out, const T* x, const MoeWeights<T>& w, int N, bool 
     if (N > max_tokens_) fail("model: MoE got {} tokens, allocated for {}", N, max_tokens_);
     if (seq_len <= 0) seq_len = N;
     if (N % seq_len != 0) fail("model: MoE got {} tokens, not whole sequences of {}", N, seq_len);
-    const int D = shape_.dim, E = shape_.n_experts, K = shape_.top_k, F = shape_.hidden,
-              FS = shape_.shared_hidden(), M = N * K;
+    const int D = shape_.dim, E = shape_.n_experts, K = shape_.top_k, FS = shape_.shared_hidden(),
+              M = N * K;
     matmul_forward<T>(buf_->logits.data(), x, w.router, N, D, E);
     router_forward<T>(buf_->experts.data(), buf_->gates.data(), buf_->scores.data(),
                       buf_->logits.data(), w.expert_bias, N, E, K, shape_.router);
@@ -142,10 +158,14 @@ void MoeFfn<T>::forward(T* out, const T* x, const MoeWeights<T>& w, int N, bool 
     }
 
     moe_gather<T>(buf_->xs.data(), x, buf_->plan, N, K, D);
-    grouped_matmul_forward<T>(buf_->h13.data(), 2 * F, buf_->xs.data(), w.w1, buf_->plan, D, F);
-    grouped_matmul_forward<T>(buf_->h13.data() + F, 2 * F, buf_->xs.data(), w.w3, buf_->plan, D, F);
-    swiglu_forward<T>(buf_->act.data(), buf_->h13.data(), M, F);
-    grouped_matmul_forward<T>(buf_->ys.data(), D, buf_->act.data(), w.w2, buf_->plan, F, D);
+    if (ep_ == nullptr) {
+        experts_forward(buf_->ys.data(), buf_->xs.data(), w, buf_->plan, M);
+    } else {
+        dispatch();
+        grow(ep_rows_, static_cast<std::size_t>(ep_received_) * D);
+        experts_forward(ep_rows_.data(), ep_xs_.data(), w, local_plan_, ep_received_);
+        send_back(buf_->ys.data(), ep_rows_.data());
+    }
     moe_combine<T>(out, buf_->ys.data(), buf_->gates.data(), buf_->plan, N, K, D);
 
     if (FS > 0) {
@@ -158,8 +178,8 @@ void MoeFfn<T>::forward(T* out, const T* x, const MoeWeights<T>& w, int N, bool 
 template <typename T>
 void MoeFfn<T>::backward(T* dx, const MoeGrads<T>& g, const T* dout, const T* x,
                          const MoeWeights<T>& w, int N, double aux_weight) {
-    const int D = shape_.dim, E = shape_.n_experts, K = shape_.top_k, F = shape_.hidden,
-              FS = shape_.shared_hidden(), M = N * K;
+    const int D = shape_.dim, E = shape_.n_experts, K = shape_.top_k, FS = shape_.shared_hidden(),
+              M = N * K;
     if (FS > 0) {
         zero(buf_->d_rows, static_cast<std::size_t>(N) * FS);
         matmul_backward<T>(buf_->d_rows.data(), g.shared_w2, dout, buf_->shared_act.data(),
@@ -173,17 +193,16 @@ void MoeFfn<T>::backward(T* dx, const MoeGrads<T>& g, const T* dout, const T* x,
     zero(buf_->d_gates, static_cast<std::size_t>(M));
     moe_combine_backward<T>(buf_->d_rows.data(), buf_->d_gates.data(), dout, buf_->ys.data(),
                             buf_->gates.data(), buf_->plan, N, K, D);
-    zero(buf_->d_act, static_cast<std::size_t>(M) * F);
-    grouped_matmul_backward<T>(buf_->d_act.data(), g.w2, buf_->d_rows.data(), D, buf_->act.data(),
-                               w.w2, buf_->plan, F, D);
-    zero(buf_->d_h13, static_cast<std::size_t>(M) * 2 * F);
-    swiglu_backward<T>(buf_->d_h13.data(), buf_->d_act.data(), buf_->h13.data(), M, F);
-    // buf_->d_rows now holds d(xs), (M, D).
-    zero(buf_->d_rows, static_cast<std::size_t>(M) * D);
-    grouped_matmul_backward<T>(buf_->d_rows.data(), g.w1, buf_->d_h13.data(), 2 * F,
-                               buf_->xs.data(), w.w1, buf_->plan, D, F);
-    grouped_matmul_backward<T>(buf_->d_rows.data(), g.w3, buf_->d_h13.data() + F, 2 * F,
-                               buf_->xs.data(), w.w3, buf_->plan, D, F);
+    if (ep_ == nullptr) {
+        // buf_->d_rows holds d(ys) and then d(xs), (M, D).
+        experts_backward(buf_->d_rows.data(), g, buf_->d_rows.data(), buf_->xs.data(), w,
+                         buf_->plan, M);
+    } else {
+        send_forward(ep_rows_.data(), buf_->d_rows.data());
+        experts_backward(ep_rows_.data(), g, ep_rows_.data(), ep_xs_.data(), w, local_plan_,
+                         ep_received_);
+        send_back(buf_->d_rows.data(), ep_rows_.data());
+    }
     moe_gather_backward<T>(dx, buf_->d_rows.data(), buf_->plan, N, K, D);
     // Router: only the gates carry a gradient (the choice is piecewise constant).
     zero(buf_->d_logits, static_cast<std::size_t>(N) * E);
@@ -210,6 +229,113 @@ void MoeFfn<T>::backward(T* dx, const MoeGrads<T>& g, const T* dout, const T* x,
 }
 
 template <typename T>
+void MoeFfn<T>::experts_forward(T* ys, const T* xs, const MoeWeights<T>& w, const MoePlan& plan,
+                                int R) {
+    const int D = shape_.dim, F = shape_.hidden;
+    grow(buf_->h13, static_cast<std::size_t>(R) * 2 * F);
+    grow(buf_->act, static_cast<std::size_t>(R) * F);
+    grouped_matmul_forward<T>(buf_->h13.data(), 2 * F, xs, w.w1, plan, D, F);
+    grouped_matmul_forward<T>(buf_->h13.data() + F, 2 * F, xs, w.w3, plan, D, F);
+    swiglu_forward<T>(buf_->act.data(), buf_->h13.data(), R, F);
+    grouped_matmul_forward<T>(ys, D, buf_->act.data(), w.w2, plan, F, D);
+}
+
+// dys and dxs may be the same rows: dys is read before dxs is written.
+template <typename T>
+void MoeFfn<T>::experts_backward(T* dxs, const MoeGrads<T>& g, const T* dys, const T* xs,
+                                 const MoeWeights<T>& w, const MoePlan& plan, int R) {
+    const int D = shape_.dim, F = shape_.hidden;
+    grow(buf_->d_act, static_cast<std::size_t>(R) * F);
+    grow(buf_->d_h13, static_cast<std::size_t>(R) * 2 * F);
+    zero(buf_->d_act, static_cast<std::size_t>(R) * F);
+    grouped_matmul_backward<T>(buf_->d_act.data(), g.w2, dys, D, buf_->act.data(), w.w2, plan, F,
+                               D);
+    zero(buf_->d_h13, static_cast<std::size_t>(R) * 2 * F);
+    swiglu_backward<T>(buf_->d_h13.data(), buf_->d_act.data(), buf_->h13.data(), R, F);
+    std::fill(dxs, dxs + static_cast<std::size_t>(R) * D, T(0));
+    grouped_matmul_backward<T>(dxs, g.w1, buf_->d_h13.data(), 2 * F, xs, w.w1, plan, D, F);
+    grouped_matmul_backward<T>(dxs, g.w3, buf_->d_h13.data() + F, 2 * F, xs, w.w3, plan, D, F);
+}
+
+template <typename T>
+void MoeFfn<T>::set_expert_parallel(Communicator* ep) {
+    if (ep != nullptr) {
+        if (!std::is_same_v<T, float>) fail("model: expert parallelism runs in float only");
+        if (shape_.n_experts % ep->size() != 0)
+            fail("model: {} routed experts cannot be divided over {} expert-parallel ranks",
+                 shape_.n_experts, ep->size());
+    }
+    ep_ = ep;
+    const int e = ep_ ? ep_->size() : 1, El = shape_.n_experts / e;
+    send_values_.assign(e, 0);
+    recv_values_.assign(e, 0);
+    recv_expert_rows_.assign(static_cast<std::size_t>(e) * El, 0);
+    local_offsets_.assign(El + 1, 0);
+    local_plan_ = {El, local_offsets_.data(), nullptr, nullptr};
+}
+
+template <typename T>
+int MoeFfn<T>::local_experts() const {
+    return shape_.n_experts / (ep_ ? ep_->size() : 1);
+}
+
+template <typename T>
+int MoeFfn<T>::first_local_expert() const {
+    return ep_ ? ep_->rank() * local_experts() : 0;
+}
+
+template <typename T>
+void MoeFfn<T>::dispatch() {
+    const int e = ep_->size(), El = local_experts(), D = shape_.dim;
+    // Rows per expert of this rank's routing; block q holds rank q's experts.
+    std::vector<int> expert_rows(shape_.n_experts);
+    for (int x = 0; x < shape_.n_experts; x++)
+        expert_rows[x] = buf_->offsets[x + 1] - buf_->offsets[x];
+    ep_->all_to_all(expert_rows.data(), recv_expert_rows_.data(), El);
+    ep_received_ = 0;
+    std::fill(local_offsets_.begin(), local_offsets_.end(), 0);
+    for (int q = 0; q < e; q++) {
+        send_values_[q] = (buf_->offsets[(q + 1) * El] - buf_->offsets[q * El]) * D;
+        int rows = 0;
+        for (int x = 0; x < El; x++) {
+            rows += recv_expert_rows_[q * El + x];
+            local_offsets_[x + 1] += recv_expert_rows_[q * El + x];
+        }
+        recv_values_[q] = rows * D;
+        ep_received_ += rows;
+    }
+    for (int x = 0; x < El; x++) local_offsets_[x + 1] += local_offsets_[x];
+    // Received rows come source-major (source rank, then expert); the GEMMs want them
+    // expert-major (expert, then source rank), token order kept within each block.
+    recv_order_.resize(ep_received_);
+    std::vector<int> next(local_offsets_.begin(), local_offsets_.end() - 1);
+    for (int q = 0, i = 0; q < e; q++)
+        for (int x = 0; x < El; x++)
+            for (int r = 0; r < recv_expert_rows_[q * El + x]; r++) recv_order_[i++] = next[x]++;
+    grow(ep_xs_, static_cast<std::size_t>(ep_received_) * D);
+    send_forward(ep_xs_.data(), buf_->xs.data());
+}
+
+template <typename T>
+void MoeFfn<T>::send_forward(T* out, const T* in) {
+    const std::size_t D = shape_.dim, R = ep_received_;
+    grow(ep_wire_, R * D);
+    all_to_all_rows(*ep_, in, send_values_.data(), ep_wire_.data(), recv_values_.data());
+    for (std::size_t i = 0; i < R; i++)
+        std::copy_n(ep_wire_.data() + i * D, D, out + static_cast<std::size_t>(recv_order_[i]) * D);
+}
+
+template <typename T>
+void MoeFfn<T>::send_back(T* out, const T* rows) {
+    const std::size_t D = shape_.dim, R = ep_received_;
+    grow(ep_wire_, R * D);
+    for (std::size_t i = 0; i < R; i++)
+        std::copy_n(rows + static_cast<std::size_t>(recv_order_[i]) * D, D,
+                    ep_wire_.data() + i * D);
+    all_to_all_rows(*ep_, ep_wire_.data(), recv_values_.data(), out, send_values_.data());
+}
+
+template <typename T>
 std::vector<int> MoeFfn<T>::last_load() const {
     std::vector<int> load(shape_.n_experts);
     for (int e = 0; e < shape_.n_experts; e++) load[e] = buf_->offsets[e + 1] - buf_->offsets[e];
@@ -219,6 +345,11 @@ std::vector<int> MoeFfn<T>::last_load() const {
 template <typename T>
 void MoeFfn<T>::reset_load() {
     std::fill(tokens_per_expert_.begin(), tokens_per_expert_.end(), 0.0);
+}
+
+template <typename T>
+void MoeFfn<T>::sum_load(Communicator& comm) {
+    comm.all_reduce(tokens_per_expert_.data(), tokens_per_expert_.size(), ReduceOp::Sum);
 }
 
 template <typename T>

@@ -27,6 +27,8 @@
 
 namespace agpt {
 
+class Communicator;
+
 struct MoeShape {
     int dim = 0;
     int n_experts = 0;
@@ -90,6 +92,14 @@ class MoeFfn {
     const std::shared_ptr<Buffers>& buffers() const { return buf_; }
 
     const MoeShape& shape() const { return shape_; }
+    // Expert parallelism over ep's ranks (null: none): rank q holds the routed experts
+    // [q·E/e, (q+1)·E/e) of e = ep->size(), and MoeWeights/MoeGrads' w1, w2, w3 hold that range
+    // only. Each rank routes its own tokens; rows go to their expert's rank and the outputs
+    // come back (all_to_all_v), so every rank of ep must run forward and backward together.
+    // float only.
+    void set_expert_parallel(Communicator* ep);
+    int local_experts() const;
+    int first_local_expert() const;
     // out (N,D) += MoE(x); x (N,D), sequences of seq_len rows (0: one sequence of N). Keeps what
     // backward needs. count_load adds the routing to tokens_per_expert().
     void forward(T* out, const T* x, const MoeWeights<T>& w, int N, bool count_load,
@@ -110,6 +120,9 @@ class MoeFfn {
     // Assignments per expert summed over forwards with count_load since reset_load().
     const std::vector<double>& tokens_per_expert() const { return tokens_per_expert_; }
     void reset_load();
+    // Replaces tokens_per_expert() by its sum over comm's ranks, so that ranks that routed
+    // different tokens apply the same bias update (data parallelism).
+    void sum_load(Communicator& comm);
     // Bytes of the buffers this layer uses (routing, saved activations, backward temporaries;
     // shared ones included);
     // bytes_for gives the same for a shape without building the layer (`agpt plan`).
@@ -123,6 +136,27 @@ class MoeFfn {
     double aux_loss_ = 0.0;
     int aux_seq_len_ = 0;
     std::shared_ptr<Buffers> buf_;
+    // Expert parallelism (per layer, not in the shared buffers): rows sent to / received from
+    // each rank (values: rows·D), and per source rank and local expert the rows received; the
+    // received rows in expert-major order (ep_xs_, kept for backward) with their plan over the
+    // local experts, and where each source-major received row sits in that order.
+    Communicator* ep_ = nullptr;
+    std::vector<int> send_values_, recv_values_, recv_expert_rows_, recv_order_, local_offsets_;
+    cpu::MoePlan local_plan_;
+    std::vector<T> ep_xs_, ep_rows_, ep_wire_;
+    int ep_received_ = 0;
+    // The routed experts' forward (backward) on R rows of `plan`'s experts.
+    void experts_forward(T* ys, const T* xs, const MoeWeights<T>& w, const cpu::MoePlan& plan,
+                         int R);
+    void experts_backward(T* dxs, const MoeGrads<T>& g, const T* dys, const T* xs,
+                          const MoeWeights<T>& w, const cpu::MoePlan& plan, int R);
+    // Sends the sorted rows buf_->xs (M, D) to their experts' ranks: fills ep_xs_, local_plan_.
+    void dispatch();
+    // rows (ep_received_, D) in expert-major order go back to their source ranks: out (M, D)
+    // in the sorted order of this rank's routing.
+    void send_back(T* out, const T* rows);
+    // The reverse of send_back: in (M, D) sorted rows to the expert ranks, expert-major out.
+    void send_forward(T* out, const T* in);
 };
 
 }  // namespace agpt

@@ -8,6 +8,7 @@
 
 #include "core/error.h"
 #include "core/rng.h"
+#include "dist/communicator.h"
 #include "kernels/cpu/attention.h"
 #include "kernels/cpu/cross_entropy.h"
 #include "kernels/cpu/embedding.h"
@@ -267,6 +268,26 @@ void Transformer::update_expert_bias(double coeff) {
     }
 }
 
+void Transformer::set_expert_parallel(Communicator* ep) {
+    if (ep != nullptr && !args_.is_moe())
+        fail("model: expert parallelism needs a model with routed experts");
+    for (auto& m : moe_)
+        if (m) m->set_expert_parallel(ep);
+    expert_parallel_ = ep != nullptr && ep->size() > 1 ? ep : nullptr;
+    views_.clear();
+    build_views();
+    params_.assign(views_.back().offset + views_.back().numel(), 0.0f);
+    grads_.assign(params_.size(), 0.0f);
+}
+
+bool Transformer::is_expert_shard(const ParamView& v) const {
+    return expert_parallel_ != nullptr && v.name.find(".moe.experts.") != std::string::npos;
+}
+
+void Transformer::sum_expert_loads(Communicator& comm) {
+    for (int layer : moe_layer_ids()) moe_[layer]->sum_load(comm);
+}
+
 void Transformer::build_views() {
     const int D = args_.dim, hd = args_.head_dim(), F = args_.ffn_hidden();
     std::size_t off = 0;
@@ -327,12 +348,13 @@ void Transformer::build_views() {
         add(p + "ffn_norm.weight", {D}, "norm");
         if (args_.is_moe_layer(i)) {
             const int E = args_.n_experts, FE = args_.moe_hidden,
-                      FS = args_.n_shared_experts * args_.moe_hidden;
+                      FS = args_.n_shared_experts * args_.moe_hidden,
+                      local = E / (expert_parallel_ ? expert_parallel_->size() : 1);
             add(p + "moe.router.gate.weight", {E, D}, "router");
             add(p + "moe.expert_bias", {E}, "expert_bias");
-            add(p + "moe.experts.w1", {E, FE, D}, "ffn");
-            add(p + "moe.experts.w2", {E, D, FE}, "ffn");
-            add(p + "moe.experts.w3", {E, FE, D}, "ffn");
+            add(p + "moe.experts.w1", {local, FE, D}, "ffn");
+            add(p + "moe.experts.w2", {local, D, FE}, "ffn");
+            add(p + "moe.experts.w3", {local, FE, D}, "ffn");
             if (FS > 0) {
                 add(p + "moe.shared_experts.w1.weight", {FS, D}, "ffn");
                 add(p + "moe.shared_experts.w2.weight", {D, FS}, "ffn");
@@ -373,8 +395,8 @@ void Transformer::init_weights(const std::string& scheme, uint64_t seed) {
     const double D = args_.dim;
     const double linear_std = scheme == "agpt" ? std::sqrt(2.0 / (5.0 * D)) : 0.02;
     Rng rng(seed);
-    // Under TP every rank draws the full tensor from the same stream and keeps its part, so the
-    // weights are those of one rank.
+    // Under TP and EP every rank draws the full tensor from the same stream and keeps its part,
+    // so the weights do not depend on the ranks.
     auto fill = [&](const ParamView& v, float* p, std::size_t n) {
         if (v.role == "norm") {
             std::fill(p, p + n, 1.0f);
@@ -409,13 +431,21 @@ void Transformer::init_weights(const std::string& scheme, uint64_t seed) {
     std::vector<float> full;
     for (std::size_t i = 0; i < views_.size(); i++) {
         const ShardSpec& s = shards_[i];
-        float* p = params_.data() + views_[i].offset;
+        const ParamView& v = views_[i];
+        float* p = params_.data() + v.offset;
+        if (is_expert_shard(v)) {  // the rank's experts: a contiguous block of the full tensor
+            const std::size_t n = v.numel();
+            full.resize(n * expert_parallel_->size());
+            fill(v, full.data(), full.size());
+            std::copy_n(full.data() + expert_parallel_->rank() * n, n, p);
+            continue;
+        }
         if (s.split == ShardSpec::Split::replicated) {
-            fill(views_[i], p, views_[i].numel());
+            fill(v, p, v.numel());
             continue;
         }
         full.resize(s.full_numel());
-        fill(views_[i], full.data(), full.size());
+        fill(v, full.data(), full.size());
         take_shard(s, full.data(), p);
     }
 }

@@ -26,6 +26,8 @@
 
 namespace agpt {
 
+class Communicator;
+
 // The MLA and MoE layer shapes of a model's args.
 MlaShape mla_shape_of(const ModelArgs& args);
 MoeShape moe_shape_of(const ModelArgs& args);
@@ -93,6 +95,15 @@ class Transformer final : public LanguageModel {
     // MoE layer, from the load counted since the last call; then resets the counts. coeff 0 only
     // resets them.
     void update_expert_bias(double coeff);
+    // Expert parallelism over ep's ranks (see MoeFfn::set_expert_parallel): the routed-expert
+    // tensors shrink to this rank's E/e experts and every rank of ep must run each forward
+    // together. Call before init_weights; parameters and gradients are reallocated.
+    void set_expert_parallel(Communicator* ep);
+    // Whether a view holds this rank's shard of the routed experts (set_expert_parallel).
+    bool is_expert_shard(const ParamView& v) const;
+    // Sums every MoE layer's counted load over comm's ranks (the data-parallel ranks, before
+    // update_expert_bias), so that the biases stay identical on every rank.
+    void sum_expert_loads(Communicator& comm);
     void after_optimizer_step() override { update_expert_bias(args_.load_balance_coeff); }
     // Σ over MoE layers of the last forward's sequence-level balance loss (aux_loss_alpha > 0;
     // else 0). forward_backward adds its gradient, weighted as grad_scale·B·T (so that with
@@ -129,6 +140,7 @@ class Transformer final : public LanguageModel {
     std::vector<std::unique_ptr<MoeFfn<float>>> moe_;
     Mla<float>& mla_at(int layer) { return *mla_[mla_.size() == 1 ? 0 : layer]; }
     bool count_load_ = false;
+    Communicator* expert_parallel_ = nullptr;
     MlaWeights<float> mla_weights(int layer);
     MlaGrads<float> mla_grads(int layer);
     MoeWeights<float> moe_weights(int layer);

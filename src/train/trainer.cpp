@@ -28,6 +28,7 @@
 #include "data/tokenizer.h"
 #include "dist/communicator.h"
 #include "dist/data_parallel.h"
+#include "dist/expert_parallel.h"
 #include "dist/parallel_mesh.h"
 #include "dist/zero.h"
 #include "model/gpt2.h"
@@ -37,6 +38,7 @@
 #include "optim/lr_schedule.h"
 #include "optim/optimizer.h"
 #include "train/checkpoint.h"
+#include "train/expert_checkpoint.h"
 #include "train/generate.h"
 #include "train/metrics.h"
 #include "train/tensorboard.h"
@@ -329,12 +331,9 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
         mesh_args.n_heads = mesh_args.n_kv_heads = g->args.n_heads;
     }
     const ParallelMesh mesh = resolve_parallel_mesh(cfg, mesh_args, comm.size());
-    if (mesh.data_parallel > 1 && mesh_args.is_moe())
-        fail(
-            "model.flavor = {}: MoE over {} data-parallel ranks is not supported yet (each rank "
-            "would balance its experts on its own tokens and the replicas would drift apart)",
-            cfg.model.flavor, mesh.data_parallel);
-    const int accum = cfg.grad_accum_steps(mesh.data_parallel);
+    // The ranks that read different data: DP × EP.
+    const int data_ranks = mesh.data_ranks();
+    const int accum = cfg.grad_accum_steps(data_ranks);
     // Tensor parallelism: the ranks of one data-parallel replica form a TP group; gradients are
     // all-reduced over the ranks that hold the same shards (the DP group).
     std::unique_ptr<Communicator> tp_group, dp_group;
@@ -354,8 +353,8 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
         cfg.training.dataset, tokenizer, cfg.validation.split, cfg.training.dataset_registry);
     const std::string& data_path = data.source;
     WindowLoader loader(data.train.sizes, data.train.read, T,
-                        static_cast<uint64_t>(cfg.training.seed),
-                        mesh.data_parallel_rank(comm.rank()), mesh.data_parallel);
+                        static_cast<uint64_t>(cfg.training.seed), mesh.data_rank(comm.rank()),
+                        data_ranks);
     if (cfg.validation.enable && sequential_windows(data.val, T).empty())
         fail(
             "validation: the held-out data ({} tokens in {}) is shorter than one window of "
@@ -398,7 +397,27 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
     LanguageModel& model = *model_ptr;
     // MoE balancing and its metrics exist in the agpt family only.
     auto* agpt_model = dynamic_cast<Transformer*>(&model);
+    // Expert parallelism (DP = 1, TP = 1 for now: the expert group is the world): each rank
+    // holds E/EP routed experts; their gradients are complete without a sum over the ranks.
+    std::optional<ShardedRanges> expert_shards;
+    if (mesh.expert_parallel > 1) {
+        agpt_model->set_expert_parallel(&comm);
+        expert_shards = sharded_ranges(model.param_views(), [&](const ParamView& v) {
+            return agpt_model->is_expert_shard(v);
+        });
+    }
     model.init_weights(cfg.model.init, static_cast<uint64_t>(cfg.training.seed));
+    // Checkpoints hold full tensors: with expert shards they pass through a model (and
+    // optimizer) of the full shape, gathered before a save and sliced after a load.
+    std::unique_ptr<LanguageModel> full_model;
+    std::unique_ptr<Optimizer> full_optimizer;
+    if (expert_shards && (cfg.checkpoint.enable || !cfg.checkpoint.initial_load_path.empty())) {
+        full_model = make_job_model(cfg, tokenizer.vocab_size(), 1, 1);
+        full_optimizer = make_model_optimizer(cfg, *full_model);
+    }
+    const ShardPredicate is_shard = [&](const ParamView& v) {
+        return agpt_model->is_expert_shard(v);
+    };
     // ZeRO-1: this rank's optimizer covers the parameters it owns only.
     std::unique_ptr<ZeroShard> zero;
     if (mesh.zero == 1)
@@ -421,9 +440,11 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
     int first_step = 1;
     // Rank 0 picks the checkpoint (the newest that verifies); every rank then loads that one.
     long resume[4] = {-1, 0, 0, 1};  // step, loader epoch, loader position, data ranks
+    LanguageModel& stored_model = full_model ? *full_model : model;
+    Optimizer* const stored_optimizer = full_model ? full_optimizer.get() : optimizer.get();
     if (has_checkpoints && reusable) {
         const auto state =
-            checkpoints.load_latest(cfg.checkpoint.load_step, model, optimizer.get(),
+            checkpoints.load_latest(cfg.checkpoint.load_step, stored_model, stored_optimizer,
                                     [&](const std::string& w) { log.line("{}", w); });
         if (!state) fail("{}: no checkpoint could be loaded", checkpoints.root());
         resume[0] = state->step;
@@ -433,28 +454,31 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
     }
     comm.broadcast(resume, sizeof resume, 0);
     if (resume[0] >= 0) {
-        if (!lead) checkpoints.load(static_cast<int>(resume[0]), model, optimizer.get());
+        if (!lead) checkpoints.load(static_cast<int>(resume[0]), stored_model, stored_optimizer);
+        if (full_model)
+            scatter_expert_shards(comm, *full_model, full_optimizer.get(), model, optimizer.get(),
+                                  is_shard);
         optimizer->train_mode();
         // Every data rank has taken as many windows as rank 0: the position is the same. From
         // another number of ranks, the epoch's first position × ranks windows are taken; the
         // new ranks go on from there (exact when the count divides evenly).
         long position = resume[2];
-        if (resume[3] != mesh.data_parallel) {
+        if (resume[3] != data_ranks) {
             const long taken = resume[2] * resume[3];
-            position = std::min(loader.rank_windows(),
-                                (taken + mesh.data_parallel - 1) / mesh.data_parallel);
+            position = std::min(loader.rank_windows(), (taken + data_ranks - 1) / data_ranks);
             log.line(
                 "checkpoint written by {} data-parallel ranks, resumed on {}: {} windows of epoch "
                 "{} taken, continuing at position {} per rank{}",
-                resume[3], mesh.data_parallel, taken, resume[1], position,
-                taken % mesh.data_parallel == 0 ? "" : " (rounded up: a few windows skipped)");
+                resume[3], data_ranks, taken, resume[1], position,
+                taken % data_ranks == 0 ? "" : " (rounded up: a few windows skipped)");
         }
         loader.restore(resume[1], position);
         first_step = static_cast<int>(resume[0]) + 1;
         if (lead) truncate_metrics(run / "metrics.jsonl", first_step - 1);
         log.line("resumed from {} (step {})", checkpoints.path_of(first_step - 1), first_step - 1);
     } else if (!cfg.checkpoint.initial_load_path.empty()) {
-        load_model_weights(cfg.checkpoint.initial_load_path, model);
+        load_model_weights(cfg.checkpoint.initial_load_path, stored_model);
+        if (full_model) scatter_expert_shards(comm, *full_model, nullptr, model, nullptr, is_shard);
         log.line("initial weights from {}", cfg.checkpoint.initial_load_path);
     }
     std::optional<JsonlWriter> metrics;
@@ -466,12 +490,21 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
     // Checkpoints hold the evaluation weights (Schedule-Free's x), and the optimizer state
     // holds what training needs to go on.
     auto save = [&](int step, bool model_only) {
-        if (!lead_group) return 0.0;
+        // Under TP the first replica's TP group saves together (the store gathers the shards and
+        // its rank 0 writes); under EP every rank first gathers its experts for rank 0.
+        if (!lead_group && !full_model) return 0.0;
         Timer t;
-        const TrainState state{step, loader.epoch(), loader.position(), mesh.data_parallel};
         optimizer->eval_mode();
-        const std::string where =
-            checkpoints.save(state, model, model_only ? nullptr : optimizer.get(), config_toml);
+        if (full_model)
+            gather_expert_shards(comm, model, optimizer.get(), *full_model, full_optimizer.get(),
+                                 is_shard);
+        if (!lead_group) {
+            optimizer->train_mode();
+            return 0.0;
+        }
+        const TrainState state{step, loader.epoch(), loader.position(), data_ranks};
+        const std::string where = checkpoints.save(
+            state, stored_model, model_only ? nullptr : stored_optimizer, config_toml);
         optimizer->train_mode();
         if (!lead) return 0.0;
         checkpoints.prune(cfg.checkpoint.keep_latest_k);
@@ -484,7 +517,7 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
     const double peak_tflops = measure_gemm_peak_tflops();
     const double flops_per_token = model.flops_per_token(T);
     const long rank_tokens_per_step = static_cast<long>(B) * T * accum;
-    const long tokens_per_step = rank_tokens_per_step * mesh.data_parallel;
+    const long tokens_per_step = rank_tokens_per_step * data_ranks;
     const auto bucket_floats =
         static_cast<std::size_t>(cfg.parallelism.bucket_mb * (1 << 20) / sizeof(float));
 
@@ -526,10 +559,19 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
             // grad_scale is 1/global tokens: the sum over ranks is the global mean's gradient.
             if (zero)
                 zero->reduce_scatter_gradients(model.grads().data());
+            else if (expert_shards)
+                all_reduce_replicated_gradients(comm, model.grads().data(), *expert_shards,
+                                                bucket_floats);
             else
                 all_reduce_gradients(data_comm, model.grads().data(), model.grads().size(),
                                      bucket_floats);
             loss_sum = data_comm.all_reduce_value(loss_sum, ReduceOp::Sum);
+            if (agpt_model != nullptr && agpt_model->args().is_moe()) {
+                // Every rank balances on the global load, so the expert biases stay identical;
+                // the balance loss is per sequence and needs only the gradient sum above.
+                agpt_model->sum_expert_loads(data_comm);
+                aux_loss = data_comm.all_reduce_value(aux_loss, ReduceOp::Avg);
+            }
         }
         const double loss = loss_sum / static_cast<double>(tokens_per_step);
         if (!std::isfinite(loss)) fail("step {}: loss is {}; training diverged", step, loss);
@@ -538,6 +580,9 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
             : tp.active()
                 ? clip_tensor_parallel_grad_norm(model.grads().data(), model.param_views(),
                                                  agpt_model->shards(), cfg.training.max_norm, tp)
+            : expert_shards
+                ? clip_sharded_grad_norm(comm, model.grads().data(), *expert_shards,
+                                         cfg.training.max_norm)
                 : clip_grad_norm(model.grads().data(), model.grads().size(), cfg.training.max_norm);
         current_step = step;
         optimizer->step(schedule.factor(step));
@@ -613,7 +658,8 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
             window_time = window_data = window_opt = 0.0;
             window_steps = 0;
         }
-        if (lead_group && cfg.validation.enable &&
+        // An expert-parallel forward needs every rank: all of them evaluate (the same windows).
+        if ((lead_group || expert_shards) && cfg.validation.enable &&
             (step % cfg.validation.freq == 0 || step == cfg.training.steps)) {
             optimizer->eval_mode();
             const double val = evaluate(model, data.val, B, T, cfg.validation.steps);
@@ -658,7 +704,7 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
         format_duration(run_timer.seconds()), summary.tok_per_s, summary.final_loss,
         summary.final_val_loss, peak_rss_gib());
 
-    if (lead_group && cfg.sample.max_new_tokens > 0) {
+    if ((lead_group || expert_shards) && cfg.sample.max_new_tokens > 0) {
         std::vector<int32_t> prompt = tokenizer.encode(cfg.sample.prompt);
         if (prompt.empty() && tokenizer.bos_id()) prompt.push_back(*tokenizer.bos_id());
         if (prompt.empty()) prompt.push_back(0);
