@@ -480,6 +480,13 @@ double Transformer::forward_backward(const int32_t* tokens, const int32_t* targe
     zero(dres, ND);
     rmsnorm_backward<float>(dres, grad("norm.weight"), d_norm, x_final, param("norm.weight"),
                             x_final + 2 * maxN * D, N, D);
+    // The buffer holds the embedding, the layers in order, the final norm and the head.
+    auto layer_begin = [&](int layer) {
+        return layer == args_.n_layers
+                   ? view("norm.weight").offset
+                   : view("layers." + std::to_string(layer) + ".attention_norm.weight").offset;
+    };
+    grads_ready(layer_begin(args_.n_layers), grads_.size());
     for (int layer = args_.n_layers - 1; layer >= 0; layer--) {
         float* a = acts + l.size * layer;
         const std::string p = "layers." + std::to_string(layer) + ".";
@@ -537,8 +544,10 @@ double Transformer::forward_backward(const int32_t* tokens, const int32_t* targe
         }
         rmsnorm_backward<float>(dres, grad(p + "attention_norm.weight"), d_norm, a + l.x,
                                 param(p + "attention_norm.weight"), a + l.arstd, N, D);
+        grads_ready(layer_begin(layer), layer_begin(layer + 1));
     }
     embedding_backward<float>(grad("tok_embeddings.weight"), dres, tokens, N, D);
+    grads_ready(0, layer_begin(0));
     return loss_sum;
 }
 

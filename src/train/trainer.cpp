@@ -394,11 +394,18 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
                                   comm.size() > 1 ? &comm : nullptr);
         });
     int first_step = 1;
+    // Checkpoints hold the full optimizer state: ZeRO-1 loads it whole, then keeps its own part.
+    std::unique_ptr<Optimizer> full_state;
+    auto load_target = [&] {
+        if (!zero) return optimizer.get();
+        full_state = make_model_optimizer(cfg, model);
+        return full_state.get();
+    };
     // Rank 0 picks the checkpoint (the newest that verifies); every rank then loads that one.
     long resume[4] = {-1, 0, 0, 1};  // step, loader epoch, loader position, data ranks
     if (has_checkpoints && reusable) {
         const auto state =
-            checkpoints.load_latest(cfg.checkpoint.load_step, model, optimizer.get(),
+            checkpoints.load_latest(cfg.checkpoint.load_step, model, load_target(),
                                     [&](const std::string& w) { log.line("{}", w); });
         if (!state) fail("{}: no checkpoint could be loaded", checkpoints.root());
         resume[0] = state->step;
@@ -408,7 +415,9 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
     }
     comm.broadcast(resume, sizeof resume, 0);
     if (resume[0] >= 0) {
-        if (!lead) checkpoints.load(static_cast<int>(resume[0]), model, optimizer.get());
+        if (!lead) checkpoints.load(static_cast<int>(resume[0]), model, load_target());
+        if (zero) take_owned_state(*full_state, *optimizer);
+        full_state.reset();
         optimizer->train_mode();
         // Every data rank has taken as many windows as rank 0: the position is the same. From
         // another number of ranks, the epoch's first position × ranks windows are taken; the
@@ -440,13 +449,19 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
             std::make_unique<TensorBoardWriter>((run / cfg.metrics.save_tb_folder).string());
     // Checkpoints hold the evaluation weights (Schedule-Free's x), and the optimizer state
     // holds what training needs to go on.
+    // ZeRO-1 gathers the owners' state on rank 0 into the full optimizer a ZeRO-0 run has.
     auto save = [&](int step, bool model_only) {
-        if (!lead) return 0.0;
         Timer t;
+        std::unique_ptr<Optimizer> gathered;
+        if (zero && !model_only) {
+            if (lead) gathered = make_model_optimizer(cfg, model);
+            gather_optimizer_state(comm, *optimizer, gathered.get());
+        }
+        if (!lead) return 0.0;
+        Optimizer* saved = model_only ? nullptr : zero ? gathered.get() : optimizer.get();
         const TrainState state{step, loader.epoch(), loader.position(), mesh.data_parallel};
         optimizer->eval_mode();
-        const std::string where =
-            checkpoints.save(state, model, model_only ? nullptr : optimizer.get(), config_toml);
+        const std::string where = checkpoints.save(state, model, saved, config_toml);
         optimizer->train_mode();
         checkpoints.prune(cfg.checkpoint.keep_latest_k);
         log.line("checkpoint {} ({:.1f}s)", where, t.seconds());
@@ -461,6 +476,8 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
     const long tokens_per_step = rank_tokens_per_step * mesh.data_parallel;
     const auto bucket_floats =
         static_cast<std::size_t>(cfg.parallelism.bucket_mb * (1 << 20) / sizeof(float));
+    // ZeRO-1 reduce-scatters after backward.
+    const bool overlap = comm.size() > 1 && !zero && cfg.parallelism.overlap_grad_reduce;
 
     log.line("run {} | data {} ({} train / {} val tokens)", summary.run_dir, data_path,
              data.train.total(), data.val.total());
@@ -473,8 +490,9 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
              static_cast<double>(optimizer->state_bytes()) / (1 << 20),
              routing_summary(*optimizer));
     if (comm.size() > 1)
-        log.line("parallel {} over {} | {} tokens/step per rank | gradient buckets of {} MiB",
-                 mesh.describe(), comm.backend(), rank_tokens_per_step, cfg.parallelism.bucket_mb);
+        log.line("parallel {} over {} | {} tokens/step per rank | gradient buckets of {} MiB{}",
+                 mesh.describe(), comm.backend(), rank_tokens_per_step, cfg.parallelism.bucket_mb,
+                 overlap ? ", reduced during backward" : "");
 
     std::vector<int32_t> targets(static_cast<std::size_t>(B) * T);
     const double grad_scale = 1.0 / static_cast<double>(tokens_per_step);
@@ -487,19 +505,29 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
         Timer step_timer;
         double data_time = 0.0, loss_sum = 0.0, aux_loss = 0.0;
         model.zero_grad();
+        // The last micro-batch's backward finishes the gradients: their buckets are reduced
+        // while it runs.
+        std::optional<OverlappedGradReduce> reduce;
         for (int micro = 0; micro < accum; micro++) {
             Timer data_timer;
             // Each micro-batch's inputs stay for the step: SophiaG's estimate reruns them.
             int32_t* inputs = step_inputs.data() + static_cast<long>(micro) * B * T;
             loader.next_batch(B, inputs, targets.data());
             data_time += data_timer.seconds();
+            if (overlap && micro == accum - 1) {
+                reduce.emplace(comm, model.grads().data(), model.grads().size(), bucket_floats);
+                model.set_grads_ready([&](std::size_t b, std::size_t e) { reduce->ready(b, e); });
+            }
             loss_sum += model.forward_backward(inputs, targets.data(), B, T, grad_scale);
+            model.set_grads_ready({});
             if (agpt_model != nullptr) aux_loss += agpt_model->moe_aux_loss() / accum;
         }
         if (comm.size() > 1) {
             // grad_scale is 1/global tokens: the sum over ranks is the global mean's gradient.
             if (zero)
                 zero->reduce_scatter_gradients(model.grads().data());
+            else if (reduce)
+                reduce->finish();
             else
                 all_reduce_gradients(comm, model.grads().data(), model.grads().size(),
                                      bucket_floats);
