@@ -476,7 +476,7 @@ TEST(ConfigKeys, TableMatchesTheStruct) {
         EXPECT_EQ(find_config_key(k.name), &k);
     }
     EXPECT_EQ(names.size(),
-              62u);  // 45 + [task] 2 + [rl] 9 + model.aux_loss_alpha + [parallelism] 5
+              63u);  // 45 + [task] 2 + [rl] 9 + model.aux_loss_alpha + [parallelism] 6
     EXPECT_EQ(find_config_key("training.nope"), nullptr);
     EXPECT_EQ(find_config_key("training.max_norm")->type, ConfigType::Double);
     // The optimizer's own keys depend on optimizer.name: they are not in the fixed table.
