@@ -56,5 +56,31 @@ assert [c["status"] for c in cells[4:]] == ["out of memory", "invalid config"], 
 PY
 check "json ranked and complete" test $? -eq 0
 
+# The activation checkpointing axis on real runs: full must peak lower than none.
+cat >"$work/ac.toml" <<'TOML'
+steps = 1
+warmup = 0
+[base]
+"model.flavor" = "small"
+"training.local_batch_size" = 8
+"training.seq_len" = 128
+"training.threads" = 1
+[grid]
+"activation_checkpoint.mode" = ["none", "full"]
+TOML
+"$agpt" bench --sweep "$work/ac.toml" --out "$work/ac" >/dev/null 2>&1
+check "checkpointing sweep completes" test $? -eq 0
+check "mode column" grep -q '^| rank | activation_checkpoint.mode |' "$work/ac/leaderboard.md"
+/usr/bin/python3 - "$work/ac/leaderboard.json" <<'PY'
+import json, sys
+cells = {c["config"]["activation_checkpoint.mode"]: c for c in json.load(open(sys.argv[1]))["cells"]}
+assert all(c["status"] == "ok" for c in cells.values()), cells
+assert cells["full"]["result"]["activation_checkpoint"] == "full"
+rss = {m: c["result"]["peak_rss_gib"] for m, c in cells.items()}
+assert rss["full"] < rss["none"] - 0.02, rss
+assert cells["full"]["plan_gib"] < cells["none"]["plan_gib"], cells
+PY
+check "full peaks lower than none" test $? -eq 0
+
 echo "bench_sweep_cli: $passed passed, $failed failed"
 [[ $failed -eq 0 ]]

@@ -180,5 +180,47 @@ TEST(BenchSweep, ReportsEveryKindOfFailureAndRanksTheRest) {
     EXPECT_EQ(j["cells"][5]["status"], "out of memory");
 }
 
+// The activation checkpointing axis: each cell is planned (and would be benched) in its mode, the
+// leaderboard has a column for it, and a mode the family lacks is an invalid cell.
+TEST(BenchSweep, ActivationCheckpointIsAnAxis) {
+    TempDir dir;
+    const Sweep s = load_sweep(dir.file("ac.toml", R"(
+[base]
+"model.flavor" = "tiny"
+"training.local_batch_size" = 8
+"training.seq_len" = 128
+[grid]
+"activation_checkpoint.mode" = ["none", "full"]
+[[cell]]
+"model.name" = "gpt2"
+"model.flavor" = "gpt2_tiny"
+"activation_checkpoint.mode" = "full"
+)"),
+                               {});
+    ASSERT_EQ(s.cells.size(), 3u);
+    std::FILE* sink = std::tmpfile();
+    const auto cells = run_sweep(s, fake_bench(dir), sink);
+    std::fclose(sink);
+    ASSERT_EQ(cells[0].status, CellStatus::Ok);
+    ASSERT_EQ(cells[1].status, CellStatus::Ok);
+    auto planned = [](const std::string& mode) {
+        const JobConfig cfg = load_job_config("", {{"model.flavor", "tiny"},
+                                                   {"training.local_batch_size", "8"},
+                                                   {"training.seq_len", "128"},
+                                                   {"activation_checkpoint.mode", mode}});
+        return static_cast<double>(plan_memory(cfg, 0, 32000).total_bytes) / (1u << 30);
+    };
+    EXPECT_EQ(cells[0].plan_gib, planned("none"));
+    EXPECT_EQ(cells[1].plan_gib, planned("full"));
+    EXPECT_LT(cells[1].plan_gib, cells[0].plan_gib);
+    EXPECT_EQ(cells[2].status, CellStatus::InvalidConfig);
+    EXPECT_NE(cells[2].error.find("activation_checkpoint.mode"), std::string::npos)
+        << cells[2].error;
+    const std::string md = sweep_markdown(s, cells);
+    EXPECT_NE(md.find("| rank | activation_checkpoint.mode |"), std::string::npos) << md;
+    EXPECT_NE(md.find("| 1 | none |"), std::string::npos) << md;  // equal tok/s: sweep order
+    EXPECT_NE(md.find("| 2 | full |"), std::string::npos) << md;
+}
+
 }  // namespace
 }  // namespace agpt

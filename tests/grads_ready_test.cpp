@@ -15,9 +15,10 @@
 namespace agpt {
 namespace {
 
-void expect_ranges_final(const std::string& family, const std::string& flavor, int layers) {
+void expect_ranges_final(const std::string& family, const std::string& flavor, int layers,
+                         ActivationCheckpoint checkpoint = ActivationCheckpoint::none) {
     const int B = 2, T = 8, V = 64;
-    auto model = make_language_model(family, flavor, ModelSwitches{}, V, B, T);
+    auto model = make_language_model(family, flavor, ModelSwitches{}, V, B, T, checkpoint);
     model->init_weights(family == "gpt2" ? "gpt2" : "agpt", 5);
     Rng rng(3);
     std::vector<int32_t> tok(B * T), tgt(B * T);
@@ -54,6 +55,11 @@ void expect_ranges_final(const std::string& family, const std::string& flavor, i
 
 TEST(GradsReady, TransformerReportsFinalRangesFromTheHeadToTheEmbedding) {
     expect_ranges_final("agpt", "tiny", resolve_model_args("tiny", ModelSwitches{}).n_layers);
+}
+
+TEST(GradsReady, TransformerUnderActivationCheckpointingToo) {
+    expect_ranges_final("agpt", "tiny", resolve_model_args("tiny", ModelSwitches{}).n_layers,
+                        ActivationCheckpoint::full);
 }
 
 TEST(GradsReady, Gpt2ReportsFinalRangesWithTheTiedEmbeddingLast) {

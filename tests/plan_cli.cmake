@@ -7,3 +7,11 @@ add_test(NAME cli_plan_json COMMAND agpt plan --model.flavor small --optimizer.n
   --device-memory-gib 1)
 set_tests_properties(cli_plan_json PROPERTIES
   PASS_REGULAR_EXPRESSION "\"fits\": true.*\"optimizer\": \"Muon\"")
+add_test(NAME cli_plan_tensor_parallel COMMAND agpt plan --model.flavor debugmodel
+  --parallelism.tensor_parallel_degree 2 --activation_checkpoint.mode full --json)
+set_tests_properties(cli_plan_tensor_parallel PROPERTIES
+  PASS_REGULAR_EXPRESSION "\"activation_checkpoint\": \"full\".*\"tensor_parallel_degree\": 2")
+add_test(NAME cli_plan_tensor_parallel_refused COMMAND agpt plan --model.flavor small
+  --parallelism.tensor_parallel_degree 4)
+set_tests_properties(cli_plan_tensor_parallel_refused PROPERTIES
+  PASS_REGULAR_EXPRESSION "tensor_parallel_degree = 4 does not divide the model.s n_heads 6")

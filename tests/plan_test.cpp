@@ -6,11 +6,13 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <sstream>
 #include <string>
 #include <vector>
 
 #include "core/error.h"
+#include "model/model_zoo.h"
 #include "model/transformer.h"
 #include "tools/plan.h"
 #include "train/config.h"
@@ -21,11 +23,14 @@ namespace {
 
 namespace fs = std::filesystem;
 
-JobConfig job(const std::string& flavor, int B, int T, const std::string& optimizer = "AdamW") {
-    return load_job_config("", {{"model.flavor", flavor},
-                                {"training.local_batch_size", std::to_string(B)},
-                                {"training.seq_len", std::to_string(T)},
-                                {"optimizer.name", optimizer}});
+JobConfig job(const std::string& flavor, int B, int T, const std::string& optimizer = "AdamW",
+              const ConfigOverrides& extra = {}) {
+    ConfigOverrides o = {{"model.flavor", flavor},
+                         {"training.local_batch_size", std::to_string(B)},
+                         {"training.seq_len", std::to_string(T)},
+                         {"optimizer.name", optimizer}};
+    o.insert(o.end(), extra.begin(), extra.end());
+    return load_job_config("", o);
 }
 
 const std::vector<std::string> kOptimizers = {
@@ -46,22 +51,28 @@ TEST(Plan, PartsEqualTheRealModelsByteCounts) {
                                            {"moe_tiny", 2, 24},
                                            {"moe_debug", 2, 64},
                                            {"moe_debug_dense", 2, 16}}) {
-        SCOPED_TRACE(c.flavor + " " + std::to_string(c.B) + "x" + std::to_string(c.T));
-        const JobConfig cfg = job(c.flavor, c.B, c.T);
-        const MemoryPlan plan = plan_memory(cfg);
-        Transformer model(plan.args, c.B, c.T);
-        EXPECT_EQ(plan.params, plan.args.num_params());
-        EXPECT_EQ(plan.active_params, plan.args.num_active_params());
-        EXPECT_EQ(plan.param_bytes, model.params().size() * sizeof(float));
-        EXPECT_EQ(plan.grad_bytes, model.grads().size() * sizeof(float));
-        EXPECT_EQ(plan.activation_bytes, model.activation_bytes());
-        EXPECT_EQ(plan.activation_bytes,
-                  plan.saved_activation_bytes + plan.backward_buffer_bytes + plan.head_chunk_bytes);
-        EXPECT_DOUBLE_EQ(plan.flops_per_token, plan.args.flops_per_token(c.T));
-        EXPECT_EQ(plan.optimizer_bytes, make_model_optimizer(cfg, model)->state_bytes());
-        EXPECT_EQ(plan.total_bytes, plan.param_bytes + plan.grad_bytes + plan.optimizer_bytes +
-                                        plan.activation_bytes + plan.rope_bytes +
-                                        plan.temporary_bytes + plan.runtime_bytes);
+        for (const std::string mode : {"none", "full"}) {
+            SCOPED_TRACE(c.flavor + " " + std::to_string(c.B) + "x" + std::to_string(c.T) + " " +
+                         mode);
+            const JobConfig cfg =
+                job(c.flavor, c.B, c.T, "AdamW", {{"activation_checkpoint.mode", mode}});
+            const MemoryPlan plan = plan_memory(cfg);
+            EXPECT_EQ(plan.activation_checkpoint, activation_checkpoint_from(mode));
+            Transformer model(plan.args, c.B, c.T, plan.activation_checkpoint);
+            EXPECT_EQ(plan.params, plan.args.num_params());
+            EXPECT_EQ(plan.active_params, plan.args.num_active_params());
+            EXPECT_EQ(plan.param_bytes, model.params().size() * sizeof(float));
+            EXPECT_EQ(plan.grad_bytes, model.grads().size() * sizeof(float));
+            EXPECT_EQ(plan.activation_bytes, model.activation_bytes());
+            EXPECT_EQ(
+                plan.activation_bytes,
+                plan.saved_activation_bytes + plan.backward_buffer_bytes + plan.head_chunk_bytes);
+            EXPECT_DOUBLE_EQ(plan.flops_per_token, plan.args.flops_per_token(c.T));
+            EXPECT_EQ(plan.optimizer_bytes, make_model_optimizer(cfg, model)->state_bytes());
+            EXPECT_EQ(plan.total_bytes, plan.param_bytes + plan.grad_bytes + plan.optimizer_bytes +
+                                            plan.activation_bytes + plan.rope_bytes +
+                                            plan.temporary_bytes + plan.runtime_bytes);
+        }
     }
 }
 
@@ -107,6 +118,151 @@ TEST(Plan, HugeFlavorsPlanWithoutAllocatingAndTheVerdictFollowsTheDevice) {
     EXPECT_THROW(plan_memory(job("tiny", 1, 16), -1), Error);
 }
 
+// The split rule applied to the real model's tensors by name, independently of
+// tensor_parallel_shard's formulas: column-parallel matrices keep 1/degree of their rows,
+// row-parallel ones 1/degree of their columns, the embedding and head their vocabulary range,
+// norms everything.
+long local_params_by_name(const Transformer& model, int degree, int vocab_rows) {
+    long n = 0;
+    for (const ParamView& v : model.param_views()) {
+        const long rows = v.shape[0], cols = v.shape.size() > 1 ? v.shape[1] : 1;
+        const auto ends = [&](const char* suffix) { return v.name.ends_with(suffix); };
+        if (ends("wq.weight") || ends("wk.weight") || ends("wv.weight") || ends("w1.weight") ||
+            ends("w3.weight")) {
+            EXPECT_EQ(rows % degree, 0) << v.name;
+            n += rows / degree * cols;
+        } else if (ends("wo.weight") || ends("w2.weight")) {
+            EXPECT_EQ(cols % degree, 0) << v.name;
+            n += rows * (cols / degree);
+        } else if (v.name == "tok_embeddings.weight" || v.name == "output.weight") {
+            n += static_cast<long>(vocab_rows) * cols;
+        } else {
+            EXPECT_EQ(v.role, "norm") << v.name;
+            n += static_cast<long>(v.numel());
+        }
+    }
+    return n;
+}
+
+TEST(PlanTensorParallel, ShardsFollowTheSplitOfEveryTensor) {
+    for (const std::string flavor : {"tiny", "small_kitchen_sink", "debugmodel_qknorm"}) {
+        ModelArgs a = resolve_model_args(flavor, {});
+        a.vocab_size = 1001;  // not a multiple of any degree below: uneven vocabulary ranges
+        const Transformer model(a, 1, 1);
+        for (int degree : {1, 2}) {
+            SCOPED_TRACE(flavor + " TP " + std::to_string(degree));
+            int next_row = 0;
+            long hidden = 0;
+            for (int rank = 0; rank < degree; rank++) {
+                const TensorParallelShard s = tensor_parallel_shard(a, degree, rank);
+                EXPECT_EQ(s.vocab_begin, next_row);
+                EXPECT_EQ(s.vocab_rows, 1001 / degree + (rank < 1001 % degree ? 1 : 0));
+                next_row += s.vocab_rows;
+                EXPECT_EQ(s.heads * degree, a.n_heads);
+                EXPECT_EQ(s.kv_heads * degree, a.n_kv_heads);
+                EXPECT_EQ(s.ffn_hidden * degree, a.ffn_hidden());
+                EXPECT_EQ(s.params(), local_params_by_name(model, degree, s.vocab_rows));
+                hidden += s.hidden_params;
+            }
+            EXPECT_EQ(next_row, 1001);
+            // The matrices are split without overlap; at degree 1 the shard is the model.
+            const TensorParallelShard one = tensor_parallel_shard(a, 1, 0);
+            EXPECT_EQ(hidden, one.hidden_params);
+            EXPECT_EQ(one.params(), a.num_params());
+        }
+    }
+}
+
+TEST(PlanTensorParallel, RefusesMlaMoeAndIndivisibleHeads) {
+    auto error_of = [](const std::function<void()>& f) {
+        try {
+            f();
+        } catch (const Error& e) {
+            return std::string(e.what());
+        }
+        return std::string();
+    };
+    const ConfigOverrides tp4 = {{"parallelism.tensor_parallel_degree", "4"}};
+    // small: 6 heads, 6 KV heads.
+    const std::string heads =
+        error_of([&] { plan_memory(job("small", 1, 8, "AdamW", tp4), 0, 258); });
+    EXPECT_NE(heads.find("tensor_parallel_degree = 4"), std::string::npos) << heads;
+    EXPECT_NE(heads.find("n_heads 6"), std::string::npos) << heads;
+    ModelArgs kv = resolve_model_args("debugmodel", {});
+    kv.n_kv_heads = 2;
+    const std::string kv_heads = error_of([&] { tensor_parallel_shard(kv, 4, 0); });
+    EXPECT_NE(kv_heads.find("n_kv_heads 2"), std::string::npos) << kv_heads;
+    const std::string moe = error_of([&] {
+        plan_memory(job("moe_debug", 1, 8, "AdamW", {{"parallelism.tensor_parallel_degree", "2"}}),
+                    0, 258);
+    });
+    EXPECT_NE(moe.find("MLA/MoE"), std::string::npos) << moe;
+}
+
+// Per device under TP: parameters, gradients and optimizer state follow the shard; the
+// per-head and per-FFN-unit activations divide by the degree, the residual stream does not.
+TEST(PlanTensorParallel, PerDeviceMemoryFollowsTheShard) {
+    for (const std::string mode : {"none", "full"}) {
+        SCOPED_TRACE(mode);
+        const int B = 2, T = 64;
+        const ConfigOverrides m = {{"activation_checkpoint.mode", mode}};
+        ConfigOverrides m2 = m;
+        m2.push_back({"parallelism.tensor_parallel_degree", "2"});
+        const MemoryPlan one = plan_memory(job("debugmodel", B, T, "AdamW", m), 0, 1001);
+        const MemoryPlan two = plan_memory(job("debugmodel", B, T, "AdamW", m2), 0, 1001);
+        const TensorParallelShard s = tensor_parallel_shard(two.args, 2, 0);
+        EXPECT_EQ(two.tensor_parallel_degree, 2);
+        EXPECT_EQ(two.params, one.params);
+        EXPECT_EQ(two.local_params, s.params());
+        EXPECT_EQ(two.param_bytes, static_cast<std::size_t>(s.params()) * 4);
+        EXPECT_EQ(two.grad_bytes, two.param_bytes);
+        EXPECT_EQ(two.optimizer_bytes, static_cast<std::size_t>(s.params()) * 8 + 8);  // AdamW
+        const ModelArgs& a = one.args;
+        const std::size_t N = B * T, D = a.dim, L = a.n_layers;
+        // Per layer, split by heads/units: qkv, attention output, lse, h13 (w1|w3), gate.
+        const std::size_t split_per_layer =
+            N * (a.qkv_dim() + a.dim + a.n_heads + a.ffn_in_dim() + a.ffn_hidden());
+        const std::size_t layers_saved = mode == "full" ? 1 : L;
+        EXPECT_EQ(one.saved_activation_bytes - two.saved_activation_bytes,
+                  layers_saved * split_per_layer / 2 * 4);
+        // Backward: residual gradient and norm gradient whole; gate, h13, attention, qkv halved.
+        const std::size_t split_backward =
+            N * (a.ffn_hidden() + a.ffn_in_dim() + a.dim + a.qkv_dim());
+        EXPECT_EQ(one.backward_buffer_bytes - two.backward_buffer_bytes, split_backward / 2 * 4);
+        EXPECT_EQ(two.backward_buffer_bytes, (2 * N * D + split_backward / 2) * 4);
+        // The LM-head chunk: rank 0's 501 of 1001 columns.
+        EXPECT_EQ(two.head_chunk_bytes, N * 501 * 4);
+        EXPECT_EQ(one.head_chunk_bytes, N * 1001 * 4);
+    }
+}
+
+TEST(PlanTensorParallel, ZeroDividesOptimizerStateAndTheHeaderShowsTheDegrees) {
+    const MemoryPlan plain = plan_memory(job("small", 4, 64), 0, 258);
+    const MemoryPlan zero = plan_memory(job("small", 4, 64, "AdamW",
+                                            {{"parallelism.data_parallel_degree", "4"},
+                                             {"parallelism.zero", "1"},
+                                             {"parallelism.tensor_parallel_degree", "2"},
+                                             {"activation_checkpoint.mode", "full"}}),
+                                        0, 258);
+    const MemoryPlan tp = plan_memory(
+        job("small", 4, 64, "AdamW",
+            {{"parallelism.tensor_parallel_degree", "2"}, {"activation_checkpoint.mode", "full"}}),
+        0, 258);
+    EXPECT_EQ(zero.optimizer_bytes, (tp.optimizer_bytes + 3) / 4);
+    EXPECT_LT(tp.optimizer_bytes, plain.optimizer_bytes);
+    EXPECT_EQ(zero.param_bytes, tp.param_bytes);  // ZeRO-1 keeps every parameter
+    const std::string text = format_plan(zero);
+    EXPECT_NE(text.find("activation checkpointing full | tensor parallel 2"), std::string::npos)
+        << text;
+    EXPECT_NE(text.find("data parallel 4, ZeRO-1"), std::string::npos) << text;
+    const nlohmann::json j = plan_json(zero);
+    EXPECT_EQ(j["tensor_parallel_degree"], 2);
+    EXPECT_EQ(j["data_parallel_degree"], 4);
+    EXPECT_EQ(j["zero"], 1);
+    EXPECT_EQ(j["activation_checkpoint"], "full");
+    EXPECT_EQ(j["local_params"].get<long>(), zero.local_params);
+}
+
 // The child half of the RSS check: trains the job named by AGPT_PLAN_RSS_JOB ("flavor B T") and
 // writes its peak resident set in bytes to AGPT_PLAN_RSS_OUT. Skipped unless started that way.
 TEST(PlanRssChild, Train) {
@@ -114,14 +270,15 @@ TEST(PlanRssChild, Train) {
     const char* out = std::getenv("AGPT_PLAN_RSS_OUT");
     if (!spec || !out) GTEST_SKIP() << "run by Plan.TotalWithin15PercentOfPeakRss";
     std::istringstream in(spec);
-    std::string flavor, dump;
+    std::string flavor, dump, mode;
     int B = 0, T = 0;
-    in >> flavor >> B >> T >> dump;
+    in >> flavor >> B >> T >> mode >> dump;
     const JobConfig cfg = load_job_config("", {{"job.dump_folder", dump},
-                                               {"job.name", flavor},
+                                               {"job.name", flavor + "_" + mode},
                                                {"model.flavor", flavor},
                                                {"training.local_batch_size", std::to_string(B)},
                                                {"training.seq_len", std::to_string(T)},
+                                               {"activation_checkpoint.mode", mode},
                                                {"training.steps", "3"},
                                                {"training.threads", "2"},
                                                {"validation.enable", "false"},
@@ -145,25 +302,30 @@ TEST(Plan, TotalWithin15PercentOfPeakRss) {
     struct Case {
         std::string flavor;
         int B, T;
+        std::string mode;
     };
-    for (const Case& c :
-         std::vector<Case>{{"tiny", 8, 128}, {"small", 8, 256}, {"small_kitchen_sink", 4, 256}}) {
-        const fs::path out = dir / (c.flavor + ".rss");
+    for (const Case& c : std::vector<Case>{{"tiny", 8, 128, "none"},
+                                           {"small", 8, 256, "none"},
+                                           {"small", 8, 256, "full"},
+                                           {"small_kitchen_sink", 4, 256, "none"}}) {
+        const fs::path out = dir / (c.flavor + c.mode + ".rss");
         const std::string cmd = "AGPT_PLAN_RSS_JOB='" + c.flavor + " " + std::to_string(c.B) + " " +
-                                std::to_string(c.T) + " " + (dir / "runs").string() +
+                                std::to_string(c.T) + " " + c.mode + " " + (dir / "runs").string() +
                                 "' AGPT_PLAN_RSS_OUT='" + out.string() + "' '" + self.string() +
                                 "' --gtest_filter=PlanRssChild.Train > '" +
-                                (dir / (c.flavor + ".log")).string() + "' 2>&1";
+                                (dir / (c.flavor + c.mode + ".log")).string() + "' 2>&1";
         ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
         long rss = 0;
         std::ifstream(out) >> rss;
         ASSERT_GT(rss, 0) << c.flavor;
-        const MemoryPlan plan = plan_memory(job(c.flavor, c.B, c.T));
+        const MemoryPlan plan =
+            plan_memory(job(c.flavor, c.B, c.T, "AdamW", {{"activation_checkpoint.mode", c.mode}}));
         const double ratio = static_cast<double>(plan.total_bytes) / static_cast<double>(rss);
-        std::printf("plan %s %dx%d: estimate %.1f MiB, peak RSS %.1f MiB, ratio %.3f\n",
-                    c.flavor.c_str(), c.B, c.T, static_cast<double>(plan.total_bytes) / (1 << 20),
+        std::printf("plan %s %dx%d %s: estimate %.1f MiB, peak RSS %.1f MiB, ratio %.3f\n",
+                    c.flavor.c_str(), c.B, c.T, c.mode.c_str(),
+                    static_cast<double>(plan.total_bytes) / (1 << 20),
                     static_cast<double>(rss) / (1 << 20), ratio);
-        EXPECT_NEAR(ratio, 1.0, 0.15) << c.flavor;
+        EXPECT_NEAR(ratio, 1.0, 0.15) << c.flavor << " " << c.mode;
     }
     fs::remove_all(dir);
 }

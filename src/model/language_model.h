@@ -22,6 +22,11 @@ struct ParamView {
 
 struct ModelArgs;
 
+// What a model keeps from forward for backward (`[activation_checkpoint] mode`): every layer's
+// activations (none), or only each layer's input, recomputing a layer's forward right before
+// its backward (full).
+enum class ActivationCheckpoint { none, full };
+
 class LanguageModel {
   public:
     virtual ~LanguageModel() = default;

@@ -27,15 +27,26 @@ std::vector<std::string> family_init_schemes(const std::string& family) {
     return {"agpt", "torchtitan"};
 }
 
+ActivationCheckpoint activation_checkpoint_from(const std::string& mode) {
+    if (mode == "none") return ActivationCheckpoint::none;
+    if (mode == "full") return ActivationCheckpoint::full;
+    fail("activation_checkpoint.mode: '{}' is not one of none, full", mode);
+}
+
 std::unique_ptr<LanguageModel> make_language_model(const std::string& family,
                                                    const std::string& flavor,
                                                    const ModelSwitches& switches, int vocab_size,
-                                                   int max_batch, int max_seq) {
+                                                   int max_batch, int max_seq,
+                                                   ActivationCheckpoint checkpoint) {
     if (family == "agpt") {
         ModelArgs args = resolve_model_args(flavor, switches);
         if (vocab_size > 0) args.vocab_size = vocab_size;
-        return std::make_unique<Transformer>(args, max_batch, max_seq);
+        return std::make_unique<Transformer>(args, max_batch, max_seq, checkpoint);
     }
+    if (family == "gpt2" && checkpoint != ActivationCheckpoint::none)
+        fail(
+            "model gpt2: activation_checkpoint.mode = full is implemented for model.name = agpt "
+            "only");
     if (family == "gpt2") {
         const Gpt2Flavor* f = find_gpt2_flavor(flavor);
         if (f == nullptr) fail("model gpt2: unknown flavor '{}'", flavor);

@@ -1,6 +1,7 @@
 #include "model/moe.h"
 
 #include <algorithm>
+#include <utility>
 
 #include "core/error.h"
 #include "kernels/cpu/gemm.h"
@@ -62,7 +63,8 @@ void update_expert_bias(float* expert_bias, const std::vector<double>& load, dou
 }
 
 template <typename T>
-MoeFfn<T>::MoeFfn(const MoeShape& s, int max_tokens) : shape_(s), max_tokens_(max_tokens) {
+MoeFfn<T>::MoeFfn(const MoeShape& s, int max_tokens, std::shared_ptr<Buffers> shared)
+    : shape_(s), max_tokens_(max_tokens), buf_(std::move(shared)) {
     if (s.n_experts <= 0 || s.top_k <= 0 || s.top_k > s.n_experts)
         fail("model: MoE top_k {} must be between 1 and the number of experts {}", s.top_k,
              s.n_experts);
@@ -72,29 +74,30 @@ MoeFfn<T>::MoeFfn(const MoeShape& s, int max_tokens) : shape_(s), max_tokens_(ma
     const std::size_t N = max_tokens, E = s.n_experts, K = s.top_k, M = N * K, D = s.dim,
                       F = s.hidden, FS = s.shared_hidden();
     tokens_per_expert_.assign(E, 0.0);
-    logits_.resize(N * E);
-    scores_.resize(N * E);
-    gates_.resize(N * K);
-    experts_.resize(N * K);
-    offsets_.resize(E + 1);
-    row_token_.resize(M);
-    slot_row_.resize(M);
-    xs_.resize(M * D);
-    h13_.resize(M * 2 * F);
-    act_.resize(M * F);
-    ys_.resize(M * D);
-    shared_h13_.resize(N * 2 * FS);
-    shared_act_.resize(N * FS);
-    d_rows_.resize(std::max(M * D, N * FS));
-    d_h13_.resize(std::max(M * 2 * F, N * 2 * FS));
-    d_act_.resize(M * F);
-    d_gates_.resize(N * K);
-    d_logits_.resize(N * E);
+    if (!buf_) buf_ = std::make_shared<Buffers>();
+    buf_->logits.resize(N * E);
+    buf_->scores.resize(N * E);
+    buf_->gates.resize(N * K);
+    buf_->experts.resize(N * K);
+    buf_->offsets.resize(E + 1);
+    buf_->row_token.resize(M);
+    buf_->slot_row.resize(M);
+    buf_->xs.resize(M * D);
+    buf_->h13.resize(M * 2 * F);
+    buf_->act.resize(M * F);
+    buf_->ys.resize(M * D);
+    buf_->shared_h13.resize(N * 2 * FS);
+    buf_->shared_act.resize(N * FS);
+    buf_->d_rows.resize(std::max(M * D, N * FS));
+    buf_->d_h13.resize(std::max(M * 2 * F, N * 2 * FS));
+    buf_->d_act.resize(M * F);
+    buf_->d_gates.resize(N * K);
+    buf_->d_logits.resize(N * E);
     if (s.aux_loss_alpha > 0) {
-        aux_f_.resize(N * E);
-        d_scores_.resize(N * E);
+        buf_->aux_f.resize(N * E);
+        buf_->d_scores.resize(N * E);
     }
-    plan_ = {s.n_experts, offsets_.data(), row_token_.data(), slot_row_.data()};
+    buf_->plan = {s.n_experts, buf_->offsets.data(), buf_->row_token.data(), buf_->slot_row.data()};
 }
 
 template <typename T>
@@ -105,24 +108,26 @@ void MoeFfn<T>::forward(T* out, const T* x, const MoeWeights<T>& w, int N, bool 
     if (N % seq_len != 0) fail("model: MoE got {} tokens, not whole sequences of {}", N, seq_len);
     const int D = shape_.dim, E = shape_.n_experts, K = shape_.top_k, F = shape_.hidden,
               FS = shape_.shared_hidden(), M = N * K;
-    matmul_forward<T>(logits_.data(), x, w.router, N, D, E);
-    router_forward<T>(experts_.data(), gates_.data(), scores_.data(), logits_.data(), w.expert_bias,
-                      N, E, K, shape_.router);
-    moe_plan(plan_, experts_.data(), N, K, E);
+    matmul_forward<T>(buf_->logits.data(), x, w.router, N, D, E);
+    router_forward<T>(buf_->experts.data(), buf_->gates.data(), buf_->scores.data(),
+                      buf_->logits.data(), w.expert_bias, N, E, K, shape_.router);
+    moe_plan(buf_->plan, buf_->experts.data(), N, K, E);
     if (count_load)
-        for (int e = 0; e < E; e++) tokens_per_expert_[e] += offsets_[e + 1] - offsets_[e];
+        for (int e = 0; e < E; e++)
+            tokens_per_expert_[e] += buf_->offsets[e + 1] - buf_->offsets[e];
     aux_loss_ = 0.0;
     aux_seq_len_ = seq_len;
     if (shape_.aux_loss_alpha > 0) {
         // Per sequence: f_e from the routed counts, P_e from the normalised scores.
         const int S = N / seq_len;
         for (int b = 0; b < S; b++) {
-            T* f = aux_f_.data() + static_cast<std::size_t>(b) * E;
+            T* f = buf_->aux_f.data() + static_cast<std::size_t>(b) * E;
             std::fill(f, f + E, T(0));
             std::vector<double> P(E, 0.0);
             for (int t = b * seq_len; t < (b + 1) * seq_len; t++) {
-                for (int j = 0; j < K; j++) f[experts_[static_cast<std::size_t>(t) * K + j]] += 1;
-                const T* st = scores_.data() + static_cast<std::size_t>(t) * E;
+                for (int j = 0; j < K; j++)
+                    f[buf_->experts[static_cast<std::size_t>(t) * K + j]] += 1;
+                const T* st = buf_->scores.data() + static_cast<std::size_t>(t) * E;
                 double sum = 0;
                 for (int e = 0; e < E; e++) sum += st[e];
                 for (int e = 0; e < E; e++) P[e] += st[e] / sum / seq_len;
@@ -136,17 +141,17 @@ void MoeFfn<T>::forward(T* out, const T* x, const MoeWeights<T>& w, int N, bool 
         }
     }
 
-    moe_gather<T>(xs_.data(), x, plan_, N, K, D);
-    grouped_matmul_forward<T>(h13_.data(), 2 * F, xs_.data(), w.w1, plan_, D, F);
-    grouped_matmul_forward<T>(h13_.data() + F, 2 * F, xs_.data(), w.w3, plan_, D, F);
-    swiglu_forward<T>(act_.data(), h13_.data(), M, F);
-    grouped_matmul_forward<T>(ys_.data(), D, act_.data(), w.w2, plan_, F, D);
-    moe_combine<T>(out, ys_.data(), gates_.data(), plan_, N, K, D);
+    moe_gather<T>(buf_->xs.data(), x, buf_->plan, N, K, D);
+    grouped_matmul_forward<T>(buf_->h13.data(), 2 * F, buf_->xs.data(), w.w1, buf_->plan, D, F);
+    grouped_matmul_forward<T>(buf_->h13.data() + F, 2 * F, buf_->xs.data(), w.w3, buf_->plan, D, F);
+    swiglu_forward<T>(buf_->act.data(), buf_->h13.data(), M, F);
+    grouped_matmul_forward<T>(buf_->ys.data(), D, buf_->act.data(), w.w2, buf_->plan, F, D);
+    moe_combine<T>(out, buf_->ys.data(), buf_->gates.data(), buf_->plan, N, K, D);
 
     if (FS > 0) {
-        swiglu_in_forward<T>(shared_h13_.data(), x, w.shared_w1, w.shared_w3, N, D, FS);
-        swiglu_forward<T>(shared_act_.data(), shared_h13_.data(), N, FS);
-        matmul_forward<T>(out, shared_act_.data(), w.shared_w2, N, FS, D, true);
+        swiglu_in_forward<T>(buf_->shared_h13.data(), x, w.shared_w1, w.shared_w3, N, D, FS);
+        swiglu_forward<T>(buf_->shared_act.data(), buf_->shared_h13.data(), N, FS);
+        matmul_forward<T>(out, buf_->shared_act.data(), w.shared_w2, N, FS, D, true);
     }
 }
 
@@ -156,58 +161,58 @@ void MoeFfn<T>::backward(T* dx, const MoeGrads<T>& g, const T* dout, const T* x,
     const int D = shape_.dim, E = shape_.n_experts, K = shape_.top_k, F = shape_.hidden,
               FS = shape_.shared_hidden(), M = N * K;
     if (FS > 0) {
-        zero(d_rows_, static_cast<std::size_t>(N) * FS);
-        matmul_backward<T>(d_rows_.data(), g.shared_w2, dout, shared_act_.data(), w.shared_w2, N,
-                           FS, D);
-        zero(d_h13_, static_cast<std::size_t>(N) * 2 * FS);
-        swiglu_backward<T>(d_h13_.data(), d_rows_.data(), shared_h13_.data(), N, FS);
-        swiglu_in_backward<T>(dx, g.shared_w1, g.shared_w3, d_h13_.data(), x, w.shared_w1,
+        zero(buf_->d_rows, static_cast<std::size_t>(N) * FS);
+        matmul_backward<T>(buf_->d_rows.data(), g.shared_w2, dout, buf_->shared_act.data(),
+                           w.shared_w2, N, FS, D);
+        zero(buf_->d_h13, static_cast<std::size_t>(N) * 2 * FS);
+        swiglu_backward<T>(buf_->d_h13.data(), buf_->d_rows.data(), buf_->shared_h13.data(), N, FS);
+        swiglu_in_backward<T>(dx, g.shared_w1, g.shared_w3, buf_->d_h13.data(), x, w.shared_w1,
                               w.shared_w3, N, D, FS);
     }
-    // Combine: out += Σ gate · y.  d_rows_ holds d(ys), (M, D).
-    zero(d_gates_, static_cast<std::size_t>(M));
-    moe_combine_backward<T>(d_rows_.data(), d_gates_.data(), dout, ys_.data(), gates_.data(), plan_,
-                            N, K, D);
-    zero(d_act_, static_cast<std::size_t>(M) * F);
-    grouped_matmul_backward<T>(d_act_.data(), g.w2, d_rows_.data(), D, act_.data(), w.w2, plan_, F,
-                               D);
-    zero(d_h13_, static_cast<std::size_t>(M) * 2 * F);
-    swiglu_backward<T>(d_h13_.data(), d_act_.data(), h13_.data(), M, F);
-    // d_rows_ now holds d(xs), (M, D).
-    zero(d_rows_, static_cast<std::size_t>(M) * D);
-    grouped_matmul_backward<T>(d_rows_.data(), g.w1, d_h13_.data(), 2 * F, xs_.data(), w.w1, plan_,
-                               D, F);
-    grouped_matmul_backward<T>(d_rows_.data(), g.w3, d_h13_.data() + F, 2 * F, xs_.data(), w.w3,
-                               plan_, D, F);
-    moe_gather_backward<T>(dx, d_rows_.data(), plan_, N, K, D);
+    // Combine: out += Σ gate · y.  buf_->d_rows holds d(ys), (M, D).
+    zero(buf_->d_gates, static_cast<std::size_t>(M));
+    moe_combine_backward<T>(buf_->d_rows.data(), buf_->d_gates.data(), dout, buf_->ys.data(),
+                            buf_->gates.data(), buf_->plan, N, K, D);
+    zero(buf_->d_act, static_cast<std::size_t>(M) * F);
+    grouped_matmul_backward<T>(buf_->d_act.data(), g.w2, buf_->d_rows.data(), D, buf_->act.data(),
+                               w.w2, buf_->plan, F, D);
+    zero(buf_->d_h13, static_cast<std::size_t>(M) * 2 * F);
+    swiglu_backward<T>(buf_->d_h13.data(), buf_->d_act.data(), buf_->h13.data(), M, F);
+    // buf_->d_rows now holds d(xs), (M, D).
+    zero(buf_->d_rows, static_cast<std::size_t>(M) * D);
+    grouped_matmul_backward<T>(buf_->d_rows.data(), g.w1, buf_->d_h13.data(), 2 * F,
+                               buf_->xs.data(), w.w1, buf_->plan, D, F);
+    grouped_matmul_backward<T>(buf_->d_rows.data(), g.w3, buf_->d_h13.data() + F, 2 * F,
+                               buf_->xs.data(), w.w3, buf_->plan, D, F);
+    moe_gather_backward<T>(dx, buf_->d_rows.data(), buf_->plan, N, K, D);
     // Router: only the gates carry a gradient (the choice is piecewise constant).
-    zero(d_logits_, static_cast<std::size_t>(N) * E);
-    router_backward<T>(d_logits_.data(), d_gates_.data(), scores_.data(), experts_.data(), N, E, K,
-                       shape_.router);
+    zero(buf_->d_logits, static_cast<std::size_t>(N) * E);
+    router_backward<T>(buf_->d_logits.data(), buf_->d_gates.data(), buf_->scores.data(),
+                       buf_->experts.data(), N, E, K, shape_.router);
     if (shape_.aux_loss_alpha > 0 && aux_weight != 0.0) {
         // ∂L/∂s'_{t,e} = α·f_{b,e}/(S·T); s' = s/Σs gives ∂L/∂s_j = (∂L/∂s'_j − Σ_e
         // ∂L/∂s'_e·s'_e)/Σs.
         const int T_len = aux_seq_len_, S = N / T_len;
         const double c = aux_weight * shape_.aux_loss_alpha / (static_cast<double>(S) * T_len);
         for (int t = 0; t < N; t++) {
-            const T* f = aux_f_.data() + static_cast<std::size_t>(t / T_len) * E;
-            const T* st = scores_.data() + static_cast<std::size_t>(t) * E;
-            T* ds = d_scores_.data() + static_cast<std::size_t>(t) * E;
+            const T* f = buf_->aux_f.data() + static_cast<std::size_t>(t / T_len) * E;
+            const T* st = buf_->scores.data() + static_cast<std::size_t>(t) * E;
+            T* ds = buf_->d_scores.data() + static_cast<std::size_t>(t) * E;
             double sum = 0, dot = 0;
             for (int e = 0; e < E; e++) sum += st[e];
             for (int e = 0; e < E; e++) dot += c * f[e] * st[e] / sum;
             for (int e = 0; e < E; e++) ds[e] = static_cast<T>((c * f[e] - dot) / sum);
         }
-        router_scores_backward<T>(d_logits_.data(), d_scores_.data(), scores_.data(), N, E,
-                                  shape_.router.score);
+        router_scores_backward<T>(buf_->d_logits.data(), buf_->d_scores.data(), buf_->scores.data(),
+                                  N, E, shape_.router.score);
     }
-    matmul_backward<T>(dx, g.router, d_logits_.data(), x, w.router, N, D, E);
+    matmul_backward<T>(dx, g.router, buf_->d_logits.data(), x, w.router, N, D, E);
 }
 
 template <typename T>
 std::vector<int> MoeFfn<T>::last_load() const {
     std::vector<int> load(shape_.n_experts);
-    for (int e = 0; e < shape_.n_experts; e++) load[e] = offsets_[e + 1] - offsets_[e];
+    for (int e = 0; e < shape_.n_experts; e++) load[e] = buf_->offsets[e + 1] - buf_->offsets[e];
     return load;
 }
 
@@ -219,11 +224,12 @@ void MoeFfn<T>::reset_load() {
 template <typename T>
 std::size_t MoeFfn<T>::bytes() const {
     const std::size_t floats =
-        logits_.size() + scores_.size() + gates_.size() + xs_.size() + h13_.size() + act_.size() +
-        ys_.size() + shared_h13_.size() + shared_act_.size() + d_rows_.size() + d_h13_.size() +
-        d_act_.size() + d_gates_.size() + d_logits_.size() + aux_f_.size() + d_scores_.size();
-    const std::size_t ints =
-        experts_.size() + offsets_.size() + row_token_.size() + slot_row_.size();
+        buf_->logits.size() + buf_->scores.size() + buf_->gates.size() + buf_->xs.size() +
+        buf_->h13.size() + buf_->act.size() + buf_->ys.size() + buf_->shared_h13.size() +
+        buf_->shared_act.size() + buf_->d_rows.size() + buf_->d_h13.size() + buf_->d_act.size() +
+        buf_->d_gates.size() + buf_->d_logits.size() + buf_->aux_f.size() + buf_->d_scores.size();
+    const std::size_t ints = buf_->experts.size() + buf_->offsets.size() + buf_->row_token.size() +
+                             buf_->slot_row.size();
     return floats * sizeof(T) + ints * sizeof(int);
 }
 

@@ -19,6 +19,7 @@
 //   moe.backward(dx, grads, dout, x, weights, N);             // after the matching forward
 //   moe.tokens_per_expert();                                  // load since the last reset
 #include <cstddef>
+#include <memory>
 #include <vector>
 
 #include "kernels/cpu/moe_dispatch.h"
@@ -67,7 +68,26 @@ struct MoeGrads {
 template <typename T>
 class MoeFfn {
   public:
-    MoeFfn(const MoeShape& shape, int max_tokens);
+    // Routing, saved activations and backward temporaries. Layers that never hold a forward's
+    // state at the same time may share one (activation checkpointing recomputes a layer's forward
+    // right before its backward); load counts and the aux loss stay per layer.
+    struct Buffers {
+        std::vector<T> aux_f;  // f_e per sequence, (sequences, E)
+        std::vector<T> logits, scores, gates;
+        std::vector<int> experts, offsets, row_token, slot_row;
+        cpu::MoePlan plan;
+        // Routed experts, (N·k) rows sorted by expert: inputs, w1|w3 outputs, gated hidden,
+        // outputs.
+        std::vector<T> xs, h13, act, ys;
+        // Shared experts, (N) rows.
+        std::vector<T> shared_h13, shared_act;
+        // Backward temporaries.
+        std::vector<T> d_rows, d_h13, d_act, d_gates, d_logits, d_scores;
+    };
+
+    // shared: another layer's buffers() to reuse (sized for the same shape and max_tokens).
+    MoeFfn(const MoeShape& shape, int max_tokens, std::shared_ptr<Buffers> shared = nullptr);
+    const std::shared_ptr<Buffers>& buffers() const { return buf_; }
 
     const MoeShape& shape() const { return shape_; }
     // out (N,D) += MoE(x); x (N,D), sequences of seq_len rows (0: one sequence of N). Keeps what
@@ -82,15 +102,16 @@ class MoeFfn {
     double aux_loss() const { return aux_loss_; }
 
     // The last forward's routing: experts (N,k), gates (N,k), scores (N,E).
-    const int* experts() const { return experts_.data(); }
-    const T* gates() const { return gates_.data(); }
-    const T* scores() const { return scores_.data(); }
+    const int* experts() const { return buf_->experts.data(); }
+    const T* gates() const { return buf_->gates.data(); }
+    const T* scores() const { return buf_->scores.data(); }
     // Rows per expert in the last forward.
     std::vector<int> last_load() const;
     // Assignments per expert summed over forwards with count_load since reset_load().
     const std::vector<double>& tokens_per_expert() const { return tokens_per_expert_; }
     void reset_load();
-    // Bytes of the buffers this layer holds (routing, saved activations, backward temporaries);
+    // Bytes of the buffers this layer uses (routing, saved activations, backward temporaries;
+    // shared ones included);
     // bytes_for gives the same for a shape without building the layer (`agpt plan`).
     std::size_t bytes() const;
     static std::size_t bytes_for(const MoeShape& shape, int max_tokens);
@@ -101,17 +122,7 @@ class MoeFfn {
     std::vector<double> tokens_per_expert_;
     double aux_loss_ = 0.0;
     int aux_seq_len_ = 0;
-    std::vector<T> aux_f_;  // f_e per sequence, (sequences, E)
-    // Routing.
-    std::vector<T> logits_, scores_, gates_;
-    std::vector<int> experts_, offsets_, row_token_, slot_row_;
-    cpu::MoePlan plan_;
-    // Routed experts, (N·k) rows sorted by expert: inputs, w1|w3 outputs, gated hidden, outputs.
-    std::vector<T> xs_, h13_, act_, ys_;
-    // Shared experts, (N) rows.
-    std::vector<T> shared_h13_, shared_act_;
-    // Backward temporaries.
-    std::vector<T> d_rows_, d_h13_, d_act_, d_gates_, d_logits_, d_scores_;
+    std::shared_ptr<Buffers> buf_;
 };
 
 }  // namespace agpt

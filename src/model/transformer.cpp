@@ -43,7 +43,8 @@ struct LayerActs {
 
 namespace {
 
-LayerActs layer_layout(const ModelArgs& a, std::size_t N) {
+// with_input false: the layer's input lives elsewhere (activation checkpointing), x is empty.
+LayerActs layer_layout(const ModelArgs& a, std::size_t N, bool with_input) {
     const std::size_t D = a.dim, F = a.ffn_hidden(), Q = a.qkv_dim(),
                       A = static_cast<std::size_t>(a.n_heads) * a.head_dim();
     const std::size_t qk_heads =
@@ -56,7 +57,7 @@ LayerActs layer_layout(const ModelArgs& a, std::size_t N) {
         o += n;
         return at;
     };
-    l.x = take(N * D);
+    l.x = take(with_input ? N * D : 0);
     l.anorm = take(N * D);
     l.arstd = take(N);
     l.qkv = take(gqa * N * Q);
@@ -106,8 +107,9 @@ MoeShape moe_shape_of(const ModelArgs& a) {
             a.moe_hidden, a.router,    a.aux_loss_alpha};
 }
 
-Transformer::Transformer(const ModelArgs& args, int max_batch, int max_seq)
-    : args_(args), max_batch_(max_batch), max_seq_(max_seq) {
+Transformer::Transformer(const ModelArgs& args, int max_batch, int max_seq,
+                         ActivationCheckpoint checkpoint)
+    : args_(args), max_batch_(max_batch), max_seq_(max_seq), checkpoint_(checkpoint) {
     if (!args.mla && args.dim % args.n_heads != 0)
         fail("model: dim {} is not divisible by n_heads {}", args.dim, args.n_heads);
     if (!args.mla && args.n_heads % args.n_kv_heads != 0)
@@ -129,9 +131,14 @@ Transformer::Transformer(const ModelArgs& args, int max_batch, int max_seq)
                                ? static_cast<std::size_t>(args.n_heads + args.n_kv_heads) *
                                      args.head_dim()
                                : 0;
-    const LayerActs l = layer_layout(args, N);
-    // Layers, then the residual stream after the last layer, the final norm and its rstd.
-    acts_.assign(l.size * args.n_layers + 2 * N * D + N, 0.0f);
+    const bool full = checkpoint == ActivationCheckpoint::full;
+    const LayerActs l = layer_layout(args, N, !full);
+    // none: the layers, then the residual stream after the last layer, the final norm and its
+    // rstd. full: every layer's input and the stream after the last layer, one layer's working
+    // set, the final norm and its rstd.
+    acts_.assign(full ? (args.n_layers + 1) * N * D + l.size + N * D + N
+                      : l.size * args.n_layers + 2 * N * D + N,
+                 0.0f);
     // Backward: residual gradient, then per-layer temporaries reused by every layer.
     dacts_.assign(
         N * D + N * D + N * F + N * args.ffn_in_dim() + N * A + (args.mla ? 0 : N * Q) + N * QK,
@@ -144,12 +151,17 @@ Transformer::Transformer(const ModelArgs& args, int max_batch, int max_seq)
     rope_sin_.resize(static_cast<std::size_t>(max_seq) * half);
     rope_tables<float>(rope_cos_.data(), rope_sin_.data(), max_seq, args.head_dim(),
                        args.rope_theta);
+    std::shared_ptr<MoeFfn<float>::Buffers> moe_buffers;
     for (int layer = 0; layer < args.n_layers; layer++) {
-        if (args.mla)
+        if (args.mla && (!full || layer == 0))
             mla_.push_back(std::make_unique<Mla<float>>(mla_shape_of(args), max_batch, max_seq));
-        moe_.push_back(args.is_moe_layer(layer) ? std::make_unique<MoeFfn<float>>(
-                                                      moe_shape_of(args), max_batch * max_seq)
-                                                : nullptr);
+        if (!args.is_moe_layer(layer)) {
+            moe_.push_back(nullptr);
+            continue;
+        }
+        moe_.push_back(
+            std::make_unique<MoeFfn<float>>(moe_shape_of(args), max_batch * max_seq, moe_buffers));
+        if (full) moe_buffers = moe_.back()->buffers();
     }
 }
 
@@ -307,7 +319,10 @@ std::size_t Transformer::activation_bytes() const {
     std::size_t bytes = (acts_.size() + dacts_.size() + scratch_.size()) * sizeof(float);
     for (const auto& m : mla_) bytes += m->bytes();
     for (const auto& m : moe_)
-        if (m) bytes += m->bytes();
+        if (m) {
+            bytes += m->bytes();
+            if (checkpoint_ == ActivationCheckpoint::full) break;  // one set of shared buffers
+        }
     return bytes;
 }
 
@@ -356,6 +371,27 @@ void Transformer::zero_grad() {
     std::fill(grads_.begin(), grads_.end(), 0.0f);
 }
 
+float* Transformer::layer_input(int layer) {
+    const std::size_t maxN = static_cast<std::size_t>(max_batch_) * max_seq_;
+    if (checkpoint_ == ActivationCheckpoint::full) return acts_.data() + maxN * args_.dim * layer;
+    const LayerActs l = layer_layout(args_, maxN, true);
+    return acts_.data() + l.size * layer + (layer == args_.n_layers ? 0 : l.x);
+}
+
+float* Transformer::layer_saved(int layer) {
+    const std::size_t maxN = static_cast<std::size_t>(max_batch_) * max_seq_;
+    if (checkpoint_ == ActivationCheckpoint::full)
+        return layer_input(args_.n_layers) + maxN * args_.dim;
+    return acts_.data() + layer_layout(args_, maxN, true).size * layer;
+}
+
+float* Transformer::final_norm_out() {
+    const std::size_t maxN = static_cast<std::size_t>(max_batch_) * max_seq_;
+    if (checkpoint_ == ActivationCheckpoint::full)
+        return layer_saved(0) + layer_layout(args_, maxN, false).size;
+    return layer_input(args_.n_layers) + maxN * args_.dim;
+}
+
 void Transformer::forward(const int32_t* tokens, int B, int T) {
     if (B > max_batch_ || T > max_seq_ || B <= 0 || T <= 0)
         fail("model: batch {}×{} exceeds the allocated {}×{}", B, T, max_batch_, max_seq_);
@@ -363,69 +399,66 @@ void Transformer::forward(const int32_t* tokens, int B, int T) {
         if (tokens[i] < 0 || tokens[i] >= args_.vocab_size)
             fail("model: token id {} at position {} is outside the vocabulary [0, {})", tokens[i],
                  i, args_.vocab_size);
+    const int N = B * T, D = args_.dim;
+    const std::size_t maxN = static_cast<std::size_t>(max_batch_) * max_seq_;
+    embedding_forward<float>(layer_input(0), tokens, param("tok_embeddings.weight"), N, D);
+    for (int layer = 0; layer < args_.n_layers; layer++) forward_layer(layer, B, T);
+    float* xf_norm = final_norm_out();
+    rmsnorm_forward<float>(xf_norm, xf_norm + maxN * D, layer_input(args_.n_layers),
+                           param("norm.weight"), N, D, static_cast<float>(args_.norm_eps));
+}
+
+void Transformer::forward_layer(int layer, int B, int T, bool recompute) {
     const int N = B * T, D = args_.dim, F = args_.ffn_hidden(), Q = args_.qkv_dim(),
               H = args_.n_heads, KV = args_.n_kv_heads, hd = args_.head_dim(), A = H * hd,
               QK = (H + KV) * hd, FI = args_.ffn_in_dim();
     const std::size_t maxN = static_cast<std::size_t>(max_batch_) * max_seq_;
-    const LayerActs l = layer_layout(args_, maxN);
+    const LayerActs l = layer_layout(args_, maxN, checkpoint_ == ActivationCheckpoint::none);
     const float eps = static_cast<float>(args_.norm_eps);
-    float* acts = acts_.data();
-    embedding_forward<float>(acts + l.x, tokens, param("tok_embeddings.weight"), N, D);
-    for (int layer = 0; layer < args_.n_layers; layer++) {
-        float* a = acts + l.size * layer;
-        float* x_next =
-            layer + 1 < args_.n_layers ? a + l.size + l.x : acts + l.size * args_.n_layers;
-        const std::string p = "layers." + std::to_string(layer) + ".";
-        rmsnorm_forward<float>(a + l.anorm, a + l.arstd, a + l.x,
-                               param(p + "attention_norm.weight"), N, D,
-                               static_cast<float>(args_.norm_eps));
-        if (args_.mla) {
-            std::memcpy(a + l.h, a + l.x, sizeof(float) * N * D);
-            mla_[layer]->forward(a + l.h, a + l.anorm, mla_weights(layer), B, T);
-        } else {
-            matmul_forward<float>(a + l.qkv, a + l.anorm, param(p + "attention.wq.weight"), N, D,
-                                  Q);
-            if (args_.qk_norm) {
-                // Keep q|k before the norm for backward, then normalise each head in place.
-                float* raw = a + l.qk_raw;
-                for (int n = 0; n < N; n++)
-                    std::memcpy(raw + static_cast<std::size_t>(n) * QK,
-                                a + l.qkv + static_cast<std::size_t>(n) * Q, sizeof(float) * QK);
-                rmsnorm_heads_forward<float>(a + l.qkv, Q, a + l.qk_rstd, raw, QK,
-                                             param(p + "attention.q_norm.weight"), N, H, hd, eps);
-                rmsnorm_heads_forward<float>(a + l.qkv + H * hd, Q, a + l.qk_rstd + maxN * H,
-                                             raw + H * hd, QK, param(p + "attention.k_norm.weight"),
-                                             N, KV, hd, eps);
-            }
-            rope_forward<float>(a + l.qkv, rope_cos_.data(), rope_sin_.data(), B, T, H + KV, hd, Q);
-            attention_forward<float>(a + l.attn, a + l.lse, a + l.qkv, B, T, H, KV, hd,
-                                     static_cast<float>(args_.attn_softcap));
-            std::memcpy(a + l.h, a + l.x, sizeof(float) * N * D);
-            matmul_forward<float>(a + l.h, a + l.attn, param(p + "attention.wo.weight"), N, A, D,
-                                  true);
+    const float* x = layer_input(layer);
+    float* a = layer_saved(layer);
+    float* x_next = layer_input(layer + 1);
+    const std::string p = "layers." + std::to_string(layer) + ".";
+    rmsnorm_forward<float>(a + l.anorm, a + l.arstd, x, param(p + "attention_norm.weight"), N, D,
+                           eps);
+    if (args_.mla) {
+        std::memcpy(a + l.h, x, sizeof(float) * N * D);
+        mla_at(layer).forward(a + l.h, a + l.anorm, mla_weights(layer), B, T);
+    } else {
+        matmul_forward<float>(a + l.qkv, a + l.anorm, param(p + "attention.wq.weight"), N, D, Q);
+        if (args_.qk_norm) {
+            // Keep q|k before the norm for backward, then normalise each head in place.
+            float* raw = a + l.qk_raw;
+            for (int n = 0; n < N; n++)
+                std::memcpy(raw + static_cast<std::size_t>(n) * QK,
+                            a + l.qkv + static_cast<std::size_t>(n) * Q, sizeof(float) * QK);
+            rmsnorm_heads_forward<float>(a + l.qkv, Q, a + l.qk_rstd, raw, QK,
+                                         param(p + "attention.q_norm.weight"), N, H, hd, eps);
+            rmsnorm_heads_forward<float>(a + l.qkv + H * hd, Q, a + l.qk_rstd + maxN * H,
+                                         raw + H * hd, QK, param(p + "attention.k_norm.weight"), N,
+                                         KV, hd, eps);
         }
-        rmsnorm_forward<float>(a + l.fnorm, a + l.frstd, a + l.h, param(p + "ffn_norm.weight"), N,
-                               D, static_cast<float>(args_.norm_eps));
-        if (moe_[layer]) {
-            std::memcpy(x_next, a + l.h, sizeof(float) * N * D);
-            moe_[layer]->forward(x_next, a + l.fnorm, moe_weights(layer), N, count_load_, T);
-            continue;
-        }
-        matmul_forward<float>(a + l.h13, a + l.fnorm, param(p + "feed_forward.w1.weight"), N, D,
-                              FI);
-        if (args_.ffn == FfnType::swiglu)
-            swiglu_forward<float>(a + l.gate, a + l.h13, N, F);
-        else
-            relu2_forward<float>(a + l.gate, a + l.h13, N, F);
-        std::memcpy(x_next, a + l.h, sizeof(float) * N * D);
-        matmul_forward<float>(x_next, a + l.gate, param(p + "feed_forward.w2.weight"), N, F, D,
-                              true);
+        rope_forward<float>(a + l.qkv, rope_cos_.data(), rope_sin_.data(), B, T, H + KV, hd, Q);
+        attention_forward<float>(a + l.attn, a + l.lse, a + l.qkv, B, T, H, KV, hd,
+                                 static_cast<float>(args_.attn_softcap));
+        std::memcpy(a + l.h, x, sizeof(float) * N * D);
+        matmul_forward<float>(a + l.h, a + l.attn, param(p + "attention.wo.weight"), N, A, D, true);
     }
-    float* x_final = acts + l.size * args_.n_layers;
-    float* xf_norm = x_final + maxN * D;
-    float* xf_rstd = xf_norm + maxN * D;
-    rmsnorm_forward<float>(xf_norm, xf_rstd, x_final, param("norm.weight"), N, D,
-                           static_cast<float>(args_.norm_eps));
+    rmsnorm_forward<float>(a + l.fnorm, a + l.frstd, a + l.h, param(p + "ffn_norm.weight"), N, D,
+                           eps);
+    if (moe_[layer]) {
+        std::memcpy(x_next, a + l.h, sizeof(float) * N * D);
+        moe_[layer]->forward(x_next, a + l.fnorm, moe_weights(layer), N, count_load_, T);
+        return;
+    }
+    matmul_forward<float>(a + l.h13, a + l.fnorm, param(p + "feed_forward.w1.weight"), N, D, FI);
+    if (args_.ffn == FfnType::swiglu)
+        swiglu_forward<float>(a + l.gate, a + l.h13, N, F);
+    else
+        relu2_forward<float>(a + l.gate, a + l.h13, N, F);
+    if (recompute) return;
+    std::memcpy(x_next, a + l.h, sizeof(float) * N * D);
+    matmul_forward<float>(x_next, a + l.gate, param(p + "feed_forward.w2.weight"), N, F, D, true);
 }
 
 double Transformer::forward_loss(const int32_t* tokens, const int32_t* targets, int B, int T) {
@@ -441,8 +474,7 @@ double Transformer::head_loss(const int32_t* targets, int B, int T, double grad_
             fail("model: target id {} at position {} is outside the vocabulary [0, {})", targets[i],
                  i, V);
     const std::size_t maxN = static_cast<std::size_t>(max_batch_) * max_seq_;
-    const LayerActs l = layer_layout(args_, maxN);
-    const float* xf_norm = acts_.data() + l.size * args_.n_layers + maxN * D;
+    const float* xf_norm = final_norm_out();
     float* d_xf = backward ? dacts_.data() + maxN * D : nullptr;
     if (d_xf) std::fill(d_xf, d_xf + static_cast<std::size_t>(N) * D, 0.0f);
     return lm_head_cross_entropy<float>(
@@ -459,12 +491,39 @@ double Transformer::forward_backward(const int32_t* tokens, const int32_t* targe
     count_load_ = false;
     const double loss_sum = head_loss(targets, B, T, grad_scale, true);
 
+    const int N = B * T, D = args_.dim;
+    const std::size_t maxN = static_cast<std::size_t>(max_batch_) * max_seq_;
+    float* dres = dacts_.data();      // gradient of the residual stream, (N,D)
+    float* d_norm = dres + maxN * D;  // the head wrote d(final norm output) here
+    const float* x_final = layer_input(args_.n_layers);
+    std::fill(dres, dres + static_cast<std::size_t>(N) * D, 0.0f);
+    rmsnorm_backward<float>(dres, grad("norm.weight"), d_norm, x_final, param("norm.weight"),
+                            final_norm_out() + maxN * D, N, D);
+    // The buffer holds the embedding, the layers in order, the final norm and the head.
+    auto layer_begin = [&](int layer) {
+        return layer == args_.n_layers
+                   ? view("norm.weight").offset
+                   : view("layers." + std::to_string(layer) + ".attention_norm.weight").offset;
+    };
+    grads_ready(layer_begin(args_.n_layers), grads_.size());
+    for (int layer = args_.n_layers - 1; layer >= 0; layer--) {
+        if (checkpoint_ == ActivationCheckpoint::full) forward_layer(layer, B, T, true);
+        backward_layer(layer, B, T, grad_scale);
+        grads_ready(layer_begin(layer), layer_begin(layer + 1));
+    }
+    embedding_backward<float>(grad("tok_embeddings.weight"), dres, tokens, N, D);
+    grads_ready(0, layer_begin(0));
+    return loss_sum;
+}
+
+void Transformer::backward_layer(int layer, int B, int T, double grad_scale) {
     const int N = B * T, D = args_.dim, F = args_.ffn_hidden(), Q = args_.qkv_dim(),
               H = args_.n_heads, KV = args_.n_kv_heads, hd = args_.head_dim(), A = H * hd,
               QK = (H + KV) * hd, FI = args_.ffn_in_dim();
     const std::size_t maxN = static_cast<std::size_t>(max_batch_) * max_seq_;
-    const LayerActs l = layer_layout(args_, maxN);
-    float* acts = acts_.data();
+    const LayerActs l = layer_layout(args_, maxN, checkpoint_ == ActivationCheckpoint::none);
+    const float* x = layer_input(layer);
+    const float* a = layer_saved(layer);
     float* dres = dacts_.data();      // gradient of the residual stream, (N,D)
     float* d_norm = dres + maxN * D;  // gradient of a norm's output, (N,D)
     float* d_gate = d_norm + maxN * D;
@@ -474,88 +533,66 @@ double Transformer::forward_backward(const int32_t* tokens, const int32_t* targe
     float* d_qk = d_qkv + maxN * Q;  // QK-norm: gradient of q|k before the norm, (N, QK)
     auto zero = [](float* p, std::size_t n) { std::fill(p, p + n, 0.0f); };
     const std::size_t ND = static_cast<std::size_t>(N) * D;
-
-    // The head wrote d(final norm output) into d_norm.
-    float* x_final = acts + l.size * args_.n_layers;
-    zero(dres, ND);
-    rmsnorm_backward<float>(dres, grad("norm.weight"), d_norm, x_final, param("norm.weight"),
-                            x_final + 2 * maxN * D, N, D);
-    // The buffer holds the embedding, the layers in order, the final norm and the head.
-    auto layer_begin = [&](int layer) {
-        return layer == args_.n_layers
-                   ? view("norm.weight").offset
-                   : view("layers." + std::to_string(layer) + ".attention_norm.weight").offset;
-    };
-    grads_ready(layer_begin(args_.n_layers), grads_.size());
-    for (int layer = args_.n_layers - 1; layer >= 0; layer--) {
-        float* a = acts + l.size * layer;
-        const std::string p = "layers." + std::to_string(layer) + ".";
-        // FFN: x_next = h + w2(swiglu(w1|w3 · ffn_norm(h)))  or  h + w2(relu2(w1 · ffn_norm(h)))
-        if (moe_[layer]) {
-            zero(d_norm, ND);
-            moe_[layer]->backward(d_norm, moe_grads(layer), dres, a + l.fnorm, moe_weights(layer),
-                                  N, grad_scale * N);
-        } else {
-            zero(d_gate, static_cast<std::size_t>(N) * F);
-            matmul_backward<float>(d_gate, grad(p + "feed_forward.w2.weight"), dres, a + l.gate,
-                                   param(p + "feed_forward.w2.weight"), N, F, D);
-            zero(d_h13, static_cast<std::size_t>(N) * FI);
-            if (args_.ffn == FfnType::swiglu)
-                swiglu_backward<float>(d_h13, d_gate, a + l.h13, N, F);
-            else
-                relu2_backward<float>(d_h13, d_gate, a + l.h13, N, F);
-            zero(d_norm, ND);
-            matmul_backward<float>(d_norm, grad(p + "feed_forward.w1.weight"), d_h13, a + l.fnorm,
-                                   param(p + "feed_forward.w1.weight"), N, D, FI);
-        }
-        rmsnorm_backward<float>(dres, grad(p + "ffn_norm.weight"), d_norm, a + l.h,
-                                param(p + "ffn_norm.weight"), a + l.frstd, N, D);
-        // Attention: h = x + wo · attn(rope(qk_norm(wqkv · attention_norm(x))))
-        if (args_.mla) {
-            zero(d_norm, ND);
-            mla_[layer]->backward(d_norm, mla_grads(layer), dres, a + l.anorm, mla_weights(layer),
-                                  B, T);
-        } else {
-            zero(d_attn, static_cast<std::size_t>(N) * A);
-            matmul_backward<float>(d_attn, grad(p + "attention.wo.weight"), dres, a + l.attn,
-                                   param(p + "attention.wo.weight"), N, A, D);
-            zero(d_qkv, static_cast<std::size_t>(N) * Q);
-            attention_backward<float>(d_qkv, d_attn, a + l.qkv, a + l.attn, a + l.lse, B, T, H, KV,
-                                      hd, static_cast<float>(args_.attn_softcap));
-            rope_backward<float>(d_qkv, rope_cos_.data(), rope_sin_.data(), B, T, H + KV, hd, Q);
-            if (args_.qk_norm) {
-                // d_qkv's q|k columns hold d(normalised q|k); replace them with d(raw q|k).
-                const float* raw = a + l.qk_raw;
-                zero(d_qk, static_cast<std::size_t>(N) * QK);
-                rmsnorm_heads_backward<float>(d_qk, QK, grad(p + "attention.q_norm.weight"), d_qkv,
-                                              Q, raw, QK, param(p + "attention.q_norm.weight"),
-                                              a + l.qk_rstd, N, H, hd);
-                rmsnorm_heads_backward<float>(
-                    d_qk + H * hd, QK, grad(p + "attention.k_norm.weight"), d_qkv + H * hd, Q,
-                    raw + H * hd, QK, param(p + "attention.k_norm.weight"),
-                    a + l.qk_rstd + maxN * H, N, KV, hd);
-                for (int n = 0; n < N; n++)
-                    std::memcpy(d_qkv + static_cast<std::size_t>(n) * Q,
-                                d_qk + static_cast<std::size_t>(n) * QK, sizeof(float) * QK);
-            }
-            zero(d_norm, ND);
-            matmul_backward<float>(d_norm, grad(p + "attention.wq.weight"), d_qkv, a + l.anorm,
-                                   param(p + "attention.wq.weight"), N, D, Q);
-        }
-        rmsnorm_backward<float>(dres, grad(p + "attention_norm.weight"), d_norm, a + l.x,
-                                param(p + "attention_norm.weight"), a + l.arstd, N, D);
-        grads_ready(layer_begin(layer), layer_begin(layer + 1));
+    const std::string p = "layers." + std::to_string(layer) + ".";
+    // FFN: x_next = h + w2(swiglu(w1|w3 · ffn_norm(h)))  or  h + w2(relu2(w1 · ffn_norm(h)))
+    if (moe_[layer]) {
+        zero(d_norm, ND);
+        moe_[layer]->backward(d_norm, moe_grads(layer), dres, a + l.fnorm, moe_weights(layer), N,
+                              grad_scale * N);
+    } else {
+        zero(d_gate, static_cast<std::size_t>(N) * F);
+        matmul_backward<float>(d_gate, grad(p + "feed_forward.w2.weight"), dres, a + l.gate,
+                               param(p + "feed_forward.w2.weight"), N, F, D);
+        zero(d_h13, static_cast<std::size_t>(N) * FI);
+        if (args_.ffn == FfnType::swiglu)
+            swiglu_backward<float>(d_h13, d_gate, a + l.h13, N, F);
+        else
+            relu2_backward<float>(d_h13, d_gate, a + l.h13, N, F);
+        zero(d_norm, ND);
+        matmul_backward<float>(d_norm, grad(p + "feed_forward.w1.weight"), d_h13, a + l.fnorm,
+                               param(p + "feed_forward.w1.weight"), N, D, FI);
     }
-    embedding_backward<float>(grad("tok_embeddings.weight"), dres, tokens, N, D);
-    grads_ready(0, layer_begin(0));
-    return loss_sum;
+    rmsnorm_backward<float>(dres, grad(p + "ffn_norm.weight"), d_norm, a + l.h,
+                            param(p + "ffn_norm.weight"), a + l.frstd, N, D);
+    // Attention: h = x + wo · attn(rope(qk_norm(wqkv · attention_norm(x))))
+    if (args_.mla) {
+        zero(d_norm, ND);
+        mla_at(layer).backward(d_norm, mla_grads(layer), dres, a + l.anorm, mla_weights(layer), B,
+                               T);
+    } else {
+        zero(d_attn, static_cast<std::size_t>(N) * A);
+        matmul_backward<float>(d_attn, grad(p + "attention.wo.weight"), dres, a + l.attn,
+                               param(p + "attention.wo.weight"), N, A, D);
+        zero(d_qkv, static_cast<std::size_t>(N) * Q);
+        attention_backward<float>(d_qkv, d_attn, a + l.qkv, a + l.attn, a + l.lse, B, T, H, KV, hd,
+                                  static_cast<float>(args_.attn_softcap));
+        rope_backward<float>(d_qkv, rope_cos_.data(), rope_sin_.data(), B, T, H + KV, hd, Q);
+        if (args_.qk_norm) {
+            // d_qkv's q|k columns hold d(normalised q|k); replace them with d(raw q|k).
+            const float* raw = a + l.qk_raw;
+            zero(d_qk, static_cast<std::size_t>(N) * QK);
+            rmsnorm_heads_backward<float>(d_qk, QK, grad(p + "attention.q_norm.weight"), d_qkv, Q,
+                                          raw, QK, param(p + "attention.q_norm.weight"),
+                                          a + l.qk_rstd, N, H, hd);
+            rmsnorm_heads_backward<float>(d_qk + H * hd, QK, grad(p + "attention.k_norm.weight"),
+                                          d_qkv + H * hd, Q, raw + H * hd, QK,
+                                          param(p + "attention.k_norm.weight"),
+                                          a + l.qk_rstd + maxN * H, N, KV, hd);
+            for (int n = 0; n < N; n++)
+                std::memcpy(d_qkv + static_cast<std::size_t>(n) * Q,
+                            d_qk + static_cast<std::size_t>(n) * QK, sizeof(float) * QK);
+        }
+        zero(d_norm, ND);
+        matmul_backward<float>(d_norm, grad(p + "attention.wq.weight"), d_qkv, a + l.anorm,
+                               param(p + "attention.wq.weight"), N, D, Q);
+    }
+    rmsnorm_backward<float>(dres, grad(p + "attention_norm.weight"), d_norm, x,
+                            param(p + "attention_norm.weight"), a + l.arstd, N, D);
 }
 
 void Transformer::forward_logits(const int32_t* tokens, int B, int T, float* out) {
     forward(tokens, B, T);
-    const std::size_t maxN = static_cast<std::size_t>(max_batch_) * max_seq_;
-    const LayerActs l = layer_layout(args_, maxN);
-    const float* xf_norm = acts_.data() + l.size * args_.n_layers + maxN * args_.dim;
+    const float* xf_norm = final_norm_out();
     matmul_forward<float>(out, xf_norm, param("output.weight"), B * T, args_.dim, args_.vocab_size);
     softcap_forward<float>(out, static_cast<long>(B) * T * args_.vocab_size,
                            static_cast<float>(args_.final_softcap));
@@ -563,10 +600,7 @@ void Transformer::forward_logits(const int32_t* tokens, int B, int T, float* out
 
 void Transformer::last_logits(const int32_t* tokens, int T, float* out) {
     forward(tokens, 1, T);
-    const std::size_t maxN = static_cast<std::size_t>(max_batch_) * max_seq_;
-    const LayerActs l = layer_layout(args_, maxN);
-    const float* last = acts_.data() + l.size * args_.n_layers + maxN * args_.dim +
-                        static_cast<std::size_t>(T - 1) * args_.dim;
+    const float* last = final_norm_out() + static_cast<std::size_t>(T - 1) * args_.dim;
     matmul_forward<float>(out, last, param("output.weight"), 1, args_.dim, args_.vocab_size);
     softcap_forward<float>(out, args_.vocab_size, static_cast<float>(args_.final_softcap));
 }

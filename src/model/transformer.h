@@ -3,7 +3,9 @@
 // call the kernel layer. ModelArgs' switches select QK-norm (q_norm/k_norm weights per layer),
 // attention-logit and final-logit soft-capping and the ReLU² FFN (w1, w2; no w3). Parameters and
 // gradients live in one flat buffer each; every tensor is a named view into them. Activations for
-// backward live in an arena sized for (max_batch, max_seq).
+// backward live in an arena sized for (max_batch, max_seq): every layer's (ActivationCheckpoint::
+// none) or each layer's input plus one layer's working set, the layer's forward recomputed right
+// before its backward (full; losses and gradients bit-identical to none).
 //
 // Intended use:
 //   Transformer model(args, B, T);
@@ -29,7 +31,8 @@ MoeShape moe_shape_of(const ModelArgs& args);
 
 class Transformer final : public LanguageModel {
   public:
-    Transformer(const ModelArgs& args, int max_batch, int max_seq);
+    Transformer(const ModelArgs& args, int max_batch, int max_seq,
+                ActivationCheckpoint checkpoint = ActivationCheckpoint::none);
 
     const ModelArgs& args() const { return args_; }
     const std::vector<ParamView>& param_views() const override { return views_; }
@@ -92,6 +95,7 @@ class Transformer final : public LanguageModel {
   private:
     ModelArgs args_;
     int max_batch_, max_seq_;
+    ActivationCheckpoint checkpoint_;
     std::vector<ParamView> views_;
     std::vector<float> params_, grads_;
     // (the arena and layer offsets are defined in transformer.cpp)
@@ -100,8 +104,11 @@ class Transformer final : public LanguageModel {
     std::vector<float> dacts_;
     std::vector<float> scratch_;
     std::vector<float> rope_cos_, rope_sin_;
-    std::vector<std::unique_ptr<Mla<float>>> mla_;     // per layer, MLA models only
-    std::vector<std::unique_ptr<MoeFfn<float>>> moe_;  // per layer, null for dense layers
+    // MLA models only: per layer, or one shared by all layers under checkpointing (mla_at).
+    std::vector<std::unique_ptr<Mla<float>>> mla_;
+    // Per layer, null for dense layers; under checkpointing all share one layer's buffers.
+    std::vector<std::unique_ptr<MoeFfn<float>>> moe_;
+    Mla<float>& mla_at(int layer) { return *mla_[mla_.size() == 1 ? 0 : layer]; }
     bool count_load_ = false;
     MlaWeights<float> mla_weights(int layer);
     MlaGrads<float> mla_grads(int layer);
@@ -109,6 +116,20 @@ class Transformer final : public LanguageModel {
     MoeGrads<float> moe_grads(int layer);
     void build_views();
     void forward(const int32_t* tokens, int B, int T);
+    // One layer's forward: reads layer_input(layer), saves what backward_layer needs and writes
+    // layer_input(layer + 1). recompute: the output is already saved (checkpointing), only the
+    // working set is rebuilt.
+    void forward_layer(int layer, int B, int T, bool recompute = false);
+    // One layer's backward after its forward: turns the residual gradient in dacts_ (w.r.t.
+    // layer_input(layer + 1)) into the gradient w.r.t. layer_input(layer) and accumulates the
+    // layer's parameter gradients.
+    void backward_layer(int layer, int B, int T, double grad_scale);
+    // The residual stream entering `layer` (N, D); layer n_layers: after the last layer.
+    float* layer_input(int layer);
+    // Start of one layer's saved activations (offsets: LayerActs in transformer.cpp).
+    float* layer_saved(int layer);
+    // The final norm's output (N, D), followed by its rstd (N).
+    float* final_norm_out();
     double head_loss(const int32_t* targets, int B, int T, double grad_scale, bool backward);
     // Per-row weights and per-row losses of the next head_loss (token_logprobs and
     // forward_backward_weighted set them around a call).

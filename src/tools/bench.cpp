@@ -16,6 +16,7 @@ namespace agpt {
 
 nlohmann::json BenchResult::to_json() const {
     return {{"flavor", flavor},
+            {"activation_checkpoint", activation_checkpoint},
             {"params", params},
             {"active_params", active_params},
             {"batch", batch},
@@ -76,6 +77,7 @@ BenchResult run_bench(const JobConfig& cfg, const BenchOptions& opt) {
     const std::size_t n = times.size();
     r.step_time_s = n % 2 ? times[n / 2] : 0.5 * (times[n / 2 - 1] + times[n / 2]);
     r.flavor = cfg.model.flavor;
+    r.activation_checkpoint = cfg.activation_checkpoint.mode;
     r.params = model.num_params();
     const ModelArgs* agpt_args = model.agpt_args();
     r.active_params = agpt_args ? agpt_args->num_active_params() : r.params;

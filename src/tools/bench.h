@@ -16,6 +16,7 @@ struct BenchOptions {
 
 struct BenchResult {
     std::string flavor;
+    std::string activation_checkpoint;  // the job's activation_checkpoint.mode
     long params = 0;
     long active_params = 0;  // MoE: what one token uses (tflops and mfu count these only)
     int batch = 0, seq = 0, threads = 0;

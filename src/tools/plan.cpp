@@ -8,6 +8,7 @@
 #include "core/error.h"
 #include "data/tokenizer.h"
 #include "kernels/cpu/cross_entropy.h"
+#include "model/model_zoo.h"
 #include "model/transformer.h"
 #include "optim/optimizer.h"
 
@@ -76,39 +77,55 @@ ParamSplit split_params(const ModelArgs& a) {
 }
 
 // The sizes, in floats, of Transformer's acts_, dacts_ and scratch_ (transformer.cpp: the
-// layer_layout, the constructor and head_chunk), for N = batch · seq_len rows.
+// layer_layout, the constructor and head_chunk), for N = batch · seq_len rows, on one
+// tensor-parallel rank: the per-head and per-FFN-unit tensors hold that rank's share, the
+// residual-stream ones (x, norms, rstd, h) stay whole, the LM-head chunk holds its vocabulary rows.
 struct ArenaFloats {
     std::size_t acts = 0, dacts = 0, scratch = 0;
 };
 
-ArenaFloats arena_floats(const ModelArgs& a, std::size_t N) {
+ArenaFloats arena_floats(const ModelArgs& a, std::size_t N, ActivationCheckpoint checkpoint,
+                         const TensorParallelShard& tp) {
     // MLA keeps its attention buffers itself (mla_moe_bytes).
     const std::size_t gqa = a.mla ? 0 : 1;
-    const std::size_t D = a.dim, F = a.ffn_hidden(), Q = gqa * a.qkv_dim(), hd = a.head_dim(),
-                      A = gqa * a.n_heads * hd, FI = a.ffn_in_dim();
-    const std::size_t qk_heads =
-        a.qk_norm && !a.mla ? static_cast<std::size_t>(a.n_heads + a.n_kv_heads) : 0;
+    const std::size_t hd = a.head_dim(), H = tp.heads, KV = tp.kv_heads;
+    const std::size_t D = a.dim, F = tp.ffn_hidden, Q = gqa * (H + 2 * KV) * hd, A = gqa * H * hd,
+                      FI = a.ffn == FfnType::swiglu ? 2 * F : F;
+    const std::size_t qk_heads = a.qk_norm && !a.mla ? H + KV : 0;
     const std::size_t QK = qk_heads * hd;
-    // Per layer: x, attention norm and rstd, qkv, (QK-norm: raw q|k and rstd), attention output
-    // and lse, h, FFN norm and rstd, the first FFN projection, the gate.
-    const std::size_t layer = N * D + N * D + N + N * Q + N * QK + N * qk_heads + N * A +
-                              gqa * N * a.n_heads + N * D + N * D + N + N * FI + N * F;
+    // Per layer: attention norm and rstd, qkv, (QK-norm: raw q|k and rstd), attention output
+    // and lse, h, FFN norm and rstd, the first FFN projection, the gate; and its input x.
+    const std::size_t working = N * D + N + N * Q + N * QK + N * qk_heads + N * A + gqa * N * H +
+                                N * D + N * D + N + N * FI + N * F;
     ArenaFloats r;
-    r.acts = layer * a.n_layers + 2 * N * D + N;
+    const std::size_t L = a.n_layers;
+    // full: every layer's input and the stream after the last layer, one working set, the final
+    // norm and its rstd. none: L × (input + working set), the last stream, final norm and rstd.
+    r.acts = checkpoint == ActivationCheckpoint::full ? (L + 1) * N * D + working + N * D + N
+                                                      : (N * D + working) * L + 2 * N * D + N;
     r.dacts = N * D + N * D + N * F + N * FI + N * A + N * Q + N * QK;
-    const int V = a.vocab_size, n = static_cast<int>(N);
+    const int V = tp.vocab_rows, n = static_cast<int>(N);
     const int chunk = std::clamp((1 << 24) / std::max(V, 1), 16, std::max(n, 16));
     r.scratch = static_cast<std::size_t>(cpu::lm_head_scratch_size(chunk, V));
     return r;
 }
 
-// The buffers the MLA and MoE layers hold themselves (Mla::bytes, MoeFfn::bytes).
-std::size_t mla_moe_bytes(const ModelArgs& a, int batch, int seq_len) {
+// The buffers the MLA and MoE layers hold themselves (Mla::bytes, MoeFfn::bytes): one per layer,
+// or one shared by all layers under activation checkpointing.
+std::size_t mla_moe_bytes(const ModelArgs& a, int batch, int seq_len,
+                          ActivationCheckpoint checkpoint) {
+    const bool full = checkpoint == ActivationCheckpoint::full;
     std::size_t bytes = 0;
-    if (a.mla) bytes += a.n_layers * Mla<float>::bytes_for(mla_shape_of(a), batch, seq_len);
+    if (a.mla)
+        bytes += (full ? 1 : a.n_layers) * Mla<float>::bytes_for(mla_shape_of(a), batch, seq_len);
     if (a.is_moe())
-        bytes += a.n_moe_layers() * MoeFfn<float>::bytes_for(moe_shape_of(a), batch * seq_len);
+        bytes += (full ? 1 : a.n_moe_layers()) *
+                 MoeFfn<float>::bytes_for(moe_shape_of(a), batch * seq_len);
     return bytes;
+}
+
+const char* checkpoint_mode_name(ActivationCheckpoint c) {
+    return c == ActivationCheckpoint::full ? "full" : "none";
 }
 
 std::string bytes_text(std::size_t b) {
@@ -119,6 +136,41 @@ std::string bytes_text(std::size_t b) {
 }
 
 }  // namespace
+
+TensorParallelShard tensor_parallel_shard(const ModelArgs& a, int degree, int rank) {
+    if (degree < 1 || rank < 0 || rank >= degree)
+        fail("plan: tensor-parallel rank {} of degree {} does not exist", rank, degree);
+    if (degree > 1 && (a.mla || a.is_moe()))
+        fail(
+            "plan: parallelism.tensor_parallel_degree = {}: tensor parallelism splits the dense "
+            "agpt layers (GQA attention, dense FFN), not MLA/MoE ones",
+            degree);
+    const int F = a.ffn_hidden();
+    for (const auto& [what, n] :
+         {std::pair{"n_heads", a.n_heads}, std::pair{"n_kv_heads", a.n_kv_heads},
+          std::pair{"ffn hidden", F}})
+        if (n % degree != 0)
+            fail("plan: parallelism.tensor_parallel_degree = {} does not divide the model's {} {}",
+                 degree, what, n);
+    TensorParallelShard s;
+    s.degree = degree;
+    s.rank = rank;
+    s.heads = a.n_heads / degree;
+    s.kv_heads = a.n_kv_heads / degree;
+    s.ffn_hidden = F / degree;
+    const int V = a.vocab_size, base = V / degree, extra = V % degree;
+    s.vocab_rows = base + (rank < extra ? 1 : 0);
+    s.vocab_begin = rank * base + std::min(rank, extra);
+    if (a.mla || a.is_moe()) return s;  // degree 1: plan_memory splits these itself
+    const long D = a.dim, hd = a.head_dim(), H = s.heads, KV = s.kv_heads, FL = s.ffn_hidden;
+    // Column-parallel wq, wk, wv, w1, w3; row-parallel wo, w2.
+    const long per_layer_hidden = H * hd * D + 2 * KV * hd * D + D * H * hd +
+                                  FL * D * (a.ffn == FfnType::swiglu ? 2 : 1) + D * FL;
+    const long per_layer_rest = 2 * D + (a.qk_norm ? 2 * hd : 0);  // replicated norms
+    s.hidden_params = per_layer_hidden * a.n_layers;
+    s.rest_params = per_layer_rest * a.n_layers + 2L * s.vocab_rows * D + D;
+    return s;
+}
 
 std::vector<OptimizerStatePart> optimizer_state_parts(const std::string& optimizer, long hidden,
                                                       long rest) {
@@ -161,19 +213,38 @@ MemoryPlan plan_memory(const JobConfig& cfg, double device_memory_gib, int vocab
     p.params = a.num_params();
     p.active_params = a.num_active_params();
     p.flops_per_token = a.flops_per_token(p.seq_len);
+    p.activation_checkpoint = activation_checkpoint_from(cfg.activation_checkpoint.mode);
+    p.tensor_parallel_degree = cfg.parallelism.tensor_parallel_degree;
+    p.data_parallel_degree = std::max(cfg.parallelism.data_parallel_degree, 1);
+    p.zero = cfg.parallelism.zero;
 
-    const ParamSplit split = split_params(a);
+    ParamSplit split = split_params(a);
     if (split.hidden + split.rest + split.untrained != p.params)
         fail("plan: internal error: parameter split {} + {} + {} != {}", split.hidden, split.rest,
              split.untrained, p.params);
-    p.param_bytes = p.grad_bytes = static_cast<std::size_t>(p.params) * sizeof(float);
+    const TensorParallelShard tp = tensor_parallel_shard(a, p.tensor_parallel_degree, 0);
+    if (p.tensor_parallel_degree > 1) {
+        split.hidden = tp.hidden_params;
+        split.rest = tp.rest_params;
+        split.largest_hidden =
+            std::max(split.largest_hidden / p.tensor_parallel_degree, 1L);  // one matrix's shard
+    }
+    p.local_params = split.hidden + split.rest + split.untrained;
+    p.param_bytes = p.grad_bytes = static_cast<std::size_t>(p.local_params) * sizeof(float);
     p.optimizer = optimizer_info(cfg.optimizer.name).name;
     p.optimizer_parts = optimizer_state_parts(p.optimizer, split.hidden, split.rest);
+    if (p.zero == 1)
+        for (auto& part : p.optimizer_parts) {
+            const std::size_t d = static_cast<std::size_t>(p.data_parallel_degree);
+            part.bytes = (part.bytes + d - 1) / d;
+            part.params = (part.params + p.data_parallel_degree - 1) / p.data_parallel_degree;
+        }
     for (const auto& part : p.optimizer_parts) p.optimizer_bytes += part.bytes;
 
     const std::size_t N = static_cast<std::size_t>(p.batch) * p.seq_len;
-    const ArenaFloats arena = arena_floats(a, N);
-    p.saved_activation_bytes = arena.acts * sizeof(float) + mla_moe_bytes(a, p.batch, p.seq_len);
+    const ArenaFloats arena = arena_floats(a, N, p.activation_checkpoint, tp);
+    p.saved_activation_bytes =
+        arena.acts * sizeof(float) + mla_moe_bytes(a, p.batch, p.seq_len, p.activation_checkpoint);
     p.backward_buffer_bytes = arena.dacts * sizeof(float);
     p.head_chunk_bytes = arena.scratch * sizeof(float);
     p.activation_bytes = p.saved_activation_bytes + p.backward_buffer_bytes + p.head_chunk_bytes;
@@ -205,12 +276,15 @@ std::string format_plan(const MemoryPlan& p) {
         "model agpt/{}: dim {} layers {} heads {}/{} ffn {} vocab {} (model.tokenizer) ({})\n"
         "parameters       {} ({:.3f}B), active {}\n"
         "FLOPs per token  {:.4g} (training, seq_len {})\n"
-        "batch {} x {} = {} tokens per micro-batch | optimizer {}\n\n"
-        "memory (fp32, CPU trainer)\n",
+        "batch {} x {} = {} tokens per micro-batch | optimizer {}\n"
+        "activation checkpointing {} | tensor parallel {} ({} parameters per rank) | data "
+        "parallel {}, ZeRO-{}\n\n"
+        "memory per device (fp32, CPU trainer)\n",
         p.flavor, a.dim, a.n_layers, a.n_heads, a.n_kv_heads, a.ffn_hidden(), a.vocab_size,
         a.describe_switches(), p.params, static_cast<double>(p.params) / 1e9, p.active_params,
         p.flops_per_token, p.seq_len, p.batch, p.seq_len, static_cast<long>(p.batch) * p.seq_len,
-        p.optimizer);
+        p.optimizer, checkpoint_mode_name(p.activation_checkpoint), p.tensor_parallel_degree,
+        p.local_params, p.data_parallel_degree, p.zero);
     const auto row = [&](const std::string& what, std::size_t b) {
         s += fmt::format("  {:<52} {:>11}\n", what, bytes_text(b));
     };
@@ -249,6 +323,11 @@ nlohmann::json plan_json(const MemoryPlan& p) {
                         {"flops_per_token", p.flops_per_token},
                         {"optimizer", p.optimizer},
                         {"optimizer_parts", parts},
+                        {"activation_checkpoint", checkpoint_mode_name(p.activation_checkpoint)},
+                        {"tensor_parallel_degree", p.tensor_parallel_degree},
+                        {"data_parallel_degree", p.data_parallel_degree},
+                        {"zero", p.zero},
+                        {"local_params", p.local_params},
                         {"bytes",
                          {{"parameters", p.param_bytes},
                           {"gradients", p.grad_bytes},

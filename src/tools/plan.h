@@ -15,6 +15,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "model/language_model.h"
 #include "model/model_args.h"
 #include "train/config.h"
 
@@ -28,18 +29,47 @@ struct OptimizerStatePart {
     std::size_t bytes = 0;
 };
 
+// One rank's share of the agpt model under Megatron-style tensor parallelism over `degree`
+// ranks, the split dist/ implements: column-parallel wq (heads/degree heads), wk and wv
+// (kv_heads/degree), w1 and w3 (ffn/degree rows); row-parallel wo (columns heads·head_dim/degree)
+// and w2 (columns ffn/degree); vocabulary-parallel tok_embeddings and output (vocab rows in
+// `degree` contiguous ranges, the first vocab mod degree ranges one row longer); norms
+// replicated. Dense agpt flavors only.
+struct TensorParallelShard {
+    int degree = 1, rank = 0;
+    int heads = 0, kv_heads = 0;          // this rank's attention heads and KV heads
+    int ffn_hidden = 0;                   // this rank's FFN units
+    int vocab_begin = 0, vocab_rows = 0;  // this rank's rows of tok_embeddings and output
+    long hidden_params = 0;               // this rank's attention and FFN matrices
+    long rest_params = 0;                 // its embedding and head rows, the replicated norms
+    long params() const { return hidden_params + rest_params; }
+};
+
+// Throws Error naming the degree and the number it does not divide (heads, KV heads, FFN
+// units), or for an MLA/MoE flavor with degree > 1. The parameter counts are 0 for MLA/MoE.
+TensorParallelShard tensor_parallel_shard(const ModelArgs& args, int degree, int rank);
+
 struct MemoryPlan {
     std::string flavor;
     ModelArgs args;  // vocabulary from the job's tokenizer, as the trainer sets it
     int batch = 0, seq_len = 0;
     long params = 0;  // total (= active for the dense agpt family)
+    // The job's [activation_checkpoint] and [parallelism]: memory is per device, for tensor-
+    // parallel rank 0 (the largest: it holds the longest vocabulary range) and, with ZeRO-1, the
+    // optimizer state divided over the data-parallel ranks.
+    ActivationCheckpoint activation_checkpoint = ActivationCheckpoint::none;
+    int tensor_parallel_degree = 1, data_parallel_degree = 1, zero = 0;
+    long local_params = 0;  // parameters on one tensor-parallel rank (= params without TP)
     long active_params = 0;
     double flops_per_token = 0;  // ModelArgs::flops_per_token(seq_len)
     std::string optimizer;
     std::vector<OptimizerStatePart> optimizer_parts;
 
-    // Bytes. activation_bytes equals Transformer::activation_bytes() of a model built for
-    // (batch, seq_len): saved activations + backward buffers + the LM-head logits chunk.
+    // Bytes per device. activation_bytes equals Transformer::activation_bytes() of a model built
+    // for (batch, seq_len) and the job's activation checkpointing: saved activations + backward
+    // buffers + the LM-head logits chunk. ZeRO-1 divides the optimizer state by the data-parallel
+    // degree (approximately: ranks own whole parameters, so the largest rank may hold somewhat
+    // more).
     std::size_t param_bytes = 0, grad_bytes = 0, optimizer_bytes = 0;
     // The forward arena (acts_), plus, for MLA/MoE models, the buffers those layers hold
     // themselves (their saved activations and backward temporaries).

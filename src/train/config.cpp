@@ -223,6 +223,10 @@ std::vector<ConfigKey> make_keys() {
             "rl.eval_n", [](C& c) { return &c.rl.eval_n; },
             "held-out prompts scored (greedy) at the start and end; 0: none"),
         row(
+            "activation_checkpoint.mode", [](C& c) { return &c.activation_checkpoint.mode; },
+            "none (keep every layer's activations) | full (keep each layer's input, recompute "
+            "its forward in backward)"),
+        row(
             "parallelism.data_parallel_degree",
             [](C& c) { return &c.parallelism.data_parallel_degree; },
             "data-parallel ranks; -1: the world size over the other degrees"),
@@ -888,6 +892,9 @@ void validate_gpt2_model(const JobConfig& cfg, const Checker& c) {
             c.fail({key, "model.name"},
                    fmt::format("{} is an agpt switch; the gpt2 family has none", key));
     c.one_of("model.init", m.init, family_init_schemes("gpt2"));
+    if (cfg.activation_checkpoint.mode == "full")
+        c.fail({"activation_checkpoint.mode", "model.name"},
+               "activation_checkpoint.mode = 'full' is implemented for model.name = agpt only");
     const int context = flavor->args.max_seq_len;
     c.need(cfg.training.seq_len <= context, "training.seq_len", cfg.training.seq_len,
            fmt::format("exceeds the context of gpt2 flavor {} ({} positions)", m.flavor, context));
@@ -913,6 +920,7 @@ void validate(const JobConfig& cfg, const Checker& c) {
 
     const auto& m = cfg.model;
     c.one_of("model.name", m.name, model_families());
+    c.one_of("activation_checkpoint.mode", cfg.activation_checkpoint.mode, {"none", "full"});
     if (m.name == "gpt2") {
         validate_gpt2_model(cfg, c);
     } else {

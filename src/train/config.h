@@ -110,6 +110,12 @@ struct JobConfig {
         int max_new_tokens = 32;
         int eval_n = 200;  // held-out prompts scored at the start and end (0: none)
     } rl;
+    // [activation_checkpoint] (torchtitan's section): none keeps every layer's activations for
+    // backward; full keeps each layer's input and recomputes the layer's forward right before
+    // its backward (agpt family; docs/architecture.md).
+    struct ActivationCheckpointing {
+        std::string mode = "none";  // none | full
+    } activation_checkpoint;
     // The rank mesh DP × TP × EP (docs/distributed.md); checked against the world size when the
     // job starts (dist/parallel_mesh.h).
     struct Parallelism {

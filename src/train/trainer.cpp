@@ -280,7 +280,8 @@ std::string routing_summary(const Optimizer& opt) {
 std::unique_ptr<LanguageModel> make_job_model(const JobConfig& cfg, int vocab_size, int max_batch,
                                               int max_seq) {
     return make_language_model(cfg.model.name, cfg.model.flavor, cfg.model.switches(), vocab_size,
-                               max_batch, max_seq);
+                               max_batch, max_seq,
+                               activation_checkpoint_from(cfg.activation_checkpoint.mode));
 }
 
 std::unique_ptr<Optimizer> make_model_optimizer(const JobConfig& cfg, LanguageModel& model) {
