@@ -17,6 +17,7 @@
 #include "dist/parallel_mesh.h"
 #include "dist/zero.h"
 #include "model/model_args.h"
+#include "optim/optimizer.h"
 
 namespace agpt {
 namespace {
@@ -195,6 +196,153 @@ TEST(WorldCommunicator, ZeroShardRangesPartitionWholeParametersAndRoundTrip) {
     for (std::size_t i = z.begin(c.rank()); i < z.end(c.rank()); i++) p[i] = 1000.0f + i;
     z.all_gather_parameters(p.data());
     for (std::size_t i = 0; i < total; i++) ASSERT_EQ(p[i], 1000.0f + i) << i;
+}
+
+TEST(WorldCommunicator, NonBlockingAllReduceAndGatherBytes) {
+    Communicator& c = world_communicator();
+    const int r = c.rank(), n = c.size();
+    // Three reductions in flight at once, progressed by test() and finished by wait().
+    std::vector<std::vector<float>> bufs;
+    for (const std::size_t len : {std::size_t{3}, std::size_t{1000}, std::size_t{300001}}) {
+        bufs.emplace_back(len);
+        for (std::size_t i = 0; i < len; i++)
+            bufs.back()[i] = static_cast<float>((r + 1) * (i % 5));
+    }
+    std::vector<PendingReduce> pending;
+    for (auto& b : bufs) pending.push_back(c.start_all_reduce(b.data(), b.size()));
+    for (auto& p : pending) c.test(p);
+    for (auto& p : pending) {
+        c.wait(p);
+        EXPECT_TRUE(p.done());
+        EXPECT_TRUE(c.test(p));
+    }
+    for (const auto& b : bufs)
+        for (std::size_t i = 0; i < b.size(); i += 101)
+            ASSERT_EQ(b[i], static_cast<float>(n * (n + 1) / 2 * (i % 5))) << i;
+    // Rank q sends q + 1 bytes 'a' + q (rank 1 sends none): only the root receives them.
+    for (const int root : {0, n - 1}) {
+        const std::string mine = r == 1 ? "" : std::string(r + 1, static_cast<char>('a' + r));
+        const std::vector<std::string> got = c.gather_bytes(mine, root);
+        if (r != root) {
+            EXPECT_TRUE(got.empty());
+            continue;
+        }
+        ASSERT_EQ(got.size(), static_cast<std::size_t>(n));
+        for (int q = 0; q < n; q++)
+            EXPECT_EQ(got[q], q == 1 ? "" : std::string(q + 1, static_cast<char>('a' + q))) << q;
+    }
+}
+
+TEST(WorldCommunicator, OverlappedGradientReduceEqualsBucketedAllReduce) {
+    Communicator& c = world_communicator();
+    // Whole numbers: exact sums, whatever order a reduction adds them in.
+    std::vector<float> g(1003), expected(g.size());
+    for (std::size_t i = 0; i < g.size(); i++)
+        g[i] = static_cast<float>(static_cast<int>(i % 13) * (c.rank() + 1) - 6);
+    expected = g;
+    all_reduce_gradients(c, expected.data(), expected.size(), 100);
+    OverlappedGradReduce reduce(c, g.data(), g.size(), 100);
+    // Uneven stretches, as layers of different sizes finish.
+    for (std::size_t end = g.size(); end > 0;) {
+        const std::size_t begin = end > 37 ? end - 37 : 0;
+        reduce.ready(begin, end);
+        end = begin;
+    }
+    EXPECT_EQ(reduce.finish(), c.size() == 1 ? 0 : 11);
+    EXPECT_EQ(g, expected);
+}
+
+// Shapes of a small model: hidden matrices (Muon's) and norms / embedding (its AdamW's).
+std::vector<ParamView> optimizer_test_views() {
+    std::vector<ParamView> views;
+    std::size_t off = 0;
+    auto add = [&](std::string name, std::vector<int> shape, std::string role) {
+        views.push_back({std::move(name), off, std::move(shape), std::move(role)});
+        off += views.back().numel();
+    };
+    add("tok_embeddings.weight", {10, 6}, "embedding");
+    for (int l = 0; l < 3; l++) {
+        const std::string p = "layers." + std::to_string(l) + ".";
+        add(p + "attention_norm.weight", {6}, "norm");
+        add(p + "attention.wq.weight", {8, 6}, "attention");
+        add(p + "feed_forward.w1.weight", {12, 6}, "ffn");
+    }
+    add("norm.weight", {6}, "norm");
+    return views;
+}
+
+std::vector<std::pair<std::string, std::string>> state_bytes(Optimizer& opt) {
+    std::vector<std::pair<std::string, std::string>> out;
+    for (const OptimStateTensor& t : opt.state_tensors())
+        out.emplace_back(t.name, std::string(static_cast<const char*>(t.data), t.nbytes()));
+    return out;
+}
+
+TEST(WorldCommunicator, ZeroOptimizerStateGathersToTheReplicatedStateAndBack) {
+    Communicator& c = world_communicator();
+    const std::vector<ParamView> views = optimizer_test_views();
+    const std::size_t total = views.back().offset + views.back().numel();
+    for (const std::string name : {"AdamW", "Muon"}) {
+        OptimizerSpec spec;
+        spec.name = name;
+        // ZeRO-0: every rank steps every parameter; ZeRO-1: each rank its own, then all-gather.
+        std::vector<float> p0(total), g(total), p1(total), p_full(total);
+        for (std::size_t i = 0; i < total; i++) p0[i] = p1[i] = 0.01f * static_cast<float>(i % 17);
+        auto replicated = make_optimizer(spec, optim_params_from(views, p0.data(), g.data()));
+        ZeroShard z(c, views, total);
+        auto shard = make_optimizer(spec, optim_params_from(z.owned_views(), p1.data(), g.data()));
+        for (int step = 1; step <= 3; step++) {
+            for (std::size_t i = 0; i < total; i++)
+                g[i] = 0.1f * static_cast<float>((i * 7 + step) % 11) - 0.5f;
+            replicated->step(1.0);
+            shard->step(1.0);
+            z.all_gather_parameters(p1.data());
+        }
+        ASSERT_EQ(p0, p1) << name;
+        auto full = c.rank() == 0
+                        ? make_optimizer(spec, optim_params_from(views, p_full.data(), g.data()))
+                        : nullptr;
+        gather_optimizer_state(c, *shard, full.get());
+        if (c.rank() == 0) {
+            EXPECT_EQ(state_bytes(*full), state_bytes(*replicated)) << name;
+        }
+        // Back: a fresh shard takes its part of the replicated state.
+        auto resumed =
+            make_optimizer(spec, optim_params_from(z.owned_views(), p1.data(), g.data()));
+        take_owned_state(*replicated, *resumed);
+        EXPECT_EQ(state_bytes(*resumed), state_bytes(*shard)) << name;
+        // The full state must come whole: a full optimizer with a parameter no rank has fails.
+        std::vector<ParamView> more = views;
+        more.push_back({"extra.weight", total, {4}, "norm"});
+        std::vector<float> p_more(total + 4), g_more(total + 4);
+        auto bigger =
+            c.rank() == 0
+                ? make_optimizer(spec, optim_params_from(more, p_more.data(), g_more.data()))
+                : nullptr;
+        if (c.rank() == 0) {
+            EXPECT_THROW(gather_optimizer_state(c, *shard, bigger.get()), Error);
+        } else {
+            gather_optimizer_state(c, *shard, nullptr);
+        }
+    }
+}
+
+TEST(GradientAllReduce, OverlappedStartsEachBucketOnceBackwardHasFinishedIt) {
+    RecordingCommunicator c;
+    std::vector<float> g(250, 0.0f);
+    c.base = g.data();
+    OverlappedGradReduce reduce(c, g.data(), g.size(), 100);
+    reduce.ready(200, 250);  // the last bucket, [150, 250), is not final yet
+    EXPECT_TRUE(c.calls.empty());
+    reduce.ready(120, 200);
+    EXPECT_EQ(c.calls, (std::vector<std::pair<std::size_t, std::size_t>>{{150, 100}}));
+    EXPECT_THROW(reduce.ready(0, 100), Error);  // must continue at 120
+    reduce.ready(40, 120);
+    EXPECT_EQ(reduce.started_early(), 2);
+    EXPECT_EQ(reduce.finish(), 3);
+    const std::vector<std::pair<std::size_t, std::size_t>> expected{{150, 100}, {50, 100}, {0, 50}};
+    EXPECT_EQ(c.calls, expected);
+    for (float v : g) ASSERT_EQ(v, 1.0f);
 }
 
 TEST(SingleProcessCommunicator, CollectivesAreTheIdentity) {

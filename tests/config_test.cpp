@@ -476,8 +476,8 @@ TEST(ConfigKeys, TableMatchesTheStruct) {
         EXPECT_FALSE(k.help.empty()) << k.name;
         EXPECT_EQ(find_config_key(k.name), &k);
     }
-    // 45 + [task] 2 + [rl] 9 + model.aux_loss_alpha + [activation_checkpoint] 1 + [parallelism] 5
-    EXPECT_EQ(names.size(), 63u);
+    // 45 + [task] 2 + [rl] 9 + model.aux_loss_alpha + [activation_checkpoint] 1 + [parallelism] 6
+    EXPECT_EQ(names.size(), 64u);
     EXPECT_EQ(find_config_key("training.nope"), nullptr);
     EXPECT_EQ(find_config_key("training.max_norm")->type, ConfigType::Double);
     // The optimizer's own keys depend on optimizer.name: they are not in the fixed table.

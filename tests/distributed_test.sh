@@ -6,6 +6,9 @@
 # - a rank killed with SIGKILL ends the whole job within 60 s with a message naming the rank,
 #   and re-running the command resumes from the last checkpoint and repeats the uninterrupted
 #   DP=2 run's losses bit for bit;
+# - ZeRO-1 equals ZeRO-0 and writes the same checkpoints, which resume on 2 ranks bit for bit
+#   and on 1 and 3 ranks within 1e-5;
+# - the all-reduce overlapped with backward gives the losses of the one after it, bit for bit;
 # - an invalid mesh is refused before any work, with the numbers named.
 # Usage: distributed_test.sh path/to/agpt
 set -u
@@ -56,37 +59,90 @@ PY
 done
 
 # ZeRO-1 (optimizer state sharded by whole parameters, reduce-scatter + all-gather) equals
-# ZeRO-0 on DP=2, for an elementwise optimizer (AdamW) and a matrix one (Muon).
-compare_losses() {  # compare_losses RUN_A RUN_B TOLERANCE
-    /usr/bin/python3 - "$work/$1/metrics.jsonl" "$work/$2/metrics.jsonl" "$3" <<'PY'
+# ZeRO-0 on DP=2 bit for bit, for an elementwise optimizer (AdamW) and a matrix one (Muon, whose
+# norms and embeddings go to an AdamW: two state sets); their checkpoints (the owners' state
+# gathered on rank 0) are byte-identical. Global batch 12: 3 micro-batches on 2 ranks, 2 on 3.
+compare_losses() {  # compare_losses RUN_A RUN_B TOLERANCE [FIRST_STEP]
+    /usr/bin/python3 - "$work/$1/metrics.jsonl" "$work/$2/metrics.jsonl" "$3" "${4:-1}" <<'PY'
 import json, sys
-a, b = ([json.loads(l) for l in open(p) if '"loss"' in l] for p in sys.argv[1:3])
-assert len(a) == len(b) == 20, (len(a), len(b))
-worst = max(abs(x["loss"] - y["loss"]) / abs(x["loss"]) for x, y in zip(a, b))
-print(f"{sys.argv[1].split('/')[-2]} vs {sys.argv[2].split('/')[-2]}: worst relative loss difference {worst:.2e}")
+a, b = ({r["step"]: r["loss"] for r in map(json.loads, open(p)) if "loss" in r} for p in sys.argv[1:3])
+first = int(sys.argv[4])
+assert sorted(a) == sorted(b) == list(range(1, 21)), (sorted(a), sorted(b))
+worst = max(abs(a[s] - b[s]) / abs(a[s]) for s in range(first, 21))
+print(f"{sys.argv[1].split('/')[-2]} vs {sys.argv[2].split('/')[-2]}: worst relative loss difference at steps {first}-20 {worst:.2e}")
 assert worst <= float(sys.argv[3]), worst
 PY
 }
+zero_args=(--training.global_batch_size 12 --checkpoint.enable true --checkpoint.interval 10)
 for opt in AdamW Muon; do
     for z in 0 1; do
-        [[ $opt == AdamW && $z == 0 ]] && continue  # the dp2 run above
-        mpirun_np 2 "$agpt" "${train_args[@]}" --optimizer.name "$opt" --parallelism.zero "$z" \
-            --job.name "zero${z}_$opt" >"$work/zero${z}_$opt.log" 2>&1
+        mpirun_np 2 "$agpt" "${train_args[@]}" "${zero_args[@]}" --optimizer.name "$opt" \
+            --parallelism.zero "$z" --job.name "zero${z}_$opt" >"$work/zero${z}_$opt.log" 2>&1
         check "zero${z}_${opt}_run" $? "$(tail -5 "$work/zero${z}_$opt.log")"
     done
+    compare_losses "zero0_$opt" "zero1_$opt" 0
+    check "zero1_equals_zero0_$opt" $? "losses differ"
+    for step in 10 20; do
+        for f in model optimizer; do
+            cmp "$work/zero0_$opt/checkpoints/step-$step/$f.safetensors" \
+                "$work/zero1_$opt/checkpoints/step-$step/$f.safetensors"
+            check "zero1_checkpoint_equals_zero0_${opt}_${step}_$f" $? "files differ"
+        done
+    done
 done
-compare_losses dp2 zero1_AdamW 1e-5
-check zero1_equals_zero0_adamw $? "losses differ"
-compare_losses zero0_Muon zero1_Muon 1e-5
-check zero1_equals_zero0_muon $? "losses differ"
 state_mib() { sed -n 's/^optimizer .* | state \([0-9.]*\) MiB.*/\1/p' "$work/$1.log"; }
 /usr/bin/python3 -c "import sys; sys.exit(not float(sys.argv[2]) < 0.6 * float(sys.argv[1]))" \
-    "$(state_mib dp2)" "$(state_mib zero1_AdamW)"
-check zero1_shards_state $? "rank 0 optimizer state: ZeRO-0 $(state_mib dp2) MiB, ZeRO-1 $(state_mib zero1_AdamW) MiB"
-out=$(mpirun_np 2 "$agpt" "${train_args[@]}" --job.name zerockpt --parallelism.zero 1 --checkpoint.enable true 2>&1)
-rc=$?
-[[ $rc -ne 0 ]] && grep -q "checkpoints of sharded optimizer state are not implemented yet" <<<"$out"
-check zero1_checkpoint_refused $? "rc=$rc: $out"
+    "$(state_mib zero0_AdamW)" "$(state_mib zero1_AdamW)"
+check zero1_shards_state $? "rank 0 optimizer state: ZeRO-0 $(state_mib zero0_AdamW) MiB, ZeRO-1 $(state_mib zero1_AdamW) MiB"
+
+# Resumed from its step-10 checkpoint, a ZeRO-1 run repeats steps 11-20 bit for bit (and writes
+# the same step-20 checkpoint) on 2 ranks; on 1 rank (ZeRO-0, 6 micro-batches) and on 3 ranks
+# (ZeRO-1) the data order is exact (2 x 60 windows taken = 1 x 120 = 3 x 40) and only the
+# summation order of the gradient differs.
+zero_losses() {
+    /usr/bin/python3 -c '
+import json, sys
+for line in open(sys.argv[1]):
+    d = json.loads(line)
+    print(d["step"], repr(d["loss"]))' "$work/$1/metrics.jsonl"
+}
+for opt in AdamW Muon; do
+    cp -r "$work/zero1_$opt" "$work/zero1_${opt}_again"
+    mpirun_np 2 "$agpt" "${train_args[@]}" "${zero_args[@]}" --optimizer.name "$opt" \
+        --parallelism.zero 1 --checkpoint.load_step 10 --job.name "zero1_${opt}_again" \
+        >"$work/zero1_${opt}_again.log" 2>&1
+    check "zero1_${opt}_resume_run" $? "$(tail -5 "$work/zero1_${opt}_again.log")"
+    grep -q "resumed from .*step-10 (step 10)" "$work/zero1_${opt}_again.log" &&
+        cmp -s <(zero_losses "zero1_$opt") <(zero_losses "zero1_${opt}_again") &&
+        cmp "$work/zero1_$opt/checkpoints/step-20/optimizer.safetensors" \
+            "$work/zero1_${opt}_again/checkpoints/step-20/optimizer.safetensors"
+    check "zero1_${opt}_resume_bit_identical" $? "$(diff <(zero_losses "zero1_$opt") <(zero_losses "zero1_${opt}_again") | head -5)"
+done
+for ranks in 1 3; do
+    cp -r "$work/zero1_Muon" "$work/zero1_Muon_on$ranks"
+    launch=(mpirun_np 3)
+    zero=1
+    [[ $ranks -eq 1 ]] && launch=() && zero=0
+    "${launch[@]}" "$agpt" "${train_args[@]}" "${zero_args[@]}" --optimizer.name Muon \
+        --parallelism.zero "$zero" --checkpoint.load_step 10 --job.name "zero1_Muon_on$ranks" \
+        >"$work/zero1_Muon_on$ranks.log" 2>&1
+    check "zero1_Muon_resume_on_${ranks}_run" $? "$(tail -5 "$work/zero1_Muon_on$ranks.log")"
+    grep -q "checkpoint written by 2 data-parallel ranks, resumed on $ranks: 120 windows of epoch 0 taken, continuing at position $((120 / ranks)) per rank$" \
+        "$work/zero1_Muon_on$ranks.log" && compare_losses zero1_Muon "zero1_Muon_on$ranks" 1e-5 11
+    check "zero1_Muon_resume_on_$ranks" $? "$(grep -i "resumed\|error" "$work/zero1_Muon_on$ranks.log")"
+done
+
+# The gradient all-reduce overlapped with backward (the default) gives the same bits as the
+# all-reduce after it: small buckets (0.25 MiB), several per step, started while backward runs.
+for overlap in true false; do
+    mpirun_np 2 "$agpt" "${train_args[@]}" --parallelism.bucket_mb 0.25 \
+        --parallelism.overlap_grad_reduce "$overlap" --job.name "overlap_$overlap" \
+        >"$work/overlap_$overlap.log" 2>&1
+    check "overlap_${overlap}_run" $? "$(tail -5 "$work/overlap_$overlap.log")"
+done
+compare_losses overlap_true overlap_false 0 && grep -q "reduced during backward" "$work/overlap_true.log" &&
+    ! grep -q "reduced during backward" "$work/overlap_false.log"
+check overlap_bit_identical $? "losses differ or the log does not say which path ran"
 
 # Kill rank 1 of a checkpointed DP=2 run (80 steps, long enough to be killed midway) after its
 # second checkpoint, then resume.

@@ -16,10 +16,17 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace agpt {
 
 enum class ReduceOp { Sum, Avg, Min, Max };
+
+// An all_reduce in flight (Communicator::start_all_reduce): the backend's ticket, 0 once complete.
+struct PendingReduce {
+    std::int64_t ticket = 0;
+    bool done() const { return ticket == 0; }
+};
 
 class Communicator {
   public:
@@ -48,6 +55,9 @@ class Communicator {
     virtual void all_to_all_v(const float* in, const int* send_counts, float* out,
                               const int* recv_counts) = 0;
     virtual void broadcast(void* data, std::size_t bytes, int root) = 0;
+    // Every rank's bytes to `root`, in rank order (its own included); the other ranks get {}.
+    // The default goes through broadcast; MPI sends point to point.
+    virtual std::vector<std::string> gather_bytes(const std::string& mine, int root);
     virtual void barrier() = 0;
     // Collective over this communicator: ranks passing the same color form one sub-group,
     // ordered by key (then by rank here). The mesh's DP and TP groups (docs/distributed.md).
@@ -56,6 +66,14 @@ class Communicator {
     // Ends every rank of the job now (a rank that cannot go on must not leave the others
     // waiting in a collective).
     [[noreturn]] virtual void abort(int exit_code) = 0;
+
+    // Non-blocking all_reduce (sum only: the gradient buckets): `data` must stay untouched until
+    // wait() returns. test() makes progress and says whether it is done; wait() blocks until it
+    // is. A handle is used once: after wait() (or a test() that returned true) it is spent.
+    // The default completes at once, through all_reduce.
+    virtual PendingReduce start_all_reduce(float* data, std::size_t n);
+    virtual bool test(PendingReduce& pending);
+    virtual void wait(PendingReduce& pending);
 
     // Convenience over all_reduce for one value.
     double all_reduce_value(double v, ReduceOp op) {

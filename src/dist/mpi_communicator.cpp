@@ -9,6 +9,7 @@
 #include <climits>
 #include <cstdio>
 #include <cstdlib>
+#include <map>
 #include <vector>
 #endif
 
@@ -141,6 +142,70 @@ class MpiCommunicator final : public Communicator {
             check(MPI_Bcast(p + done, static_cast<int>(n), MPI_BYTE, root, comm_), "broadcast");
         }
     }
+    std::vector<std::string> gather_bytes(const std::string& mine, int root) override {
+        std::vector<std::string> out;
+        if (rank_ != root) {
+            const uint64_t bytes = mine.size();
+            check(MPI_Send(&bytes, 1, MPI_UINT64_T, root, kGatherTag, comm_), "send");
+            for (std::size_t done = 0; done < mine.size(); done += kMaxChunk)
+                check(MPI_Send(mine.data() + done,
+                               static_cast<int>(std::min(kMaxChunk, mine.size() - done)), MPI_BYTE,
+                               root, kGatherTag, comm_),
+                      "send");
+            return out;
+        }
+        out.resize(static_cast<std::size_t>(size_));
+        for (int r = 0; r < size_; r++) {
+            std::string& data = out[static_cast<std::size_t>(r)];
+            if (r == root) {
+                data = mine;
+                continue;
+            }
+            uint64_t bytes = 0;
+            check(
+                MPI_Recv(&bytes, 1, MPI_UINT64_T, r, kGatherTag, comm_, MPI_STATUS_IGNORE),
+                "receive");
+            data.resize(bytes);
+            for (std::size_t done = 0; done < data.size(); done += kMaxChunk)
+                check(MPI_Recv(data.data() + done,
+                               static_cast<int>(std::min(kMaxChunk, data.size() - done)), MPI_BYTE,
+                               r, kGatherTag, comm_, MPI_STATUS_IGNORE),
+                      "receive");
+        }
+        return out;
+    }
+    PendingReduce start_all_reduce(float* data, std::size_t n) override {
+        std::vector<MPI_Request> requests;
+        for (std::size_t done = 0; done < n; done += kMaxChunk) {
+            const std::size_t m = std::min(kMaxChunk, n - done);
+            requests.emplace_back();
+            check(MPI_Iallreduce(MPI_IN_PLACE, data + done, static_cast<int>(m), MPI_FLOAT, MPI_SUM,
+                                 comm_, &requests.back()),
+                  "start all_reduce");
+        }
+        if (requests.empty()) return {};
+        PendingReduce pending;
+        pending.ticket = ++last_ticket_;
+        in_flight_[pending.ticket] = std::move(requests);
+        return pending;
+    }
+    bool test(PendingReduce& pending) override {
+        if (pending.done()) return true;
+        auto& requests = in_flight(pending);
+        int flag = 0;
+        check(MPI_Testall(static_cast<int>(requests.size()), requests.data(), &flag,
+                          MPI_STATUSES_IGNORE),
+              "test all_reduce");
+        if (flag) finish(pending);
+        return flag != 0;
+    }
+    void wait(PendingReduce& pending) override {
+        if (pending.done()) return;
+        auto& requests = in_flight(pending);
+        check(MPI_Waitall(static_cast<int>(requests.size()), requests.data(), MPI_STATUSES_IGNORE),
+              "wait all_reduce");
+        finish(pending);
+    }
     void barrier() override { check(MPI_Barrier(comm_), "barrier"); }
     std::unique_ptr<Communicator> split(int color, int key) override {
         MPI_Comm sub = MPI_COMM_NULL;
@@ -155,6 +220,16 @@ class MpiCommunicator final : public Communicator {
     }
 
   private:
+    static constexpr int kGatherTag = 17;
+    std::vector<MPI_Request>& in_flight(const PendingReduce& pending) {
+        const auto it = in_flight_.find(pending.ticket);
+        if (it == in_flight_.end()) fail("all_reduce ticket {} is not in flight", pending.ticket);
+        return it->second;
+    }
+    void finish(PendingReduce& pending) {
+        in_flight_.erase(pending.ticket);
+        pending.ticket = 0;
+    }
     template <typename T>
     void reduce_in_place(T* data, std::size_t n, ReduceOp op) {
         for (std::size_t done = 0; done < n; done += kMaxChunk) {
@@ -173,6 +248,8 @@ class MpiCommunicator final : public Communicator {
     MPI_Comm comm_;
     bool world_;
     int rank_ = 0, size_ = 1;
+    std::int64_t last_ticket_ = 0;
+    std::map<std::int64_t, std::vector<MPI_Request>> in_flight_;
 };
 
 }  // namespace

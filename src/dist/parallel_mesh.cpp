@@ -102,10 +102,6 @@ ParallelMesh resolve_parallel_mesh(const JobConfig& cfg, const ModelArgs& args, 
             "× {} data-parallel ranks = {}",
             t.global_batch_size, t.local_batch_size, mesh.data_ranks(), per_step);
     if (mesh.zero == 1) {
-        if (cfg.checkpoint.enable)
-            fail(
-                "parallelism.zero = 1 with checkpoint.enable = true: checkpoints of sharded "
-                "optimizer state are not implemented yet; use parallelism.zero = 0");
         if (cfg.optimizer.name == "SophiaG" || cfg.optimizer.name == "ScheduleFreeAdamW")
             fail(
                 "parallelism.zero = 1 with optimizer {}: its Hessian estimate / evaluation "

@@ -2,6 +2,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <map>
+#include <string>
 
 #include "core/error.h"
 #include "optim/grad_clip.h"
@@ -69,6 +72,88 @@ void ZeroShard::all_gather_parameters(float* params) {
     std::copy(params + begin(r), params + end(r), mine_.begin());
     comm_.all_gather(mine_.data(), padded_.data(), block_);
     unpack_all(params);
+}
+
+namespace {
+
+// A shard's state as "name length, name, byte count, bytes" records (one process's memory
+// layout: the bytes only ever travel between ranks of one job).
+std::string serialize_state(Optimizer& opt) {
+    std::string out;
+    auto put = [&](const void* p, std::size_t n) { out.append(static_cast<const char*>(p), n); };
+    for (const OptimStateTensor& t : opt.state_tensors()) {
+        const uint64_t name_len = t.name.size(), bytes = t.nbytes();
+        put(&name_len, sizeof name_len);
+        put(t.name.data(), t.name.size());
+        put(&bytes, sizeof bytes);
+        put(t.data, bytes);
+    }
+    return out;
+}
+
+}  // namespace
+
+void gather_optimizer_state(Communicator& comm, Optimizer& shard, Optimizer* full) {
+    const std::vector<std::string> shards = comm.gather_bytes(serialize_state(shard), 0);
+    if (comm.rank() != 0) return;
+    if (full == nullptr) fail("gathering ZeRO-1 optimizer state: rank 0 has no full optimizer");
+    std::map<std::string, OptimStateTensor> into;
+    for (const OptimStateTensor& t : full->state_tensors()) into[t.name] = t;
+    std::map<std::string, int> source;  // tensor -> the rank it came from
+    for (int r = 0; r < comm.size(); r++) {
+        const std::string& blob = shards[static_cast<std::size_t>(r)];
+        std::size_t at = 0;
+        auto take = [&](void* p, std::size_t n) {
+            if (at + n > blob.size()) fail("ZeRO-1 optimizer state from rank {} is truncated", r);
+            std::memcpy(p, blob.data() + at, n);
+            at += n;
+        };
+        while (at < blob.size()) {
+            uint64_t name_len = 0, bytes = 0;
+            take(&name_len, sizeof name_len);
+            std::string name(name_len, '\0');
+            take(name.data(), name.size());
+            take(&bytes, sizeof bytes);
+            const auto it = into.find(name);
+            if (it == into.end())
+                fail(
+                    "ZeRO-1 optimizer state: rank {} holds '{}', which {} over every parameter "
+                    "does not have",
+                    r, name, full->name());
+            const OptimStateTensor& dst = it->second;
+            if (bytes != dst.nbytes())
+                fail("ZeRO-1 optimizer state: '{}' is {} bytes on rank {}, {} in the full state",
+                     name, bytes, r, dst.nbytes());
+            if (dst.shape.empty() && source.count(name)) {
+                std::string value(bytes, '\0');
+                take(value.data(), bytes);
+                if (std::memcmp(value.data(), dst.data, bytes) != 0)
+                    fail("ZeRO-1 optimizer state: scalar '{}' differs between rank {} and rank {}",
+                         name, source[name], r);
+                continue;
+            }
+            if (source.count(name))
+                fail("ZeRO-1 optimizer state: '{}' is held by rank {} and rank {}", name,
+                     source[name], r);
+            take(dst.data, bytes);
+            source[name] = r;
+        }
+    }
+    for (const auto& [name, t] : into)
+        if (!source.count(name)) fail("ZeRO-1 optimizer state: no rank holds '{}'", name);
+}
+
+void take_owned_state(Optimizer& full, Optimizer& shard) {
+    std::map<std::string, SavedStateTensor> all;
+    for (const OptimStateTensor& t : full.state_tensors()) all[t.name] = {t.dtype, t.shape, t.data};
+    std::map<std::string, SavedStateTensor> owned;
+    for (const OptimStateTensor& t : shard.state_tensors()) {
+        const auto it = all.find(t.name);
+        if (it == all.end())
+            fail("ZeRO-1 optimizer state: the full state of {} has no '{}'", full.name(), t.name);
+        owned.insert(*it);
+    }
+    shard.load_state(owned);
 }
 
 }  // namespace agpt

@@ -11,6 +11,7 @@
 
 #include "dist/communicator.h"
 #include "model/transformer.h"
+#include "optim/optimizer.h"
 
 namespace agpt {
 
@@ -40,5 +41,16 @@ class ZeroShard {
     std::size_t block_ = 0;  // the largest range: every rank's block in the padded buffers
     std::vector<float> padded_, mine_;
 };
+
+// Checkpoints of a ZeRO-1 run hold the full optimizer state, exactly as a ZeRO-0 run writes it,
+// so that any number of ranks (and either ZeRO level) can resume from them.
+//
+// Collective: every rank sends its shard's state to rank 0, which copies it, by name, into
+// `full` (rank 0: an optimizer of the same spec over every parameter; the other ranks pass
+// nullptr). Scalars (step counts) must agree on every rank; every tensor of `full` must come
+// from exactly one rank. Either failure is an Error naming the tensor.
+void gather_optimizer_state(Communicator& comm, Optimizer& shard, Optimizer* full);
+// The inverse on load: the shard takes its own tensors (by name) from the full state.
+void take_owned_state(Optimizer& full, Optimizer& shard);
 
 }  // namespace agpt

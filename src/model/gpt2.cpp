@@ -345,6 +345,12 @@ double Gpt2::forward_backward(const int32_t* tokens, const int32_t* targets, int
     zero(dres, NC);
     layernorm_backward<float>(dres, G + lnf_w_, G + lnf_b_, d_norm, x_final, P + lnf_w_, lnf_mean,
                               lnf_rstd, N, C);
+    // The buffer holds wte, wpe, the layers in order and ln_f; wte (tied to the head) is
+    // final only after the embedding's backward.
+    auto layer_begin = [&](int layer) {
+        return layer == args_.n_layers ? lnf_w_ : layers_[layer].ln1_w;
+    };
+    grads_ready(layer_begin(args_.n_layers), grads_.size());
     for (int layer = args_.n_layers - 1; layer >= 0; layer--) {
         const LayerParams& w = layers_[layer];
         float* a = acts + l.size * layer;
@@ -375,9 +381,11 @@ double Gpt2::forward_backward(const int32_t* tokens, const int32_t* targets, int
         bias_backward<float>(G + w.attn_b, d_qkv, N, 3 * C);
         layernorm_backward<float>(dres, G + w.ln1_w, G + w.ln1_b, d_norm, a + l.x, P + w.ln1_w,
                                   a + l.ln1_mean, a + l.ln1_rstd, N, C);
+        grads_ready(layer_begin(layer), layer_begin(layer + 1));
     }
     embedding_backward<float>(G + wte_, dres, tokens, N, C);
     bias_backward<float>(G + wpe_, dres, B, T * C);
+    grads_ready(0, layer_begin(0));
     return loss_sum;
 }
 

@@ -3,6 +3,7 @@
 // training loop drives the agpt transformer (Llama-style) and GPT-2 alike. Each family keeps its
 // own explicit forward/backward; this interface adds nothing but the seam.
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -61,6 +62,21 @@ class LanguageModel {
 
     // The agpt transformer's arguments; nullptr for other families.
     virtual const ModelArgs* agpt_args() const { return nullptr; }
+
+    // While set, forward_backward reports each stretch [begin, end) of grads() (in floats) as
+    // soon as backward has finished it for this call: descending and contiguous, from the end of
+    // the buffer to 0 (the head first, the embedding last), so a data-parallel reducer can start
+    // on it while backward goes on. Empty: no reports.
+    using GradsReady = std::function<void(std::size_t begin, std::size_t end)>;
+    void set_grads_ready(GradsReady callback) { grads_ready_ = std::move(callback); }
+
+  protected:
+    void grads_ready(std::size_t begin, std::size_t end) const {
+        if (grads_ready_) grads_ready_(begin, end);
+    }
+
+  private:
+    GradsReady grads_ready_;
 };
 
 }  // namespace agpt

@@ -607,15 +607,24 @@ double Transformer::forward_backward(const int32_t* tokens, const int32_t* targe
     std::fill(dres, dres + static_cast<std::size_t>(N) * D, 0.0f);
     rmsnorm_backward<float>(dres, grad("norm.weight"), d_norm, x_final, param("norm.weight"),
                             final_norm_out() + maxN * D, N, D);
+    // The buffer holds the embedding, the layers in order, the final norm and the head.
+    auto layer_begin = [&](int layer) {
+        return layer == args_.n_layers
+                   ? view("norm.weight").offset
+                   : view("layers." + std::to_string(layer) + ".attention_norm.weight").offset;
+    };
+    grads_ready(layer_begin(args_.n_layers), grads_.size());
     for (int layer = args_.n_layers - 1; layer >= 0; layer--) {
         if (checkpoint_ == ActivationCheckpoint::full) forward_layer(layer, B, T, true);
         backward_layer(layer, B, T, grad_scale);
+        grads_ready(layer_begin(layer), layer_begin(layer + 1));
     }
     if (tp_.active())
         embedding_backward_rows<float>(grad("tok_embeddings.weight"), dres, tokens, N, D,
                                        w_.vocab_first, w_.vocab_rows);
     else
         embedding_backward<float>(grad("tok_embeddings.weight"), dres, tokens, N, D);
+    grads_ready(0, layer_begin(0));
     return loss_sum;
 }
 

@@ -244,6 +244,10 @@ std::vector<ConfigKey> make_keys() {
         row(
             "parallelism.bucket_mb", [](C& c) { return &c.parallelism.bucket_mb; },
             "gradient all-reduce bucket size in MiB"),
+        row(
+            "parallelism.overlap_grad_reduce",
+            [](C& c) { return &c.parallelism.overlap_grad_reduce; },
+            "start each bucket's all-reduce as soon as backward has finished it (ZeRO-0)"),
     };
 }
 

@@ -124,6 +124,7 @@ struct JobConfig {
         int tensor_parallel_degree = 1;
         int expert_parallel_degree = 1;
         double bucket_mb = 25.0;
+        bool overlap_grad_reduce = true;  // ZeRO-0: each bucket's all-reduce starts in backward
     } parallelism;
 
     // Micro-batches per optimizer step on each rank (global / (local × data-parallel ranks)).

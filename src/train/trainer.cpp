@@ -438,13 +438,21 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
                                   comm.size() > 1 ? &comm : nullptr);
         });
     int first_step = 1;
+    // Checkpoints hold the full optimizer state: ZeRO-1 loads it whole, then keeps its own part.
+    std::unique_ptr<Optimizer> full_state;
+    auto load_target = [&] {
+        if (!zero) return optimizer.get();
+        full_state = make_model_optimizer(cfg, model);
+        return full_state.get();
+    };
     // Rank 0 picks the checkpoint (the newest that verifies); every rank then loads that one.
     long resume[4] = {-1, 0, 0, 1};  // step, loader epoch, loader position, data ranks
     LanguageModel& stored_model = full_model ? *full_model : model;
     Optimizer* const stored_optimizer = full_model ? full_optimizer.get() : optimizer.get();
     if (has_checkpoints && reusable) {
         const auto state =
-            checkpoints.load_latest(cfg.checkpoint.load_step, stored_model, stored_optimizer,
+            checkpoints.load_latest(cfg.checkpoint.load_step, stored_model,
+                                    zero ? load_target() : stored_optimizer,
                                     [&](const std::string& w) { log.line("{}", w); });
         if (!state) fail("{}: no checkpoint could be loaded", checkpoints.root());
         resume[0] = state->step;
@@ -454,10 +462,14 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
     }
     comm.broadcast(resume, sizeof resume, 0);
     if (resume[0] >= 0) {
-        if (!lead) checkpoints.load(static_cast<int>(resume[0]), stored_model, stored_optimizer);
+        if (!lead)
+            checkpoints.load(static_cast<int>(resume[0]), stored_model,
+                             zero ? load_target() : stored_optimizer);
         if (full_model)
             scatter_expert_shards(comm, *full_model, full_optimizer.get(), model, optimizer.get(),
                                   is_shard);
+        if (zero) take_owned_state(*full_state, *optimizer);
+        full_state.reset();
         optimizer->train_mode();
         // Every data rank has taken as many windows as rank 0: the position is the same. From
         // another number of ranks, the epoch's first position × ranks windows are taken; the
@@ -489,11 +501,18 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
             std::make_unique<TensorBoardWriter>((run / cfg.metrics.save_tb_folder).string());
     // Checkpoints hold the evaluation weights (Schedule-Free's x), and the optimizer state
     // holds what training needs to go on.
+    // ZeRO-1 gathers the owners' state on rank 0 into the full optimizer a ZeRO-0 run has.
     auto save = [&](int step, bool model_only) {
         // Under TP the first replica's TP group saves together (the store gathers the shards and
-        // its rank 0 writes); under EP every rank first gathers its experts for rank 0.
-        if (!lead_group && !full_model) return 0.0;
+        // its rank 0 writes); under EP every rank first gathers its experts for rank 0, under
+        // ZeRO-1 its optimizer state.
+        if (!lead_group && !full_model && !zero) return 0.0;
         Timer t;
+        std::unique_ptr<Optimizer> gathered;
+        if (zero && !model_only) {
+            if (lead) gathered = make_model_optimizer(cfg, model);
+            gather_optimizer_state(comm, *optimizer, gathered.get());
+        }
         optimizer->eval_mode();
         if (full_model)
             gather_expert_shards(comm, model, optimizer.get(), *full_model, full_optimizer.get(),
@@ -502,9 +521,9 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
             optimizer->train_mode();
             return 0.0;
         }
+        Optimizer* saved = model_only ? nullptr : zero ? gathered.get() : stored_optimizer;
         const TrainState state{step, loader.epoch(), loader.position(), data_ranks};
-        const std::string where = checkpoints.save(
-            state, stored_model, model_only ? nullptr : stored_optimizer, config_toml);
+        const std::string where = checkpoints.save(state, stored_model, saved, config_toml);
         optimizer->train_mode();
         if (!lead) return 0.0;
         checkpoints.prune(cfg.checkpoint.keep_latest_k);
@@ -520,6 +539,9 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
     const long tokens_per_step = rank_tokens_per_step * data_ranks;
     const auto bucket_floats =
         static_cast<std::size_t>(cfg.parallelism.bucket_mb * (1 << 20) / sizeof(float));
+    // ZeRO-1 reduce-scatters after backward; expert parallelism sums the replicated ranges only.
+    const bool overlap =
+        data_comm.size() > 1 && !zero && !expert_shards && cfg.parallelism.overlap_grad_reduce;
 
     log.line("run {} | data {} ({} train / {} val tokens)", summary.run_dir, data_path,
              data.train.total(), data.val.total());
@@ -532,8 +554,9 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
              static_cast<double>(optimizer->state_bytes()) / (1 << 20),
              routing_summary(*optimizer));
     if (comm.size() > 1)
-        log.line("parallel {} over {} | {} tokens/step per rank | gradient buckets of {} MiB",
-                 mesh.describe(), comm.backend(), rank_tokens_per_step, cfg.parallelism.bucket_mb);
+        log.line("parallel {} over {} | {} tokens/step per rank | gradient buckets of {} MiB{}",
+                 mesh.describe(), comm.backend(), rank_tokens_per_step, cfg.parallelism.bucket_mb,
+                 overlap ? ", reduced during backward" : "");
 
     std::vector<int32_t> targets(static_cast<std::size_t>(B) * T);
     const double grad_scale = 1.0 / static_cast<double>(tokens_per_step);
@@ -546,13 +569,21 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
         Timer step_timer;
         double data_time = 0.0, loss_sum = 0.0, aux_loss = 0.0;
         model.zero_grad();
+        // The last micro-batch's backward finishes the gradients: their buckets are reduced
+        // while it runs.
+        std::optional<OverlappedGradReduce> reduce;
         for (int micro = 0; micro < accum; micro++) {
             Timer data_timer;
             // Each micro-batch's inputs stay for the step: SophiaG's estimate reruns them.
             int32_t* inputs = step_inputs.data() + static_cast<long>(micro) * B * T;
             loader.next_batch(B, inputs, targets.data());
             data_time += data_timer.seconds();
+            if (overlap && micro == accum - 1) {
+                reduce.emplace(data_comm, model.grads().data(), model.grads().size(), bucket_floats);
+                model.set_grads_ready([&](std::size_t b, std::size_t e) { reduce->ready(b, e); });
+            }
             loss_sum += model.forward_backward(inputs, targets.data(), B, T, grad_scale);
+            model.set_grads_ready({});
             if (agpt_model != nullptr) aux_loss += agpt_model->moe_aux_loss() / accum;
         }
         if (data_comm.size() > 1) {
@@ -562,6 +593,8 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
             else if (expert_shards)
                 all_reduce_replicated_gradients(comm, model.grads().data(), *expert_shards,
                                                 bucket_floats);
+            else if (reduce)
+                reduce->finish();
             else
                 all_reduce_gradients(data_comm, model.grads().data(), model.grads().size(),
                                      bucket_floats);
