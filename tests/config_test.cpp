@@ -228,8 +228,8 @@ TEST_F(ConfigLoad, KeyUnderWrongSectionSuggestsItsSection) {
 
 TEST_F(ConfigLoad, FarOffKeyGetsNoSuggestion) {
     const std::string p = job_path();
-    EXPECT_EQ(file_error("[training]\nmixed_precision_param = \"bfloat16\"\n"),
-              p + ": unknown key 'training.mixed_precision_param'");
+    EXPECT_EQ(file_error("[training]\nfloat8_recipe = \"rowwise\"\n"),
+              p + ": unknown key 'training.float8_recipe'");
 }
 
 // ---- file problems ----

@@ -32,7 +32,8 @@ void check_cuda_training(const JobConfig& cfg, int ranks) {
     if (args.has_switches())
         fail(
             "model switches ({}) are not on cuda yet: training.device = cuda runs the plain "
-            "Llama block (no qk_norm, soft-caps or relu2)",
+            "Llama block (model.qk_norm, model.attn_softcap, model.final_softcap and model.ffn "
+            "= relu2 are CPU only)",
             args.describe_switches());
     if (cfg.optimizer.name != "AdamW")
         fail("optimizer.name = {}: not on cuda yet (training.device = cuda has AdamW only)",
