@@ -54,6 +54,12 @@ void check_cuda_training(const JobConfig& cfg, int ranks) {
 #endif
 }
 
+void require_cpu_device(const JobConfig& cfg, const std::string& tool) {
+    if (cfg.training.device != "cpu")
+        fail("training.device = {}: {} runs on the CPU only so far (agpt train runs on cuda)",
+             cfg.training.device, tool);
+}
+
 double cuda_table_peak_tflops(const std::string& device_name) {
     // Dense bf16 tensor-core peaks from the vendor's data sheets; the more specific name first.
     static const std::pair<const char*, double> kPeaks[] = {

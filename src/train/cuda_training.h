@@ -25,6 +25,10 @@ namespace agpt {
 // backend, or no visible device. Creates nothing; the trainer calls it before the run folder.
 void check_cuda_training(const JobConfig& cfg, int ranks);
 
+// Fails for a job with training.device other than cpu: `tool` ("agpt bench", ...) runs on the CPU
+// only so far.
+void require_cpu_device(const JobConfig& cfg, const std::string& tool);
+
 // The job's model on the device (training.mixed_precision_param picks bf16 or fp32 compute),
 // vocabulary from the tokenizer, activations for (max_batch, max_seq); weights not initialised.
 std::unique_ptr<LanguageModel> make_cuda_model(const JobConfig& cfg, int vocab_size, int max_batch,

@@ -475,7 +475,7 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
     log.line("model {}", describe_model(model, cfg.model.name, cfg.model.flavor));
     log.line("batch {}×{} × {} accumulation = {} tokens/step | {} steps | {}", B, T, accum,
              tokens_per_step, cfg.training.steps,
-             on_cuda ? fmt::format("cuda {} ({}) | bf16 dense peak {:.0f} TFLOP/s ({})",
+             on_cuda ? fmt::format("cuda {} ({}) | bf16 dense peak {:.4g} TFLOP/s ({})",
                                    cuda_peak.device, cfg.training.mixed_precision_param,
                                    peak_tflops, cuda_peak.source)
                      : fmt::format("{} threads | fp32 GEMM peak {:.3f} TFLOP/s (measured)", threads,
