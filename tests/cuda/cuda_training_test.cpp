@@ -1,8 +1,8 @@
 // `agpt train --training.device cuda` (train/cuda_training.h) against the CPU trainer on the same
-// tiny job: fp32 losses, gradient norms, validation loss and final parameters within 1e-4; bf16
-// losses within 1e-2 of fp32; checkpoints that move between the devices bit for bit (parameters
-// and AdamW m/v) and runs that resume on the other device where they stopped; and the refusal of
-// what the GPU path lacks, naming the key.
+// tiny job: fp32 losses, gradient norms, validation loss and final parameters within 1e-4 and
+// the same sample; bf16 losses within 1e-2 of fp32; checkpoints that move between the devices
+// bit for bit (parameters and AdamW m/v) and runs that resume on the other device where they
+// stopped; and the refusal of what the GPU path lacks, naming the key.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -98,9 +98,14 @@ fs::path step_dir(const JobConfig& cfg, int step) {
 TEST(CudaTraining, Fp32MatchesTheCpuTrainer) {
     AGPT_REQUIRE_CUDA_DEVICE();
     const fs::path dump = fresh_dir("fp32");
-    const JobConfig cpu = tiny_job(dump, "cpu", "cpu", 3), gpu = tiny_job(dump, "gpu", "cuda", 3);
+    JobConfig cpu = tiny_job(dump, "cpu", "cpu", 3), gpu = tiny_job(dump, "gpu", "cuda", 3);
+    cpu.sample.max_new_tokens = gpu.sample.max_new_tokens = 6;
     const TrainSummary s_cpu = train(cpu, nullptr), s_gpu = train(gpu, nullptr);
     EXPECT_EQ(s_gpu.steps, 3);
+    // Sampling from the device model's last-position logits draws what the CPU model draws
+    // (same seed; the logits differ by rounding only).
+    EXPECT_EQ(s_gpu.sample.size(), 6u);
+    EXPECT_EQ(s_gpu.sample, s_cpu.sample);
     const Curve c_cpu = read_curve(dump / "cpu"), c_gpu = read_curve(dump / "gpu");
     expect_close(c_gpu.loss, c_cpu.loss, 1e-4, "loss");
     expect_close(c_gpu.grad_norm, c_cpu.grad_norm, 1e-4, "grad_norm");
