@@ -13,7 +13,9 @@
 #   micro-benchmarks (agpt_cuda_tests --bench) and, when PyTorch imports, the same timings in
 #   PyTorch, the end-to-end training benchmark (agpt_cuda_model_bench: Llama-style 124M,
 #   batch 32 x 1024, bf16) and the same model in PyTorch (bench/torch_llama_gpu.py: eager and
-#   torch.compile), then a summary table (last). Logs and the JSON report go to $OUT when it is set
+#   torch.compile), `agpt train --training.device cuda` against the CPU on the debugmodel config
+#   (train_cuda_vs_cpu below: needs an agpt that runs on the GPU machine), then a summary table
+#   (last). Logs and the JSON report go to $OUT when it is set
 #   (the device tool brings that folder back), else build/cuda_portable/device_check.
 #   Exit status: that of the op tests.
 set -uo pipefail
@@ -60,6 +62,51 @@ build() {
         echo "cuda_device_check: $DIR is ${size} MB, over 60 MB" >&2
         exit 1
     fi
+}
+
+# agpt train on the GPU (training.device = cuda, bf16) and on the CPU, same job: the debugmodel
+# config for 50 steps; prints each run's loss at its last logged steps. Needs an agpt binary that
+# runs on the GPU machine ($AGPT_BIN, else $DIR/agpt). The build step does not make one: agpt
+# links agpt_lib's shared libraries (ICU's data alone is 30 MB, OpenBLAS 35 MB, OpenMPI with its
+# plugins), over the 60 MB carried; without one this step says so and is skipped.
+train_cuda_vs_cpu() {
+    local out=$1 agpt_bin=${AGPT_BIN:-$DIR/agpt}
+    echo "== agpt train --training.device cuda vs cpu (debugmodel, 50 steps)"
+    if ! [[ -x $agpt_bin ]] || ! "$agpt_bin" --help >/dev/null 2>&1; then
+        echo "skipped: no agpt that runs here ($agpt_bin; set AGPT_BIN to a portable build)"
+        return 0
+    fi
+    local runs=$out/train_runs
+    rm -rf "$runs"
+    local job=(--config configs/debugmodel.toml --job.dump_folder "$runs" --training.steps 50
+        --metrics.log_freq 5 --validation.freq 50 --sample.max_new_tokens 0)
+    timeout 300 "$agpt_bin" train "${job[@]}" --job.name cuda --training.device cuda \
+        --training.mixed_precision_param bfloat16 2>&1 | tee "$out/train_cuda.log" || true
+    timeout 600 "$agpt_bin" train "${job[@]}" --job.name cpu --training.device cpu 2>&1 |
+        tee "$out/train_cpu.log" || true
+    python3 - "$runs" <<'PY' 2>&1 | tee -a "$out/bench.log" || true
+import json
+import os
+import sys
+
+for name in ("cuda", "cpu"):
+    path = os.path.join(sys.argv[1], name, "metrics.jsonl")
+    try:
+        rows = [json.loads(line) for line in open(path)]
+    except OSError as e:
+        print(f"{name}: no metrics ({e})")
+        continue
+    losses = [(r["step"], r["loss"]) for r in rows if "loss" in r]
+    val = [r["val_loss"] for r in rows if "val_loss" in r]
+    tail = " ".join(f"{s}:{l:.4f}" for s, l in losses[-3:])
+    print(f"{name}: loss at steps {tail} | val_loss {val[-1] if val else '-'}")
+    if losses:
+        print(f"BENCH train_{name}_final_loss {losses[-1][1]:.4f} nats")
+    last = next((r for r in reversed(rows) if "loss" in r), {})
+    for k in ("tok_per_s", "mfu", "gpu_mem_gib"):
+        if k in last:
+            print(f"BENCH train_{name}_{k} {last[k]:.4g} -")
+PY
 }
 
 run() {
@@ -160,6 +207,8 @@ PY
     echo "== PyTorch end-to-end: bench/torch_llama_gpu.py (same model; eager, torch.compile)"
     timeout 300 python3 bench/torch_llama_gpu.py --steps 5 --warmup 2 2>&1 |
         tee "$out/torch_model_bench.log" | tee -a "$out/bench.log" || true
+
+    train_cuda_vs_cpu "$out"
 
     echo "== summary"
     python3 - "$out/tests.json" "$out/bench.log" "$rc" <<'PY'

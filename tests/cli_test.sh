@@ -35,6 +35,17 @@ expect_fail unknown_section "bad.toml.*trainng" train --config "$work/bad.toml"
 expect_fail missing_dataset "no_such_corpus.txt" \
     train --training.dataset "$work/no_such_corpus.txt" --job.dump_folder "$work/runs"
 expect_fail bench_steps "steps" bench --steps 0
+# training.device = cuda with no device visible (hidden where there is one), or in a build
+# without the CUDA backend: one error, before the run folder exists.
+CUDA_VISIBLE_DEVICES="" expect_fail cuda_no_device \
+    "^agpt: error: training.device = cuda: (no CUDA device is visible|this build has no CUDA backend)" \
+    train --training.device cuda --job.dump_folder "$work/cuda_runs" --job.name c
+expect_fail bench_cuda "^agpt: error: training.device = cuda: agpt bench runs on the CPU only" \
+    bench --training.device cuda --steps 1
+if [[ -e $work/cuda_runs/c ]]; then
+    failed=$((failed + 1))
+    echo "FAIL cuda_no_device: the run folder was created"
+fi
 
 # One error line, not a cascade.
 lines=$("$agpt" train --training.stpes 5 2>&1 >/dev/null | wc -l)

@@ -228,8 +228,8 @@ TEST_F(ConfigLoad, KeyUnderWrongSectionSuggestsItsSection) {
 
 TEST_F(ConfigLoad, FarOffKeyGetsNoSuggestion) {
     const std::string p = job_path();
-    EXPECT_EQ(file_error("[training]\nmixed_precision_param = \"bfloat16\"\n"),
-              p + ": unknown key 'training.mixed_precision_param'");
+    EXPECT_EQ(file_error("[training]\nfloat8_recipe = \"rowwise\"\n"),
+              p + ": unknown key 'training.float8_recipe'");
 }
 
 // ---- file problems ----
@@ -332,6 +332,9 @@ TEST(ConfigValidate, ImpossibleValuesAreRefused) {
         {"training.seq_len", "0", "training.seq_len = 0 must be positive"},
         {"training.steps", "0", "training.steps = 0 must be positive"},
         {"training.threads", "-1", "training.threads = -1 must be >= 0"},
+        {"training.device", "gpu", "training.device = 'gpu' must be one of: cpu, cuda"},
+        {"training.mixed_precision_param", "fp16",
+         "training.mixed_precision_param = 'fp16' must be one of: bfloat16, float32"},
         {"checkpoint.interval", "0", "checkpoint.interval = 0 must be positive"},
         {"checkpoint.keep_latest_k", "-1", "checkpoint.keep_latest_k = -1 must be >= 0"},
         {"checkpoint.folder", "a/b", "checkpoint.folder"},
@@ -456,6 +459,8 @@ TEST_F(ConfigToml, RoundTripTrickyValues) {
     a.lr_scheduler.min_lr_factor = 5e-324;  // the smallest denormal
     a.training.seed = std::numeric_limits<long>::min();
     a.training.threads = std::numeric_limits<int>::max();
+    a.training.device = "cuda";
+    a.training.mixed_precision_param = "float32";
     a.validation.enable = false;
     a.activation_checkpoint.mode = "full";
     validate_job_config(a);
@@ -477,7 +482,8 @@ TEST(ConfigKeys, TableMatchesTheStruct) {
         EXPECT_EQ(find_config_key(k.name), &k);
     }
     // 45 + [task] 2 + [rl] 9 + model.aux_loss_alpha + [activation_checkpoint] 1 + [parallelism] 6
-    EXPECT_EQ(names.size(), 64u);
+    // + training.device, training.mixed_precision_param
+    EXPECT_EQ(names.size(), 66u);
     EXPECT_EQ(find_config_key("training.nope"), nullptr);
     EXPECT_EQ(find_config_key("training.max_norm")->type, ConfigType::Double);
     // The optimizer's own keys depend on optimizer.name: they are not in the fixed table.

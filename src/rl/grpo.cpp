@@ -19,6 +19,7 @@
 #include "rl/sft.h"
 #include "tools/run_model.h"
 #include "train/checkpoint.h"
+#include "train/cuda_training.h"
 #include "train/metrics.h"
 #include "train/trainer.h"
 
@@ -69,6 +70,7 @@ extern "C" void on_grpo_stop(int sig) {
 
 GrpoSummary run_grpo(const JobConfig& given, std::FILE* progress) {
     validate_job_config(given);
+    require_cpu_device(given, "agpt rl");
     int difficulty = 0;
     const RLTask& task = job_task(given, difficulty);
     if (given.rl.init.empty())

@@ -15,6 +15,7 @@
 #include "rl/rollout.h"
 #include "rl/run_folder.h"
 #include "train/checkpoint.h"
+#include "train/cuda_training.h"
 #include "train/metrics.h"
 #include "train/trainer.h"
 
@@ -38,6 +39,7 @@ const RLTask& job_task(const JobConfig& cfg, int& difficulty) {
 
 SftSummary run_sft(const JobConfig& cfg, std::FILE* progress) {
     validate_job_config(cfg);
+    require_cpu_device(cfg, "agpt sft");
     int difficulty = 0;
     const RLTask& task = job_task(cfg, difficulty);
     set_thread_count(cfg.training.threads);

@@ -9,6 +9,7 @@
 #include "core/timer.h"
 #include "model/transformer.h"
 #include "optim/grad_clip.h"
+#include "train/cuda_training.h"
 #include "train/metrics.h"
 #include "train/trainer.h"
 
@@ -32,6 +33,7 @@ nlohmann::json BenchResult::to_json() const {
 
 BenchResult run_bench(const JobConfig& cfg, const BenchOptions& opt) {
     validate_job_config(cfg);
+    require_cpu_device(cfg, "agpt bench");
     if (opt.steps <= 0) fail("--steps {}: must be positive", opt.steps);
     if (opt.warmup < 0) fail("--warmup {}: must not be negative", opt.warmup);
     BenchResult r;

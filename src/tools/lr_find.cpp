@@ -20,6 +20,7 @@
 #include "optim/optimizer.h"
 #include "tools/plot.h"
 #include "train/checkpoint.h"
+#include "train/cuda_training.h"
 #include "train/trainer.h"
 
 namespace agpt {
@@ -366,6 +367,7 @@ LrFindSummary lr_find(const std::vector<JobConfig>& cfgs, const LrFindOptions& o
     std::set<std::string> names;
     for (const auto& cfg : cfgs) {
         validate_job_config(cfg);
+        require_cpu_device(cfg, "agpt lr-find");
         if (common_config_toml(cfg) != common)
             fail(
                 "lr-find: the configs differ in more than [optimizer]; sweeps of several "

@@ -133,6 +133,13 @@ std::vector<ConfigKey> make_keys() {
             "training.threads", [](C& c) { return &c.training.threads; },
             "CPU threads; 0: all cores"),
         row(
+            "training.device", [](C& c) { return &c.training.device; },
+            "where the model trains: cpu | cuda (one GPU)"),
+        row(
+            "training.mixed_precision_param",
+            [](C& c) { return &c.training.mixed_precision_param; },
+            "cuda compute dtype: bfloat16 | float32 (fp32 master weights either way)"),
+        row(
             "validation.enable", [](C& c) { return &c.validation.enable; },
             "evaluate on the held-out split"),
         row(
@@ -957,6 +964,8 @@ void validate(const JobConfig& cfg, const Checker& c) {
     c.need(t.seq_len > 0, "training.seq_len", t.seq_len, "must be positive");
     c.need(t.steps > 0, "training.steps", t.steps, "must be positive");
     c.need(t.threads >= 0, "training.threads", t.threads, "must be >= 0 (0: all cores)");
+    c.one_of("training.device", t.device, {"cpu", "cuda"});
+    c.one_of("training.mixed_precision_param", t.mixed_precision_param, {"bfloat16", "float32"});
 
     const auto& v = cfg.validation;
     c.need(v.split > 0 && v.split < 1, "validation.split", v.split, "must be in (0, 1)");

@@ -63,7 +63,10 @@ struct JobConfig {
         double max_norm = 1.0;  // <= 0 disables clipping
         int steps = 800;
         long seed = 42;
-        int threads = 0;  // 0: all cores
+        int threads = 0;             // 0: all cores
+        std::string device = "cpu";  // cpu | cuda (one GPU: train/cuda_training.h)
+        // cuda only: the compute dtype of the GPU model (fp32 master weights either way).
+        std::string mixed_precision_param = "bfloat16";  // bfloat16 | float32
     } training;
     struct Validation {
         bool enable = true;

@@ -39,6 +39,7 @@
 #include "optim/optimizer.h"
 #include "train/checkpoint.h"
 #include "train/expert_checkpoint.h"
+#include "train/cuda_training.h"
 #include "train/generate.h"
 #include "train/metrics.h"
 #include "train/tensorboard.h"
@@ -331,6 +332,8 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
         mesh_args.n_heads = mesh_args.n_kv_heads = g->args.n_heads;
     }
     const ParallelMesh mesh = resolve_parallel_mesh(cfg, mesh_args, comm.size());
+    const bool on_cuda = cfg.training.device == "cuda";
+    if (on_cuda) check_cuda_training(cfg, comm.size());
     // The ranks that read different data: DP × EP.
     const int data_ranks = mesh.data_ranks();
     const int accum = cfg.grad_accum_steps(data_ranks);
@@ -393,7 +396,8 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
 
     // As torchtitan: the tokenizer sets the vocabulary.
     const std::unique_ptr<LanguageModel> model_ptr =
-        make_job_model(cfg, tokenizer.vocab_size(), B, T, tp);
+        on_cuda ? make_cuda_model(cfg, tokenizer.vocab_size(), B, T)
+                : make_job_model(cfg, tokenizer.vocab_size(), B, T, tp);
     LanguageModel& model = *model_ptr;
     // MoE balancing and its metrics exist in the agpt family only.
     auto* agpt_model = dynamic_cast<Transformer*>(&model);
@@ -423,10 +427,11 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
     if (mesh.zero == 1)
         zero = std::make_unique<ZeroShard>(comm, model.param_views(), model.params().size());
     const std::unique_ptr<Optimizer> optimizer =
-        zero ? make_optimizer(cfg.optimizer.spec(),
-                              optim_params_from(zero->owned_views(), model.params().data(),
-                                                model.grads().data()))
-             : make_model_optimizer(cfg, model);
+        on_cuda ? make_cuda_optimizer(cfg, model)
+        : zero  ? make_optimizer(cfg.optimizer.spec(),
+                                 optim_params_from(zero->owned_views(), model.params().data(),
+                                                   model.grads().data()))
+                : make_model_optimizer(cfg, model);
     if (cfg.checkpoint.enable) check_tensor_parallel_state(model, *optimizer);
     // The micro-batches of the current step, kept for SophiaG's Hessian estimate.
     std::vector<int32_t> step_inputs(static_cast<std::size_t>(B) * T * accum);
@@ -533,7 +538,10 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
     StopSignals stop_signals;
     double last_save_time = 0.0;
     const LrSchedule schedule(cfg.lr_scheduler, cfg.training.steps);
-    const double peak_tflops = measure_gemm_peak_tflops();
+    // MFU against the GPU's bf16 dense peak on cuda, the CPU's measured fp32 GEMM rate otherwise.
+    const CudaPeak cuda_peak = on_cuda ? cuda_peak_tflops() : CudaPeak{};
+    const double peak_tflops = on_cuda ? cuda_peak.tflops : measure_gemm_peak_tflops();
+    double peak_gpu_gib = on_cuda ? cuda_memory_used_gib() : 0.0;
     const double flops_per_token = model.flops_per_token(T);
     const long rank_tokens_per_step = static_cast<long>(B) * T * accum;
     const long tokens_per_step = rank_tokens_per_step * data_ranks;
@@ -546,10 +554,13 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
     log.line("run {} | data {} ({} train / {} val tokens)", summary.run_dir, data_path,
              data.train.total(), data.val.total());
     log.line("model {}", describe_model(model, cfg.model.name, cfg.model.flavor));
-    log.line(
-        "batch {}×{} × {} accumulation = {} tokens/step | {} steps | {} threads | fp32 GEMM "
-        "peak {:.3f} TFLOP/s (measured)",
-        B, T, accum, tokens_per_step, cfg.training.steps, threads, peak_tflops);
+    log.line("batch {}×{} × {} accumulation = {} tokens/step | {} steps | {}", B, T, accum,
+             tokens_per_step, cfg.training.steps,
+             on_cuda ? fmt::format("cuda {} ({}) | bf16 dense peak {:.4g} TFLOP/s ({})",
+                                   cuda_peak.device, cfg.training.mixed_precision_param,
+                                   peak_tflops, cuda_peak.source)
+                     : fmt::format("{} threads | fp32 GEMM peak {:.3f} TFLOP/s (measured)", threads,
+                                   peak_tflops));
     log.line("optimizer {} | state {:.1f} MiB | {}", optimizer->name(),
              static_cast<double>(optimizer->state_bytes()) / (1 << 20),
              routing_summary(*optimizer));
@@ -616,7 +627,7 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
             : expert_shards
                 ? clip_sharded_grad_norm(comm, model.grads().data(), *expert_shards,
                                          cfg.training.max_norm)
-                : clip_grad_norm(model.grads().data(), model.grads().size(), cfg.training.max_norm);
+                : clip_model_gradients(model, cfg.training.max_norm);
         current_step = step;
         optimizer->step(schedule.factor(step));
         if (zero) zero->all_gather_parameters(model.params().data());
@@ -655,6 +666,10 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
                                   {"optimizer_time_s", window_opt / window_steps},
                                   {"optimizer_share", window_opt / window_time},
                                   {"mem_gib", current_rss_gib()}};
+            if (on_cuda) {
+                peak_gpu_gib = std::max(peak_gpu_gib, cuda_memory_used_gib());
+                row["gpu_mem_gib"] = peak_gpu_gib;
+            }
             if (!moe_load.per_layer.empty()) {
                 row["moe_imbalance"] = moe_load.mean_imbalance;
                 row["moe_imbalance_max"] = moe_load.max_imbalance;
@@ -681,9 +696,10 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
             }
             log.line(
                 "step {:>5}/{} | loss {:.4f} | lr {:.2e} | grad_norm {:.3f} | tok/s {:.0f} | "
-                "mfu {:.1f}% | opt {:.1f}% | eta {}{}",
+                "mfu {:.1f}% | opt {:.1f}% | eta {}{}{}",
                 step, cfg.training.steps, loss, lr, grad_norm, tok_per_s, mfu,
                 100.0 * window_opt / window_time, format_duration(eta),
+                on_cuda ? fmt::format(" | gpu mem {:.2f} GiB", peak_gpu_gib) : std::string(),
                 moe_load.per_layer.empty()
                     ? std::string()
                     : fmt::format(" | moe imbalance {:.2f} (max {:.2f})", moe_load.mean_imbalance,
@@ -732,10 +748,13 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
     summary.steps = cfg.training.steps;
     summary.tok_per_s = static_cast<double>(tokens_per_step) *
                         (cfg.training.steps - first_step + 1) / run_timer.seconds();
+    if (on_cuda) peak_gpu_gib = std::max(peak_gpu_gib, cuda_memory_used_gib());
     log.line(
-        "done in {} | {:.0f} tok/s | final loss {:.4f} | val_loss {:.4f} | peak RSS {:.2f} GiB",
+        "done in {} | {:.0f} tok/s | final loss {:.4f} | val_loss {:.4f} | peak RSS {:.2f} "
+        "GiB{}",
         format_duration(run_timer.seconds()), summary.tok_per_s, summary.final_loss,
-        summary.final_val_loss, peak_rss_gib());
+        summary.final_val_loss, peak_rss_gib(),
+        on_cuda ? fmt::format(" | peak GPU memory {:.2f} GiB", peak_gpu_gib) : std::string());
 
     if ((lead_group || expert_shards) && cfg.sample.max_new_tokens > 0) {
         std::vector<int32_t> prompt = tokenizer.encode(cfg.sample.prompt);

@@ -591,6 +591,11 @@ void TransformerGpu::set_adamw_state(const float* m, const float* v, long steps)
     adam_step_ = steps;
 }
 
+void TransformerGpu::download_adamw_state(float* m, float* v) const {
+    download_sync(adam_m_, m, blas_.stream());
+    download_sync(adam_v_, v, blas_.stream());
+}
+
 }  // namespace agpt
 
 #endif  // AGPT_HAVE_CUDA

@@ -94,6 +94,8 @@ class TransformerGpu {
     long adamw_steps_taken() const { return adam_step_; }
     // Restores AdamW's state (host arrays of num_params() floats) and step count.
     void set_adamw_state(const float* m, const float* v, long steps);
+    // Copies AdamW's m and v into host arrays of num_params() floats; synchronises.
+    void download_adamw_state(float* m, float* v) const;
 
     // Profiling: when set, called with the op's name after each op of forward, head and
     // backward is queued on stream() (agpt_cuda_model_bench --breakdown records an event there).

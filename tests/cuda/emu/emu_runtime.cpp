@@ -299,6 +299,11 @@ cudaError_t cudaMemsetAsync(void* p, int value, size_t bytes, cudaStream_t) {
     std::memset(p, value, bytes);
     return cudaSuccess;
 }
+// No device memory to report: host allocations stand in for it.
+cudaError_t cudaMemGetInfo(size_t* free_bytes, size_t* total_bytes) {
+    *free_bytes = *total_bytes = 0;
+    return cudaSuccess;
+}
 cudaError_t cudaGetLastError(void) {
     return cudaSuccess;
 }

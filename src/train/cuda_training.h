@@ -1,0 +1,58 @@
+#pragma once
+// Training on one CUDA device (training.device = "cuda"). The GPU transformer
+// (model/gpu/transformer_gpu.h) stands behind the LanguageModel interface and its on-device
+// AdamW behind the Optimizer interface, so the trainer's loop, checkpoints, validation and
+// sampling are the CPU path's own:
+//   - the model's params() is a host copy, downloaded when asked for; whatever the caller writes
+//     there (a checkpoint load, initial weights) is uploaded before the next device call;
+//   - the optimizer is "AdamW" with the CPU AdamW's state names ("adamw.step",
+//     "adamw.<param>.exp_avg", ".exp_avg_sq"), so checkpoints move between cpu and cuda both
+//     ways; state_tensors() downloads m and v, and the next step() uploads them back;
+//   - clip_model_gradients clips where the gradients live (on the device for this model).
+// Only the plain Llama block of the agpt family, AdamW and one rank run here so far;
+// check_cuda_training refuses the rest naming the key.
+#include <memory>
+#include <string>
+
+#include "model/language_model.h"
+#include "optim/optimizer.h"
+#include "train/config.h"
+
+namespace agpt {
+
+// Fails with one message naming the key when this job cannot train on cuda: a model family,
+// flavor, switch or optimizer the GPU path lacks, more than one rank, a build without the CUDA
+// backend, or no visible device. Creates nothing; the trainer calls it before the run folder.
+void check_cuda_training(const JobConfig& cfg, int ranks);
+
+// Fails for a job with training.device other than cpu: `tool` ("agpt bench", ...) runs on the CPU
+// only so far.
+void require_cpu_device(const JobConfig& cfg, const std::string& tool);
+
+// The job's model on the device (training.mixed_precision_param picks bf16 or fp32 compute),
+// vocabulary from the tokenizer, activations for (max_batch, max_seq); weights not initialised.
+std::unique_ptr<LanguageModel> make_cuda_model(const JobConfig& cfg, int vocab_size, int max_batch,
+                                               int max_seq);
+// The job's AdamW ([optimizer] lr, betas, eps, weight_decay) stepping make_cuda_model's model on
+// the device.
+std::unique_ptr<Optimizer> make_cuda_optimizer(const JobConfig& cfg, LanguageModel& cuda_model);
+
+// Clips the gradients where they live (the device for make_cuda_model's models, grads()
+// otherwise) to max_norm (optim/grad_clip.h); returns the norm before clipping.
+double clip_model_gradients(LanguageModel& model, double max_norm);
+
+// The device's dense bf16 peak for MFU: from a table of known devices by name, else measured
+// with bf16 GEMMs of growing size (`source` says which).
+struct CudaPeak {
+    std::string device;
+    double tflops = 0.0;
+    std::string source;  // "table" | "measured"
+};
+CudaPeak cuda_peak_tflops();
+// Dense bf16 TFLOP/s of a device by its name (H100 SXM 989, ...); 0 when not in the table.
+double cuda_table_peak_tflops(const std::string& device_name);
+
+// Device memory in use now (all processes' allocations and the contexts: cudaMemGetInfo), GiB.
+double cuda_memory_used_gib();
+
+}  // namespace agpt

@@ -1,0 +1,267 @@
+// `agpt train --training.device cuda` (train/cuda_training.h) against the CPU trainer on the same
+// tiny job: fp32 losses, gradient norms, validation loss and final parameters within 1e-4 and
+// the same sample; bf16 losses within 1e-2 of fp32; checkpoints that move between the devices
+// bit for bit (parameters and AdamW m/v) and runs that resume on the other device where they
+// stopped; and the refusal of what the GPU path lacks, naming the key.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "core/error.h"
+#include "cuda_test_util.h"
+#include "train/checkpoint.h"
+#include "train/config.h"
+#include "train/cuda_training.h"
+#include "train/trainer.h"
+
+namespace agpt::cuda::test {
+namespace {
+
+namespace fs = std::filesystem;
+
+fs::path fresh_dir(const std::string& name) {
+    const fs::path d = fs::temp_directory_path() / ("agpt_cuda_training_test_" + name);
+    fs::remove_all(d);
+    fs::create_directories(d);
+    return d;
+}
+
+// Tiny (the emulator runs every kernel on one CPU thread): 2 layers, dim 64, the byte
+// tokenizer's 258 tokens, two micro-batches of 2×16 per step, validation and a checkpoint at
+// the last step.
+JobConfig tiny_job(const fs::path& dump, const std::string& name, const std::string& device,
+                   int steps, const std::string& precision = "float32") {
+    return load_job_config("", {{"job.dump_folder", dump.string()},
+                                {"job.name", name},
+                                {"model.flavor", "tiny"},
+                                {"training.device", device},
+                                {"training.mixed_precision_param", precision},
+                                {"training.local_batch_size", "2"},
+                                {"training.global_batch_size", "4"},
+                                {"training.seq_len", "16"},
+                                {"training.steps", std::to_string(steps)},
+                                {"training.threads", "1"},
+                                {"optimizer.lr", "3e-3"},
+                                {"lr_scheduler.warmup_steps", "1"},
+                                {"validation.freq", "3"},
+                                {"validation.steps", "1"},
+                                {"metrics.log_freq", "1"},
+                                {"checkpoint.enable", "true"},
+                                {"checkpoint.interval", "3"},
+                                {"sample.max_new_tokens", "0"}});
+}
+
+struct Curve {
+    std::vector<double> loss, grad_norm, val_loss;
+};
+
+Curve read_curve(const fs::path& run) {
+    Curve c;
+    std::ifstream in(run / "metrics.jsonl");
+    for (std::string line; std::getline(in, line);) {
+        const auto row = nlohmann::json::parse(line);
+        if (row.contains("loss")) {
+            c.loss.push_back(row["loss"].get<double>());
+            c.grad_norm.push_back(row["grad_norm"].get<double>());
+        }
+        if (row.contains("val_loss")) c.val_loss.push_back(row["val_loss"].get<double>());
+    }
+    return c;
+}
+
+void expect_close(const std::vector<double>& got, const std::vector<double>& want, double rel,
+                  const char* what) {
+    ASSERT_EQ(got.size(), want.size()) << what;
+    ASSERT_FALSE(want.empty()) << what;
+    for (std::size_t i = 0; i < want.size(); i++)
+        EXPECT_NEAR(got[i], want[i], rel * std::abs(want[i])) << what << " [" << i << "]";
+}
+
+// A checkpoint's weights, read into the CPU model.
+std::vector<float> checkpoint_params(const JobConfig& cfg, const fs::path& step_dir) {
+    const auto model = make_job_model(cfg, 258, 1, 1);
+    load_model_weights(step_dir.string(), *model);
+    return model->params();
+}
+
+fs::path step_dir(const JobConfig& cfg, int step) {
+    return fs::path(cfg.job.dump_folder) / cfg.job.name / cfg.checkpoint.folder /
+           ("step-" + std::to_string(step));
+}
+
+TEST(CudaTraining, Fp32MatchesTheCpuTrainer) {
+    AGPT_REQUIRE_CUDA_DEVICE();
+    const fs::path dump = fresh_dir("fp32");
+    JobConfig cpu = tiny_job(dump, "cpu", "cpu", 3), gpu = tiny_job(dump, "gpu", "cuda", 3);
+    cpu.sample.max_new_tokens = gpu.sample.max_new_tokens = 6;
+    const TrainSummary s_cpu = train(cpu, nullptr), s_gpu = train(gpu, nullptr);
+    EXPECT_EQ(s_gpu.steps, 3);
+    // Sampling from the device model's last-position logits draws what the CPU model draws
+    // (same seed; the logits differ by rounding only).
+    EXPECT_EQ(s_gpu.sample.size(), 6u);
+    EXPECT_EQ(s_gpu.sample, s_cpu.sample);
+    const Curve c_cpu = read_curve(dump / "cpu"), c_gpu = read_curve(dump / "gpu");
+    expect_close(c_gpu.loss, c_cpu.loss, 1e-4, "loss");
+    expect_close(c_gpu.grad_norm, c_cpu.grad_norm, 1e-4, "grad_norm");
+    expect_close(c_gpu.val_loss, c_cpu.val_loss, 1e-4, "val_loss");
+    // The loss moved: three AdamW steps at lr 3e-3 are visible (the comparison is not of two
+    // untrained models).
+    EXPECT_LT(c_cpu.loss.back(), c_cpu.loss.front());
+
+    const std::vector<float> p_cpu = checkpoint_params(cpu, step_dir(cpu, 3)),
+                             p_gpu = checkpoint_params(gpu, step_dir(gpu, 3));
+    ASSERT_EQ(p_gpu.size(), p_cpu.size());
+    double max_diff = 0.0;
+    for (std::size_t i = 0; i < p_cpu.size(); i++)
+        max_diff = std::max(max_diff, static_cast<double>(std::abs(p_gpu[i] - p_cpu[i])));
+    EXPECT_LT(max_diff, 1e-4);
+
+    // The run's metrics carry the device's memory and an MFU against its peak.
+    std::ifstream in(dump / "gpu" / "metrics.jsonl");
+    std::string first;
+    std::getline(in, first);
+    const auto row = nlohmann::json::parse(first);
+    EXPECT_TRUE(row.contains("gpu_mem_gib"));
+    EXPECT_GT(row["mfu"].get<double>(), 0.0);
+    fs::remove_all(dump);
+}
+
+TEST(CudaTraining, Bf16LossesWithin1e2OfFp32) {
+    AGPT_REQUIRE_CUDA_DEVICE();
+    const fs::path dump = fresh_dir("bf16");
+    train(tiny_job(dump, "fp32", "cuda", 3, "float32"), nullptr);
+    train(tiny_job(dump, "bf16", "cuda", 3, "bfloat16"), nullptr);
+    const Curve fp32 = read_curve(dump / "fp32"), bf16 = read_curve(dump / "bf16");
+    expect_close(bf16.loss, fp32.loss, 1e-2, "loss");
+    expect_close(bf16.val_loss, fp32.val_loss, 1e-2, "val_loss");
+    fs::remove_all(dump);
+}
+
+// Two trainer steps by hand (the trainer's calls), so the state is not the initial one.
+void take_steps(LanguageModel& model, Optimizer& opt, int steps) {
+    std::vector<int32_t> tokens(2 * 16), targets(tokens.size());
+    for (int s = 0; s < steps; s++) {
+        for (std::size_t i = 0; i < tokens.size(); i++) {
+            tokens[i] = static_cast<int32_t>((i * 37 + s * 11) % 258);
+            targets[i] = static_cast<int32_t>((i * 53 + s * 7 + 1) % 258);
+        }
+        model.zero_grad();
+        model.forward_backward(tokens.data(), targets.data(), 2, 16, 1.0 / tokens.size());
+        clip_model_gradients(model, 1.0);
+        opt.step(1.0);
+    }
+}
+
+// Every state tensor of `b` has `a`'s name, shape and bytes.
+void expect_same_state(Optimizer& a, Optimizer& b) {
+    const auto ta = a.state_tensors(), tb = b.state_tensors();
+    ASSERT_EQ(ta.size(), tb.size());
+    for (std::size_t i = 0; i < ta.size(); i++) {
+        EXPECT_EQ(ta[i].name, tb[i].name);
+        EXPECT_EQ(ta[i].shape, tb[i].shape) << ta[i].name;
+        ASSERT_EQ(ta[i].nbytes(), tb[i].nbytes()) << ta[i].name;
+        EXPECT_EQ(std::memcmp(ta[i].data, tb[i].data, ta[i].nbytes()), 0) << ta[i].name;
+    }
+}
+
+TEST(CudaTraining, CheckpointsMoveBetweenDevicesBitForBit) {
+    AGPT_REQUIRE_CUDA_DEVICE();
+    const fs::path dump = fresh_dir("checkpoint");
+    const JobConfig cfg = tiny_job(dump, "unused", "cuda", 3);
+    const CheckpointStore store((dump / "ckpt").string());
+
+    // cuda -> cpu.
+    auto gpu = make_cuda_model(cfg, 258, 2, 16);
+    gpu->init_weights("agpt", 7);
+    auto gpu_opt = make_cuda_optimizer(cfg, *gpu);
+    take_steps(*gpu, *gpu_opt, 2);
+    store.save({2, 0, 0, 1}, *gpu, gpu_opt.get(), job_config_to_toml(cfg));
+    auto cpu = make_job_model(cfg, 258, 2, 16);
+    auto cpu_opt = make_model_optimizer(cfg, *cpu);
+    const TrainState st = store.load(2, *cpu, cpu_opt.get());
+    EXPECT_EQ(st.step, 2);
+    EXPECT_EQ(cpu_opt->steps_taken(), 2);
+    ASSERT_EQ(cpu->params().size(), gpu->params().size());
+    EXPECT_EQ(std::memcmp(cpu->params().data(), gpu->params().data(),
+                          cpu->params().size() * sizeof(float)),
+              0);
+    expect_same_state(*gpu_opt, *cpu_opt);
+
+    // cpu -> cuda, after one more CPU step so that the state differs from what the device holds.
+    take_steps(*cpu, *cpu_opt, 1);
+    store.save({3, 0, 0, 1}, *cpu, cpu_opt.get(), job_config_to_toml(cfg));
+    auto gpu2 = make_cuda_model(cfg, 258, 2, 16);
+    gpu2->init_weights("agpt", 99);
+    auto gpu2_opt = make_cuda_optimizer(cfg, *gpu2);
+    store.load(3, *gpu2, gpu2_opt.get());
+    EXPECT_EQ(std::memcmp(cpu->params().data(), gpu2->params().data(),
+                          cpu->params().size() * sizeof(float)),
+              0);
+    expect_same_state(*cpu_opt, *gpu2_opt);
+    // The loaded state reached the device: one more step on each stays within fp32 rounding.
+    take_steps(*cpu, *cpu_opt, 1);
+    take_steps(*gpu2, *gpu2_opt, 1);
+    EXPECT_EQ(gpu2_opt->steps_taken(), 4);
+    double max_diff = 0.0;
+    for (std::size_t i = 0; i < cpu->params().size(); i++)
+        max_diff =
+            std::max(max_diff, static_cast<double>(std::abs(cpu->params()[i] - gpu2->params()[i])));
+    EXPECT_LT(max_diff, 1e-4);
+    fs::remove_all(dump);
+}
+
+TEST(CudaTraining, RunsResumeOnTheOtherDevice) {
+    AGPT_REQUIRE_CUDA_DEVICE();
+    const fs::path dump = fresh_dir("resume");
+    // A constant learning rate after warm-up, so that the schedule of a 3-step run is the first
+    // three steps of the 5-step run's.
+    auto job = [&](const std::string& name, const std::string& device, int steps) {
+        JobConfig cfg = tiny_job(dump, name, device, steps);
+        cfg.lr_scheduler.decay_ratio = 0.0;
+        return cfg;
+    };
+    train(job("cpu", "cpu", 5), nullptr);
+    const Curve whole = read_curve(dump / "cpu");
+    // Three steps on one device, then the same job with steps = 5 on the other.
+    for (const auto& [first, second] : {std::pair{"cuda", "cpu"}, std::pair{"cpu", "cuda"}}) {
+        const std::string name = std::string(first) + "_then_" + second;
+        train(job(name, first, 3), nullptr);
+        train(job(name, second, 5), nullptr);
+        expect_close(read_curve(dump / name).loss, whole.loss, 1e-4, name.c_str());
+    }
+    fs::remove_all(dump);
+}
+
+TEST(CudaTraining, RefusesWhatIsNotOnCudaYetNamingTheKey) {
+    // Configuration checks come before the device's: these run without a GPU too.
+    const fs::path dump = fs::temp_directory_path();
+    auto refused = [&](std::vector<std::pair<std::string, std::string>> extra, int ranks,
+                       const std::string& message) {
+        ConfigOverrides o = {{"job.dump_folder", dump.string()}, {"training.device", "cuda"}};
+        for (auto& kv : extra) o.push_back(kv);
+        const JobConfig cfg = load_job_config("", o);
+        try {
+            check_cuda_training(cfg, ranks);
+            ADD_FAILURE() << message << ": accepted";
+        } catch (const Error& e) {
+            EXPECT_NE(std::string(e.what()).find(message), std::string::npos) << e.what();
+        }
+    };
+    refused({{"model.qk_norm", "true"}}, 1, "qk_norm) are not on cuda yet");
+    refused({{"model.ffn", "relu2"}}, 1, "not on cuda yet");
+    refused({{"model.flavor", "moe_tiny"}}, 1, "model.flavor = moe_tiny: MLA and MoE");
+    refused({{"model.name", "gpt2"}, {"model.flavor", "124M"}}, 1, "model.name = gpt2");
+    refused({{"optimizer.name", "Muon"}}, 1, "optimizer.name = Muon: not on cuda yet");
+    refused({{"activation_checkpoint.mode", "full"}}, 1,
+            "activation_checkpoint.mode = full: not on cuda yet");
+    refused({}, 2, "training.device = cuda over 2 ranks");
+}
+
+}  // namespace
+}  // namespace agpt::cuda::test
