@@ -505,8 +505,8 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
         tensorboard =
             std::make_unique<TensorBoardWriter>((run / cfg.metrics.save_tb_folder).string());
     // Checkpoints hold the evaluation weights (Schedule-Free's x), and the optimizer state
-    // holds what training needs to go on.
-    // ZeRO-1 gathers the owners' state on rank 0 into the full optimizer a ZeRO-0 run has.
+    // holds what training needs to go on. ZeRO-1 gathers the owners' state on rank 0 into the
+    // full optimizer a ZeRO-0 run has, so the files are the same.
     auto save = [&](int step, bool model_only) {
         // Under TP the first replica's TP group saves together (the store gathers the shards and
         // its rank 0 writes); under EP every rank first gathers its experts for rank 0, under
