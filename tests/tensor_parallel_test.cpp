@@ -203,6 +203,8 @@ class ShapeOnlyGroup final : public Communicator {
     void reduce_scatter(const float*, float*, std::size_t, ReduceOp) override { unused(); }
     void all_gather(const float*, float*, std::size_t) override { unused(); }
     void all_to_all(const float*, float*, std::size_t) override { unused(); }
+    void all_to_all(const int*, int*, std::size_t) override { unused(); }
+    void all_to_all_v(const float*, const int*, float*, const int*) override { unused(); }
     void broadcast(void*, std::size_t, int) override { unused(); }
     void barrier() override { unused(); }
     std::unique_ptr<Communicator> split(int, int) override {
