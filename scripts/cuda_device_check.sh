@@ -54,7 +54,7 @@ build() {
     glibcxx=$(objdump -T "$BIN" "$MODEL_BIN" "$DIR"/lib/* | grep -o 'GLIBCXX_[0-9.]*' | sed 's/GLIBCXX_//' | sort -V | tail -1)
     echo "== the GPU machine must provide: glibc >= $glibc, libstdc++ with GLIBCXX_$glibcxx," \
         "a driver for CUDA $(nvcc --version | sed -n 's/.*release \([0-9.]*\).*/\1/p')," \
-        "$(ldd "$BIN" | awk '/libcublas/ {print $1}' | tr '\n' ' ')"
+        "libcublas.so.$(sed -n 's/#define CUBLAS_VER_MAJOR \([0-9]*\)/\1/p' "$(dirname "$(command -v nvcc)")/../include/cublas_api.h") and libcublasLt (opened at run time: src/kernels/cuda/cublas_loader.h)"
     local size
     size=$(du -sm "$DIR" | cut -f1)
     echo "== $DIR: ${size} MB in all (carry it to the GPU machine; the limit is 60 MB)"

@@ -1,4 +1,5 @@
 #include "kernels/cuda/device.h"
+#include "kernels/cuda/cublas_loader.h"
 
 #include <fmt/format.h>
 
@@ -33,8 +34,9 @@ void fail_cuda(cudaError_t e, const char* expr, const char* file, int line) {
 }
 
 void fail_cublas(cublasStatus_t s, const char* expr, const char* file, int line) {
-    fail_call(fmt::format("{} ({})", cublasGetStatusString(s), cublasGetStatusName(s)).c_str(),
-              expr, file, line);
+    fail_call(
+        fmt::format("{} ({})", cublas().GetStatusString(s), cublas().GetStatusName(s)).c_str(),
+        expr, file, line);
 }
 
 StreamScratch::StreamScratch(std::size_t bytes, cudaStream_t stream) : stream_(stream) {
@@ -59,20 +61,20 @@ void Stream::synchronize() const {
 
 Blas::Blas(cudaStream_t stream, std::size_t workspace_bytes)
     : stream_(stream), workspace_(workspace_bytes) {
-    AGPT_CUBLAS_CHECK(cublasLtCreate(&lt_));
-    AGPT_CUBLAS_CHECK(cublasCreate(&blas_));
+    AGPT_CUBLAS_CHECK(cublas().LtCreate(&lt_));
+    AGPT_CUBLAS_CHECK(cublas().Create(&blas_));
     set_stream(stream);
 }
 
 Blas::~Blas() {
-    if (blas_) cublasDestroy(blas_);
-    if (lt_) cublasLtDestroy(lt_);
+    if (blas_) cublas().Destroy(blas_);
+    if (lt_) cublas().LtDestroy(lt_);
 }
 
 void Blas::set_stream(cudaStream_t stream) {
     stream_ = stream;
-    AGPT_CUBLAS_CHECK(cublasSetStream(blas_, stream));
-    AGPT_CUBLAS_CHECK(cublasSetWorkspace(blas_, workspace_.data(), workspace_.bytes()));
+    AGPT_CUBLAS_CHECK(cublas().SetStream(blas_, stream));
+    AGPT_CUBLAS_CHECK(cublas().SetWorkspace(blas_, workspace_.data(), workspace_.bytes()));
 }
 
 }  // namespace agpt::cuda

@@ -1,4 +1,5 @@
 #include "kernels/cuda/gemm.h"
+#include "kernels/cuda/cublas_loader.h"
 
 #include <array>
 #include <cstdint>
@@ -34,11 +35,11 @@ struct LtDescriptors {
     cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
     cublasLtMatmulPreference_t pref = nullptr;
     ~LtDescriptors() {
-        if (pref) cublasLtMatmulPreferenceDestroy(pref);
-        if (c) cublasLtMatrixLayoutDestroy(c);
-        if (b) cublasLtMatrixLayoutDestroy(b);
-        if (a) cublasLtMatrixLayoutDestroy(a);
-        if (op) cublasLtMatmulDescDestroy(op);
+        if (pref) cublas().LtMatmulPreferenceDestroy(pref);
+        if (c) cublas().LtMatrixLayoutDestroy(c);
+        if (b) cublas().LtMatrixLayoutDestroy(b);
+        if (a) cublas().LtMatrixLayoutDestroy(a);
+        if (op) cublas().LtMatmulDescDestroy(op);
     }
 };
 
@@ -58,15 +59,15 @@ bool lt_gemm(Blas& blas, cublasOperation_t ta, cublasOperation_t tb, int m, int 
              float alpha, const void* A, cudaDataType_t ab_type, int lda, const void* B, int ldb,
              float beta, void* C, cudaDataType_t c_type, int ldc) {
     LtDescriptors d;
-    AGPT_CUBLAS_CHECK(cublasLtMatmulDescCreate(&d.op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+    AGPT_CUBLAS_CHECK(cublas().LtMatmulDescCreate(&d.op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
     AGPT_CUBLAS_CHECK(
-        cublasLtMatmulDescSetAttribute(d.op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
+        cublas().LtMatmulDescSetAttribute(d.op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
     AGPT_CUBLAS_CHECK(
-        cublasLtMatmulDescSetAttribute(d.op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb));
+        cublas().LtMatmulDescSetAttribute(d.op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb));
     const bool na = ta == CUBLAS_OP_N, nb = tb == CUBLAS_OP_N;
-    AGPT_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&d.a, ab_type, na ? m : k, na ? k : m, lda));
-    AGPT_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&d.b, ab_type, nb ? k : n, nb ? n : k, ldb));
-    AGPT_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&d.c, c_type, m, n, ldc));
+    AGPT_CUBLAS_CHECK(cublas().LtMatrixLayoutCreate(&d.a, ab_type, na ? m : k, na ? k : m, lda));
+    AGPT_CUBLAS_CHECK(cublas().LtMatrixLayoutCreate(&d.b, ab_type, nb ? k : n, nb ? n : k, ldb));
+    AGPT_CUBLAS_CHECK(cublas().LtMatrixLayoutCreate(&d.c, c_type, m, n, ldc));
 
     const std::uint32_t al_a = alignment(A), al_b = alignment(B), al_c = alignment(C);
     const AlgoKey key{ta,          tb,
@@ -88,9 +89,9 @@ bool lt_gemm(Blas& blas, cublasOperation_t ta, cublasOperation_t tb, int m, int 
         }
     }
     if (!cached) {
-        AGPT_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&d.pref));
+        AGPT_CUBLAS_CHECK(cublas().LtMatmulPreferenceCreate(&d.pref));
         const std::uint64_t ws = blas.workspace_bytes();
-        AGPT_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
+        AGPT_CUBLAS_CHECK(cublas().LtMatmulPreferenceSetAttribute(
             d.pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws));
         const std::pair<cublasLtMatmulPreferenceAttributes_t, std::uint32_t> aligns[] = {
             {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, al_a},
@@ -99,10 +100,10 @@ bool lt_gemm(Blas& blas, cublasOperation_t ta, cublasOperation_t tb, int m, int 
             {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, al_c}};
         for (const auto& [attr, value] : aligns)
             AGPT_CUBLAS_CHECK(
-                cublasLtMatmulPreferenceSetAttribute(d.pref, attr, &value, sizeof value));
+                cublas().LtMatmulPreferenceSetAttribute(d.pref, attr, &value, sizeof value));
         cublasLtMatmulHeuristicResult_t result{};
         int returned = 0;
-        const cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(
+        const cublasStatus_t st = cublas().LtMatmulAlgoGetHeuristic(
             blas.lt(), d.op, d.a, d.b, d.c, d.c, d.pref, 1, &result, &returned);
         choice.found = st == CUBLAS_STATUS_SUCCESS && returned > 0;
         if (choice.found) choice.algo = result.algo;
@@ -110,9 +111,9 @@ bool lt_gemm(Blas& blas, cublasOperation_t ta, cublasOperation_t tb, int m, int 
         algo_cache.emplace(key, choice);
     }
     if (!choice.found) return false;
-    AGPT_CUBLAS_CHECK(cublasLtMatmul(blas.lt(), d.op, &alpha, A, d.a, B, d.b, &beta, C, d.c, C, d.c,
-                                     &choice.algo, blas.workspace(), blas.workspace_bytes(),
-                                     blas.stream()));
+    AGPT_CUBLAS_CHECK(cublas().LtMatmul(blas.lt(), d.op, &alpha, A, d.a, B, d.b, &beta, C, d.c, C,
+                                        d.c, &choice.algo, blas.workspace(), blas.workspace_bytes(),
+                                        blas.stream()));
     return true;
 }
 
@@ -131,9 +132,9 @@ void gemm(Blas& blas, bool trans_a, bool trans_b, int M, int N, int K, float alp
                          data_type<TC>(), ldc))
         return;
     // cuBLAS has a kernel for every shape (and scales C by beta when K is 0).
-    AGPT_CUBLAS_CHECK(cublasGemmEx(blas.blas(), ta, tb, N, M, K, &alpha, B, data_type<TA>(), ldb, A,
-                                   data_type<TA>(), lda, &beta, C, data_type<TC>(), ldc,
-                                   CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    AGPT_CUBLAS_CHECK(cublas().GemmEx(blas.blas(), ta, tb, N, M, K, &alpha, B, data_type<TA>(), ldb,
+                                      A, data_type<TA>(), lda, &beta, C, data_type<TC>(), ldc,
+                                      CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
 }
 
 template <typename T, typename TO>
