@@ -481,9 +481,19 @@ TEST(ParallelMesh, ExpertParallelRanksReadDifferentDataAndRefusalsNameTheNumbers
               "parallelism.expert_parallel_degree = 3: the model's 8 routed experts are not "
               "divisible by it");
     cfg.parallelism.expert_parallel_degree = 2;
+    const ParallelMesh dp_ep = resolve_parallel_mesh(cfg, args, 4);
+    EXPECT_EQ(dp_ep.describe(), "DP 2 × TP 1 × EP 2 = 4 ranks, ZeRO-0");
+    EXPECT_EQ(dp_ep.data_ranks(), 4);
+    // rank = dp · EP + ep: ranks 0, 1 form the first replica's EP group, 0 and 2 hold experts 0-3.
+    EXPECT_EQ(dp_ep.expert_parallel_rank(2), 0);
+    EXPECT_EQ(dp_ep.data_parallel_rank(2), 1);
+    EXPECT_EQ(dp_ep.expert_parallel_rank(1), 1);
+    EXPECT_EQ(dp_ep.data_parallel_rank(1), 0);
+    cfg.parallelism.zero = 1;
     EXPECT_EQ(mesh_error(cfg, 4),
-              "parallelism.expert_parallel_degree = 2 with data_parallel_degree = 2: not "
-              "implemented yet");
+              "parallelism.expert_parallel_degree = 2 with parallelism.zero = 1: not implemented "
+              "yet");
+    cfg.parallelism.zero = 0;
     cfg.optimizer.name = "ScheduleFreeAdamW";
     EXPECT_EQ(mesh_error(cfg, 2),
               "parallelism.expert_parallel_degree = 2 with optimizer ScheduleFreeAdamW: not "
@@ -509,7 +519,7 @@ TEST(WorldCommunicator, ShardedGradientsReduceAndClipOverTheWholeModel) {
     EXPECT_EQ(ranges.sharded, (Ranges{{3, 8}}));
     std::vector<float> g(16, 1.0f);
     std::fill(g.begin() + 3, g.begin() + 11, static_cast<float>(r + 1));
-    all_reduce_replicated_gradients(c, g.data(), ranges, 2);
+    all_reduce_gradient_ranges(c, g.data(), ranges.replicated, 2);
     for (int i : {0, 2, 11, 15}) EXPECT_EQ(g[i], static_cast<float>(n)) << i;
     for (int i = 3; i < 11; i++) EXPECT_EQ(g[i], static_cast<float>(r + 1)) << i;
     // Replicated: 8 values of n; shards: 8 values of (k + 1) on each rank k.
