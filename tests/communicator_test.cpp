@@ -123,6 +123,34 @@ TEST(WorldCommunicator, SplitFormsGroupsByColorOrderedByKey) {
     EXPECT_EQ(c.all_reduce_value(1.0, ReduceOp::Sum), n);
 }
 
+// The all-to-alls of a sub-group (the MoE token exchange of one expert-parallel group) stay within
+// it: each member sends member q values naming itself and q, and receives its own from each.
+TEST(WorldCommunicator, SplitGroupsExchangeAllToAllWithinTheGroup) {
+    Communicator& c = world_communicator();
+    const int r = c.rank();
+    const auto group = c.split(r % 2, r);
+    const int n = group->size(), me = group->rank();
+    auto world_rank = [&](int member) { return 2 * member + r % 2; };
+    std::vector<int> ints(n), got_ints(n, -1);
+    for (int q = 0; q < n; q++) ints[q] = 100 * r + q;
+    group->all_to_all(ints.data(), got_ints.data(), 1);
+    for (int p = 0; p < n; p++) EXPECT_EQ(got_ints[p], 100 * world_rank(p) + me) << p;
+    // Member q gets q + 1 values from everyone.
+    std::vector<int> send_counts(n), recv_counts(n, me + 1);
+    std::vector<float> values;
+    for (int q = 0; q < n; q++) {
+        send_counts[q] = q + 1;
+        values.insert(values.end(), q + 1, static_cast<float>(100 * r + q));
+    }
+    std::vector<float> got(static_cast<std::size_t>(n) * (me + 1), -1.0f);
+    group->all_to_all_v(values.data(), send_counts.data(), got.data(), recv_counts.data());
+    for (int p = 0; p < n; p++)
+        for (int i = 0; i <= me; i++)
+            EXPECT_EQ(got[static_cast<std::size_t>(p) * (me + 1) + i],
+                      static_cast<float>(100 * world_rank(p) + me))
+                << p;
+}
+
 // Records the ranges it is asked to reduce, as a rank of a world of 2 that adds 1 to each.
 class RecordingCommunicator final : public Communicator {
   public:
