@@ -1,7 +1,9 @@
 #pragma once
 // The flat gradient buffer under expert parallelism: replicated tensors (the same parameter on
 // every rank, its gradient summed over the ranks) and this rank's shards of the routed experts,
-// whose gradients are complete already (the dispatch brought every rank's rows for them here).
+// whose gradients hold its expert-parallel group's tokens (the dispatch brought every group
+// rank's rows for them here); with several data-parallel replicas they are summed over the
+// replicas' ranks holding the same experts.
 #include <cstddef>
 #include <functional>
 #include <utility>

@@ -717,7 +717,8 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
             window_time = window_data = window_opt = 0.0;
             window_steps = 0;
         }
-        // An expert-parallel forward needs every rank: all of them evaluate (the same windows).
+        // An expert-parallel forward needs every rank of its EP group: all ranks evaluate (the
+        // same windows).
         if ((lead_group || expert_shards) && cfg.validation.enable &&
             (step % cfg.validation.freq == 0 || step == cfg.training.steps)) {
             optimizer->eval_mode();
