@@ -12,7 +12,8 @@
 #   process; EP=3 on 8 experts is refused with the numbers;
 # - DP=2 × EP=2 on 4 ranks (two replicas of the 4 + 4 experts, the expert gradients summed over
 #   the replicas) reproduces the single-process loss curve, loads and expert biases; its
-#   checkpoint (gathered by the first replica) resumes on one process and one process's on it.
+#   checkpoint (gathered by the first replica) resumes on one process and one process's on it;
+#   its validation loss matches one process.
 # Usage: distributed_moe_test.sh path/to/agpt
 set -u
 agpt="$1"
@@ -193,18 +194,25 @@ check val_one_run $? "$(tail -3 "$work/val_one.log")"
 mpirun_np 2 "$agpt" "${train_args[@]}" "${val[@]}" --parallelism.expert_parallel_degree 2 \
     --job.name val_ep2 >"$work/val_ep2.log" 2>&1
 check val_ep2_run $? "$(tail -3 "$work/val_ep2.log")"
+mpirun_np 4 "$agpt" "${train_args[@]}" "${val[@]}" --parallelism.expert_parallel_degree 2 \
+    --job.name val_dp2ep2 >"$work/val_dp2ep2.log" 2>&1
+check val_dp2ep2_run $? "$(tail -3 "$work/val_dp2ep2.log")"
 /usr/bin/python3 - "$work" <<'PY'
 import json, sys
 work = sys.argv[1]
-val = {r: [json.loads(l)["val_loss"] for l in open(f"{work}/{r}/metrics.jsonl") if "val_loss" in l] for r in ("val_one", "val_ep2")}
-assert len(val["val_one"]) == len(val["val_ep2"]) == 1, val
-a, b = val["val_one"][0], val["val_ep2"][0]
-print(f"validation loss after 4 steps: one process {a:.6f}, EP=2 {b:.6f}")
+runs = ("val_one", "val_ep2", "val_dp2ep2")
+val = {r: [json.loads(l)["val_loss"] for l in open(f"{work}/{r}/metrics.jsonl") if "val_loss" in l] for r in runs}
+assert all(len(v) == 1 for v in val.values()), val
+a, b, c = (val[r][0] for r in runs)
+print(f"validation loss after 4 steps: one process {a:.6f}, EP=2 {b:.6f}, DP=2 × EP=2 {c:.6f}")
 assert abs(a - b) <= 1e-5 * a, (a, b)
+assert abs(a - c) <= 1e-5 * a, (a, c)
 PY
 check ep2_validation_matches $? "see above"
 [[ $(grep -ac "^sample" "$work/val_ep2.log") -eq 1 ]]
 check ep2_sample_once $? "$(grep -a -A2 "^sample" "$work/val_ep2.log")"
+[[ $(grep -ac "^sample" "$work/val_dp2ep2.log") -eq 1 ]]
+check dp2ep2_sample_once $? "$(grep -a -A2 "^sample" "$work/val_dp2ep2.log")"
 
 # Expert parallelism that cannot divide the experts (moe_debug has 8) is refused before any work.
 out=$(mpirun_np 3 "$agpt" "${train_args[@]}" --parallelism.expert_parallel_degree 3 --job.name ep3 2>&1)
