@@ -123,6 +123,34 @@ TEST(WorldCommunicator, SplitFormsGroupsByColorOrderedByKey) {
     EXPECT_EQ(c.all_reduce_value(1.0, ReduceOp::Sum), n);
 }
 
+// The all-to-alls of a sub-group (the MoE token exchange of one expert-parallel group) stay within
+// it: each member sends member q values naming itself and q, and receives its own from each.
+TEST(WorldCommunicator, SplitGroupsExchangeAllToAllWithinTheGroup) {
+    Communicator& c = world_communicator();
+    const int r = c.rank();
+    const auto group = c.split(r % 2, r);
+    const int n = group->size(), me = group->rank();
+    auto world_rank = [&](int member) { return 2 * member + r % 2; };
+    std::vector<int> ints(n), got_ints(n, -1);
+    for (int q = 0; q < n; q++) ints[q] = 100 * r + q;
+    group->all_to_all(ints.data(), got_ints.data(), 1);
+    for (int p = 0; p < n; p++) EXPECT_EQ(got_ints[p], 100 * world_rank(p) + me) << p;
+    // Member q gets q + 1 values from everyone.
+    std::vector<int> send_counts(n), recv_counts(n, me + 1);
+    std::vector<float> values;
+    for (int q = 0; q < n; q++) {
+        send_counts[q] = q + 1;
+        values.insert(values.end(), q + 1, static_cast<float>(100 * r + q));
+    }
+    std::vector<float> got(static_cast<std::size_t>(n) * (me + 1), -1.0f);
+    group->all_to_all_v(values.data(), send_counts.data(), got.data(), recv_counts.data());
+    for (int p = 0; p < n; p++)
+        for (int i = 0; i <= me; i++)
+            EXPECT_EQ(got[static_cast<std::size_t>(p) * (me + 1) + i],
+                      static_cast<float>(100 * world_rank(p) + me))
+                << p;
+}
+
 // Records the ranges it is asked to reduce, as a rank of a world of 2 that adds 1 to each.
 class RecordingCommunicator final : public Communicator {
   public:
@@ -481,9 +509,19 @@ TEST(ParallelMesh, ExpertParallelRanksReadDifferentDataAndRefusalsNameTheNumbers
               "parallelism.expert_parallel_degree = 3: the model's 8 routed experts are not "
               "divisible by it");
     cfg.parallelism.expert_parallel_degree = 2;
+    const ParallelMesh dp_ep = resolve_parallel_mesh(cfg, args, 4);
+    EXPECT_EQ(dp_ep.describe(), "DP 2 × TP 1 × EP 2 = 4 ranks, ZeRO-0");
+    EXPECT_EQ(dp_ep.data_ranks(), 4);
+    // rank = dp · EP + ep: ranks 0, 1 form the first replica's EP group, 0 and 2 hold experts 0-3.
+    EXPECT_EQ(dp_ep.expert_parallel_rank(2), 0);
+    EXPECT_EQ(dp_ep.data_parallel_rank(2), 1);
+    EXPECT_EQ(dp_ep.expert_parallel_rank(1), 1);
+    EXPECT_EQ(dp_ep.data_parallel_rank(1), 0);
+    cfg.parallelism.zero = 1;
     EXPECT_EQ(mesh_error(cfg, 4),
-              "parallelism.expert_parallel_degree = 2 with data_parallel_degree = 2: not "
-              "implemented yet");
+              "parallelism.expert_parallel_degree = 2 with parallelism.zero = 1: not implemented "
+              "yet");
+    cfg.parallelism.zero = 0;
     cfg.optimizer.name = "ScheduleFreeAdamW";
     EXPECT_EQ(mesh_error(cfg, 2),
               "parallelism.expert_parallel_degree = 2 with optimizer ScheduleFreeAdamW: not "
@@ -509,7 +547,7 @@ TEST(WorldCommunicator, ShardedGradientsReduceAndClipOverTheWholeModel) {
     EXPECT_EQ(ranges.sharded, (Ranges{{3, 8}}));
     std::vector<float> g(16, 1.0f);
     std::fill(g.begin() + 3, g.begin() + 11, static_cast<float>(r + 1));
-    all_reduce_replicated_gradients(c, g.data(), ranges, 2);
+    all_reduce_gradient_ranges(c, g.data(), ranges.replicated, 2);
     for (int i : {0, 2, 11, 15}) EXPECT_EQ(g[i], static_cast<float>(n)) << i;
     for (int i = 3; i < 11; i++) EXPECT_EQ(g[i], static_cast<float>(r + 1)) << i;
     // Replicated: 8 values of n; shards: 8 values of (k + 1) on each rank k.

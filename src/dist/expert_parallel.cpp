@@ -25,10 +25,10 @@ ShardedRanges sharded_ranges(const std::vector<ParamView>& views,
     return r;
 }
 
-void all_reduce_replicated_gradients(Communicator& comm, float* grads, const ShardedRanges& r,
-                                     std::size_t bucket_floats) {
+void all_reduce_gradient_ranges(Communicator& comm, float* grads, const GradientRanges& ranges,
+                                std::size_t bucket_floats) {
     // From the end backward, as all_reduce_gradients within a range.
-    for (auto it = r.replicated.rbegin(); it != r.replicated.rend(); ++it)
+    for (auto it = ranges.rbegin(); it != ranges.rend(); ++it)
         all_reduce_gradients(comm, grads + it->first, it->second, bucket_floats);
 }
 

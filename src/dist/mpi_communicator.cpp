@@ -96,7 +96,7 @@ class MpiCommunicator final : public Communicator {
     void all_to_all(const int* in, int* out, std::size_t count) override {
         if (count > kMaxChunk) fail("all_to_all of {} values per rank is too large", count);
         check(MPI_Alltoall(in, static_cast<int>(count), MPI_INT, out, static_cast<int>(count),
-                           MPI_INT, MPI_COMM_WORLD),
+                           MPI_INT, comm_),
               "all_to_all");
     }
     void all_to_all_v(const float* in, const int* send_counts, float* out,
@@ -113,7 +113,7 @@ class MpiCommunicator final : public Communicator {
             fail("all_to_all_v of {} values sent and {} received is too large", send_total,
                  recv_total);
         check(MPI_Alltoallv(in, send_counts, send_at.data(), MPI_FLOAT, out, recv_counts,
-                            recv_at.data(), MPI_FLOAT, MPI_COMM_WORLD),
+                            recv_at.data(), MPI_FLOAT, comm_),
               "all_to_all_v");
     }
     void reduce_scatter(const float* in, float* out, std::size_t count, ReduceOp op) override {
@@ -162,9 +162,8 @@ class MpiCommunicator final : public Communicator {
                 continue;
             }
             uint64_t bytes = 0;
-            check(
-                MPI_Recv(&bytes, 1, MPI_UINT64_T, r, kGatherTag, comm_, MPI_STATUS_IGNORE),
-                "receive");
+            check(MPI_Recv(&bytes, 1, MPI_UINT64_T, r, kGatherTag, comm_, MPI_STATUS_IGNORE),
+                  "receive");
             data.resize(bytes);
             for (std::size_t done = 0; done < data.size(); done += kMaxChunk)
                 check(MPI_Recv(data.data() + done,

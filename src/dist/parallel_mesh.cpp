@@ -56,10 +56,6 @@ ParallelMesh resolve_parallel_mesh(const JobConfig& cfg, const ModelArgs& args, 
             fail("parallelism.expert_parallel_degree = {} with {}: not implemented yet",
                  mesh.expert_parallel, what);
         };
-        // The experts' gradients would need a sum over the data-parallel ranks holding the same
-        // experts (a sub-group).
-        if (mesh.data_parallel > 1)
-            refuse(fmt::format("data_parallel_degree = {}", mesh.data_parallel));
         if (mesh.zero == 1) refuse("parallelism.zero = 1");
         if (cfg.optimizer.name == "SophiaG" || cfg.optimizer.name == "ScheduleFreeAdamW")
             refuse("optimizer " + cfg.optimizer.name);

@@ -6,7 +6,8 @@
 // dim 0); optimizer state tensors match by name and are sharded where their size is the full
 // one's divided by the ranks (elementwise state of an expert shard).
 //
-// Intended use (every rank calls both):
+// comm is one expert-parallel group (its rank r holds slice r). Intended use (every rank of the
+// group calls both; under DP × EP the first replica's group gathers for rank 0's save):
 //   gather_expert_shards(comm, model, opt, full_model, full_opt, is_shard);  // then rank 0 saves
 //   checkpoints.load(step, full_model, full_opt);
 //   scatter_expert_shards(comm, full_model, full_opt, model, opt, is_shard);

@@ -38,8 +38,8 @@
 #include "optim/lr_schedule.h"
 #include "optim/optimizer.h"
 #include "train/checkpoint.h"
-#include "train/expert_checkpoint.h"
 #include "train/cuda_training.h"
+#include "train/expert_checkpoint.h"
 #include "train/generate.h"
 #include "train/metrics.h"
 #include "train/tensorboard.h"
@@ -401,11 +401,17 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
     LanguageModel& model = *model_ptr;
     // MoE balancing and its metrics exist in the agpt family only.
     auto* agpt_model = dynamic_cast<Transformer*>(&model);
-    // Expert parallelism (DP = 1, TP = 1 for now: the expert group is the world): each rank
-    // holds E/EP routed experts; their gradients are complete without a sum over the ranks.
+    // Expert parallelism (TP = 1): each rank holds E/EP routed experts. The EP group (the ranks
+    // of one data-parallel replica) exchanges tokens for them, so a shard's gradient holds the
+    // group's tokens; the expert-DP group (the replicas' ranks with the same experts) sums it.
     std::optional<ShardedRanges> expert_shards;
+    std::unique_ptr<Communicator> ep_group, expert_dp_group;
     if (mesh.expert_parallel > 1) {
-        agpt_model->set_expert_parallel(&comm);
+        const int dp_index = mesh.data_parallel_rank(comm.rank());
+        const int ep_index = mesh.expert_parallel_rank(comm.rank());
+        ep_group = comm.split(dp_index, ep_index);
+        expert_dp_group = comm.split(ep_index, dp_index);
+        agpt_model->set_expert_parallel(ep_group.get());
         expert_shards = sharded_ranges(model.param_views(), [&](const ParamView& v) {
             return agpt_model->is_expert_shard(v);
         });
@@ -455,10 +461,9 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
     LanguageModel& stored_model = full_model ? *full_model : model;
     Optimizer* const stored_optimizer = full_model ? full_optimizer.get() : optimizer.get();
     if (has_checkpoints && reusable) {
-        const auto state =
-            checkpoints.load_latest(cfg.checkpoint.load_step, stored_model,
-                                    zero ? load_target() : stored_optimizer,
-                                    [&](const std::string& w) { log.line("{}", w); });
+        const auto state = checkpoints.load_latest(
+            cfg.checkpoint.load_step, stored_model, zero ? load_target() : stored_optimizer,
+            [&](const std::string& w) { log.line("{}", w); });
         if (!state) fail("{}: no checkpoint could be loaded", checkpoints.root());
         resume[0] = state->step;
         resume[1] = state->loader_epoch;
@@ -471,8 +476,8 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
             checkpoints.load(static_cast<int>(resume[0]), stored_model,
                              zero ? load_target() : stored_optimizer);
         if (full_model)
-            scatter_expert_shards(comm, *full_model, full_optimizer.get(), model, optimizer.get(),
-                                  is_shard);
+            scatter_expert_shards(*ep_group, *full_model, full_optimizer.get(), model,
+                                  optimizer.get(), is_shard);
         if (zero) take_owned_state(*full_state, *optimizer);
         full_state.reset();
         optimizer->train_mode();
@@ -495,7 +500,8 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
         log.line("resumed from {} (step {})", checkpoints.path_of(first_step - 1), first_step - 1);
     } else if (!cfg.checkpoint.initial_load_path.empty()) {
         load_model_weights(cfg.checkpoint.initial_load_path, stored_model);
-        if (full_model) scatter_expert_shards(comm, *full_model, nullptr, model, nullptr, is_shard);
+        if (full_model)
+            scatter_expert_shards(*ep_group, *full_model, nullptr, model, nullptr, is_shard);
         log.line("initial weights from {}", cfg.checkpoint.initial_load_path);
     }
     std::optional<JsonlWriter> metrics;
@@ -509,9 +515,10 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
     // full optimizer a ZeRO-0 run has, so the files are the same.
     auto save = [&](int step, bool model_only) {
         // Under TP the first replica's TP group saves together (the store gathers the shards and
-        // its rank 0 writes); under EP every rank first gathers its experts for rank 0, under
-        // ZeRO-1 its optimizer state.
-        if (!lead_group && !full_model && !zero) return 0.0;
+        // its rank 0 writes); under EP the first replica's EP group first gathers its experts for
+        // rank 0, under ZeRO-1 every rank its optimizer state.
+        const bool gathers_experts = full_model && mesh.data_parallel_rank(comm.rank()) == 0;
+        if (!lead_group && !gathers_experts && !zero) return 0.0;
         Timer t;
         std::unique_ptr<Optimizer> gathered;
         if (zero && !model_only) {
@@ -519,9 +526,9 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
             gather_optimizer_state(comm, *optimizer, gathered.get());
         }
         optimizer->eval_mode();
-        if (full_model)
-            gather_expert_shards(comm, model, optimizer.get(), *full_model, full_optimizer.get(),
-                                 is_shard);
+        if (gathers_experts)
+            gather_expert_shards(*ep_group, model, optimizer.get(), *full_model,
+                                 full_optimizer.get(), is_shard);
         if (!lead_group) {
             optimizer->train_mode();
             return 0.0;
@@ -590,7 +597,8 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
             loader.next_batch(B, inputs, targets.data());
             data_time += data_timer.seconds();
             if (overlap && micro == accum - 1) {
-                reduce.emplace(data_comm, model.grads().data(), model.grads().size(), bucket_floats);
+                reduce.emplace(data_comm, model.grads().data(), model.grads().size(),
+                               bucket_floats);
                 model.set_grads_ready([&](std::size_t b, std::size_t e) { reduce->ready(b, e); });
             }
             loss_sum += model.forward_backward(inputs, targets.data(), B, T, grad_scale);
@@ -601,10 +609,13 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
             // grad_scale is 1/global tokens: the sum over ranks is the global mean's gradient.
             if (zero)
                 zero->reduce_scatter_gradients(model.grads().data());
-            else if (expert_shards)
-                all_reduce_replicated_gradients(comm, model.grads().data(), *expert_shards,
-                                                bucket_floats);
-            else if (reduce)
+            else if (expert_shards) {
+                all_reduce_gradient_ranges(comm, model.grads().data(), expert_shards->replicated,
+                                           bucket_floats);
+                if (expert_dp_group->size() > 1)
+                    all_reduce_gradient_ranges(*expert_dp_group, model.grads().data(),
+                                               expert_shards->sharded, bucket_floats);
+            } else if (reduce)
                 reduce->finish();
             else
                 all_reduce_gradients(data_comm, model.grads().data(), model.grads().size(),
@@ -624,10 +635,9 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
             : tp.active()
                 ? clip_tensor_parallel_grad_norm(model.grads().data(), model.param_views(),
                                                  agpt_model->shards(), cfg.training.max_norm, tp)
-            : expert_shards
-                ? clip_sharded_grad_norm(comm, model.grads().data(), *expert_shards,
-                                         cfg.training.max_norm)
-                : clip_model_gradients(model, cfg.training.max_norm);
+            : expert_shards ? clip_sharded_grad_norm(*ep_group, model.grads().data(),
+                                                     *expert_shards, cfg.training.max_norm)
+                            : clip_model_gradients(model, cfg.training.max_norm);
         current_step = step;
         optimizer->step(schedule.factor(step));
         if (zero) zero->all_gather_parameters(model.params().data());
@@ -707,7 +717,8 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
             window_time = window_data = window_opt = 0.0;
             window_steps = 0;
         }
-        // An expert-parallel forward needs every rank: all of them evaluate (the same windows).
+        // An expert-parallel forward needs every rank of its EP group: all ranks evaluate (the
+        // same windows).
         if ((lead_group || expert_shards) && cfg.validation.enable &&
             (step % cfg.validation.freq == 0 || step == cfg.training.steps)) {
             optimizer->eval_mode();
