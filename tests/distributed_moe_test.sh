@@ -17,18 +17,7 @@
 # Usage: distributed_moe_test.sh path/to/agpt
 set -u
 agpt="$1"
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-passed=0
-failed=0
-check() {  # check NAME CONDITION_EXIT_STATUS MESSAGE
-    if [[ $2 -eq 0 ]]; then passed=$((passed + 1)); else failed=$((failed + 1)); echo "FAIL $1: $3"; fi
-}
-mpirun_np() {
-    local n="$1"
-    shift
-    mpirun --allow-run-as-root --oversubscribe --bind-to none -np "$n" "$@"
-}
+source "$(dirname "$0")/mpi_test_lib.sh"
 # Global batch 8 sequences of 64 tokens: 2 per micro-batch, accumulated over the ranks.
 train_args=(train --job.dump_folder "$work" --model.flavor moe_debug --training.seq_len 64
     --training.local_batch_size 2 --training.global_batch_size 8 --training.steps 20

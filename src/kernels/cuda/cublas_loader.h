@@ -29,9 +29,9 @@ struct CublasApi {
     decltype(&::cublasSetWorkspace) SetWorkspace;
     // The C entry point (C++ also sees an inline overload taking cudaDataType as compute type).
     cublasStatus_t (*GemmEx)(cublasHandle_t, cublasOperation_t, cublasOperation_t, int, int, int,
-                             const void*, const void*, cudaDataType, int, const void*,
-                             cudaDataType, int, const void*, void*, cudaDataType, int,
-                             cublasComputeType_t, cublasGemmAlgo_t);
+                             const void*, const void*, cudaDataType, int, const void*, cudaDataType,
+                             int, const void*, void*, cudaDataType, int, cublasComputeType_t,
+                             cublasGemmAlgo_t);
     decltype(&::cublasGetStatusName) GetStatusName;
     decltype(&::cublasGetStatusString) GetStatusString;
 };
