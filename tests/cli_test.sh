@@ -90,7 +90,9 @@ if "$agpt" train --job.dump_folder "$work/runs" --job.name m --model.flavor tiny
     "$agpt" train --job.dump_folder "$work/runs" --job.name from_merged --model.flavor tiny \
         --training.steps 1 --training.seq_len 32 --training.local_batch_size 2 \
         --sample.max_new_tokens 0 --validation.enable false \
-        --checkpoint.initial_load_path "$work/merged" 2>&1 | grep -q "initial weights from"; then
+        --checkpoint.initial_load_path "$work/merged" >"$work/from_merged.log" 2>&1 &&
+    grep -q "initial weights from" "$work/from_merged.log" &&
+    grep -q "| val_loss off |" "$work/from_merged.log"; then
     passed=$((passed + 1))
 else
     failed=$((failed + 1))

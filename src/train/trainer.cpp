@@ -760,12 +760,12 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
     summary.tok_per_s = static_cast<double>(tokens_per_step) *
                         (cfg.training.steps - first_step + 1) / run_timer.seconds();
     if (on_cuda) peak_gpu_gib = std::max(peak_gpu_gib, cuda_memory_used_gib());
-    log.line(
-        "done in {} | {:.0f} tok/s | final loss {:.4f} | val_loss {:.4f} | peak RSS {:.2f} "
-        "GiB{}",
-        format_duration(run_timer.seconds()), summary.tok_per_s, summary.final_loss,
-        summary.final_val_loss, peak_rss_gib(),
-        on_cuda ? fmt::format(" | peak GPU memory {:.2f} GiB", peak_gpu_gib) : std::string());
+    log.line("done in {} | {:.0f} tok/s | final loss {:.4f} | val_loss {} | peak RSS {:.2f} GiB{}",
+             format_duration(run_timer.seconds()), summary.tok_per_s, summary.final_loss,
+             std::isnan(summary.final_val_loss) ? std::string("off")
+                                                : fmt::format("{:.4f}", summary.final_val_loss),
+             peak_rss_gib(),
+             on_cuda ? fmt::format(" | peak GPU memory {:.2f} GiB", peak_gpu_gib) : std::string());
 
     if ((lead_group || expert_shards) && cfg.sample.max_new_tokens > 0) {
         std::vector<int32_t> prompt = tokenizer.encode(cfg.sample.prompt);
