@@ -5,13 +5,7 @@
 # Usage: launch_cli_test.sh path/to/agpt
 set -u
 agpt=$(realpath "$1")
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-passed=0
-failed=0
-check() {  # check NAME CONDITION_EXIT_STATUS MESSAGE
-    if [[ $2 -eq 0 ]]; then passed=$((passed + 1)); else failed=$((failed + 1)); echo "FAIL $1: $3"; fi
-}
+source "$(dirname "$0")/mpi_test_lib.sh"
 cores=$(nproc)
 clean_env=(env -i PATH=/usr/bin:/bin)
 
