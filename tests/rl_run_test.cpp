@@ -4,6 +4,8 @@
 
 #include <filesystem>
 #include <fstream>
+#include <iterator>
+#include <map>
 #include <sstream>
 
 #include <fmt/format.h>
@@ -189,9 +191,19 @@ TEST_F(RlRun, SftResumesExactly) {
     EXPECT_TRUE(read_bytes(last / "model.safetensors") == weights);
 }
 
-// sft and rl train the policy under [activation_checkpoint]; full gives the same weights, bit for
-// bit.
+// The MiB of activations the run's log reports for its (policy) model.
+double logged_activation_mib(const fs::path& log) {
+    std::ifstream in(log);
+    const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    const std::size_t at = text.find("activations ");
+    if (at == std::string::npos) return -1.0;
+    return std::stod(text.substr(at + 12));
+}
+
+// sft and rl train the policy under [activation_checkpoint] (its activations shrink); full gives
+// the same weights, bit for bit.
 TEST_F(RlRun, ActivationCheckpointingLeavesTheSameWeights) {
+    std::map<std::string, double> activation_mib;
     auto weights_after = [&](ConfigOverrides o, const std::string& name, const std::string& mode,
                              bool grpo) {
         const int steps = grpo ? 2 : 6;
@@ -204,6 +216,8 @@ TEST_F(RlRun, ActivationCheckpointingLeavesTheSameWeights) {
         const JobConfig cfg = load_job_config("", o);
         const std::string run =
             grpo ? run_grpo(cfg, nullptr).run_dir : run_sft(cfg, nullptr).run_dir;
+        activation_mib[name + "_" + mode] =
+            logged_activation_mib(fs::path(run) / (grpo ? "rl.log" : "sft.log"));
         return read_bytes(fs::path(run) / "checkpoints" / fmt::format("step-{}", steps) /
                           "model.safetensors");
     };
@@ -213,6 +227,10 @@ TEST_F(RlRun, ActivationCheckpointingLeavesTheSameWeights) {
     const std::string rl_none = weights_after(rl_overrides("x"), "rl_ac", "none", true);
     EXPECT_FALSE(rl_none.empty());
     EXPECT_TRUE(rl_none == weights_after(rl_overrides("x"), "rl_ac", "full", true));
+    for (const std::string run : {"sft_ac", "rl_ac"}) {
+        EXPECT_GT(activation_mib[run + "_full"], 0.0) << run;
+        EXPECT_LT(activation_mib[run + "_full"], activation_mib[run + "_none"]) << run;
+    }
 }
 
 TEST_F(RlRun, BadInputGetsOneClearError) {

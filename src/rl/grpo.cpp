@@ -132,9 +132,12 @@ GrpoSummary run_grpo(const JobConfig& given, std::FILE* progress) {
 
     const int G = rc.group_size, P = rc.prompts_per_step, E = rc.epochs_per_batch;
     const uint64_t seed = static_cast<uint64_t>(cfg.training.seed);
-    log.line("rl {} | task {} (difficulty {}) | init {} | model agpt/{} {:.2f}M params", folder.dir,
-             task.name(), difficulty, init_ckpt.string(), cfg.model.flavor,
-             static_cast<double>(args.num_params()) / 1e6);
+    log.line(
+        "rl {} | task {} (difficulty {}) | init {} | model agpt/{} {:.2f}M params | policy "
+        "activations {:.2f} MiB (checkpointing {})",
+        folder.dir, task.name(), difficulty, init_ckpt.string(), cfg.model.flavor,
+        static_cast<double>(args.num_params()) / 1e6,
+        static_cast<double>(model.activation_bytes()) / (1 << 20), cfg.activation_checkpoint.mode);
     log.line(
         "GRPO: {} prompts × {} completions | temperature {} | clip {} | kl {} | {} epochs | "
         "{} steps | optimizer {}",

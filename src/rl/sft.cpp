@@ -91,9 +91,12 @@ SftSummary run_sft(const JobConfig& cfg, std::FILE* progress) {
     };
 
     log.line(
-        "sft {} | task {} (difficulty {}) | model agpt/{} {:.2f}M params | batch {} | {} steps",
+        "sft {} | task {} (difficulty {}) | model agpt/{} {:.2f}M params | activations {:.2f} "
+        "MiB (checkpointing {}) | batch {} | {} steps",
         folder.dir, task.name(), difficulty, cfg.model.flavor,
-        static_cast<double>(args.num_params()) / 1e6, B, cfg.training.steps);
+        static_cast<double>(args.num_params()) / 1e6,
+        static_cast<double>(model.activation_bytes()) / (1 << 20), cfg.activation_checkpoint.mode,
+        B, cfg.training.steps);
     const LrSchedule schedule(cfg.lr_scheduler, cfg.training.steps);
     SftSummary summary;
     summary.run_dir = folder.dir;
