@@ -80,50 +80,52 @@ double cuda_table_peak_tflops(const std::string& device_name) {
 
 namespace {
 
-class CudaTransformerModel final : public LanguageModel {
+// A model on the device behind LanguageModel: the CPU twin `host` (names, initialisation,
+// checkpoints; activations for one token only) and the GPU model over the same flat layout.
+class CudaModel final : public LanguageModel {
   public:
-    CudaTransformerModel(const ModelArgs& args, int max_batch, int max_seq, GpuPrecision precision)
-        : host_(args, 1, 1), gpu_(args, max_batch, max_seq, precision) {}
+    CudaModel(std::unique_ptr<LanguageModel> host, std::unique_ptr<GpuModel> gpu)
+        : host_(std::move(host)), gpu_(std::move(gpu)) {}
 
-    const std::vector<ParamView>& param_views() const override { return host_.param_views(); }
+    const std::vector<ParamView>& param_views() const override { return host_->param_views(); }
     std::vector<float>& params() override {
-        if (!host_current_) gpu_.download_params(host_.params().data());
+        if (!host_current_) gpu_->download_params(host_->params().data());
         host_current_ = true;
         device_stale_ = true;  // the caller may write: upload before the next device call
-        return host_.params();
+        return host_->params();
     }
     // A copy of the device gradients (writes to it do not reach the device).
     std::vector<float>& grads() override {
-        gpu_.download_grads(host_.grads().data());
-        return host_.grads();
+        gpu_->download_grads(host_->grads().data());
+        return host_->grads();
     }
     std::string checkpoint_name(const std::string& view_name) const override {
-        return host_.checkpoint_name(view_name);
+        return host_->checkpoint_name(view_name);
     }
-    int vocab_size() const override { return host_.vocab_size(); }
-    long num_params() const override { return host_.num_params(); }
-    double flops_per_token(int seq_len) const override { return host_.flops_per_token(seq_len); }
+    int vocab_size() const override { return host_->vocab_size(); }
+    long num_params() const override { return host_->num_params(); }
+    double flops_per_token(int seq_len) const override { return host_->flops_per_token(seq_len); }
     int max_context() const override { return 0; }
-    const ModelArgs* agpt_args() const override { return host_.agpt_args(); }
+    const ModelArgs* agpt_args() const override { return host_->agpt_args(); }
 
     void init_weights(const std::string& scheme, uint64_t seed) override {
-        host_.init_weights(scheme, seed);
+        host_->init_weights(scheme, seed);
         host_current_ = true;
         device_stale_ = true;
     }
-    void zero_grad() override { gpu_.zero_grad(); }
+    void zero_grad() override { gpu_->zero_grad(); }
     double forward_backward(const int32_t* tokens, const int32_t* targets, int B, int T,
                             double grad_scale) override {
         push_params();
-        return gpu_.forward_backward(tokens, targets, B, T, grad_scale);
+        return gpu_->forward_backward(tokens, targets, B, T, grad_scale);
     }
     double forward_loss(const int32_t* tokens, const int32_t* targets, int B, int T) override {
         push_params();
-        return gpu_.forward_loss(tokens, targets, B, T);
+        return gpu_->forward_loss(tokens, targets, B, T);
     }
     void forward_logits(const int32_t* tokens, int B, int T, float* out) override {
         push_params();
-        gpu_.forward_logits(tokens, B, T, out);
+        gpu_->forward_logits(tokens, B, T, out);
     }
     void last_logits(const int32_t* tokens, int T, float* out) override {
         const auto V = static_cast<std::size_t>(vocab_size());
@@ -131,32 +133,34 @@ class CudaTransformerModel final : public LanguageModel {
         forward_logits(tokens, 1, T, all.data());
         std::copy(all.end() - static_cast<long>(V), all.end(), out);
     }
-    std::size_t activation_bytes() const override { return gpu_.activation_bytes(); }
+    std::size_t activation_bytes() const override { return gpu_->activation_bytes(); }
 
-    double clip_grad_norm(double max_norm) { return gpu_.clip_grad_norm(max_norm); }
-    void adamw_step(const AdamWConfig& cfg, double lr) {
+    double clip_grad_norm(double max_norm) { return gpu_->clip_grad_norm(max_norm); }
+    // The device parameters as an optimizer is about to change them; host copies go stale.
+    GpuModel& gpu_for_update() {
         push_params();
-        gpu_.adamw_step(cfg, lr);
         host_current_ = false;
+        return *gpu_;
     }
-    TransformerGpu& gpu() { return gpu_; }
+    const GpuModel& gpu() const { return *gpu_; }
 
   private:
     void push_params() {
-        if (device_stale_) gpu_.upload_params(host_.params().data());
+        if (device_stale_) gpu_->upload_params(host_->params().data());
         device_stale_ = false;
     }
 
-    // The host copy: names, initialisation, checkpoints (activations for one token only).
-    Transformer host_;
-    TransformerGpu gpu_;
-    bool host_current_ = true;  // host_.params() equals the device's
-    bool device_stale_ = true;  // host_.params() may hold values the device has not seen
+    std::unique_ptr<LanguageModel> host_;
+    std::unique_ptr<GpuModel> gpu_;
+    bool host_current_ = true;  // host_->params() equals the device's
+    bool device_stale_ = true;  // host_->params() may hold values the device has not seen
 };
 
 class CudaAdamW final : public Optimizer {
   public:
-    CudaAdamW(const AdamWConfig& cfg, CudaTransformerModel& model) : cfg_(cfg), model_(model) {
+    CudaAdamW(const AdamWConfig& cfg, CudaModel& model) : cfg_(cfg), model_(model) {
+        if (dynamic_cast<const TransformerGpu*>(&model.gpu()) == nullptr)
+            fail("optimizer.name = AdamW: the cuda AdamW steps the agpt family's GPU model only");
         std::size_t offset = 0;
         for (const ParamView& v : model.param_views()) {
             // The device keeps m and v in the parameters' flat layout; the CPU AdamW lays its
@@ -174,7 +178,7 @@ class CudaAdamW final : public Optimizer {
     const std::string& name() const override { return name_; }
     void step(double lr_factor) override {
         Timer t;
-        TransformerGpu& gpu = model_.gpu();
+        auto& gpu = static_cast<TransformerGpu&>(model_.gpu_for_update());
         check_lr_factor("adamw", lr_factor, steps_taken() + 1);
         if (handed_out_) {
             gpu.set_adamw_state(m_.data(), v_.data(), steps_);
@@ -183,18 +187,18 @@ class CudaAdamW final : public Optimizer {
             std::vector<float>().swap(v_);
         }
         last_lr_ = cfg_.lr * lr_factor;
-        model_.adamw_step(cfg_, last_lr_);
+        gpu.adamw_step(cfg_, last_lr_);
         AGPT_CUDA_CHECK(cudaStreamSynchronize(gpu.stream()));  // the update's time, not queueing
         timing_ = {t.seconds(), 0.0};
     }
     long steps_taken() const override {
-        return handed_out_ ? steps_ : model_.gpu().adamw_steps_taken();
+        return handed_out_ ? steps_ : transformer().adamw_steps_taken();
     }
     double last_lr() const override { return last_lr_; }
     // Host copies of the device state; whatever is written there before the next step() (a
     // checkpoint load) is uploaded by it.
     std::vector<OptimStateTensor> state_tensors() override {
-        TransformerGpu& gpu = model_.gpu();
+        const TransformerGpu& gpu = transformer();
         if (!handed_out_) {
             m_.resize(gpu.num_params());
             v_.resize(gpu.num_params());
@@ -215,9 +219,13 @@ class CudaAdamW final : public Optimizer {
     }
 
   private:
+    const TransformerGpu& transformer() const {
+        return static_cast<const TransformerGpu&>(model_.gpu());
+    }
+
     std::string name_ = "AdamW";  // the CPU AdamW's: checkpoints resume on either device
     AdamWConfig cfg_;
-    CudaTransformerModel& model_;
+    CudaModel& model_;
     std::vector<OptimParam> params_;  // names and shapes only
     std::vector<float> m_, v_;
     long steps_ = 0;
@@ -225,8 +233,8 @@ class CudaAdamW final : public Optimizer {
     double last_lr_ = 0.0;
 };
 
-CudaTransformerModel& cuda_model_of(LanguageModel& model) {
-    auto* m = dynamic_cast<CudaTransformerModel*>(&model);
+CudaModel& cuda_model_of(LanguageModel& model) {
+    auto* m = dynamic_cast<CudaModel*>(&model);
     if (m == nullptr) fail("optimizer: the cuda AdamW needs the cuda model (make_cuda_model)");
     return *m;
 }
@@ -262,7 +270,9 @@ std::unique_ptr<LanguageModel> make_cuda_model(const JobConfig& cfg, int vocab_s
     if (vocab_size > 0) args.vocab_size = vocab_size;
     const GpuPrecision precision =
         cfg.training.mixed_precision_param == "float32" ? GpuPrecision::fp32 : GpuPrecision::bf16;
-    return std::make_unique<CudaTransformerModel>(args, max_batch, max_seq, precision);
+    return std::make_unique<CudaModel>(
+        std::make_unique<Transformer>(args, 1, 1),
+        std::make_unique<TransformerGpu>(args, max_batch, max_seq, precision));
 }
 
 std::unique_ptr<Optimizer> make_cuda_optimizer(const JobConfig& cfg, LanguageModel& cuda_model) {
@@ -275,7 +285,7 @@ std::unique_ptr<Optimizer> make_cuda_optimizer(const JobConfig& cfg, LanguageMod
 }
 
 double clip_model_gradients(LanguageModel& model, double max_norm) {
-    if (auto* m = dynamic_cast<CudaTransformerModel*>(&model)) return m->clip_grad_norm(max_norm);
+    if (auto* m = dynamic_cast<CudaModel*>(&model)) return m->clip_grad_norm(max_norm);
     return clip_grad_norm(model.grads().data(), model.grads().size(), max_norm);
 }
 

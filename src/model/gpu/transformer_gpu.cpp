@@ -279,12 +279,15 @@ std::size_t TransformerGpu::activation_bytes() const {
            targets_.bytes();
 }
 
-void TransformerGpu::upload_params(const float* host) {
-    const cudaStream_t s = blas_.stream();
-    upload_sync(params_, host, s);
+void TransformerGpu::params_changed() {
     if (precision_ == GpuPrecision::bf16)
-        cuda::cast_to_bf16(params_bf16_.data(), params_.data(), n_params_, s);
-    AGPT_CUDA_CHECK(cudaStreamSynchronize(s));
+        cuda::cast_to_bf16(params_bf16_.data(), params_.data(), n_params_, blas_.stream());
+}
+
+void TransformerGpu::upload_params(const float* host) {
+    upload_sync(params_, host, blas_.stream());
+    params_changed();
+    AGPT_CUDA_CHECK(cudaStreamSynchronize(blas_.stream()));
 }
 
 void TransformerGpu::download_params(float* host) const {

@@ -25,66 +25,68 @@
 #include <vector>
 
 #include "kernels/cuda/device.h"
+#include "model/gpu/gpu_model.h"
 #include "model/model_args.h"
 #include "model/transformer.h"
 #include "optim/adamw.h"
 
 namespace agpt {
 
-enum class GpuPrecision { bf16, fp32 };
-const char* gpu_precision_name(GpuPrecision p);  // "bfloat16" | "float32"
-
 // The parameter views of the CPU Transformer for these args (same names, offsets, shapes,
 // roles), without allocating a model.
 std::vector<ParamView> transformer_param_views(const ModelArgs& args);
 
-class TransformerGpu {
+class TransformerGpu final : public GpuModel {
   public:
     // Runs on `stream` (the default stream when null). Allocates every buffer up front:
     // parameters, gradients, AdamW m/v (fp32), the bf16 weight copy (bf16 mode) and the
     // activation arena for (max_batch, max_seq).
     TransformerGpu(const ModelArgs& args, int max_batch, int max_seq, GpuPrecision precision,
                    cudaStream_t stream = nullptr);
-    ~TransformerGpu();
+    ~TransformerGpu() override;
     TransformerGpu(const TransformerGpu&) = delete;
     TransformerGpu& operator=(const TransformerGpu&) = delete;
 
     const ModelArgs& args() const { return args_; }
-    GpuPrecision precision() const { return precision_; }
-    const std::vector<ParamView>& param_views() const { return views_; }
+    GpuPrecision precision() const override { return precision_; }
+    const std::vector<ParamView>& param_views() const override { return views_; }
     const ParamView& view(const std::string& name) const;  // throws Error when unknown
-    std::size_t num_params() const { return n_params_; }
-    cudaStream_t stream() const { return blas_.stream(); }
+    std::size_t num_params() const override { return n_params_; }
+    cudaStream_t stream() const override { return blas_.stream(); }
 
     // Host copies of the flat fp32 buffers (num_params() floats, the CPU model's layout).
     // upload_params also refreshes the bf16 copy; the others synchronise the stream.
-    void upload_params(const float* host);
-    void download_params(float* host) const;
-    void download_grads(float* host) const;
+    void upload_params(const float* host) override;
+    void download_params(float* host) const override;
+    void download_grads(float* host) const override;
     // Device pointers to the flat buffers.
-    float* params_device() { return params_.data(); }
-    float* grads_device() { return grads_.data(); }
+    float* params_device() override { return params_.data(); }
+    float* grads_device() override { return grads_.data(); }
+    cuda::bf16* bf16_params_device() override {
+        return precision_ == GpuPrecision::bf16 ? params_bf16_.data() : nullptr;
+    }
+    void params_changed() override;
 
-    void zero_grad();
+    void zero_grad() override;
 
     // tokens, targets: host arrays (B,T); targets of -1 are not counted. Forward and backward;
     // accumulates into the gradients the gradient of grad_scale · Σ loss. The async version
     // adds Σ loss to a device accumulator (take_loss_sum) and does not synchronise.
     double forward_backward(const int32_t* tokens, const int32_t* targets, int B, int T,
-                            double grad_scale);
+                            double grad_scale) override;
     void forward_backward_async(const int32_t* tokens, const int32_t* targets, int B, int T,
-                                double grad_scale);
+                                double grad_scale) override;
     // Σ loss accumulated by forward_backward_async since the last call; synchronises.
-    double take_loss_sum();
+    double take_loss_sum() override;
     // Forward only: Σ loss over counted targets.
-    double forward_loss(const int32_t* tokens, const int32_t* targets, int B, int T);
+    double forward_loss(const int32_t* tokens, const int32_t* targets, int B, int T) override;
     // Forward only: logits (B,T,V) as fp32 into a host array.
-    void forward_logits(const int32_t* tokens, int B, int T, float* host_out);
+    void forward_logits(const int32_t* tokens, int B, int T, float* host_out) override;
 
     // Global L2 norm of the gradients (before clipping); scales them by
     // max_norm / (norm + 1e-6) when that is below 1 and max_norm > 0 (optim/grad_clip.h).
     // Deterministic. The async version leaves the norm on the device (last_grad_norm).
-    double clip_grad_norm(double max_norm);
+    double clip_grad_norm(double max_norm) override;
     void clip_grad_norm_async(double max_norm);
     double last_grad_norm() const;  // synchronises
 
@@ -104,8 +106,8 @@ class TransformerGpu {
 
     // Device bytes held: parameters + gradients + optimizer state + weight copy, and
     // activations + backward temporaries + head scratch.
-    std::size_t state_bytes() const;
-    std::size_t activation_bytes() const;
+    std::size_t state_bytes() const override;
+    std::size_t activation_bytes() const override;
 
   private:
     struct LayerOffsets;

@@ -1,0 +1,73 @@
+#pragma once
+// What every model on one CUDA device offers the layers above it (train/cuda_training's
+// LanguageModel adapter, the device optimizers, data parallelism over NCCL): a flat fp32
+// parameter buffer laid out like the CPU twin's (the same ParamViews, so parameters and
+// checkpoints copy over 1:1), a flat fp32 gradient buffer of the same layout, a bf16 copy of the
+// parameters in bf16 mode, forward/backward on the device and gradient clipping.
+//
+// Whoever changes params_device() (an optimizer step) calls params_changed() afterwards, which
+// rewrites the bf16 copy in bf16 mode; an optimizer may instead write bf16_params_device() itself
+// in the same pass and skip that.
+//
+// Compiled only with the CUDA backend (AGPT_HAVE_CUDA).
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "kernels/cuda/device.h"
+#include "model/language_model.h"
+
+namespace agpt {
+
+enum class GpuPrecision { bf16, fp32 };
+const char* gpu_precision_name(GpuPrecision p);  // "bfloat16" | "float32"
+
+class GpuModel {
+  public:
+    virtual ~GpuModel() = default;
+
+    virtual GpuPrecision precision() const = 0;
+    virtual const std::vector<ParamView>& param_views() const = 0;
+    virtual std::size_t num_params() const = 0;
+    virtual cudaStream_t stream() const = 0;
+
+    // Device pointers to the flat buffers (num_params() values each); bf16_params_device() is
+    // null in fp32 mode.
+    virtual float* params_device() = 0;
+    virtual float* grads_device() = 0;
+    virtual cuda::bf16* bf16_params_device() = 0;
+    // Queues the refresh of whatever derives from params_device() (the bf16 copy).
+    virtual void params_changed() = 0;
+
+    // Host copies of the flat fp32 buffers. upload_params also refreshes the bf16 copy; all three
+    // synchronise the stream.
+    virtual void upload_params(const float* host) = 0;
+    virtual void download_params(float* host) const = 0;
+    virtual void download_grads(float* host) const = 0;
+
+    virtual void zero_grad() = 0;
+
+    // tokens, targets: host arrays (B,T); targets of -1 are not counted. Forward and backward;
+    // accumulates into the gradients the gradient of grad_scale · Σ loss. The async version adds
+    // Σ loss to a device accumulator (take_loss_sum) and does not synchronise.
+    virtual double forward_backward(const int32_t* tokens, const int32_t* targets, int B, int T,
+                                    double grad_scale) = 0;
+    virtual void forward_backward_async(const int32_t* tokens, const int32_t* targets, int B, int T,
+                                        double grad_scale) = 0;
+    // Σ loss accumulated by forward_backward_async since the last call; synchronises.
+    virtual double take_loss_sum() = 0;
+    // Forward only: Σ loss over counted targets.
+    virtual double forward_loss(const int32_t* tokens, const int32_t* targets, int B, int T) = 0;
+    // Forward only: logits (B,T,V) as fp32 into a host array.
+    virtual void forward_logits(const int32_t* tokens, int B, int T, float* host_out) = 0;
+
+    // Global L2 norm of the gradients before clipping (optim/grad_clip.h's rule); synchronises.
+    virtual double clip_grad_norm(double max_norm) = 0;
+
+    // Device bytes held: parameters + gradients + weight copy (+ optimizer state a model keeps),
+    // and activations + backward temporaries + head scratch.
+    virtual std::size_t state_bytes() const = 0;
+    virtual std::size_t activation_bytes() const = 0;
+};
+
+}  // namespace agpt
