@@ -5,10 +5,8 @@
 #   scripts/cuda_device_check.sh run     # on the GPU machine, from the repository root
 #
 # build: configures and builds the cuda-portable preset (build tree build/cuda_portable_build:
-#   agpt_cuda_tests and agpt_cuda_model_bench for x86-64-v3 with OpenBLAS and gtest linked
-#   statically), puts the stripped binaries in build/cuda_portable/ and the few shared libraries
-#   a bare GPU machine may lack (libgomp, libfmt) in build/cuda_portable/lib, and prints what the GPU machine
-#   must provide (glibc, libstdc++, driver, cuBLAS). Carry build/cuda_portable (~28 MB) only.
+#   agpt, agpt_cuda_tests and agpt_cuda_model_bench for x86-64-v3) and packs them with the shared
+#   libraries they load into build/cuda_portable/bundle.tar.xz. Carry build/cuda_portable only.
 # run: prints nvidia-smi -L, runs every op test (CUDA kernel vs CPU kernel), the
 #   micro-benchmarks (agpt_cuda_tests --bench) and, when PyTorch imports, the same timings in
 #   PyTorch, the end-to-end training benchmark (agpt_cuda_model_bench: Llama-style 124M,
@@ -25,37 +23,43 @@ BUILD_DIR=build/cuda_portable_build
 BIN=$DIR/agpt_cuda_tests
 MODEL_BIN=$DIR/agpt_cuda_model_bench
 
+# The programs the GPU machine runs.
+PROGRAMS=(agpt tests/cuda/agpt_cuda_tests tests/cuda/agpt_cuda_model_bench)
+
+# Builds the cuda-portable preset (x86-64-v3) and packs its programs with every shared library
+# they load, glibc and its loader included (the GPU machine's glibc may be older than the build
+# machine's), but not the driver's libcuda nor cuBLAS/NCCL (opened at run time from the toolkit
+# there), into $DIR/bundle.tar.xz: xz keeps it inside what can be carried (ICU's data and
+# OpenBLAS alone are 65 MB unpacked).
 build() {
     set -e
     local launcher=()
-    command -v ccache >/dev/null && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
+    command -v ccache >/dev/null &&
+        launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_CUDA_COMPILER_LAUNCHER=ccache)
     cmake --preset cuda-portable "${launcher[@]}" >/dev/null
     cmake --build --preset cuda-portable -j2
-    # The end-to-end training benchmark of the GPU transformer (tests/cuda/model_bench.cpp).
-    cmake --build "$BUILD_DIR" -j2 --target agpt_cuda_model_bench
-    rm -rf "$DIR"
-    mkdir -p "$DIR/lib"
-    cp "$BUILD_DIR/tests/cuda/agpt_cuda_tests" "$BIN"
-    cp "$BUILD_DIR/tests/cuda/agpt_cuda_model_bench" "$MODEL_BIN"
-    strip --strip-unneeded "$BIN" "$MODEL_BIN"
-    # Copy what is neither glibc, nor the CUDA libraries the GPU machine's toolkit provides.
-    { ldd "$BIN"; ldd "$MODEL_BIN"; } | awk '/=>/ && $3 ~ /^\// {print $1, $3}' | sort -u | while read -r name path; do
-        case "$name" in
-            linux-vdso* | ld-linux* | libc.so* | libm.so* | libdl.so* | libpthread.so* | \
-                librt.so* | libstdc++* | libgcc_s* | libcuda.so* | libcublas* | libcudart* | \
-                libcudnn* | libnccl* | libnvrtc* | libnvJitLink*) ;;
-            *) cp -L "$path" "$DIR/lib/" ;;
-        esac
+    local stage=$BUILD_DIR/bundle
+    rm -rf "$DIR" "$stage"
+    mkdir -p "$DIR" "$stage/lib"
+    local prog
+    for prog in "${PROGRAMS[@]}"; do
+        cp "$BUILD_DIR/$prog" "$stage/"
+        strip --strip-unneeded "$stage/$(basename "$prog")"
     done
-    echo "== $BIN: $(du -h "$BIN" | cut -f1); $MODEL_BIN: $(du -h "$MODEL_BIN" | cut -f1);" \
-        "copied to $DIR/lib: $(ls "$DIR/lib" | tr '\n' ' ')"
-    local glibc glibcxx
-    glibc=$(objdump -T "$BIN" "$MODEL_BIN" "$DIR"/lib/* | grep -o 'GLIBC_[0-9.]*' | sed 's/GLIBC_//' | sort -V | tail -1)
-    glibcxx=$(objdump -T "$BIN" "$MODEL_BIN" "$DIR"/lib/* | grep -o 'GLIBCXX_[0-9.]*' | sed 's/GLIBCXX_//' | sort -V | tail -1)
-    echo "== the GPU machine must provide: glibc >= $glibc, libstdc++ with GLIBCXX_$glibcxx," \
-        "a driver for CUDA $(nvcc --version | sed -n 's/.*release \([0-9.]*\).*/\1/p')," \
+    for prog in "${PROGRAMS[@]}"; do ldd "$stage/$(basename "$prog")"; done |
+        awk '$3 ~ /^\// {print $1, $3} $1 ~ /^\// {print $1, $1}' | sort -u |
+        while read -r name path; do
+            case "$name" in
+                linux-vdso* | libcuda.so* | libcublas* | libnccl*) ;;
+                *) cp -L "$path" "$stage/lib/$(basename "$name")" ;;
+            esac
+        done
+    tar -C "$BUILD_DIR" -cJf "$DIR/bundle.tar.xz" bundle
+    echo "== $DIR/bundle.tar.xz: $(du -h "$DIR/bundle.tar.xz" | cut -f1) ($(ls "$stage" | wc -l)" \
+        "entries and $(ls "$stage/lib" | wc -l) libraries, $(du -sh "$stage" | cut -f1) unpacked)"
+    echo "== the GPU machine must provide: a driver for CUDA" \
+        "$(nvcc --version | sed -n 's/.*release \([0-9.]*\).*/\1/p')," \
         "libcublas.so.$(sed -n 's/#define CUBLAS_VER_MAJOR \([0-9]*\)/\1/p' "$(dirname "$(command -v nvcc)")/../include/cublas_api.h") and libcublasLt (opened at run time: src/kernels/cuda/cublas_loader.h)"
-    bundle_agpt
     local size
     size=$(du -sm "$DIR" | cut -f1)
     echo "== $DIR: ${size} MB in all (carry it to the GPU machine; the limit is 60 MB)"
@@ -65,48 +69,27 @@ build() {
     fi
 }
 
-# The whole agpt for the GPU machine: the portable build's agpt with every shared library it
-# loads, glibc and its loader included (the GPU machine's glibc may be older than the build
-# machine's), but not the driver's libcuda nor cuBLAS (opened at run time from the toolkit there).
-# xz keeps it inside what can be carried (ICU's data and OpenBLAS are 65 MB unpacked);
-# `run` unpacks it and starts agpt through the bundled loader ($DIR/agpt is that wrapper).
-bundle_agpt() {
-    cmake --build "$BUILD_DIR" -j2 --target agpt
-    local stage=$BUILD_DIR/agpt_bundle
-    rm -rf "$stage"
-    mkdir -p "$stage/lib"
-    cp "$BUILD_DIR/agpt" "$stage/agpt"
-    strip --strip-unneeded "$stage/agpt"
-    ldd "$stage/agpt" | awk '$3 ~ /^\// {print $1, $3} $1 ~ /^\// {print $1, $1}' | sort -u |
-        while read -r name path; do
-            case "$name" in
-                linux-vdso* | libcuda.so* | libcublas* | libnccl*) ;;
-                *) cp -L "$path" "$stage/lib/$(basename "$name")" ;;
-            esac
-        done
-    tar -C "$BUILD_DIR" -cJf "$DIR/agpt_bundle.tar.xz" agpt_bundle
-    echo "== $DIR/agpt_bundle.tar.xz: $(du -h "$DIR/agpt_bundle.tar.xz" | cut -f1)" \
-        "(agpt and $(ls "$stage/lib" | wc -l) libraries, $(du -sh "$stage" | cut -f1) unpacked)"
-}
-
-unbundle_agpt() {
-    [[ -f $DIR/agpt_bundle.tar.xz ]] || return 0
-    rm -rf "$DIR/agpt_bundle"
-    tar -C "$DIR" -xJf "$DIR/agpt_bundle.tar.xz"
-    local loader
-    loader=$(ls "$DIR"/agpt_bundle/lib/ld-linux-x86-64.so.* | head -1)
-    cat >"$DIR/agpt" <<SH
+# Unpacks the bundle and writes $DIR/<program>: a wrapper that starts the bundled program through
+# the bundled loader, the bundled libraries first, then LD_LIBRARY_PATH (cuBLAS).
+unbundle() {
+    rm -rf "$DIR/bundle"
+    tar -C "$DIR" -xJf "$DIR/bundle.tar.xz"
+    local loader prog name
+    loader=$(ls "$PWD/$DIR"/bundle/lib/ld-linux-x86-64.so.* | head -1)
+    for prog in "${PROGRAMS[@]}"; do
+        name=$(basename "$prog")
+        cat >"$DIR/$name" <<SH
 #!/bin/sh
-exec "$PWD/$loader" --library-path "$PWD/$DIR/agpt_bundle/lib:\${LD_LIBRARY_PATH:-}" "$PWD/$DIR/agpt_bundle/agpt" "\$@"
+exec "$loader" --library-path "$PWD/$DIR/bundle/lib:\${LD_LIBRARY_PATH:-}" "$PWD/$DIR/bundle/$name" "\$@"
 SH
-    chmod +x "$DIR/agpt"
+        chmod +x "$DIR/$name"
+    done
 }
 
 # agpt train on the GPU (training.device = cuda, bf16) and on the CPU (fp32), same job: the
 # debugmodel config for 100 steps, loss logged every 5. The bf16 curve must track the CPU's:
 # every logged loss within 0.05 nats of the CPU's at the same step, and the final validation loss
-# too (CUDA_TRAIN_TOLERANCE overrides). Needs an agpt that runs on the GPU machine ($AGPT_BIN,
-# else the bundle's wrapper $DIR/agpt).
+# too (CUDA_TRAIN_TOLERANCE overrides). Runs $AGPT_BIN, else the bundle's $DIR/agpt.
 train_cuda_vs_cpu() {
     local out=$1 agpt_bin=${AGPT_BIN:-$DIR/agpt}
     echo "== agpt train --training.device cuda vs cpu (debugmodel, 100 steps)"
@@ -114,7 +97,6 @@ train_cuda_vs_cpu() {
         echo "FAILED: no agpt that runs here ($agpt_bin; set AGPT_BIN to a portable build)"
         return 1
     fi
-    "$agpt_bin" doctor 2>&1 | tee "$out/doctor.log"
     local runs=$out/train_runs
     rm -rf "$runs"
     local job=(--config configs/debugmodel.toml --job.dump_folder "$runs" --training.steps 100
@@ -165,13 +147,14 @@ PY
 run() {
     local out=${OUT:-$DIR/device_check}
     mkdir -p "$out"
-    if [[ ! -x $BIN ]]; then
-        echo "cuda_device_check: $BIN is missing: run 'scripts/cuda_device_check.sh build' first" \
-            "and carry $DIR" >&2
+    if [[ ! -f $DIR/bundle.tar.xz ]]; then
+        echo "cuda_device_check: $DIR/bundle.tar.xz is missing: run" \
+            "'scripts/cuda_device_check.sh build' first and carry $DIR" >&2
         exit 2
     fi
-    # Our copied libraries first, then the toolkit's cuBLAS, wherever it lives.
-    local libpath=$PWD/$DIR/lib
+    unbundle
+    # The toolkit's cuBLAS, wherever it lives (the bundle's libraries come first anyway).
+    local libpath=
     for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib /usr/local/cuda-13*/lib64; do
         [[ -d $d ]] && libpath+=:$d
     done
@@ -183,19 +166,17 @@ run() {
         echo "== the driver supports CUDA $drv only: using /usr/local/cuda/compat's libcuda"
         libpath=/usr/local/cuda/compat:$libpath
     fi
-    export LD_LIBRARY_PATH=$libpath${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
-    if ldd "$BIN" | grep -q "not found"; then
-        # A pip-installed toolkit (nvidia-cublas wheels next to PyTorch) as a last resort.
-        local pylib
-        pylib=$(python3 -c 'import nvidia.cublas, os; print(os.path.join(list(nvidia.cublas.__path__)[0], "lib"))' 2>/dev/null) &&
-            export LD_LIBRARY_PATH=$LD_LIBRARY_PATH:$pylib
-    fi
+    # A pip-installed toolkit (nvidia-cublas wheels next to PyTorch) as a last resort.
+    local pylib
+    pylib=$(python3 -c 'import nvidia.cublas, os; print(os.path.join(list(nvidia.cublas.__path__)[0], "lib"))' 2>/dev/null) &&
+        libpath+=:$pylib
+    export LD_LIBRARY_PATH=${libpath#:}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 
     echo "== nvidia-smi -L"
     nvidia-smi -L || echo "(nvidia-smi failed)"
     nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader || true
-    echo "== libraries"
-    ldd "$BIN" | grep -E "cublas|gomp|fmt|not found" || true
+    echo "== agpt doctor"
+    "$DIR/agpt" doctor 2>&1 | tee "$out/doctor.log"
 
     echo "== op tests: $BIN"
     timeout 600 "$BIN" --gtest_output="json:$out/tests.json" 2>&1 | tee "$out/tests.log"
@@ -261,7 +242,6 @@ PY
     timeout 300 python3 bench/torch_llama_gpu.py --steps 5 --warmup 2 2>&1 |
         tee "$out/torch_model_bench.log" | tee -a "$out/bench.log" || true
 
-    unbundle_agpt
     train_cuda_vs_cpu "$out"
     local train_rc=$?
 

@@ -46,6 +46,9 @@ BenchResult run_bench(const JobConfig& cfg, const BenchOptions& opt) {
     // peak RSS) and after the timed steps; the higher one is kept: a probe that shares the cores
     // with another process reads low, and MFU would then read high. A GPU's is its data sheet's.
     const double peak_before = on_cuda ? cuda_peak_tflops().tflops : measure_gemm_peak_tflops();
+    // What the job allocates on the device, without the CUDA context and other processes: the
+    // figure PyTorch's max_memory_allocated is compared with.
+    const double device_used_before = on_cuda ? cuda_memory_used_gib() : 0.0;
     const int B = cfg.training.local_batch_size, T = cfg.training.seq_len;
     // Synthetic tokens over the flavor's own vocabulary (0: no tokenizer involved).
     const auto model_ptr = on_cuda ? make_cuda_model(cfg, 0, B, T) : make_job_model(cfg, 0, B, T);
@@ -97,7 +100,7 @@ BenchResult run_bench(const JobConfig& cfg, const BenchOptions& opt) {
     r.tflops = model.flops_per_token(T) * r.tok_per_s / 1e12;
     r.peak_rss_gib = peak_rss_gib();
     r.gemm_peak_tflops = on_cuda ? peak_before : std::max(peak_before, measure_gemm_peak_tflops());
-    if (on_cuda) r.gpu_mem_gib = cuda_memory_used_gib();
+    if (on_cuda) r.gpu_mem_gib = cuda_memory_used_gib() - device_used_before;
     r.mfu = 100.0 * r.tflops / r.gemm_peak_tflops;
     return r;
 }

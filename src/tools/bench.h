@@ -24,7 +24,9 @@ struct BenchResult {
     double gemm_peak_tflops = 0;  // cpu: measured GEMM rate; cuda: the device's bf16 peak
     std::string device;           // training.device
     double loss = 0;              // mean loss of the last timed step (synthetic tokens)
-    double gpu_mem_gib = 0;       // cuda: device memory in use after the steps (cudaMemGetInfo)
+    // cuda: device memory the job added (cudaMemGetInfo after the steps minus before the model:
+    // parameters, gradients, optimizer state, activations, library workspaces and pools)
+    double gpu_mem_gib = 0;
     nlohmann::json to_json() const;
 };
 
