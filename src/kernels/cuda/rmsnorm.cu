@@ -111,9 +111,9 @@ void rmsnorm_heads_backward(T* dinp, long dinp_stride, float* dweight, const T* 
     if (rows <= 0 || C <= 0) return;
     const int blocks = static_cast<int>(ceil_div(rows, kRowBlock));
     StreamScratch partial(sizeof(float) * blocks * static_cast<std::size_t>(C), stream);
-    rmsnorm_backward_kernel<T><<<blocks, kThreads, 0, stream>>>(
-        dinp, dinp_stride, partial.as<float>(), dout, dout_stride, inp, in_stride, weight, rstd,
-        rows, heads, C);
+    rmsnorm_backward_kernel<T>
+        <<<blocks, kThreads, 0, stream>>>(dinp, dinp_stride, partial.as<float>(), dout, dout_stride,
+                                          inp, in_stride, weight, rstd, rows, heads, C);
     AGPT_CUDA_CHECK_LAUNCH();
     sum_partials_kernel<<<ceil_div(C, 256), 256, 0, stream>>>(dweight, partial.as<float>(), blocks,
                                                               C);

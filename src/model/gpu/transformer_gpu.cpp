@@ -602,9 +602,8 @@ void TransformerGpu::backward_layer(int layer, int B, int T_len) {
     linear_backward<T>(blas_, d_norm, g + p.wq, d_qkv, at<T>(arena_, base + l.anorm), w + p.wq, N,
                        D, Q);
     mark("gemm qkv backward");
-    cuda::rmsnorm_backward_vec<T>(dres, g + p.attention_norm, d_norm,
-                                  at<T>(arena_, m.input(layer)), w + p.attention_norm,
-                                  at<float>(arena_, base + l.arstd), N, D, s);
+    cuda::rmsnorm_backward_vec<T>(dres, g + p.attention_norm, d_norm, at<T>(arena_, m.input(layer)),
+                                  w + p.attention_norm, at<float>(arena_, base + l.arstd), N, D, s);
     mark("rmsnorm backward");
 }
 
