@@ -12,6 +12,7 @@
 #include "kernels/cuda/device.h"
 #include "kernels/cuda/gemm.h"
 #include "model/gpu/transformer_gpu.h"
+#include "model/model_zoo.h"
 #include "model/transformer.h"
 #include "optim/adamw_group.h"
 #include "optim/param_state.h"
@@ -29,20 +30,9 @@ void check_cuda_training(const JobConfig& cfg, int ranks) {
     if (args.mla || args.is_moe())
         fail("model.flavor = {}: MLA and MoE are not on cuda yet ({})", cfg.model.flavor,
              args.describe_switches());
-    if (args.has_switches())
-        fail(
-            "model switches ({}) are not on cuda yet: training.device = cuda runs the plain "
-            "Llama block (model.qk_norm, model.attn_softcap, model.final_softcap and model.ffn "
-            "= relu2 are CPU only)",
-            args.describe_switches());
     if (cfg.optimizer.name != "AdamW")
         fail("optimizer.name = {}: not on cuda yet (training.device = cuda has AdamW only)",
              cfg.optimizer.name);
-    if (cfg.activation_checkpoint.mode != "none")
-        fail(
-            "activation_checkpoint.mode = {}: not on cuda yet (the GPU model keeps every layer's "
-            "activations); use activation_checkpoint.mode = none",
-            cfg.activation_checkpoint.mode);
     if (ranks > 1)
         fail(
             "training.device = cuda over {} ranks: not supported yet (data parallelism across "
@@ -274,7 +264,9 @@ std::unique_ptr<LanguageModel> make_cuda_model(const JobConfig& cfg, int vocab_s
         cfg.training.mixed_precision_param == "float32" ? GpuPrecision::fp32 : GpuPrecision::bf16;
     return std::make_unique<CudaModel>(
         std::make_unique<Transformer>(args, 1, 1),
-        std::make_unique<TransformerGpu>(args, max_batch, max_seq, precision));
+        std::make_unique<TransformerGpu>(
+            args, max_batch, max_seq, precision, nullptr,
+            activation_checkpoint_from(cfg.activation_checkpoint.mode)));
 }
 
 std::unique_ptr<Optimizer> make_cuda_optimizer(const JobConfig& cfg, LanguageModel& cuda_model) {

@@ -9,8 +9,8 @@
 //     "adamw.<param>.exp_avg", ".exp_avg_sq"), so checkpoints move between cpu and cuda both
 //     ways; state_tensors() downloads m and v, and the next step() uploads them back;
 //   - clip_model_gradients clips where the gradients live (on the device for this model).
-// Only the plain Llama block of the agpt family, AdamW and one rank run here so far;
-// check_cuda_training refuses the rest naming the key.
+// The agpt family's dense block with every switch and activation checkpointing, AdamW and one
+// rank run here so far; check_cuda_training refuses the rest naming the key.
 #include <memory>
 #include <string>
 
@@ -21,7 +21,7 @@
 namespace agpt {
 
 // Fails with one message naming the key when this job cannot train on cuda: a model family,
-// flavor, switch or optimizer the GPU path lacks, more than one rank, a build without the CUDA
+// flavor (MLA, MoE) or optimizer the GPU path lacks, more than one rank, a build without the CUDA
 // backend, or no visible device. Creates nothing; the trainer calls it before the run folder.
 void check_cuda_training(const JobConfig& cfg, int ranks);
 
@@ -30,7 +30,8 @@ void check_cuda_training(const JobConfig& cfg, int ranks);
 void require_cpu_device(const JobConfig& cfg, const std::string& tool);
 
 // The job's model on the device (training.mixed_precision_param picks bf16 or fp32 compute),
-// vocabulary from the tokenizer, activations for (max_batch, max_seq); weights not initialised.
+// vocabulary from the tokenizer, activations for (max_batch, max_seq) kept as
+// activation_checkpoint.mode says; weights not initialised.
 std::unique_ptr<LanguageModel> make_cuda_model(const JobConfig& cfg, int vocab_size, int max_batch,
                                                int max_seq);
 // The job's AdamW ([optimizer] lr, betas, eps, weight_decay) stepping make_cuda_model's model on

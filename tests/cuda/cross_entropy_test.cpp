@@ -1,9 +1,11 @@
 // The fused, chunked LM head + cross-entropy against the CPU: total loss, dx and dweight, with
 // chunks that do not divide N, a chunk larger than N, ignored targets (-1) and soft-capped
-// logits.
+// logits; and the soft-cap on returned logits (softcap.h).
 #include "kernels/cpu/cross_entropy.h"
 #include "cuda_test_util.h"
+#include "kernels/cpu/softcap.h"
 #include "kernels/cuda/cross_entropy.h"
+#include "kernels/cuda/softcap.h"
 
 namespace agpt::cuda::test {
 namespace {
@@ -70,6 +72,19 @@ TEST(CudaCrossEntropy, Fp32) {
 }
 TEST(CudaCrossEntropy, Bf16) {
     check_cross_entropy<bf16>(kTolBf16, 5200);
+}
+
+TEST(CudaSoftcap, ReturnedLogitsMatchCpu) {
+    AGPT_REQUIRE_CUDA_DEVICE();
+    Rng rng(5300);
+    const auto x = random_floats(1000, rng, -20.0f, 20.0f);
+    for (const float cap : {0.0f, 3.0f, 30.0f}) {
+        std::vector<float> ref = x;
+        cpu::softcap_forward<float>(ref.data(), static_cast<long>(ref.size()), cap);
+        Dev<float> d_x(x);
+        softcap_forward(d_x.ptr(), static_cast<long>(x.size()), cap);
+        expect_close("softcap_forward cap " + std::to_string(cap), d_x.get(), ref, kTolFp32);
+    }
 }
 
 }  // namespace

@@ -9,9 +9,12 @@
 //
 //   agpt_cuda_model_bench [--batch 32] [--micro-batch 32] [--seq 1024] [--steps 8]
 //                         [--warmup 3] [--precision bf16|fp32] [--layers 12] [--peak-tflops 989]
-//                         [--breakdown]
+//                         [--breakdown] [--checkpoint none|full] [--qk-norm] [--relu2]
+//                         [--attn-softcap 30] [--final-softcap 30]
 // --breakdown: one more step with a CUDA event after every op of forward and backward, then the
-// time per op kind (summed over layers and chunks), largest first.
+// time per op kind (summed over layers and chunks), largest first. --checkpoint full: activation
+// checkpointing (each layer's forward recomputed before its backward); the switch options turn
+// on the model's architecture switches (model_args.h).
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -35,8 +38,10 @@ using namespace agpt;
 struct Options {
     int batch = 32, micro = 0, seq = 1024, steps = 8, warmup = 3, layers = 12;
     double peak_tflops = 989.0;
-    bool breakdown = false;
+    bool breakdown = false, qk_norm = false, relu2 = false;
+    double attn_softcap = 0.0, final_softcap = 0.0;
     GpuPrecision precision = GpuPrecision::bf16;
+    ActivationCheckpoint checkpoint = ActivationCheckpoint::none;
 };
 
 Options parse(int argc, char** argv) {
@@ -63,7 +68,23 @@ Options parse(int argc, char** argv) {
             o.breakdown = true;
         else if (a == "--peak-tflops")
             o.peak_tflops = std::stod(value());
-        else if (a == "--precision") {
+        else if (a == "--qk-norm")
+            o.qk_norm = true;
+        else if (a == "--relu2")
+            o.relu2 = true;
+        else if (a == "--attn-softcap")
+            o.attn_softcap = std::stod(value());
+        else if (a == "--final-softcap")
+            o.final_softcap = std::stod(value());
+        else if (a == "--checkpoint") {
+            const std::string c = value();
+            if (c == "none")
+                o.checkpoint = ActivationCheckpoint::none;
+            else if (c == "full")
+                o.checkpoint = ActivationCheckpoint::full;
+            else
+                fail("--checkpoint: none or full, not '{}'", c);
+        } else if (a == "--precision") {
             const std::string p = value();
             if (p == "bf16" || p == "bfloat16")
                 o.precision = GpuPrecision::bf16;
@@ -103,14 +124,19 @@ double used_bytes() {
 }
 
 int run(const Options& o) {
-    const ModelArgs a = llama124m(o.layers);
+    ModelArgs a = llama124m(o.layers);
+    a.qk_norm = o.qk_norm;
+    a.attn_softcap = o.attn_softcap;
+    a.final_softcap = o.final_softcap;
+    if (o.relu2) a.ffn = FfnType::relu2;
     AGPT_CUDA_CHECK(cudaFree(nullptr));  // create the context before the baseline
     const double base = used_bytes();
     std::printf(
         "model: llama124m (dim %d, %d layers, %d heads, %d kv heads, vocab %d, ffn %d), "
-        "%.1fM parameters, %s\n",
+        "%.1fM parameters, %s; switches: %s; activation checkpointing %s\n",
         a.dim, a.n_layers, a.n_heads, a.n_kv_heads, a.vocab_size, a.ffn_hidden(),
-        a.num_params() / 1e6, gpu_precision_name(o.precision));
+        a.num_params() / 1e6, gpu_precision_name(o.precision), a.describe_switches().c_str(),
+        o.checkpoint == ActivationCheckpoint::full ? "full" : "none");
     std::printf(
         "batch %d (micro-batches of %d) x seq %d = %d tokens/step; %d warm-up + %d timed "
         "steps\n",
@@ -119,7 +145,7 @@ int run(const Options& o) {
 
     const auto t0 = std::chrono::steady_clock::now();
     cuda::Stream stream;
-    TransformerGpu model(a, o.micro, o.seq, o.precision, stream.get());
+    TransformerGpu model(a, o.micro, o.seq, o.precision, stream.get(), o.checkpoint);
     {
         // As bench/torch_llama_gpu.py: norms 1, matrices N(0, 0.02). (Not the CPU model's
         // init_weights: linking the CPU Transformer would pull static OpenBLAS into this binary,

@@ -143,9 +143,15 @@ TEST(CudaModelOps, LmHeadBf16LogitsMatchesCpu) {
     AGPT_REQUIRE_CUDA_DEVICE();
     struct Case {
         int N, C, V, chunk;
+        float softcap;
     };
-    // V 1000: vector path; V 517: scalar path; chunks that do not divide N.
-    const Case cases[] = {{70, 64, 1000, 32}, {33, 48, 517, 64}, {8, 128, 32000, 3}};
+    // V 1000: vector path; V 517: scalar path; chunks that do not divide N; soft-capped logits
+    // on both paths.
+    const Case cases[] = {{70, 64, 1000, 32, 0.0f},
+                          {33, 48, 517, 64, 0.0f},
+                          {8, 128, 32000, 3, 0.0f},
+                          {40, 64, 1000, 16, 3.0f},
+                          {21, 32, 517, 8, 2.0f}};
     Blas blas;
     int case_id = 0;
     for (const Case& c : cases) {
@@ -159,12 +165,12 @@ TEST(CudaModelOps, LmHeadBf16LogitsMatchesCpu) {
         const std::vector<float> dx0(x.size(), 0.0f), dw0(w.size(), 0.0f);
         const float grad_scale = 1.0f / static_cast<float>(c.N);
         const std::string tag = " N" + std::to_string(c.N) + " V" + std::to_string(c.V) + " chunk" +
-                                std::to_string(c.chunk);
+                                std::to_string(c.chunk) + (c.softcap > 0 ? " softcap" : "");
         std::vector<float> dx = dx0, dw = dw0;
         std::vector<float> scratch(cpu::lm_head_scratch_size(c.chunk, c.V));
         const double loss = cpu::lm_head_cross_entropy<float>(
             dx.data(), dw.data(), x.data(), w.data(), targets.data(), c.N, c.C, c.V, grad_scale,
-            scratch.data(), c.chunk, 0.0f);
+            scratch.data(), c.chunk, c.softcap);
         Dev<bf16> d_x(x), d_w(w), d_dx(dx0);
         Dev<float> d_dw(dw0);
         auto d_losses = Dev<float>::poisoned(c.N);
@@ -172,7 +178,7 @@ TEST(CudaModelOps, LmHeadBf16LogitsMatchesCpu) {
         DeviceBuffer<unsigned char> d_scratch(lm_head_bf16_logits_scratch_bytes(c.chunk, c.V));
         lm_head_cross_entropy_bf16_logits(blas, d_losses.ptr(), d_dx.ptr(), d_dw.ptr(), d_x.ptr(),
                                           d_w.ptr(), d_targets.data(), c.N, c.C, c.V, grad_scale,
-                                          d_scratch.data(), c.chunk);
+                                          d_scratch.data(), c.chunk, c.softcap);
         const double gpu_loss = sum_losses(d_losses.ptr(), c.N, blas.stream());
         expect_close("loss (sum), bf16 logits" + tag, {static_cast<float>(gpu_loss)},
                      {static_cast<float>(loss)}, kTolBf16);
@@ -182,7 +188,7 @@ TEST(CudaModelOps, LmHeadBf16LogitsMatchesCpu) {
         auto d_losses2 = Dev<float>::poisoned(c.N);
         lm_head_cross_entropy_bf16_logits(blas, d_losses2.ptr(), nullptr, nullptr, d_x.ptr(),
                                           d_w.ptr(), d_targets.data(), c.N, c.C, c.V, grad_scale,
-                                          d_scratch.data(), c.chunk);
+                                          d_scratch.data(), c.chunk, c.softcap);
         expect_close("per-token losses, forward only" + tag, d_losses2.get(), d_losses.get(), 0.0);
     }
 }

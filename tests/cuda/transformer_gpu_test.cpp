@@ -1,8 +1,12 @@
 // The GPU transformer (model/gpu/transformer_gpu.h) against the CPU Transformer on the same
 // parameters and tokens: the parameter layout, logits, loss and every parameter gradient in
 // fp32 mode (1e-4 relative), a few training steps (two micro-batches, gradient-norm clipping,
-// AdamW) against the CPU trainer's arithmetic, and the loss in bf16 mode (1e-2 relative).
+// AdamW) against the CPU trainer's arithmetic, and the loss in bf16 mode (1e-2 relative); the
+// same for every architecture switch (QK-norm, soft-caps, ReLU²), and activation checkpointing
+// (mode full: the same bits as mode none, in less memory).
+#include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -28,6 +32,15 @@ ModelArgs args_of(const char* flavor) {
     const Flavor* f = find_flavor(flavor);
     if (!f) throw Error(std::string("no flavor ") + flavor);
     return f->args;
+}
+
+// Every switch at once, with caps tight enough to change the tiny model's scores and logits
+// (the flavors' attention cap of 30 is nearly the identity at this scale).
+ModelArgs tight_kitchen_sink() {
+    ModelArgs a = args_of("tiny_kitchen_sink");
+    a.attn_softcap = 0.5;
+    a.final_softcap = 2.0;
+    return a;
 }
 
 // Random tokens and next-token targets with a few ignored (-1) positions.
@@ -61,25 +74,24 @@ TEST(CudaTransformer, ParameterLayoutMatchesCpu) {
     }
 }
 
-TEST(CudaTransformer, RefusesSwitchesNotOnCuda) {
+TEST(CudaTransformer, RefusesMlaAndMoe) {
     AGPT_REQUIRE_CUDA_DEVICE();
-    for (const char* flavor : {"tiny_qknorm", "tiny_softcap", "tiny_relu2"}) {
-        try {
-            TransformerGpu m(args_of(flavor), 1, 8, GpuPrecision::fp32);
-            ADD_FAILURE() << flavor << " was accepted";
-        } catch (const Error& e) {
-            EXPECT_NE(std::string(e.what()).find("not on cuda yet"), std::string::npos) << e.what();
-        }
+    try {
+        TransformerGpu m(args_of("moe_tiny"), 1, 8, GpuPrecision::fp32);
+        ADD_FAILURE() << "moe_tiny was accepted";
+    } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find("not on cuda yet"), std::string::npos) << e.what();
     }
 }
 
-// fp32 mode: logits, loss and each named gradient against the CPU model.
-void check_fp32_parity(const ModelCase& c) {
+// fp32 mode: logits, loss and each named gradient against the CPU model (whose arena follows
+// the same checkpointing mode).
+void check_fp32_parity(const ModelArgs& a, const ModelCase& c,
+                       ActivationCheckpoint ac = ActivationCheckpoint::none) {
     AGPT_REQUIRE_CUDA_DEVICE();
-    const ModelArgs a = args_of(c.flavor);
-    Transformer cpu(a, c.B, c.T);
+    Transformer cpu(a, c.B, c.T, ac);
     cpu.init_weights("agpt", 7);
-    TransformerGpu gpu(a, c.B, c.T, GpuPrecision::fp32);
+    TransformerGpu gpu(a, c.B, c.T, GpuPrecision::fp32, nullptr, ac);
     gpu.upload_params(cpu.params().data());
     std::vector<int32_t> tokens, targets;
     random_batch(a, c.B, c.T, 11, tokens, targets);
@@ -111,11 +123,31 @@ void check_fp32_parity(const ModelCase& c) {
     expect_close("flat gradient" + tag, grads, cpu.grads(), kTolFp32Long);
 }
 
+void check_fp32_parity(const ModelCase& c) {
+    check_fp32_parity(args_of(c.flavor), c);
+}
+
 TEST(CudaTransformer, Fp32ParityTiny) {
     check_fp32_parity(kTiny);
 }
 TEST(CudaTransformer, Fp32ParityDebugmodel) {
     check_fp32_parity(kDebug);
+}
+TEST(CudaTransformer, Fp32ParityQkNorm) {
+    check_fp32_parity({"tiny_qknorm", 2, 19});
+}
+TEST(CudaTransformer, Fp32ParitySoftcap) {
+    check_fp32_parity({"tiny_softcap", 2, 19});
+}
+TEST(CudaTransformer, Fp32ParityRelu2) {
+    check_fp32_parity({"tiny_relu2", 2, 19});
+}
+TEST(CudaTransformer, Fp32ParityKitchenSinkTightCaps) {
+    check_fp32_parity(tight_kitchen_sink(), {"tiny_kitchen_sink + caps 0.5/2", 2, 19});
+}
+TEST(CudaTransformer, Fp32ParityKitchenSinkCheckpointed) {
+    check_fp32_parity(tight_kitchen_sink(), {"tiny_kitchen_sink + caps, AC full", 2, 19},
+                      ActivationCheckpoint::full);
 }
 
 // Three steps of the CPU trainer's loop (two micro-batches, clip_grad_norm, AdamW) on both.
@@ -166,9 +198,8 @@ TEST(CudaTransformer, Fp32TrainingStepsMatchCpuTrainer) {
 
 // bf16 mode: the loss within 1e-2 of the fp32 CPU model's, gradients roughly along (bf16
 // activations: ~1e-2 relative per tensor).
-void check_bf16(const ModelCase& c) {
+void check_bf16(const ModelArgs& a, const ModelCase& c) {
     AGPT_REQUIRE_CUDA_DEVICE();
-    const ModelArgs a = args_of(c.flavor);
     Transformer cpu(a, c.B, c.T);
     cpu.init_weights("agpt", 5);
     TransformerGpu gpu(a, c.B, c.T, GpuPrecision::bf16);
@@ -194,10 +225,78 @@ void check_bf16(const ModelCase& c) {
 }
 
 TEST(CudaTransformer, Bf16LossTiny) {
-    check_bf16(kTiny);
+    check_bf16(args_of(kTiny.flavor), kTiny);
 }
 TEST(CudaTransformer, Bf16LossDebugmodel) {
-    check_bf16(kDebug);
+    check_bf16(args_of(kDebug.flavor), kDebug);
+}
+TEST(CudaTransformer, Bf16LossSwitches) {
+    for (const char* flavor : {"tiny_qknorm", "tiny_softcap", "tiny_relu2"})
+        check_bf16(args_of(flavor), {flavor, 2, 19});
+    check_bf16(tight_kitchen_sink(), {"tiny_kitchen_sink + caps 0.5/2", 2, 19});
+}
+
+// Activation checkpointing on the device: mode full recomputes each layer's forward with the
+// same kernels in the same order, so losses and every gradient equal mode none's bit for bit,
+// in both precisions, over two micro-batches of different shapes; the arena is smaller.
+void check_checkpoint_bitwise(const ModelArgs& a, GpuPrecision precision, const char* tag) {
+    AGPT_REQUIRE_CUDA_DEVICE();
+    const int B = 2, T = 19;
+    Transformer cpu(a, 1, 1);
+    cpu.init_weights("agpt", 9);
+    TransformerGpu none(a, B, T, precision, nullptr, ActivationCheckpoint::none);
+    TransformerGpu full(a, B, T, precision, nullptr, ActivationCheckpoint::full);
+    none.upload_params(cpu.params().data());
+    full.upload_params(cpu.params().data());
+    none.zero_grad();
+    full.zero_grad();
+    for (int m = 0; m < 2; m++) {
+        const int Bm = m == 0 ? B : 1, Tm = m == 0 ? T : 11;
+        std::vector<int32_t> tokens, targets;
+        random_batch(a, Bm, Tm, 40 + m, tokens, targets);
+        const double ln = none.forward_backward(tokens.data(), targets.data(), Bm, Tm, 0.03);
+        const double lf = full.forward_backward(tokens.data(), targets.data(), Bm, Tm, 0.03);
+        EXPECT_EQ(ln, lf) << tag << " micro-batch " << m;
+    }
+    std::vector<float> gn(none.num_params()), gf(full.num_params());
+    none.download_grads(gn.data());
+    full.download_grads(gf.data());
+    std::size_t differing = 0;
+    for (std::size_t i = 0; i < gn.size(); i++)
+        differing += std::memcmp(&gn[i], &gf[i], sizeof(float)) != 0;
+    EXPECT_EQ(differing, 0u) << tag << ": gradients differing in their bits";
+    std::vector<float> lg_n(static_cast<std::size_t>(B) * T * a.vocab_size), lg_f(lg_n.size());
+    std::vector<int32_t> tokens, targets;
+    random_batch(a, B, T, 50, tokens, targets);
+    none.forward_logits(tokens.data(), B, T, lg_n.data());
+    full.forward_logits(tokens.data(), B, T, lg_f.data());
+    EXPECT_EQ(std::memcmp(lg_n.data(), lg_f.data(), lg_n.size() * sizeof(float)), 0) << tag;
+    std::printf("    %s activation bytes: none %zu, full %zu\n", tag, none.activation_bytes(),
+                full.activation_bytes());
+    EXPECT_LT(full.activation_bytes(), none.activation_bytes()) << tag;
+}
+
+TEST(CudaTransformer, CheckpointFullEqualsNoneBitwise) {
+    check_checkpoint_bitwise(args_of("tiny"), GpuPrecision::fp32, "tiny fp32");
+    check_checkpoint_bitwise(tight_kitchen_sink(), GpuPrecision::fp32, "kitchen sink fp32");
+    check_checkpoint_bitwise(tight_kitchen_sink(), GpuPrecision::bf16, "kitchen sink bf16");
+}
+
+// The arena under full checkpointing holds the layer inputs and one layer's working set:
+// with more layers it grows by one (N, D) input per layer, not by a layer's activations.
+TEST(CudaTransformer, CheckpointFullArenaGrowsByInputsOnly) {
+    AGPT_REQUIRE_CUDA_DEVICE();
+    ModelArgs a2 = args_of("tiny"), a4 = a2;
+    a4.n_layers = 4;
+    const int B = 2, T = 16;
+    auto bytes = [&](const ModelArgs& a, ActivationCheckpoint ac) {
+        return TransformerGpu(a, B, T, GpuPrecision::fp32, nullptr, ac).activation_bytes();
+    };
+    const std::size_t input = static_cast<std::size_t>(B) * T * a2.dim * sizeof(float);
+    EXPECT_EQ(bytes(a4, ActivationCheckpoint::full) - bytes(a2, ActivationCheckpoint::full),
+              2 * input);
+    EXPECT_GT(bytes(a4, ActivationCheckpoint::none) - bytes(a2, ActivationCheckpoint::none),
+              10 * input);
 }
 
 }  // namespace

@@ -55,11 +55,13 @@ __device__ __forceinline__ void load_tile(float* dst, const T* src, long stride,
     }
 }
 
-// The score the softmax sees: s·scale, capped when cap > 0. *dfac = its derivative w.r.t. s.
+// The score the softmax sees: s·scale, capped when CAP (a template argument: an uncapped model
+// pays nothing for the cap). *dfac = its derivative w.r.t. s.
+template <bool CAP>
 __device__ __forceinline__ float softmax_score(float s, float scale, float cap, float* dfac) {
     float x = s * scale;
     *dfac = scale;
-    if (cap > 0.0f) {
+    if constexpr (CAP) {
         x = cap * tanhf(x / cap);
         const float t = x / cap;
         *dfac = (1.0f - t * t) * scale;
@@ -91,7 +93,7 @@ __device__ __forceinline__ void load_row_stats(float* lse_s, float* D_s, const f
 // P and dS for one (query tile, key tile) pair: thread (warp, lane) takes key j = lane and
 // rows i = warp·kRows + r. Invisible pairs (key after query, or query past the end) give 0.
 // Ps may be null (the dQ kernel needs only dS).
-template <int NR>
+template <int NR, bool CAP>
 __device__ __forceinline__ void probs_and_dscores(float* Ps, float* dSs, const float* Qs,
                                                   const float* dOs, const float* Ks,
                                                   const float* Vs, const float* lse_s,
@@ -119,7 +121,7 @@ __device__ __forceinline__ void probs_and_dscores(float* Ps, float* dSs, const f
         float p = 0.0f, ds = 0.0f;
         if (kj <= qi && qi < T_len) {
             float dfac;
-            const float x = softmax_score(s[r], scale, cap, &dfac);
+            const float x = softmax_score<CAP>(s[r], scale, cap, &dfac);
             p = expf(x - lse_s[i]);
             ds = p * (dp[r] - D_s[i]) * dfac;
         }
@@ -128,7 +130,7 @@ __device__ __forceinline__ void probs_and_dscores(float* Ps, float* dSs, const f
     }
 }
 
-template <typename T, int NR>
+template <typename T, int NR, bool CAP>
 __global__ void __launch_bounds__(kThreads)
     attention_forward_kernel(T* out, float* lse, const T* qkv, int T_len, int H, int KV, int hd,
                              float scale, float cap) {
@@ -181,7 +183,7 @@ __global__ void __launch_bounds__(kThreads)
             const int i = warp * kRows + r;
             const bool visible = kj <= q0 + i;
             float dfac;
-            const float x = visible ? softmax_score(s[r], scale, cap, &dfac) : -INFINITY;
+            const float x = visible ? softmax_score<CAP>(s[r], scale, cap, &dfac) : -INFINITY;
             // Key 0 is visible to every query, so m is finite from the first tile on.
             const float m_new = fmaxf(m[r], warp_max(x));
             const float alpha = expf(m[r] - m_new);
@@ -225,7 +227,7 @@ __global__ void __launch_bounds__(kThreads)
     }
 }
 
-template <typename T, int NR>
+template <typename T, int NR, bool CAP>
 __global__ void __launch_bounds__(kThreads)
     attention_backward_dkv_kernel(T* dqkv, const T* dout, const T* qkv, const T* out,
                                   const float* lse, int T_len, int H, int KV, int hd, float scale,
@@ -274,7 +276,8 @@ __global__ void __launch_bounds__(kThreads)
                            dout + bT * out_row + qcol, out + bT * out_row + qcol, out_row, q0,
                            T_len, hd);
             __syncthreads();
-            probs_and_dscores<NR>(Ps, dSs, Qs, dOs, Ks, Vs, lse_s, D_s, q0, k0, T_len, scale, cap);
+            probs_and_dscores<NR, CAP>(Ps, dSs, Qs, dOs, Ks, Vs, lse_s, D_s, q0, k0, T_len, scale,
+                                       cap);
             __syncthreads();
             // dV[j] += Σ_i P[i,j]·dO[i], dK[j] += Σ_i dS[i,j]·Q[i]; keys j = warp·kRows + r.
 #pragma unroll 2
@@ -317,7 +320,7 @@ __global__ void __launch_bounds__(kThreads)
     }
 }
 
-template <typename T, int NR>
+template <typename T, int NR, bool CAP>
 __global__ void __launch_bounds__(kThreads)
     attention_backward_dq_kernel(T* dqkv, const T* dout, const T* qkv, const T* out,
                                  const float* lse, int T_len, int H, int KV, int hd, float scale,
@@ -361,7 +364,8 @@ __global__ void __launch_bounds__(kThreads)
         load_tile<T, NR>(Ks, base + k0 * row + static_cast<long>(H + g) * hd, row, nk, hd);
         load_tile<T, NR>(Vs, base + k0 * row + static_cast<long>(H + KV + g) * hd, row, nk, hd);
         __syncthreads();
-        probs_and_dscores<NR>(nullptr, dSs, Qs, dOs, Ks, Vs, lse_s, D_s, q0, k0, T_len, scale, cap);
+        probs_and_dscores<NR, CAP>(nullptr, dSs, Qs, dOs, Ks, Vs, lse_s, D_s, q0, k0, T_len, scale,
+                                   cap);
         __syncwarp();  // each warp reads back only its own rows of dS
                        // dQ[i] += Σ_j dS[i,j]·K[j]; rows i = warp·kRows + r.
 #pragma unroll 4
@@ -403,7 +407,8 @@ template <typename T, int NR>
 void forward_nr(T* out, float* lse, const T* qkv, int B, int T_len, int H, int KV, int hd,
                 float cap, cudaStream_t stream) {
     constexpr std::size_t smem = Dims<NR>::forward_smem;
-    auto kernel = attention_forward_kernel<T, NR>;
+    auto kernel =
+        cap > 0.0f ? attention_forward_kernel<T, NR, true> : attention_forward_kernel<T, NR, false>;
     AGPT_CUDA_CHECK(
         cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
     const dim3 grid(ceil_div(T_len, kTile), H, B);
@@ -418,12 +423,14 @@ void backward_nr(T* dqkv, const T* dout, const T* qkv, const T* out, const float
     constexpr std::size_t smem = Dims<NR>::backward_smem;
     const float scale = 1.0f / sqrtf(static_cast<float>(hd));
     const int nt = static_cast<int>(ceil_div(T_len, kTile));
-    auto dkv = attention_backward_dkv_kernel<T, NR>;
+    auto dkv = cap > 0.0f ? attention_backward_dkv_kernel<T, NR, true>
+                          : attention_backward_dkv_kernel<T, NR, false>;
     AGPT_CUDA_CHECK(cudaFuncSetAttribute(dkv, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
     dkv<<<dim3(nt, KV, B), kThreads, smem, stream>>>(dqkv, dout, qkv, out, lse, T_len, H, KV, hd,
                                                      scale, cap);
     AGPT_CUDA_CHECK_LAUNCH();
-    auto dq = attention_backward_dq_kernel<T, NR>;
+    auto dq = cap > 0.0f ? attention_backward_dq_kernel<T, NR, true>
+                         : attention_backward_dq_kernel<T, NR, false>;
     AGPT_CUDA_CHECK(cudaFuncSetAttribute(dq, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
     dq<<<dim3(nt, H, B), kThreads, smem, stream>>>(dqkv, dout, qkv, out, lse, T_len, H, KV, hd,
                                                    scale, cap);

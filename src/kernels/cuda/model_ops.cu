@@ -241,16 +241,27 @@ __global__ void rope_vec_kernel(T* x, const float* cos_table, const float* sin_t
 
 constexpr int kXentThreads = 512;
 
-// One block per row of bf16 logits z (V): loss = log Σexp(z) − z[target]; with backward, z is
-// overwritten by grad_scale·(softmax − onehot) (zeros for an ignored row). vec: V is a multiple
-// of 8 and the rows 16-byte aligned.
+// One block per row of bf16 logits z (V): loss = log Σexp(y) − y[target] with y = z, or
+// y = cap·tanh(z/cap) when CAP; with backward, z is overwritten by
+// grad_scale·(softmax(y) − onehot)·dy/dz (zeros for an ignored row). vec: V is a multiple of 8
+// and the rows 16-byte aligned.
+template <bool CAP>
 __global__ void __launch_bounds__(kXentThreads)
     xent_bf16_kernel(bf16* logits, float* losses, const int32_t* targets, int V, float grad_scale,
-                     bool backward, bool vec) {
+                     float cap, bool backward, bool vec) {
     __shared__ float red[32];
     using P = Pack<bf16, 8>;
     bf16* z = logits + static_cast<long>(blockIdx.x) * V;
     const int32_t target = targets[blockIdx.x];
+    auto capped = [&](float x) {
+        if constexpr (CAP) x = cap * tanhf(x / cap);
+        return x;
+    };
+    auto cap_grad = [&](float y) {  // dy/dz from y: 1 − (y/cap)²
+        float d = 1.0f;
+        if constexpr (CAP) d -= (y / cap) * (y / cap);
+        return d;
+    };
     float m = -INFINITY, s = 0.0f;
     auto add = [&](float y) {
         if (y > m) {
@@ -264,36 +275,34 @@ __global__ void __launch_bounds__(kXentThreads)
         for (int v = threadIdx.x * 8; v < V; v += kXentThreads * 8) {
             const P p = *reinterpret_cast<const P*>(z + v);
 #pragma unroll
-            for (int k = 0; k < 8; k++) add(to_float(p.v[k]));
+            for (int k = 0; k < 8; k++) add(capped(to_float(p.v[k])));
         }
     } else {
-        for (int v = threadIdx.x; v < V; v += kXentThreads) add(to_float(z[v]));
+        for (int v = threadIdx.x; v < V; v += kXentThreads) add(capped(to_float(z[v])));
     }
     const float mx = block_max(m, red);
     const float sum = block_sum(m == -INFINITY ? 0.0f : s * expf(m - mx), red);
-    const float target_logit = target >= 0 ? to_float(z[target]) : 0.0f;
+    const float target_logit = target >= 0 ? capped(to_float(z[target])) : 0.0f;
     if (threadIdx.x == 0) losses[blockIdx.x] = target >= 0 ? logf(sum) + mx - target_logit : 0.0f;
     if (!backward) return;
     __syncthreads();  // every thread has read z[target] before it is overwritten
     const float scale = target >= 0 ? grad_scale / sum : 0.0f;
-    const float tg = target >= 0 ? grad_scale : 0.0f;
+    const float tg = target >= 0 ? grad_scale * cap_grad(target_logit) : 0.0f;
+    auto grad = [&](float zv, int v) {
+        const float y = capped(zv);
+        float g = expf(y - mx) * scale * cap_grad(y);
+        if (v == target) g -= tg;
+        return from_float<bf16>(g);
+    };
     if (vec) {
         for (int v = threadIdx.x * 8; v < V; v += kXentThreads * 8) {
             P p = *reinterpret_cast<const P*>(z + v);
 #pragma unroll
-            for (int k = 0; k < 8; k++) {
-                float g = expf(to_float(p.v[k]) - mx) * scale;
-                if (v + k == target) g -= tg;
-                p.v[k] = from_float<bf16>(g);
-            }
+            for (int k = 0; k < 8; k++) p.v[k] = grad(to_float(p.v[k]), v + k);
             *reinterpret_cast<P*>(z + v) = p;
         }
     } else {
-        for (int v = threadIdx.x; v < V; v += kXentThreads) {
-            float g = expf(to_float(z[v]) - mx) * scale;
-            if (v == target) g -= tg;
-            z[v] = from_float<bf16>(g);
-        }
+        for (int v = threadIdx.x; v < V; v += kXentThreads) z[v] = grad(to_float(z[v]), v);
     }
 }
 
@@ -381,7 +390,7 @@ std::size_t lm_head_bf16_logits_scratch_bytes(int chunk, int V) {
 void lm_head_cross_entropy_bf16_logits(Blas& blas, float* losses, bf16* dx, float* dweight,
                                        const bf16* x, const bf16* weight, const int32_t* targets,
                                        int N, int C, int V, float grad_scale, void* scratch,
-                                       int chunk) {
+                                       int chunk, float softcap) {
     if (N <= 0) return;
     if (chunk <= 0 || V <= 0)
         fail_call("bad chunk or vocabulary size", "lm_head_cross_entropy_bf16_logits", __FILE__,
@@ -393,8 +402,12 @@ void lm_head_cross_entropy_bf16_logits(Blas& blas, float* losses, bf16* dx, floa
         const int n = N - start < chunk ? N - start : chunk;
         const bf16* xc = x + static_cast<long>(start) * C;
         gemm<bf16, bf16>(blas, false, true, n, V, C, 1.0f, xc, C, weight, C, 0.0f, logits, V);
-        xent_bf16_kernel<<<n, kXentThreads, 0, blas.stream()>>>(
-            logits, losses + start, targets + start, V, grad_scale, backward, vec);
+        if (softcap > 0.0f)
+            xent_bf16_kernel<true><<<n, kXentThreads, 0, blas.stream()>>>(
+                logits, losses + start, targets + start, V, grad_scale, softcap, backward, vec);
+        else
+            xent_bf16_kernel<false><<<n, kXentThreads, 0, blas.stream()>>>(
+                logits, losses + start, targets + start, V, grad_scale, softcap, backward, vec);
         AGPT_CUDA_CHECK_LAUNCH();
         if (dx)
             gemm<bf16, bf16>(blas, false, false, n, C, V, 1.0f, logits, V, weight, C, 1.0f,

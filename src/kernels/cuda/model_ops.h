@@ -55,16 +55,18 @@ template <typename T>
 void rope_backward_vec(T* dx, const float* cos_table, const float* sin_table, int B, int T_len,
                        int n_heads, int hd, int row_stride, cudaStream_t stream = nullptr);
 
-// The LM head fused with cross-entropy (cross_entropy.h's function, no soft-cap) for bf16
+// The LM head fused with cross-entropy (cross_entropy.h's function) for bf16
 // storage with bf16 logits, as PyTorch's autocast computes them: per chunk of rows one GEMM
 // writes bf16 logits, one kernel forms the row's max and Σexp in one online pass (fp32) and
 // overwrites the logits in place with dlogits = grad_scale·(softmax − onehot), then the dx
-// (bf16, accumulated) and dweight (fp32, accumulated) GEMMs. Half the memory traffic of the fp32
-// logits. losses (N, fp32) = -log p(target), 0 for targets of -1. scratch: chunk·V bf16.
+// (bf16, accumulated) and dweight (fp32, accumulated) GEMMs. softcap c > 0 caps the logits to
+// c·tanh(z/c) inside the row kernel (fp32, from the bf16 logits), as cross_entropy.h does. Half the
+// memory traffic of the fp32 logits. losses (N, fp32) = -log p(target), 0 for targets of -1.
+// scratch: chunk·V bf16.
 void lm_head_cross_entropy_bf16_logits(Blas& blas, float* losses, bf16* dx, float* dweight,
                                        const bf16* x, const bf16* weight, const int32_t* targets,
                                        int N, int C, int V, float grad_scale, void* scratch,
-                                       int chunk);
+                                       int chunk, float softcap = 0.0f);
 std::size_t lm_head_bf16_logits_scratch_bytes(int chunk, int V);
 
 }  // namespace agpt::cuda

@@ -12,16 +12,21 @@ constexpr int kWarps = kThreads / 32;
 // Rows per block of the backward: its dweight partial sums these rows, in order.
 constexpr int kRowBlock = 64;
 
-// One warp per row.
+// Where row r = n·heads + h of a per-head norm starts in rows of the given stride.
+__device__ __forceinline__ long row_start(long r, int heads, long stride, int C) {
+    return r / heads * stride + r % heads * C;
+}
+
+// One warp per row; rows of C elements, `heads` of them side by side in each strided row.
 template <typename T>
 __global__ void __launch_bounds__(kThreads)
-    rmsnorm_forward_kernel(T* out, float* rstd, const T* inp, const T* weight, int N, int C,
-                           float eps) {
-    const int row = blockIdx.x * kWarps + threadIdx.x / 32;
+    rmsnorm_forward_kernel(T* out, long out_stride, float* rstd, const T* inp, long in_stride,
+                           const T* weight, long rows, int heads, int C, float eps) {
+    const long row = static_cast<long>(blockIdx.x) * kWarps + threadIdx.x / 32;
     const int lane = threadIdx.x % 32;
-    if (row >= N) return;
-    const T* x = inp + static_cast<long>(row) * C;
-    T* o = out + static_cast<long>(row) * C;
+    if (row >= rows) return;
+    const T* x = inp + row_start(row, heads, in_stride, C);
+    T* o = out + row_start(row, heads, out_stride, C);
     float ss = 0.0f;
     for (int j = lane; j < C; j += 32) {
         const float v = to_float(x[j]);
@@ -39,18 +44,20 @@ __global__ void __launch_bounds__(kThreads)
 // partial, written to partial[b·C + c].
 template <typename T>
 __global__ void __launch_bounds__(kThreads)
-    rmsnorm_backward_kernel(T* dinp, float* partial, const T* dout, const T* inp, const T* weight,
-                            const float* rstd, int N, int C) {
+    rmsnorm_backward_kernel(T* dinp, long dinp_stride, float* partial, const T* dout,
+                            long dout_stride, const T* inp, long in_stride, const T* weight,
+                            const float* rstd, long n_rows, int heads, int C) {
     __shared__ float coef[kRowBlock];
     __shared__ float rs[kRowBlock];
-    const int row0 = blockIdx.x * kRowBlock;
-    const int rows = min(kRowBlock, N - row0);
+    const long row0 = static_cast<long>(blockIdx.x) * kRowBlock;
+    const int rows = static_cast<int>(min(static_cast<long>(kRowBlock), n_rows - row0));
     const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
     for (int i = warp; i < rows; i += kWarps) {
-        const long off = static_cast<long>(row0 + i) * C;
+        const T* g = dout + row_start(row0 + i, heads, dout_stride, C);
+        const T* x = inp + row_start(row0 + i, heads, in_stride, C);
         float dot = 0.0f;
         for (int j = lane; j < C; j += 32)
-            dot += to_float(dout[off + j]) * to_float(weight[j]) * to_float(inp[off + j]);
+            dot += to_float(g[j]) * to_float(weight[j]) * to_float(x[j]);
         dot = warp_sum(dot);
         if (lane == 0) {
             const float r = rstd[row0 + i];
@@ -63,11 +70,11 @@ __global__ void __launch_bounds__(kThreads)
         const float w = to_float(weight[c]);
         float dw = 0.0f;
         for (int i = 0; i < rows; ++i) {
-            const long idx = static_cast<long>(row0 + i) * C + c;
-            const float g = to_float(dout[idx]);
-            const float x = to_float(inp[idx]);
+            const long r0 = row0 + i;
+            const float g = to_float(dout[row_start(r0, heads, dout_stride, C) + c]);
+            const float x = to_float(inp[row_start(r0, heads, in_stride, C) + c]);
             const float r = rs[i];
-            add_to(dinp + idx, r * w * g - coef[i] * x);
+            add_to(dinp + row_start(r0, heads, dinp_stride, C) + c, r * w * g - coef[i] * x);
             dw += g * x * r;
         }
         partial[static_cast<long>(blockIdx.x) * C + c] = dw;
@@ -86,26 +93,43 @@ __global__ void sum_partials_kernel(float* dweight, const float* partial, int bl
 }  // namespace
 
 template <typename T>
+void rmsnorm_heads_forward(T* out, long out_stride, float* rstd, const T* inp, long in_stride,
+                           const T* weight, int N, int heads, int C, float eps,
+                           cudaStream_t stream) {
+    const long rows = static_cast<long>(N) * heads;
+    if (rows <= 0) return;
+    rmsnorm_forward_kernel<T><<<ceil_div(rows, kWarps), kThreads, 0, stream>>>(
+        out, out_stride, rstd, inp, in_stride, weight, rows, heads, C, eps);
+    AGPT_CUDA_CHECK_LAUNCH();
+}
+
+template <typename T>
+void rmsnorm_heads_backward(T* dinp, long dinp_stride, float* dweight, const T* dout,
+                            long dout_stride, const T* inp, long in_stride, const T* weight,
+                            const float* rstd, int N, int heads, int C, cudaStream_t stream) {
+    const long rows = static_cast<long>(N) * heads;
+    if (rows <= 0 || C <= 0) return;
+    const int blocks = static_cast<int>(ceil_div(rows, kRowBlock));
+    StreamScratch partial(sizeof(float) * blocks * static_cast<std::size_t>(C), stream);
+    rmsnorm_backward_kernel<T>
+        <<<blocks, kThreads, 0, stream>>>(dinp, dinp_stride, partial.as<float>(), dout, dout_stride,
+                                          inp, in_stride, weight, rstd, rows, heads, C);
+    AGPT_CUDA_CHECK_LAUNCH();
+    sum_partials_kernel<<<ceil_div(C, 256), 256, 0, stream>>>(dweight, partial.as<float>(), blocks,
+                                                              C);
+    AGPT_CUDA_CHECK_LAUNCH();
+}
+
+template <typename T>
 void rmsnorm_forward(T* out, float* rstd, const T* inp, const T* weight, int N, int C, float eps,
                      cudaStream_t stream) {
-    if (N <= 0) return;
-    rmsnorm_forward_kernel<T>
-        <<<ceil_div(N, kWarps), kThreads, 0, stream>>>(out, rstd, inp, weight, N, C, eps);
-    AGPT_CUDA_CHECK_LAUNCH();
+    rmsnorm_heads_forward<T>(out, C, rstd, inp, C, weight, N, 1, C, eps, stream);
 }
 
 template <typename T>
 void rmsnorm_backward(T* dinp, float* dweight, const T* dout, const T* inp, const T* weight,
                       const float* rstd, int N, int C, cudaStream_t stream) {
-    if (N <= 0 || C <= 0) return;
-    const int blocks = static_cast<int>(ceil_div(N, kRowBlock));
-    StreamScratch partial(sizeof(float) * blocks * static_cast<std::size_t>(C), stream);
-    rmsnorm_backward_kernel<T>
-        <<<blocks, kThreads, 0, stream>>>(dinp, partial.as<float>(), dout, inp, weight, rstd, N, C);
-    AGPT_CUDA_CHECK_LAUNCH();
-    sum_partials_kernel<<<ceil_div(C, 256), 256, 0, stream>>>(dweight, partial.as<float>(), blocks,
-                                                              C);
-    AGPT_CUDA_CHECK_LAUNCH();
+    rmsnorm_heads_backward<T>(dinp, C, dweight, dout, C, inp, C, weight, rstd, N, 1, C, stream);
 }
 
 template void rmsnorm_forward<float>(float*, float*, const float*, const float*, int, int, float,
@@ -116,5 +140,15 @@ template void rmsnorm_backward<float>(float*, float*, const float*, const float*
                                       const float*, int, int, cudaStream_t);
 template void rmsnorm_backward<bf16>(bf16*, float*, const bf16*, const bf16*, const bf16*,
                                      const float*, int, int, cudaStream_t);
+template void rmsnorm_heads_forward<float>(float*, long, float*, const float*, long, const float*,
+                                           int, int, int, float, cudaStream_t);
+template void rmsnorm_heads_forward<bf16>(bf16*, long, float*, const bf16*, long, const bf16*, int,
+                                          int, int, float, cudaStream_t);
+template void rmsnorm_heads_backward<float>(float*, long, float*, const float*, long, const float*,
+                                            long, const float*, const float*, int, int, int,
+                                            cudaStream_t);
+template void rmsnorm_heads_backward<bf16>(bf16*, long, float*, const bf16*, long, const bf16*,
+                                           long, const bf16*, const float*, int, int, int,
+                                           cudaStream_t);
 
 }  // namespace agpt::cuda

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <type_traits>
+#include <utility>
 
 #include "core/error.h"
 #include "kernels/cpu/rope.h"
@@ -16,17 +17,20 @@
 #include "kernels/cuda/embedding.h"
 #include "kernels/cuda/gemm.h"
 #include "kernels/cuda/model_ops.h"
+#include "kernels/cuda/relu2.h"
 #include "kernels/cuda/rmsnorm.h"
 #include "kernels/cuda/rope.h"
+#include "kernels/cuda/softcap.h"
 
 namespace agpt {
 
 using cuda::bf16;
 
 // Offsets (in elements) of one layer's parameters in the flat buffers. wk, wv follow wq and w3
-// follows w1, so wq and w1 start the fused qkv and w1|w3 matrices.
+// follows w1, so wq and w1 start the fused qkv and w1|w3 matrices. q_norm, k_norm: 0 without
+// QK-norm.
 struct TransformerGpu::LayerOffsets {
-    std::size_t attention_norm, wq, wo, ffn_norm, w1, w2;
+    std::size_t attention_norm, wq, wo, q_norm, k_norm, ffn_norm, w1, w2;
 };
 
 namespace {
@@ -36,14 +40,24 @@ constexpr std::size_t align256(std::size_t b) {
 }
 
 // Byte offsets of one layer's saved activations for N rows with elements of es bytes; the
-// statistics (rstd, lse) are fp32. As the CPU arena: the block input, both norm outputs and
-// their rstd, the post-RoPE qkv, the attention output and lse, the mid-block residual, the
-// w1|w3 output and the SwiGLU output.
+// statistics (rstd, lse) are fp32. As the CPU arena: the block input (none under full
+// activation checkpointing: the inputs live apart), both norm outputs and their rstd, the
+// post-RoPE qkv, q|k before the QK-norm and its rstd (with qk_norm), the attention output and
+// lse, the mid-block residual, the w1|w3 (ReLU²: w1) output and the FFN activation.
 struct ActLayout {
-    std::size_t x, anorm, arstd, qkv, attn, lse, h, fnorm, frstd, h13, gate, size;
+    std::size_t x, anorm, arstd, qkv, qk_raw, qk_rstd, attn, lse, h, fnorm, frstd, h13, gate, size;
 };
 
-ActLayout act_layout(const ModelArgs& a, std::size_t N, std::size_t es) {
+std::size_t ffn_in(const ModelArgs& a) {
+    return a.ffn == FfnType::swiglu ? 2 * static_cast<std::size_t>(a.ffn_hidden())
+                                    : static_cast<std::size_t>(a.ffn_hidden());
+}
+
+std::size_t qk_heads(const ModelArgs& a) {
+    return a.qk_norm ? static_cast<std::size_t>(a.n_heads + a.n_kv_heads) : 0;
+}
+
+ActLayout act_layout(const ModelArgs& a, std::size_t N, std::size_t es, bool with_input) {
     const std::size_t D = a.dim, F = a.ffn_hidden(), Q = a.qkv_dim(),
                       A = static_cast<std::size_t>(a.n_heads) * a.head_dim();
     ActLayout l{};
@@ -53,25 +67,60 @@ ActLayout act_layout(const ModelArgs& a, std::size_t N, std::size_t es) {
         o += align256(bytes);
         return at;
     };
-    l.x = take(N * D * es);
+    l.x = take(with_input ? N * D * es : 0);
     l.anorm = take(N * D * es);
     l.arstd = take(N * 4);
     l.qkv = take(N * Q * es);
+    l.qk_raw = take(N * qk_heads(a) * a.head_dim() * es);
+    l.qk_rstd = take(N * qk_heads(a) * 4);
     l.attn = take(N * A * es);
     l.lse = take(N * a.n_heads * 4);
     l.h = take(N * D * es);
     l.fnorm = take(N * D * es);
     l.frstd = take(N * 4);
-    l.h13 = take(N * 2 * F * es);
+    l.h13 = take(N * ffn_in(a) * es);
     l.gate = take(N * F * es);
     l.size = o;
     return l;
 }
 
+// Where the arena keeps what (byte offsets). Mode none: each layer's saved activations (its
+// input first), then the residual stream after the last layer. Mode full (activation
+// checkpointing): every layer's input and the stream after the last, then ONE layer's working
+// set, rewritten by each layer's forward and by its recomputation before its backward. Both end
+// with the final norm's output and rstd.
+struct ArenaMap {
+    ActLayout l;
+    std::size_t nd;  // one (N, D) tensor
+    std::size_t rows_f32;
+    int n_layers;
+    bool full;
+    std::size_t input(int layer) const {
+        return full ? nd * layer : l.size * layer;  // l.x = 0: the input starts a layer's block
+    }
+    std::size_t saved(int layer) const { return full ? nd * (n_layers + 1) : l.size * layer; }
+    std::size_t final_norm() const {
+        return full ? nd * (n_layers + 1) + l.size : l.size * n_layers + nd;
+    }
+    std::size_t final_rstd() const { return final_norm() + nd; }
+    std::size_t size() const { return final_rstd() + rows_f32; }
+};
+
+ArenaMap arena_map(const ModelArgs& a, std::size_t N, std::size_t es, ActivationCheckpoint ac) {
+    ArenaMap m{};
+    m.full = ac == ActivationCheckpoint::full;
+    m.l = act_layout(a, N, es, !m.full);
+    m.nd = align256(N * a.dim * es);
+    m.rows_f32 = align256(N * 4);
+    m.n_layers = a.n_layers;
+    return m;
+}
+
 // Backward temporaries: the residual gradient, a norm output's gradient, then the FFN's
-// (d_gate, d_h13) and the attention's (d_attn, d_qkv) sharing one region (never live together).
+// (d_gate, d_h13) and the attention's (d_attn, d_qkv and, with QK-norm, d(q|k before the norm))
+// sharing one region (never live together).
 struct GradLayout {
-    std::size_t dres, dnorm, dgate, dh13, dattn, dqkv, size;
+    std::size_t dres, dnorm, dgate, dh13, dattn, dqkv, dqk, size;
 };
 
 GradLayout grad_layout(const ModelArgs& a, std::size_t N, std::size_t es) {
@@ -85,7 +134,9 @@ GradLayout grad_layout(const ModelArgs& a, std::size_t N, std::size_t es) {
     g.dh13 = shared + align256(N * F * es);
     g.dattn = shared;
     g.dqkv = shared + align256(N * A * es);
-    g.size = std::max(g.dh13 + align256(N * 2 * F * es), g.dqkv + align256(N * Q * es));
+    g.dqk = g.dqkv + align256(N * Q * es);
+    g.size = std::max(g.dh13 + align256(N * ffn_in(a) * es),
+                      g.dqk + align256(N * qk_heads(a) * a.head_dim() * es));
     return g;
 }
 
@@ -123,6 +174,16 @@ void memset_async(void* p, std::size_t bytes, cudaStream_t s) {
 
 void copy_async(void* dst, const void* src, std::size_t bytes, cudaStream_t s) {
     if (bytes > 0) AGPT_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, s));
+}
+
+// The first `cols` elements of each of N rows: src rows are src_stride elements apart, dst rows
+// dst_stride (QK-norm: q|k between the fused qkv rows and their own buffer).
+template <typename T>
+void copy_columns_async(T* dst, long dst_stride, const T* src, long src_stride, long cols, int N,
+                        cudaStream_t s) {
+    if (N > 0 && cols > 0)
+        AGPT_CUDA_CHECK(cudaMemcpy2DAsync(dst, dst_stride * sizeof(T), src, src_stride * sizeof(T),
+                                          cols * sizeof(T), N, cudaMemcpyDeviceToDevice, s));
 }
 
 // Host -> device on the model's stream, complete on return. (DeviceBuffer::upload's cudaMemcpy
@@ -184,14 +245,19 @@ std::vector<ParamView> transformer_param_views(const ModelArgs& args) {
 }
 
 TransformerGpu::TransformerGpu(const ModelArgs& args, int max_batch, int max_seq,
-                               GpuPrecision precision, cudaStream_t stream)
-    : args_(args), max_batch_(max_batch), max_seq_(max_seq), precision_(precision), blas_(stream) {
+                               GpuPrecision precision, cudaStream_t stream,
+                               ActivationCheckpoint checkpoint)
+    : args_(args),
+      max_batch_(max_batch),
+      max_seq_(max_seq),
+      precision_(precision),
+      checkpoint_(checkpoint),
+      blas_(stream) {
     if (args.mla || args.is_moe()) fail("model: MLA and MoE models are not on cuda yet (CPU only)");
-    if (args.has_switches())
-        fail(
-            "model: {} is not on cuda yet (the GPU model runs the plain Llama block: no "
-            "qk_norm, soft-caps or relu2)",
-            args.describe_switches());
+    for (const auto& [what, cap] : {std::pair{"attn_softcap", args.attn_softcap},
+                                    std::pair{"final_softcap", args.final_softcap}})
+        if (!(cap >= 0.0) || !std::isfinite(cap))
+            fail("model: {} = {} must be 0 (off) or positive", what, cap);
     if (args.dim % args.n_heads != 0)
         fail("model: dim {} is not divisible by n_heads {}", args.dim, args.n_heads);
     if (args.n_heads % args.n_kv_heads != 0)
@@ -208,10 +274,18 @@ TransformerGpu::TransformerGpu(const ModelArgs& args, int max_batch, int max_seq
     off_output_ = view("output.weight").offset;
     for (int i = 0; i < args.n_layers; i++) {
         const std::string p = "layers." + std::to_string(i) + ".";
-        layer_offsets_.push_back(
-            {view(p + "attention_norm.weight").offset, view(p + "attention.wq.weight").offset,
-             view(p + "attention.wo.weight").offset, view(p + "ffn_norm.weight").offset,
-             view(p + "feed_forward.w1.weight").offset, view(p + "feed_forward.w2.weight").offset});
+        LayerOffsets o{};
+        o.attention_norm = view(p + "attention_norm.weight").offset;
+        o.wq = view(p + "attention.wq.weight").offset;
+        o.wo = view(p + "attention.wo.weight").offset;
+        if (args.qk_norm) {
+            o.q_norm = view(p + "attention.q_norm.weight").offset;
+            o.k_norm = view(p + "attention.k_norm.weight").offset;
+        }
+        o.ffn_norm = view(p + "ffn_norm.weight").offset;
+        o.w1 = view(p + "feed_forward.w1.weight").offset;
+        o.w2 = view(p + "feed_forward.w2.weight").offset;
+        layer_offsets_.push_back(o);
     }
 
     const cudaStream_t s = blas_.stream();
@@ -230,11 +304,7 @@ TransformerGpu::TransformerGpu(const ModelArgs& args, int max_batch, int max_seq
 
     const std::size_t N = static_cast<std::size_t>(max_batch) * max_seq;
     const std::size_t es = precision_ == GpuPrecision::bf16 ? sizeof(bf16) : sizeof(float);
-    const ActLayout l = act_layout(args, N, es);
-    act_layer_bytes_ = l.size;
-    // Layers, then the residual stream after the last layer, the final norm and its rstd.
-    arena_ = cuda::DeviceBuffer<unsigned char>(l.size * args.n_layers +
-                                               2 * align256(N * args.dim * es) + align256(N * 4));
+    arena_ = cuda::DeviceBuffer<unsigned char>(arena_map(args, N, es, checkpoint).size());
     dacts_ = cuda::DeviceBuffer<unsigned char>(grad_layout(args, N, es).size);
     head_chunk_ = head_chunk(N, args.vocab_size);
     const std::size_t head_bytes =
@@ -327,75 +397,108 @@ void TransformerGpu::upload_batch(const int32_t* tokens, const int32_t* targets,
 
 template <typename T>
 void TransformerGpu::forward_impl(int B, int T_len) {
+    const int N = B * T_len, D = args_.dim;
+    const std::size_t maxN = static_cast<std::size_t>(max_batch_) * max_seq_;
+    const ArenaMap m = arena_map(args_, maxN, sizeof(T), checkpoint_);
+    const T* w = weights<T>();
+    cuda::embedding_forward<T>(at<T>(arena_, m.input(0)), tokens_.data(), w + off_tok_, N, D,
+                               blas_.stream());
+    mark("embedding");
+    for (int layer = 0; layer < args_.n_layers; layer++) forward_layer<T>(layer, B, T_len, false);
+    cuda::rmsnorm_forward<T>(at<T>(arena_, m.final_norm()), at<float>(arena_, m.final_rstd()),
+                             at<T>(arena_, m.input(args_.n_layers)), w + off_norm_, N, D,
+                             static_cast<float>(args_.norm_eps), blas_.stream());
+    mark("rmsnorm");
+}
+
+template <typename T>
+const T* TransformerGpu::weights() const {
+    if constexpr (std::is_same_v<T, float>)
+        return params_.data();
+    else
+        return params_bf16_.data();
+}
+
+// recompute (activation checkpointing, before the layer's backward): refills the working set
+// from the saved input and stops before the FFN's output projection, whose result is already
+// the next layer's saved input.
+template <typename T>
+void TransformerGpu::forward_layer(int layer, int B, int T_len, bool recompute) {
     const int N = B * T_len, D = args_.dim, F = args_.ffn_hidden(), Q = args_.qkv_dim(),
-              H = args_.n_heads, KV = args_.n_kv_heads, hd = args_.head_dim(), A = H * hd;
+              H = args_.n_heads, KV = args_.n_kv_heads, hd = args_.head_dim(), A = H * hd,
+              QK = (H + KV) * hd, FI = static_cast<int>(ffn_in(args_));
     const float eps = static_cast<float>(args_.norm_eps);
     const std::size_t maxN = static_cast<std::size_t>(max_batch_) * max_seq_;
-    const ActLayout l = act_layout(args_, maxN, sizeof(T));
+    const ArenaMap m = arena_map(args_, maxN, sizeof(T), checkpoint_);
+    const ActLayout& l = m.l;
     const cudaStream_t s = blas_.stream();
-    const T* w = std::is_same_v<T, float> ? reinterpret_cast<const T*>(params_.data())
-                                          : reinterpret_cast<const T*>(params_bf16_.data());
+    const T* w = weights<T>();
     const std::size_t ND = static_cast<std::size_t>(N) * D;
-
-    cuda::embedding_forward<T>(at<T>(arena_, l.x), tokens_.data(), w + off_tok_, N, D, s);
-    mark("embedding");
-    for (int layer = 0; layer < args_.n_layers; layer++) {
-        const std::size_t base = l.size * layer;
-        const LayerOffsets& p = layer_offsets_[layer];
-        T* x = at<T>(arena_, base + l.x);
-        T* anorm = at<T>(arena_, base + l.anorm);
-        T* qkv = at<T>(arena_, base + l.qkv);
-        T* attn = at<T>(arena_, base + l.attn);
-        T* h = at<T>(arena_, base + l.h);
-        T* fnorm = at<T>(arena_, base + l.fnorm);
-        T* h13 = at<T>(arena_, base + l.h13);
-        T* gate = at<T>(arena_, base + l.gate);
-        T* x_next = at<T>(arena_, base + l.size + l.x);  // the next layer's x, or the final one
-        cuda::rmsnorm_forward<T>(anorm, at<float>(arena_, base + l.arstd), x, w + p.attention_norm,
-                                 N, D, eps, s);
-        mark("rmsnorm");
-        cuda::matmul_forward<T>(blas_, qkv, anorm, w + p.wq, N, D, Q);
-        mark("gemm qkv");
-        cuda::rope_forward_vec<T>(qkv, rope_cos_.data(), rope_sin_.data(), B, T_len, H + KV, hd, Q,
-                                  s);
-        mark("rope");
-        cuda::attention_forward<T>(attn, at<float>(arena_, base + l.lse), qkv, B, T_len, H, KV, hd,
-                                   0.0f, s);
-        mark("attention");
-        copy_async(h, x, ND * sizeof(T), s);
-        mark("residual copy");
-        cuda::matmul_forward<T>(blas_, h, attn, w + p.wo, N, A, D, true);
-        mark("gemm wo");
-        cuda::rmsnorm_forward<T>(fnorm, at<float>(arena_, base + l.frstd), h, w + p.ffn_norm, N, D,
-                                 eps, s);
-        mark("rmsnorm");
-        cuda::matmul_forward<T>(blas_, h13, fnorm, w + p.w1, N, D, 2 * F);
+    const std::size_t base = m.saved(layer);
+    const LayerOffsets& p = layer_offsets_[layer];
+    const T* x = at<T>(arena_, m.input(layer));
+    T* anorm = at<T>(arena_, base + l.anorm);
+    T* qkv = at<T>(arena_, base + l.qkv);
+    T* attn = at<T>(arena_, base + l.attn);
+    T* h = at<T>(arena_, base + l.h);
+    T* fnorm = at<T>(arena_, base + l.fnorm);
+    T* h13 = at<T>(arena_, base + l.h13);
+    T* gate = at<T>(arena_, base + l.gate);
+    cuda::rmsnorm_forward<T>(anorm, at<float>(arena_, base + l.arstd), x, w + p.attention_norm, N,
+                             D, eps, s);
+    mark("rmsnorm");
+    cuda::matmul_forward<T>(blas_, qkv, anorm, w + p.wq, N, D, Q);
+    mark("gemm qkv");
+    if (args_.qk_norm) {
+        // Keep q|k before the norm for backward, then normalise each head in place.
+        T* raw = at<T>(arena_, base + l.qk_raw);
+        float* rstd = at<float>(arena_, base + l.qk_rstd);
+        copy_columns_async(raw, QK, qkv, Q, QK, N, s);
+        cuda::rmsnorm_heads_forward<T>(qkv, Q, rstd, raw, QK, w + p.q_norm, N, H, hd, eps, s);
+        cuda::rmsnorm_heads_forward<T>(qkv + H * hd, Q, rstd + maxN * H, raw + H * hd, QK,
+                                       w + p.k_norm, N, KV, hd, eps, s);
+        mark("qk-norm");
+    }
+    cuda::rope_forward_vec<T>(qkv, rope_cos_.data(), rope_sin_.data(), B, T_len, H + KV, hd, Q, s);
+    mark("rope");
+    cuda::attention_forward<T>(attn, at<float>(arena_, base + l.lse), qkv, B, T_len, H, KV, hd,
+                               static_cast<float>(args_.attn_softcap), s);
+    mark("attention");
+    copy_async(h, x, ND * sizeof(T), s);
+    mark("residual copy");
+    cuda::matmul_forward<T>(blas_, h, attn, w + p.wo, N, A, D, true);
+    mark("gemm wo");
+    cuda::rmsnorm_forward<T>(fnorm, at<float>(arena_, base + l.frstd), h, w + p.ffn_norm, N, D, eps,
+                             s);
+    mark("rmsnorm");
+    cuda::matmul_forward<T>(blas_, h13, fnorm, w + p.w1, N, D, FI);
+    if (args_.ffn == FfnType::swiglu) {
         mark("gemm w1|w3");
         cuda::swiglu_forward_vec<T>(gate, h13, N, F, s);
         mark("swiglu");
-        copy_async(x_next, h, ND * sizeof(T), s);
-        mark("residual copy");
-        cuda::matmul_forward<T>(blas_, x_next, gate, w + p.w2, N, F, D, true);
-        mark("gemm w2");
+    } else {
+        mark("gemm w1");
+        cuda::relu2_forward<T>(gate, h13, N, F, s);
+        mark("relu2");
     }
-    const std::size_t fin = l.size * args_.n_layers;
-    const std::size_t nd_bytes = align256(maxN * D * sizeof(T));
-    cuda::rmsnorm_forward<T>(at<T>(arena_, fin + nd_bytes), at<float>(arena_, fin + 2 * nd_bytes),
-                             at<T>(arena_, fin), w + off_norm_, N, D, eps, s);
-    mark("rmsnorm");
+    if (recompute) return;
+    T* x_next = at<T>(arena_, m.input(layer + 1));
+    copy_async(x_next, h, ND * sizeof(T), s);
+    mark("residual copy");
+    cuda::matmul_forward<T>(blas_, x_next, gate, w + p.w2, N, F, D, true);
+    mark("gemm w2");
 }
 
 template <typename T>
 void TransformerGpu::head_impl(int N, double grad_scale, bool backward) {
     const int D = args_.dim, V = args_.vocab_size;
     const std::size_t maxN = static_cast<std::size_t>(max_batch_) * max_seq_;
-    const ActLayout l = act_layout(args_, maxN, sizeof(T));
+    const ArenaMap m = arena_map(args_, maxN, sizeof(T), checkpoint_);
     const GradLayout g = grad_layout(args_, maxN, sizeof(T));
     const cudaStream_t s = blas_.stream();
-    const T* w = std::is_same_v<T, float> ? reinterpret_cast<const T*>(params_.data())
-                                          : reinterpret_cast<const T*>(params_bf16_.data());
-    const std::size_t fin = l.size * args_.n_layers;
-    const T* xf_norm = at<T>(arena_, fin + align256(maxN * D * sizeof(T)));
+    const T* w = weights<T>();
+    const T* xf_norm = at<T>(arena_, m.final_norm());
+    const float cap = static_cast<float>(args_.final_softcap);
     T* d_xf = backward ? at<T>(dacts_, g.dnorm) : nullptr;
     if (d_xf) memset_async(d_xf, static_cast<std::size_t>(N) * D * sizeof(T), s);
     mark("memset");
@@ -404,90 +507,118 @@ void TransformerGpu::head_impl(int N, double grad_scale, bool backward) {
         // bf16 logits, as autocast computes them: half the head's memory traffic.
         cuda::lm_head_cross_entropy_bf16_logits(
             blas_, losses_.data(), d_xf, dw, xf_norm, w + off_output_, targets_.data(), N, D, V,
-            static_cast<float>(grad_scale), scratch_.data(), head_chunk_);
+            static_cast<float>(grad_scale), scratch_.data(), head_chunk_, cap);
     else
         cuda::lm_head_cross_entropy<T>(blas_, losses_.data(), d_xf, dw, xf_norm, w + off_output_,
                                        targets_.data(), N, D, V, static_cast<float>(grad_scale),
-                                       scratch_.data(), head_chunk_, 0.0f);
+                                       scratch_.data(), head_chunk_, cap);
     mark("lm head + cross-entropy");
 }
 
 template <typename T>
 void TransformerGpu::backward_impl(int B, int T_len) {
-    const int N = B * T_len, D = args_.dim, F = args_.ffn_hidden(), Q = args_.qkv_dim(),
-              H = args_.n_heads, KV = args_.n_kv_heads, hd = args_.head_dim(), A = H * hd;
+    const int N = B * T_len, D = args_.dim;
     const std::size_t maxN = static_cast<std::size_t>(max_batch_) * max_seq_;
-    const ActLayout l = act_layout(args_, maxN, sizeof(T));
+    const ArenaMap m = arena_map(args_, maxN, sizeof(T), checkpoint_);
     const GradLayout gl = grad_layout(args_, maxN, sizeof(T));
     const cudaStream_t s = blas_.stream();
-    const T* w = std::is_same_v<T, float> ? reinterpret_cast<const T*>(params_.data())
-                                          : reinterpret_cast<const T*>(params_bf16_.data());
+    T* dres = at<T>(dacts_, gl.dres);
+    memset_async(dres, static_cast<std::size_t>(N) * D * sizeof(T), s);
+    mark("memset");
+    // The head wrote d(final norm output) to the d_norm buffer.
+    cuda::rmsnorm_backward_vec<T>(dres, grads_.data() + off_norm_, at<T>(dacts_, gl.dnorm),
+                                  at<T>(arena_, m.input(args_.n_layers)), weights<T>() + off_norm_,
+                                  at<float>(arena_, m.final_rstd()), N, D, s);
+    mark("rmsnorm backward");
+    for (int layer = args_.n_layers - 1; layer >= 0; layer--) {
+        if (m.full) forward_layer<T>(layer, B, T_len, true);
+        backward_layer<T>(layer, B, T_len);
+    }
+    cuda::embedding_backward<T>(grads_.data() + off_tok_, dres, tokens_.data(), N, D, s);
+    mark("embedding backward");
+}
+
+template <typename T>
+void TransformerGpu::backward_layer(int layer, int B, int T_len) {
+    const int N = B * T_len, D = args_.dim, F = args_.ffn_hidden(), Q = args_.qkv_dim(),
+              H = args_.n_heads, KV = args_.n_kv_heads, hd = args_.head_dim(), A = H * hd,
+              QK = (H + KV) * hd, FI = static_cast<int>(ffn_in(args_));
+    const std::size_t maxN = static_cast<std::size_t>(max_batch_) * max_seq_;
+    const ArenaMap m = arena_map(args_, maxN, sizeof(T), checkpoint_);
+    const ActLayout& l = m.l;
+    const GradLayout gl = grad_layout(args_, maxN, sizeof(T));
+    const cudaStream_t s = blas_.stream();
+    const T* w = weights<T>();
     float* g = grads_.data();
     T* dres = at<T>(dacts_, gl.dres);
-    T* d_norm = at<T>(dacts_, gl.dnorm);  // the head wrote d(final norm output) here
+    T* d_norm = at<T>(dacts_, gl.dnorm);
     T* d_gate = at<T>(dacts_, gl.dgate);
     T* d_h13 = at<T>(dacts_, gl.dh13);
     T* d_attn = at<T>(dacts_, gl.dattn);
     T* d_qkv = at<T>(dacts_, gl.dqkv);
-    const std::size_t ND = static_cast<std::size_t>(N) * D;
-
-    const std::size_t fin = l.size * args_.n_layers;
-    const std::size_t nd_bytes = align256(maxN * D * sizeof(T));
-    memset_async(dres, ND * sizeof(T), s);
-    mark("memset");
-    cuda::rmsnorm_backward_vec<T>(dres, g + off_norm_, d_norm, at<T>(arena_, fin), w + off_norm_,
-                                  at<float>(arena_, fin + 2 * nd_bytes), N, D, s);
-    mark("rmsnorm backward");
-    for (int layer = args_.n_layers - 1; layer >= 0; layer--) {
-        const std::size_t base = l.size * layer;
-        const LayerOffsets& p = layer_offsets_[layer];
-        // FFN: x_next = h + w2(swiglu(w1|w3 · ffn_norm(h)))
-        linear_backward<T>(blas_, d_gate, g + p.w2, dres, at<T>(arena_, base + l.gate), w + p.w2, N,
-                           F, D);
-        mark("gemm w2 backward");
+    const std::size_t base = m.saved(layer);
+    const LayerOffsets& p = layer_offsets_[layer];
+    // FFN: x_next = h + w2(swiglu(w1|w3 · ffn_norm(h)))  or  h + w2(relu2(w1 · ffn_norm(h)))
+    linear_backward<T>(blas_, d_gate, g + p.w2, dres, at<T>(arena_, base + l.gate), w + p.w2, N, F,
+                       D);
+    mark("gemm w2 backward");
+    if (args_.ffn == FfnType::swiglu) {
         cuda::swiglu_backward_overwrite<T>(d_h13, d_gate, at<T>(arena_, base + l.h13), N, F, s);
         mark("swiglu backward");
-        linear_backward<T>(blas_, d_norm, g + p.w1, d_h13, at<T>(arena_, base + l.fnorm), w + p.w1,
-                           N, D, 2 * F);
-        mark("gemm w1|w3 backward");
-        cuda::rmsnorm_backward_vec<T>(dres, g + p.ffn_norm, d_norm, at<T>(arena_, base + l.h),
-                                      w + p.ffn_norm, at<float>(arena_, base + l.frstd), N, D, s);
-        mark("rmsnorm backward");
-        // Attention: h = x + wo · attn(rope(wqkv · attention_norm(x)))
-        linear_backward<T>(blas_, d_attn, g + p.wo, dres, at<T>(arena_, base + l.attn), w + p.wo, N,
-                           A, D);
-        mark("gemm wo backward");
-        memset_async(d_qkv, static_cast<std::size_t>(N) * Q * sizeof(T), s);
-        mark("memset");
-        cuda::attention_backward<T>(d_qkv, d_attn, at<T>(arena_, base + l.qkv),
-                                    at<T>(arena_, base + l.attn), at<float>(arena_, base + l.lse),
-                                    B, T_len, H, KV, hd, 0.0f, s);
-        mark("attention backward");
-        cuda::rope_backward_vec<T>(d_qkv, rope_cos_.data(), rope_sin_.data(), B, T_len, H + KV, hd,
-                                   Q, s);
-        mark("rope backward");
-        linear_backward<T>(blas_, d_norm, g + p.wq, d_qkv, at<T>(arena_, base + l.anorm), w + p.wq,
-                           N, D, Q);
-        mark("gemm qkv backward");
-        cuda::rmsnorm_backward_vec<T>(dres, g + p.attention_norm, d_norm, at<T>(arena_, base + l.x),
-                                      w + p.attention_norm, at<float>(arena_, base + l.arstd), N, D,
-                                      s);
-        mark("rmsnorm backward");
+    } else {
+        cuda::relu2_backward<T>(d_h13, d_gate, at<T>(arena_, base + l.h13), N, F, false, s);
+        mark("relu2 backward");
     }
-    cuda::embedding_backward<T>(g + off_tok_, dres, tokens_.data(), N, D, s);
-    mark("embedding backward");
+    linear_backward<T>(blas_, d_norm, g + p.w1, d_h13, at<T>(arena_, base + l.fnorm), w + p.w1, N,
+                       D, FI);
+    mark(args_.ffn == FfnType::swiglu ? "gemm w1|w3 backward" : "gemm w1 backward");
+    cuda::rmsnorm_backward_vec<T>(dres, g + p.ffn_norm, d_norm, at<T>(arena_, base + l.h),
+                                  w + p.ffn_norm, at<float>(arena_, base + l.frstd), N, D, s);
+    mark("rmsnorm backward");
+    // Attention: h = x + wo · attn(rope(qk_norm(wqkv · attention_norm(x))))
+    linear_backward<T>(blas_, d_attn, g + p.wo, dres, at<T>(arena_, base + l.attn), w + p.wo, N, A,
+                       D);
+    mark("gemm wo backward");
+    memset_async(d_qkv, static_cast<std::size_t>(N) * Q * sizeof(T), s);
+    mark("memset");
+    cuda::attention_backward<T>(d_qkv, d_attn, at<T>(arena_, base + l.qkv),
+                                at<T>(arena_, base + l.attn), at<float>(arena_, base + l.lse), B,
+                                T_len, H, KV, hd, static_cast<float>(args_.attn_softcap), s);
+    mark("attention backward");
+    cuda::rope_backward_vec<T>(d_qkv, rope_cos_.data(), rope_sin_.data(), B, T_len, H + KV, hd, Q,
+                               s);
+    mark("rope backward");
+    if (args_.qk_norm) {
+        // d_qkv's q|k columns hold d(normalised q|k); replace them with d(raw q|k).
+        T* d_qk = at<T>(dacts_, gl.dqk);
+        const T* raw = at<T>(arena_, base + l.qk_raw);
+        const float* rstd = at<float>(arena_, base + l.qk_rstd);
+        memset_async(d_qk, static_cast<std::size_t>(N) * QK * sizeof(T), s);
+        cuda::rmsnorm_heads_backward<T>(d_qk, QK, g + p.q_norm, d_qkv, Q, raw, QK, w + p.q_norm,
+                                        rstd, N, H, hd, s);
+        cuda::rmsnorm_heads_backward<T>(d_qk + H * hd, QK, g + p.k_norm, d_qkv + H * hd, Q,
+                                        raw + H * hd, QK, w + p.k_norm, rstd + maxN * H, N, KV, hd,
+                                        s);
+        copy_columns_async(d_qkv, Q, d_qk, QK, QK, N, s);
+        mark("qk-norm backward");
+    }
+    linear_backward<T>(blas_, d_norm, g + p.wq, d_qkv, at<T>(arena_, base + l.anorm), w + p.wq, N,
+                       D, Q);
+    mark("gemm qkv backward");
+    cuda::rmsnorm_backward_vec<T>(dres, g + p.attention_norm, d_norm, at<T>(arena_, m.input(layer)),
+                                  w + p.attention_norm, at<float>(arena_, base + l.arstd), N, D, s);
+    mark("rmsnorm backward");
 }
 
 template <typename T>
 void TransformerGpu::logits_impl(int N, float* out_device) {
     const int D = args_.dim, V = args_.vocab_size;
     const std::size_t maxN = static_cast<std::size_t>(max_batch_) * max_seq_;
-    const ActLayout l = act_layout(args_, maxN, sizeof(T));
-    const T* w = std::is_same_v<T, float> ? reinterpret_cast<const T*>(params_.data())
-                                          : reinterpret_cast<const T*>(params_bf16_.data());
-    const std::size_t fin = l.size * args_.n_layers;
-    const T* xf_norm = at<T>(arena_, fin + align256(maxN * D * sizeof(T)));
-    cuda::matmul_forward<T, float>(blas_, out_device, xf_norm, w + off_output_, N, D, V);
+    const ArenaMap m = arena_map(args_, maxN, sizeof(T), checkpoint_);
+    cuda::matmul_forward<T, float>(blas_, out_device, at<T>(arena_, m.final_norm()),
+                                   weights<T>() + off_output_, N, D, V);
+    cuda::softcap_forward(out_device, static_cast<long>(N) * V,
+                          static_cast<float>(args_.final_softcap), blas_.stream());
 }
 
 void TransformerGpu::run_forward_backward(const int32_t* tokens, const int32_t* targets, int B,

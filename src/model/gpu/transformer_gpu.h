@@ -8,8 +8,10 @@
 // norms, attention and the activations use bf16 storage (a bf16 copy of the weights, refreshed
 // by upload_params and by each AdamW step), with fp32 accumulation, statistics (rstd, lse) and
 // losses; fp32 mode runs everything in fp32 (debugging, parity with the CPU model).
-// Only the plain Llama block runs here so far: qk_norm, soft-caps and the ReLU² FFN are refused
-// by the constructor ("not on cuda yet").
+// Every architecture switch of the dense model runs here (qk_norm, attn_softcap, final_softcap,
+// the ReLU² FFN), and activation checkpointing (ActivationCheckpoint::full: each layer's input is
+// kept, its working set recomputed before its backward; same losses and gradients bit for bit).
+// MLA and MoE are refused ("not on cuda yet").
 //
 // Compiled only with the CUDA backend (AGPT_HAVE_CUDA). Intended use:
 //   TransformerGpu model(args, B, T, GpuPrecision::bf16);
@@ -40,9 +42,11 @@ class TransformerGpu final : public GpuModel {
   public:
     // Runs on `stream` (the default stream when null). Allocates every buffer up front:
     // parameters, gradients, AdamW m/v (fp32), the bf16 weight copy (bf16 mode) and the
-    // activation arena for (max_batch, max_seq).
+    // activation arena for (max_batch, max_seq), whose size follows `checkpoint` (the CPU
+    // Transformer's modes).
     TransformerGpu(const ModelArgs& args, int max_batch, int max_seq, GpuPrecision precision,
-                   cudaStream_t stream = nullptr);
+                   cudaStream_t stream = nullptr,
+                   ActivationCheckpoint checkpoint = ActivationCheckpoint::none);
     ~TransformerGpu() override;
     TransformerGpu(const TransformerGpu&) = delete;
     TransformerGpu& operator=(const TransformerGpu&) = delete;
@@ -114,11 +118,11 @@ class TransformerGpu final : public GpuModel {
     ModelArgs args_;
     int max_batch_, max_seq_;
     GpuPrecision precision_;
+    ActivationCheckpoint checkpoint_;
     std::vector<ParamView> views_;
     std::vector<LayerOffsets> layer_offsets_;
     std::size_t off_tok_ = 0, off_norm_ = 0, off_output_ = 0;
     std::size_t n_params_ = 0;
-    std::size_t act_layer_bytes_ = 0;
     int head_chunk_ = 0;
     long adam_step_ = 0;
     OpHook op_hook_;
@@ -140,7 +144,13 @@ class TransformerGpu final : public GpuModel {
     void run_forward_backward(const int32_t* tokens, const int32_t* targets, int B, int T,
                               double grad_scale);
     template <typename T>
+    const T* weights() const;  // the fp32 parameters or their bf16 copy
+    template <typename T>
     void forward_impl(int B, int T_len);
+    template <typename T>
+    void forward_layer(int layer, int B, int T_len, bool recompute);
+    template <typename T>
+    void backward_layer(int layer, int B, int T_len);
     template <typename T>
     void head_impl(int N, double grad_scale, bool backward);
     template <typename T>

@@ -295,6 +295,13 @@ cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpy
     std::memcpy(dst, src, bytes);
     return cudaSuccess;
 }
+cudaError_t cudaMemcpy2DAsync(void* dst, size_t dpitch, const void* src, size_t spitch,
+                              size_t width, size_t height, cudaMemcpyKind, cudaStream_t) {
+    for (size_t r = 0; r < height; r++)
+        std::memcpy(static_cast<char*>(dst) + r * dpitch,
+                    static_cast<const char*>(src) + r * spitch, width);
+    return cudaSuccess;
+}
 cudaError_t cudaMemsetAsync(void* p, int value, size_t bytes, cudaStream_t) {
     std::memset(p, value, bytes);
     return cudaSuccess;
