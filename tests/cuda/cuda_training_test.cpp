@@ -324,7 +324,10 @@ TEST(CudaTraining, RefusesWhatIsNotOnCudaYetNamingTheKey) {
     refused({{"optimizer.name", "Muon"}}, 1, "optimizer.name = Muon: not on cuda yet");
     refused({{"activation_checkpoint.mode", "full"}}, 1,
             "activation_checkpoint.mode = full: not on cuda yet");
-    refused({}, 2, "training.device = cuda over 2 ranks");
+    // Data parallelism runs on cuda; the other mesh dimensions do not yet.
+    refused({{"parallelism.tensor_parallel_degree", "2"}}, 2,
+            "parallelism.tensor_parallel_degree = 2: not on cuda yet");
+    refused({{"parallelism.zero", "1"}}, 2, "parallelism.zero = 1: not on cuda yet");
 }
 
 }  // namespace

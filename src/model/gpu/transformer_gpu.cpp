@@ -438,6 +438,7 @@ void TransformerGpu::backward_impl(int B, int T_len) {
     cuda::rmsnorm_backward_vec<T>(dres, g + off_norm_, d_norm, at<T>(arena_, fin), w + off_norm_,
                                   at<float>(arena_, fin + 2 * nd_bytes), N, D, s);
     mark("rmsnorm backward");
+    grads_ready(off_norm_, n_params_);
     for (int layer = args_.n_layers - 1; layer >= 0; layer--) {
         const std::size_t base = l.size * layer;
         const LayerOffsets& p = layer_offsets_[layer];
@@ -473,9 +474,13 @@ void TransformerGpu::backward_impl(int B, int T_len) {
                                       w + p.attention_norm, at<float>(arena_, base + l.arstd), N, D,
                                       s);
         mark("rmsnorm backward");
+        grads_ready(p.attention_norm, layer + 1 < args_.n_layers
+                                          ? layer_offsets_[layer + 1].attention_norm
+                                          : off_norm_);
     }
     cuda::embedding_backward<T>(g + off_tok_, dres, tokens_.data(), N, D, s);
     mark("embedding backward");
+    grads_ready(0, layer_offsets_.empty() ? off_norm_ : layer_offsets_[0].attention_norm);
 }
 
 template <typename T>
