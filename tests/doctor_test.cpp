@@ -22,8 +22,9 @@ TEST(Doctor, ReportsTheCpuBackendAndWhetherCudaIsCompiledIn) {
     EXPECT_TRUE(r.find("  NCCL: libnccl.so.2 found") != std::string::npos ||
                 r.find("  NCCL: libnccl.so.2 not found") != std::string::npos)
         << r;
-    if (devices && r.find("  NCCL: libnccl.so.2 found") != std::string::npos)
+    if (devices && r.find("  NCCL: libnccl.so.2 found") != std::string::npos) {
         EXPECT_NE(r.find("  NCCL: libnccl.so.2 found, version 2."), std::string::npos) << r;
+    }
 #else
     EXPECT_NE(r.find("cuda: not compiled in"), std::string::npos) << r;
 #endif

@@ -47,9 +47,8 @@ bool nccl_library_found();
 
 }  // namespace agpt::cuda
 
-#define AGPT_NCCL_CHECK(call)                                                        \
-    do {                                                                             \
-        const ncclResult_t agpt_nccl_result_ = (call);                               \
-        if (agpt_nccl_result_ != ncclSuccess && agpt_nccl_result_ != ncclInProgress) \
-            ::agpt::cuda::fail_nccl(agpt_nccl_result_, #call);                       \
+#define AGPT_NCCL_CHECK(call)                                                                    \
+    do {                                                                                         \
+        const ncclResult_t agpt_nccl_result_ = (call);                                           \
+        if (agpt_nccl_result_ != ncclSuccess) ::agpt::cuda::fail_nccl(agpt_nccl_result_, #call); \
     } while (0)
