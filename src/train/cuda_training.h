@@ -47,9 +47,9 @@ std::unique_ptr<Optimizer> make_cuda_optimizer(const JobConfig& cfg, LanguageMod
 // otherwise) to max_norm (optim/grad_clip.h); returns the norm before clipping.
 double clip_model_gradients(LanguageModel& model, double max_norm);
 
-// Data parallelism on cuda (docs/distributed.md, "NCCL"). One GPU per rank: the device of this
-// rank's local rank (launcher variables; the world rank without them) modulo the device count,
-// set before anything is allocated on it; returns the device.
+// Data parallelism on cuda (docs/distributed.md, "Data parallelism on GPUs"). One GPU per rank: the
+// device of this rank's local rank (launcher variables; the world rank without them) modulo the
+// device count, set before anything is allocated on it; returns the device.
 int select_cuda_device(int world_rank);
 // The flat fp32 gradient buffer of make_cuda_model's model, on the device.
 std::span<float> cuda_device_grads(LanguageModel& cuda_model);

@@ -395,9 +395,9 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
         tokenizer.save_into(run.string());
     }
 
-    // As torchtitan: the tokenizer sets the vocabulary.
     // One GPU per rank, chosen before anything is allocated on it.
     if (on_cuda && comm.size() > 1) select_cuda_device(comm.rank());
+    // As torchtitan: the tokenizer sets the vocabulary.
     const std::unique_ptr<LanguageModel> model_ptr =
         on_cuda ? make_cuda_model(cfg, tokenizer.vocab_size(), B, T)
                 : make_job_model(cfg, tokenizer.vocab_size(), B, T, tp);
