@@ -58,6 +58,28 @@ TEST(Launch, LocalRunsMpirunWithOneThreadCountPerRank) {
     EXPECT_EQ(plan_launch(train_on(4), env, 2).threads_per_rank, 1);
 }
 
+// A cuda job: each rank picks the GPU of its local rank (which mpirun and srun set; checked in
+// tests/cuda/nccl_communicator_test.cpp), so --ppn = GPUs per node binds one rank per GPU. The
+// GPUs to choose from and NCCL's settings reach every node's ranks.
+TEST(Launch, CudaJobsGetOneRankPerGpuAndTheNcclSettings) {
+    const Environment env{{"PATH", "/usr/bin"},
+                          {"CUDA_VISIBLE_DEVICES", "0,1,2,3"},
+                          {"NCCL_DEBUG", "WARN"},
+                          {"NCCL_SOCKET_IFNAME", "hsn0"}};
+    EXPECT_EQ(shell_command(plan_launch(train_on(-1, 4), env, 64).argv),
+              "mpirun -np 4 --bind-to none -x OMP_NUM_THREADS=16 -x PATH -x CUDA_VISIBLE_DEVICES "
+              "-x NCCL_DEBUG -x NCCL_SOCKET_IFNAME agpt train --job.name 'my run'");
+    // srun exports the whole environment and sets SLURM_LOCALID per task.
+    Environment slurm = env;
+    slurm["SLURM_JOB_ID"] = "42";
+    slurm["SLURM_JOB_NUM_NODES"] = "2";
+    const LaunchPlan p = plan_launch(train_on(-1, 4), slurm, 64);
+    EXPECT_EQ(p.ranks, 8);
+    EXPECT_EQ(p.argv[0], "srun");
+    EXPECT_NE(shell_command(p.argv).find("--ntasks-per-node 4"), std::string::npos);
+    EXPECT_NE(shell_command(p.argv).find("--export=ALL,"), std::string::npos);
+}
+
 TEST(Launch, PbsReadsTheNodefile) {
     TempDir dir;
     const fs::path nodes = dir.path / "nodefile";

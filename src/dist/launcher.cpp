@@ -89,10 +89,11 @@ std::vector<std::string> cpu_bind_list(const std::string& list) {
 // program's own settings.
 std::vector<std::string> forwarded_variables(const Environment& env) {
     std::vector<std::string> vars{"OMP_NUM_THREADS"};
-    for (const char* v : {"PATH", "LD_LIBRARY_PATH"})
+    // CUDA_VISIBLE_DEVICES: the GPUs each node's ranks choose from by local rank (one each).
+    for (const char* v : {"PATH", "LD_LIBRARY_PATH", "CUDA_VISIBLE_DEVICES"})
         if (env.count(v)) vars.emplace_back(v);
     for (const auto& [k, v] : env)
-        if (k.rfind("AGPT_", 0) == 0) vars.push_back(k);
+        if (k.rfind("AGPT_", 0) == 0 || k.rfind("NCCL_", 0) == 0) vars.push_back(k);
     return vars;
 }
 

@@ -53,9 +53,11 @@ struct LaunchPlan {
 
 // Builds the launcher command: `mpirun` (OpenMPI) locally and under PBS, `srun` under Slurm.
 // One OpenMP thread count per rank, cores_per_node / ranks_per_node (at least 1), set through
-// OMP_NUM_THREADS, which the launcher forwards with PATH, LD_LIBRARY_PATH and every AGPT_*
-// variable. Throws Error for an empty command, non-positive counts, more ranks per node than
-// ranks, or a bad cpu-bind list.
+// OMP_NUM_THREADS, which the launcher forwards with PATH, LD_LIBRARY_PATH, CUDA_VISIBLE_DEVICES
+// and every AGPT_* and NCCL_* variable. On GPUs each rank takes the device of its local rank
+// (OMPI_COMM_WORLD_LOCAL_RANK from mpirun, SLURM_LOCALID from srun; dist/nccl_communicator.h):
+// --ppn = GPUs per node binds one rank per GPU. Throws Error for an empty command, non-positive
+// counts, more ranks per node than ranks, or a bad cpu-bind list.
 LaunchPlan plan_launch(const LaunchOptions& options, const Environment& env, int cores_per_node);
 
 // The argv as one line a POSIX shell reads back to the same words.

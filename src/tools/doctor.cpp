@@ -14,6 +14,7 @@
 #define AGPT_DOCTOR_DNNL 1
 #endif
 #if AGPT_HAVE_CUDA
+#include "kernels/cuda/nccl_loader.h"
 #include "kernels/cuda/runtime_info.h"
 #endif
 
@@ -56,6 +57,22 @@ std::string cpu_section() {
     return s;
 }
 
+#if AGPT_HAVE_CUDA
+// Whether multi-GPU training can load NCCL here, and its version where a device is visible (the
+// library is only opened for that: its initialisation is not free).
+std::string nccl_line(bool device_visible) {
+    const std::string lib = cuda::kNcclLibrary;
+    if (!cuda::nccl_library_found())
+        return fmt::format("  NCCL: {} not found (multi-GPU training needs it)\n", lib);
+    int v = 0;
+    if (!device_visible || cuda::nccl().GetVersion(&v) != ncclSuccess)
+        return fmt::format("  NCCL: {} found\n", lib);
+    // NCCL_VERSION(X, Y, Z) = X·10000 + Y·100 + Z since 2.9.
+    return fmt::format("  NCCL: {} found, version {}.{}.{}\n", lib, v / 10000, v / 100 % 100,
+                       v % 100);
+}
+#endif
+
 std::string cuda_section() {
 #if AGPT_HAVE_CUDA
     const cuda::RuntimeInfo info = cuda::query_runtime();
@@ -67,8 +84,9 @@ std::string cuda_section() {
                             : std::string("not found"));
     if (info.devices.empty())
         return fmt::format("cuda: compiled in, no device visible ({})\n  {}\n", info.error,
-                           details);
-    std::string s = fmt::format("cuda: compiled in; {}\n", details);
+                           details) +
+               nccl_line(false);
+    std::string s = fmt::format("cuda: compiled in; {}\n", details) + nccl_line(true);
     for (const cuda::DeviceInfo& d : info.devices) {
         s += fmt::format("  device {}: {}, compute capability {}.{}, {:.1f} GiB, {} SMs\n", d.index,
                          d.name, d.cc_major, d.cc_minor,

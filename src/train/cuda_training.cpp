@@ -1,6 +1,7 @@
 #include "train/cuda_training.h"
 
 #include <algorithm>
+#include <utility>
 #include <vector>
 
 #include "core/error.h"
@@ -9,6 +10,7 @@
 #include "optim/grad_clip.h"
 
 #if defined(AGPT_HAVE_CUDA)
+#include "dist/nccl_communicator.h"
 #include "kernels/cuda/device.h"
 #include "kernels/cuda/gemm.h"
 #include "model/gpu/transformer_gpu.h"
@@ -33,11 +35,23 @@ void check_cuda_training(const JobConfig& cfg, int ranks) {
     if (cfg.optimizer.name != "AdamW")
         fail("optimizer.name = {}: not on cuda yet (training.device = cuda has AdamW only)",
              cfg.optimizer.name);
-    if (ranks > 1)
+    // Data parallelism runs over NCCL; the other mesh dimensions are CPU only so far.
+    const auto& par = cfg.parallelism;
+    if (ranks > 1 && par.tensor_parallel_degree > 1)
         fail(
-            "training.device = cuda over {} ranks: not supported yet (data parallelism across "
-            "GPUs needs NCCL); run one rank",
-            ranks);
+            "parallelism.tensor_parallel_degree = {}: not on cuda yet (cuda runs data parallelism "
+            "only; one GPU per rank)",
+            par.tensor_parallel_degree);
+    if (ranks > 1 && par.expert_parallel_degree > 1)
+        fail(
+            "parallelism.expert_parallel_degree = {}: not on cuda yet (cuda runs data "
+            "parallelism only)",
+            par.expert_parallel_degree);
+    if (ranks > 1 && par.zero != 0)
+        fail(
+            "parallelism.zero = {}: not on cuda yet (the cuda AdamW keeps the whole optimizer "
+            "state on every GPU); use parallelism.zero = 0",
+            par.zero);
 #if defined(AGPT_HAVE_CUDA)
     if (!cuda::device_available())
         fail("training.device = cuda: no CUDA device is visible ({}); use training.device = cpu",
@@ -77,7 +91,11 @@ namespace {
 class CudaModel final : public LanguageModel {
   public:
     CudaModel(std::unique_ptr<LanguageModel> host, std::unique_ptr<GpuModel> gpu)
-        : host_(std::move(host)), gpu_(std::move(gpu)) {}
+        : host_(std::move(host)), gpu_(std::move(gpu)) {
+        // The device's reports are this model's (set_grads_ready): the same flat layout.
+        gpu_->set_grads_ready(
+            [this](std::size_t begin, std::size_t end) { grads_ready(begin, end); });
+    }
 
     const std::vector<ParamView>& param_views() const override { return host_->param_views(); }
     std::vector<float>& params() override {
@@ -135,6 +153,7 @@ class CudaModel final : public LanguageModel {
         return *gpu_;
     }
     const GpuModel& gpu() const { return *gpu_; }
+    GpuModel& gpu() { return *gpu_; }
 
   private:
     void push_params() {
@@ -227,7 +246,8 @@ class CudaAdamW final : public Optimizer {
 
 CudaModel& cuda_model_of(LanguageModel& model) {
     auto* m = dynamic_cast<CudaModel*>(&model);
-    if (m == nullptr) fail("optimizer: the cuda AdamW needs the cuda model (make_cuda_model)");
+    if (m == nullptr)
+        fail("training.device = cuda: the model is not a cuda model (make_cuda_model)");
     return *m;
 }
 
@@ -283,6 +303,34 @@ double clip_model_gradients(LanguageModel& model, double max_norm) {
     return clip_grad_norm(model.grads().data(), model.grads().size(), max_norm);
 }
 
+namespace {
+
+CudaGradientCommunicatorFactory& gradient_communicator_factory() {
+    static CudaGradientCommunicatorFactory factory;
+    return factory;
+}
+
+}  // namespace
+
+void set_cuda_gradient_communicator_factory(CudaGradientCommunicatorFactory factory) {
+    gradient_communicator_factory() = std::move(factory);
+}
+
+std::unique_ptr<Communicator> make_cuda_gradient_communicator(Communicator& data_ranks,
+                                                              LanguageModel& cuda_model) {
+    if (const auto& factory = gradient_communicator_factory()) return factory(data_ranks);
+    return make_nccl_communicator(data_ranks, cuda_model_of(cuda_model).gpu().stream());
+}
+
+std::span<float> cuda_device_grads(LanguageModel& cuda_model) {
+    GpuModel& gpu = cuda_model_of(cuda_model).gpu();
+    return {gpu.grads_device(), gpu.num_params()};
+}
+
+int select_cuda_device(int world_rank) {
+    return select_local_cuda_device(world_rank);
+}
+
 CudaPeak cuda_peak_tflops() {
     CudaPeak p;
     const cuda::RuntimeInfo info = cuda::query_runtime();
@@ -312,6 +360,16 @@ std::unique_ptr<Optimizer> make_cuda_optimizer(const JobConfig&, LanguageModel&)
 }
 double clip_model_gradients(LanguageModel& model, double max_norm) {
     return clip_grad_norm(model.grads().data(), model.grads().size(), max_norm);
+}
+void set_cuda_gradient_communicator_factory(CudaGradientCommunicatorFactory) {}
+std::unique_ptr<Communicator> make_cuda_gradient_communicator(Communicator&, LanguageModel&) {
+    fail("training.device = cuda: this build has no CUDA backend");
+}
+std::span<float> cuda_device_grads(LanguageModel&) {
+    fail("training.device = cuda: this build has no CUDA backend");
+}
+int select_cuda_device(int) {
+    fail("training.device = cuda: this build has no CUDA backend");
 }
 CudaPeak cuda_peak_tflops() {
     fail("training.device = cuda: this build has no CUDA backend");

@@ -9,11 +9,16 @@
 //     "adamw.<param>.exp_avg", ".exp_avg_sq"), so checkpoints move between cpu and cuda both
 //     ways; state_tensors() downloads m and v, and the next step() uploads them back;
 //   - clip_model_gradients clips where the gradients live (on the device for this model).
-// The agpt family's dense block with every switch and activation checkpointing, AdamW and one
-// rank run here so far; check_cuda_training refuses the rest naming the key.
+//   - data parallelism: one GPU per rank; the gradients are summed on the device by a
+//     communicator over the data-parallel ranks (NCCL), bucket by bucket while backward runs.
+// The agpt family's dense block with every switch and activation checkpointing, AdamW and data
+// parallelism run here so far; check_cuda_training refuses the rest naming the key.
+#include <functional>
 #include <memory>
+#include <span>
 #include <string>
 
+#include "dist/communicator.h"
 #include "model/language_model.h"
 #include "optim/optimizer.h"
 #include "train/config.h"
@@ -21,8 +26,9 @@
 namespace agpt {
 
 // Fails with one message naming the key when this job cannot train on cuda: a model family,
-// flavor (MLA, MoE) or optimizer the GPU path lacks, more than one rank, a build without the CUDA
-// backend, or no visible device. Creates nothing; the trainer calls it before the run folder.
+// flavor (MLA, MoE) or optimizer the GPU path lacks, tensor or expert parallelism or ZeRO-1 over
+// `ranks` > 1, a build without the CUDA backend, or no visible device. Creates nothing; the
+// trainer calls it before the run folder.
 void check_cuda_training(const JobConfig& cfg, int ranks);
 
 // Fails for a job with training.device other than cpu: `tool` ("agpt bench", ...) runs on the CPU
@@ -41,6 +47,21 @@ std::unique_ptr<Optimizer> make_cuda_optimizer(const JobConfig& cfg, LanguageMod
 // Clips the gradients where they live (the device for make_cuda_model's models, grads()
 // otherwise) to max_norm (optim/grad_clip.h); returns the norm before clipping.
 double clip_model_gradients(LanguageModel& model, double max_norm);
+
+// Data parallelism on cuda (docs/distributed.md, "Data parallelism on GPUs"). One GPU per rank: the
+// device of this rank's local rank (launcher variables; the world rank without them) modulo the
+// device count, set before anything is allocated on it; returns the device.
+int select_cuda_device(int world_rank);
+// The flat fp32 gradient buffer of make_cuda_model's model, on the device.
+std::span<float> cuda_device_grads(LanguageModel& cuda_model);
+// The communicator that sums the device gradients over `data_ranks` (host): NCCL over the same
+// ranks, ordered after the model's stream. A factory set here makes it instead: the emulated
+// backend's tests, whose device memory is host memory, let a host communicator stand in.
+using CudaGradientCommunicatorFactory =
+    std::function<std::unique_ptr<Communicator>(Communicator& data_ranks)>;
+void set_cuda_gradient_communicator_factory(CudaGradientCommunicatorFactory factory);
+std::unique_ptr<Communicator> make_cuda_gradient_communicator(Communicator& data_ranks,
+                                                              LanguageModel& cuda_model);
 
 // The device's dense bf16 peak for MFU: from a table of known devices by name, else measured
 // with bf16 GEMMs of growing size (`source` says which).

@@ -16,6 +16,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <span>
 #include <sstream>
 #include <vector>
 
@@ -394,6 +395,8 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
         tokenizer.save_into(run.string());
     }
 
+    // One GPU per rank, chosen before anything is allocated on it.
+    if (on_cuda && comm.size() > 1) select_cuda_device(comm.rank());
     // As torchtitan: the tokenizer sets the vocabulary.
     const std::unique_ptr<LanguageModel> model_ptr =
         on_cuda ? make_cuda_model(cfg, tokenizer.vocab_size(), B, T)
@@ -439,6 +442,15 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
                                                    model.grads().data()))
                 : make_model_optimizer(cfg, model);
     if (cfg.checkpoint.enable) check_tensor_parallel_state(model, *optimizer);
+    // On cuda the gradients stay on the device: their sums go through a device communicator
+    // (NCCL) over the data-parallel ranks; the loss and the metrics stay on the host ones.
+    const std::unique_ptr<Communicator> device_grad_comm =
+        on_cuda && data_comm.size() > 1 ? make_cuda_gradient_communicator(data_comm, model)
+                                        : nullptr;
+    Communicator& grad_comm = device_grad_comm ? *device_grad_comm : data_comm;
+    const auto grad_buffer = [&] {
+        return on_cuda ? cuda_device_grads(model) : std::span<float>(model.grads());
+    };
     // The micro-batches of the current step, kept for SophiaG's Hessian estimate.
     std::vector<int32_t> step_inputs(static_cast<std::size_t>(B) * T * accum);
     int current_step = 0;
@@ -572,8 +584,10 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
              static_cast<double>(optimizer->state_bytes()) / (1 << 20),
              routing_summary(*optimizer));
     if (comm.size() > 1)
-        log.line("parallel {} over {} | {} tokens/step per rank | gradient buckets of {} MiB{}",
-                 mesh.describe(), comm.backend(), rank_tokens_per_step, cfg.parallelism.bucket_mb,
+        log.line("parallel {} over {}{} | {} tokens/step per rank | gradient buckets of {} MiB{}",
+                 mesh.describe(), comm.backend(),
+                 device_grad_comm ? ", gradients over " + device_grad_comm->backend() : "",
+                 rank_tokens_per_step, cfg.parallelism.bucket_mb,
                  overlap ? ", reduced during backward" : "");
 
     std::vector<int32_t> targets(static_cast<std::size_t>(B) * T);
@@ -597,8 +611,8 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
             loader.next_batch(B, inputs, targets.data());
             data_time += data_timer.seconds();
             if (overlap && micro == accum - 1) {
-                reduce.emplace(data_comm, model.grads().data(), model.grads().size(),
-                               bucket_floats);
+                const std::span<float> grads = grad_buffer();
+                reduce.emplace(grad_comm, grads.data(), grads.size(), bucket_floats);
                 model.set_grads_ready([&](std::size_t b, std::size_t e) { reduce->ready(b, e); });
             }
             loss_sum += model.forward_backward(inputs, targets.data(), B, T, grad_scale);
@@ -617,9 +631,10 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
                                                expert_shards->sharded, bucket_floats);
             } else if (reduce)
                 reduce->finish();
-            else
-                all_reduce_gradients(data_comm, model.grads().data(), model.grads().size(),
-                                     bucket_floats);
+            else {
+                const std::span<float> grads = grad_buffer();
+                all_reduce_gradients(grad_comm, grads.data(), grads.size(), bucket_floats);
+            }
             loss_sum = data_comm.all_reduce_value(loss_sum, ReduceOp::Sum);
             if (agpt_model != nullptr && agpt_model->args().is_moe()) {
                 // Every rank balances on the global load, so the expert biases stay identical;

@@ -344,7 +344,10 @@ TEST(CudaTraining, RefusesWhatIsNotOnCudaYetNamingTheKey) {
     refused({{"model.flavor", "moe_tiny"}}, 1, "model.flavor = moe_tiny: MLA and MoE");
     refused({{"model.name", "gpt2"}, {"model.flavor", "124M"}}, 1, "model.name = gpt2");
     refused({{"optimizer.name", "Muon"}}, 1, "optimizer.name = Muon: not on cuda yet");
-    refused({}, 2, "training.device = cuda over 2 ranks");
+    // Data parallelism runs on cuda; the other mesh dimensions do not yet.
+    refused({{"parallelism.tensor_parallel_degree", "2"}}, 2,
+            "parallelism.tensor_parallel_degree = 2: not on cuda yet");
+    refused({{"parallelism.zero", "1"}}, 2, "parallelism.zero = 1: not on cuda yet");
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <cstring>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/error.h"
@@ -72,6 +73,48 @@ TEST(CudaTransformer, ParameterLayoutMatchesCpu) {
             EXPECT_EQ(gpu[i].role, c.role) << flavor << " " << c.name;
         }
     }
+}
+
+// GpuModel::set_grads_ready: the same stretches as the CPU model's reports (the head and final
+// norm, each layer, the embedding), and each is final when reported: the gradients read back at
+// that moment (a download waits for what is queued) are those forward_backward leaves.
+TEST(CudaTransformer, GradsReadyReportsTheCpuModelsStretchesEachFinal) {
+    AGPT_REQUIRE_CUDA_DEVICE();
+    const ModelCase c = kTiny;
+    const ModelArgs a = args_of(c.flavor);
+    Transformer cpu(a, c.B, c.T);
+    cpu.init_weights("agpt", 7);
+    TransformerGpu gpu(a, c.B, c.T, GpuPrecision::fp32);
+    gpu.upload_params(cpu.params().data());
+    std::vector<int32_t> tokens, targets;
+    random_batch(a, c.B, c.T, 11, tokens, targets);
+    using Ranges = std::vector<std::pair<std::size_t, std::size_t>>;
+    Ranges want, got;
+    cpu.set_grads_ready([&](std::size_t b, std::size_t e) { want.emplace_back(b, e); });
+    cpu.zero_grad();
+    cpu.forward_backward(tokens.data(), targets.data(), c.B, c.T, 0.5);
+
+    const std::size_t n = gpu.num_params();
+    std::vector<float> now(n), seen(n, -1e30f), final_grads(n);
+    gpu.zero_grad();
+    // A first call without reports; the second accumulates onto it (gradient accumulation).
+    gpu.forward_backward(tokens.data(), targets.data(), c.B, c.T, 0.5);
+    gpu.set_grads_ready([&](std::size_t b, std::size_t e) {
+        got.emplace_back(b, e);
+        gpu.download_grads(now.data());
+        std::copy(now.begin() + static_cast<long>(b), now.begin() + static_cast<long>(e),
+                  seen.begin() + static_cast<long>(b));
+    });
+    gpu.forward_backward(tokens.data(), targets.data(), c.B, c.T, 0.5);
+    gpu.set_grads_ready({});
+    gpu.download_grads(final_grads.data());
+    EXPECT_EQ(got, want);
+    ASSERT_EQ(got.size(), static_cast<std::size_t>(a.n_layers + 2));
+    for (std::size_t i = 0; i < n; i++) ASSERT_EQ(seen[i], final_grads[i]) << i;
+    // Unset: no reports.
+    got.clear();
+    gpu.forward_backward(tokens.data(), targets.data(), c.B, c.T, 0.5);
+    EXPECT_TRUE(got.empty());
 }
 
 TEST(CudaTransformer, RefusesMlaAndMoe) {

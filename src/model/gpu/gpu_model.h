@@ -12,6 +12,7 @@
 // Compiled only with the CUDA backend (AGPT_HAVE_CUDA).
 #include <cstddef>
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include "kernels/cuda/device.h"
@@ -68,6 +69,22 @@ class GpuModel {
     // and activations + backward temporaries + head scratch.
     virtual std::size_t state_bytes() const = 0;
     virtual std::size_t activation_bytes() const = 0;
+
+    // While set, backward reports each stretch [begin, end) of grads_device() (in floats) once
+    // its gradient kernels are queued on stream(): descending and contiguous from the end of the
+    // buffer to 0, the head first and the embedding last (LanguageModel::set_grads_ready's
+    // order), so that a data-parallel reducer queues each bucket's sum behind them on its own
+    // stream while the rest of backward runs. Empty: no reports.
+    using GradsReady = LanguageModel::GradsReady;
+    void set_grads_ready(GradsReady callback) { grads_ready_ = std::move(callback); }
+
+  protected:
+    void grads_ready(std::size_t begin, std::size_t end) const {
+        if (grads_ready_) grads_ready_(begin, end);
+    }
+
+  private:
+    GradsReady grads_ready_;
 };
 
 }  // namespace agpt

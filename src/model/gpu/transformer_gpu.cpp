@@ -530,12 +530,17 @@ void TransformerGpu::backward_impl(int B, int T_len) {
                                   at<T>(arena_, m.input(args_.n_layers)), weights<T>() + off_norm_,
                                   at<float>(arena_, m.final_rstd()), N, D, s);
     mark("rmsnorm backward");
+    grads_ready(off_norm_, n_params_);
     for (int layer = args_.n_layers - 1; layer >= 0; layer--) {
         if (m.full) forward_layer<T>(layer, B, T_len, true);
         backward_layer<T>(layer, B, T_len);
+        grads_ready(
+            layer_offsets_[layer].attention_norm,
+            layer + 1 < args_.n_layers ? layer_offsets_[layer + 1].attention_norm : off_norm_);
     }
     cuda::embedding_backward<T>(grads_.data() + off_tok_, dres, tokens_.data(), N, D, s);
     mark("embedding backward");
+    grads_ready(0, layer_offsets_.empty() ? off_norm_ : layer_offsets_[0].attention_norm);
 }
 
 template <typename T>

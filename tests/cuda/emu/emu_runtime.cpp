@@ -323,6 +323,44 @@ cudaError_t cudaDeviceSynchronize(void) {
 cudaError_t cudaStreamSynchronize(cudaStream_t) {
     return cudaSuccess;
 }
+// One device; streams and events are tokens: everything above ran when it was queued. (The
+// data-parallel path creates them: dist/nccl_communicator.cpp.)
+cudaError_t cudaGetDeviceCount(int* count) {
+    *count = 1;
+    return cudaSuccess;
+}
+cudaError_t cudaSetDevice(int device) {
+    return device == 0 ? cudaSuccess : cudaErrorInvalidDevice;
+}
+cudaError_t cudaDeviceGetStreamPriorityRange(int* least, int* greatest) {
+    *least = *greatest = 0;
+    return cudaSuccess;
+}
+cudaError_t cudaStreamCreateWithPriority(cudaStream_t* stream, unsigned int, int) {
+    static int token;
+    *stream = reinterpret_cast<cudaStream_t>(&token);
+    return cudaSuccess;
+}
+cudaError_t cudaStreamDestroy(cudaStream_t) {
+    return cudaSuccess;
+}
+cudaError_t cudaEventCreateWithFlags(cudaEvent_t* event, unsigned int) {
+    static int token;
+    *event = reinterpret_cast<cudaEvent_t>(&token);
+    return cudaSuccess;
+}
+cudaError_t cudaEventDestroy(cudaEvent_t) {
+    return cudaSuccess;
+}
+cudaError_t cudaEventRecord(cudaEvent_t, cudaStream_t) {
+    return cudaSuccess;
+}
+cudaError_t cudaEventQuery(cudaEvent_t) {
+    return cudaSuccess;
+}
+cudaError_t cudaStreamWaitEvent(cudaStream_t, cudaEvent_t, unsigned int) {
+    return cudaSuccess;
+}
 const char* cudaGetErrorString(cudaError_t) {
     return "emulated error";
 }

@@ -1,0 +1,128 @@
+// Data parallelism on cuda, over the emulated backend (ctest cuda_data_parallel_emulated:
+// tests/cuda/cuda_data_parallel_emu_test.sh). The emulator's device memory is host memory, so
+// the MPI communicator stands in for NCCL on the device gradients
+// (set_cuda_gradient_communicator_factory); everything else is the trainer's cuda path as on a
+// GPU. Run first as one process, which trains the reference (global batch 4 as two
+// micro-batches of 2), then under mpirun -np 2 (one micro-batch of 2 per rank, the gradients
+// summed after backward and during it), both with AGPT_CUDA_DP_DIR naming a shared folder.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "dist/communicator.h"
+#include "train/checkpoint.h"
+#include "train/config.h"
+#include "train/cuda_training.h"
+#include "train/trainer.h"
+
+namespace agpt {
+namespace {
+
+namespace fs = std::filesystem;
+
+JobConfig dp_job(const fs::path& dump, const std::string& name, bool overlap) {
+    return load_job_config("", {{"job.dump_folder", dump.string()},
+                                {"job.name", name},
+                                {"model.flavor", "tiny"},
+                                {"training.device", "cuda"},
+                                {"training.mixed_precision_param", "float32"},
+                                {"training.local_batch_size", "2"},
+                                {"training.global_batch_size", "4"},
+                                {"training.seq_len", "16"},
+                                {"training.steps", "3"},
+                                {"training.threads", "1"},
+                                {"optimizer.lr", "3e-3"},
+                                {"lr_scheduler.warmup_steps", "1"},
+                                {"validation.enable", "false"},
+                                {"metrics.log_freq", "1"},
+                                {"checkpoint.enable", "true"},
+                                {"checkpoint.interval", "3"},
+                                {"sample.max_new_tokens", "0"},
+                                // ~5k floats: the tiny model's gradients in a few dozen buckets.
+                                {"parallelism.bucket_mb", "0.02"},
+                                {"parallelism.overlap_grad_reduce", overlap ? "true" : "false"}});
+}
+
+std::vector<double> losses(const fs::path& run) {
+    std::vector<double> out;
+    std::ifstream in(run / "metrics.jsonl");
+    for (std::string line; std::getline(in, line);) {
+        const auto row = nlohmann::json::parse(line);
+        if (row.contains("loss")) out.push_back(row["loss"].get<double>());
+    }
+    return out;
+}
+
+std::vector<float> checkpoint_params(const JobConfig& cfg, int step) {
+    const auto model = make_job_model(cfg, 258, 1, 1);
+    load_model_weights((fs::path(cfg.job.dump_folder) / cfg.job.name / cfg.checkpoint.folder /
+                        ("step-" + std::to_string(step)))
+                           .string(),
+                       *model);
+    return model->params();
+}
+
+std::string file_text(const fs::path& p) {
+    std::ifstream in(p);
+    return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+TEST(CudaDataParallel, TwoRanksMatchOneProcessWithTheSameGlobalBatch) {
+    const char* dir_env = std::getenv("AGPT_CUDA_DP_DIR");
+    ASSERT_NE(dir_env, nullptr) << "run by tests/cuda/cuda_data_parallel_emu_test.sh, which sets "
+                                   "AGPT_CUDA_DP_DIR";
+    const fs::path dir = dir_env;
+    Communicator& world = world_communicator();
+    const JobConfig single = dp_job(dir, "single", false);
+    if (world.size() == 1) {
+        EXPECT_EQ(train(single, nullptr).steps, 3);
+        return;
+    }
+    ASSERT_EQ(world.size(), 2);
+    ASSERT_TRUE(fs::exists(dir / "single" / "metrics.jsonl")) << "the one-process run comes first";
+    const std::vector<double> want = losses(dir / "single");
+    ASSERT_EQ(want.size(), 3u);
+    const std::vector<float> want_params = checkpoint_params(single, 3);
+    // A sub-group of the same ranks, as NCCL would be: its own messages, the same sums.
+    set_cuda_gradient_communicator_factory(
+        [](Communicator& data_ranks) { return data_ranks.split(0, data_ranks.rank()); });
+    for (const bool overlap : {false, true}) {
+        const std::string name = overlap ? "dp2_overlap" : "dp2";
+        // Rank 1 gets a folder of its own: it must write nothing there.
+        const fs::path dump = world.rank() == 0 ? dir : dir / "rank1";
+        const JobConfig cfg = dp_job(dump, name, overlap);
+        EXPECT_EQ(train(cfg, nullptr).steps, 3) << name;
+        world.barrier();
+        if (world.rank() != 0) {
+            EXPECT_FALSE(fs::exists(dump / name)) << name << ": rank 1 wrote a run folder";
+            continue;
+        }
+        const std::vector<double> got = losses(dir / name);
+        ASSERT_EQ(got.size(), want.size()) << name;
+        for (std::size_t i = 0; i < want.size(); i++)
+            EXPECT_NEAR(got[i], want[i], 1e-5 * std::abs(want[i])) << name << " step " << i + 1;
+        EXPECT_LT(want.back(), want.front());  // three AdamW steps moved the model
+        const std::vector<float> got_params = checkpoint_params(cfg, 3);
+        ASSERT_EQ(got_params.size(), want_params.size());
+        double diff2 = 0.0, ref2 = 0.0;
+        for (std::size_t i = 0; i < want_params.size(); i++) {
+            const double d = static_cast<double>(got_params[i]) - want_params[i];
+            diff2 += d * d;
+            ref2 += static_cast<double>(want_params[i]) * want_params[i];
+        }
+        EXPECT_LE(std::sqrt(diff2 / ref2), 1e-5) << name << ": final parameters";
+        const std::string log = file_text(dir / name / "train.log");
+        EXPECT_NE(log.find("gradients over mpi"), std::string::npos) << log;
+        EXPECT_EQ(log.find("reduced during backward") != std::string::npos, overlap) << log;
+    }
+    set_cuda_gradient_communicator_factory({});
+}
+
+}  // namespace
+}  // namespace agpt
