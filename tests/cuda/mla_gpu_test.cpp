@@ -2,7 +2,9 @@
 // inputs, with moe_tiny's (q LoRA, YaRN) and moe_debug's (plain wq) shapes: the output, dx and
 // every weight gradient, fp32 within 1e-4 and bf16 (the CPU on the same bf16 values) within
 // 1e-2. Head sizes the GPU attention cannot take are refused.
+#include <cmath>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "core/error.h"

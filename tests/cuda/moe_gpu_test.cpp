@@ -4,6 +4,8 @@
 // values) within 1e-2; routing and loads exactly equal. The inputs keep a margin between the
 // k-th and the next biased score of every token, so both sides choose the same experts.
 #include <algorithm>
+#include <cmath>
+#include <functional>
 #include <string>
 #include <vector>
 
