@@ -238,6 +238,38 @@ TEST(CudaTraining, RunsResumeOnTheOtherDevice) {
     fs::remove_all(dump);
 }
 
+// make_cuda_model builds GPT-2 on the device for model.name = gpt2: the CPU twin's layout and
+// initialisation, and its loss and gradients (fp32) on the tokenizer-sized vocabulary.
+TEST(CudaTraining, MakesTheGpt2ModelOnCuda) {
+    AGPT_REQUIRE_CUDA_DEVICE();
+    const fs::path dump = fs::temp_directory_path();
+    const JobConfig cfg = load_job_config("", {{"job.dump_folder", dump.string()},
+                                               {"model.name", "gpt2"},
+                                               {"model.flavor", "gpt2_tiny"},
+                                               {"model.init", "gpt2"},
+                                               {"training.device", "cuda"},
+                                               {"training.mixed_precision_param", "float32"}});
+    const int B = 2, T = 16, V = 258;
+    auto gpu = make_cuda_model(cfg, V, B, T);
+    auto cpu = make_job_model(cfg, V, B, T);
+    ASSERT_EQ(gpu->param_views().size(), cpu->param_views().size());
+    EXPECT_EQ(gpu->max_context(), cpu->max_context());
+    gpu->init_weights("gpt2", 5);
+    cpu->init_weights("gpt2", 5);
+    std::vector<int32_t> tokens(B * T), targets(B * T);
+    for (int i = 0; i < B * T; i++) {
+        tokens[i] = (i * 37 + 11) % V;
+        targets[i] = (i * 53 + 7) % V;
+    }
+    gpu->zero_grad();
+    cpu->zero_grad();
+    const double scale = 1.0 / (B * T);
+    const double got = gpu->forward_backward(tokens.data(), targets.data(), B, T, scale);
+    const double ref = cpu->forward_backward(tokens.data(), targets.data(), B, T, scale);
+    EXPECT_NEAR(got, ref, 1e-4 * std::abs(ref));
+    EXPECT_LE(rel_err(gpu->grads(), cpu->grads()), kTolFp32Long);
+}
+
 TEST(CudaTraining, RefusesWhatIsNotOnCudaYetNamingTheKey) {
     // Configuration checks come before the device's: these run without a GPU too.
     const fs::path dump = fs::temp_directory_path();
@@ -256,7 +288,8 @@ TEST(CudaTraining, RefusesWhatIsNotOnCudaYetNamingTheKey) {
     refused({{"model.qk_norm", "true"}}, 1, "qk_norm) are not on cuda yet");
     refused({{"model.ffn", "relu2"}}, 1, "not on cuda yet");
     refused({{"model.flavor", "moe_tiny"}}, 1, "model.flavor = moe_tiny: MLA and MoE");
-    refused({{"model.name", "gpt2"}, {"model.flavor", "124M"}}, 1, "model.name = gpt2");
+    refused({{"model.name", "gpt2"}, {"model.flavor", "124M"}}, 1,
+            "optimizer.name = AdamW with model.name = gpt2: not on cuda yet");
     refused({{"optimizer.name", "Muon"}}, 1, "optimizer.name = Muon: not on cuda yet");
     refused({{"activation_checkpoint.mode", "full"}}, 1,
             "activation_checkpoint.mode = full: not on cuda yet");
