@@ -14,15 +14,24 @@ constexpr int kWarps = kThreads / 32;
 // Rows per block of the backward (each warp takes every kWarps-th of them).
 constexpr int kRowBlock = 256;
 
-// Thread: one column of rows blockIdx.y, blockIdx.y + gridDim.y, ...
-template <typename T>
+// Thread: VEC consecutive columns (one 16-byte access for VEC = kVec<T>) of rows blockIdx.y,
+// blockIdx.y + gridDim.y, ...
+template <typename T, int VEC>
 __global__ void bias_forward_kernel(T* out, const T* inp, const T* bias, int N, int OC) {
-    const int c = blockIdx.x * blockDim.x + threadIdx.x;
+    using P = Pack<T, VEC>;
+    const int c = (blockIdx.x * blockDim.x + threadIdx.x) * VEC;
     if (c >= OC) return;
-    const float b = to_float(bias[c]);
+    const P b = *reinterpret_cast<const P*>(bias + c);
     for (long i = blockIdx.y; i < N; i += gridDim.y) {
         const long idx = i * OC + c;
-        out[idx] = from_float<T>(inp ? to_float(inp[idx]) + b : b);
+        P o = b;
+        if (inp) {
+            const P x = *reinterpret_cast<const P*>(inp + idx);
+#pragma unroll
+            for (int k = 0; k < VEC; k++)
+                o.v[k] = from_float<T>(to_float(x.v[k]) + to_float(b.v[k]));
+        }
+        *reinterpret_cast<P*>(out + idx) = o;
     }
 }
 
@@ -67,11 +76,17 @@ __global__ void sum_partials_kernel(float* dbias, const float* partial, int bloc
 template <typename T>
 void bias_forward(T* out, const T* inp, const T* bias, int N, int OC, cudaStream_t stream) {
     if (N <= 0 || OC <= 0) return;
-    const int col_blocks = static_cast<int>(ceil_div(OC, kThreads));
+    constexpr int V = kVec<T>;
+    const bool packs = OC % V == 0 && aligned16(out) && aligned16(bias) && (!inp || aligned16(inp));
+    const int vec = packs ? V : 1;
+    const long col_blocks = ceil_div(ceil_div(OC, vec), kThreads);
     // About 2^15 blocks in all; each strides over its share of the rows.
     const long row_blocks = std::min<long>(N, std::max<long>(1, 32768 / col_blocks));
     const dim3 grid(static_cast<unsigned>(col_blocks), static_cast<unsigned>(row_blocks));
-    bias_forward_kernel<T><<<grid, kThreads, 0, stream>>>(out, inp, bias, N, OC);
+    if (packs)
+        bias_forward_kernel<T, V><<<grid, kThreads, 0, stream>>>(out, inp, bias, N, OC);
+    else
+        bias_forward_kernel<T, 1><<<grid, kThreads, 0, stream>>>(out, inp, bias, N, OC);
     AGPT_CUDA_CHECK_LAUNCH();
 }
 
