@@ -280,9 +280,11 @@ std::unique_ptr<LanguageModel> make_cuda_model(const JobConfig& cfg, int vocab_s
     const GpuPrecision precision =
         cfg.training.mixed_precision_param == "float32" ? GpuPrecision::fp32 : GpuPrecision::bf16;
     if (cfg.model.name == "gpt2") {
-        // As make_language_model: the flavor's shape, the tokenizer's vocabulary padded to 128.
-        auto host = make_language_model("gpt2", cfg.model.flavor, cfg.model.switches(), vocab_size,
-                                        1, 1, ActivationCheckpoint::none);
+        // The CPU twin as make_language_model builds it (the flavor's shape, the tokenizer's
+        // vocabulary padded to 128) and with its refusals (switches, activation checkpointing).
+        auto host =
+            make_language_model("gpt2", cfg.model.flavor, cfg.model.switches(), vocab_size, 1, 1,
+                                activation_checkpoint_from(cfg.activation_checkpoint.mode));
         const Gpt2Args args = static_cast<const Gpt2&>(*host).args();
         return std::make_unique<CudaModel>(
             std::move(host), std::make_unique<Gpt2Gpu>(args, max_batch, max_seq, precision));
