@@ -5,10 +5,8 @@
 #   scripts/cuda_device_check.sh run     # on the GPU machine, from the repository root
 #
 # build: configures and builds the cuda-portable preset (build tree build/cuda_portable_build:
-#   agpt_cuda_tests and agpt_cuda_model_bench for x86-64-v3 with OpenBLAS and gtest linked
-#   statically), puts the stripped binaries in build/cuda_portable/ and the few shared libraries
-#   a bare GPU machine may lack (libgomp, libfmt) in build/cuda_portable/lib, and prints what the GPU machine
-#   must provide (glibc, libstdc++, driver, cuBLAS). Carry build/cuda_portable (~28 MB) only.
+#   agpt, agpt_cuda_tests and agpt_cuda_model_bench for x86-64-v3) and packs them with the shared
+#   libraries they load into build/cuda_portable/bundle.tar.xz. Carry build/cuda_portable only.
 # run: prints nvidia-smi -L, runs every op test (CUDA kernel vs CPU kernel), the
 #   micro-benchmarks (agpt_cuda_tests --bench) and, when PyTorch imports, the same timings in
 #   PyTorch, the end-to-end training benchmark (agpt_cuda_model_bench: Llama-style 124M,
@@ -26,35 +24,42 @@ BUILD_DIR=build/cuda_portable_build
 BIN=$DIR/agpt_cuda_tests
 MODEL_BIN=$DIR/agpt_cuda_model_bench
 
+# The programs the GPU machine runs.
+PROGRAMS=(agpt tests/cuda/agpt_cuda_tests tests/cuda/agpt_cuda_model_bench)
+
+# Builds the cuda-portable preset (x86-64-v3) and packs its programs with every shared library
+# they load, glibc and its loader included (the GPU machine's glibc may be older than the build
+# machine's), but not the driver's libcuda nor cuBLAS/NCCL (opened at run time from the toolkit
+# there), into $DIR/bundle.tar.xz: xz keeps it inside what can be carried (ICU's data and
+# OpenBLAS alone are 65 MB unpacked).
 build() {
     set -e
     local launcher=()
-    command -v ccache >/dev/null && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
+    command -v ccache >/dev/null &&
+        launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_CUDA_COMPILER_LAUNCHER=ccache)
     cmake --preset cuda-portable "${launcher[@]}" >/dev/null
     cmake --build --preset cuda-portable -j2
-    # The end-to-end training benchmark of the GPU transformer (tests/cuda/model_bench.cpp).
-    cmake --build "$BUILD_DIR" -j2 --target agpt_cuda_model_bench
-    rm -rf "$DIR"
-    mkdir -p "$DIR/lib"
-    cp "$BUILD_DIR/tests/cuda/agpt_cuda_tests" "$BIN"
-    cp "$BUILD_DIR/tests/cuda/agpt_cuda_model_bench" "$MODEL_BIN"
-    strip --strip-unneeded "$BIN" "$MODEL_BIN"
-    # Copy what is neither glibc, nor the CUDA libraries the GPU machine's toolkit provides.
-    { ldd "$BIN"; ldd "$MODEL_BIN"; } | awk '/=>/ && $3 ~ /^\// {print $1, $3}' | sort -u | while read -r name path; do
-        case "$name" in
-            linux-vdso* | ld-linux* | libc.so* | libm.so* | libdl.so* | libpthread.so* | \
-                librt.so* | libstdc++* | libgcc_s* | libcuda.so* | libcublas* | libcudart* | \
-                libcudnn* | libnccl* | libnvrtc* | libnvJitLink*) ;;
-            *) cp -L "$path" "$DIR/lib/" ;;
-        esac
+    local stage=$BUILD_DIR/bundle
+    rm -rf "$DIR" "$stage"
+    mkdir -p "$DIR" "$stage/lib"
+    local prog
+    for prog in "${PROGRAMS[@]}"; do
+        cp "$BUILD_DIR/$prog" "$stage/"
+        strip --strip-unneeded "$stage/$(basename "$prog")"
     done
-    echo "== $BIN: $(du -h "$BIN" | cut -f1); $MODEL_BIN: $(du -h "$MODEL_BIN" | cut -f1);" \
-        "copied to $DIR/lib: $(ls "$DIR/lib" | tr '\n' ' ')"
-    local glibc glibcxx
-    glibc=$(objdump -T "$BIN" "$MODEL_BIN" "$DIR"/lib/* | grep -o 'GLIBC_[0-9.]*' | sed 's/GLIBC_//' | sort -V | tail -1)
-    glibcxx=$(objdump -T "$BIN" "$MODEL_BIN" "$DIR"/lib/* | grep -o 'GLIBCXX_[0-9.]*' | sed 's/GLIBCXX_//' | sort -V | tail -1)
-    echo "== the GPU machine must provide: glibc >= $glibc, libstdc++ with GLIBCXX_$glibcxx," \
-        "a driver for CUDA $(nvcc --version | sed -n 's/.*release \([0-9.]*\).*/\1/p')," \
+    for prog in "${PROGRAMS[@]}"; do ldd "$stage/$(basename "$prog")"; done |
+        awk '$3 ~ /^\// {print $1, $3} $1 ~ /^\// {print $1, $1}' | sort -u |
+        while read -r name path; do
+            case "$name" in
+                linux-vdso* | libcuda.so* | libcublas* | libnccl*) ;;
+                *) cp -L "$path" "$stage/lib/$(basename "$name")" ;;
+            esac
+        done
+    tar -C "$BUILD_DIR" -cJf "$DIR/bundle.tar.xz" bundle
+    echo "== $DIR/bundle.tar.xz: $(du -h "$DIR/bundle.tar.xz" | cut -f1) ($(ls "$stage" | wc -l)" \
+        "entries and $(ls "$stage/lib" | wc -l) libraries, $(du -sh "$stage" | cut -f1) unpacked)"
+    echo "== the GPU machine must provide: a driver for CUDA" \
+        "$(nvcc --version | sed -n 's/.*release \([0-9.]*\).*/\1/p')," \
         "libcublas.so.$(sed -n 's/#define CUBLAS_VER_MAJOR \([0-9]*\)/\1/p' "$(dirname "$(command -v nvcc)")/../include/cublas_api.h") and libcublasLt (opened at run time: src/kernels/cuda/cublas_loader.h)"
     local size
     size=$(du -sm "$DIR" | cut -f1)
@@ -65,31 +70,48 @@ build() {
     fi
 }
 
-# agpt train on the GPU (training.device = cuda, bf16) and on the CPU, same job: the debugmodel
-# config for 50 steps; prints each run's loss at its last logged steps. Needs an agpt binary that
-# runs on the GPU machine ($AGPT_BIN, else $DIR/agpt). The build step does not make one: agpt
-# links agpt_lib's shared libraries (ICU's data alone is 30 MB, OpenBLAS 35 MB, OpenMPI with its
-# plugins), over the 60 MB carried; without one this step says so and is skipped.
+# Unpacks the bundle and writes $DIR/<program>: a wrapper that starts the bundled program through
+# the bundled loader, the bundled libraries first, then LD_LIBRARY_PATH (cuBLAS).
+unbundle() {
+    rm -rf "$DIR/bundle"
+    tar -C "$DIR" -xJf "$DIR/bundle.tar.xz"
+    local loader prog name
+    loader=$(ls "$PWD/$DIR"/bundle/lib/ld-linux-x86-64.so.* | head -1)
+    for prog in "${PROGRAMS[@]}"; do
+        name=$(basename "$prog")
+        cat >"$DIR/$name" <<SH
+#!/bin/sh
+exec "$loader" --library-path "$PWD/$DIR/bundle/lib:\${LD_LIBRARY_PATH:-}" "$PWD/$DIR/bundle/$name" "\$@"
+SH
+        chmod +x "$DIR/$name"
+    done
+}
+
+# agpt train on the GPU (training.device = cuda, bf16) and on the CPU (fp32), same job: the
+# debugmodel config for 100 steps, loss logged every 5. The bf16 curve must track the CPU's:
+# every logged loss within 0.05 nats of the CPU's at the same step, and the final validation loss
+# too (CUDA_TRAIN_TOLERANCE overrides). Runs $AGPT_BIN, else the bundle's $DIR/agpt.
 train_cuda_vs_cpu() {
     local out=$1 agpt_bin=${AGPT_BIN:-$DIR/agpt}
-    echo "== agpt train --training.device cuda vs cpu (debugmodel, 50 steps)"
+    echo "== agpt train --training.device cuda vs cpu (debugmodel, 100 steps)"
     if ! [[ -x $agpt_bin ]] || ! "$agpt_bin" --help >/dev/null 2>&1; then
-        echo "skipped: no agpt that runs here ($agpt_bin; set AGPT_BIN to a portable build)"
-        return 0
+        echo "FAILED: no agpt that runs here ($agpt_bin; set AGPT_BIN to a portable build)"
+        return 1
     fi
     local runs=$out/train_runs
     rm -rf "$runs"
-    local job=(--config configs/debugmodel.toml --job.dump_folder "$runs" --training.steps 50
-        --metrics.log_freq 5 --validation.freq 50 --sample.max_new_tokens 0)
+    local job=(--config configs/debugmodel.toml --job.dump_folder "$runs" --training.steps 100
+        --metrics.log_freq 5 --validation.freq 100 --sample.max_new_tokens 0)
     timeout 300 "$agpt_bin" train "${job[@]}" --job.name cuda --training.device cuda \
         --training.mixed_precision_param bfloat16 2>&1 | tee "$out/train_cuda.log" || true
     timeout 600 "$agpt_bin" train "${job[@]}" --job.name cpu --training.device cpu 2>&1 |
         tee "$out/train_cpu.log" || true
-    python3 - "$runs" <<'PY' 2>&1 | tee -a "$out/bench.log" || true
+    python3 - "$runs" "${CUDA_TRAIN_TOLERANCE:-0.05}" <<'PY' 2>&1 | tee -a "$out/bench.log"
 import json
 import os
 import sys
 
+curves = {}
 for name in ("cuda", "cpu"):
     path = os.path.join(sys.argv[1], name, "metrics.jsonl")
     try:
@@ -107,19 +129,33 @@ for name in ("cuda", "cpu"):
     for k in ("tok_per_s", "mfu", "gpu_mem_gib"):
         if k in last:
             print(f"BENCH train_{name}_{k} {last[k]:.4g} -")
+    curves[name] = (dict(losses), val[-1] if val else None)
+tol = float(sys.argv[2])
+if set(curves) != {"cuda", "cpu"}:
+    sys.exit("FAILED: a run left no metrics")
+(cuda, cuda_val), (cpu, cpu_val) = curves["cuda"], curves["cpu"]
+steps = sorted(set(cuda) & set(cpu))
+worst = max((abs(cuda[s] - cpu[s]), s) for s in steps) if steps else (float("inf"), -1)
+val_gap = abs(cuda_val - cpu_val) if cuda_val is not None and cpu_val is not None else float("inf")
+print(f"BENCH train_bf16_vs_cpu_worst_loss_gap {worst[0]:.4f} nats (step {worst[1]}, {len(steps)} steps compared)")
+print(f"BENCH train_bf16_vs_cpu_val_loss_gap {val_gap:.4f} nats")
+ok = len(steps) >= 20 and worst[0] <= tol and val_gap <= tol
+print(f"{'passed' if ok else 'FAILED'}: the bf16 cuda loss curve tracks the cpu one within {tol} nats")
+sys.exit(0 if ok else 1)
 PY
 }
 
 run() {
     local out=${OUT:-$DIR/device_check}
     mkdir -p "$out"
-    if [[ ! -x $BIN ]]; then
-        echo "cuda_device_check: $BIN is missing: run 'scripts/cuda_device_check.sh build' first" \
-            "and carry $DIR" >&2
+    if [[ ! -f $DIR/bundle.tar.xz ]]; then
+        echo "cuda_device_check: $DIR/bundle.tar.xz is missing: run" \
+            "'scripts/cuda_device_check.sh build' first and carry $DIR" >&2
         exit 2
     fi
-    # Our copied libraries first, then the toolkit's cuBLAS, wherever it lives.
-    local libpath=$PWD/$DIR/lib
+    unbundle
+    # The toolkit's cuBLAS, wherever it lives (the bundle's libraries come first anyway).
+    local libpath=
     for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib /usr/local/cuda-13*/lib64; do
         [[ -d $d ]] && libpath+=:$d
     done
@@ -131,19 +167,17 @@ run() {
         echo "== the driver supports CUDA $drv only: using /usr/local/cuda/compat's libcuda"
         libpath=/usr/local/cuda/compat:$libpath
     fi
-    export LD_LIBRARY_PATH=$libpath${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
-    if ldd "$BIN" | grep -q "not found"; then
-        # A pip-installed toolkit (nvidia-cublas wheels next to PyTorch) as a last resort.
-        local pylib
-        pylib=$(python3 -c 'import nvidia.cublas, os; print(os.path.join(list(nvidia.cublas.__path__)[0], "lib"))' 2>/dev/null) &&
-            export LD_LIBRARY_PATH=$LD_LIBRARY_PATH:$pylib
-    fi
+    # A pip-installed toolkit (nvidia-cublas wheels next to PyTorch) as a last resort.
+    local pylib
+    pylib=$(python3 -c 'import nvidia.cublas, os; print(os.path.join(list(nvidia.cublas.__path__)[0], "lib"))' 2>/dev/null) &&
+        libpath+=:$pylib
+    export LD_LIBRARY_PATH=${libpath#:}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 
     echo "== nvidia-smi -L"
     nvidia-smi -L || echo "(nvidia-smi failed)"
     nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader || true
-    echo "== libraries"
-    ldd "$BIN" | grep -E "cublas|gomp|fmt|not found" || true
+    echo "== agpt doctor"
+    "$DIR/agpt" doctor 2>&1 | tee "$out/doctor.log"
 
     echo "== op tests: $BIN"
     timeout 600 "$BIN" --gtest_output="json:$out/tests.json" 2>&1 | tee "$out/tests.log"
@@ -218,6 +252,7 @@ PY
         tee "$out/torch_model_bench_gpt2.log" | tee -a "$out/bench.log" || true
 
     train_cuda_vs_cpu "$out"
+    local train_rc=$?
 
     echo "== summary"
     python3 - "$out/tests.json" "$out/bench.log" "$rc" <<'PY'
@@ -279,8 +314,11 @@ if skipped:
 print(f"{passed} passed, {failed} failed, {skipped} skipped (agpt_cuda_tests exit status {rc})")
 sys.exit(rc if rc else (3 if skipped else 0))
 PY
-    # The op tests' status; 3 when they passed but skipped tests for want of a device.
-    return $?
+    # The op tests' status; 3 when they passed but skipped tests for want of a device; 4 when
+    # only the training comparison failed.
+    local summary_rc=$?
+    ((summary_rc == 0 && train_rc != 0)) && return 4
+    return $summary_rc
 }
 
 case "${1:-run}" in

@@ -96,8 +96,8 @@ TEST(ModelArgs, EveryBaseFlavorHasEverySuffixVariant) {
             EXPECT_EQ(v->args.ffn, s.ffn);
         }
     }
-    EXPECT_EQ(bases, 14);  // design.md's 11 + tiny, small, medium
-    EXPECT_EQ(agpt_flavors().size(), 14u * 6 + moe_flavors().size());
+    EXPECT_EQ(bases, 15);  // design.md's 11 + tiny, small, medium, llama124m
+    EXPECT_EQ(agpt_flavors().size(), 15u * 6 + moe_flavors().size());
     const ModelArgs& ks = find_flavor("debugmodel_kitchen_sink")->args;
     EXPECT_TRUE(ks.qk_norm);
     EXPECT_EQ(ks.attn_softcap, 30.0);

@@ -1,6 +1,6 @@
 // GPT-2's shapes (model/gpt2.h): the arguments' derived sizes, the flavors and the parameter
-// layout, apart from the model so that the GPU model (model/gpu/gpt2_gpu.h) uses them without
-// the CPU kernels.
+// layout, which the CPU model and the GPU model (model/gpu/gpt2_gpu.h) share; the passes are in
+// gpt2.cpp.
 #include <string>
 #include <vector>
 

@@ -104,7 +104,7 @@ ModelArgs make(int dim, int layers, int heads, int kv, int vocab, double mult, i
 }
 
 // The base flavors: design.md's dense table (dimensions checked in tests/model_args_test.cpp)
-// and three small ones for CPUs.
+// and three small ones for CPUs, and the GPU benchmark's Llama-style 124M.
 std::vector<Flavor> base_flavors() {
     return {
         {"tiny", "2 layers, dim 64, GQA 4/2: tests", make(64, 2, 4, 2, 32000, 0, 32, 10000)},
@@ -113,6 +113,8 @@ std::vector<Flavor> base_flavors() {
         {"medium", "6 layers, dim 384, 6 heads: CPU studies",
          make(384, 6, 6, 6, 32000, 0, 128, 10000)},
         {"debugmodel", "torchtitan's debug model", make(256, 6, 16, 16, 32000, 0, 256, 5e5)},
+        {"llama124m", "Llama-style GPT-2-small size: the GPU benchmark's",
+         make(768, 12, 12, 4, 32000, 0, 256, 1e4)},
         {"2B", "AuroraGPT 2B", make(2048, 12, 16, 4, 256128, 2.0, 256, 5e4)},
         {"7B", "Llama-2 7B shape", make(4096, 32, 32, 8, 32000, 0, 256, 1e4)},
         {"8B", "Llama-3 8B shape", make(4096, 32, 32, 8, 128256, 1.3, 1024, 5e5)},

@@ -8,7 +8,6 @@
 #include "core/rng.h"
 #include "core/timer.h"
 #include "model/transformer.h"
-#include "optim/grad_clip.h"
 #include "train/cuda_training.h"
 #include "train/metrics.h"
 #include "train/trainer.h"
@@ -16,35 +15,43 @@
 namespace agpt {
 
 nlohmann::json BenchResult::to_json() const {
-    return {{"flavor", flavor},
-            {"activation_checkpoint", activation_checkpoint},
-            {"params", params},
-            {"active_params", active_params},
-            {"batch", batch},
-            {"seq", seq},
-            {"threads", threads},
-            {"tok_per_s", tok_per_s},
-            {"tflops", tflops},
-            {"mfu", mfu},
-            {"step_time_s", step_time_s},
-            {"peak_rss_gib", peak_rss_gib},
-            {"gemm_peak_tflops", gemm_peak_tflops}};
+    nlohmann::json j = {{"flavor", flavor},
+                        {"device", device},
+                        {"activation_checkpoint", activation_checkpoint},
+                        {"params", params},
+                        {"active_params", active_params},
+                        {"batch", batch},
+                        {"seq", seq},
+                        {"threads", threads},
+                        {"tok_per_s", tok_per_s},
+                        {"tflops", tflops},
+                        {"mfu", mfu},
+                        {"step_time_s", step_time_s},
+                        {"peak_rss_gib", peak_rss_gib},
+                        {"gemm_peak_tflops", gemm_peak_tflops},
+                        {"loss", loss}};
+    if (device == "cuda") j["gpu_mem_gib"] = gpu_mem_gib;
+    return j;
 }
 
 BenchResult run_bench(const JobConfig& cfg, const BenchOptions& opt) {
     validate_job_config(cfg);
-    require_cpu_device(cfg, "agpt bench");
+    const bool on_cuda = cfg.training.device == "cuda";
+    if (on_cuda) check_cuda_training(cfg, 1);
     if (opt.steps <= 0) fail("--steps {}: must be positive", opt.steps);
     if (opt.warmup < 0) fail("--warmup {}: must not be negative", opt.warmup);
     BenchResult r;
     r.threads = set_thread_count(cfg.training.threads);
-    // The peak is taken before the model exists (so its buffers do not add to the peak RSS) and
-    // after the timed steps; the higher one is kept: a probe that shares the cores with another
-    // process reads low, and MFU would then read high.
-    const double peak_before = measure_gemm_peak_tflops();
+    // On the CPU the peak is taken before the model exists (so its buffers do not add to the
+    // peak RSS) and after the timed steps; the higher one is kept: a probe that shares the cores
+    // with another process reads low, and MFU would then read high. A GPU's is its data sheet's.
+    const double peak_before = on_cuda ? cuda_peak_tflops().tflops : measure_gemm_peak_tflops();
+    // What the job allocates on the device, without the CUDA context and other processes: the
+    // figure PyTorch's max_memory_allocated is compared with.
+    const double device_used_before = on_cuda ? cuda_memory_used_gib() : 0.0;
     const int B = cfg.training.local_batch_size, T = cfg.training.seq_len;
     // Synthetic tokens over the flavor's own vocabulary (0: no tokenizer involved).
-    const auto model_ptr = make_job_model(cfg, 0, B, T);
+    const auto model_ptr = on_cuda ? make_cuda_model(cfg, 0, B, T) : make_job_model(cfg, 0, B, T);
     LanguageModel& model = *model_ptr;
     model.init_weights(cfg.model.init, static_cast<uint64_t>(cfg.training.seed));
 
@@ -58,7 +65,8 @@ BenchResult run_bench(const JobConfig& cfg, const BenchOptions& opt) {
             targets[b * T + t] = tokens[b * (T + 1) + t + 1];
         }
 
-    const auto optimizer = make_model_optimizer(cfg, model);
+    const auto optimizer =
+        on_cuda ? make_cuda_optimizer(cfg, model) : make_model_optimizer(cfg, model);
     if (optimizer->needs_hessian_hook())
         optimizer->set_hessian_hook([&] {
             gauss_newton_bartlett(model, inputs.data(), B, T, 1, cfg.training.max_norm,
@@ -69,8 +77,10 @@ BenchResult run_bench(const JobConfig& cfg, const BenchOptions& opt) {
     for (int i = 0; i < opt.warmup + opt.steps; i++) {
         Timer t;
         model.zero_grad();
-        model.forward_backward(inputs.data(), targets.data(), B, T, 1.0 / (B * T));
-        clip_grad_norm(model.grads().data(), model.grads().size(), cfg.training.max_norm);
+        // Returns once the device has finished the step's forward and backward.
+        r.loss = model.forward_backward(inputs.data(), targets.data(), B, T, 1.0 / (B * T)) /
+                 (static_cast<double>(B) * T);
+        clip_model_gradients(model, cfg.training.max_norm);
         optimizer->step(1.0);
         model.after_optimizer_step();  // part of a MoE training step
         if (i >= opt.warmup) times.push_back(t.seconds());
@@ -79,6 +89,7 @@ BenchResult run_bench(const JobConfig& cfg, const BenchOptions& opt) {
     const std::size_t n = times.size();
     r.step_time_s = n % 2 ? times[n / 2] : 0.5 * (times[n / 2 - 1] + times[n / 2]);
     r.flavor = cfg.model.flavor;
+    r.device = cfg.training.device;
     r.activation_checkpoint = cfg.activation_checkpoint.mode;
     r.params = model.num_params();
     const ModelArgs* agpt_args = model.agpt_args();
@@ -88,7 +99,8 @@ BenchResult run_bench(const JobConfig& cfg, const BenchOptions& opt) {
     r.tok_per_s = static_cast<double>(B) * T / r.step_time_s;
     r.tflops = model.flops_per_token(T) * r.tok_per_s / 1e12;
     r.peak_rss_gib = peak_rss_gib();
-    r.gemm_peak_tflops = std::max(peak_before, measure_gemm_peak_tflops());
+    r.gemm_peak_tflops = on_cuda ? peak_before : std::max(peak_before, measure_gemm_peak_tflops());
+    if (on_cuda) r.gpu_mem_gib = cuda_memory_used_gib() - device_used_before;
     r.mfu = 100.0 * r.tflops / r.gemm_peak_tflops;
     return r;
 }

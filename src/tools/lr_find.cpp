@@ -16,7 +16,6 @@
 #include "data/dataset.h"
 #include "data/tokenizer.h"
 #include "model/transformer.h"
-#include "optim/grad_clip.h"
 #include "optim/optimizer.h"
 #include "tools/plot.h"
 #include "train/checkpoint.h"
@@ -367,7 +366,7 @@ LrFindSummary lr_find(const std::vector<JobConfig>& cfgs, const LrFindOptions& o
     std::set<std::string> names;
     for (const auto& cfg : cfgs) {
         validate_job_config(cfg);
-        require_cpu_device(cfg, "agpt lr-find");
+        if (cfg.training.device == "cuda") check_cuda_training(cfg, 1);
         if (common_config_toml(cfg) != common)
             fail(
                 "lr-find: the configs differ in more than [optimizer]; sweeps of several "
@@ -385,7 +384,8 @@ LrFindSummary lr_find(const std::vector<JobConfig>& cfgs, const LrFindOptions& o
         base.training.dataset, tokenizer, base.validation.split, base.training.dataset_registry);
     // One model for every sweep: each starts from the same freshly initialised weights.
     const std::unique_ptr<LanguageModel> model_ptr =
-        make_job_model(base, tokenizer.vocab_size(), B, T);
+        base.training.device == "cuda" ? make_cuda_model(base, tokenizer.vocab_size(), B, T)
+                                       : make_job_model(base, tokenizer.vocab_size(), B, T);
     LanguageModel& model = *model_ptr;
     std::vector<double> base_lrs;
     for (const auto& cfg : cfgs) {
@@ -464,7 +464,9 @@ LrFindSummary lr_find(const std::vector<JobConfig>& cfgs, const LrFindOptions& o
         model.init_weights(cfg.model.init, static_cast<uint64_t>(cfg.training.seed));
         if (!cfg.checkpoint.initial_load_path.empty())
             load_model_weights(cfg.checkpoint.initial_load_path, model);
-        const std::unique_ptr<Optimizer> optimizer = make_model_optimizer(cfg, model);
+        const std::unique_ptr<Optimizer> optimizer = cfg.training.device == "cuda"
+                                                         ? make_cuda_optimizer(cfg, model)
+                                                         : make_model_optimizer(cfg, model);
         WindowLoader loader(data.train.sizes, data.train.read, T,
                             static_cast<uint64_t>(cfg.training.seed));
         std::vector<int32_t> step_inputs(static_cast<std::size_t>(B) * T * accum),
@@ -518,7 +520,7 @@ LrFindSummary lr_find(const std::vector<JobConfig>& cfgs, const LrFindOptions& o
             }
             const double loss = loss_sum / static_cast<double>(tokens_per_step);
             if (!std::isfinite(loss)) return {loss, lr};
-            clip_grad_norm(model.grads().data(), model.grads().size(), cfg.training.max_norm);
+            clip_model_gradients(model, cfg.training.max_norm);
             current_step = step + 1;
             // The sweep's value replaces the schedule's factor: nothing else scales the lr here.
             optimizer->step(lr / base_lr);

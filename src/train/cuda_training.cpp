@@ -72,8 +72,10 @@ void check_cuda_training(const JobConfig& cfg, int ranks) {
 
 void require_cpu_device(const JobConfig& cfg, const std::string& tool) {
     if (cfg.training.device != "cpu")
-        fail("training.device = {}: {} runs on the CPU only so far (agpt train runs on cuda)",
-             cfg.training.device, tool);
+        fail(
+            "training.device = {}: {} runs on the CPU only so far (agpt train, bench and lr-find "
+            "run on cuda)",
+            cfg.training.device, tool);
 }
 
 double cuda_table_peak_tflops(const std::string& device_name) {

@@ -15,6 +15,8 @@
 
 #include "core/error.h"
 #include "cuda_test_util.h"
+#include "tools/bench.h"
+#include "tools/lr_find.h"
 #include "train/checkpoint.h"
 #include "train/config.h"
 #include "train/cuda_training.h"
@@ -268,6 +270,68 @@ TEST(CudaTraining, MakesTheGpt2ModelOnCuda) {
     const double ref = cpu->forward_backward(tokens.data(), targets.data(), B, T, scale);
     EXPECT_NEAR(got, ref, 1e-4 * std::abs(ref));
     EXPECT_LE(rel_err(gpu->grads(), cpu->grads()), kTolFp32Long);
+}
+
+// `agpt bench --training.device cuda`: the same timed steps on the device; in fp32 the last
+// step's loss is the CPU bench's (synthetic tokens, same seed), so the device really trained.
+TEST(CudaTraining, BenchRunsTheStepsOnTheDevice) {
+    AGPT_REQUIRE_CUDA_DEVICE();
+    auto bench_job = [](const std::string& device) {
+        return load_job_config("", {{"model.flavor", "tiny"},
+                                    {"training.device", device},
+                                    {"training.mixed_precision_param", "float32"},
+                                    {"training.local_batch_size", "2"},
+                                    {"training.seq_len", "16"},
+                                    {"training.threads", "1"},
+                                    {"optimizer.lr", "3e-3"}});
+    };
+    BenchOptions opt;
+    opt.steps = 2;
+    opt.warmup = 1;
+    const BenchResult cpu = run_bench(bench_job("cpu"), opt),
+                      gpu = run_bench(bench_job("cuda"), opt);
+    EXPECT_EQ(gpu.device, "cuda");
+    EXPECT_EQ(gpu.params, cpu.params);
+    EXPECT_NEAR(gpu.loss, cpu.loss, 1e-4 * cpu.loss);
+    // Two AdamW steps before it moved the loss away from the untrained ln(32000) (tiny's
+    // vocabulary).
+    EXPECT_GT(std::abs(cpu.loss - std::log(32000.0)), 1e-3);
+    EXPECT_GT(gpu.tok_per_s, 0.0);
+    EXPECT_TRUE(gpu.to_json().contains("gpu_mem_gib"));
+    EXPECT_FALSE(cpu.to_json().contains("gpu_mem_gib"));
+}
+
+// `agpt lr-find --training.device cuda`: the sweep's steps on the device; in fp32 each point's
+// loss is the CPU sweep's.
+TEST(CudaTraining, LrFindSweepsOnTheDevice) {
+    AGPT_REQUIRE_CUDA_DEVICE();
+    const fs::path dump = fresh_dir("lr_find");
+    auto sweep = [&](const std::string& device) {
+        const ConfigOverrides o = {{"job.dump_folder", dump.string()},
+                                   {"job.name", device},
+                                   {"model.flavor", "tiny"},
+                                   {"training.device", device},
+                                   {"training.mixed_precision_param", "float32"},
+                                   {"training.local_batch_size", "2"},
+                                   {"training.seq_len", "16"},
+                                   {"training.threads", "1"}};
+        LrFindOptions opt;
+        opt.sweep.lr_min = 1e-4;
+        opt.sweep.lr_max = 1e-1;
+        opt.sweep.steps = 4;
+        return lr_find(lr_find_job_configs("", o), opt, nullptr);
+    };
+    const LrFindSummary cpu = sweep("cpu"), gpu = sweep("cuda");
+    ASSERT_EQ(gpu.results.size(), 1u);
+    const auto &p_cpu = cpu.results[0].sweep.points, &p_gpu = gpu.results[0].sweep.points;
+    ASSERT_EQ(p_gpu.size(), 4u);
+    ASSERT_EQ(p_gpu.size(), p_cpu.size());
+    for (std::size_t i = 0; i < p_cpu.size(); i++) {
+        EXPECT_NEAR(p_gpu[i].loss, p_cpu[i].loss, 1e-4 * p_cpu[i].loss) << i;
+        EXPECT_EQ(p_gpu[i].lr, p_cpu[i].lr) << i;
+    }
+    EXPECT_NE(p_cpu.back().loss, p_cpu.front().loss);
+    fs::remove_all(dump);
 }
 
 TEST(CudaTraining, RefusesWhatIsNotOnCudaYetNamingTheKey) {

@@ -114,9 +114,8 @@ double used_bytes() {
     return static_cast<double>(total_b - free_b);
 }
 
-// Parameters as bench/torch_*_gpu.py initialise them: norms 1, biases 0, matrices and
-// embeddings N(0, 0.02). (Not the CPU model's init_weights: linking the CPU models would pull
-// static OpenBLAS into this binary, which must stay small to travel to the GPU machine.)
+// Parameters as bench/torch_*_gpu.py initialise them (not the CPU models' init_weights, whose
+// schemes differ): norms 1, biases 0, matrices and embeddings N(0, 0.02).
 void init_params(GpuModel& model) {
     std::vector<float> host(model.num_params());
     std::mt19937_64 init_rng(1234);

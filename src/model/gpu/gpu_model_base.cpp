@@ -18,12 +18,6 @@ using cuda::bf16;
 
 namespace gpu_detail {
 
-std::size_t elements(const ParamView& v) {
-    std::size_t n = 1;
-    for (int s : v.shape) n *= static_cast<std::size_t>(s);
-    return n;
-}
-
 template <typename T>
 void linear_backward(cuda::Blas& blas, T* dinp, float* dweight, const T* dout, const T* inp,
                      const T* weight, int M, int K, int N) {
@@ -62,7 +56,7 @@ GpuModelBase::GpuModelBase(std::vector<ParamView> views, int vocab_size, int max
       blas_(stream) {
     if (max_batch <= 0 || max_seq <= 0)
         fail("model: batch {}×{} must be positive", max_batch, max_seq);
-    n_params_ = views_.empty() ? 0 : views_.back().offset + elements(views_.back());
+    n_params_ = views_.empty() ? 0 : views_.back().offset + views_.back().numel();
     const cudaStream_t s = blas_.stream();
     params_ = cuda::DeviceBuffer<float>(n_params_);
     grads_ = cuda::DeviceBuffer<float>(n_params_);

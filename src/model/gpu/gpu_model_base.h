@@ -28,10 +28,6 @@ constexpr std::size_t align256(std::size_t bytes) {
     return (bytes + 255) / 256 * 256;
 }
 
-// ParamView::numel without linking model/transformer.cpp (and with it the CPU kernels and
-// OpenBLAS) into binaries that need only a GPU model.
-std::size_t elements(const ParamView& v);
-
 template <typename T>
 T* at(cuda::DeviceBuffer<unsigned char>& buf, std::size_t byte_offset) {
     return reinterpret_cast<T*>(buf.data() + byte_offset);

@@ -101,7 +101,7 @@ std::vector<ParamView> transformer_param_views(const ModelArgs& args) {
     std::size_t off = 0;
     auto add = [&](std::string name, std::vector<int> shape, std::string role) {
         ParamView v{std::move(name), off, std::move(shape), std::move(role)};
-        off += elements(v);
+        off += v.numel();
         views.push_back(std::move(v));
     };
     add("tok_embeddings.weight", {args.vocab_size, D}, "embedding");
@@ -145,7 +145,7 @@ TransformerGpu::TransformerGpu(const ModelArgs& args, int max_batch, int max_seq
         fail("model: batch {}×{} must be positive", max_batch, max_seq);
 
     views_ = transformer_param_views(args);
-    n_params_ = views_.back().offset + elements(views_.back());
+    n_params_ = views_.back().offset + views_.back().numel();
     off_tok_ = view("tok_embeddings.weight").offset;
     off_norm_ = view("norm.weight").offset;
     off_output_ = view("output.weight").offset;
