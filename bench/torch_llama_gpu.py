@@ -3,7 +3,8 @@
 tests/cuda/model_bench.cpp trains in agpt (dim 768, 12 layers, 12 heads, 4 kv heads, vocab
 32000, SwiGLU width 2048, RMSNorm, RoPE in Hugging Face's rotate_half layout, untied head), as
 a plain nn.Module trained on random tokens with bf16 autocast (fp32 master weights), fused
-AdamW and gradient-norm clipping (1.0): eager, then torch.compile.
+AdamW and gradient-norm clipping (1.0): eager, then torch.compile (the loop and the report:
+bench/torch_gpu_harness.py).
 
 Prints, in the device check's `BENCH name value unit` format, for MODE in eager / compile:
   BENCH torch_MODE_llama124m_tok_per_s   (median step)
@@ -14,14 +15,11 @@ Prints, in the device check's `BENCH name value unit` format, for MODE in eager 
 usage: python3 bench/torch_llama_gpu.py [--batch 32] [--seq 1024] [--steps 6] [--warmup 2]
                                         [--modes eager,compile] [--layers 12]
 """
-import argparse
-import math
-import statistics
-import time
-
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from torch_gpu_harness import gpu_bench_main
 
 DIM, HEADS, KV_HEADS, VOCAB, FFN = 768, 12, 4, 32000, 2048
 ROPE_THETA, EPS = 10000.0, 1e-5
@@ -125,73 +123,9 @@ def flops_per_token(model, layers, T):
     return 6 * (n - n_emb) + 12 * layers * HEADS * (DIM // HEADS) * T
 
 
-def bench(mode, args):
-    torch.manual_seed(0)
-    dev = "cuda"
-    torch.cuda.empty_cache()
-    torch.cuda.reset_peak_memory_stats()
-    model = Llama(args.layers, args.seq).to(dev)
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-4, betas=(0.9, 0.95), eps=1e-8,
-                            weight_decay=0.1, fused=True)
-    fwd = torch.compile(model) if mode == "compile" else model
-    g = torch.Generator(device=dev).manual_seed(1)
-    batches = [torch.randint(0, VOCAB, (args.batch, args.seq + 1), device=dev, generator=g)
-               for _ in range(3)]
-
-    def step(i):
-        b = batches[i % len(batches)]
-        with torch.autocast("cuda", dtype=torch.bfloat16):
-            loss = fwd(b[:, :-1].contiguous(), b[:, 1:].contiguous())
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        return loss
-
-    t0 = time.time()
-    for i in range(args.warmup):
-        loss = step(i)
-        torch.cuda.synchronize()
-        print(f"{mode}: warm-up step {i + 1}: loss {loss.item():.4f} "
-              f"({time.time() - t0:.1f} s since start)", flush=True)
-    times = []
-    for i in range(args.steps):
-        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        a.record()
-        loss = step(args.warmup + i)
-        b.record()
-        torch.cuda.synchronize()
-        times.append(a.elapsed_time(b))
-        print(f"{mode}: step {i + 1}: loss {loss.item():.4f}, {times[-1]:.1f} ms", flush=True)
-    ms = statistics.median(times)
-    tok_s = args.batch * args.seq / (ms * 1e-3)
-    mfu = 100.0 * flops_per_token(model, args.layers, args.seq) * tok_s / 989e12
-    peak = torch.cuda.max_memory_allocated() / 2**30
-    tag = f"torch_{mode}_llama124m" + ("" if args.layers == 12 else f"_L{args.layers}")
-    print(f"BENCH {tag}_tok_per_s {tok_s:.0f} tok/s")
-    print(f"BENCH {tag}_step_ms {ms:.2f} ms")
-    print(f"BENCH {tag}_mfu {mfu:.2f} %")
-    print(f"BENCH {tag}_peak_mem_gib {peak:.2f} GiB", flush=True)
-    del model, opt, fwd, batches
-
-
 def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--seq", type=int, default=1024)
-    p.add_argument("--steps", type=int, default=6)
-    p.add_argument("--warmup", type=int, default=2)
-    p.add_argument("--layers", type=int, default=12)
-    p.add_argument("--modes", default="eager,compile")
-    args = p.parse_args()
-    print(f"torch {torch.__version__}, CUDA {torch.version.cuda}, {torch.cuda.get_device_name()}; "
-          f"llama124m batch {args.batch} x seq {args.seq}, bf16 autocast, fused AdamW", flush=True)
-    for mode in args.modes.split(","):
-        try:
-            bench(mode.strip(), args)
-        except Exception as e:  # report and go on to the next mode
-            print(f"torch_llama_gpu: {mode} failed: {type(e).__name__}: {e}", flush=True)
-        torch.cuda.empty_cache()
+    gpu_bench_main("llama124m", lambda args: Llama(args.layers, args.seq), VOCAB,
+                   lambda model, args: flops_per_token(model, args.layers, args.seq))
 
 
 if __name__ == "__main__":

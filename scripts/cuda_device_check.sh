@@ -11,7 +11,8 @@
 #   micro-benchmarks (agpt_cuda_tests --bench) and, when PyTorch imports, the same timings in
 #   PyTorch, the end-to-end training benchmark (agpt_cuda_model_bench: Llama-style 124M,
 #   batch 32 x 1024, bf16) and the same model in PyTorch (bench/torch_llama_gpu.py: eager and
-#   torch.compile), `agpt train --training.device cuda` against the CPU on the debugmodel config
+#   torch.compile), the same pair for GPT-2 124M (--model gpt2, bench/torch_gpt2_gpu.py),
+#   `agpt train --training.device cuda` against the CPU on the debugmodel config
 #   (train_cuda_vs_cpu below: needs an agpt that runs on the GPU machine), then a summary table
 #   (last). Logs and the JSON report go to $OUT when it is set
 #   (the device tool brings that folder back), else build/cuda_portable/device_check.
@@ -241,6 +242,14 @@ PY
     echo "== PyTorch end-to-end: bench/torch_llama_gpu.py (same model; eager, torch.compile)"
     timeout 300 python3 bench/torch_llama_gpu.py --steps 5 --warmup 2 2>&1 |
         tee "$out/torch_model_bench.log" | tee -a "$out/bench.log" || true
+    if [[ -x $MODEL_BIN ]]; then
+        echo "== end-to-end training: $MODEL_BIN --model gpt2 (GPT-2 124M, batch 32 x seq 1024, bf16)"
+        timeout 180 "$MODEL_BIN" --model gpt2 --steps 5 --breakdown 2>&1 |
+            tee "$out/model_bench_gpt2.log" | tee -a "$out/bench.log" || true
+    fi
+    echo "== PyTorch end-to-end: bench/torch_gpt2_gpu.py (same model; eager, torch.compile)"
+    timeout 240 python3 bench/torch_gpt2_gpu.py --steps 5 --warmup 2 2>&1 |
+        tee "$out/torch_model_bench_gpt2.log" | tee -a "$out/bench.log" || true
 
     train_cuda_vs_cpu "$out"
     local train_rc=$?
@@ -285,12 +294,14 @@ for key in sorted(k for k in bench if not k.startswith("torch_")):
     torch_value = bench.get("torch_" + key, ("-", ""))[0]
     print(f"{key:<52} {value:>10} {torch_value:>10}  {unit}")
 print()
-# End to end: agpt's GPU transformer against PyTorch on the same model and batch.
-e2e = [("agpt (agpt_cuda_model_bench)", "model_llama124m"),
-       ("PyTorch torch.compile", "torch_compile_llama124m"),
-       ("PyTorch eager", "torch_eager_llama124m")]
-if any(k + "_tok_per_s" in bench for _, k in e2e):
-    print(f'{"llama124m training, bf16, 32 x 1024":<36} {"tok/s":>10} {"step ms":>9} '
+# End to end: agpt's GPU models against PyTorch on the same model and batch.
+for model in ("llama124m", "gpt2_124m"):
+    e2e = [("agpt (agpt_cuda_model_bench)", f"model_{model}"),
+           ("PyTorch torch.compile", f"torch_compile_{model}"),
+           ("PyTorch eager", f"torch_eager_{model}")]
+    if not any(k + "_tok_per_s" in bench for _, k in e2e):
+        continue
+    print(f'{model + " training, bf16, 32 x 1024":<36} {"tok/s":>10} {"step ms":>9} '
           f'{"MFU %":>7} {"peak GiB":>9}')
     for label, k in e2e:
         v = [bench.get(f"{k}_{m}", ("-", ""))[0]

@@ -13,6 +13,8 @@
 #include "dist/nccl_communicator.h"
 #include "kernels/cuda/device.h"
 #include "kernels/cuda/gemm.h"
+#include "model/gpt2.h"
+#include "model/gpu/gpt2_gpu.h"
 #include "model/gpu/transformer_gpu.h"
 #include "model/model_zoo.h"
 #include "model/transformer.h"
@@ -23,15 +25,23 @@
 namespace agpt {
 
 void check_cuda_training(const JobConfig& cfg, int ranks) {
-    if (cfg.model.name != "agpt")
+    if (cfg.model.name != "agpt" && cfg.model.name != "gpt2")
         fail(
             "model.name = {}: not on cuda yet (training.device = cuda trains the agpt family's "
-            "plain Llama block)",
+            "plain Llama block and gpt2)",
             cfg.model.name);
-    const ModelArgs args = resolve_model_args(cfg.model.flavor, cfg.model.switches());
-    if (args.mla || args.is_moe())
-        fail("model.flavor = {}: MLA and MoE are not on cuda yet ({})", cfg.model.flavor,
-             args.describe_switches());
+    if (cfg.model.name == "agpt") {
+        const ModelArgs args = resolve_model_args(cfg.model.flavor, cfg.model.switches());
+        if (args.mla || args.is_moe())
+            fail("model.flavor = {}: MLA and MoE are not on cuda yet ({})", cfg.model.flavor,
+                 args.describe_switches());
+    } else if (cfg.optimizer.name == "AdamW") {
+        // make_cuda_model builds GPT-2 on the device (model/gpu/gpt2_gpu.h); what is missing is
+        // an optimizer for it: the cuda AdamW keeps its state inside the agpt family's model.
+        fail(
+            "optimizer.name = AdamW with model.name = gpt2: not on cuda yet (the cuda AdamW "
+            "steps the agpt family's model only; GPT-2 itself runs on cuda)");
+    }
     if (cfg.optimizer.name != "AdamW")
         fail("optimizer.name = {}: not on cuda yet (training.device = cuda has AdamW only)",
              cfg.optimizer.name);
@@ -115,7 +125,7 @@ class CudaModel final : public LanguageModel {
     int vocab_size() const override { return host_->vocab_size(); }
     long num_params() const override { return host_->num_params(); }
     double flops_per_token(int seq_len) const override { return host_->flops_per_token(seq_len); }
-    int max_context() const override { return 0; }
+    int max_context() const override { return host_->max_context(); }
     const ModelArgs* agpt_args() const override { return host_->agpt_args(); }
 
     void init_weights(const std::string& scheme, uint64_t seed) override {
@@ -278,10 +288,20 @@ double measure_cuda_gemm_tflops() {
 
 std::unique_ptr<LanguageModel> make_cuda_model(const JobConfig& cfg, int vocab_size, int max_batch,
                                                int max_seq) {
-    ModelArgs args = resolve_model_args(cfg.model.flavor, cfg.model.switches());
-    if (vocab_size > 0) args.vocab_size = vocab_size;
     const GpuPrecision precision =
         cfg.training.mixed_precision_param == "float32" ? GpuPrecision::fp32 : GpuPrecision::bf16;
+    if (cfg.model.name == "gpt2") {
+        // The CPU twin as make_language_model builds it (the flavor's shape, the tokenizer's
+        // vocabulary padded to 128) and with its refusals (switches, activation checkpointing).
+        auto host =
+            make_language_model("gpt2", cfg.model.flavor, cfg.model.switches(), vocab_size, 1, 1,
+                                activation_checkpoint_from(cfg.activation_checkpoint.mode));
+        const Gpt2Args args = static_cast<const Gpt2&>(*host).args();
+        return std::make_unique<CudaModel>(
+            std::move(host), std::make_unique<Gpt2Gpu>(args, max_batch, max_seq, precision));
+    }
+    ModelArgs args = resolve_model_args(cfg.model.flavor, cfg.model.switches());
+    if (vocab_size > 0) args.vocab_size = vocab_size;
     return std::make_unique<CudaModel>(
         std::make_unique<Transformer>(args, 1, 1),
         std::make_unique<TransformerGpu>(

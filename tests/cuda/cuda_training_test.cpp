@@ -264,6 +264,38 @@ TEST(CudaTraining, RunsResumeOnTheOtherDevice) {
     fs::remove_all(dump);
 }
 
+// make_cuda_model builds GPT-2 on the device for model.name = gpt2: the CPU twin's layout and
+// initialisation, and its loss and gradients (fp32) on the tokenizer-sized vocabulary.
+TEST(CudaTraining, MakesTheGpt2ModelOnCuda) {
+    AGPT_REQUIRE_CUDA_DEVICE();
+    const fs::path dump = fs::temp_directory_path();
+    const JobConfig cfg = load_job_config("", {{"job.dump_folder", dump.string()},
+                                               {"model.name", "gpt2"},
+                                               {"model.flavor", "gpt2_tiny"},
+                                               {"model.init", "gpt2"},
+                                               {"training.device", "cuda"},
+                                               {"training.mixed_precision_param", "float32"}});
+    const int B = 2, T = 16, V = 258;
+    auto gpu = make_cuda_model(cfg, V, B, T);
+    auto cpu = make_job_model(cfg, V, B, T);
+    ASSERT_EQ(gpu->param_views().size(), cpu->param_views().size());
+    EXPECT_EQ(gpu->max_context(), cpu->max_context());
+    gpu->init_weights("gpt2", 5);
+    cpu->init_weights("gpt2", 5);
+    std::vector<int32_t> tokens(B * T), targets(B * T);
+    for (int i = 0; i < B * T; i++) {
+        tokens[i] = (i * 37 + 11) % V;
+        targets[i] = (i * 53 + 7) % V;
+    }
+    gpu->zero_grad();
+    cpu->zero_grad();
+    const double scale = 1.0 / (B * T);
+    const double got = gpu->forward_backward(tokens.data(), targets.data(), B, T, scale);
+    const double ref = cpu->forward_backward(tokens.data(), targets.data(), B, T, scale);
+    EXPECT_NEAR(got, ref, 1e-4 * std::abs(ref));
+    EXPECT_LE(rel_err(gpu->grads(), cpu->grads()), kTolFp32Long);
+}
+
 // `agpt bench --training.device cuda`: the same timed steps on the device; in fp32 the last
 // step's loss is the CPU bench's (synthetic tokens, same seed), so the device really trained.
 TEST(CudaTraining, BenchRunsTheStepsOnTheDevice) {
@@ -342,7 +374,8 @@ TEST(CudaTraining, RefusesWhatIsNotOnCudaYetNamingTheKey) {
         }
     };
     refused({{"model.flavor", "moe_tiny"}}, 1, "model.flavor = moe_tiny: MLA and MoE");
-    refused({{"model.name", "gpt2"}, {"model.flavor", "124M"}}, 1, "model.name = gpt2");
+    refused({{"model.name", "gpt2"}, {"model.flavor", "124M"}}, 1,
+            "optimizer.name = AdamW with model.name = gpt2: not on cuda yet");
     refused({{"optimizer.name", "Muon"}}, 1, "optimizer.name = Muon: not on cuda yet");
     // Data parallelism runs on cuda; the other mesh dimensions do not yet.
     refused({{"parallelism.tensor_parallel_degree", "2"}}, 2,

@@ -1,16 +1,20 @@
-// agpt_cuda_model_bench: end-to-end training throughput of the GPU transformer
-// (model/gpu/transformer_gpu.h) on random tokens: a Llama-style 124M (dim 768, 12 layers, 12
-// heads, 4 kv heads, vocab 32000, SwiGLU), batch 32 × seq 1024, bf16, one step = zero_grad,
-// forward+backward per micro-batch, global-norm clipping (1.0), AdamW. Prints one line per step
-// and then, in the device check's `BENCH name value unit` format: tokens/s (median step), the
-// median step time, MFU (design.md's FLOPs per token against 989 TFLOP/s, H100 SXM bf16) and
-// the peak device memory the run added (cudaMemGetInfo before the model and after each step:
-// allocations, the stream-ordered pool and cuBLAS workspaces).
+// agpt_cuda_model_bench: end-to-end training throughput of the GPU models on random tokens,
+// batch 32 × seq 1024, bf16, one step = zero_grad, forward+backward per micro-batch, global-norm
+// clipping (1.0), AdamW:
+//   --model llama124m (default): the GPU transformer (model/gpu/transformer_gpu.h) as a
+//     Llama-style 124M (dim 768, 12 layers, 12 heads, 4 kv heads, vocab 32000, SwiGLU);
+//   --model gpt2: GPT-2 124M (model/gpu/gpt2_gpu.h; the `124M` flavor, vocabulary 50257 with wte
+//     padded to 50304 rows as the CPU model pads it), stepped by the device AdamW kernel over
+//     its flat buffers (kernels/cuda/adamw.h; m and v held here).
+// Prints one line per step and then, in the device check's `BENCH name value unit` format:
+// tokens/s (median step), the median step time, MFU (the model's FLOPs per token against
+// 989 TFLOP/s, H100 SXM bf16) and the peak device memory the run added (cudaMemGetInfo before
+// the model and after each step: allocations, the stream-ordered pool and cuBLAS workspaces).
 //
-//   agpt_cuda_model_bench [--batch 32] [--micro-batch 32] [--seq 1024] [--steps 8]
-//                         [--warmup 3] [--precision bf16|fp32] [--layers 12] [--peak-tflops 989]
-//                         [--breakdown] [--checkpoint none|full] [--qk-norm] [--relu2]
-//                         [--attn-softcap 30] [--final-softcap 30]
+//   agpt_cuda_model_bench [--model llama124m|gpt2] [--batch 32] [--micro-batch 32] [--seq 1024]
+//                         [--steps 8] [--warmup 3] [--precision bf16|fp32] [--layers 12]
+//                         [--peak-tflops 989] [--breakdown] [--checkpoint none|full] [--qk-norm]
+//                         [--relu2] [--attn-softcap 30] [--final-softcap 30]
 // --breakdown: one more step with a CUDA event after every op of forward and backward, then the
 // time per op kind (summed over layers and chunks), largest first. --checkpoint full: activation
 // checkpointing (each layer's forward recomputed before its backward); the switch options turn
@@ -26,8 +30,11 @@
 #include <vector>
 
 #include "core/error.h"
+#include "kernels/cuda/adamw.h"
 #include "kernels/cuda/device.h"
 #include "kernels/cuda/runtime_info.h"
+#include "model/gpt2.h"
+#include "model/gpu/gpt2_gpu.h"
 #include "model/gpu/transformer_gpu.h"
 #include "model/transformer.h"
 
@@ -40,6 +47,7 @@ struct Options {
     double peak_tflops = 989.0;
     bool breakdown = false, qk_norm = false, relu2 = false;
     double attn_softcap = 0.0, final_softcap = 0.0;
+    std::string model = "llama124m";
     GpuPrecision precision = GpuPrecision::bf16;
     ActivationCheckpoint checkpoint = ActivationCheckpoint::none;
 };
@@ -52,7 +60,9 @@ Options parse(int argc, char** argv) {
             if (i + 1 >= argc) fail("{} needs a value", a);
             return argv[++i];
         };
-        if (a == "--batch")
+        if (a == "--model")
+            o.model = value();
+        else if (a == "--batch")
             o.batch = std::stoi(value());
         else if (a == "--micro-batch")
             o.micro = std::stoi(value());
@@ -95,6 +105,8 @@ Options parse(int argc, char** argv) {
         } else
             fail("unknown option '{}' (see the top of tests/cuda/model_bench.cpp)", a);
     }
+    if (o.model != "llama124m" && o.model != "gpt2")
+        fail("--model: llama124m or gpt2, not '{}'", o.model);
     if (o.micro <= 0) o.micro = o.batch;
     if (o.batch <= 0 || o.seq <= 0 || o.steps <= 0 || o.warmup < 0 || o.batch % o.micro != 0)
         fail("bad sizes: batch {} (a multiple of micro-batch {}), seq {}, steps {}", o.batch,
@@ -123,51 +135,28 @@ double used_bytes() {
     return static_cast<double>(total_b - free_b);
 }
 
-int run(const Options& o) {
-    ModelArgs a = llama124m(o.layers);
-    a.qk_norm = o.qk_norm;
-    a.attn_softcap = o.attn_softcap;
-    a.final_softcap = o.final_softcap;
-    if (o.relu2) a.ffn = FfnType::relu2;
-    AGPT_CUDA_CHECK(cudaFree(nullptr));  // create the context before the baseline
-    const double base = used_bytes();
-    std::printf(
-        "model: llama124m (dim %d, %d layers, %d heads, %d kv heads, vocab %d, ffn %d), "
-        "%.1fM parameters, %s; switches: %s; activation checkpointing %s\n",
-        a.dim, a.n_layers, a.n_heads, a.n_kv_heads, a.vocab_size, a.ffn_hidden(),
-        a.num_params() / 1e6, gpu_precision_name(o.precision), a.describe_switches().c_str(),
-        o.checkpoint == ActivationCheckpoint::full ? "full" : "none");
-    std::printf(
-        "batch %d (micro-batches of %d) x seq %d = %d tokens/step; %d warm-up + %d timed "
-        "steps\n",
-        o.batch, o.micro, o.seq, o.batch * o.seq, o.warmup, o.steps);
-    std::fflush(stdout);
-
-    const auto t0 = std::chrono::steady_clock::now();
-    cuda::Stream stream;
-    TransformerGpu model(a, o.micro, o.seq, o.precision, stream.get(), o.checkpoint);
-    {
-        // As bench/torch_llama_gpu.py: norms 1, matrices N(0, 0.02). (Not the CPU model's
-        // init_weights: linking the CPU Transformer would pull static OpenBLAS into this binary,
-        // which must stay small to travel to the GPU machine.)
-        std::vector<float> host(model.num_params());
-        std::mt19937_64 init_rng(1234);
-        std::normal_distribution<float> normal(0.0f, 0.02f);
-        for (const ParamView& v : model.param_views()) {
-            float* p = host.data() + v.offset;
-            std::size_t n = 1;  // v.numel() is defined with the CPU model
-            for (int d : v.shape) n *= static_cast<std::size_t>(d);
-            for (std::size_t i = 0; i < n; i++) p[i] = v.role == "norm" ? 1.0f : normal(init_rng);
-        }
-        model.upload_params(host.data());
+// Parameters as bench/torch_*_gpu.py initialise them (not the CPU models' init_weights, whose
+// schemes differ): norms 1, biases 0, matrices and embeddings N(0, 0.02).
+void init_params(GpuModel& model) {
+    std::vector<float> host(model.num_params());
+    std::mt19937_64 init_rng(1234);
+    std::normal_distribution<float> normal(0.0f, 0.02f);
+    for (const ParamView& v : model.param_views()) {
+        float* p = host.data() + v.offset;
+        std::size_t n = 1;  // v.numel() is defined with the CPU model
+        for (int d : v.shape) n *= static_cast<std::size_t>(d);
+        for (std::size_t i = 0; i < n; i++)
+            p[i] = v.role == "norm" ? 1.0f : v.role == "bias" ? 0.0f : normal(init_rng);
     }
-    const double setup_s =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    std::printf("setup %.1f s; device state %.2f GiB, activations+scratch %.2f GiB\n", setup_s,
-                model.state_bytes() / 1073741824.0, model.activation_bytes() / 1073741824.0);
+    model.upload_params(host.data());
+}
 
+// The timed training steps of one model; optimizer_step(cfg, lr) queues its AdamW step.
+template <typename Model, typename OptimizerStep>
+int train_bench(const Options& o, Model& model, const std::string& name, double flops, int vocab,
+                double base, cuda::Stream& stream, OptimizerStep optimizer_step) {
     std::mt19937_64 rng(42);
-    std::uniform_int_distribution<int32_t> tok(0, a.vocab_size - 1);
+    std::uniform_int_distribution<int32_t> tok(0, vocab - 1);
     const int accum = o.batch / o.micro;
     const std::size_t micro_n = static_cast<std::size_t>(o.micro) * o.seq;
     // A few distinct batches, cycled.
@@ -197,7 +186,7 @@ int run(const Options& o) {
         AGPT_CUDA_CHECK(cudaEventRecord(ev[1], s));
         model.clip_grad_norm_async(1.0);
         AGPT_CUDA_CHECK(cudaEventRecord(ev[2], s));
-        model.adamw_step(cfg, cfg.lr);
+        optimizer_step(cfg, cfg.lr);
         AGPT_CUDA_CHECK(cudaEventRecord(ev[3], s));
         const double loss = model.take_loss_sum() * grad_scale;  // synchronises
         const double norm = model.last_grad_norm();
@@ -241,7 +230,7 @@ int run(const Options& o) {
                                          grad_scale);
         model.clip_grad_norm_async(1.0);
         record("clip_grad_norm");
-        model.adamw_step(cfg, cfg.lr);
+        optimizer_step(cfg, cfg.lr);
         record("adamw");
         model.set_op_hook(nullptr);
         model.take_loss_sum();
@@ -274,9 +263,8 @@ int run(const Options& o) {
     };
     const double ms = median(step_ms);
     const double tok_s = o.batch * o.seq / (ms * 1e-3);
-    const double flops = a.flops_per_token(o.seq);
     const double mfu = 100.0 * flops * tok_s / (o.peak_tflops * 1e12);
-    const std::string tag = std::string("model_llama124m") +
+    const std::string tag = std::string("model_") + name +
                             (o.precision == GpuPrecision::fp32 ? "_fp32" : "") +
                             (o.layers != 12 ? "_L" + std::to_string(o.layers) : "");
     std::printf("FLOPs/token %.4g (6·(N − N_emb) + 12·L·H·hd·T), %.1f TFLOP/s\n", flops,
@@ -289,6 +277,66 @@ int run(const Options& o) {
     std::printf("BENCH %s_mfu %.2f %%\n", tag.c_str(), mfu);
     std::printf("BENCH %s_peak_mem_gib %.2f GiB\n", tag.c_str(), peak / 1073741824.0);
     return 0;
+}
+
+int run(const Options& o) {
+    AGPT_CUDA_CHECK(cudaFree(nullptr));  // create the context before the baseline
+    const double base = used_bytes();
+    std::printf(
+        "batch %d (micro-batches of %d) x seq %d = %d tokens/step; %d warm-up + %d timed "
+        "steps\n",
+        o.batch, o.micro, o.seq, o.batch * o.seq, o.warmup, o.steps);
+    cuda::Stream stream;
+    const auto t0 = std::chrono::steady_clock::now();
+    auto report_setup = [&](const GpuModel& model) {
+        const double setup_s =
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        std::printf("setup %.1f s; device state %.2f GiB, activations+scratch %.2f GiB\n", setup_s,
+                    model.state_bytes() / 1073741824.0, model.activation_bytes() / 1073741824.0);
+        std::fflush(stdout);
+    };
+    if (o.model == "gpt2") {
+        Gpt2Args a = find_gpt2_flavor("124M")->args;
+        a.n_layers = o.layers;
+        std::printf(
+            "model: gpt2 124M (dim %d, %d layers, %d heads, vocab %d padded to %d, ffn %d, "
+            "context %d), %.1fM parameters, %s\n",
+            a.dim, a.n_layers, a.n_heads, a.vocab_size, a.padded_vocab(), a.ffn_hidden(),
+            a.max_seq_len, a.num_params() / 1e6, gpu_precision_name(o.precision));
+        Gpt2Gpu model(a, o.micro, o.seq, o.precision, stream.get());
+        init_params(model);
+        // AdamW over the flat buffers, as a device optimizer steps any GPU model.
+        const std::size_t n = model.num_params();
+        cuda::DeviceBuffer<float> m(n), v(n);
+        m.fill_bytes(0, stream.get());
+        v.fill_bytes(0, stream.get());
+        long steps = 0;
+        report_setup(model);
+        return train_bench(o, model, "gpt2_124m", a.flops_per_token(o.seq), a.vocab_size, base,
+                           stream, [&](const AdamWConfig& cfg, double lr) {
+                               const cuda::AdamWStep st{lr,      cfg.beta1,        cfg.beta2,
+                                                        cfg.eps, cfg.weight_decay, ++steps};
+                               cuda::adamw_update(model.params_device(), model.grads_device(),
+                                                  m.data(), v.data(), n, st,
+                                                  model.bf16_params_device(), stream.get());
+                           });
+    }
+    ModelArgs a = llama124m(o.layers);
+    a.qk_norm = o.qk_norm;
+    a.attn_softcap = o.attn_softcap;
+    a.final_softcap = o.final_softcap;
+    if (o.relu2) a.ffn = FfnType::relu2;
+    std::printf(
+        "model: llama124m (dim %d, %d layers, %d heads, %d kv heads, vocab %d, ffn %d), "
+        "%.1fM parameters, %s; switches: %s; activation checkpointing %s\n",
+        a.dim, a.n_layers, a.n_heads, a.n_kv_heads, a.vocab_size, a.ffn_hidden(),
+        a.num_params() / 1e6, gpu_precision_name(o.precision), a.describe_switches().c_str(),
+        o.checkpoint == ActivationCheckpoint::full ? "full" : "none");
+    TransformerGpu model(a, o.micro, o.seq, o.precision, stream.get(), o.checkpoint);
+    init_params(model);
+    report_setup(model);
+    return train_bench(o, model, "llama124m", a.flops_per_token(o.seq), a.vocab_size, base, stream,
+                       [&](const AdamWConfig& cfg, double lr) { model.adamw_step(cfg, lr); });
 }
 
 }  // namespace

@@ -664,10 +664,6 @@ void backward_d(bf16* dqkv, const bf16* dout, const bf16* qkv, const bf16* out, 
     AGPT_CUDA_CHECK_LAUNCH();
 }
 
-bool aligned16(const void* p) {
-    return reinterpret_cast<std::uintptr_t>(p) % 16 == 0;
-}
-
 // AGPT_ATTN_KERNEL=simple selects the plain kernels (attention.cu) for every call.
 bool tc_enabled(int hd) {
     const char* k = std::getenv("AGPT_ATTN_KERNEL");

@@ -4,6 +4,8 @@
 // never depends on timing.
 #include <cuda_bf16.h>
 
+#include <cstdint>
+
 namespace agpt::cuda::detail {
 
 constexpr unsigned kFullMask = 0xffffffffu;
@@ -24,6 +26,19 @@ __device__ __forceinline__ float from_float<float>(float x) {
 template <>
 __device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float x) {
     return __float2bfloat16(x);  // round to nearest even
+}
+
+// VEC consecutive elements, loaded and stored as one access (16 bytes for kVec<T>).
+template <typename T, int VEC>
+struct alignas(sizeof(T) * VEC) Pack {
+    T v[VEC];
+};
+
+template <typename T>
+constexpr int kVec = 16 / static_cast<int>(sizeof(T));
+
+inline bool aligned16(const void* p) {
+    return reinterpret_cast<std::uintptr_t>(p) % 16 == 0;
 }
 
 // p[i] += x, in the storage type (fp32 arithmetic, one rounding to T).

@@ -83,15 +83,6 @@ __global__ void clip_kernel(float* g, std::size_t n, const double* norm, double 
         g[i] *= c;
 }
 
-// VEC consecutive elements, loaded and stored as one 16-byte access.
-template <typename T, int VEC>
-struct alignas(sizeof(T) * VEC) Pack {
-    T v[VEC];
-};
-
-template <typename T>
-constexpr int kVec = 16 / static_cast<int>(sizeof(T));
-
 constexpr int kSwigluThreads = 128;
 
 // Thread: VEC consecutive columns of rows blockIdx.y, blockIdx.y + gridDim.y, ... The
@@ -304,10 +295,6 @@ __global__ void __launch_bounds__(kXentThreads)
     } else {
         for (int v = threadIdx.x; v < V; v += kXentThreads) z[v] = grad(to_float(z[v]), v);
     }
-}
-
-bool aligned16(const void* p) {
-    return reinterpret_cast<std::uintptr_t>(p) % 16 == 0;
 }
 
 dim3 swiglu_grid(int N, int F, int vec) {

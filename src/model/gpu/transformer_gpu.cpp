@@ -21,10 +21,12 @@
 #include "kernels/cuda/rmsnorm.h"
 #include "kernels/cuda/rope.h"
 #include "kernels/cuda/softcap.h"
+#include "model/gpu/gpu_model_base.h"
 
 namespace agpt {
 
 using cuda::bf16;
+using namespace gpu_detail;
 
 // Offsets (in elements) of one layer's parameters in the flat buffers. wk, wv follow wq and w3
 // follows w1, so wq and w1 start the fused qkv and w1|w3 matrices. q_norm, k_norm: 0 without
@@ -34,10 +36,6 @@ struct TransformerGpu::LayerOffsets {
 };
 
 namespace {
-
-constexpr std::size_t align256(std::size_t b) {
-    return (b + 255) / 256 * 256;
-}
 
 // Byte offsets of one layer's saved activations for N rows with elements of es bytes; the
 // statistics (rstd, lse) are fp32. As the CPU arena: the block input (none under full
@@ -140,42 +138,6 @@ GradLayout grad_layout(const ModelArgs& a, std::size_t N, std::size_t es) {
     return g;
 }
 
-// Tokens per chunk of the fused head: about 128M logits (512 MiB of fp32) at a time, so the
-// head GEMMs have thousands of rows.
-int head_chunk(std::size_t N, int V) {
-    const long c = (1L << 27) / std::max(V, 1);
-    return static_cast<int>(std::clamp<long>(c, 16, std::max<long>(static_cast<long>(N), 16)));
-}
-
-// ParamView::numel without linking model/transformer.cpp (and with it the CPU kernels and
-// OpenBLAS) into binaries that need only the GPU model.
-std::size_t elements(const ParamView& v) {
-    std::size_t n = 1;
-    for (int s : v.shape) n *= static_cast<std::size_t>(s);
-    return n;
-}
-
-template <typename T>
-T* at(cuda::DeviceBuffer<unsigned char>& buf, std::size_t byte_offset) {
-    return reinterpret_cast<T*>(buf.data() + byte_offset);
-}
-
-// dinp (M,K) = dout (M,N) · weight (N,K) (overwritten); dweight (N,K, fp32) += doutᵀ · inp.
-template <typename T>
-void linear_backward(cuda::Blas& blas, T* dinp, float* dweight, const T* dout, const T* inp,
-                     const T* weight, int M, int K, int N) {
-    cuda::gemm<T, T>(blas, false, false, M, K, N, 1.0f, dout, N, weight, K, 0.0f, dinp, K);
-    cuda::gemm<T, float>(blas, true, false, N, K, M, 1.0f, dout, N, inp, K, 1.0f, dweight, K);
-}
-
-void memset_async(void* p, std::size_t bytes, cudaStream_t s) {
-    if (bytes > 0) AGPT_CUDA_CHECK(cudaMemsetAsync(p, 0, bytes, s));
-}
-
-void copy_async(void* dst, const void* src, std::size_t bytes, cudaStream_t s) {
-    if (bytes > 0) AGPT_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, s));
-}
-
 // The first `cols` elements of each of N rows: src rows are src_stride elements apart, dst rows
 // dst_stride (QK-norm: q|k between the fused qkv rows and their own buffer).
 template <typename T>
@@ -184,25 +146,6 @@ void copy_columns_async(T* dst, long dst_stride, const T* src, long src_stride, 
     if (N > 0 && cols > 0)
         AGPT_CUDA_CHECK(cudaMemcpy2DAsync(dst, dst_stride * sizeof(T), src, src_stride * sizeof(T),
                                           cols * sizeof(T), N, cudaMemcpyDeviceToDevice, s));
-}
-
-// Host -> device on the model's stream, complete on return. (DeviceBuffer::upload's cudaMemcpy
-// runs on the legacy default stream, which does not order with a non-blocking stream, and may
-// return before a pageable copy has landed.)
-template <typename T>
-void upload_sync(cuda::DeviceBuffer<T>& dst, const T* host, cudaStream_t s) {
-    AGPT_CUDA_CHECK(cudaStreamSynchronize(s));
-    if (dst.size() > 0)
-        AGPT_CUDA_CHECK(cudaMemcpyAsync(dst.data(), host, dst.bytes(), cudaMemcpyHostToDevice, s));
-    AGPT_CUDA_CHECK(cudaStreamSynchronize(s));
-}
-
-template <typename T>
-void download_sync(const cuda::DeviceBuffer<T>& src, T* host, cudaStream_t s) {
-    AGPT_CUDA_CHECK(cudaStreamSynchronize(s));
-    if (src.size() > 0)
-        AGPT_CUDA_CHECK(cudaMemcpyAsync(host, src.data(), src.bytes(), cudaMemcpyDeviceToHost, s));
-    AGPT_CUDA_CHECK(cudaStreamSynchronize(s));
 }
 
 }  // namespace
@@ -219,7 +162,7 @@ std::vector<ParamView> transformer_param_views(const ModelArgs& args) {
     std::size_t off = 0;
     auto add = [&](std::string name, std::vector<int> shape, std::string role) {
         ParamView v{std::move(name), off, std::move(shape), std::move(role)};
-        off += elements(v);
+        off += v.numel();
         views.push_back(std::move(v));
     };
     add("tok_embeddings.weight", {args.vocab_size, D}, "embedding");
@@ -268,7 +211,7 @@ TransformerGpu::TransformerGpu(const ModelArgs& args, int max_batch, int max_seq
         fail("model: batch {}×{} must be positive", max_batch, max_seq);
 
     views_ = transformer_param_views(args);
-    n_params_ = views_.back().offset + elements(views_.back());
+    n_params_ = views_.back().offset + views_.back().numel();
     off_tok_ = view("tok_embeddings.weight").offset;
     off_norm_ = view("norm.weight").offset;
     off_output_ = view("output.weight").offset;
@@ -306,7 +249,7 @@ TransformerGpu::TransformerGpu(const ModelArgs& args, int max_batch, int max_seq
     const std::size_t es = precision_ == GpuPrecision::bf16 ? sizeof(bf16) : sizeof(float);
     arena_ = cuda::DeviceBuffer<unsigned char>(arena_map(args, N, es, checkpoint).size());
     dacts_ = cuda::DeviceBuffer<unsigned char>(grad_layout(args, N, es).size);
-    head_chunk_ = head_chunk(N, args.vocab_size);
+    head_chunk_ = lm_head_chunk(N, args.vocab_size);
     const std::size_t head_bytes =
         precision_ == GpuPrecision::bf16
             ? cuda::lm_head_bf16_logits_scratch_bytes(head_chunk_, args.vocab_size)

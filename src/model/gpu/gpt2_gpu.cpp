@@ -1,0 +1,339 @@
+// GPT-2 on the GPU (gpt2_gpu.h). Compiled into agpt_lib by its source glob, so the whole file is
+// empty without the CUDA backend.
+#if defined(AGPT_HAVE_CUDA)
+
+#include "model/gpu/gpt2_gpu.h"
+
+#include <algorithm>
+
+#include "core/error.h"
+#include "kernels/cuda/attention.h"
+#include "kernels/cuda/bias.h"
+#include "kernels/cuda/embedding.h"
+#include "kernels/cuda/gelu.h"
+#include "kernels/cuda/gemm.h"
+#include "kernels/cuda/layernorm.h"
+
+namespace agpt {
+
+using cuda::bf16;
+using namespace gpu_detail;
+
+namespace {
+
+// Byte offsets of one layer's saved activations for N rows with elements of es bytes; the
+// statistics (mean, rstd, lse) are fp32. As the CPU arena: the layer input, ln_1's output,
+// mean and rstd, qkv (with its bias), the attention output and lse, the residual after
+// attention, ln_2's output, mean and rstd, c_fc's output (with its bias) and the GELU's.
+struct ActLayout {
+    std::size_t x, ln1, ln1_mean, ln1_rstd, qkv, atty, lse, h, ln2, ln2_mean, ln2_rstd, fch,
+        fch_gelu, size;
+};
+
+ActLayout act_layout(const Gpt2Args& a, std::size_t N, std::size_t es) {
+    const std::size_t C = a.dim, F = a.ffn_hidden();
+    ActLayout l{};
+    std::size_t o = 0;
+    auto take = [&](std::size_t bytes) {
+        const std::size_t at = o;
+        o += align256(bytes);
+        return at;
+    };
+    l.x = take(N * C * es);
+    l.ln1 = take(N * C * es);
+    l.ln1_mean = take(N * 4);
+    l.ln1_rstd = take(N * 4);
+    l.qkv = take(N * 3 * C * es);
+    l.atty = take(N * C * es);
+    l.lse = take(N * a.n_heads * 4);
+    l.h = take(N * C * es);
+    l.ln2 = take(N * C * es);
+    l.ln2_mean = take(N * 4);
+    l.ln2_rstd = take(N * 4);
+    l.fch = take(N * F * es);
+    l.fch_gelu = take(N * F * es);
+    l.size = o;
+    return l;
+}
+
+// After the layers: the residual stream after the last layer, ln_f's output, mean and rstd.
+struct FinalLayout {
+    std::size_t x, lnf, mean, rstd, size;
+};
+
+FinalLayout final_layout(const Gpt2Args& a, std::size_t N, std::size_t es) {
+    FinalLayout f{};
+    f.x = 0;
+    f.lnf = align256(N * a.dim * es);
+    f.mean = f.lnf + align256(N * a.dim * es);
+    f.rstd = f.mean + align256(N * 4);
+    f.size = f.rstd + align256(N * 4);
+    return f;
+}
+
+// Backward temporaries: the residual gradient, a norm output's gradient, then the MLP's
+// (d gelu output, d c_fc output) and the attention's (d attention output, d qkv) sharing one
+// region (never live together).
+struct GradLayout {
+    std::size_t dres, dnorm, dgelu, dfch, datty, dqkv, size;
+};
+
+GradLayout grad_layout(const Gpt2Args& a, std::size_t N, std::size_t es) {
+    const std::size_t C = a.dim, F = a.ffn_hidden();
+    GradLayout g{};
+    g.dres = 0;
+    g.dnorm = align256(N * C * es);
+    const std::size_t shared = g.dnorm + align256(N * C * es);
+    g.dgelu = shared;
+    g.dfch = shared + align256(N * F * es);
+    g.datty = shared;
+    g.dqkv = shared + align256(N * C * es);
+    g.size = std::max(g.dfch + align256(N * F * es), g.dqkv + align256(N * 3 * C * es));
+    return g;
+}
+
+Gpt2Args checked(const Gpt2Args& a, int max_seq) {
+    if (a.dim <= 0 || a.n_layers <= 0 || a.n_heads <= 0 || a.vocab_size <= 0 || a.max_seq_len <= 0)
+        fail(
+            "gpt2: dim {}, n_layers {}, n_heads {}, vocab_size {} and max_seq_len {} must be "
+            "positive",
+            a.dim, a.n_layers, a.n_heads, a.vocab_size, a.max_seq_len);
+    if (a.dim % a.n_heads != 0)
+        fail("gpt2: dim {} is not divisible by n_heads {}", a.dim, a.n_heads);
+    if (a.head_dim() > 128) fail("gpt2: head_dim {} is above 128 (cuda)", a.head_dim());
+    if (a.padded_vocab() < a.vocab_size)
+        fail("gpt2: padded_vocab_size {} is smaller than vocab_size {}", a.padded_vocab(),
+             a.vocab_size);
+    if (max_seq > a.max_seq_len)
+        fail("gpt2: sequence length {} exceeds the model's context {} (rows of wpe)", max_seq,
+             a.max_seq_len);
+    return a;
+}
+
+}  // namespace
+
+Gpt2Gpu::Gpt2Gpu(const Gpt2Args& args, int max_batch, int max_seq, GpuPrecision precision,
+                 cudaStream_t stream)
+    : GpuModelBase(gpt2_param_views(checked(args, max_seq)), args.vocab_size, max_batch, max_seq,
+                   precision, stream),
+      args_(args) {
+    wte_ = view("wte.weight").offset;
+    wpe_ = view("wpe.weight").offset;
+    for (int i = 0; i < args.n_layers; i++) {
+        const std::string p = "h." + std::to_string(i) + ".";
+        LayerOffsets o;
+        o.ln1_w = view(p + "ln_1.weight").offset;
+        o.ln1_b = view(p + "ln_1.bias").offset;
+        o.attn_w = view(p + "attn.c_attn.weight").offset;
+        o.attn_b = view(p + "attn.c_attn.bias").offset;
+        o.proj_w = view(p + "attn.c_proj.weight").offset;
+        o.proj_b = view(p + "attn.c_proj.bias").offset;
+        o.ln2_w = view(p + "ln_2.weight").offset;
+        o.ln2_b = view(p + "ln_2.bias").offset;
+        o.fc_w = view(p + "mlp.c_fc.weight").offset;
+        o.fc_b = view(p + "mlp.c_fc.bias").offset;
+        o.fcproj_w = view(p + "mlp.c_proj.weight").offset;
+        o.fcproj_b = view(p + "mlp.c_proj.bias").offset;
+        layers_.push_back(o);
+    }
+    lnf_w_ = view("ln_f.weight").offset;
+    lnf_b_ = view("ln_f.bias").offset;
+
+    const std::size_t N = max_tokens();
+    const std::size_t es = precision == GpuPrecision::bf16 ? sizeof(bf16) : sizeof(float);
+    arena_ = cuda::DeviceBuffer<unsigned char>(act_layout(args, N, es).size * args.n_layers +
+                                               final_layout(args, N, es).size);
+    dacts_ = cuda::DeviceBuffer<unsigned char>(grad_layout(args, N, es).size);
+}
+
+std::size_t Gpt2Gpu::activation_bytes() const {
+    return arena_.bytes() + dacts_.bytes() + common_activation_bytes();
+}
+
+template <typename T>
+void Gpt2Gpu::forward_impl(int B, int T_len) {
+    const int N = B * T_len, C = args_.dim, F = args_.ffn_hidden(), H = args_.n_heads,
+              hd = args_.head_dim();
+    const float eps = static_cast<float>(args_.norm_eps);
+    const ActLayout l = act_layout(args_, max_tokens(), sizeof(T));
+    const FinalLayout fl = final_layout(args_, max_tokens(), sizeof(T));
+    const cudaStream_t s = blas_.stream();
+    const T* w = weights<T>();
+
+    // x = wte[tokens] + wpe[0..T): wpe's first T rows are one T·C bias on each sequence.
+    T* x0 = at<T>(arena_, l.x);
+    cuda::embedding_forward<T>(x0, tokens_.data(), w + wte_, N, C, s);
+    mark("embedding");
+    cuda::bias_forward<T>(x0, x0, w + wpe_, B, T_len * C, s);
+    mark("position embedding");
+    const std::size_t fin = l.size * args_.n_layers;
+    for (int layer = 0; layer < args_.n_layers; layer++) {
+        const std::size_t base = l.size * layer;
+        const LayerOffsets& p = layers_[layer];
+        T* x = at<T>(arena_, base + l.x);
+        T* ln1 = at<T>(arena_, base + l.ln1);
+        T* qkv = at<T>(arena_, base + l.qkv);
+        T* atty = at<T>(arena_, base + l.atty);
+        T* h = at<T>(arena_, base + l.h);
+        T* ln2 = at<T>(arena_, base + l.ln2);
+        T* fch = at<T>(arena_, base + l.fch);
+        T* fch_gelu = at<T>(arena_, base + l.fch_gelu);
+        // The next layer's x, or the final residual stream (it follows the last layer).
+        T* x_next = at<T>(arena_, layer + 1 < args_.n_layers ? base + l.size + l.x : fin + fl.x);
+        // h = x + c_proj(attn(c_attn(ln_1(x))))
+        cuda::layernorm_forward<T>(ln1, at<float>(arena_, base + l.ln1_mean),
+                                   at<float>(arena_, base + l.ln1_rstd), x, w + p.ln1_w,
+                                   w + p.ln1_b, N, C, eps, s);
+        mark("layernorm");
+        cuda::matmul_forward<T>(blas_, qkv, ln1, w + p.attn_w, N, C, 3 * C);
+        mark("gemm c_attn");
+        cuda::bias_forward<T>(qkv, qkv, w + p.attn_b, N, 3 * C, s);
+        mark("bias");
+        cuda::attention_forward<T>(atty, at<float>(arena_, base + l.lse), qkv, B, T_len, H, H, hd,
+                                   0.0f, s);
+        mark("attention");
+        cuda::bias_forward<T>(h, x, w + p.proj_b, N, C, s);
+        mark("residual + bias");
+        cuda::matmul_forward<T>(blas_, h, atty, w + p.proj_w, N, C, C, true);
+        mark("gemm attn.c_proj");
+        // x_next = h + mlp.c_proj(gelu(c_fc(ln_2(h))))
+        cuda::layernorm_forward<T>(ln2, at<float>(arena_, base + l.ln2_mean),
+                                   at<float>(arena_, base + l.ln2_rstd), h, w + p.ln2_w,
+                                   w + p.ln2_b, N, C, eps, s);
+        mark("layernorm");
+        cuda::matmul_forward<T>(blas_, fch, ln2, w + p.fc_w, N, C, F);
+        mark("gemm c_fc");
+        cuda::bias_gelu_forward<T>(fch_gelu, fch, w + p.fc_b, N, F, s);
+        mark("bias + gelu");
+        cuda::bias_forward<T>(x_next, h, w + p.fcproj_b, N, C, s);
+        mark("residual + bias");
+        cuda::matmul_forward<T>(blas_, x_next, fch_gelu, w + p.fcproj_w, N, F, C, true);
+        mark("gemm mlp.c_proj");
+    }
+    cuda::layernorm_forward<T>(at<T>(arena_, fin + fl.lnf), at<float>(arena_, fin + fl.mean),
+                               at<float>(arena_, fin + fl.rstd), at<T>(arena_, fin + fl.x),
+                               w + lnf_w_, w + lnf_b_, N, C, eps, s);
+    mark("layernorm");
+}
+
+template <typename T>
+void Gpt2Gpu::backward_impl(int B, int T_len) {
+    const int N = B * T_len, C = args_.dim, F = args_.ffn_hidden(), H = args_.n_heads,
+              hd = args_.head_dim();
+    const ActLayout l = act_layout(args_, max_tokens(), sizeof(T));
+    const FinalLayout fl = final_layout(args_, max_tokens(), sizeof(T));
+    const GradLayout gl = grad_layout(args_, max_tokens(), sizeof(T));
+    const cudaStream_t s = blas_.stream();
+    const T* w = weights<T>();
+    float* g = grads_.data();
+    T* dres = at<T>(dacts_, gl.dres);
+    T* d_norm = at<T>(dacts_, gl.dnorm);  // the head wrote d(ln_f output) here
+    T* d_gelu = at<T>(dacts_, gl.dgelu);
+    T* d_fch = at<T>(dacts_, gl.dfch);
+    T* d_atty = at<T>(dacts_, gl.datty);
+    T* d_qkv = at<T>(dacts_, gl.dqkv);
+    const std::size_t NC = static_cast<std::size_t>(N) * C;
+    const std::size_t NF = static_cast<std::size_t>(N) * F;
+
+    const std::size_t fin = l.size * args_.n_layers;
+    memset_async(dres, NC * sizeof(T), s);
+    mark("memset");
+    cuda::layernorm_backward<T>(dres, g + lnf_w_, g + lnf_b_, d_norm, at<T>(arena_, fin + fl.x),
+                                w + lnf_w_, at<float>(arena_, fin + fl.mean),
+                                at<float>(arena_, fin + fl.rstd), N, C, s);
+    mark("layernorm backward");
+    for (int layer = args_.n_layers - 1; layer >= 0; layer--) {
+        const std::size_t base = l.size * layer;
+        const LayerOffsets& p = layers_[layer];
+        // MLP: x_next = h + fcproj_b + fcproj_w · gelu(fc_w · ln_2(h) + fc_b)
+        linear_backward<T>(blas_, d_gelu, g + p.fcproj_w, dres, at<T>(arena_, base + l.fch_gelu),
+                           w + p.fcproj_w, N, F, C);
+        mark("gemm mlp.c_proj backward");
+        cuda::bias_backward<T>(g + p.fcproj_b, dres, N, C, s);
+        mark("bias backward");
+        cuda::gelu_backward<T>(d_fch, d_gelu, at<T>(arena_, base + l.fch), static_cast<long>(NF),
+                               false, s);
+        mark("gelu backward");
+        linear_backward<T>(blas_, d_norm, g + p.fc_w, d_fch, at<T>(arena_, base + l.ln2),
+                           w + p.fc_w, N, C, F);
+        mark("gemm c_fc backward");
+        cuda::bias_backward<T>(g + p.fc_b, d_fch, N, F, s);
+        mark("bias backward");
+        cuda::layernorm_backward<T>(
+            dres, g + p.ln2_w, g + p.ln2_b, d_norm, at<T>(arena_, base + l.h), w + p.ln2_w,
+            at<float>(arena_, base + l.ln2_mean), at<float>(arena_, base + l.ln2_rstd), N, C, s);
+        mark("layernorm backward");
+        // Attention: h = x + proj_b + proj_w · attn(attn_w · ln_1(x) + attn_b)
+        linear_backward<T>(blas_, d_atty, g + p.proj_w, dres, at<T>(arena_, base + l.atty),
+                           w + p.proj_w, N, C, C);
+        mark("gemm attn.c_proj backward");
+        cuda::bias_backward<T>(g + p.proj_b, dres, N, C, s);
+        mark("bias backward");
+        memset_async(d_qkv, 3 * NC * sizeof(T), s);
+        mark("memset");
+        cuda::attention_backward<T>(d_qkv, d_atty, at<T>(arena_, base + l.qkv),
+                                    at<T>(arena_, base + l.atty), at<float>(arena_, base + l.lse),
+                                    B, T_len, H, H, hd, 0.0f, s);
+        mark("attention backward");
+        linear_backward<T>(blas_, d_norm, g + p.attn_w, d_qkv, at<T>(arena_, base + l.ln1),
+                           w + p.attn_w, N, C, 3 * C);
+        mark("gemm c_attn backward");
+        cuda::bias_backward<T>(g + p.attn_b, d_qkv, N, 3 * C, s);
+        mark("bias backward");
+        cuda::layernorm_backward<T>(
+            dres, g + p.ln1_w, g + p.ln1_b, d_norm, at<T>(arena_, base + l.x), w + p.ln1_w,
+            at<float>(arena_, base + l.ln1_mean), at<float>(arena_, base + l.ln1_rstd), N, C, s);
+        mark("layernorm backward");
+    }
+    // wte's gradient already holds the tied head's; the lookup's adds to it.
+    cuda::embedding_backward<T>(g + wte_, dres, tokens_.data(), N, C, s);
+    mark("embedding backward");
+    cuda::bias_backward<T>(g + wpe_, dres, B, T_len * C, s);
+    mark("position embedding backward");
+}
+
+void Gpt2Gpu::forward(int B, int T) {
+    if (precision_ == GpuPrecision::bf16)
+        forward_impl<bf16>(B, T);
+    else
+        forward_impl<float>(B, T);
+}
+
+void Gpt2Gpu::backward(int B, int T) {
+    if (precision_ == GpuPrecision::bf16)
+        backward_impl<bf16>(B, T);
+    else
+        backward_impl<float>(B, T);
+}
+
+template <typename T>
+T* Gpt2Gpu::final_norm_output() {
+    const std::size_t maxN = max_tokens();
+    return at<T>(arena_, act_layout(args_, maxN, sizeof(T)).size * args_.n_layers +
+                             final_layout(args_, maxN, sizeof(T)).lnf);
+}
+
+template <typename T>
+void Gpt2Gpu::head_impl(int N, double grad_scale, bool backward) {
+    // The head is wte's first vocab_size rows; its gradient goes into wte's.
+    T* dx = backward ? at<T>(dacts_, grad_layout(args_, max_tokens(), sizeof(T)).dnorm) : nullptr;
+    lm_head<T>(final_norm_output<T>(), dx, wte_, N, args_.dim, grad_scale);
+}
+
+void Gpt2Gpu::head(int N, double grad_scale, bool backward) {
+    if (precision_ == GpuPrecision::bf16)
+        head_impl<bf16>(N, grad_scale, backward);
+    else
+        head_impl<float>(N, grad_scale, backward);
+}
+
+void Gpt2Gpu::logits(int N, float* out_device) {
+    if (precision_ == GpuPrecision::bf16)
+        lm_logits<bf16>(final_norm_output<bf16>(), wte_, N, args_.dim, out_device);
+    else
+        lm_logits<float>(final_norm_output<float>(), wte_, N, args_.dim, out_device);
+}
+
+}  // namespace agpt
+
+#endif  // AGPT_HAVE_CUDA
