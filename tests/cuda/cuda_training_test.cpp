@@ -132,6 +132,31 @@ TEST(CudaTraining, Fp32MatchesTheCpuTrainer) {
     fs::remove_all(dump);
 }
 
+// Muon (Newton–Schulz through the device's GEMMs, the rest routed to AdamW) and an element-wise
+// optimizer on cuda follow the CPU trainer: losses, gradient norms and final weights within 1e-4.
+TEST(CudaTraining, MuonAndLionMatchTheCpuTrainer) {
+    AGPT_REQUIRE_CUDA_DEVICE();
+    for (const std::string optimizer : {"Muon", "Lion"}) {
+        const fs::path dump = fresh_dir("optimizer_" + optimizer);
+        JobConfig cpu = tiny_job(dump, "cpu", "cpu", 3), gpu = tiny_job(dump, "gpu", "cuda", 3);
+        cpu.optimizer.name = gpu.optimizer.name = optimizer;
+        train(cpu, nullptr);
+        train(gpu, nullptr);
+        const Curve c_cpu = read_curve(dump / "cpu"), c_gpu = read_curve(dump / "gpu");
+        expect_close(c_gpu.loss, c_cpu.loss, 1e-4, (optimizer + " loss").c_str());
+        expect_close(c_gpu.grad_norm, c_cpu.grad_norm, 1e-4, (optimizer + " grad_norm").c_str());
+        EXPECT_LT(c_cpu.loss.back(), c_cpu.loss.front()) << optimizer;
+        const std::vector<float> p_cpu = checkpoint_params(cpu, step_dir(cpu, 3)),
+                                 p_gpu = checkpoint_params(gpu, step_dir(gpu, 3));
+        ASSERT_EQ(p_gpu.size(), p_cpu.size());
+        double max_diff = 0.0;
+        for (std::size_t i = 0; i < p_cpu.size(); i++)
+            max_diff = std::max(max_diff, static_cast<double>(std::abs(p_gpu[i] - p_cpu[i])));
+        EXPECT_LT(max_diff, 1e-4) << optimizer;
+        fs::remove_all(dump);
+    }
+}
+
 TEST(CudaTraining, Bf16LossesWithin1e2OfFp32) {
     AGPT_REQUIRE_CUDA_DEVICE();
     const fs::path dump = fresh_dir("bf16");
@@ -257,7 +282,9 @@ TEST(CudaTraining, RefusesWhatIsNotOnCudaYetNamingTheKey) {
     refused({{"model.ffn", "relu2"}}, 1, "not on cuda yet");
     refused({{"model.flavor", "moe_tiny"}}, 1, "model.flavor = moe_tiny: MLA and MoE");
     refused({{"model.name", "gpt2"}, {"model.flavor", "124M"}}, 1, "model.name = gpt2");
-    refused({{"optimizer.name", "Muon"}}, 1, "optimizer.name = Muon: not on cuda yet");
+    refused({{"optimizer.name", "SophiaG"}}, 1, "optimizer.name = SophiaG: not on cuda yet");
+    refused({{"optimizer.name", "Muon"}, {"optimizer.ns_precision", "fp64"}}, 1,
+            "optimizer.ns_precision = fp64: not on cuda");
     refused({{"activation_checkpoint.mode", "full"}}, 1,
             "activation_checkpoint.mode = full: not on cuda yet");
     refused({}, 2, "training.device = cuda over 2 ranks");

@@ -1,0 +1,399 @@
+#include "optim/cuda_optimizer.h"
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <map>
+#include <utility>
+#include <vector>
+
+#include "core/error.h"
+
+#if defined(AGPT_HAVE_CUDA)
+#include "core/timer.h"
+#include "kernels/cuda/adamw.h"
+#include "kernels/cuda/newton_schulz.h"
+#include "kernels/cuda/optim_elementwise.h"
+#include "optim/adamw_group.h"
+#include "optim/ademamix.h"
+#include "optim/param_state.h"
+#endif
+
+namespace agpt {
+
+namespace {
+constexpr std::array<const char*, 4> kOnCuda = {"AdamW", "Muon", "Lion", "AdEMAMix"};
+}  // namespace
+
+bool optimizer_runs_on_cuda(const std::string& name) {
+    return std::find(kOnCuda.begin(), kOnCuda.end(), name) != kOnCuda.end();
+}
+
+#if defined(AGPT_HAVE_CUDA)
+
+namespace {
+
+// What every device optimizer shares: the host mirror, the device state, the hand-over of state
+// between them, routing and timing. Subclasses queue the update itself.
+class DeviceOptimizer : public Optimizer {
+  public:
+    DeviceOptimizer(const OptimizerSpec& spec, GpuModel& model, std::function<void()> before)
+        : model_(model),
+          before_update_(std::move(before)),
+          params_(
+              optim_params_from(model.param_views(), model.params_device(), model.grads_device())),
+          mirror_(make_optimizer(spec, params_)) {
+        std::size_t total = 0;
+        for (const auto& t : mirror_->state_tensors())
+            if (!t.shape.empty()) {
+                if (t.dtype != SafetensorsDtype::F32)
+                    fail("optimizer {}: state '{}' is not fp32 (cuda)", name(), t.name);
+                offsets_[t.name] = total;
+                total += t.numel();
+            }
+        state_ = cuda::DeviceBuffer<float>(total);
+        state_.fill_bytes(0, model.stream());
+        for (const auto& t : mirror_->state_tensors())
+            if (t.shape.empty() && t.dtype == SafetensorsDtype::I64)
+                counters_[t.name] = static_cast<long*>(t.data);
+    }
+
+    const std::string& name() const override { return mirror_->name(); }
+
+    void step(double lr_factor) override {
+        Timer t;
+        if (before_update_) before_update_();
+        if (handed_out_) {
+            for (const auto& s : mirror_->state_tensors())
+                if (!s.shape.empty())
+                    AGPT_CUDA_CHECK(cudaMemcpyAsync(state(s.name), s.data, s.nbytes(),
+                                                    cudaMemcpyHostToDevice, model_.stream()));
+            handed_out_ = false;
+        }
+        update(lr_factor);
+        AGPT_CUDA_CHECK(cudaStreamSynchronize(model_.stream()));  // the update's time, not queueing
+        timing_ = {t.seconds(), 0.0};
+    }
+    double last_lr() const override { return last_lr_; }
+
+    // Host copies of the device state (the mirror's storage); whatever is written there before
+    // the next step() is uploaded by it.
+    std::vector<OptimStateTensor> state_tensors() override {
+        auto out = mirror_->state_tensors();
+        if (!handed_out_) {
+            for (const auto& s : out)
+                if (!s.shape.empty())
+                    AGPT_CUDA_CHECK(cudaMemcpyAsync(s.data, state(s.name), s.nbytes(),
+                                                    cudaMemcpyDeviceToHost, model_.stream()));
+            AGPT_CUDA_CHECK(cudaStreamSynchronize(model_.stream()));
+            handed_out_ = true;
+        }
+        return out;
+    }
+
+    std::vector<RoutingEntry> describe_routing() const override {
+        auto out = mirror_->describe_routing();
+        for (auto& r : out) r.optimizer += " (cuda)";
+        return out;
+    }
+
+  protected:
+    virtual void update(double lr_factor) = 0;
+
+    // The device slice of a per-parameter state tensor.
+    float* state(const std::string& tensor) {
+        const auto it = offsets_.find(tensor);
+        if (it == offsets_.end()) fail("optimizer {}: no state '{}' (cuda)", name(), tensor);
+        return state_.data() + it->second;
+    }
+    // A step counter of the mirror (load_state writes it there).
+    long& counter(const std::string& scalar) const {
+        const auto it = counters_.find(scalar);
+        if (it == counters_.end()) fail("optimizer {}: no counter '{}' (cuda)", name(), scalar);
+        return *it->second;
+    }
+    // The runs of `group` with their state offsets from the slice of `prefix.<first>.suffix`;
+    // fails unless the mirror laid each parameter's slice out where the run expects it.
+    std::vector<ParamRun> runs_of(const std::vector<OptimParam>& group, const std::string& prefix,
+                                  const std::string& suffix) {
+        if (group.empty()) return {};
+        const float* base = state(prefix + "." + group.front().name + "." + suffix);
+        std::size_t off = 0;
+        for (const auto& p : group) {
+            if (state(prefix + "." + p.name + "." + suffix) != base + off)
+                fail("optimizer {}: state of {} is not laid out in parameter order (cuda)", name(),
+                     p.name);
+            off += p.numel();
+        }
+        return contiguous_runs(group);
+    }
+    // The bf16 copy of the parameters starting at `value` (null in fp32 mode).
+    cuda::bf16* bf16_of(const float* value) {
+        cuda::bf16* b = model_.bf16_params_device();
+        return b ? b + (value - model_.params_device()) : nullptr;
+    }
+    cudaStream_t stream() const { return model_.stream(); }
+
+    // The spec's [optimizer] keys checked and completed with the defaults.
+    static Hyper hyper(const OptimizerSpec& spec) {
+        const OptimizerInfo& info = optimizer_info(spec.name);
+        return Hyper("optimizer (" + info.name + ")", info.keys, spec.hyper);
+    }
+
+    // AdamW over a group (optim/adamw_group.h): state "adamw.step", "adamw.<param>.exp_avg",
+    // ".exp_avg_sq". AdamW itself, and what the matrix optimizers route to it.
+    struct AdamWRuns {
+        AdamWConfig cfg;
+        std::vector<ParamRun> runs;
+        float* m = nullptr;
+        float* v = nullptr;
+        long* step = nullptr;
+    };
+    AdamWRuns adamw_group(const AdamWConfig& cfg, const std::vector<OptimParam>& group) {
+        AdamWRuns g;
+        g.cfg = cfg;
+        g.step = &counter("adamw.step");
+        if (group.empty()) return g;  // still counts its steps, as on the CPU
+        g.runs = runs_of(group, "adamw", "exp_avg");
+        runs_of(group, "adamw", "exp_avg_sq");
+        g.m = state("adamw." + group.front().name + ".exp_avg");
+        g.v = state("adamw." + group.front().name + ".exp_avg_sq");
+        return g;
+    }
+    // One AdamW step of the group; returns its learning rate.
+    double step_adamw(AdamWRuns& g, double lr_factor) {
+        check_lr_factor("adamw", lr_factor, *g.step + 1);
+        ++*g.step;
+        const double lr = g.cfg.lr * lr_factor;
+        const cuda::AdamWStep s{lr,        g.cfg.beta1,        g.cfg.beta2,
+                                g.cfg.eps, g.cfg.weight_decay, *g.step};
+        for (const auto& r : g.runs)
+            cuda::adamw_update(r.value, r.grad, g.m + r.state_offset, g.v + r.state_offset, r.n, s,
+                               bf16_of(r.value), stream());
+        return lr;
+    }
+
+    GpuModel& model_;
+    std::function<void()> before_update_;
+    std::vector<OptimParam> params_;  // device pointers
+    std::unique_ptr<Optimizer> mirror_;
+    double last_lr_ = 0.0;
+
+  private:
+    cuda::DeviceBuffer<float> state_;
+    std::map<std::string, std::size_t> offsets_;
+    std::map<std::string, long*> counters_;
+    bool handed_out_ = false;  // the mirror holds state the device must get back
+};
+
+class CudaAdamW final : public DeviceOptimizer {
+  public:
+    CudaAdamW(const OptimizerSpec& spec, GpuModel& model, std::function<void()> before)
+        : DeviceOptimizer(spec, model, std::move(before)),
+          group_(adamw_group(adamw_config_from(hyper(spec)), params_)) {}
+    long steps_taken() const override { return *group_.step; }
+
+  private:
+    void update(double lr_factor) override { last_lr_ = step_adamw(group_, lr_factor); }
+    AdamWRuns group_;
+};
+
+class CudaMuon final : public DeviceOptimizer {
+  public:
+    CudaMuon(const OptimizerSpec& spec, GpuModel& model, std::function<void()> before)
+        : DeviceOptimizer(spec, model, std::move(before)), blas_(model.stream()) {
+        const Hyper h = hyper(spec);
+        lr_ = h.num("lr");
+        weight_decay_ = h.num("weight_decay");
+        momentum_ = h.num("momentum");
+        nesterov_ = h.flag("nesterov");
+        ns_steps_ = static_cast<int>(h.integer("ns_steps"));
+        eps_ = h.num("eps");
+        match_rms_ = h.choice("adjust_lr_fn") == "match_rms_adamw";
+        coef_.a = h.num("ns_a");
+        coef_.b = h.num("ns_b");
+        coef_.c = h.num("ns_c");
+        const std::string& precision = h.choice("ns_precision");
+        if (precision == "fp64")
+            fail(
+                "optimizer.ns_precision = fp64: not on cuda (Newton-Schulz runs through fp32 or "
+                "bf16 GEMMs there); use fp32 or bf16");
+        ns_bf16_ = precision == "bf16" || model.precision() == GpuPrecision::bf16;
+        std::vector<OptimParam> rest;
+        std::size_t max_numel = 0, max_scratch = 0;
+        for (const auto& p : params_) {
+            if (!is_hidden_matrix(p)) {
+                rest.push_back(p);
+                continue;
+            }
+            hidden_.push_back(p);
+            momentum_buf_.push_back(state("muon." + p.name + ".momentum_buffer"));
+            max_numel = std::max(max_numel, p.numel());
+            max_scratch = std::max(
+                max_scratch, cuda::newton_schulz_scratch_bytes(p.shape[0], p.shape[1], ns_bf16_));
+        }
+        update_ = cuda::DeviceBuffer<float>(max_numel);
+        scratch_ = cuda::DeviceBuffer<unsigned char>(max_scratch);
+        adamw_ = adamw_group(
+            adamw_config_from(Hyper("optimizer.adamw", routed_adamw_keys(), spec.adamw)), rest);
+    }
+    long steps_taken() const override { return counter("muon.step"); }
+
+  private:
+    void update(double lr_factor) override {
+        long& step = counter("muon.step");
+        check_lr_factor(name(), lr_factor, step + 1);
+        const double lr = lr_ * lr_factor;
+        const auto decay = static_cast<float>(1.0 - lr * weight_decay_);
+        const auto w_buf = static_cast<float>(1.0 - momentum_);
+        const auto w_nest = static_cast<float>(momentum_);
+        float* u = update_.data();
+        for (std::size_t i = 0; i < hidden_.size(); ++i) {
+            const OptimParam& p = hidden_[i];
+            const int A = p.shape[0], B = p.shape[1];
+            cuda::muon_momentum(momentum_buf_[i], p.grad, u, p.numel(), w_buf, w_nest, nesterov_,
+                                stream());
+            cuda::newton_schulz(blas_, u, u, A, B, coef_, ns_steps_, eps_, ns_bf16_,
+                                scratch_.data());
+            const double ratio = match_rms_ ? 0.2 * std::sqrt(static_cast<double>(std::max(A, B)))
+                                            : std::sqrt(std::max(1.0, static_cast<double>(A) / B));
+            cuda::decayed_update(p.value, u, p.numel(), decay, static_cast<float>(-(lr * ratio)),
+                                 bf16_of(p.value), stream());
+        }
+        ++step;
+        last_lr_ = lr;
+        step_adamw(adamw_, lr_factor);
+    }
+
+    double lr_ = 0.0, weight_decay_ = 0.0, momentum_ = 0.0, eps_ = 0.0;
+    bool nesterov_ = true, match_rms_ = false, ns_bf16_ = false;
+    int ns_steps_ = 0;
+    cpu::NsCoefficients coef_;
+    std::vector<OptimParam> hidden_;
+    std::vector<float*> momentum_buf_;
+    AdamWRuns adamw_;
+    cuda::Blas blas_;
+    cuda::DeviceBuffer<float> update_;
+    cuda::DeviceBuffer<unsigned char> scratch_;
+};
+
+class CudaLion final : public DeviceOptimizer {
+  public:
+    CudaLion(const OptimizerSpec& spec, GpuModel& model, std::function<void()> before)
+        : DeviceOptimizer(spec, model, std::move(before)),
+          runs_(runs_of(params_, "lion", "exp_avg")),
+          m_(params_.empty() ? nullptr : state("lion." + params_.front().name + ".exp_avg")) {
+        const Hyper h = hyper(spec);
+        lr_ = h.num("lr");
+        beta1_ = h.num("beta1");
+        beta2_ = h.num("beta2");
+        weight_decay_ = h.num("weight_decay");
+    }
+    long steps_taken() const override { return counter("lion.step"); }
+
+  private:
+    void update(double lr_factor) override {
+        long& step = counter("lion.step");
+        check_lr_factor(name(), lr_factor, step + 1);
+        const double lr = lr_ * lr_factor;
+        cuda::LionStep s;
+        s.decay = static_cast<float>(1.0 - lr * weight_decay_);
+        s.beta1 = static_cast<float>(beta1_);
+        s.one_minus_beta1 = static_cast<float>(1.0 - beta1_);
+        s.beta2 = static_cast<float>(beta2_);
+        s.one_minus_beta2 = static_cast<float>(1.0 - beta2_);
+        s.neg_lr = static_cast<float>(-lr);
+        for (const auto& r : runs_)
+            cuda::lion_update(r.value, r.grad, m_ + r.state_offset, r.n, s, bf16_of(r.value),
+                              stream());
+        ++step;
+        last_lr_ = lr;
+    }
+
+    double lr_ = 0.0, beta1_ = 0.0, beta2_ = 0.0, weight_decay_ = 0.0;
+    std::vector<ParamRun> runs_;
+    float* m_;
+};
+
+class CudaAdEMAMix final : public DeviceOptimizer {
+  public:
+    CudaAdEMAMix(const OptimizerSpec& spec, GpuModel& model, std::function<void()> before)
+        : DeviceOptimizer(spec, model, std::move(before)),
+          runs_(runs_of(params_, "ademamix", "exp_avg_fast")) {
+        const Hyper h = hyper(spec);
+        lr_ = h.num("lr");
+        beta1_ = h.num("beta1");
+        beta2_ = h.num("beta2");
+        beta3_ = h.num("beta3");
+        alpha_ = h.num("alpha");
+        beta3_warmup_ = h.integer("beta3_warmup");
+        alpha_warmup_ = h.integer("alpha_warmup");
+        eps_ = h.num("eps");
+        weight_decay_ = h.num("weight_decay");
+        if (!params_.empty()) {
+            runs_of(params_, "ademamix", "exp_avg_slow");
+            runs_of(params_, "ademamix", "exp_avg_sq");
+            const std::string first = "ademamix." + params_.front().name + ".";
+            m1_ = state(first + "exp_avg_fast");
+            m2_ = state(first + "exp_avg_slow");
+            v_ = state(first + "exp_avg_sq");
+        }
+    }
+    long steps_taken() const override { return counter("ademamix.step"); }
+
+  private:
+    void update(double lr_factor) override {
+        long& step = counter("ademamix.step");
+        check_lr_factor(name(), lr_factor, step + 1);
+        const long t = step + 1;
+        const double lr = lr_ * lr_factor;
+        const double beta3 = ademamix_beta3(t, beta1_, beta3_, beta3_warmup_);
+        cuda::AdEMAMixStep s;
+        s.beta1 = static_cast<float>(beta1_);
+        s.one_minus_beta1 = static_cast<float>(1.0 - beta1_);
+        s.beta2 = static_cast<float>(beta2_);
+        s.one_minus_beta2 = static_cast<float>(1.0 - beta2_);
+        s.beta3 = static_cast<float>(beta3);
+        s.one_minus_beta3 = static_cast<float>(1.0 - beta3);
+        s.sqrt_bc2 = static_cast<float>(std::sqrt(1.0 - std::pow(beta2_, static_cast<double>(t))));
+        s.bc1 = static_cast<float>(1.0 - std::pow(beta1_, static_cast<double>(t)));
+        s.alpha = static_cast<float>(ademamix_alpha(t, alpha_, alpha_warmup_));
+        s.eps = static_cast<float>(eps_);
+        s.weight_decay = static_cast<float>(weight_decay_);
+        s.neg_lr = static_cast<float>(-lr);
+        s.fast = beta1_ != 0.0;  // β1 = 0: the reference uses g itself
+        for (const auto& r : runs_) {
+            const std::size_t o = r.state_offset;
+            cuda::ademamix_update(r.value, r.grad, m1_ + o, m2_ + o, v_ + o, r.n, s,
+                                  bf16_of(r.value), stream());
+        }
+        step = t;
+        last_lr_ = lr;
+    }
+
+    double lr_ = 0.0, beta1_ = 0.0, beta2_ = 0.0, beta3_ = 0.0, alpha_ = 0.0;
+    long beta3_warmup_ = 0, alpha_warmup_ = 0;
+    double eps_ = 0.0, weight_decay_ = 0.0;
+    std::vector<ParamRun> runs_;
+    float *m1_ = nullptr, *m2_ = nullptr, *v_ = nullptr;
+};
+
+}  // namespace
+
+std::unique_ptr<Optimizer> make_device_optimizer(const OptimizerSpec& spec, GpuModel& model,
+                                                 std::function<void()> before_update) {
+    const OptimizerInfo& info = optimizer_info(spec.name);
+    if (info.name == "AdamW")
+        return std::make_unique<CudaAdamW>(spec, model, std::move(before_update));
+    if (info.name == "Muon")
+        return std::make_unique<CudaMuon>(spec, model, std::move(before_update));
+    if (info.name == "Lion")
+        return std::make_unique<CudaLion>(spec, model, std::move(before_update));
+    if (info.name == "AdEMAMix")
+        return std::make_unique<CudaAdEMAMix>(spec, model, std::move(before_update));
+    fail("optimizer.name = {}: not on cuda yet", info.name);
+}
+
+#endif  // AGPT_HAVE_CUDA
+
+}  // namespace agpt
