@@ -17,12 +17,14 @@
 #include "optim/adamw_group.h"
 #include "optim/ademamix.h"
 #include "optim/param_state.h"
+#include "optim/spam.h"
 #endif
 
 namespace agpt {
 
 namespace {
-constexpr std::array<const char*, 4> kOnCuda = {"AdamW", "Muon", "Lion", "AdEMAMix"};
+constexpr std::array<const char*, 6> kOnCuda = {"AdamW",    "Muon", "Lion",
+                                                "AdEMAMix", "SPAM", "ScheduleFreeAdamW"};
 }  // namespace
 
 bool optimizer_runs_on_cuda(const std::string& name) {
@@ -53,23 +55,19 @@ class DeviceOptimizer : public Optimizer {
             }
         state_ = cuda::DeviceBuffer<float>(total);
         state_.fill_bytes(0, model.stream());
-        for (const auto& t : mirror_->state_tensors())
+        for (const auto& t : mirror_->state_tensors()) {
             if (t.shape.empty() && t.dtype == SafetensorsDtype::I64)
                 counters_[t.name] = static_cast<long*>(t.data);
+            if (t.shape.empty() && t.dtype == SafetensorsDtype::F64)
+                reals_[t.name] = static_cast<double*>(t.data);
+        }
     }
 
     const std::string& name() const override { return mirror_->name(); }
 
     void step(double lr_factor) override {
         Timer t;
-        if (before_update_) before_update_();
-        if (handed_out_) {
-            for (const auto& s : mirror_->state_tensors())
-                if (!s.shape.empty())
-                    AGPT_CUDA_CHECK(cudaMemcpyAsync(state(s.name), s.data, s.nbytes(),
-                                                    cudaMemcpyHostToDevice, model_.stream()));
-            handed_out_ = false;
-        }
+        prepare_update();
         update(lr_factor);
         AGPT_CUDA_CHECK(cudaStreamSynchronize(model_.stream()));  // the update's time, not queueing
         timing_ = {t.seconds(), 0.0};
@@ -83,7 +81,7 @@ class DeviceOptimizer : public Optimizer {
         if (!handed_out_) {
             for (const auto& s : out)
                 if (!s.shape.empty())
-                    AGPT_CUDA_CHECK(cudaMemcpyAsync(s.data, state(s.name), s.nbytes(),
+                    AGPT_CUDA_CHECK(cudaMemcpyAsync(s.data, device_slice(s.name), s.nbytes(),
                                                     cudaMemcpyDeviceToHost, model_.stream()));
             AGPT_CUDA_CHECK(cudaStreamSynchronize(model_.stream()));
             handed_out_ = true;
@@ -100,6 +98,20 @@ class DeviceOptimizer : public Optimizer {
   protected:
     virtual void update(double lr_factor) = 0;
 
+    // Before the device parameters or state change: the caller's hook, then whatever the
+    // mirror holds that the device has not seen.
+    void prepare_update() {
+        if (before_update_) before_update_();
+        if (!handed_out_) return;
+        for (const auto& s : mirror_->state_tensors())
+            if (!s.shape.empty())
+                AGPT_CUDA_CHECK(cudaMemcpyAsync(device_slice(s.name), s.data, s.nbytes(),
+                                                cudaMemcpyHostToDevice, model_.stream()));
+        handed_out_ = false;
+    }
+    // Where a state tensor of the mirror lives on the device.
+    virtual float* device_slice(const std::string& tensor) { return state(tensor); }
+
     // The device slice of a per-parameter state tensor.
     float* state(const std::string& tensor) {
         const auto it = offsets_.find(tensor);
@@ -110,6 +122,11 @@ class DeviceOptimizer : public Optimizer {
     long& counter(const std::string& scalar) const {
         const auto it = counters_.find(scalar);
         if (it == counters_.end()) fail("optimizer {}: no counter '{}' (cuda)", name(), scalar);
+        return *it->second;
+    }
+    double& real(const std::string& scalar) const {
+        const auto it = reals_.find(scalar);
+        if (it == reals_.end()) fail("optimizer {}: no scalar '{}' (cuda)", name(), scalar);
         return *it->second;
     }
     // The runs of `group` with their state offsets from the slice of `prefix.<first>.suffix`;
@@ -183,6 +200,7 @@ class DeviceOptimizer : public Optimizer {
     cuda::DeviceBuffer<float> state_;
     std::map<std::string, std::size_t> offsets_;
     std::map<std::string, long*> counters_;
+    std::map<std::string, double*> reals_;
     bool handed_out_ = false;  // the mirror holds state the device must get back
 };
 
@@ -378,6 +396,191 @@ class CudaAdEMAMix final : public DeviceOptimizer {
     float *m1_ = nullptr, *m2_ = nullptr, *v_ = nullptr;
 };
 
+class CudaSpam final : public DeviceOptimizer {
+  public:
+    CudaSpam(const OptimizerSpec& spec, GpuModel& model, std::function<void()> before)
+        : DeviceOptimizer(spec, model, std::move(before)),
+          runs_(runs_of(params_, "spam", "exp_avg")) {
+        const Hyper h = hyper(spec);
+        lr_ = h.num("lr");
+        beta1_ = h.num("beta1");
+        beta2_ = h.num("beta2");
+        eps_ = h.num("eps");
+        weight_decay_ = h.num("weight_decay");
+        delta_t_ = h.integer("delta_t");
+        warmup_ = h.integer("warmup_steps");
+        threshold_ = h.num("threshold");
+        clip_after_ = h.integer("grad_accu_steps");
+        correct_bias_ = h.flag("correct_bias");
+        if (!params_.empty()) {
+            runs_of(params_, "spam", "exp_avg_sq");
+            m_ = state("spam." + params_.front().name + ".exp_avg");
+            v_ = state("spam." + params_.front().name + ".exp_avg_sq");
+        }
+    }
+    long steps_taken() const override { return counter("spam.step"); }
+
+  private:
+    void update(double lr_factor) override {
+        long& step = counter("spam.step");
+        long& warmup_step = counter("spam.warmup_step");
+        check_lr_factor(name(), lr_factor, step + 1);
+        const long t = step + 1;  // the reference's total_step + 1
+        const double lr = lr_ * lr_factor;
+        const double scale = spam_warmup_scale(warmup_step, warmup_);
+        double step_size = lr;
+        if (correct_bias_) {
+            const double bc1 = 1.0 - std::pow(beta1_, static_cast<double>(t));
+            const double bc2 = 1.0 - std::pow(beta2_, static_cast<double>(t));
+            step_size *= std::sqrt(bc2) / bc1;
+        }
+        cuda::SpamStep s;
+        s.beta1 = static_cast<float>(beta1_);
+        s.one_minus_beta1 = static_cast<float>(1.0 - beta1_);
+        s.beta2 = static_cast<float>(beta2_);
+        s.one_minus_beta2 = static_cast<float>(1.0 - beta2_);
+        s.eps = static_cast<float>(eps_);
+        s.theta = static_cast<float>(threshold_);
+        s.neg_step = static_cast<float>(-step_size * scale);
+        s.neg_decay = static_cast<float>(-lr * weight_decay_);
+        s.reset = delta_t_ > 0 && t % delta_t_ == 0;
+        s.clip =
+            threshold_ != 0.0 && t >= clip_after_ && (delta_t_ == 0 || t % delta_t_ >= clip_after_);
+        s.decay = weight_decay_ > 0.0;
+        for (const auto& r : runs_)
+            cuda::spam_update(r.value, r.grad, m_ + r.state_offset, v_ + r.state_offset, r.n, s,
+                              bf16_of(r.value), stream());
+        ++step;
+        ++warmup_step;
+        if (delta_t_ > 0 && (step + 1) % delta_t_ == 0) warmup_step = 0;
+        last_lr_ = lr;
+    }
+
+    double lr_ = 0.0, beta1_ = 0.0, beta2_ = 0.0, eps_ = 0.0, weight_decay_ = 0.0;
+    long delta_t_ = 0, warmup_ = 0;
+    double threshold_ = 0.0;
+    long clip_after_ = 0;
+    bool correct_bias_ = true;
+    std::vector<ParamRun> runs_;
+    float *m_ = nullptr, *v_ = nullptr;
+};
+
+// Schedule-Free AdamW: the parameters are y while training and x = lerp(y, z, 1 − 1/β1) in
+// eval mode, which stashes y on the device (the mirror's "schedulefree.<param>.y" tensors).
+class CudaScheduleFree final : public DeviceOptimizer {
+  public:
+    CudaScheduleFree(const OptimizerSpec& spec, GpuModel& model, std::function<void()> before)
+        : DeviceOptimizer(spec, model, std::move(before)),
+          runs_(runs_of(params_, "schedulefree", "z")),
+          stash_(total_numel(params_)) {
+        const Hyper h = hyper(spec);
+        lr_ = h.num("lr");
+        beta1_ = h.num("beta1");
+        beta2_ = h.num("beta2");
+        eps_ = h.num("eps");
+        weight_decay_ = h.num("weight_decay");
+        warmup_ = h.integer("warmup_steps");
+        r_ = h.num("r");
+        weight_lr_power_ = h.num("weight_lr_power");
+        if (!params_.empty()) {
+            runs_of(params_, "schedulefree", "exp_avg_sq");
+            z_ = state("schedulefree." + params_.front().name + ".z");
+            v_ = state("schedulefree." + params_.front().name + ".exp_avg_sq");
+        }
+    }
+    long steps_taken() const override { return counter("schedulefree.k"); }
+    bool in_eval_mode() const override { return counter("schedulefree.train_mode") == 0; }
+
+    void eval_mode() override {
+        long& train = counter("schedulefree.train_mode");
+        if (!train) return;
+        prepare_update();
+        train = 0;
+        if (counter("schedulefree.k") == 0) return;  // no z yet: x = y = the initial parameters
+        const auto w = static_cast<float>(1.0 - 1.0 / beta1_);
+        for (const auto& r : runs_)
+            cuda::schedule_free_to_x(r.value, z_ + r.state_offset, stash_.data() + r.state_offset,
+                                     r.n, w, bf16_of(r.value), stream());
+    }
+    void train_mode() override {
+        long& train = counter("schedulefree.train_mode");
+        if (train) return;
+        prepare_update();
+        train = 1;
+        if (counter("schedulefree.k") == 0) return;
+        for (const auto& r : runs_)
+            AGPT_CUDA_CHECK(cudaMemcpyAsync(r.value, stash_.data() + r.state_offset,
+                                            r.n * sizeof(float), cudaMemcpyDeviceToDevice,
+                                            stream()));
+        model_.params_changed();
+    }
+
+  protected:
+    void after_scalars_loaded() override {
+        const long mode = counter("schedulefree.train_mode");
+        if (mode != 0 && mode != 1)
+            fail("optimizer ScheduleFreeAdamW: checkpoint mode flag {} is neither 0 nor 1", mode);
+    }
+    // y of a parameter sits in the stash where its z sits in z's slices.
+    float* device_slice(const std::string& tensor) override {
+        const std::string suffix = ".y";
+        if (tensor.size() < suffix.size() ||
+            tensor.compare(tensor.size() - suffix.size(), suffix.size(), suffix) != 0)
+            return state(tensor);
+        const std::string z = tensor.substr(0, tensor.size() - suffix.size()) + ".z";
+        return stash_.data() + (state(z) - z_);
+    }
+
+  private:
+    void update(double lr_factor) override {
+        long& k = counter("schedulefree.k");
+        double& weight_sum = real("schedulefree.weight_sum");
+        double& lr_max = real("schedulefree.lr_max");
+        if (!counter("schedulefree.train_mode"))
+            fail(
+                "optimizer ScheduleFreeAdamW: step {} called in eval mode (call train_mode() "
+                "after validation or checkpointing)",
+                k + 1);
+        check_lr_factor(name(), lr_factor, k + 1);
+        const double sched = k < warmup_ ? static_cast<double>(k + 1) / warmup_ : 1.0;
+        const double bc2 = 1.0 - std::pow(beta2_, static_cast<double>(k + 1));
+        const double lr = lr_ * lr_factor * sched;
+        lr_max = std::max(lr, lr_max);
+        const double weight =
+            std::pow(static_cast<double>(k + 1), r_) * std::pow(lr_max, weight_lr_power_);
+        weight_sum += weight;
+        const double ckp1 = weight_sum != 0.0 ? weight / weight_sum : 0.0;
+        cuda::ScheduleFreeStep s;
+        s.beta2 = static_cast<float>(beta2_);
+        s.one_minus_beta2 = static_cast<float>(1.0 - beta2_);
+        s.bc2 = static_cast<float>(bc2);
+        s.eps = static_cast<float>(eps_);
+        s.weight_decay = static_cast<float>(weight_decay_);
+        s.decay = weight_decay_ != 0.0;
+        s.c = static_cast<float>(ckp1);
+        s.y_coef = static_cast<float>(lr * (beta1_ * (1.0 - ckp1) - 1.0));
+        s.lr = static_cast<float>(lr);
+        for (const auto& r : runs_) {
+            float* z = z_ + r.state_offset;
+            // The reference clones the parameters into z at its first step.
+            if (k == 0)
+                AGPT_CUDA_CHECK(cudaMemcpyAsync(z, r.value, r.n * sizeof(float),
+                                                cudaMemcpyDeviceToDevice, stream()));
+            cuda::schedule_free_update(r.value, r.grad, z, v_ + r.state_offset, r.n, s,
+                                       bf16_of(r.value), stream());
+        }
+        ++k;
+        last_lr_ = lr;
+    }
+
+    double lr_ = 0.0, beta1_ = 0.0, beta2_ = 0.0, eps_ = 0.0, weight_decay_ = 0.0;
+    long warmup_ = 0;
+    double r_ = 0.0, weight_lr_power_ = 0.0;
+    std::vector<ParamRun> runs_;
+    float *z_ = nullptr, *v_ = nullptr;
+    cuda::DeviceBuffer<float> stash_;
+};
+
 }  // namespace
 
 std::unique_ptr<Optimizer> make_device_optimizer(const OptimizerSpec& spec, GpuModel& model,
@@ -391,6 +594,10 @@ std::unique_ptr<Optimizer> make_device_optimizer(const OptimizerSpec& spec, GpuM
         return std::make_unique<CudaLion>(spec, model, std::move(before_update));
     if (info.name == "AdEMAMix")
         return std::make_unique<CudaAdEMAMix>(spec, model, std::move(before_update));
+    if (info.name == "SPAM")
+        return std::make_unique<CudaSpam>(spec, model, std::move(before_update));
+    if (info.name == "ScheduleFreeAdamW")
+        return std::make_unique<CudaScheduleFree>(spec, model, std::move(before_update));
     fail("optimizer.name = {}: not on cuda yet", info.name);
 }
 

@@ -182,6 +182,15 @@ void check_against_cpu(const Case& c, GpuPrecision precision,
     EXPECT_EQ(dev->steps_taken(), step);
     EXPECT_DOUBLE_EQ(dev->last_lr(), cpu->last_lr());
 
+    // Evaluation parameters (Schedule-Free's x; the others' own) and the state as a checkpoint
+    // records it, in eval mode.
+    cpu->eval_mode();
+    dev->eval_mode();
+    EXPECT_EQ(dev->in_eval_mode(), cpu->in_eval_mode());
+    const auto x = gpu.params();
+    for (const ParamView& v : gpu.param_views())
+        expect_close(v.name + " eval mode" + tag, slice(x, v), slice(cpu_p, v), c.tol);
+
     // The same state tensors: names, order, shapes, dtypes; values within the tolerance.
     const auto ts = dev->state_tensors(), cs = cpu->state_tensors();
     ASSERT_EQ(ts.size(), cs.size());
@@ -198,11 +207,18 @@ void check_against_cpu(const Case& c, GpuPrecision precision,
         const auto* b = static_cast<const float*>(cs[i].data);
         expect_close(ts[i].name + tag, {a, a + ts[i].numel()}, {b, b + cs[i].numel()}, c.tol);
     }
+    cpu->train_mode();
+    dev->train_mode();
+    const auto y = gpu.params();
+    for (const ParamView& v : gpu.param_views())
+        expect_close(v.name + " train mode" + tag, slice(y, v), slice(cpu_p, v), c.tol);
+    if (precision == GpuPrecision::bf16)
+        expect_close("bf16 copy train mode" + tag, gpu.bf16_copy(), representable<bf16>(y), 0.0);
 }
 
-// cuda → cpu → cuda: the device state loaded into a CPU optimizer, that one's state into a fresh
-// device optimizer on a copy of the model; one more step of both device optimizers gives the
-// same bits.
+// cuda → cpu → cuda, as a checkpoint moves (written in eval mode): the device state loaded
+// into a CPU optimizer, that one's state into a fresh device optimizer on a copy of the model;
+// back in train mode, one more step of both device optimizers gives the same bits.
 void check_round_trip(const Case& c) {
     AGPT_REQUIRE_CUDA_DEVICE();
     OptimizerSpec spec;
@@ -219,6 +235,7 @@ void check_round_trip(const Case& c) {
         gpu.upload_grads(g.data());
         dev->step(1.0);
     }
+    dev->eval_mode();
     std::vector<float> cpu_p = gpu.params(), cpu_g(n);
     auto cpu =
         make_optimizer(spec, optim_params_from(gpu.param_views(), cpu_p.data(), cpu_g.data()));
@@ -230,6 +247,8 @@ void check_round_trip(const Case& c) {
     auto dev2 = make_device_optimizer(spec, gpu2);
     dev2->load_state(SavedState(*cpu).tensors);
     EXPECT_EQ(dev2->steps_taken(), 2);
+    dev->train_mode();
+    dev2->train_mode();
     const auto g = gradients(n, 3);
     gpu.upload_grads(g.data());
     gpu2.upload_grads(g.data());
@@ -320,6 +339,30 @@ TEST(CudaOptimizers, AdEMAMixMatchesCpu) {
     no_fast.hyper["beta1"] = 0.0;
     check_against_cpu(no_fast, GpuPrecision::bf16);
     check_round_trip(kAdEMAMix);
+}
+
+TEST(CudaOptimizers, SpamMatchesCpu) {
+    // Resets every 3 steps, clipping from step 2, a warm-up after each reset, decay.
+    const Case spam{"SPAM",
+                    {{"lr", 0.05},
+                     {"delta_t", 3.0},
+                     {"warmup_steps", 2.0},
+                     {"grad_accu_steps", 2.0},
+                     {"threshold", 1.5},
+                     {"weight_decay", 0.1}},
+                    kTolFp32};
+    check_against_cpu(spam, GpuPrecision::fp32);
+    check_against_cpu(spam, GpuPrecision::bf16);
+    check_round_trip(spam);
+}
+
+TEST(CudaOptimizers, ScheduleFreeAdamWMatchesCpu) {
+    const Case sf{"ScheduleFreeAdamW",
+                  {{"lr", 0.05}, {"warmup_steps", 2.0}, {"weight_decay", 0.1}, {"r", 1.0}},
+                  kTolFp32};
+    check_against_cpu(sf, GpuPrecision::fp32);
+    check_against_cpu(sf, GpuPrecision::bf16);
+    check_round_trip(sf);
 }
 
 TEST(CudaOptimizers, RefusesWhatHasNoDeviceVersion) {

@@ -59,6 +59,55 @@ __global__ void ademamix_kernel(float* param, const float* grad, float* m1, floa
     if (param_bf16) param_bf16[i] = __float2bfloat16(p_new);
 }
 
+__global__ void spam_kernel(float* param, const float* grad, float* m, float* v, std::size_t n,
+                            SpamStep s, __nv_bfloat16* param_bf16) {
+    const std::size_t i = element_index();
+    if (i >= n) return;
+    float mi = s.reset ? 0.0f : m[i];
+    float vi = s.reset ? 0.0f : v[i];
+    float g = grad[i];
+    if (s.clip && __fmul_rn(g, g) > __fmul_rn(s.theta, vi))
+        g = __fmul_rn(sign_of(g), __fsqrt_rn(__fmul_rn(vi, s.theta)));
+    mi = __fadd_rn(__fmul_rn(mi, s.beta1), __fmul_rn(s.one_minus_beta1, g));
+    vi = __fadd_rn(__fmul_rn(vi, s.beta2), __fmul_rn(__fmul_rn(s.one_minus_beta2, g), g));
+    const float denom = __fadd_rn(__fsqrt_rn(vi), s.eps);
+    float p = __fadd_rn(param[i], __fmul_rn(s.neg_step, __fdiv_rn(mi, denom)));
+    if (s.decay) p = __fadd_rn(p, __fmul_rn(s.neg_decay, p));
+    param[i] = p;
+    m[i] = mi;
+    v[i] = vi;
+    if (param_bf16) param_bf16[i] = __float2bfloat16(p);
+}
+
+__global__ void schedule_free_kernel(float* y, const float* grad, float* z, float* v, std::size_t n,
+                                     ScheduleFreeStep s, __nv_bfloat16* y_bf16) {
+    const std::size_t i = element_index();
+    if (i >= n) return;
+    const float g = grad[i];
+    const float vi =
+        __fadd_rn(__fmul_rn(v[i], s.beta2), __fmul_rn(__fmul_rn(s.one_minus_beta2, g), g));
+    v[i] = vi;
+    const float denom = __fadd_rn(__fsqrt_rn(__fdiv_rn(vi, s.bc2)), s.eps);
+    const float yi = y[i], zi = z[i];
+    float gn = __fdiv_rn(g, denom);
+    if (s.decay) gn = __fadd_rn(gn, __fmul_rn(s.weight_decay, yi));
+    const float y_new = __fadd_rn(aten_lerp(yi, zi, s.c), __fmul_rn(s.y_coef, gn));
+    y[i] = y_new;
+    z[i] = __fsub_rn(zi, __fmul_rn(s.lr, gn));
+    if (y_bf16) y_bf16[i] = __float2bfloat16(y_new);
+}
+
+__global__ void schedule_free_to_x_kernel(float* param, const float* z, float* stash, std::size_t n,
+                                          float w, __nv_bfloat16* param_bf16) {
+    const std::size_t i = element_index();
+    if (i >= n) return;
+    const float p = param[i];
+    stash[i] = p;
+    const float x = aten_lerp(p, z[i], w);
+    param[i] = x;
+    if (param_bf16) param_bf16[i] = __float2bfloat16(x);
+}
+
 __global__ void muon_momentum_kernel(float* buf, const float* grad, float* update, std::size_t n,
                                      float one_minus_momentum, float momentum, bool nesterov) {
     const std::size_t i = element_index();
@@ -93,6 +142,30 @@ void ademamix_update(float* param, const float* grad, float* m1, float* m2, floa
     if (n == 0) return;
     ademamix_kernel<<<ceil_div(static_cast<long>(n), kThreads), kThreads, 0, stream>>>(
         param, grad, m1, m2, v, n, s, param_bf16);
+    AGPT_CUDA_CHECK_LAUNCH();
+}
+
+void spam_update(float* param, const float* grad, float* m, float* v, std::size_t n,
+                 const SpamStep& s, bf16* param_bf16, cudaStream_t stream) {
+    if (n == 0) return;
+    spam_kernel<<<ceil_div(static_cast<long>(n), kThreads), kThreads, 0, stream>>>(
+        param, grad, m, v, n, s, param_bf16);
+    AGPT_CUDA_CHECK_LAUNCH();
+}
+
+void schedule_free_update(float* y, const float* grad, float* z, float* v, std::size_t n,
+                          const ScheduleFreeStep& s, bf16* y_bf16, cudaStream_t stream) {
+    if (n == 0) return;
+    schedule_free_kernel<<<ceil_div(static_cast<long>(n), kThreads), kThreads, 0, stream>>>(
+        y, grad, z, v, n, s, y_bf16);
+    AGPT_CUDA_CHECK_LAUNCH();
+}
+
+void schedule_free_to_x(float* param, const float* z, float* stash, std::size_t n, float w,
+                        bf16* param_bf16, cudaStream_t stream) {
+    if (n == 0) return;
+    schedule_free_to_x_kernel<<<ceil_div(static_cast<long>(n), kThreads), kThreads, 0, stream>>>(
+        param, z, stash, n, w, param_bf16);
     AGPT_CUDA_CHECK_LAUNCH();
 }
 

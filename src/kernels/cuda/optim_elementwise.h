@@ -27,6 +27,28 @@ struct AdEMAMixStep {
 void ademamix_update(float* param, const float* grad, float* m1, float* m2, float* v, std::size_t n,
                      const AdEMAMixStep& s, bf16* param_bf16, cudaStream_t stream);
 
+// SPAM (optim/spam.cpp): moments reset to 0 first when `reset`; with `clip`, g beyond
+// θ·v is clipped to sign(g)·√(θ·v); Adam's update scaled by neg_step; with `decay`,
+// p += neg_decay·p after it.
+struct SpamStep {
+    float beta1, one_minus_beta1, beta2, one_minus_beta2, eps, theta, neg_step, neg_decay;
+    bool reset, clip, decay;
+};
+void spam_update(float* param, const float* grad, float* m, float* v, std::size_t n,
+                 const SpamStep& s, bf16* param_bf16, cudaStream_t stream);
+
+// Schedule-Free AdamW's step at y (optim/schedule_free_adamw.cpp): v's EMA, the normalised
+// gradient (+ decay·y when `decay`), y = lerp(y, z, c) + y_coef·gn, z −= lr·gn.
+struct ScheduleFreeStep {
+    float beta2, one_minus_beta2, bc2, eps, weight_decay, c, y_coef, lr;
+    bool decay;
+};
+void schedule_free_update(float* y, const float* grad, float* z, float* v, std::size_t n,
+                          const ScheduleFreeStep& s, bf16* y_bf16, cudaStream_t stream);
+// Schedule-Free's evaluation point: stash = param; param = lerp(param, z, w).
+void schedule_free_to_x(float* param, const float* z, float* stash, std::size_t n, float w,
+                        bf16* param_bf16, cudaStream_t stream);
+
 // Muon's momentum (optim/muon.cpp): buf = lerp(buf, g, 1−μ); update = nesterov ?
 // lerp(g, buf, μ) : buf. Both weights are given as the CPU rounds them (1−μ in double).
 void muon_momentum(float* buf, const float* grad, float* update, std::size_t n,
