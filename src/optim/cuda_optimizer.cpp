@@ -12,6 +12,7 @@
 #if defined(AGPT_HAVE_CUDA)
 #include "core/timer.h"
 #include "kernels/cuda/adamw.h"
+#include "kernels/cuda/mano.h"
 #include "kernels/cuda/newton_schulz.h"
 #include "kernels/cuda/optim_elementwise.h"
 #include "optim/adamw_group.h"
@@ -23,8 +24,8 @@
 namespace agpt {
 
 namespace {
-constexpr std::array<const char*, 6> kOnCuda = {"AdamW",    "Muon", "Lion",
-                                                "AdEMAMix", "SPAM", "ScheduleFreeAdamW"};
+constexpr std::array<const char*, 7> kOnCuda = {
+    "AdamW", "Muon", "Lion", "AdEMAMix", "SPAM", "ScheduleFreeAdamW", "Mano"};
 }  // namespace
 
 bool optimizer_runs_on_cuda(const std::string& name) {
@@ -293,6 +294,63 @@ class CudaMuon final : public DeviceOptimizer {
     cuda::Blas blas_;
     cuda::DeviceBuffer<float> update_;
     cuda::DeviceBuffer<unsigned char> scratch_;
+};
+
+class CudaMano final : public DeviceOptimizer {
+  public:
+    CudaMano(const OptimizerSpec& spec, GpuModel& model, std::function<void()> before)
+        : DeviceOptimizer(spec, model, std::move(before)) {
+        const Hyper h = hyper(spec);
+        lr_ = h.num("lr");
+        weight_decay_ = h.num("weight_decay");
+        eps_ = h.num("eps");
+        momentum_ = h.num("momentum");
+        v2_ = h.choice("version") == "2";
+        const std::string& nesterov = h.choice("nesterov");
+        nesterov_ = nesterov == "auto" ? v2_ : nesterov == "true";
+        std::vector<OptimParam> rest;
+        for (const auto& p : params_) {
+            if (!is_hidden_matrix(p)) {
+                rest.push_back(p);
+                continue;
+            }
+            hidden_.push_back(p);
+            momentum_buf_.push_back(state("mano." + p.name + ".momentum_buffer"));
+        }
+        adamw_ = adamw_group(
+            adamw_config_from(Hyper("optimizer.adamw", routed_adamw_keys(), spec.adamw)), rest);
+    }
+    long steps_taken() const override { return counter("mano.step"); }
+
+  private:
+    void update(double lr_factor) override {
+        long& step = counter("mano.step");
+        check_lr_factor(name(), lr_factor, step + 1);
+        const double lr = lr_ * lr_factor;
+        const int axis = static_cast<int>(step % 2);  // the reference's dim = steps % 2
+        cuda::ManoStep s;
+        s.momentum = static_cast<float>(momentum_);
+        s.v2 = v2_;
+        s.nesterov = nesterov_;
+        s.eps = eps_;
+        s.decay = static_cast<float>(1.0 - lr * weight_decay_);
+        for (std::size_t i = 0; i < hidden_.size(); ++i) {
+            const OptimParam& p = hidden_[i];
+            const int n = axis == 0 ? p.shape[0] : p.shape[1];
+            s.scale = lr * 0.2 * std::sqrt(static_cast<double>(n));
+            cuda::mano_update(p.value, p.grad, momentum_buf_[i], p.shape[0], p.shape[1], axis, s,
+                              bf16_of(p.value), stream());
+        }
+        ++step;
+        last_lr_ = lr;
+        step_adamw(adamw_, lr_factor);
+    }
+
+    double lr_ = 0.0, weight_decay_ = 0.0, eps_ = 0.0, momentum_ = 0.0;
+    bool v2_ = false, nesterov_ = false;
+    std::vector<OptimParam> hidden_;
+    std::vector<float*> momentum_buf_;
+    AdamWRuns adamw_;
 };
 
 class CudaLion final : public DeviceOptimizer {
@@ -590,6 +648,8 @@ std::unique_ptr<Optimizer> make_device_optimizer(const OptimizerSpec& spec, GpuM
         return std::make_unique<CudaAdamW>(spec, model, std::move(before_update));
     if (info.name == "Muon")
         return std::make_unique<CudaMuon>(spec, model, std::move(before_update));
+    if (info.name == "Mano")
+        return std::make_unique<CudaMano>(spec, model, std::move(before_update));
     if (info.name == "Lion")
         return std::make_unique<CudaLion>(spec, model, std::move(before_update));
     if (info.name == "AdEMAMix")

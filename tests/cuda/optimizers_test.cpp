@@ -327,6 +327,19 @@ TEST(CudaOptimizers, MuonBf16NewtonSchulzNearCpuBf16) {
     check_against_cpu(c, GpuPrecision::bf16, &cpu_hyper);
 }
 
+// Mano alternates column (odd steps) and row (even steps) normalisation; v1 and v2, each
+// with and without Nesterov.
+TEST(CudaOptimizers, ManoMatchesCpu) {
+    const Case v1{"Mano", {{"lr", 0.05}}, kTolFp32Long};
+    const Case v2{"Mano", {{"lr", 0.05}, {"version", std::string("2")}}, kTolFp32Long};
+    auto v1_nesterov = v1;
+    v1_nesterov.hyper["nesterov"] = std::string("true");
+    check_against_cpu(v1, GpuPrecision::fp32);
+    check_against_cpu(v1_nesterov, GpuPrecision::fp32);
+    check_against_cpu(v2, GpuPrecision::bf16);
+    check_round_trip(v2);
+}
+
 TEST(CudaOptimizers, LionMatchesCpu) {
     check_against_cpu(kLion, GpuPrecision::fp32);
     check_against_cpu(kLion, GpuPrecision::bf16);
