@@ -24,8 +24,8 @@
 namespace agpt {
 
 namespace {
-constexpr std::array<const char*, 7> kOnCuda = {
-    "AdamW", "Muon", "Lion", "AdEMAMix", "SPAM", "ScheduleFreeAdamW", "Mano"};
+constexpr std::array<const char*, 8> kOnCuda = {
+    "AdamW", "Muon", "Lion", "AdEMAMix", "SPAM", "ScheduleFreeAdamW", "Mano", "SophiaG"};
 }  // namespace
 
 bool optimizer_runs_on_cuda(const std::string& name) {
@@ -69,9 +69,10 @@ class DeviceOptimizer : public Optimizer {
     void step(double lr_factor) override {
         Timer t;
         prepare_update();
+        hook_seconds_ = 0.0;
         update(lr_factor);
         AGPT_CUDA_CHECK(cudaStreamSynchronize(model_.stream()));  // the update's time, not queueing
-        timing_ = {t.seconds(), 0.0};
+        timing_ = {t.seconds() - hook_seconds_, hook_seconds_};
     }
     double last_lr() const override { return last_lr_; }
 
@@ -196,6 +197,7 @@ class DeviceOptimizer : public Optimizer {
     std::vector<OptimParam> params_;  // device pointers
     std::unique_ptr<Optimizer> mirror_;
     double last_lr_ = 0.0;
+    double hook_seconds_ = 0.0;  // of the last step (SophiaG's Hessian hook)
 
   private:
     cuda::DeviceBuffer<float> state_;
@@ -639,6 +641,70 @@ class CudaScheduleFree final : public DeviceOptimizer {
     cuda::DeviceBuffer<float> stash_;
 };
 
+// SophiaG: the update, then every hessian_interval steps the trainer's hook (which leaves its
+// Gauss-Newton-Bartlett estimate in the device gradients, through the cuda model) and the
+// Hessian EMA from it.
+class CudaSophiaG final : public DeviceOptimizer {
+  public:
+    CudaSophiaG(const OptimizerSpec& spec, GpuModel& model, std::function<void()> before)
+        : DeviceOptimizer(spec, model, std::move(before)),
+          runs_(runs_of(params_, "sophiag", "exp_avg")) {
+        const Hyper h = hyper(spec);
+        lr_ = h.num("lr");
+        beta1_ = h.num("beta1");
+        beta2_ = h.num("beta2");
+        rho_ = h.num("rho");
+        weight_decay_ = h.num("weight_decay");
+        bs_ = h.num("bs");
+        interval_ = h.integer("hessian_interval");
+        if (!params_.empty()) {
+            runs_of(params_, "sophiag", "hessian");
+            m_ = state("sophiag." + params_.front().name + ".exp_avg");
+            h_ = state("sophiag." + params_.front().name + ".hessian");
+        }
+    }
+    long steps_taken() const override { return counter("sophiag.step"); }
+    bool needs_hessian_hook() const override { return true; }
+    void set_hessian_hook(HessianHook hook) override { hook_ = std::move(hook); }
+
+  private:
+    void update(double lr_factor) override {
+        long& step = counter("sophiag.step");
+        check_lr_factor(name(), lr_factor, step + 1);
+        const bool hessian_due = (step + 1) % interval_ == 0;
+        if (hessian_due && !hook_)
+            fail(
+                "optimizer SophiaG: step {} needs a Hessian estimate but no hook is set "
+                "(set_hessian_hook)",
+                step + 1);
+        const double lr = lr_ * lr_factor;
+        cuda::SophiaStep s;
+        s.decay = static_cast<float>(1.0 - lr * weight_decay_);
+        s.beta1 = static_cast<float>(beta1_);
+        s.one_minus_beta1 = static_cast<float>(1.0 - beta1_);
+        s.rho_bs = static_cast<float>(rho_ * bs_);  // Python folds ρ·bs first
+        s.neg_lr = static_cast<float>(-lr);
+        for (const auto& r : runs_)
+            cuda::sophia_update(r.value, r.grad, m_ + r.state_offset, h_ + r.state_offset, r.n, s,
+                                bf16_of(r.value), stream());
+        ++step;
+        last_lr_ = lr;
+        if (!hessian_due) return;
+        Timer t;
+        hook_();
+        hook_seconds_ = t.seconds();
+        for (const auto& r : runs_)
+            cuda::sophia_hessian_ema(h_ + r.state_offset, r.grad, r.n, static_cast<float>(beta2_),
+                                     static_cast<float>(1.0 - beta2_), stream());
+    }
+
+    double lr_ = 0.0, beta1_ = 0.0, beta2_ = 0.0, rho_ = 0.0, weight_decay_ = 0.0, bs_ = 0.0;
+    long interval_ = 1;
+    std::vector<ParamRun> runs_;
+    float *m_ = nullptr, *h_ = nullptr;
+    HessianHook hook_;
+};
+
 }  // namespace
 
 std::unique_ptr<Optimizer> make_device_optimizer(const OptimizerSpec& spec, GpuModel& model,
@@ -650,6 +716,8 @@ std::unique_ptr<Optimizer> make_device_optimizer(const OptimizerSpec& spec, GpuM
         return std::make_unique<CudaMuon>(spec, model, std::move(before_update));
     if (info.name == "Mano")
         return std::make_unique<CudaMano>(spec, model, std::move(before_update));
+    if (info.name == "SophiaG")
+        return std::make_unique<CudaSophiaG>(spec, model, std::move(before_update));
     if (info.name == "Lion")
         return std::make_unique<CudaLion>(spec, model, std::move(before_update));
     if (info.name == "AdEMAMix")

@@ -37,8 +37,8 @@ void check_cuda_training(const JobConfig& cfg, int ranks) {
     const std::string& optimizer = optimizer_info(cfg.optimizer.name).name;
     if (!optimizer_runs_on_cuda(optimizer))
         fail(
-            "optimizer.name = {}: not on cuda yet (training.device = cuda has AdamW, Muon, Lion "
-            "and AdEMAMix)",
+            "optimizer.name = {}: not on cuda (training.device = cuda runs the built-in "
+            "optimizers only)",
             optimizer);
     const auto ns = cfg.optimizer.hyper.find("ns_precision");
     if (optimizer == "Muon" && ns != cfg.optimizer.hyper.end() &&

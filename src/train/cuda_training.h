@@ -8,8 +8,8 @@
 //   - the optimizer has its CPU twin's state names and layout, so checkpoints move between cpu
 //     and cuda both ways; state_tensors() downloads the state, and the next step() uploads it;
 //   - clip_model_gradients clips where the gradients live (on the device for this model).
-// Only the plain Llama block of the agpt family, AdamW, Muon, Lion, AdEMAMix and one rank run
-// here so far;
+// Only the plain Llama block of the agpt family, the built-in optimizers and one rank run here
+// so far;
 // check_cuda_training refuses the rest naming the key.
 #include <memory>
 #include <string>

@@ -108,6 +108,28 @@ __global__ void schedule_free_to_x_kernel(float* param, const float* z, float* s
     if (param_bf16) param_bf16[i] = __float2bfloat16(x);
 }
 
+__global__ void sophia_kernel(float* param, const float* grad, float* m, const float* h,
+                              std::size_t n, SophiaStep s, __nv_bfloat16* param_bf16) {
+    const std::size_t i = element_index();
+    if (i >= n) return;
+    const float p = __fmul_rn(param[i], s.decay);
+    const float mi = __fadd_rn(__fmul_rn(m[i], s.beta1), __fmul_rn(s.one_minus_beta1, grad[i]));
+    m[i] = mi;
+    const float q = __fdiv_rn(fabsf(mi), __fadd_rn(__fmul_rn(s.rho_bs, h[i]), 1e-15f));
+    const float ratio = q > 1.0f ? 1.0f : q;
+    const float p_new = __fadd_rn(p, __fmul_rn(s.neg_lr, __fmul_rn(sign_of(mi), ratio)));
+    param[i] = p_new;
+    if (param_bf16) param_bf16[i] = __float2bfloat16(p_new);
+}
+
+__global__ void sophia_hessian_kernel(float* h, const float* grad, std::size_t n, float beta2,
+                                      float one_minus_beta2) {
+    const std::size_t i = element_index();
+    if (i >= n) return;
+    const float g = grad[i];
+    h[i] = __fadd_rn(__fmul_rn(h[i], beta2), __fmul_rn(__fmul_rn(one_minus_beta2, g), g));
+}
+
 __global__ void muon_momentum_kernel(float* buf, const float* grad, float* update, std::size_t n,
                                      float one_minus_momentum, float momentum, bool nesterov) {
     const std::size_t i = element_index();
@@ -166,6 +188,22 @@ void schedule_free_to_x(float* param, const float* z, float* stash, std::size_t 
     if (n == 0) return;
     schedule_free_to_x_kernel<<<ceil_div(static_cast<long>(n), kThreads), kThreads, 0, stream>>>(
         param, z, stash, n, w, param_bf16);
+    AGPT_CUDA_CHECK_LAUNCH();
+}
+
+void sophia_update(float* param, const float* grad, float* m, const float* h, std::size_t n,
+                   const SophiaStep& s, bf16* param_bf16, cudaStream_t stream) {
+    if (n == 0) return;
+    sophia_kernel<<<ceil_div(static_cast<long>(n), kThreads), kThreads, 0, stream>>>(
+        param, grad, m, h, n, s, param_bf16);
+    AGPT_CUDA_CHECK_LAUNCH();
+}
+
+void sophia_hessian_ema(float* h, const float* grad, std::size_t n, float beta2,
+                        float one_minus_beta2, cudaStream_t stream) {
+    if (n == 0) return;
+    sophia_hessian_kernel<<<ceil_div(static_cast<long>(n), kThreads), kThreads, 0, stream>>>(
+        h, grad, n, beta2, one_minus_beta2);
     AGPT_CUDA_CHECK_LAUNCH();
 }
 

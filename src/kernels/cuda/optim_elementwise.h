@@ -49,6 +49,17 @@ void schedule_free_update(float* y, const float* grad, float* z, float* v, std::
 void schedule_free_to_x(float* param, const float* z, float* stash, std::size_t n, float w,
                         bf16* param_bf16, cudaStream_t stream);
 
+// SophiaG (optim/sophia.cpp): m's EMA, then w = w·decay − lr·sign(m)·min(|m| / (ρ·bs·h + 1e-15),
+// 1) (a NaN ratio stays NaN, as torch's clamp). The Hessian EMA h = β2·h + (1−β2)·g² is its own
+// pass, after the trainer's estimate has replaced the gradients.
+struct SophiaStep {
+    float decay, beta1, one_minus_beta1, rho_bs, neg_lr;
+};
+void sophia_update(float* param, const float* grad, float* m, const float* h, std::size_t n,
+                   const SophiaStep& s, bf16* param_bf16, cudaStream_t stream);
+void sophia_hessian_ema(float* h, const float* grad, std::size_t n, float beta2,
+                        float one_minus_beta2, cudaStream_t stream);
+
 // Muon's momentum (optim/muon.cpp): buf = lerp(buf, g, 1−μ); update = nesterov ?
 // lerp(g, buf, μ) : buf. Both weights are given as the CPU rounds them (1−μ in double).
 void muon_momentum(float* buf, const float* grad, float* update, std::size_t n,
