@@ -131,12 +131,13 @@ class DeviceOptimizer : public Optimizer {
         if (it == reals_.end()) fail("optimizer {}: no scalar '{}' (cuda)", name(), scalar);
         return *it->second;
     }
-    // The runs of `group` with their state offsets from the slice of `prefix.<first>.suffix`;
-    // fails unless the mirror laid each parameter's slice out where the run expects it.
-    std::vector<ParamRun> runs_of(const std::vector<OptimParam>& group, const std::string& prefix,
-                                  const std::string& suffix) {
-        if (group.empty()) return {};
-        const float* base = state(prefix + "." + group.front().name + "." + suffix);
+    // The device slices "<prefix>.<param>.<suffix>" of every parameter of `group`, which the
+    // mirror lays out one after another in the group's order (so contiguous_runs(group)'s state
+    // offsets index them): the first one's address, null for an empty group.
+    float* slices(const std::vector<OptimParam>& group, const std::string& prefix,
+                  const std::string& suffix) {
+        if (group.empty()) return nullptr;
+        float* base = state(prefix + "." + group.front().name + "." + suffix);
         std::size_t off = 0;
         for (const auto& p : group) {
             if (state(prefix + "." + p.name + "." + suffix) != base + off)
@@ -144,7 +145,7 @@ class DeviceOptimizer : public Optimizer {
                      p.name);
             off += p.numel();
         }
-        return contiguous_runs(group);
+        return base;
     }
     // The bf16 copy of the parameters starting at `value` (null in fp32 mode).
     cuda::bf16* bf16_of(const float* value) {
@@ -172,11 +173,9 @@ class DeviceOptimizer : public Optimizer {
         AdamWRuns g;
         g.cfg = cfg;
         g.step = &counter("adamw.step");
-        if (group.empty()) return g;  // still counts its steps, as on the CPU
-        g.runs = runs_of(group, "adamw", "exp_avg");
-        runs_of(group, "adamw", "exp_avg_sq");
-        g.m = state("adamw." + group.front().name + ".exp_avg");
-        g.v = state("adamw." + group.front().name + ".exp_avg_sq");
+        g.runs = contiguous_runs(group);  // none: the group still counts its steps, as on the CPU
+        g.m = slices(group, "adamw", "exp_avg");
+        g.v = slices(group, "adamw", "exp_avg_sq");
         return g;
     }
     // One AdamW step of the group; returns its learning rate.
@@ -359,8 +358,8 @@ class CudaLion final : public DeviceOptimizer {
   public:
     CudaLion(const OptimizerSpec& spec, GpuModel& model, std::function<void()> before)
         : DeviceOptimizer(spec, model, std::move(before)),
-          runs_(runs_of(params_, "lion", "exp_avg")),
-          m_(params_.empty() ? nullptr : state("lion." + params_.front().name + ".exp_avg")) {
+          runs_(contiguous_runs(params_)),
+          m_(slices(params_, "lion", "exp_avg")) {
         const Hyper h = hyper(spec);
         lr_ = h.num("lr");
         beta1_ = h.num("beta1");
@@ -397,7 +396,10 @@ class CudaAdEMAMix final : public DeviceOptimizer {
   public:
     CudaAdEMAMix(const OptimizerSpec& spec, GpuModel& model, std::function<void()> before)
         : DeviceOptimizer(spec, model, std::move(before)),
-          runs_(runs_of(params_, "ademamix", "exp_avg_fast")) {
+          runs_(contiguous_runs(params_)),
+          m1_(slices(params_, "ademamix", "exp_avg_fast")),
+          m2_(slices(params_, "ademamix", "exp_avg_slow")),
+          v_(slices(params_, "ademamix", "exp_avg_sq")) {
         const Hyper h = hyper(spec);
         lr_ = h.num("lr");
         beta1_ = h.num("beta1");
@@ -408,14 +410,6 @@ class CudaAdEMAMix final : public DeviceOptimizer {
         alpha_warmup_ = h.integer("alpha_warmup");
         eps_ = h.num("eps");
         weight_decay_ = h.num("weight_decay");
-        if (!params_.empty()) {
-            runs_of(params_, "ademamix", "exp_avg_slow");
-            runs_of(params_, "ademamix", "exp_avg_sq");
-            const std::string first = "ademamix." + params_.front().name + ".";
-            m1_ = state(first + "exp_avg_fast");
-            m2_ = state(first + "exp_avg_slow");
-            v_ = state(first + "exp_avg_sq");
-        }
     }
     long steps_taken() const override { return counter("ademamix.step"); }
 
@@ -460,7 +454,9 @@ class CudaSpam final : public DeviceOptimizer {
   public:
     CudaSpam(const OptimizerSpec& spec, GpuModel& model, std::function<void()> before)
         : DeviceOptimizer(spec, model, std::move(before)),
-          runs_(runs_of(params_, "spam", "exp_avg")) {
+          runs_(contiguous_runs(params_)),
+          m_(slices(params_, "spam", "exp_avg")),
+          v_(slices(params_, "spam", "exp_avg_sq")) {
         const Hyper h = hyper(spec);
         lr_ = h.num("lr");
         beta1_ = h.num("beta1");
@@ -472,11 +468,6 @@ class CudaSpam final : public DeviceOptimizer {
         threshold_ = h.num("threshold");
         clip_after_ = h.integer("grad_accu_steps");
         correct_bias_ = h.flag("correct_bias");
-        if (!params_.empty()) {
-            runs_of(params_, "spam", "exp_avg_sq");
-            m_ = state("spam." + params_.front().name + ".exp_avg");
-            v_ = state("spam." + params_.front().name + ".exp_avg_sq");
-        }
     }
     long steps_taken() const override { return counter("spam.step"); }
 
@@ -531,7 +522,9 @@ class CudaScheduleFree final : public DeviceOptimizer {
   public:
     CudaScheduleFree(const OptimizerSpec& spec, GpuModel& model, std::function<void()> before)
         : DeviceOptimizer(spec, model, std::move(before)),
-          runs_(runs_of(params_, "schedulefree", "z")),
+          runs_(contiguous_runs(params_)),
+          z_(slices(params_, "schedulefree", "z")),
+          v_(slices(params_, "schedulefree", "exp_avg_sq")),
           stash_(total_numel(params_)) {
         const Hyper h = hyper(spec);
         lr_ = h.num("lr");
@@ -542,11 +535,6 @@ class CudaScheduleFree final : public DeviceOptimizer {
         warmup_ = h.integer("warmup_steps");
         r_ = h.num("r");
         weight_lr_power_ = h.num("weight_lr_power");
-        if (!params_.empty()) {
-            runs_of(params_, "schedulefree", "exp_avg_sq");
-            z_ = state("schedulefree." + params_.front().name + ".z");
-            v_ = state("schedulefree." + params_.front().name + ".exp_avg_sq");
-        }
     }
     long steps_taken() const override { return counter("schedulefree.k"); }
     bool in_eval_mode() const override { return counter("schedulefree.train_mode") == 0; }
@@ -648,7 +636,9 @@ class CudaSophiaG final : public DeviceOptimizer {
   public:
     CudaSophiaG(const OptimizerSpec& spec, GpuModel& model, std::function<void()> before)
         : DeviceOptimizer(spec, model, std::move(before)),
-          runs_(runs_of(params_, "sophiag", "exp_avg")) {
+          runs_(contiguous_runs(params_)),
+          m_(slices(params_, "sophiag", "exp_avg")),
+          h_(slices(params_, "sophiag", "hessian")) {
         const Hyper h = hyper(spec);
         lr_ = h.num("lr");
         beta1_ = h.num("beta1");
@@ -657,11 +647,6 @@ class CudaSophiaG final : public DeviceOptimizer {
         weight_decay_ = h.num("weight_decay");
         bs_ = h.num("bs");
         interval_ = h.integer("hessian_interval");
-        if (!params_.empty()) {
-            runs_of(params_, "sophiag", "hessian");
-            m_ = state("sophiag." + params_.front().name + ".exp_avg");
-            h_ = state("sophiag." + params_.front().name + ".hessian");
-        }
     }
     long steps_taken() const override { return counter("sophiag.step"); }
     bool needs_hessian_hook() const override { return true; }
