@@ -310,6 +310,7 @@ class CudaMano final : public DeviceOptimizer {
         const std::string& nesterov = h.choice("nesterov");
         nesterov_ = nesterov == "auto" ? v2_ : nesterov == "true";
         std::vector<OptimParam> rest;
+        std::size_t scratch_bytes = 0;
         for (const auto& p : params_) {
             if (!is_hidden_matrix(p)) {
                 rest.push_back(p);
@@ -317,7 +318,10 @@ class CudaMano final : public DeviceOptimizer {
             }
             hidden_.push_back(p);
             momentum_buf_.push_back(state("mano." + p.name + ".momentum_buffer"));
+            scratch_bytes =
+                std::max(scratch_bytes, cuda::mano_scratch_bytes(p.shape[0], p.shape[1]));
         }
+        scratch_ = cuda::DeviceBuffer<unsigned char>(scratch_bytes);
         adamw_ = adamw_group(
             adamw_config_from(Hyper("optimizer.adamw", routed_adamw_keys(), spec.adamw)), rest);
     }
@@ -340,7 +344,7 @@ class CudaMano final : public DeviceOptimizer {
             const int n = axis == 0 ? p.shape[0] : p.shape[1];
             s.scale = lr * 0.2 * std::sqrt(static_cast<double>(n));
             cuda::mano_update(p.value, p.grad, momentum_buf_[i], p.shape[0], p.shape[1], axis, s,
-                              bf16_of(p.value), stream());
+                              bf16_of(p.value), scratch_.data(), stream());
         }
         ++step;
         last_lr_ = lr;
@@ -352,6 +356,7 @@ class CudaMano final : public DeviceOptimizer {
     std::vector<OptimParam> hidden_;
     std::vector<float*> momentum_buf_;
     AdamWRuns adamw_;
+    cuda::DeviceBuffer<unsigned char> scratch_;
 };
 
 class CudaLion final : public DeviceOptimizer {

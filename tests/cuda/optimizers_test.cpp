@@ -1,6 +1,6 @@
 // The device optimizers (optim/cuda_optimizer.h) against the CPU optimizers make_optimizer
 // builds, on the same parameters and the same gradient sequence: a small GpuModel of the test's
-// own with an embedding, norms, a tall and a wide hidden matrix and a head. Parameters after
+// own with an embedding, norms, tall and wide hidden matrices and a head. Parameters after
 // every step within 1e-5 (element-wise) or 1e-4 (Muon, whose Newton–Schulz GEMMs sum in another
 // order); the state tensors the CPU's, name by name, shape and value; a state that goes cuda →
 // cpu → cuda continues exactly as the uninterrupted device optimizer; in bf16 mode the model's
@@ -41,6 +41,7 @@ class FlatModel final : public GpuModel {
         add("layers.0.attention_norm.weight", "norm", {8});
         add("layers.0.attention.wq.weight", "attention", {16, 8});  // tall
         add("layers.0.feed_forward.w2.weight", "ffn", {8, 24});     // wide
+        add("layers.0.feed_forward.w1.weight", "ffn", {72, 8});     // more rows than a block
         add("norm.weight", "norm", {8});
         add("output.weight", "head", {12, 8});
         params_ = DeviceBuffer<float>(n_);

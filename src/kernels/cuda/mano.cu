@@ -98,24 +98,57 @@ __global__ void mano_rows_kernel(float* W, const float* G, float* buf, int C, Ma
     }
 }
 
-// One thread per column, down the rows (a warp reads 32 adjacent columns of a row at a time).
-__global__ void mano_cols_kernel(float* W, const float* G, float* buf, int R, int C, ManoStep s,
-                                 __nv_bfloat16* W_bf16) {
+// Columns: three passes. Partial sums over blocks of kColRows rows (kColThreads columns × 8
+// row lanes; each lane sums its rows in order, then the lanes in order), the per-column
+// coefficients from the blocks' sums in order, then the update, one thread per element.
+constexpr int kColThreads = 32;
+constexpr int kRowLanes = 8;
+constexpr int kColRows = 64;
+
+// Block: kColThreads columns × kRowLanes row lanes (thread = lane·kColThreads + column).
+__global__ void mano_cols_partials_kernel(const float* W, const float* G, float* buf, int R, int C,
+                                          ManoStep s, double* partial) {
+    __shared__ double smem[3][kRowLanes][kColThreads];
+    const int col = threadIdx.x % kColThreads, lane = threadIdx.x / kColThreads;
+    const int j = blockIdx.x * kColThreads + col;
+    const int r0 = blockIdx.y * kColRows, r1 = min(R, r0 + kColRows);
+    Sums acc = {0.0, 0.0, 0.0};
+    if (j < C)
+        for (int i = r0 + lane; i < r1; i += kRowLanes) {
+            const std::size_t e = static_cast<std::size_t>(i) * C + j;
+            const float bn = __fadd_rn(__fmul_rn(s.momentum, buf[e]), G[e]);
+            buf[e] = bn;
+            const double m = direction(G[e], bn, s), x = W[e];
+            acc.w2 = fma(x, x, acc.w2);
+            acc.mw = fma(m, x, acc.mw);
+            acc.m2 = fma(m, m, acc.m2);
+        }
+    smem[0][lane][col] = acc.w2;
+    smem[1][lane][col] = acc.mw;
+    smem[2][lane][col] = acc.m2;
+    __syncthreads();
+    if (lane >= 3 || j >= C) return;  // lanes 0..2 add up Σ W², Σ m·W, Σ m²
+    double total = 0.0;
+    for (int l = 0; l < kRowLanes; ++l) total += smem[lane][l][col];
+    partial[(static_cast<std::size_t>(blockIdx.y) * 3 + lane) * C + j] = total;
+}
+
+// coef[j] = κ, coef[C + j] = the step scale of column j.
+__global__ void mano_cols_coefficients_kernel(const float* W, const float* G, const float* buf,
+                                              int R, int C, ManoStep s, const double* partial,
+                                              int row_blocks, float* coef) {
     const int j = blockIdx.x * blockDim.x + threadIdx.x;
     if (j >= C) return;
     Sums sum = {0.0, 0.0, 0.0};
-    for (int i = 0; i < R; ++i) {
-        const std::size_t e = static_cast<std::size_t>(i) * C + j;
-        const float bn = __fadd_rn(__fmul_rn(s.momentum, buf[e]), G[e]);
-        buf[e] = bn;
-        const double m = direction(G[e], bn, s), x = W[e];
-        sum.w2 = fma(x, x, sum.w2);
-        sum.mw = fma(m, x, sum.mw);
-        sum.m2 = fma(m, m, sum.m2);
+    for (int b = 0; b < row_blocks; ++b) {
+        const double* p = partial + static_cast<std::size_t>(b) * 3 * C;
+        sum.w2 += p[j];
+        sum.mw += p[C + j];
+        sum.m2 += p[2 * static_cast<std::size_t>(C) + j];
     }
     const float k = kappa(sum, s);
     double t2 = tnorm2(sum, k);
-    if (t2 < 0.0) {
+    if (t2 < 0.0) {  // rare: T nearly cancels; sweep the column as the CPU does
         t2 = 0.0;
         for (int i = 0; i < R; ++i) {
             const std::size_t e = static_cast<std::size_t>(i) * C + j;
@@ -123,25 +156,59 @@ __global__ void mano_cols_kernel(float* W, const float* G, float* buf, int R, in
             t2 += t * t;
         }
     }
-    const float step = step_scale(t2, s);
-    for (int i = 0; i < R; ++i) {
-        const std::size_t e = static_cast<std::size_t>(i) * C + j;
-        const float w_new = updated(W[e], tangent(G[e], buf[e], W[e], k, s), step, s);
-        W[e] = w_new;
-        if (W_bf16) W_bf16[e] = __float2bfloat16(w_new);
-    }
+    coef[j] = k;
+    coef[C + j] = step_scale(t2, s);
+}
+
+__global__ void mano_cols_apply_kernel(float* W, const float* G, const float* buf, std::size_t n,
+                                       int C, ManoStep s, const float* coef,
+                                       __nv_bfloat16* W_bf16) {
+    const std::size_t e = static_cast<std::size_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+    if (e >= n) return;
+    const int j = static_cast<int>(e % C);
+    const float w_new = updated(W[e], tangent(G[e], buf[e], W[e], coef[j], s), coef[C + j], s);
+    W[e] = w_new;
+    if (W_bf16) W_bf16[e] = __float2bfloat16(w_new);
+}
+
+std::size_t align256(std::size_t bytes) {
+    return (bytes + 255) / 256 * 256;
+}
+
+int row_blocks(int R) {
+    return (R + kColRows - 1) / kColRows;
 }
 
 }  // namespace
 
+std::size_t mano_scratch_bytes(int R, int C) {
+    return align256(static_cast<std::size_t>(row_blocks(R)) * 3 * C * sizeof(double)) +
+           align256(static_cast<std::size_t>(C) * 2 * sizeof(float));
+}
+
 void mano_update(float* W, const float* G, float* buf, int R, int C, int axis, const ManoStep& s,
-                 bf16* W_bf16, cudaStream_t stream) {
+                 bf16* W_bf16, void* scratch, cudaStream_t stream) {
     if (R <= 0 || C <= 0) return;
-    if (axis == 1)
+    if (axis == 1) {
         mano_rows_kernel<<<R, kThreads, 0, stream>>>(W, G, buf, C, s, W_bf16);
-    else
-        mano_cols_kernel<<<ceil_div(C, kThreads), kThreads, 0, stream>>>(W, G, buf, R, C, s,
-                                                                         W_bf16);
+        AGPT_CUDA_CHECK_LAUNCH();
+        return;
+    }
+    auto* partial = static_cast<double*>(scratch);
+    auto* coef = reinterpret_cast<float*>(
+        static_cast<char*>(scratch) +
+        align256(static_cast<std::size_t>(row_blocks(R)) * 3 * C * sizeof(double)));
+    const dim3 grid(static_cast<unsigned>(ceil_div(C, kColThreads)),
+                    static_cast<unsigned>(row_blocks(R)));
+    mano_cols_partials_kernel<<<grid, kColThreads * kRowLanes, 0, stream>>>(W, G, buf, R, C, s,
+                                                                            partial);
+    AGPT_CUDA_CHECK_LAUNCH();
+    mano_cols_coefficients_kernel<<<ceil_div(C, kThreads), kThreads, 0, stream>>>(
+        W, G, buf, R, C, s, partial, row_blocks(R), coef);
+    AGPT_CUDA_CHECK_LAUNCH();
+    const std::size_t n = static_cast<std::size_t>(R) * C;
+    mano_cols_apply_kernel<<<ceil_div(static_cast<long>(n), kThreads), kThreads, 0, stream>>>(
+        W, G, buf, n, C, s, coef, W_bf16);
     AGPT_CUDA_CHECK_LAUNCH();
 }
 

@@ -4,8 +4,10 @@
 // Σ W², Σ m·W, Σ m² in double, κ (v1: ⟨m, W/d⟩/d with d = max(‖W‖, eps); v2: Σ m·W), the tangent
 // T = m − κ·W and W = W·decay − scale/‖T‖·T (v1: max(‖T‖, eps), v2: ‖T‖ + eps). ‖T‖² comes from
 // the sums; when they cancel (T nearly 0 against m) a sweep computes it, as on the CPU. Sums run
-// in fixed orders (a row: a block's fixed tree; a column: one thread down the rows), so the
-// result does not depend on timing.
+// in fixed orders (a row: a block's fixed tree; a column: blocks of 64 rows, then the blocks in
+// order), so the result does not depend on timing.
+#include <cstddef>
+
 #include "kernels/cuda/device.h"
 
 namespace agpt::cuda {
@@ -19,8 +21,11 @@ struct ManoStep {
     double scale;  // lr·0.2·√(slice length)
 };
 
+// Bytes of scratch mano_update needs for an (R, C) matrix (column sums and coefficients).
+std::size_t mano_scratch_bytes(int R, int C);
+
 // W, G, buf (R, C, fp32); W_bf16, when not null, receives the updated W rounded to bf16.
 void mano_update(float* W, const float* G, float* buf, int R, int C, int axis, const ManoStep& s,
-                 bf16* W_bf16, cudaStream_t stream);
+                 bf16* W_bf16, void* scratch, cudaStream_t stream);
 
 }  // namespace agpt::cuda
