@@ -162,15 +162,21 @@ TEST(CudaTraining, MuonLionAndSophiaGMatchTheCpuTrainer) {
     }
 }
 
+// AdamW, and Muon, whose Newton–Schulz runs through bf16 GEMMs in bf16 mode.
 TEST(CudaTraining, Bf16LossesWithin1e2OfFp32) {
     AGPT_REQUIRE_CUDA_DEVICE();
-    const fs::path dump = fresh_dir("bf16");
-    train(tiny_job(dump, "fp32", "cuda", 3, "float32"), nullptr);
-    train(tiny_job(dump, "bf16", "cuda", 3, "bfloat16"), nullptr);
-    const Curve fp32 = read_curve(dump / "fp32"), bf16 = read_curve(dump / "bf16");
-    expect_close(bf16.loss, fp32.loss, 1e-2, "loss");
-    expect_close(bf16.val_loss, fp32.val_loss, 1e-2, "val_loss");
-    fs::remove_all(dump);
+    for (const std::string optimizer : {"AdamW", "Muon"}) {
+        const fs::path dump = fresh_dir("bf16_" + optimizer);
+        JobConfig fp32_job = tiny_job(dump, "fp32", "cuda", 3, "float32"),
+                  bf16_job = tiny_job(dump, "bf16", "cuda", 3, "bfloat16");
+        fp32_job.optimizer.name = bf16_job.optimizer.name = optimizer;
+        train(fp32_job, nullptr);
+        train(bf16_job, nullptr);
+        const Curve fp32 = read_curve(dump / "fp32"), bf16 = read_curve(dump / "bf16");
+        expect_close(bf16.loss, fp32.loss, 1e-2, (optimizer + " loss").c_str());
+        expect_close(bf16.val_loss, fp32.val_loss, 1e-2, (optimizer + " val_loss").c_str());
+        fs::remove_all(dump);
+    }
 }
 
 // Two trainer steps by hand (the trainer's calls), so the state is not the initial one.
