@@ -28,8 +28,18 @@ constexpr std::array<const char*, 8> kOnCuda = {
     "AdamW", "Muon", "Lion", "AdEMAMix", "SPAM", "ScheduleFreeAdamW", "Mano", "SophiaG"};
 }  // namespace
 
-bool optimizer_runs_on_cuda(const std::string& name) {
-    return std::find(kOnCuda.begin(), kOnCuda.end(), name) != kOnCuda.end();
+void check_cuda_optimizer(const OptimizerSpec& spec) {
+    const std::string& name = optimizer_info(spec.name).name;
+    if (std::find(kOnCuda.begin(), kOnCuda.end(), name) == kOnCuda.end())
+        fail(
+            "optimizer.name = {}: not on cuda (training.device = cuda runs the built-in "
+            "optimizers only)",
+            name);
+    const auto ns = spec.hyper.find("ns_precision");
+    if (name == "Muon" && ns != spec.hyper.end() && ns->second == HyperValue(std::string("fp64")))
+        fail(
+            "optimizer.ns_precision = fp64: not on cuda (Newton-Schulz runs through fp32 or bf16 "
+            "GEMMs there); use fp32 or bf16");
 }
 
 #if defined(AGPT_HAVE_CUDA)
@@ -233,12 +243,7 @@ class CudaMuon final : public DeviceOptimizer {
         coef_.a = h.num("ns_a");
         coef_.b = h.num("ns_b");
         coef_.c = h.num("ns_c");
-        const std::string& precision = h.choice("ns_precision");
-        if (precision == "fp64")
-            fail(
-                "optimizer.ns_precision = fp64: not on cuda (Newton-Schulz runs through fp32 or "
-                "bf16 GEMMs there); use fp32 or bf16");
-        ns_bf16_ = precision == "bf16" || model.precision() == GpuPrecision::bf16;
+        ns_bf16_ = h.choice("ns_precision") == "bf16" || model.precision() == GpuPrecision::bf16;
         std::vector<OptimParam> rest;
         std::size_t max_numel = 0, max_scratch = 0;
         for (const auto& p : params_) {
@@ -699,6 +704,7 @@ class CudaSophiaG final : public DeviceOptimizer {
 
 std::unique_ptr<Optimizer> make_device_optimizer(const OptimizerSpec& spec, GpuModel& model,
                                                  std::function<void()> before_update) {
+    check_cuda_optimizer(spec);
     const OptimizerInfo& info = optimizer_info(spec.name);
     if (info.name == "AdamW")
         return std::make_unique<CudaAdamW>(spec, model, std::move(before_update));

@@ -24,8 +24,9 @@
 
 namespace agpt {
 
-// The optimizers that have a device version ("AdamW", "Muon", ...), by registry name.
-bool optimizer_runs_on_cuda(const std::string& name);
+// Fails with one message naming the key when spec cannot run on the device: an optimizer
+// without a device version (a registered one) or optimizer.ns_precision = fp64. Needs no device.
+void check_cuda_optimizer(const OptimizerSpec& spec);
 
 }  // namespace agpt
 
@@ -36,7 +37,7 @@ namespace agpt {
 
 // spec's optimizer stepping model's device parameters from its device gradients.
 // before_update runs at the start of every step() (the caller's chance to make the device
-// parameters current). Fails for an optimizer without a device version, naming it.
+// parameters current). Fails as check_cuda_optimizer does.
 std::unique_ptr<Optimizer> make_device_optimizer(const OptimizerSpec& spec, GpuModel& model,
                                                  std::function<void()> before_update = {});
 

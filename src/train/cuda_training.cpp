@@ -34,18 +34,7 @@ void check_cuda_training(const JobConfig& cfg, int ranks) {
             "Llama block (model.qk_norm, model.attn_softcap, model.final_softcap and model.ffn "
             "= relu2 are CPU only)",
             args.describe_switches());
-    const std::string& optimizer = optimizer_info(cfg.optimizer.name).name;
-    if (!optimizer_runs_on_cuda(optimizer))
-        fail(
-            "optimizer.name = {}: not on cuda (training.device = cuda runs the built-in "
-            "optimizers only)",
-            optimizer);
-    const auto ns = cfg.optimizer.hyper.find("ns_precision");
-    if (optimizer == "Muon" && ns != cfg.optimizer.hyper.end() &&
-        ns->second == HyperValue(std::string("fp64")))
-        fail(
-            "optimizer.ns_precision = fp64: not on cuda (Newton-Schulz runs through fp32 or bf16 "
-            "GEMMs there); use fp32 or bf16");
+    check_cuda_optimizer(cfg.optimizer.spec());
     if (cfg.activation_checkpoint.mode != "none")
         fail(
             "activation_checkpoint.mode = {}: not on cuda yet (the GPU model keeps every layer's "

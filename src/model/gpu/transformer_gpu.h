@@ -96,8 +96,7 @@ class TransformerGpu final : public GpuModel {
     void set_op_hook(OpHook hook) { op_hook_ = std::move(hook); }
 
     // Device bytes held: parameters + gradients + weight copy (the optimizer's state is its
-    // own), and
-    // activations + backward temporaries + head scratch.
+    // own), and activations + backward temporaries + head scratch.
     std::size_t state_bytes() const override;
     std::size_t activation_bytes() const override;
 
