@@ -1,7 +1,8 @@
 // agpt_cuda_model_bench: end-to-end training throughput of the GPU transformer
 // (model/gpu/transformer_gpu.h) on random tokens: a Llama-style 124M (dim 768, 12 layers, 12
 // heads, 4 kv heads, vocab 32000, SwiGLU), batch 32 × seq 1024, bf16, one step = zero_grad,
-// forward+backward per micro-batch, global-norm clipping (1.0), AdamW. Prints one line per step
+// forward+backward per micro-batch, global-norm clipping (1.0), the optimizer's step (AdamW at lr
+// 3e-4, or --optimizer NAME with its defaults; optim/cuda_optimizer.h). Prints one line per step
 // and then, in the device check's `BENCH name value unit` format: tokens/s (median step), the
 // median step time, MFU (design.md's FLOPs per token against 989 TFLOP/s, H100 SXM bf16) and
 // the peak device memory the run added (cudaMemGetInfo before the model and after each step:
@@ -9,10 +10,11 @@
 //
 //   agpt_cuda_model_bench [--batch 32] [--micro-batch 32] [--seq 1024] [--steps 8]
 //                         [--warmup 3] [--precision bf16|fp32] [--layers 12] [--peak-tflops 989]
-//                         [--breakdown]
+//                         [--optimizer AdamW] [--breakdown]
 // --breakdown: one more step with a CUDA event after every op of forward and backward, then the
 // time per op kind (summed over layers and chunks), largest first.
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -23,12 +25,11 @@
 #include <vector>
 
 #include "core/error.h"
-#include "kernels/cuda/adamw.h"
 #include "kernels/cuda/device.h"
 #include "kernels/cuda/runtime_info.h"
 #include "model/gpu/transformer_gpu.h"
 #include "model/transformer.h"
-#include "optim/adamw.h"
+#include "optim/cuda_optimizer.h"
 
 namespace {
 
@@ -39,6 +40,7 @@ struct Options {
     double peak_tflops = 989.0;
     bool breakdown = false;
     GpuPrecision precision = GpuPrecision::bf16;
+    std::string optimizer = "AdamW";
 };
 
 Options parse(int argc, char** argv) {
@@ -61,6 +63,8 @@ Options parse(int argc, char** argv) {
             o.warmup = std::stoi(value());
         else if (a == "--layers")
             o.layers = std::stoi(value());
+        else if (a == "--optimizer")
+            o.optimizer = value();
         else if (a == "--breakdown")
             o.breakdown = true;
         else if (a == "--peak-tflops")
@@ -139,24 +143,18 @@ int run(const Options& o) {
     }
     const double setup_s =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    // AdamW's moments, stepped by the kernel the device AdamW runs (optim/cuda_optimizer.h),
-    // here without its per-step synchronisation.
-    cuda::DeviceBuffer<float> adam_m(model.num_params()), adam_v(model.num_params());
-    adam_m.fill_bytes(0, stream.get());
-    adam_v.fill_bytes(0, stream.get());
-    long adam_steps = 0;
-    const AdamWConfig cfg{3e-4, 0.9, 0.95, 1e-8, 0.1};
-    auto adamw_step = [&] {
-        const cuda::AdamWStep st{cfg.lr,  cfg.beta1,        cfg.beta2,
-                                 cfg.eps, cfg.weight_decay, ++adam_steps};
-        cuda::adamw_update(model.params_device(), model.grads_device(), adam_m.data(),
-                           adam_v.data(), model.num_params(), st, model.bf16_params_device(),
-                           stream.get());
-    };
+    OptimizerSpec spec;
+    spec.name = optimizer_info(o.optimizer).name;
+    if (spec.name == "AdamW")
+        spec.hyper = {
+            {"lr", 3e-4}, {"beta1", 0.9}, {"beta2", 0.95}, {"eps", 1e-8}, {"weight_decay", 0.1}};
+    const auto optimizer = make_device_optimizer(spec, model);
+    std::string opt_tag = spec.name;  // "adamw" in the BENCH names
+    for (char& ch : opt_tag) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
     std::printf(
-        "setup %.1f s; device state %.2f GiB (+ AdamW %.2f GiB), activations+scratch %.2f GiB\n",
-        setup_s, model.state_bytes() / 1073741824.0,
-        (adam_m.bytes() + adam_v.bytes()) / 1073741824.0, model.activation_bytes() / 1073741824.0);
+        "setup %.1f s; device state %.2f GiB (+ %s %.2f GiB), activations+scratch %.2f GiB\n",
+        setup_s, model.state_bytes() / 1073741824.0, spec.name.c_str(),
+        optimizer->state_bytes() / 1073741824.0, model.activation_bytes() / 1073741824.0);
 
     std::mt19937_64 rng(42);
     std::uniform_int_distribution<int32_t> tok(0, a.vocab_size - 1);
@@ -188,7 +186,7 @@ int run(const Options& o) {
         AGPT_CUDA_CHECK(cudaEventRecord(ev[1], s));
         model.clip_grad_norm_async(1.0);
         AGPT_CUDA_CHECK(cudaEventRecord(ev[2], s));
-        adamw_step();
+        optimizer->step(1.0);
         AGPT_CUDA_CHECK(cudaEventRecord(ev[3], s));
         const double loss = model.take_loss_sum() * grad_scale;  // synchronises
         const double norm = model.last_grad_norm();
@@ -200,9 +198,9 @@ int run(const Options& o) {
         peak = std::max(peak, used_bytes() - base);
         std::printf(
             "step %2d%s: loss %.4f, grad norm %.4f, %.1f ms (fwd+bwd %.1f, clip %.2f, "
-            "adamw %.2f), %.0f tok/s\n",
-            step, step <= o.warmup ? " (warm-up)" : "", loss, norm, t_all, t_fb, t_clip, t_opt,
-            o.batch * o.seq / (t_all * 1e-3));
+            "%s %.2f), %.0f tok/s\n",
+            step, step <= o.warmup ? " (warm-up)" : "", loss, norm, t_all, t_fb, t_clip,
+            opt_tag.c_str(), t_opt, o.batch * o.seq / (t_all * 1e-3));
         std::fflush(stdout);
         if (!std::isfinite(loss)) fail("step {}: loss is {}", step, loss);
         if (step > o.warmup) {
@@ -232,8 +230,8 @@ int run(const Options& o) {
                                          grad_scale);
         model.clip_grad_norm_async(1.0);
         record("clip_grad_norm");
-        adamw_step();
-        record("adamw");
+        optimizer->step(1.0);
+        record(opt_tag.c_str());
         model.set_op_hook(nullptr);
         model.take_loss_sum();
         std::vector<std::pair<std::string, double>> totals;
@@ -276,7 +274,7 @@ int run(const Options& o) {
     std::printf("BENCH %s_step_ms %.2f ms\n", tag.c_str(), ms);
     std::printf("BENCH %s_fwd_bwd_ms %.2f ms\n", tag.c_str(), median(fb_ms));
     std::printf("BENCH %s_clip_ms %.3f ms\n", tag.c_str(), median(clip_ms));
-    std::printf("BENCH %s_adamw_ms %.3f ms\n", tag.c_str(), median(opt_ms));
+    std::printf("BENCH %s_%s_ms %.3f ms\n", tag.c_str(), opt_tag.c_str(), median(opt_ms));
     std::printf("BENCH %s_mfu %.2f %%\n", tag.c_str(), mfu);
     std::printf("BENCH %s_peak_mem_gib %.2f GiB\n", tag.c_str(), peak / 1073741824.0);
     return 0;
