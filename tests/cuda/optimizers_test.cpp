@@ -1,10 +1,10 @@
 // The device optimizers (optim/cuda_optimizer.h) against the CPU optimizers make_optimizer
 // builds, on the same parameters and the same gradient sequence: a small GpuModel of the test's
 // own with an embedding, norms, tall and wide hidden matrices and a head. Parameters after
-// every step within 1e-5 (element-wise) or 1e-4 (Muon, whose Newton–Schulz GEMMs sum in another
-// order); the state tensors the CPU's, name by name, shape and value; a state that goes cuda →
-// cpu → cuda continues exactly as the uninterrupted device optimizer; in bf16 mode the model's
-// bf16 copy is exactly the rounded fp32 parameters after every step.
+// every step within 1e-5 (element-wise) or 1e-4 (Muon and Mano, whose GEMMs and slice sums add
+// in another order); the state tensors the CPU's, name by name, shape and value; a state that goes
+// cuda → cpu → cuda continues exactly as the uninterrupted device optimizer; in bf16 mode the
+// model's bf16 copy is exactly the rounded fp32 parameters after every step.
 #include <algorithm>
 #include <cstring>
 #include <map>
@@ -327,13 +327,14 @@ TEST(CudaOptimizers, MuonMatchesCpu) {
 
 // bf16 mode: Newton–Schulz through bf16 GEMMs, against the CPU's emulation of torch's bf16
 // iteration (ns_precision = bf16). Both round every GEMM result to bf16 but sum in other
-// orders, so a result near a rounding boundary may land one bf16 step (2^-8) apart: the
-// parameters agree within 1e-3.
+// orders, so a result near a rounding boundary may land one bf16 step (2^-8) apart. With the
+// orthogonalised update within 1e-2 (CudaNewtonSchulz.MatchesCpu) and four steps moving the
+// weights by at most ~1/10 of their norm, the parameters agree within 2e-3 (twice that bound).
 TEST(CudaOptimizers, MuonBf16NewtonSchulzNearCpuBf16) {
     auto cpu_hyper = kMuon.hyper;
     cpu_hyper["ns_precision"] = std::string("bf16");
     Case c = kMuon;
-    c.tol = 1e-3;
+    c.tol = 2e-3;
     check_against_cpu(c, GpuPrecision::bf16, &cpu_hyper);
 }
 
