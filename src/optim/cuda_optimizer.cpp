@@ -201,6 +201,29 @@ class DeviceOptimizer : public Optimizer {
         return lr;
     }
 
+    // The matrix optimizers' parameters: the hidden matrices with their momentum slices
+    // "<prefix>.<param>.momentum_buffer", and an AdamW of [optimizer.adamw] for the rest.
+    struct MatrixSplit {
+        std::vector<OptimParam> hidden;
+        std::vector<float*> momentum;
+        AdamWRuns adamw;
+    };
+    MatrixSplit split_matrices(const OptimizerSpec& spec, const std::string& prefix) {
+        MatrixSplit m;
+        std::vector<OptimParam> rest;
+        for (const auto& p : params_) {
+            if (!is_hidden_matrix(p)) {
+                rest.push_back(p);
+                continue;
+            }
+            m.hidden.push_back(p);
+            m.momentum.push_back(state(prefix + "." + p.name + ".momentum_buffer"));
+        }
+        m.adamw = adamw_group(
+            adamw_config_from(Hyper("optimizer.adamw", routed_adamw_keys(), spec.adamw)), rest);
+        return m;
+    }
+
     GpuModel& model_;
     std::function<void()> before_update_;
     std::vector<OptimParam> params_;  // device pointers
@@ -231,7 +254,9 @@ class CudaAdamW final : public DeviceOptimizer {
 class CudaMuon final : public DeviceOptimizer {
   public:
     CudaMuon(const OptimizerSpec& spec, GpuModel& model, std::function<void()> before)
-        : DeviceOptimizer(spec, model, std::move(before)), blas_(model.stream()) {
+        : DeviceOptimizer(spec, model, std::move(before)),
+          split_(split_matrices(spec, "muon")),
+          blas_(model.stream()) {
         const Hyper h = hyper(spec);
         lr_ = h.num("lr");
         weight_decay_ = h.num("weight_decay");
@@ -244,23 +269,14 @@ class CudaMuon final : public DeviceOptimizer {
         coef_.b = h.num("ns_b");
         coef_.c = h.num("ns_c");
         ns_bf16_ = h.choice("ns_precision") == "bf16" || model.precision() == GpuPrecision::bf16;
-        std::vector<OptimParam> rest;
         std::size_t max_numel = 0, max_scratch = 0;
-        for (const auto& p : params_) {
-            if (!is_hidden_matrix(p)) {
-                rest.push_back(p);
-                continue;
-            }
-            hidden_.push_back(p);
-            momentum_buf_.push_back(state("muon." + p.name + ".momentum_buffer"));
+        for (const auto& p : split_.hidden) {
             max_numel = std::max(max_numel, p.numel());
             max_scratch = std::max(
                 max_scratch, cuda::newton_schulz_scratch_bytes(p.shape[0], p.shape[1], ns_bf16_));
         }
         update_ = cuda::DeviceBuffer<float>(max_numel);
         scratch_ = cuda::DeviceBuffer<unsigned char>(max_scratch);
-        adamw_ = adamw_group(
-            adamw_config_from(Hyper("optimizer.adamw", routed_adamw_keys(), spec.adamw)), rest);
     }
     long steps_taken() const override { return counter("muon.step"); }
 
@@ -273,10 +289,10 @@ class CudaMuon final : public DeviceOptimizer {
         const auto w_buf = static_cast<float>(1.0 - momentum_);
         const auto w_nest = static_cast<float>(momentum_);
         float* u = update_.data();
-        for (std::size_t i = 0; i < hidden_.size(); ++i) {
-            const OptimParam& p = hidden_[i];
+        for (std::size_t i = 0; i < split_.hidden.size(); ++i) {
+            const OptimParam& p = split_.hidden[i];
             const int A = p.shape[0], B = p.shape[1];
-            cuda::muon_momentum(momentum_buf_[i], p.grad, u, p.numel(), w_buf, w_nest, nesterov_,
+            cuda::muon_momentum(split_.momentum[i], p.grad, u, p.numel(), w_buf, w_nest, nesterov_,
                                 stream());
             cuda::newton_schulz(blas_, u, u, A, B, coef_, ns_steps_, eps_, ns_bf16_,
                                 scratch_.data());
@@ -287,16 +303,14 @@ class CudaMuon final : public DeviceOptimizer {
         }
         ++step;
         last_lr_ = lr;
-        step_adamw(adamw_, lr_factor);
+        step_adamw(split_.adamw, lr_factor);
     }
 
     double lr_ = 0.0, weight_decay_ = 0.0, momentum_ = 0.0, eps_ = 0.0;
     bool nesterov_ = true, match_rms_ = false, ns_bf16_ = false;
     int ns_steps_ = 0;
     cpu::NsCoefficients coef_;
-    std::vector<OptimParam> hidden_;
-    std::vector<float*> momentum_buf_;
-    AdamWRuns adamw_;
+    MatrixSplit split_;
     cuda::Blas blas_;
     cuda::DeviceBuffer<float> update_;
     cuda::DeviceBuffer<unsigned char> scratch_;
@@ -305,7 +319,7 @@ class CudaMuon final : public DeviceOptimizer {
 class CudaMano final : public DeviceOptimizer {
   public:
     CudaMano(const OptimizerSpec& spec, GpuModel& model, std::function<void()> before)
-        : DeviceOptimizer(spec, model, std::move(before)) {
+        : DeviceOptimizer(spec, model, std::move(before)), split_(split_matrices(spec, "mano")) {
         const Hyper h = hyper(spec);
         lr_ = h.num("lr");
         weight_decay_ = h.num("weight_decay");
@@ -314,21 +328,11 @@ class CudaMano final : public DeviceOptimizer {
         v2_ = h.choice("version") == "2";
         const std::string& nesterov = h.choice("nesterov");
         nesterov_ = nesterov == "auto" ? v2_ : nesterov == "true";
-        std::vector<OptimParam> rest;
         std::size_t scratch_bytes = 0;
-        for (const auto& p : params_) {
-            if (!is_hidden_matrix(p)) {
-                rest.push_back(p);
-                continue;
-            }
-            hidden_.push_back(p);
-            momentum_buf_.push_back(state("mano." + p.name + ".momentum_buffer"));
+        for (const auto& p : split_.hidden)
             scratch_bytes =
                 std::max(scratch_bytes, cuda::mano_scratch_bytes(p.shape[0], p.shape[1]));
-        }
         scratch_ = cuda::DeviceBuffer<unsigned char>(scratch_bytes);
-        adamw_ = adamw_group(
-            adamw_config_from(Hyper("optimizer.adamw", routed_adamw_keys(), spec.adamw)), rest);
     }
     long steps_taken() const override { return counter("mano.step"); }
 
@@ -344,23 +348,21 @@ class CudaMano final : public DeviceOptimizer {
         s.nesterov = nesterov_;
         s.eps = eps_;
         s.decay = static_cast<float>(1.0 - lr * weight_decay_);
-        for (std::size_t i = 0; i < hidden_.size(); ++i) {
-            const OptimParam& p = hidden_[i];
+        for (std::size_t i = 0; i < split_.hidden.size(); ++i) {
+            const OptimParam& p = split_.hidden[i];
             const int n = axis == 0 ? p.shape[0] : p.shape[1];
             s.scale = lr * 0.2 * std::sqrt(static_cast<double>(n));
-            cuda::mano_update(p.value, p.grad, momentum_buf_[i], p.shape[0], p.shape[1], axis, s,
+            cuda::mano_update(p.value, p.grad, split_.momentum[i], p.shape[0], p.shape[1], axis, s,
                               bf16_of(p.value), scratch_.data(), stream());
         }
         ++step;
         last_lr_ = lr;
-        step_adamw(adamw_, lr_factor);
+        step_adamw(split_.adamw, lr_factor);
     }
 
     double lr_ = 0.0, weight_decay_ = 0.0, eps_ = 0.0, momentum_ = 0.0;
     bool v2_ = false, nesterov_ = false;
-    std::vector<OptimParam> hidden_;
-    std::vector<float*> momentum_buf_;
-    AdamWRuns adamw_;
+    MatrixSplit split_;
     cuda::DeviceBuffer<unsigned char> scratch_;
 };
 
