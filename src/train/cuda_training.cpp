@@ -7,6 +7,7 @@
 #include "core/error.h"
 #include "core/timer.h"
 #include "model/model_args.h"
+#include "optim/cuda_optimizer.h"
 #include "optim/grad_clip.h"
 
 #if defined(AGPT_HAVE_CUDA)
@@ -18,8 +19,6 @@
 #include "model/gpu/transformer_gpu.h"
 #include "model/model_zoo.h"
 #include "model/transformer.h"
-#include "optim/adamw_group.h"
-#include "optim/param_state.h"
 #endif
 
 namespace agpt {
@@ -35,16 +34,8 @@ void check_cuda_training(const JobConfig& cfg, int ranks) {
         if (args.mla || args.is_moe())
             fail("model.flavor = {}: MLA and MoE are not on cuda yet ({})", cfg.model.flavor,
                  args.describe_switches());
-    } else if (cfg.optimizer.name == "AdamW") {
-        // make_cuda_model builds GPT-2 on the device (model/gpu/gpt2_gpu.h); what is missing is
-        // an optimizer for it: the cuda AdamW keeps its state inside the agpt family's model.
-        fail(
-            "optimizer.name = AdamW with model.name = gpt2: not on cuda yet (the cuda AdamW "
-            "steps the agpt family's model only; GPT-2 itself runs on cuda)");
     }
-    if (cfg.optimizer.name != "AdamW")
-        fail("optimizer.name = {}: not on cuda yet (training.device = cuda has AdamW only)",
-             cfg.optimizer.name);
+    check_cuda_optimizer(cfg.optimizer.spec());
     // Data parallelism runs over NCCL; the other mesh dimensions are CPU only so far.
     const auto& par = cfg.parallelism;
     if (ranks > 1 && par.tensor_parallel_degree > 1)
@@ -177,83 +168,6 @@ class CudaModel final : public LanguageModel {
     bool device_stale_ = true;  // host_->params() may hold values the device has not seen
 };
 
-class CudaAdamW final : public Optimizer {
-  public:
-    CudaAdamW(const AdamWConfig& cfg, CudaModel& model) : cfg_(cfg), model_(model) {
-        if (dynamic_cast<const TransformerGpu*>(&model.gpu()) == nullptr)
-            fail("optimizer.name = AdamW: the cuda AdamW steps the agpt family's GPU model only");
-        std::size_t offset = 0;
-        for (const ParamView& v : model.param_views()) {
-            // The device keeps m and v in the parameters' flat layout; the CPU AdamW lays its
-            // state out in parameter order. They agree when the views tile the buffer in order.
-            if (v.offset != offset)
-                fail("optimizer: {} is not where the flat layout puts it (cuda AdamW)", v.name);
-            OptimParam p;
-            p.name = v.name;
-            p.role = v.role;
-            p.shape = v.shape;
-            params_.push_back(std::move(p));
-            offset += v.numel();
-        }
-    }
-    const std::string& name() const override { return name_; }
-    void step(double lr_factor) override {
-        Timer t;
-        auto& gpu = static_cast<TransformerGpu&>(model_.gpu_for_update());
-        check_lr_factor("adamw", lr_factor, steps_taken() + 1);
-        if (handed_out_) {
-            gpu.set_adamw_state(m_.data(), v_.data(), steps_);
-            handed_out_ = false;
-            std::vector<float>().swap(m_);
-            std::vector<float>().swap(v_);
-        }
-        last_lr_ = cfg_.lr * lr_factor;
-        gpu.adamw_step(cfg_, last_lr_);
-        AGPT_CUDA_CHECK(cudaStreamSynchronize(gpu.stream()));  // the update's time, not queueing
-        timing_ = {t.seconds(), 0.0};
-    }
-    long steps_taken() const override {
-        return handed_out_ ? steps_ : transformer().adamw_steps_taken();
-    }
-    double last_lr() const override { return last_lr_; }
-    // Host copies of the device state; whatever is written there before the next step() (a
-    // checkpoint load) is uploaded by it.
-    std::vector<OptimStateTensor> state_tensors() override {
-        const TransformerGpu& gpu = transformer();
-        if (!handed_out_) {
-            m_.resize(gpu.num_params());
-            v_.resize(gpu.num_params());
-            gpu.download_adamw_state(m_.data(), v_.data());
-            steps_ = gpu.adamw_steps_taken();
-            handed_out_ = true;
-        }
-        std::vector<OptimStateTensor> out;
-        append_scalar(out, "adamw.step", &steps_);
-        append_param_state(out, "adamw", params_, m_, "exp_avg");
-        append_param_state(out, "adamw", params_, v_, "exp_avg_sq");
-        return out;
-    }
-    std::vector<RoutingEntry> describe_routing() const override {
-        std::vector<RoutingEntry> out;
-        append_routing(out, params_, name_ + " (cuda)");
-        return out;
-    }
-
-  private:
-    const TransformerGpu& transformer() const {
-        return static_cast<const TransformerGpu&>(model_.gpu());
-    }
-
-    std::string name_ = "AdamW";  // the CPU AdamW's: checkpoints resume on either device
-    AdamWConfig cfg_;
-    CudaModel& model_;
-    std::vector<OptimParam> params_;  // names and shapes only
-    std::vector<float> m_, v_;
-    long steps_ = 0;
-    bool handed_out_ = false;  // m_, v_, steps_ are host copies the device must get back
-    double last_lr_ = 0.0;
-};
-
 CudaModel& cuda_model_of(LanguageModel& model) {
     auto* m = dynamic_cast<CudaModel*>(&model);
     if (m == nullptr)
@@ -310,12 +224,9 @@ std::unique_ptr<LanguageModel> make_cuda_model(const JobConfig& cfg, int vocab_s
 }
 
 std::unique_ptr<Optimizer> make_cuda_optimizer(const JobConfig& cfg, LanguageModel& cuda_model) {
-    const OptimizerInfo& info = optimizer_info(cfg.optimizer.name);
-    if (info.name != "AdamW")
-        fail("optimizer.name = {}: not on cuda yet (training.device = cuda has AdamW only)",
-             cfg.optimizer.name);
-    const Hyper hyper("optimizer", info.keys, cfg.optimizer.hyper);
-    return std::make_unique<CudaAdamW>(adamw_config_from(hyper), cuda_model_of(cuda_model));
+    CudaModel& model = cuda_model_of(cuda_model);
+    return make_device_optimizer(cfg.optimizer.spec(), model.gpu(),
+                                 [&model] { model.gpu_for_update(); });
 }
 
 double clip_model_gradients(LanguageModel& model, double max_norm) {

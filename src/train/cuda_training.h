@@ -1,18 +1,18 @@
 #pragma once
 // Training on one CUDA device (training.device = "cuda"). The GPU transformer
-// (model/gpu/transformer_gpu.h) stands behind the LanguageModel interface and its on-device
-// AdamW behind the Optimizer interface, so the trainer's loop, checkpoints, validation and
-// sampling are the CPU path's own:
+// (model/gpu/transformer_gpu.h) stands behind the LanguageModel interface and the device
+// optimizers (optim/cuda_optimizer.h) behind the Optimizer interface, so the trainer's loop,
+// checkpoints, validation and sampling are the CPU path's own:
 //   - the model's params() is a host copy, downloaded when asked for; whatever the caller writes
 //     there (a checkpoint load, initial weights) is uploaded before the next device call;
-//   - the optimizer is "AdamW" with the CPU AdamW's state names ("adamw.step",
-//     "adamw.<param>.exp_avg", ".exp_avg_sq"), so checkpoints move between cpu and cuda both
-//     ways; state_tensors() downloads m and v, and the next step() uploads them back;
+//   - the optimizer has its CPU twin's state names and layout, so checkpoints move between cpu
+//     and cuda both ways; state_tensors() downloads the state, and the next step() uploads it;
 //   - clip_model_gradients clips where the gradients live (on the device for this model).
 //   - data parallelism: one GPU per rank; the gradients are summed on the device by a
 //     communicator over the data-parallel ranks (NCCL), bucket by bucket while backward runs.
-// The agpt family's dense block with every switch and activation checkpointing, AdamW and data
-// parallelism run here so far; check_cuda_training refuses the rest naming the key.
+// The agpt family's dense block with every switch and activation checkpointing, GPT-2, the
+// built-in optimizers and data parallelism run here so far; check_cuda_training refuses the rest
+// naming the key.
 #include <functional>
 #include <memory>
 #include <span>
@@ -40,8 +40,7 @@ void require_cpu_device(const JobConfig& cfg, const std::string& tool);
 // activation_checkpoint.mode says; weights not initialised.
 std::unique_ptr<LanguageModel> make_cuda_model(const JobConfig& cfg, int vocab_size, int max_batch,
                                                int max_seq);
-// The job's AdamW ([optimizer] lr, betas, eps, weight_decay) stepping make_cuda_model's model on
-// the device.
+// The job's [optimizer] stepping make_cuda_model's model on the device.
 std::unique_ptr<Optimizer> make_cuda_optimizer(const JobConfig& cfg, LanguageModel& cuda_model);
 
 // Clips the gradients where they live (the device for make_cuda_model's models, grads()

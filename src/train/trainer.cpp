@@ -219,7 +219,7 @@ void gauss_newton_bartlett(LanguageModel& model, const int32_t* step_inputs, int
     if (data_ranks)
         all_reduce_gradients(*data_ranks, model.grads().data(), model.grads().size(),
                              model.grads().size());
-    clip_grad_norm(model.grads().data(), model.grads().size(), max_norm);
+    clip_model_gradients(model, max_norm);  // where they live: a cuda model's are on the device
 }
 
 namespace {

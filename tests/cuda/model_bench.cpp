@@ -1,11 +1,11 @@
 // agpt_cuda_model_bench: end-to-end training throughput of the GPU models on random tokens,
 // batch 32 × seq 1024, bf16, one step = zero_grad, forward+backward per micro-batch, global-norm
-// clipping (1.0), AdamW:
+// clipping (1.0), the optimizer's step (AdamW at lr 3e-4, or --optimizer NAME with its
+// defaults; optim/cuda_optimizer.h):
 //   --model llama124m (default): the GPU transformer (model/gpu/transformer_gpu.h) as a
 //     Llama-style 124M (dim 768, 12 layers, 12 heads, 4 kv heads, vocab 32000, SwiGLU);
 //   --model gpt2: GPT-2 124M (model/gpu/gpt2_gpu.h; the `124M` flavor, vocabulary 50257 with wte
-//     padded to 50304 rows as the CPU model pads it), stepped by the device AdamW kernel over
-//     its flat buffers (kernels/cuda/adamw.h; m and v held here).
+//     padded to 50304 rows as the CPU model pads it).
 // Prints one line per step and then, in the device check's `BENCH name value unit` format:
 // tokens/s (median step), the median step time, MFU (the model's FLOPs per token against
 // 989 TFLOP/s, H100 SXM bf16) and the peak device memory the run added (cudaMemGetInfo before
@@ -14,12 +14,13 @@
 //   agpt_cuda_model_bench [--model llama124m|gpt2] [--batch 32] [--micro-batch 32] [--seq 1024]
 //                         [--steps 8] [--warmup 3] [--precision bf16|fp32] [--layers 12]
 //                         [--peak-tflops 989] [--breakdown] [--checkpoint none|full] [--qk-norm]
-//                         [--relu2] [--attn-softcap 30] [--final-softcap 30]
+//                         [--relu2] [--attn-softcap 30] [--final-softcap 30] [--optimizer AdamW]
 // --breakdown: one more step with a CUDA event after every op of forward and backward, then the
 // time per op kind (summed over layers and chunks), largest first. --checkpoint full: activation
 // checkpointing (each layer's forward recomputed before its backward); the switch options turn
 // on the model's architecture switches (model_args.h).
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -30,13 +31,13 @@
 #include <vector>
 
 #include "core/error.h"
-#include "kernels/cuda/adamw.h"
 #include "kernels/cuda/device.h"
 #include "kernels/cuda/runtime_info.h"
 #include "model/gpt2.h"
 #include "model/gpu/gpt2_gpu.h"
 #include "model/gpu/transformer_gpu.h"
 #include "model/transformer.h"
+#include "optim/cuda_optimizer.h"
 
 namespace {
 
@@ -48,6 +49,7 @@ struct Options {
     bool breakdown = false, qk_norm = false, relu2 = false;
     double attn_softcap = 0.0, final_softcap = 0.0;
     std::string model = "llama124m";
+    std::string optimizer = "AdamW";
     GpuPrecision precision = GpuPrecision::bf16;
     ActivationCheckpoint checkpoint = ActivationCheckpoint::none;
 };
@@ -74,6 +76,10 @@ Options parse(int argc, char** argv) {
             o.warmup = std::stoi(value());
         else if (a == "--layers")
             o.layers = std::stoi(value());
+        else if (a == "--optimizer")
+            o.optimizer = value();
+        else if (a == "--optimizer")
+            o.optimizer = value();
         else if (a == "--breakdown")
             o.breakdown = true;
         else if (a == "--peak-tflops")
@@ -151,10 +157,20 @@ void init_params(GpuModel& model) {
     model.upload_params(host.data());
 }
 
-// The timed training steps of one model; optimizer_step(cfg, lr) queues its AdamW step.
-template <typename Model, typename OptimizerStep>
+// The timed training steps of one model with the device optimizer --optimizer names.
+template <typename Model>
 int train_bench(const Options& o, Model& model, const std::string& name, double flops, int vocab,
-                double base, cuda::Stream& stream, OptimizerStep optimizer_step) {
+                double base, cuda::Stream& stream) {
+    OptimizerSpec spec;
+    spec.name = optimizer_info(o.optimizer).name;
+    if (spec.name == "AdamW")
+        spec.hyper = {
+            {"lr", 3e-4}, {"beta1", 0.9}, {"beta2", 0.95}, {"eps", 1e-8}, {"weight_decay", 0.1}};
+    const auto optimizer = make_device_optimizer(spec, model);
+    std::string opt_tag = spec.name;  // "adamw" in the BENCH names
+    for (char& ch : opt_tag) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    std::printf("optimizer %s: %.2f GiB of state on the device\n", spec.name.c_str(),
+                optimizer->state_bytes() / 1073741824.0);
     std::mt19937_64 rng(42);
     std::uniform_int_distribution<int32_t> tok(0, vocab - 1);
     const int accum = o.batch / o.micro;
@@ -169,7 +185,6 @@ int train_bench(const Options& o, Model& model, const std::string& name, double 
         targets[i].assign(seq.begin() + 1, seq.end());
     }
 
-    const AdamWConfig cfg{3e-4, 0.9, 0.95, 1e-8, 0.1};
     const double grad_scale = 1.0 / (static_cast<double>(o.batch) * o.seq);
     cudaEvent_t ev[4];
     for (auto& e : ev) AGPT_CUDA_CHECK(cudaEventCreate(&e));
@@ -186,7 +201,7 @@ int train_bench(const Options& o, Model& model, const std::string& name, double 
         AGPT_CUDA_CHECK(cudaEventRecord(ev[1], s));
         model.clip_grad_norm_async(1.0);
         AGPT_CUDA_CHECK(cudaEventRecord(ev[2], s));
-        optimizer_step(cfg, cfg.lr);
+        optimizer->step(1.0);
         AGPT_CUDA_CHECK(cudaEventRecord(ev[3], s));
         const double loss = model.take_loss_sum() * grad_scale;  // synchronises
         const double norm = model.last_grad_norm();
@@ -198,9 +213,9 @@ int train_bench(const Options& o, Model& model, const std::string& name, double 
         peak = std::max(peak, used_bytes() - base);
         std::printf(
             "step %2d%s: loss %.4f, grad norm %.4f, %.1f ms (fwd+bwd %.1f, clip %.2f, "
-            "adamw %.2f), %.0f tok/s\n",
-            step, step <= o.warmup ? " (warm-up)" : "", loss, norm, t_all, t_fb, t_clip, t_opt,
-            o.batch * o.seq / (t_all * 1e-3));
+            "%s %.2f), %.0f tok/s\n",
+            step, step <= o.warmup ? " (warm-up)" : "", loss, norm, t_all, t_fb, t_clip,
+            opt_tag.c_str(), t_opt, o.batch * o.seq / (t_all * 1e-3));
         std::fflush(stdout);
         if (!std::isfinite(loss)) fail("step {}: loss is {}", step, loss);
         if (step > o.warmup) {
@@ -230,8 +245,8 @@ int train_bench(const Options& o, Model& model, const std::string& name, double 
                                          grad_scale);
         model.clip_grad_norm_async(1.0);
         record("clip_grad_norm");
-        optimizer_step(cfg, cfg.lr);
-        record("adamw");
+        optimizer->step(1.0);
+        record(opt_tag.c_str());
         model.set_op_hook(nullptr);
         model.take_loss_sum();
         std::vector<std::pair<std::string, double>> totals;
@@ -273,7 +288,7 @@ int train_bench(const Options& o, Model& model, const std::string& name, double 
     std::printf("BENCH %s_step_ms %.2f ms\n", tag.c_str(), ms);
     std::printf("BENCH %s_fwd_bwd_ms %.2f ms\n", tag.c_str(), median(fb_ms));
     std::printf("BENCH %s_clip_ms %.3f ms\n", tag.c_str(), median(clip_ms));
-    std::printf("BENCH %s_adamw_ms %.3f ms\n", tag.c_str(), median(opt_ms));
+    std::printf("BENCH %s_%s_ms %.3f ms\n", tag.c_str(), opt_tag.c_str(), median(opt_ms));
     std::printf("BENCH %s_mfu %.2f %%\n", tag.c_str(), mfu);
     std::printf("BENCH %s_peak_mem_gib %.2f GiB\n", tag.c_str(), peak / 1073741824.0);
     return 0;
@@ -305,21 +320,9 @@ int run(const Options& o) {
             a.max_seq_len, a.num_params() / 1e6, gpu_precision_name(o.precision));
         Gpt2Gpu model(a, o.micro, o.seq, o.precision, stream.get());
         init_params(model);
-        // AdamW over the flat buffers, as a device optimizer steps any GPU model.
-        const std::size_t n = model.num_params();
-        cuda::DeviceBuffer<float> m(n), v(n);
-        m.fill_bytes(0, stream.get());
-        v.fill_bytes(0, stream.get());
-        long steps = 0;
         report_setup(model);
         return train_bench(o, model, "gpt2_124m", a.flops_per_token(o.seq), a.vocab_size, base,
-                           stream, [&](const AdamWConfig& cfg, double lr) {
-                               const cuda::AdamWStep st{lr,      cfg.beta1,        cfg.beta2,
-                                                        cfg.eps, cfg.weight_decay, ++steps};
-                               cuda::adamw_update(model.params_device(), model.grads_device(),
-                                                  m.data(), v.data(), n, st,
-                                                  model.bf16_params_device(), stream.get());
-                           });
+                           stream);
     }
     ModelArgs a = llama124m(o.layers);
     a.qk_norm = o.qk_norm;
@@ -335,8 +338,7 @@ int run(const Options& o) {
     TransformerGpu model(a, o.micro, o.seq, o.precision, stream.get(), o.checkpoint);
     init_params(model);
     report_setup(model);
-    return train_bench(o, model, "llama124m", a.flops_per_token(o.seq), a.vocab_size, base, stream,
-                       [&](const AdamWConfig& cfg, double lr) { model.adamw_step(cfg, lr); });
+    return train_bench(o, model, "llama124m", a.flops_per_token(o.seq), a.vocab_size, base, stream);
 }
 
 }  // namespace

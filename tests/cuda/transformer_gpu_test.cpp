@@ -17,6 +17,7 @@
 #include "model/model_args.h"
 #include "model/transformer.h"
 #include "optim/adamw.h"
+#include "optim/cuda_optimizer.h"
 #include "optim/grad_clip.h"
 
 namespace agpt::cuda::test {
@@ -204,6 +205,13 @@ TEST(CudaTransformer, Fp32TrainingStepsMatchCpuTrainer) {
     gpu.upload_params(cpu.params().data());
     const AdamWConfig cfg{1e-3, 0.9, 0.95, 1e-8, 0.1};
     AdamW cpu_opt(cfg, cpu.params().size());
+    OptimizerSpec spec;
+    spec.hyper = {{"lr", cfg.lr},
+                  {"beta1", cfg.beta1},
+                  {"beta2", cfg.beta2},
+                  {"eps", cfg.eps},
+                  {"weight_decay", cfg.weight_decay}};
+    const auto gpu_opt = make_device_optimizer(spec, gpu);
     const double max_norm = 0.5;  // below the tiny model's initial norm: clipping happens
     const int micro = 2;
     const double scale = 1.0 / (micro * c.B * c.T);
@@ -228,9 +236,9 @@ TEST(CudaTransformer, Fp32TrainingStepsMatchCpuTrainer) {
         expect_close("grad norm" + tag, {static_cast<float>(gpu_norm)},
                      {static_cast<float>(cpu_norm)}, kTolFp32Long);
         EXPECT_GT(cpu_norm, max_norm) << "the test means to exercise clipping";
-        const double lr = cfg.lr * step / 3.0;  // a warm-up-like changing lr
-        cpu_opt.step(cpu.params().data(), cpu.grads().data(), lr);
-        gpu.adamw_step(cfg, lr);
+        const double factor = step / 3.0;  // a warm-up-like changing lr
+        cpu_opt.step(cpu.params().data(), cpu.grads().data(), cfg.lr * factor);
+        gpu_opt->step(factor);
     }
     std::vector<float> got(gpu.num_params());
     gpu.download_params(got.data());
@@ -261,7 +269,9 @@ void check_bf16(const ModelArgs& a, const ModelCase& c) {
     gpu.download_grads(grads.data());
     expect_close("flat gradient" + tag, grads, cpu.grads(), 5e-2);
     // An AdamW step refreshes the bf16 copy: the loss moves and stays finite.
-    gpu.adamw_step(AdamWConfig{}, 1e-3);
+    OptimizerSpec spec;
+    spec.hyper = {{"lr", 1e-3}};
+    make_device_optimizer(spec, gpu)->step(1.0);
     const double after = gpu.forward_loss(tokens.data(), targets.data(), c.B, c.T);
     EXPECT_TRUE(std::isfinite(after));
     EXPECT_NE(after, got);

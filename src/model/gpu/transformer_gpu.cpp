@@ -11,7 +11,6 @@
 
 #include "core/error.h"
 #include "kernels/cpu/rope.h"
-#include "kernels/cuda/adamw.h"
 #include "kernels/cuda/attention.h"
 #include "kernels/cuda/cross_entropy.h"
 #include "kernels/cuda/embedding.h"
@@ -234,12 +233,8 @@ TransformerGpu::TransformerGpu(const ModelArgs& args, int max_batch, int max_seq
     const cudaStream_t s = blas_.stream();
     params_ = cuda::DeviceBuffer<float>(n_params_);
     grads_ = cuda::DeviceBuffer<float>(n_params_);
-    adam_m_ = cuda::DeviceBuffer<float>(n_params_);
-    adam_v_ = cuda::DeviceBuffer<float>(n_params_);
     params_.fill_bytes(0, s);
     grads_.fill_bytes(0, s);
-    adam_m_.fill_bytes(0, s);
-    adam_v_.fill_bytes(0, s);
     if (precision_ == GpuPrecision::bf16) {
         params_bf16_ = cuda::DeviceBuffer<bf16>(n_params_);
         params_bf16_.fill_bytes(0, s);
@@ -283,8 +278,7 @@ const ParamView& TransformerGpu::view(const std::string& name) const {
 }
 
 std::size_t TransformerGpu::state_bytes() const {
-    return params_.bytes() + grads_.bytes() + adam_m_.bytes() + adam_v_.bytes() +
-           params_bf16_.bytes();
+    return params_.bytes() + grads_.bytes() + params_bf16_.bytes();
 }
 
 std::size_t TransformerGpu::activation_bytes() const {
@@ -651,31 +645,6 @@ double TransformerGpu::last_grad_norm() const {
 double TransformerGpu::clip_grad_norm(double max_norm) {
     clip_grad_norm_async(max_norm);
     return last_grad_norm();
-}
-
-void TransformerGpu::adamw_step(const AdamWConfig& cfg, double lr) {
-    if (!std::isfinite(lr) || lr < 0.0)
-        fail("adamw: invalid learning rate {} at step {}", lr, adam_step_ + 1);
-    if (!(cfg.eps >= 0.0)) fail("adamw: invalid eps {}", cfg.eps);
-    if (!(cfg.beta1 >= 0.0 && cfg.beta1 < 1.0)) fail("adamw: invalid beta1 {}", cfg.beta1);
-    if (!(cfg.beta2 >= 0.0 && cfg.beta2 < 1.0)) fail("adamw: invalid beta2 {}", cfg.beta2);
-    if (!(cfg.weight_decay >= 0.0)) fail("adamw: invalid weight_decay {}", cfg.weight_decay);
-    ++adam_step_;
-    const cuda::AdamWStep st{lr, cfg.beta1, cfg.beta2, cfg.eps, cfg.weight_decay, adam_step_};
-    cuda::adamw_update(params_.data(), grads_.data(), adam_m_.data(), adam_v_.data(), n_params_, st,
-                       precision_ == GpuPrecision::bf16 ? params_bf16_.data() : nullptr,
-                       blas_.stream());
-}
-
-void TransformerGpu::set_adamw_state(const float* m, const float* v, long steps) {
-    upload_sync(adam_m_, m, blas_.stream());
-    upload_sync(adam_v_, v, blas_.stream());
-    adam_step_ = steps;
-}
-
-void TransformerGpu::download_adamw_state(float* m, float* v) const {
-    download_sync(adam_m_, m, blas_.stream());
-    download_sync(adam_v_, v, blas_.stream());
 }
 
 }  // namespace agpt

@@ -2,11 +2,12 @@
 // The agpt transformer on one CUDA device: the CPU Transformer's model (model/transformer.h)
 // with the same flat parameter layout and names (parameters copy over 1:1 in both directions),
 // forward and backward through the kernels of kernels/cuda/, the fused LM head with chunked
-// cross-entropy, global gradient-norm clipping and AdamW, all on the device.
+// cross-entropy and global gradient-norm clipping, all on the device; the optimizers step it
+// through GpuModel (optim/cuda_optimizer.h).
 //
-// Precision: fp32 master weights, gradients and AdamW state always. In bf16 mode the GEMMs,
-// norms, attention and the activations use bf16 storage (a bf16 copy of the weights, refreshed
-// by upload_params and by each AdamW step), with fp32 accumulation, statistics (rstd, lse) and
+// Precision: fp32 master weights and gradients always. In bf16 mode the GEMMs, norms, attention
+// and the activations use bf16 storage (a bf16 copy of the weights, refreshed by upload_params
+// and by each optimizer step), with fp32 accumulation, statistics (rstd, lse) and
 // losses; fp32 mode runs everything in fp32 (debugging, parity with the CPU model).
 // Every architecture switch of the dense model runs here (qk_norm, attn_softcap, final_softcap,
 // the ReLU² FFN), and activation checkpointing (ActivationCheckpoint::full: each layer's input is
@@ -19,7 +20,7 @@
 //   model.zero_grad();
 //   model.forward_backward_async(tokens, targets, B, T, 1.0 / (B * T));   // per micro-batch
 //   model.clip_grad_norm_async(max_norm);
-//   model.adamw_step(cfg, lr);
+//   optimizer->step(lr_factor);          // make_device_optimizer(spec, model)
 //   double loss_sum = model.take_loss_sum();   // synchronises
 #include <cstdint>
 #include <functional>
@@ -30,7 +31,6 @@
 #include "model/gpu/gpu_model.h"
 #include "model/model_args.h"
 #include "model/transformer.h"
-#include "optim/adamw.h"
 
 namespace agpt {
 
@@ -41,9 +41,8 @@ std::vector<ParamView> transformer_param_views(const ModelArgs& args);
 class TransformerGpu final : public GpuModel {
   public:
     // Runs on `stream` (the default stream when null). Allocates every buffer up front:
-    // parameters, gradients, AdamW m/v (fp32), the bf16 weight copy (bf16 mode) and the
-    // activation arena for (max_batch, max_seq), whose size follows `checkpoint` (the CPU
-    // Transformer's modes).
+    // parameters, gradients (fp32), the bf16 weight copy (bf16 mode) and the activation arena for
+    // (max_batch, max_seq), whose size follows `checkpoint` (the CPU Transformer's modes).
     TransformerGpu(const ModelArgs& args, int max_batch, int max_seq, GpuPrecision precision,
                    cudaStream_t stream = nullptr,
                    ActivationCheckpoint checkpoint = ActivationCheckpoint::none);
@@ -94,22 +93,13 @@ class TransformerGpu final : public GpuModel {
     void clip_grad_norm_async(double max_norm);
     double last_grad_norm() const;  // synchronises
 
-    // One AdamW step (optim/adamw.h's arithmetic) over all parameters with learning rate lr;
-    // in bf16 mode it also rewrites the bf16 weight copy.
-    void adamw_step(const AdamWConfig& cfg, double lr);
-    long adamw_steps_taken() const { return adam_step_; }
-    // Restores AdamW's state (host arrays of num_params() floats) and step count.
-    void set_adamw_state(const float* m, const float* v, long steps);
-    // Copies AdamW's m and v into host arrays of num_params() floats; synchronises.
-    void download_adamw_state(float* m, float* v) const;
-
     // Profiling: when set, called with the op's name after each op of forward, head and
     // backward is queued on stream() (agpt_cuda_model_bench --breakdown records an event there).
     using OpHook = std::function<void(const char* op)>;
     void set_op_hook(OpHook hook) { op_hook_ = std::move(hook); }
 
-    // Device bytes held: parameters + gradients + optimizer state + weight copy, and
-    // activations + backward temporaries + head scratch.
+    // Device bytes held: parameters + gradients + weight copy (the optimizer's state is its
+    // own), and activations + backward temporaries + head scratch.
     std::size_t state_bytes() const override;
     std::size_t activation_bytes() const override;
 
@@ -124,14 +114,13 @@ class TransformerGpu final : public GpuModel {
     std::size_t off_tok_ = 0, off_norm_ = 0, off_output_ = 0;
     std::size_t n_params_ = 0;
     int head_chunk_ = 0;
-    long adam_step_ = 0;
     OpHook op_hook_;
     void mark(const char* op) {
         if (op_hook_) op_hook_(op);
     }
 
     cuda::Blas blas_;
-    cuda::DeviceBuffer<float> params_, grads_, adam_m_, adam_v_;
+    cuda::DeviceBuffer<float> params_, grads_;
     cuda::DeviceBuffer<cuda::bf16> params_bf16_;
     cuda::DeviceBuffer<unsigned char> arena_;    // saved activations, per layer then final
     cuda::DeviceBuffer<unsigned char> dacts_;    // backward temporaries shared by the layers

@@ -1,0 +1,732 @@
+#include "optim/cuda_optimizer.h"
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <map>
+#include <utility>
+#include <vector>
+
+#include "core/error.h"
+
+#if defined(AGPT_HAVE_CUDA)
+#include "core/timer.h"
+#include "kernels/cuda/adamw.h"
+#include "kernels/cuda/mano.h"
+#include "kernels/cuda/newton_schulz.h"
+#include "kernels/cuda/optim_elementwise.h"
+#include "optim/adamw_group.h"
+#include "optim/ademamix.h"
+#include "optim/param_state.h"
+#include "optim/spam.h"
+#endif
+
+namespace agpt {
+
+namespace {
+constexpr std::array<const char*, 8> kOnCuda = {
+    "AdamW", "Muon", "Lion", "AdEMAMix", "SPAM", "ScheduleFreeAdamW", "Mano", "SophiaG"};
+}  // namespace
+
+void check_cuda_optimizer(const OptimizerSpec& spec) {
+    const std::string& name = optimizer_info(spec.name).name;
+    if (std::find(kOnCuda.begin(), kOnCuda.end(), name) == kOnCuda.end())
+        fail(
+            "optimizer.name = {}: not on cuda (training.device = cuda runs the built-in "
+            "optimizers only)",
+            name);
+    const auto ns = spec.hyper.find("ns_precision");
+    if (name == "Muon" && ns != spec.hyper.end() && ns->second == HyperValue(std::string("fp64")))
+        fail(
+            "optimizer.ns_precision = fp64: not on cuda (Newton-Schulz runs through fp32 or bf16 "
+            "GEMMs there); use fp32 or bf16");
+}
+
+#if defined(AGPT_HAVE_CUDA)
+
+namespace {
+
+// What every device optimizer shares: the host mirror, the device state, the hand-over of state
+// between them, routing and timing. Subclasses queue the update itself.
+class DeviceOptimizer : public Optimizer {
+  public:
+    DeviceOptimizer(const OptimizerSpec& spec, GpuModel& model, std::function<void()> before)
+        : model_(model),
+          before_update_(std::move(before)),
+          params_(
+              optim_params_from(model.param_views(), model.params_device(), model.grads_device())),
+          mirror_(make_optimizer(spec, params_)) {
+        std::size_t total = 0;
+        for (const auto& t : mirror_->state_tensors())
+            if (!t.shape.empty()) {
+                if (t.dtype != SafetensorsDtype::F32)
+                    fail("optimizer {}: state '{}' is not fp32 (cuda)", name(), t.name);
+                offsets_[t.name] = total;
+                total += t.numel();
+            }
+        state_ = cuda::DeviceBuffer<float>(total);
+        state_.fill_bytes(0, model.stream());
+        for (const auto& t : mirror_->state_tensors()) {
+            if (t.shape.empty() && t.dtype == SafetensorsDtype::I64)
+                counters_[t.name] = static_cast<long*>(t.data);
+            if (t.shape.empty() && t.dtype == SafetensorsDtype::F64)
+                reals_[t.name] = static_cast<double*>(t.data);
+        }
+    }
+
+    const std::string& name() const override { return mirror_->name(); }
+
+    void step(double lr_factor) override {
+        Timer t;
+        prepare_update();
+        hook_seconds_ = 0.0;
+        update(lr_factor);
+        AGPT_CUDA_CHECK(cudaStreamSynchronize(model_.stream()));  // the update's time, not queueing
+        timing_ = {t.seconds() - hook_seconds_, hook_seconds_};
+    }
+    double last_lr() const override { return last_lr_; }
+
+    // Host copies of the device state (the mirror's storage); whatever is written there before
+    // the next step() is uploaded by it.
+    std::vector<OptimStateTensor> state_tensors() override {
+        auto out = mirror_->state_tensors();
+        if (!handed_out_) {
+            for (const auto& s : out)
+                if (!s.shape.empty())
+                    AGPT_CUDA_CHECK(cudaMemcpyAsync(s.data, device_slice(s.name), s.nbytes(),
+                                                    cudaMemcpyDeviceToHost, model_.stream()));
+            AGPT_CUDA_CHECK(cudaStreamSynchronize(model_.stream()));
+            handed_out_ = true;
+        }
+        return out;
+    }
+
+    std::vector<RoutingEntry> describe_routing() const override {
+        auto out = mirror_->describe_routing();
+        for (auto& r : out) r.optimizer += " (cuda)";
+        return out;
+    }
+
+  protected:
+    virtual void update(double lr_factor) = 0;
+
+    // Before the device parameters or state change: the caller's hook, then whatever the
+    // mirror holds that the device has not seen.
+    void prepare_update() {
+        if (before_update_) before_update_();
+        if (!handed_out_) return;
+        for (const auto& s : mirror_->state_tensors())
+            if (!s.shape.empty())
+                AGPT_CUDA_CHECK(cudaMemcpyAsync(device_slice(s.name), s.data, s.nbytes(),
+                                                cudaMemcpyHostToDevice, model_.stream()));
+        handed_out_ = false;
+    }
+    // Where a state tensor of the mirror lives on the device.
+    virtual float* device_slice(const std::string& tensor) { return state(tensor); }
+
+    // The device slice of a per-parameter state tensor.
+    float* state(const std::string& tensor) {
+        const auto it = offsets_.find(tensor);
+        if (it == offsets_.end()) fail("optimizer {}: no state '{}' (cuda)", name(), tensor);
+        return state_.data() + it->second;
+    }
+    // A step counter of the mirror (load_state writes it there).
+    long& counter(const std::string& scalar) const {
+        const auto it = counters_.find(scalar);
+        if (it == counters_.end()) fail("optimizer {}: no counter '{}' (cuda)", name(), scalar);
+        return *it->second;
+    }
+    double& real(const std::string& scalar) const {
+        const auto it = reals_.find(scalar);
+        if (it == reals_.end()) fail("optimizer {}: no scalar '{}' (cuda)", name(), scalar);
+        return *it->second;
+    }
+    // The device slices "<prefix>.<param>.<suffix>" of every parameter of `group`, which the
+    // mirror lays out one after another in the group's order (so contiguous_runs(group)'s state
+    // offsets index them): the first one's address, null for an empty group.
+    float* slices(const std::vector<OptimParam>& group, const std::string& prefix,
+                  const std::string& suffix) {
+        if (group.empty()) return nullptr;
+        float* base = state(prefix + "." + group.front().name + "." + suffix);
+        std::size_t off = 0;
+        for (const auto& p : group) {
+            if (state(prefix + "." + p.name + "." + suffix) != base + off)
+                fail("optimizer {}: state of {} is not laid out in parameter order (cuda)", name(),
+                     p.name);
+            off += p.numel();
+        }
+        return base;
+    }
+    // The bf16 copy of the parameters starting at `value` (null in fp32 mode).
+    cuda::bf16* bf16_of(const float* value) {
+        cuda::bf16* b = model_.bf16_params_device();
+        return b ? b + (value - model_.params_device()) : nullptr;
+    }
+    cudaStream_t stream() const { return model_.stream(); }
+
+    // The spec's [optimizer] keys checked and completed with the defaults.
+    static Hyper hyper(const OptimizerSpec& spec) {
+        const OptimizerInfo& info = optimizer_info(spec.name);
+        return Hyper("optimizer (" + info.name + ")", info.keys, spec.hyper);
+    }
+
+    // AdamW over a group (optim/adamw_group.h): state "adamw.step", "adamw.<param>.exp_avg",
+    // ".exp_avg_sq". AdamW itself, and what the matrix optimizers route to it.
+    struct AdamWRuns {
+        AdamWConfig cfg;
+        std::vector<ParamRun> runs;
+        float* m = nullptr;
+        float* v = nullptr;
+        long* step = nullptr;
+    };
+    AdamWRuns adamw_group(const AdamWConfig& cfg, const std::vector<OptimParam>& group) {
+        AdamWRuns g;
+        g.cfg = cfg;
+        g.step = &counter("adamw.step");
+        g.runs = contiguous_runs(group);  // none: the group still counts its steps, as on the CPU
+        g.m = slices(group, "adamw", "exp_avg");
+        g.v = slices(group, "adamw", "exp_avg_sq");
+        return g;
+    }
+    // One AdamW step of the group; returns its learning rate.
+    double step_adamw(AdamWRuns& g, double lr_factor) {
+        check_lr_factor("adamw", lr_factor, *g.step + 1);
+        ++*g.step;
+        const double lr = g.cfg.lr * lr_factor;
+        const cuda::AdamWStep s{lr,        g.cfg.beta1,        g.cfg.beta2,
+                                g.cfg.eps, g.cfg.weight_decay, *g.step};
+        for (const auto& r : g.runs)
+            cuda::adamw_update(r.value, r.grad, g.m + r.state_offset, g.v + r.state_offset, r.n, s,
+                               bf16_of(r.value), stream());
+        return lr;
+    }
+
+    // The matrix optimizers' parameters: the hidden matrices with their momentum slices
+    // "<prefix>.<param>.momentum_buffer", and an AdamW of [optimizer.adamw] for the rest.
+    struct MatrixSplit {
+        std::vector<OptimParam> hidden;
+        std::vector<float*> momentum;
+        AdamWRuns adamw;
+    };
+    MatrixSplit split_matrices(const OptimizerSpec& spec, const std::string& prefix) {
+        MatrixSplit m;
+        std::vector<OptimParam> rest;
+        for (const auto& p : params_) {
+            if (!is_hidden_matrix(p)) {
+                rest.push_back(p);
+                continue;
+            }
+            m.hidden.push_back(p);
+            m.momentum.push_back(state(prefix + "." + p.name + ".momentum_buffer"));
+        }
+        m.adamw = adamw_group(
+            adamw_config_from(Hyper("optimizer.adamw", routed_adamw_keys(), spec.adamw)), rest);
+        return m;
+    }
+
+    GpuModel& model_;
+    std::function<void()> before_update_;
+    std::vector<OptimParam> params_;  // device pointers
+    std::unique_ptr<Optimizer> mirror_;
+    double last_lr_ = 0.0;
+    double hook_seconds_ = 0.0;  // of the last step (SophiaG's Hessian hook)
+
+  private:
+    cuda::DeviceBuffer<float> state_;
+    std::map<std::string, std::size_t> offsets_;
+    std::map<std::string, long*> counters_;
+    std::map<std::string, double*> reals_;
+    bool handed_out_ = false;  // the mirror holds state the device must get back
+};
+
+class CudaAdamW final : public DeviceOptimizer {
+  public:
+    CudaAdamW(const OptimizerSpec& spec, GpuModel& model, std::function<void()> before)
+        : DeviceOptimizer(spec, model, std::move(before)),
+          group_(adamw_group(adamw_config_from(hyper(spec)), params_)) {}
+    long steps_taken() const override { return *group_.step; }
+
+  private:
+    void update(double lr_factor) override { last_lr_ = step_adamw(group_, lr_factor); }
+    AdamWRuns group_;
+};
+
+class CudaMuon final : public DeviceOptimizer {
+  public:
+    CudaMuon(const OptimizerSpec& spec, GpuModel& model, std::function<void()> before)
+        : DeviceOptimizer(spec, model, std::move(before)),
+          split_(split_matrices(spec, "muon")),
+          blas_(model.stream()) {
+        const Hyper h = hyper(spec);
+        lr_ = h.num("lr");
+        weight_decay_ = h.num("weight_decay");
+        momentum_ = h.num("momentum");
+        nesterov_ = h.flag("nesterov");
+        ns_steps_ = static_cast<int>(h.integer("ns_steps"));
+        eps_ = h.num("eps");
+        match_rms_ = h.choice("adjust_lr_fn") == "match_rms_adamw";
+        coef_.a = h.num("ns_a");
+        coef_.b = h.num("ns_b");
+        coef_.c = h.num("ns_c");
+        ns_bf16_ = h.choice("ns_precision") == "bf16" || model.precision() == GpuPrecision::bf16;
+        std::size_t max_numel = 0, max_scratch = 0;
+        for (const auto& p : split_.hidden) {
+            max_numel = std::max(max_numel, p.numel());
+            max_scratch = std::max(
+                max_scratch, cuda::newton_schulz_scratch_bytes(p.shape[0], p.shape[1], ns_bf16_));
+        }
+        update_ = cuda::DeviceBuffer<float>(max_numel);
+        scratch_ = cuda::DeviceBuffer<unsigned char>(max_scratch);
+    }
+    long steps_taken() const override { return counter("muon.step"); }
+
+  private:
+    void update(double lr_factor) override {
+        long& step = counter("muon.step");
+        check_lr_factor(name(), lr_factor, step + 1);
+        const double lr = lr_ * lr_factor;
+        const auto decay = static_cast<float>(1.0 - lr * weight_decay_);
+        const auto w_buf = static_cast<float>(1.0 - momentum_);
+        const auto w_nest = static_cast<float>(momentum_);
+        float* u = update_.data();
+        for (std::size_t i = 0; i < split_.hidden.size(); ++i) {
+            const OptimParam& p = split_.hidden[i];
+            const int A = p.shape[0], B = p.shape[1];
+            cuda::muon_momentum(split_.momentum[i], p.grad, u, p.numel(), w_buf, w_nest, nesterov_,
+                                stream());
+            cuda::newton_schulz(blas_, u, u, A, B, coef_, ns_steps_, eps_, ns_bf16_,
+                                scratch_.data());
+            const double ratio = match_rms_ ? 0.2 * std::sqrt(static_cast<double>(std::max(A, B)))
+                                            : std::sqrt(std::max(1.0, static_cast<double>(A) / B));
+            cuda::decayed_update(p.value, u, p.numel(), decay, static_cast<float>(-(lr * ratio)),
+                                 bf16_of(p.value), stream());
+        }
+        ++step;
+        last_lr_ = lr;
+        step_adamw(split_.adamw, lr_factor);
+    }
+
+    double lr_ = 0.0, weight_decay_ = 0.0, momentum_ = 0.0, eps_ = 0.0;
+    bool nesterov_ = true, match_rms_ = false, ns_bf16_ = false;
+    int ns_steps_ = 0;
+    cpu::NsCoefficients coef_;
+    MatrixSplit split_;
+    cuda::Blas blas_;
+    cuda::DeviceBuffer<float> update_;
+    cuda::DeviceBuffer<unsigned char> scratch_;
+};
+
+class CudaMano final : public DeviceOptimizer {
+  public:
+    CudaMano(const OptimizerSpec& spec, GpuModel& model, std::function<void()> before)
+        : DeviceOptimizer(spec, model, std::move(before)), split_(split_matrices(spec, "mano")) {
+        const Hyper h = hyper(spec);
+        lr_ = h.num("lr");
+        weight_decay_ = h.num("weight_decay");
+        eps_ = h.num("eps");
+        momentum_ = h.num("momentum");
+        v2_ = h.choice("version") == "2";
+        const std::string& nesterov = h.choice("nesterov");
+        nesterov_ = nesterov == "auto" ? v2_ : nesterov == "true";
+        std::size_t scratch_bytes = 0;
+        for (const auto& p : split_.hidden)
+            scratch_bytes =
+                std::max(scratch_bytes, cuda::mano_scratch_bytes(p.shape[0], p.shape[1]));
+        scratch_ = cuda::DeviceBuffer<unsigned char>(scratch_bytes);
+    }
+    long steps_taken() const override { return counter("mano.step"); }
+
+  private:
+    void update(double lr_factor) override {
+        long& step = counter("mano.step");
+        check_lr_factor(name(), lr_factor, step + 1);
+        const double lr = lr_ * lr_factor;
+        const int axis = static_cast<int>(step % 2);  // the reference's dim = steps % 2
+        cuda::ManoStep s;
+        s.momentum = static_cast<float>(momentum_);
+        s.v2 = v2_;
+        s.nesterov = nesterov_;
+        s.eps = eps_;
+        s.decay = static_cast<float>(1.0 - lr * weight_decay_);
+        for (std::size_t i = 0; i < split_.hidden.size(); ++i) {
+            const OptimParam& p = split_.hidden[i];
+            const int n = axis == 0 ? p.shape[0] : p.shape[1];
+            s.scale = lr * 0.2 * std::sqrt(static_cast<double>(n));
+            cuda::mano_update(p.value, p.grad, split_.momentum[i], p.shape[0], p.shape[1], axis, s,
+                              bf16_of(p.value), scratch_.data(), stream());
+        }
+        ++step;
+        last_lr_ = lr;
+        step_adamw(split_.adamw, lr_factor);
+    }
+
+    double lr_ = 0.0, weight_decay_ = 0.0, eps_ = 0.0, momentum_ = 0.0;
+    bool v2_ = false, nesterov_ = false;
+    MatrixSplit split_;
+    cuda::DeviceBuffer<unsigned char> scratch_;
+};
+
+class CudaLion final : public DeviceOptimizer {
+  public:
+    CudaLion(const OptimizerSpec& spec, GpuModel& model, std::function<void()> before)
+        : DeviceOptimizer(spec, model, std::move(before)),
+          runs_(contiguous_runs(params_)),
+          m_(slices(params_, "lion", "exp_avg")) {
+        const Hyper h = hyper(spec);
+        lr_ = h.num("lr");
+        beta1_ = h.num("beta1");
+        beta2_ = h.num("beta2");
+        weight_decay_ = h.num("weight_decay");
+    }
+    long steps_taken() const override { return counter("lion.step"); }
+
+  private:
+    void update(double lr_factor) override {
+        long& step = counter("lion.step");
+        check_lr_factor(name(), lr_factor, step + 1);
+        const double lr = lr_ * lr_factor;
+        cuda::LionStep s;
+        s.decay = static_cast<float>(1.0 - lr * weight_decay_);
+        s.beta1 = static_cast<float>(beta1_);
+        s.one_minus_beta1 = static_cast<float>(1.0 - beta1_);
+        s.beta2 = static_cast<float>(beta2_);
+        s.one_minus_beta2 = static_cast<float>(1.0 - beta2_);
+        s.neg_lr = static_cast<float>(-lr);
+        for (const auto& r : runs_)
+            cuda::lion_update(r.value, r.grad, m_ + r.state_offset, r.n, s, bf16_of(r.value),
+                              stream());
+        ++step;
+        last_lr_ = lr;
+    }
+
+    double lr_ = 0.0, beta1_ = 0.0, beta2_ = 0.0, weight_decay_ = 0.0;
+    std::vector<ParamRun> runs_;
+    float* m_;
+};
+
+class CudaAdEMAMix final : public DeviceOptimizer {
+  public:
+    CudaAdEMAMix(const OptimizerSpec& spec, GpuModel& model, std::function<void()> before)
+        : DeviceOptimizer(spec, model, std::move(before)),
+          runs_(contiguous_runs(params_)),
+          m1_(slices(params_, "ademamix", "exp_avg_fast")),
+          m2_(slices(params_, "ademamix", "exp_avg_slow")),
+          v_(slices(params_, "ademamix", "exp_avg_sq")) {
+        const Hyper h = hyper(spec);
+        lr_ = h.num("lr");
+        beta1_ = h.num("beta1");
+        beta2_ = h.num("beta2");
+        beta3_ = h.num("beta3");
+        alpha_ = h.num("alpha");
+        beta3_warmup_ = h.integer("beta3_warmup");
+        alpha_warmup_ = h.integer("alpha_warmup");
+        eps_ = h.num("eps");
+        weight_decay_ = h.num("weight_decay");
+    }
+    long steps_taken() const override { return counter("ademamix.step"); }
+
+  private:
+    void update(double lr_factor) override {
+        long& step = counter("ademamix.step");
+        check_lr_factor(name(), lr_factor, step + 1);
+        const long t = step + 1;
+        const double lr = lr_ * lr_factor;
+        const double beta3 = ademamix_beta3(t, beta1_, beta3_, beta3_warmup_);
+        cuda::AdEMAMixStep s;
+        s.beta1 = static_cast<float>(beta1_);
+        s.one_minus_beta1 = static_cast<float>(1.0 - beta1_);
+        s.beta2 = static_cast<float>(beta2_);
+        s.one_minus_beta2 = static_cast<float>(1.0 - beta2_);
+        s.beta3 = static_cast<float>(beta3);
+        s.one_minus_beta3 = static_cast<float>(1.0 - beta3);
+        s.sqrt_bc2 = static_cast<float>(std::sqrt(1.0 - std::pow(beta2_, static_cast<double>(t))));
+        s.bc1 = static_cast<float>(1.0 - std::pow(beta1_, static_cast<double>(t)));
+        s.alpha = static_cast<float>(ademamix_alpha(t, alpha_, alpha_warmup_));
+        s.eps = static_cast<float>(eps_);
+        s.weight_decay = static_cast<float>(weight_decay_);
+        s.neg_lr = static_cast<float>(-lr);
+        s.fast = beta1_ != 0.0;  // β1 = 0: the reference uses g itself
+        for (const auto& r : runs_) {
+            const std::size_t o = r.state_offset;
+            cuda::ademamix_update(r.value, r.grad, m1_ + o, m2_ + o, v_ + o, r.n, s,
+                                  bf16_of(r.value), stream());
+        }
+        step = t;
+        last_lr_ = lr;
+    }
+
+    double lr_ = 0.0, beta1_ = 0.0, beta2_ = 0.0, beta3_ = 0.0, alpha_ = 0.0;
+    long beta3_warmup_ = 0, alpha_warmup_ = 0;
+    double eps_ = 0.0, weight_decay_ = 0.0;
+    std::vector<ParamRun> runs_;
+    float *m1_ = nullptr, *m2_ = nullptr, *v_ = nullptr;
+};
+
+class CudaSpam final : public DeviceOptimizer {
+  public:
+    CudaSpam(const OptimizerSpec& spec, GpuModel& model, std::function<void()> before)
+        : DeviceOptimizer(spec, model, std::move(before)),
+          runs_(contiguous_runs(params_)),
+          m_(slices(params_, "spam", "exp_avg")),
+          v_(slices(params_, "spam", "exp_avg_sq")) {
+        const Hyper h = hyper(spec);
+        lr_ = h.num("lr");
+        beta1_ = h.num("beta1");
+        beta2_ = h.num("beta2");
+        eps_ = h.num("eps");
+        weight_decay_ = h.num("weight_decay");
+        delta_t_ = h.integer("delta_t");
+        warmup_ = h.integer("warmup_steps");
+        threshold_ = h.num("threshold");
+        clip_after_ = h.integer("grad_accu_steps");
+        correct_bias_ = h.flag("correct_bias");
+    }
+    long steps_taken() const override { return counter("spam.step"); }
+
+  private:
+    void update(double lr_factor) override {
+        long& step = counter("spam.step");
+        long& warmup_step = counter("spam.warmup_step");
+        check_lr_factor(name(), lr_factor, step + 1);
+        const long t = step + 1;  // the reference's total_step + 1
+        const double lr = lr_ * lr_factor;
+        const double scale = spam_warmup_scale(warmup_step, warmup_);
+        double step_size = lr;
+        if (correct_bias_) {
+            const double bc1 = 1.0 - std::pow(beta1_, static_cast<double>(t));
+            const double bc2 = 1.0 - std::pow(beta2_, static_cast<double>(t));
+            step_size *= std::sqrt(bc2) / bc1;
+        }
+        cuda::SpamStep s;
+        s.beta1 = static_cast<float>(beta1_);
+        s.one_minus_beta1 = static_cast<float>(1.0 - beta1_);
+        s.beta2 = static_cast<float>(beta2_);
+        s.one_minus_beta2 = static_cast<float>(1.0 - beta2_);
+        s.eps = static_cast<float>(eps_);
+        s.theta = static_cast<float>(threshold_);
+        s.neg_step = static_cast<float>(-step_size * scale);
+        s.neg_decay = static_cast<float>(-lr * weight_decay_);
+        s.reset = delta_t_ > 0 && t % delta_t_ == 0;
+        s.clip =
+            threshold_ != 0.0 && t >= clip_after_ && (delta_t_ == 0 || t % delta_t_ >= clip_after_);
+        s.decay = weight_decay_ > 0.0;
+        for (const auto& r : runs_)
+            cuda::spam_update(r.value, r.grad, m_ + r.state_offset, v_ + r.state_offset, r.n, s,
+                              bf16_of(r.value), stream());
+        ++step;
+        ++warmup_step;
+        if (delta_t_ > 0 && (step + 1) % delta_t_ == 0) warmup_step = 0;
+        last_lr_ = lr;
+    }
+
+    double lr_ = 0.0, beta1_ = 0.0, beta2_ = 0.0, eps_ = 0.0, weight_decay_ = 0.0;
+    long delta_t_ = 0, warmup_ = 0;
+    double threshold_ = 0.0;
+    long clip_after_ = 0;
+    bool correct_bias_ = true;
+    std::vector<ParamRun> runs_;
+    float *m_ = nullptr, *v_ = nullptr;
+};
+
+// Schedule-Free AdamW: the parameters are y while training and x = lerp(y, z, 1 − 1/β1) in
+// eval mode, which stashes y on the device (the mirror's "schedulefree.<param>.y" tensors).
+class CudaScheduleFree final : public DeviceOptimizer {
+  public:
+    CudaScheduleFree(const OptimizerSpec& spec, GpuModel& model, std::function<void()> before)
+        : DeviceOptimizer(spec, model, std::move(before)),
+          runs_(contiguous_runs(params_)),
+          z_(slices(params_, "schedulefree", "z")),
+          v_(slices(params_, "schedulefree", "exp_avg_sq")),
+          stash_(total_numel(params_)) {
+        const Hyper h = hyper(spec);
+        lr_ = h.num("lr");
+        beta1_ = h.num("beta1");
+        beta2_ = h.num("beta2");
+        eps_ = h.num("eps");
+        weight_decay_ = h.num("weight_decay");
+        warmup_ = h.integer("warmup_steps");
+        r_ = h.num("r");
+        weight_lr_power_ = h.num("weight_lr_power");
+    }
+    long steps_taken() const override { return counter("schedulefree.k"); }
+    bool in_eval_mode() const override { return counter("schedulefree.train_mode") == 0; }
+
+    void eval_mode() override {
+        long& train = counter("schedulefree.train_mode");
+        if (!train) return;
+        prepare_update();
+        train = 0;
+        if (counter("schedulefree.k") == 0) return;  // no z yet: x = y = the initial parameters
+        const auto w = static_cast<float>(1.0 - 1.0 / beta1_);
+        for (const auto& r : runs_)
+            cuda::schedule_free_to_x(r.value, z_ + r.state_offset, stash_.data() + r.state_offset,
+                                     r.n, w, bf16_of(r.value), stream());
+    }
+    void train_mode() override {
+        long& train = counter("schedulefree.train_mode");
+        if (train) return;
+        prepare_update();
+        train = 1;
+        if (counter("schedulefree.k") == 0) return;
+        for (const auto& r : runs_)
+            AGPT_CUDA_CHECK(cudaMemcpyAsync(r.value, stash_.data() + r.state_offset,
+                                            r.n * sizeof(float), cudaMemcpyDeviceToDevice,
+                                            stream()));
+        model_.params_changed();
+    }
+
+  protected:
+    void after_scalars_loaded() override {
+        const long mode = counter("schedulefree.train_mode");
+        if (mode != 0 && mode != 1)
+            fail("optimizer ScheduleFreeAdamW: checkpoint mode flag {} is neither 0 nor 1", mode);
+    }
+    // y of a parameter sits in the stash where its z sits in z's slices.
+    float* device_slice(const std::string& tensor) override {
+        const std::string suffix = ".y";
+        if (tensor.size() < suffix.size() ||
+            tensor.compare(tensor.size() - suffix.size(), suffix.size(), suffix) != 0)
+            return state(tensor);
+        const std::string z = tensor.substr(0, tensor.size() - suffix.size()) + ".z";
+        return stash_.data() + (state(z) - z_);
+    }
+
+  private:
+    void update(double lr_factor) override {
+        long& k = counter("schedulefree.k");
+        double& weight_sum = real("schedulefree.weight_sum");
+        double& lr_max = real("schedulefree.lr_max");
+        if (!counter("schedulefree.train_mode"))
+            fail(
+                "optimizer ScheduleFreeAdamW: step {} called in eval mode (call train_mode() "
+                "after validation or checkpointing)",
+                k + 1);
+        check_lr_factor(name(), lr_factor, k + 1);
+        const double sched = k < warmup_ ? static_cast<double>(k + 1) / warmup_ : 1.0;
+        const double bc2 = 1.0 - std::pow(beta2_, static_cast<double>(k + 1));
+        const double lr = lr_ * lr_factor * sched;
+        lr_max = std::max(lr, lr_max);
+        const double weight =
+            std::pow(static_cast<double>(k + 1), r_) * std::pow(lr_max, weight_lr_power_);
+        weight_sum += weight;
+        const double ckp1 = weight_sum != 0.0 ? weight / weight_sum : 0.0;
+        cuda::ScheduleFreeStep s;
+        s.beta2 = static_cast<float>(beta2_);
+        s.one_minus_beta2 = static_cast<float>(1.0 - beta2_);
+        s.bc2 = static_cast<float>(bc2);
+        s.eps = static_cast<float>(eps_);
+        s.weight_decay = static_cast<float>(weight_decay_);
+        s.decay = weight_decay_ != 0.0;
+        s.c = static_cast<float>(ckp1);
+        s.y_coef = static_cast<float>(lr * (beta1_ * (1.0 - ckp1) - 1.0));
+        s.lr = static_cast<float>(lr);
+        for (const auto& r : runs_) {
+            float* z = z_ + r.state_offset;
+            // The reference clones the parameters into z at its first step.
+            if (k == 0)
+                AGPT_CUDA_CHECK(cudaMemcpyAsync(z, r.value, r.n * sizeof(float),
+                                                cudaMemcpyDeviceToDevice, stream()));
+            cuda::schedule_free_update(r.value, r.grad, z, v_ + r.state_offset, r.n, s,
+                                       bf16_of(r.value), stream());
+        }
+        ++k;
+        last_lr_ = lr;
+    }
+
+    double lr_ = 0.0, beta1_ = 0.0, beta2_ = 0.0, eps_ = 0.0, weight_decay_ = 0.0;
+    long warmup_ = 0;
+    double r_ = 0.0, weight_lr_power_ = 0.0;
+    std::vector<ParamRun> runs_;
+    float *z_ = nullptr, *v_ = nullptr;
+    cuda::DeviceBuffer<float> stash_;
+};
+
+// SophiaG: the update, then every hessian_interval steps the trainer's hook (which leaves its
+// Gauss-Newton-Bartlett estimate in the device gradients, through the cuda model) and the
+// Hessian EMA from it.
+class CudaSophiaG final : public DeviceOptimizer {
+  public:
+    CudaSophiaG(const OptimizerSpec& spec, GpuModel& model, std::function<void()> before)
+        : DeviceOptimizer(spec, model, std::move(before)),
+          runs_(contiguous_runs(params_)),
+          m_(slices(params_, "sophiag", "exp_avg")),
+          h_(slices(params_, "sophiag", "hessian")) {
+        const Hyper h = hyper(spec);
+        lr_ = h.num("lr");
+        beta1_ = h.num("beta1");
+        beta2_ = h.num("beta2");
+        rho_ = h.num("rho");
+        weight_decay_ = h.num("weight_decay");
+        bs_ = h.num("bs");
+        interval_ = h.integer("hessian_interval");
+    }
+    long steps_taken() const override { return counter("sophiag.step"); }
+    bool needs_hessian_hook() const override { return true; }
+    void set_hessian_hook(HessianHook hook) override { hook_ = std::move(hook); }
+
+  private:
+    void update(double lr_factor) override {
+        long& step = counter("sophiag.step");
+        check_lr_factor(name(), lr_factor, step + 1);
+        const bool hessian_due = (step + 1) % interval_ == 0;
+        if (hessian_due && !hook_)
+            fail(
+                "optimizer SophiaG: step {} needs a Hessian estimate but no hook is set "
+                "(set_hessian_hook)",
+                step + 1);
+        const double lr = lr_ * lr_factor;
+        cuda::SophiaStep s;
+        s.decay = static_cast<float>(1.0 - lr * weight_decay_);
+        s.beta1 = static_cast<float>(beta1_);
+        s.one_minus_beta1 = static_cast<float>(1.0 - beta1_);
+        s.rho_bs = static_cast<float>(rho_ * bs_);  // Python folds ρ·bs first
+        s.neg_lr = static_cast<float>(-lr);
+        for (const auto& r : runs_)
+            cuda::sophia_update(r.value, r.grad, m_ + r.state_offset, h_ + r.state_offset, r.n, s,
+                                bf16_of(r.value), stream());
+        ++step;
+        last_lr_ = lr;
+        if (!hessian_due) return;
+        Timer t;
+        hook_();
+        hook_seconds_ = t.seconds();
+        for (const auto& r : runs_)
+            cuda::sophia_hessian_ema(h_ + r.state_offset, r.grad, r.n, static_cast<float>(beta2_),
+                                     static_cast<float>(1.0 - beta2_), stream());
+    }
+
+    double lr_ = 0.0, beta1_ = 0.0, beta2_ = 0.0, rho_ = 0.0, weight_decay_ = 0.0, bs_ = 0.0;
+    long interval_ = 1;
+    std::vector<ParamRun> runs_;
+    float *m_ = nullptr, *h_ = nullptr;
+    HessianHook hook_;
+};
+
+}  // namespace
+
+std::unique_ptr<Optimizer> make_device_optimizer(const OptimizerSpec& spec, GpuModel& model,
+                                                 std::function<void()> before_update) {
+    check_cuda_optimizer(spec);
+    const OptimizerInfo& info = optimizer_info(spec.name);
+    if (info.name == "AdamW")
+        return std::make_unique<CudaAdamW>(spec, model, std::move(before_update));
+    if (info.name == "Muon")
+        return std::make_unique<CudaMuon>(spec, model, std::move(before_update));
+    if (info.name == "Mano")
+        return std::make_unique<CudaMano>(spec, model, std::move(before_update));
+    if (info.name == "SophiaG")
+        return std::make_unique<CudaSophiaG>(spec, model, std::move(before_update));
+    if (info.name == "Lion")
+        return std::make_unique<CudaLion>(spec, model, std::move(before_update));
+    if (info.name == "AdEMAMix")
+        return std::make_unique<CudaAdEMAMix>(spec, model, std::move(before_update));
+    if (info.name == "SPAM")
+        return std::make_unique<CudaSpam>(spec, model, std::move(before_update));
+    if (info.name == "ScheduleFreeAdamW")
+        return std::make_unique<CudaScheduleFree>(spec, model, std::move(before_update));
+    fail("optimizer.name = {}: not on cuda yet", info.name);
+}
+
+#endif  // AGPT_HAVE_CUDA
+
+}  // namespace agpt
