@@ -7,16 +7,18 @@
 # build: configures and builds the cuda-portable preset (build tree build/cuda_portable_build:
 #   agpt, agpt_cuda_tests and agpt_cuda_model_bench for x86-64-v3) and packs them with the shared
 #   libraries they load into build/cuda_portable/bundle.tar.xz. Carry build/cuda_portable only.
-# run: prints nvidia-smi -L, runs every op test (CUDA kernel vs CPU kernel), the
-#   micro-benchmarks (agpt_cuda_tests --bench) and, when PyTorch imports, the same timings in
-#   PyTorch, the end-to-end training benchmark (agpt_cuda_model_bench: Llama-style 124M,
-#   batch 32 x 1024, bf16) and the same model in PyTorch (bench/torch_llama_gpu.py: eager and
-#   torch.compile), the same pair for GPT-2 124M (--model gpt2, bench/torch_gpt2_gpu.py),
-#   `agpt train --training.device cuda` against the CPU on the debugmodel config
-#   (train_cuda_vs_cpu below: needs an agpt that runs on the GPU machine), then a summary table
-#   (last). Logs and the JSON report go to $OUT when it is set
-#   (the device tool brings that folder back), else build/cuda_portable/device_check.
-#   Exit status: that of the op tests.
+# run [PARTS]: unpacks the bundle, prints nvidia-smi -L and `agpt doctor`, then the PARTS asked
+#   for (a comma list; default all four, which may not fit one 10-minute device call: split it):
+#     tests  every op, model and training test on the device (agpt_cuda_tests: CUDA vs CPU);
+#     bench  the kernel micro-benchmarks (agpt_cuda_tests --bench) and PyTorch's on the same shapes;
+#     e2e    agpt_cuda_model_bench --breakdown (where a step's time goes), then
+#            bench/cuda_vs_torch.sh: `agpt bench --training.device cuda` against PyTorch eager and
+#            torch.compile on GPT-2 124M and the Llama-style 124M, 32 x 1024, bf16;
+#     train  `agpt train --training.device cuda` (bf16) against the CPU on the debugmodel config,
+#            100 steps, the loss curves compared (train_cuda_vs_cpu below);
+#   then a summary table (last). Logs and the JSON report go to $OUT when it is set (the device
+#   tool brings that folder back), else build/cuda_portable/device_check. Exit status: that of the
+#   op tests; 3 when tests were skipped for want of a device; 4 when only `train` failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 DIR=build/cuda_portable
@@ -145,49 +147,9 @@ sys.exit(0 if ok else 1)
 PY
 }
 
-run() {
-    local out=${OUT:-$DIR/device_check}
-    mkdir -p "$out"
-    if [[ ! -f $DIR/bundle.tar.xz ]]; then
-        echo "cuda_device_check: $DIR/bundle.tar.xz is missing: run" \
-            "'scripts/cuda_device_check.sh build' first and carry $DIR" >&2
-        exit 2
-    fi
-    unbundle
-    # The toolkit's cuBLAS, wherever it lives (the bundle's libraries come first anyway).
-    local libpath=
-    for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib /usr/local/cuda-13*/lib64; do
-        [[ -d $d ]] && libpath+=:$d
-    done
-    # A driver older than the toolkit the binary was built with (CUDA 13): data-center GPUs can
-    # use the toolkit's forward-compatibility libcuda.
-    local drv
-    drv=$(nvidia-smi 2>/dev/null | sed -n 's/.*CUDA Version: *\([0-9]*\).*/\1/p' | head -1)
-    if [[ -n $drv && $drv -lt 13 && -d /usr/local/cuda/compat ]]; then
-        echo "== the driver supports CUDA $drv only: using /usr/local/cuda/compat's libcuda"
-        libpath=/usr/local/cuda/compat:$libpath
-    fi
-    # A pip-installed toolkit (nvidia-cublas wheels next to PyTorch) as a last resort.
-    local pylib
-    pylib=$(python3 -c 'import nvidia.cublas, os; print(os.path.join(list(nvidia.cublas.__path__)[0], "lib"))' 2>/dev/null) &&
-        libpath+=:$pylib
-    export LD_LIBRARY_PATH=${libpath#:}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
-
-    echo "== nvidia-smi -L"
-    nvidia-smi -L || echo "(nvidia-smi failed)"
-    nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader || true
-    echo "== agpt doctor"
-    "$DIR/agpt" doctor 2>&1 | tee "$out/doctor.log"
-
-    echo "== op tests: $BIN"
-    timeout 600 "$BIN" --gtest_output="json:$out/tests.json" 2>&1 | tee "$out/tests.log"
-    local rc=${PIPESTATUS[0]}
-
-    echo "== micro-benchmarks: $BIN --bench"
-    timeout 300 "$BIN" --bench 2>&1 | tee "$out/bench.log" || true
-
-    echo "== PyTorch reference timings (same shapes)"
-    timeout 240 python3 - <<'PY' 2>&1 | tee -a "$out/bench.log" || true
+# PyTorch's timings of the micro-benchmarks' shapes (when torch imports).
+torch_micro_bench() {
+    timeout 240 python3 - <<'PY'
 import torch
 import torch.nn.functional as F
 
@@ -232,27 +194,70 @@ def attention(tag, B, H, KV, T, D, dtype):
 attention("bf16_B8_H12_T1024_hd64", 8, 12, 12, 1024, 64, torch.bfloat16)
 attention("bf16_B8_H12_KV4_T1024_hd64", 8, 12, 4, 1024, 64, torch.bfloat16)
 PY
+}
 
-    if [[ -x $MODEL_BIN ]]; then
-        echo "== end-to-end training: $MODEL_BIN (llama124m, batch 32 x seq 1024, bf16)"
-        timeout 240 "$MODEL_BIN" --breakdown 2>&1 | tee "$out/model_bench.log" | tee -a "$out/bench.log" || true
-    else
-        echo "== end-to-end training: $MODEL_BIN is missing (rebuild with '$0 build')"
+run() {
+    local out=${OUT:-$DIR/device_check} parts=",${1:-tests,bench,e2e,train},"
+    want() { [[ $parts == *",$1,"* ]]; }
+    mkdir -p "$out"
+    : >"$out/bench.log"
+    if [[ ! -f $DIR/bundle.tar.xz ]]; then
+        echo "cuda_device_check: $DIR/bundle.tar.xz is missing: run" \
+            "'scripts/cuda_device_check.sh build' first and carry $DIR" >&2
+        exit 2
     fi
-    echo "== PyTorch end-to-end: bench/torch_llama_gpu.py (same model; eager, torch.compile)"
-    timeout 300 python3 bench/torch_llama_gpu.py --steps 5 --warmup 2 2>&1 |
-        tee "$out/torch_model_bench.log" | tee -a "$out/bench.log" || true
-    if [[ -x $MODEL_BIN ]]; then
-        echo "== end-to-end training: $MODEL_BIN --model gpt2 (GPT-2 124M, batch 32 x seq 1024, bf16)"
-        timeout 180 "$MODEL_BIN" --model gpt2 --steps 5 --breakdown 2>&1 |
-            tee "$out/model_bench_gpt2.log" | tee -a "$out/bench.log" || true
+    unbundle
+    # The toolkit's cuBLAS, wherever it lives (the bundle's libraries come first anyway).
+    local libpath=
+    for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib /usr/local/cuda-13*/lib64; do
+        [[ -d $d ]] && libpath+=:$d
+    done
+    # A driver older than the toolkit the binary was built with (CUDA 13): data-center GPUs can
+    # use the toolkit's forward-compatibility libcuda.
+    local drv
+    drv=$(nvidia-smi 2>/dev/null | sed -n 's/.*CUDA Version: *\([0-9]*\).*/\1/p' | head -1)
+    if [[ -n $drv && $drv -lt 13 && -d /usr/local/cuda/compat ]]; then
+        echo "== the driver supports CUDA $drv only: using /usr/local/cuda/compat's libcuda"
+        libpath=/usr/local/cuda/compat:$libpath
     fi
-    echo "== PyTorch end-to-end: bench/torch_gpt2_gpu.py (same model; eager, torch.compile)"
-    timeout 240 python3 bench/torch_gpt2_gpu.py --steps 5 --warmup 2 2>&1 |
-        tee "$out/torch_model_bench_gpt2.log" | tee -a "$out/bench.log" || true
+    # A pip-installed toolkit (nvidia-cublas wheels next to PyTorch) as a last resort.
+    local pylib
+    pylib=$(python3 -c 'import nvidia.cublas, os; print(os.path.join(list(nvidia.cublas.__path__)[0], "lib"))' 2>/dev/null) &&
+        libpath+=:$pylib
+    export LD_LIBRARY_PATH=${libpath#:}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 
-    train_cuda_vs_cpu "$out"
-    local train_rc=$?
+    echo "== nvidia-smi -L"
+    nvidia-smi -L || echo "(nvidia-smi failed)"
+    nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader || true
+    echo "== agpt doctor"
+    "$DIR/agpt" doctor 2>&1 | tee "$out/doctor.log"
+
+    local rc=0 train_rc=0
+    if want tests; then
+        echo "== op tests: $BIN"
+        timeout 600 "$BIN" --gtest_output="json:$out/tests.json" 2>&1 | tee "$out/tests.log"
+        rc=${PIPESTATUS[0]}
+    fi
+
+    if want bench; then
+        echo "== micro-benchmarks: $BIN --bench"
+        timeout 300 "$BIN" --bench 2>&1 | tee -a "$out/bench.log" || true
+        echo "== PyTorch reference timings (same shapes)"
+        torch_micro_bench 2>&1 | tee -a "$out/bench.log" || true
+    fi
+
+    if want e2e; then
+        echo "== where a step's time goes: $MODEL_BIN --breakdown (llama124m, 32 x 1024, bf16)"
+        timeout 180 "$MODEL_BIN" --steps 3 --breakdown 2>&1 | tee "$out/model_bench.log" || true
+        echo "== end to end, agpt bench against PyTorch: bench/cuda_vs_torch.sh"
+        timeout 900 bench/cuda_vs_torch.sh "$DIR/agpt" 5 2>&1 |
+            tee "$out/cuda_vs_torch.log" | tee -a "$out/bench.log" || true
+    fi
+
+    if want train; then
+        train_cuda_vs_cpu "$out"
+        train_rc=$?
+    fi
 
     echo "== summary"
     python3 - "$out/tests.json" "$out/bench.log" "$rc" <<'PY'
@@ -289,14 +294,14 @@ for name, status, time, worst in rows:
     print(f"{name:<52} {status:<6} {time:>7}  {worst}")
 print()
 print(f'{"benchmark":<52} {"agpt":>10} {"PyTorch":>10}  unit')
-for key in sorted(k for k in bench if not k.startswith("torch_")):
+for key in sorted(k for k in bench if not k.startswith(("torch_", "agpt_"))):
     value, unit = bench[key]
     torch_value = bench.get("torch_" + key, ("-", ""))[0]
     print(f"{key:<52} {value:>10} {torch_value:>10}  {unit}")
 print()
 # End to end: agpt's GPU models against PyTorch on the same model and batch.
 for model in ("llama124m", "gpt2_124m"):
-    e2e = [("agpt (agpt_cuda_model_bench)", f"model_{model}"),
+    e2e = [("agpt bench", f"agpt_{model}"),
            ("PyTorch torch.compile", f"torch_compile_{model}"),
            ("PyTorch eager", f"torch_eager_{model}")]
     if not any(k + "_tok_per_s" in bench for _, k in e2e):
@@ -323,9 +328,9 @@ PY
 
 case "${1:-run}" in
     build) build ;;
-    run) run ;;
+    run) run "${2:-}" ;;
     *)
-        echo "usage: $0 build|run" >&2
+        echo "usage: $0 build | run [tests,bench,e2e,train]" >&2
         exit 2
         ;;
 esac
