@@ -394,16 +394,22 @@ TransformerGpu::TransformerGpu(const ModelArgs& args, int max_batch, int max_seq
     upload_sync(rope_cos_, cos_t.data(), s);
     upload_sync(rope_sin_, sin_t.data(), s);
 
+    // As the CPU model: under full checkpointing one MLA serves every layer and the MoE layers
+    // share their buffers (a layer's forward is recomputed before its backward).
     auto build_blocks = [&]<typename T>(Blocks<T>& b) {
         const bool full = checkpoint == ActivationCheckpoint::full;
+        std::shared_ptr<typename MoeFfnGpu<T>::Buffers> moe_buffers;
         for (int layer = 0; layer < args.n_layers; layer++) {
             if (args.mla && (!full || layer == 0))
                 b.mla.push_back(
                     std::make_unique<MlaGpu<T>>(mla_shape_of(args), max_batch, max_seq, blas_));
-            b.moe.push_back(
-                args.is_moe_layer(layer)
-                    ? std::make_unique<MoeFfnGpu<T>>(moe_shape_of(args), static_cast<int>(N), blas_)
-                    : nullptr);
+            if (!args.is_moe_layer(layer)) {
+                b.moe.push_back(nullptr);
+                continue;
+            }
+            b.moe.push_back(std::make_unique<MoeFfnGpu<T>>(moe_shape_of(args), static_cast<int>(N),
+                                                           blas_, moe_buffers));
+            if (full) moe_buffers = b.moe.back()->buffers();
         }
     };
     if (precision_ == GpuPrecision::bf16)
@@ -555,10 +561,16 @@ std::size_t TransformerGpu::state_bytes() const {
 
 std::size_t TransformerGpu::activation_bytes() const {
     std::size_t blocks = 0;
-    for (const auto& m : blocks_f32_.mla) blocks += m->bytes();
-    for (const auto& m : blocks_bf16_.mla) blocks += m->bytes();
-    for (const auto& m : blocks_f32_.moe) blocks += m ? m->bytes() : 0;
-    for (const auto& m : blocks_bf16_.moe) blocks += m ? m->bytes() : 0;
+    auto add = [&](const auto& b) {
+        for (const auto& m : b.mla) blocks += m->bytes();
+        for (const auto& m : b.moe)
+            if (m) {
+                blocks += m->bytes();
+                if (checkpoint_ == ActivationCheckpoint::full) break;  // one set of shared buffers
+            }
+    };
+    add(blocks_f32_);
+    add(blocks_bf16_);
     return arena_.bytes() + dacts_.bytes() + scratch_.bytes() + losses_.bytes() + tokens_.bytes() +
            targets_.bytes() + blocks;
 }
@@ -699,9 +711,8 @@ void TransformerGpu::forward_layer(int layer, int B, int T_len, bool recompute) 
                              s);
     mark("rmsnorm");
     if (args_.is_moe_layer(layer)) {
-        // The layer's MoeFfnGpu still holds this forward's routing and activations (its loads
-        // counted once): a recompute stops at its input.
-        if (recompute) return;
+        // A recompute routes again (count_load_ is off then: the loads are counted once) and
+        // rewrites the next layer's saved input with the same bits.
         T* x_next = at<T>(arena_, m.input(layer + 1));
         copy_async(x_next, h, ND * sizeof(T), s);
         mark("residual copy");

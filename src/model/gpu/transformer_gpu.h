@@ -14,8 +14,8 @@
 // MLA attention (MlaGpu) and MoE FFN layers (MoeFfnGpu, from n_dense_layers on) run as in the CPU
 // Transformer: the balance loss's gradient is weighted grad_scale·B·T, training forwards count
 // the per-expert loads, and update_expert_bias applies the aux-loss-free rule. Under full
-// checkpointing the MLA layers share one MlaGpu (recomputed before each backward); each MoE layer
-// keeps its own MoeFfnGpu (routing, per-expert loads and activations), which backward reuses.
+// checkpointing, as on the CPU, the layers share one MlaGpu and one set of MoE buffers, and the
+// recomputation routes again without counting the loads.
 //
 // Compiled only with the CUDA backend (AGPT_HAVE_CUDA). Intended use:
 //   TransformerGpu model(args, B, T, GpuPrecision::bf16);
@@ -145,7 +145,7 @@ class TransformerGpu final : public GpuModel {
     }
 
     // The MLA and MoE layers for the precision in use (null where a layer has none; one MLA for
-    // all layers under full checkpointing).
+    // all layers and MoE layers sharing their buffers under full checkpointing).
     template <typename T>
     struct Blocks {
         std::vector<std::unique_ptr<MlaGpu<T>>> mla;
