@@ -151,8 +151,6 @@ class TransformerGpu final : public GpuModel {
         std::vector<std::unique_ptr<MlaGpu<T>>> mla;
         std::vector<std::unique_ptr<MoeFfnGpu<T>>> moe;
     };
-    Blocks<float> blocks_f32_;
-    Blocks<cuda::bf16> blocks_bf16_;
     template <typename T>
     Blocks<T>& blocks();
     template <typename T>
@@ -177,6 +175,8 @@ class TransformerGpu final : public GpuModel {
     cuda::DeviceBuffer<float> rope_cos_, rope_sin_, losses_;
     cuda::DeviceBuffer<int32_t> tokens_, targets_;
     cuda::DeviceBuffer<double> scalars_;  // [0] loss sum, [1] grad norm
+    Blocks<float> blocks_f32_;            // after blas_, which they run on
+    Blocks<cuda::bf16> blocks_bf16_;
 
     void upload_batch(const int32_t* tokens, const int32_t* targets, int B, int T);
     void run_forward_backward(const int32_t* tokens, const int32_t* targets, int B, int T,
