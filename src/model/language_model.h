@@ -21,6 +21,7 @@ struct ParamView {
 };
 
 struct ModelArgs;
+class Communicator;
 
 // What a model keeps from forward for backward (`[activation_checkpoint] mode`): every layer's
 // activations (none), or only each layer's input, recomputing a layer's forward right before
@@ -59,6 +60,17 @@ class LanguageModel {
     virtual std::size_t activation_bytes() const = 0;
     // Called after each optimizer step (MoE: the aux-loss-free expert-bias update).
     virtual void after_optimizer_step() {}
+
+    // Mixture of experts (the agpt family's MoE flavors; nothing elsewhere). Per MoE layer in
+    // layer order, the routed assignments per expert that training forwards counted since the
+    // last after_optimizer_step.
+    virtual std::vector<std::vector<double>> expert_loads() const { return {}; }
+    // Sums those loads over comm's ranks (the data-parallel ranks, before after_optimizer_step),
+    // so that every rank's expert biases stay identical.
+    virtual void sum_expert_loads(Communicator& /*comm*/) {}
+    // Σ over MoE layers of the last forward's sequence-level balance loss (aux_loss_alpha > 0;
+    // else 0). forward_backward adds its gradient but not its value to the returned loss.
+    virtual double moe_aux_loss() const { return 0.0; }
 
     // The agpt transformer's arguments; nullptr for other families.
     virtual const ModelArgs* agpt_args() const { return nullptr; }

@@ -23,6 +23,16 @@ double MlaShape::softmax_scale() const {
     return scale;
 }
 
+std::string mla_cuda_head_problem(const MlaShape& s) {
+    constexpr int kMaxCudaHead = 128;  // kernels/cuda/attention.h
+    const int padded = std::max(s.qk_head_dim(), s.v_head_dim);
+    if (padded <= kMaxCudaHead) return {};
+    return fmt::format(
+        "MLA on cuda takes head sizes max(qk_nope + qk_rope, v_head) up to {}, got {} (not on "
+        "cuda yet)",
+        kMaxCudaHead, padded);
+}
+
 std::vector<double> mla_rope_inv_freq(const MlaShape& s) {
     const int dim = s.qk_rope_head_dim, half = dim / 2;
     std::vector<double> freq(half);

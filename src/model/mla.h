@@ -23,6 +23,7 @@
 //   mla.forward(out, x, weights, B, T);            // out (B·T, D) += MLA(x)
 //   mla.backward(dx, grads, dout, x, weights, B, T);
 #include <cstddef>
+#include <string>
 #include <vector>
 
 namespace agpt {
@@ -48,6 +49,11 @@ struct MlaShape {
     bool yarn() const { return max_seq_len > original_seq_len; }
     double softmax_scale() const;
 };
+
+// On cuda the heads run packed at max(qk_nope + qk_rope, v_head) through the GPU attention,
+// which takes head sizes up to 128: why `s` cannot run there ("" when it can). MlaGpu and
+// check_cuda_training refuse with it.
+std::string mla_cuda_head_problem(const MlaShape& s);
 
 // YaRN-corrected inverse frequencies (qk_rope/2) of the rope part, as DeepSeek-V3 computes them.
 std::vector<double> mla_rope_inv_freq(const MlaShape& s);

@@ -252,6 +252,12 @@ const MoeFfn<float>& Transformer::moe_layer(int layer) const {
     return *moe_[layer];
 }
 
+std::vector<std::vector<double>> Transformer::expert_loads() const {
+    std::vector<std::vector<double>> loads;
+    for (int layer : moe_layer_ids()) loads.push_back(moe_[layer]->tokens_per_expert());
+    return loads;
+}
+
 double Transformer::moe_aux_loss() const {
     double sum = 0;
     for (const auto& m : moe_)

@@ -103,13 +103,15 @@ class Transformer final : public LanguageModel {
     bool is_expert_shard(const ParamView& v) const;
     // Sums every MoE layer's counted load over comm's ranks (the data-parallel ranks, before
     // update_expert_bias), so that the biases stay identical on every rank.
-    void sum_expert_loads(Communicator& comm);
+    void sum_expert_loads(Communicator& comm) override;
     void after_optimizer_step() override { update_expert_bias(args_.load_balance_coeff); }
+    // Every MoE layer's tokens_per_expert(), in layer order.
+    std::vector<std::vector<double>> expert_loads() const override;
     // Σ over MoE layers of the last forward's sequence-level balance loss (aux_loss_alpha > 0;
     // else 0). forward_backward adds its gradient, weighted as grad_scale·B·T (so that with
     // grad_scale = 1/(B·T) the objective is mean cross-entropy + this loss); it is not part of
     // the returned cross-entropy.
-    double moe_aux_loss() const;
+    double moe_aux_loss() const override;
 
     // This rank's share of the sharded widths (all of them under TP = 1).
     struct Widths {

@@ -6,11 +6,14 @@
 
 #include "core/error.h"
 #include "core/timer.h"
+#include "model/mla.h"
 #include "model/model_args.h"
+#include "model/transformer.h"
 #include "optim/cuda_optimizer.h"
 #include "optim/grad_clip.h"
 
 #if defined(AGPT_HAVE_CUDA)
+#include "dist/communicator.h"
 #include "dist/nccl_communicator.h"
 #include "kernels/cuda/device.h"
 #include "kernels/cuda/gemm.h"
@@ -31,9 +34,10 @@ void check_cuda_training(const JobConfig& cfg, int ranks) {
             cfg.model.name);
     if (cfg.model.name == "agpt") {
         const ModelArgs args = resolve_model_args(cfg.model.flavor, cfg.model.switches());
-        if (args.mla || args.is_moe())
-            fail("model.flavor = {}: MLA and MoE are not on cuda yet ({})", cfg.model.flavor,
-                 args.describe_switches());
+        if (args.mla)
+            if (const std::string problem = mla_cuda_head_problem(mla_shape_of(args));
+                !problem.empty())
+                fail("model.flavor = {}: {}", cfg.model.flavor, problem);
     }
     check_cuda_optimizer(cfg.optimizer.spec());
     // Data parallelism runs over NCCL; the other mesh dimensions are CPU only so far.
@@ -145,6 +149,26 @@ class CudaModel final : public LanguageModel {
         std::copy(all.end() - static_cast<long>(V), all.end(), out);
     }
     std::size_t activation_bytes() const override { return gpu_->activation_bytes(); }
+    // MoE: the device model's loads (once summed over ranks, the sums) and balance loss; the
+    // expert-bias step after each optimizer step, on the device's parameters.
+    std::vector<std::vector<double>> expert_loads() const override {
+        return summed_loads_.empty() ? gpu_->expert_loads() : summed_loads_;
+    }
+    void sum_expert_loads(Communicator& comm) override {
+        std::vector<std::vector<double>> loads = gpu_->expert_loads();
+        for (std::vector<double>& load : loads)
+            comm.all_reduce(load.data(), load.size(), ReduceOp::Sum);
+        summed_loads_ = std::move(loads);
+    }
+    double moe_aux_loss() const override { return gpu_->moe_aux_loss(); }
+    void after_optimizer_step() override {
+        const ModelArgs* args = agpt_args();
+        if (args == nullptr || !args->is_moe()) return;
+        push_params();
+        gpu_->update_expert_bias(expert_loads(), args->load_balance_coeff);
+        summed_loads_.clear();
+        host_current_ = false;
+    }
 
     double clip_grad_norm(double max_norm) { return gpu_->clip_grad_norm(max_norm); }
     // The device parameters as an optimizer is about to change them; host copies go stale.
@@ -166,6 +190,7 @@ class CudaModel final : public LanguageModel {
     std::unique_ptr<GpuModel> gpu_;
     bool host_current_ = true;  // host_->params() equals the device's
     bool device_stale_ = true;  // host_->params() may hold values the device has not seen
+    std::vector<std::vector<double>> summed_loads_;  // sum_expert_loads' until the bias step
 };
 
 CudaModel& cuda_model_of(LanguageModel& model) {

@@ -231,13 +231,11 @@ struct MoeLoad {
     double mean_imbalance = 0.0, max_imbalance = 0.0;
 };
 
-MoeLoad moe_load_of(const LanguageModel& any) {
+MoeLoad moe_load_of(const LanguageModel& model) {
     MoeLoad m;
-    const auto* model = dynamic_cast<const Transformer*>(&any);
-    if (model == nullptr) return m;
-    for (int layer : model->moe_layer_ids()) {
-        m.per_layer.push_back(model->moe_layer(layer).tokens_per_expert());
-        const double imbalance = load_imbalance(m.per_layer.back());
+    m.per_layer = model.expert_loads();
+    for (const std::vector<double>& load : m.per_layer) {
+        const double imbalance = load_imbalance(load);
         m.mean_imbalance += imbalance;
         m.max_imbalance = std::max(m.max_imbalance, imbalance);
     }
@@ -402,8 +400,10 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
         on_cuda ? make_cuda_model(cfg, tokenizer.vocab_size(), B, T)
                 : make_job_model(cfg, tokenizer.vocab_size(), B, T, tp);
     LanguageModel& model = *model_ptr;
-    // MoE balancing and its metrics exist in the agpt family only.
+    // Tensor and expert parallelism exist in the agpt family on the CPU only; MoE balancing and
+    // its metrics go through LanguageModel (the CPU and the cuda model alike).
     auto* agpt_model = dynamic_cast<Transformer*>(&model);
+    const bool is_moe = model.agpt_args() != nullptr && model.agpt_args()->is_moe();
     // Expert parallelism (TP = 1): each rank holds E/EP routed experts. The EP group (the ranks
     // of one data-parallel replica) exchanges tokens for them, so a shard's gradient holds the
     // group's tokens; the expert-DP group (the replicas' ranks with the same experts) sums it.
@@ -617,7 +617,7 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
             }
             loss_sum += model.forward_backward(inputs, targets.data(), B, T, grad_scale);
             model.set_grads_ready({});
-            if (agpt_model != nullptr) aux_loss += agpt_model->moe_aux_loss() / accum;
+            aux_loss += model.moe_aux_loss() / accum;
         }
         if (data_comm.size() > 1) {
             // grad_scale is 1/global tokens: the sum over ranks is the global mean's gradient.
@@ -636,10 +636,10 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
                 all_reduce_gradients(grad_comm, grads.data(), grads.size(), bucket_floats);
             }
             loss_sum = data_comm.all_reduce_value(loss_sum, ReduceOp::Sum);
-            if (agpt_model != nullptr && agpt_model->args().is_moe()) {
+            if (is_moe) {
                 // Every rank balances on the global load, so the expert biases stay identical;
                 // the balance loss is per sequence and needs only the gradient sum above.
-                agpt_model->sum_expert_loads(data_comm);
+                model.sum_expert_loads(data_comm);
                 aux_loss = data_comm.all_reduce_value(aux_loss, ReduceOp::Avg);
             }
         }
@@ -700,7 +700,7 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
                 row["moe_imbalance_max"] = moe_load.max_imbalance;
                 row["moe_tokens_per_expert"] = moe_load.per_layer;
             }
-            if (agpt_model != nullptr && agpt_model->args().aux_loss_alpha > 0)
+            if (model.agpt_args() != nullptr && model.agpt_args()->aux_loss_alpha > 0)
                 row["moe_aux_loss"] = aux_loss;
             if (comm.size() > 1) {
                 row["ranks"] = comm.size();

@@ -4,7 +4,9 @@
 // (set_cuda_gradient_communicator_factory); everything else is the trainer's cuda path as on a
 // GPU. Run first as one process, which trains the reference (global batch 4 as two
 // micro-batches of 2), then under mpirun -np 2 (one micro-batch of 2 per rank, the gradients
-// summed after backward and during it), both with AGPT_CUDA_DP_DIR naming a shared folder.
+// summed after backward and during it), both with AGPT_CUDA_DP_DIR naming a shared folder. The
+// same for an MLA + MoE model, whose per-expert loads are summed over the ranks before the
+// expert-bias step.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -26,10 +28,11 @@ namespace {
 
 namespace fs = std::filesystem;
 
-JobConfig dp_job(const fs::path& dump, const std::string& name, bool overlap) {
+JobConfig dp_job(const fs::path& dump, const std::string& name, bool overlap,
+                 const std::string& flavor = "tiny") {
     return load_job_config("", {{"job.dump_folder", dump.string()},
                                 {"job.name", name},
-                                {"model.flavor", "tiny"},
+                                {"model.flavor", flavor},
                                 {"training.device", "cuda"},
                                 {"training.mixed_precision_param", "float32"},
                                 {"training.local_batch_size", "2"},
@@ -66,6 +69,17 @@ std::vector<float> checkpoint_params(const JobConfig& cfg, int step) {
                            .string(),
                        *model);
     return model->params();
+}
+
+// Each logged step's per-expert loads (the global ones: summed over the ranks).
+std::vector<nlohmann::json> expert_loads(const fs::path& run) {
+    std::vector<nlohmann::json> out;
+    std::ifstream in(run / "metrics.jsonl");
+    for (std::string line; std::getline(in, line);) {
+        const auto row = nlohmann::json::parse(line);
+        if (row.contains("moe_tokens_per_expert")) out.push_back(row["moe_tokens_per_expert"]);
+    }
+    return out;
 }
 
 std::string file_text(const fs::path& p) {
@@ -122,6 +136,58 @@ TEST(CudaDataParallel, TwoRanksMatchOneProcessWithTheSameGlobalBatch) {
         EXPECT_EQ(log.find("reduced during backward") != std::string::npos, overlap) << log;
     }
     set_cuda_gradient_communicator_factory({});
+}
+
+// moe_tiny: the loads each step are the one process's (both ranks' summed), so the expert
+// biases come out the same bits; losses and the other parameters as for the dense model.
+TEST(CudaDataParallel, MoeTwoRanksMatchOneProcess) {
+    const char* dir_env = std::getenv("AGPT_CUDA_DP_DIR");
+    ASSERT_NE(dir_env, nullptr) << "run by tests/cuda/cuda_data_parallel_emu_test.sh";
+    const fs::path dir = dir_env;
+    Communicator& world = world_communicator();
+    const JobConfig single = dp_job(dir, "moe_single", false, "moe_tiny");
+    if (world.size() == 1) {
+        EXPECT_EQ(train(single, nullptr).steps, 3);
+        return;
+    }
+    ASSERT_EQ(world.size(), 2);
+    set_cuda_gradient_communicator_factory(
+        [](Communicator& data_ranks) { return data_ranks.split(0, data_ranks.rank()); });
+    const fs::path dump = world.rank() == 0 ? dir : dir / "rank1";
+    const JobConfig cfg = dp_job(dump, "moe_dp2", true, "moe_tiny");
+    EXPECT_EQ(train(cfg, nullptr).steps, 3);
+    world.barrier();
+    set_cuda_gradient_communicator_factory({});
+    if (world.rank() != 0) return;
+    const std::vector<double> want = losses(dir / "moe_single"), got = losses(dir / "moe_dp2");
+    ASSERT_EQ(want.size(), 3u);
+    ASSERT_EQ(got.size(), want.size());
+    for (std::size_t i = 0; i < want.size(); i++)
+        EXPECT_NEAR(got[i], want[i], 1e-5 * std::abs(want[i])) << "step " << i + 1;
+    const std::vector<nlohmann::json> want_loads = expert_loads(dir / "moe_single");
+    ASSERT_EQ(want_loads.size(), 3u);
+    EXPECT_EQ(expert_loads(dir / "moe_dp2"), want_loads);
+    const std::vector<float> want_params = checkpoint_params(single, 3),
+                             got_params = checkpoint_params(cfg, 3);
+    ASSERT_EQ(got_params.size(), want_params.size());
+    const auto model = make_job_model(single, 258, 1, 1);
+    double diff2 = 0.0, ref2 = 0.0;
+    for (const ParamView& v : model->param_views()) {
+        const auto first = static_cast<long>(v.offset),
+                   last = static_cast<long>(v.offset + v.numel());
+        if (v.role == "expert_bias") {
+            EXPECT_EQ(std::vector<float>(got_params.begin() + first, got_params.begin() + last),
+                      std::vector<float>(want_params.begin() + first, want_params.begin() + last))
+                << v.name;
+            continue;
+        }
+        for (long i = first; i < last; i++) {
+            const double d = static_cast<double>(got_params[i]) - want_params[i];
+            diff2 += d * d;
+            ref2 += static_cast<double>(want_params[i]) * want_params[i];
+        }
+    }
+    EXPECT_LE(std::sqrt(diff2 / ref2), 1e-5) << "final parameters";
 }
 
 }  // namespace

@@ -65,6 +65,17 @@ class GpuModel {
     // Global L2 norm of the gradients before clipping (optim/grad_clip.h's rule); synchronises.
     virtual double clip_grad_norm(double max_norm) = 0;
 
+    // Mixture of experts (nothing for dense models). Per MoE layer in layer order, the routed
+    // assignments per expert that training forwards counted since the last update_expert_bias
+    // (host copies; synchronises).
+    virtual std::vector<std::vector<double>> expert_loads() const { return {}; }
+    // Each MoE layer's aux-loss-free bias step (model/moe.h's update_expert_bias) from `loads`
+    // (expert_loads(), summed over the data-parallel ranks), then resets the counts.
+    virtual void update_expert_bias(const std::vector<std::vector<double>>& /*loads*/,
+                                    double /*coeff*/) {}
+    // Σ over MoE layers of the last forward's sequence-level balance loss; synchronises.
+    virtual double moe_aux_loss() const { return 0.0; }
+
     // Device bytes held: parameters + gradients + weight copy (+ optimizer state a model keeps),
     // and activations + backward temporaries + head scratch.
     virtual std::size_t state_bytes() const = 0;

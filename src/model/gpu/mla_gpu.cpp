@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <string>
 #include <vector>
 
 #include "core/error.h"
@@ -25,9 +26,6 @@ void zero(T* p, std::size_t n, cudaStream_t stream) {
     if (n > 0) AGPT_CUDA_CHECK(cudaMemsetAsync(p, 0, n * sizeof(T), stream));
 }
 
-// The attention kernels' largest head size (kernels/cuda/attention.h).
-constexpr int kMaxAttentionHead = 128;
-
 }  // namespace
 
 template <typename T>
@@ -43,11 +41,8 @@ MlaGpu<T>::MlaGpu(const MlaShape& s, int max_batch, int max_seq, cuda::Blas& bla
     heads_.rope = s.qk_rope_head_dim;
     heads_.v = s.v_head_dim;
     heads_.padded = std::max(s.qk_head_dim(), s.v_head_dim);
-    if (heads_.padded > kMaxAttentionHead)
-        fail(
-            "model: MLA on cuda takes head sizes max(qk_nope + qk_rope, v_head) up to {}, got {} "
-            "(not on cuda yet)",
-            kMaxAttentionHead, heads_.padded);
+    if (const std::string problem = mla_cuda_head_problem(s); !problem.empty())
+        fail("model: {}", problem);
     // The attention kernel scales scores by HP^-½; q carries the rest of softmax_scale.
     q_scale_ =
         static_cast<float>(s.softmax_scale() * std::sqrt(static_cast<double>(heads_.padded)));

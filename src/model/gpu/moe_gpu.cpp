@@ -45,8 +45,20 @@ void swiglu_in_backward(cuda::Blas& blas, T* dx, float* dw1, float* dw3, const T
 }  // namespace
 
 template <typename T>
-MoeFfnGpu<T>::MoeFfnGpu(const MoeShape& s, int max_tokens, cuda::Blas& blas)
-    : shape_(s), max_tokens_(max_tokens), blas_(blas) {
+struct MoeFfnGpu<T>::Buffers {
+    std::vector<int> host_offsets;
+    cuda::DeviceBuffer<float> logits, scores, gates, aux_f, d_gates, d_logits;
+    cuda::DeviceBuffer<T> d_logits_t;  // bf16 copy of d_logits for the router's GEMMs
+    cuda::DeviceBuffer<int> experts, offsets, row_token, slot_row;
+    // Routed experts, (N·k) rows sorted by expert: inputs, w1|w3 outputs, gated hidden, outputs;
+    // the shared experts' (N) rows; backward temporaries (routed and shared take turns).
+    cuda::DeviceBuffer<T> xs, h13, act, ys, shared_h13, shared_act, d_rows, d_h13, d_act;
+};
+
+template <typename T>
+MoeFfnGpu<T>::MoeFfnGpu(const MoeShape& s, int max_tokens, cuda::Blas& blas,
+                        std::shared_ptr<Buffers> shared)
+    : shape_(s), max_tokens_(max_tokens), blas_(blas), buf_(std::move(shared)) {
     if (s.n_experts <= 0 || s.top_k <= 0 || s.top_k > s.n_experts || s.top_k > cuda::kMaxRouterTopK)
         fail(
             "model: MoE top_k {} must be between 1 and the number of experts {} (at most {} on "
@@ -59,41 +71,54 @@ MoeFfnGpu<T>::MoeFfnGpu(const MoeShape& s, int max_tokens, cuda::Blas& blas)
         fail("model: the MoE balance loss on cuda takes at most 1024 experts, got {}", s.n_experts);
     const std::size_t N = max_tokens, E = s.n_experts, K = s.top_k, M = N * K, D = s.dim,
                       F = s.hidden, FS = s.shared_hidden();
-    host_offsets_.assign(E + 1, 0);
-    logits_ = cuda::DeviceBuffer<float>(N * E);
-    scores_ = cuda::DeviceBuffer<float>(N * E);
-    gates_ = cuda::DeviceBuffer<float>(M);
-    d_gates_ = cuda::DeviceBuffer<float>(M);
-    d_logits_ = cuda::DeviceBuffer<float>(N * E);
-    if constexpr (!std::is_same_v<T, float>) d_logits_t_ = cuda::DeviceBuffer<T>(N * E);
-    if (s.aux_loss_alpha > 0) {
-        aux_f_ = cuda::DeviceBuffer<float>(N * E);
-        seq_loss_ = cuda::DeviceBuffer<float>(N);
-    }
-    experts_ = cuda::DeviceBuffer<int>(M);
-    offsets_ = cuda::DeviceBuffer<int>(E + 1);
-    row_token_ = cuda::DeviceBuffer<int>(M);
-    slot_row_ = cuda::DeviceBuffer<int>(M);
+    if (s.aux_loss_alpha > 0) seq_loss_ = cuda::DeviceBuffer<float>(N);
     load_ = cuda::DeviceBuffer<double>(E);
-    xs_ = cuda::DeviceBuffer<T>(M * D);
-    h13_ = cuda::DeviceBuffer<T>(M * 2 * F);
-    act_ = cuda::DeviceBuffer<T>(M * F);
-    ys_ = cuda::DeviceBuffer<T>(M * D);
-    shared_h13_ = cuda::DeviceBuffer<T>(N * 2 * FS);
-    shared_act_ = cuda::DeviceBuffer<T>(N * FS);
-    d_rows_ = cuda::DeviceBuffer<T>(std::max(M * D, N * FS));
-    d_h13_ = cuda::DeviceBuffer<T>(std::max(M * 2 * F, N * 2 * FS));
-    d_act_ = cuda::DeviceBuffer<T>(M * F);
     reset_load();
+    if (buf_) return;
+    buf_ = std::make_shared<Buffers>();
+    buf_->host_offsets.assign(E + 1, 0);
+    buf_->logits = cuda::DeviceBuffer<float>(N * E);
+    buf_->scores = cuda::DeviceBuffer<float>(N * E);
+    buf_->gates = cuda::DeviceBuffer<float>(M);
+    buf_->d_gates = cuda::DeviceBuffer<float>(M);
+    buf_->d_logits = cuda::DeviceBuffer<float>(N * E);
+    if constexpr (!std::is_same_v<T, float>) buf_->d_logits_t = cuda::DeviceBuffer<T>(N * E);
+    if (s.aux_loss_alpha > 0) buf_->aux_f = cuda::DeviceBuffer<float>(N * E);
+    buf_->experts = cuda::DeviceBuffer<int>(M);
+    buf_->offsets = cuda::DeviceBuffer<int>(E + 1);
+    buf_->row_token = cuda::DeviceBuffer<int>(M);
+    buf_->slot_row = cuda::DeviceBuffer<int>(M);
+    buf_->xs = cuda::DeviceBuffer<T>(M * D);
+    buf_->h13 = cuda::DeviceBuffer<T>(M * 2 * F);
+    buf_->act = cuda::DeviceBuffer<T>(M * F);
+    buf_->ys = cuda::DeviceBuffer<T>(M * D);
+    buf_->shared_h13 = cuda::DeviceBuffer<T>(N * 2 * FS);
+    buf_->shared_act = cuda::DeviceBuffer<T>(N * FS);
+    buf_->d_rows = cuda::DeviceBuffer<T>(std::max(M * D, N * FS));
+    buf_->d_h13 = cuda::DeviceBuffer<T>(std::max(M * 2 * F, N * 2 * FS));
+    buf_->d_act = cuda::DeviceBuffer<T>(M * F);
+}
+
+template <typename T>
+const int* MoeFfnGpu<T>::experts() const {
+    return buf_->experts.data();
+}
+template <typename T>
+const float* MoeFfnGpu<T>::gates() const {
+    return buf_->gates.data();
+}
+template <typename T>
+const float* MoeFfnGpu<T>::scores() const {
+    return buf_->scores.data();
 }
 
 template <typename T>
 cpu::MoePlan MoeFfnGpu<T>::plan() {
     cpu::MoePlan p;
     p.n_experts = shape_.n_experts;
-    p.offsets = offsets_.data();
-    p.row_token = row_token_.data();
-    p.slot_row = slot_row_.data();
+    p.offsets = buf_->offsets.data();
+    p.row_token = buf_->row_token.data();
+    p.slot_row = buf_->slot_row.data();
     return p;
 }
 
@@ -108,28 +133,32 @@ void MoeFfnGpu<T>::forward(T* out, const T* x, const MoeWeights<T>& w, int N, bo
     const cudaStream_t st = blas_.stream();
     last_tokens_ = N;
     last_seq_len_ = seq_len;
-    cuda::matmul_forward<T, float>(blas_, logits_.data(), x, w.router, N, D, E);
-    cuda::router_forward(experts_.data(), gates_.data(), scores_.data(), logits_.data(),
-                         w.expert_bias, N, E, K, shape_.router, st);
+    cuda::matmul_forward<T, float>(blas_, buf_->logits.data(), x, w.router, N, D, E);
+    cuda::router_forward(buf_->experts.data(), buf_->gates.data(), buf_->scores.data(),
+                         buf_->logits.data(), w.expert_bias, N, E, K, shape_.router, st);
     const cpu::MoePlan p = plan();
-    cuda::moe_plan(p, experts_.data(), N, K, count_load ? load_.data() : nullptr, st);
-    AGPT_CUDA_CHECK(cudaMemcpyAsync(host_offsets_.data(), offsets_.data(), sizeof(int) * (E + 1),
-                                    cudaMemcpyDeviceToHost, st));
+    cuda::moe_plan(p, buf_->experts.data(), N, K, count_load ? load_.data() : nullptr, st);
+    AGPT_CUDA_CHECK(cudaMemcpyAsync(buf_->host_offsets.data(), buf_->offsets.data(),
+                                    sizeof(int) * (E + 1), cudaMemcpyDeviceToHost, st));
     if (shape_.aux_loss_alpha > 0)
-        cuda::moe_aux_loss_forward(aux_f_.data(), seq_loss_.data(), experts_.data(), scores_.data(),
-                                   N, E, K, seq_len, st);
-    cuda::moe_gather<T>(xs_.data(), x, p, N, K, D, st);
-    AGPT_CUDA_CHECK(cudaStreamSynchronize(st));  // host_offsets_ for the grouped GEMMs
-    const int* off = host_offsets_.data();
-    cuda::grouped_matmul_forward<T>(blas_, h13_.data(), 2 * F, xs_.data(), w.w1, off, E, D, F);
-    cuda::grouped_matmul_forward<T>(blas_, h13_.data() + F, 2 * F, xs_.data(), w.w3, off, E, D, F);
-    cuda::swiglu_forward_vec<T>(act_.data(), h13_.data(), N * K, F, st);
-    cuda::grouped_matmul_forward<T>(blas_, ys_.data(), D, act_.data(), w.w2, off, E, F, D);
-    cuda::moe_combine<T>(out, ys_.data(), gates_.data(), p, N, K, D, st);
+        cuda::moe_aux_loss_forward(buf_->aux_f.data(), seq_loss_.data(), buf_->experts.data(),
+                                   buf_->scores.data(), N, E, K, seq_len, st);
+    cuda::moe_gather<T>(buf_->xs.data(), x, p, N, K, D, st);
+    AGPT_CUDA_CHECK(cudaStreamSynchronize(st));  // host_offsets for the grouped GEMMs
+    const int* off = buf_->host_offsets.data();
+    cuda::grouped_matmul_forward<T>(blas_, buf_->h13.data(), 2 * F, buf_->xs.data(), w.w1, off, E,
+                                    D, F);
+    cuda::grouped_matmul_forward<T>(blas_, buf_->h13.data() + F, 2 * F, buf_->xs.data(), w.w3, off,
+                                    E, D, F);
+    cuda::swiglu_forward_vec<T>(buf_->act.data(), buf_->h13.data(), N * K, F, st);
+    cuda::grouped_matmul_forward<T>(blas_, buf_->ys.data(), D, buf_->act.data(), w.w2, off, E, F,
+                                    D);
+    cuda::moe_combine<T>(out, buf_->ys.data(), buf_->gates.data(), p, N, K, D, st);
     if (FS > 0) {
-        swiglu_in_forward<T>(blas_, shared_h13_.data(), x, w.shared_w1, w.shared_w3, N, D, FS);
-        cuda::swiglu_forward_vec<T>(shared_act_.data(), shared_h13_.data(), N, FS, st);
-        cuda::matmul_forward<T, T>(blas_, out, shared_act_.data(), w.shared_w2, N, FS, D, true);
+        swiglu_in_forward<T>(blas_, buf_->shared_h13.data(), x, w.shared_w1, w.shared_w3, N, D, FS);
+        cuda::swiglu_forward_vec<T>(buf_->shared_act.data(), buf_->shared_h13.data(), N, FS, st);
+        cuda::matmul_forward<T, T>(blas_, out, buf_->shared_act.data(), w.shared_w2, N, FS, D,
+                                   true);
     }
 }
 
@@ -140,48 +169,50 @@ void MoeFfnGpu<T>::backward(T* dx, const MoeGrads<float>& g, const T* dout, cons
               FS = shape_.shared_hidden(), M = N * K;
     const cudaStream_t st = blas_.stream();
     const cpu::MoePlan p = plan();
-    const int* off = host_offsets_.data();
+    const int* off = buf_->host_offsets.data();
     if (FS > 0) {
-        // d_rows_ = d(shared act) (N, FS), written by the GEMM (β = 0).
+        // d_rows = d(shared act) (N, FS), written by the GEMM (β = 0).
         cuda::gemm<T, T>(blas_, false, false, N, FS, D, 1.0f, dout, D, w.shared_w2, FS, 0.0f,
-                         d_rows_.data(), FS);
-        cuda::gemm<T, float>(blas_, true, false, D, FS, N, 1.0f, dout, D, shared_act_.data(), FS,
-                             1.0f, g.shared_w2, FS);
-        cuda::swiglu_backward_overwrite<T>(d_h13_.data(), d_rows_.data(), shared_h13_.data(), N, FS,
-                                           st);
-        swiglu_in_backward<T>(blas_, dx, g.shared_w1, g.shared_w3, d_h13_.data(), x, w.shared_w1,
-                              w.shared_w3, N, D, FS);
+                         buf_->d_rows.data(), FS);
+        cuda::gemm<T, float>(blas_, true, false, D, FS, N, 1.0f, dout, D, buf_->shared_act.data(),
+                             FS, 1.0f, g.shared_w2, FS);
+        cuda::swiglu_backward_overwrite<T>(buf_->d_h13.data(), buf_->d_rows.data(),
+                                           buf_->shared_h13.data(), N, FS, st);
+        swiglu_in_backward<T>(blas_, dx, g.shared_w1, g.shared_w3, buf_->d_h13.data(), x,
+                              w.shared_w1, w.shared_w3, N, D, FS);
     }
-    // Combine: d_rows_ holds d(ys), then d(xs), (M, D).
-    zero(d_gates_.data(), M, st);
-    cuda::moe_combine_backward<T>(d_rows_.data(), d_gates_.data(), dout, ys_.data(), gates_.data(),
-                                  p, N, K, D, st);
-    zero(d_act_.data(), static_cast<std::size_t>(M) * F, st);
-    cuda::grouped_matmul_backward<T, float>(blas_, d_act_.data(), g.w2, d_rows_.data(), D,
-                                            act_.data(), w.w2, off, E, F, D);
-    cuda::swiglu_backward_overwrite<T>(d_h13_.data(), d_act_.data(), h13_.data(), M, F, st);
-    zero(d_rows_.data(), static_cast<std::size_t>(M) * D, st);
-    cuda::grouped_matmul_backward<T, float>(blas_, d_rows_.data(), g.w1, d_h13_.data(), 2 * F,
-                                            xs_.data(), w.w1, off, E, D, F);
-    cuda::grouped_matmul_backward<T, float>(blas_, d_rows_.data(), g.w3, d_h13_.data() + F, 2 * F,
-                                            xs_.data(), w.w3, off, E, D, F);
-    cuda::moe_gather_backward<T>(dx, d_rows_.data(), p, N, K, D, st);
+    // Combine: d_rows holds d(ys), then d(xs), (M, D).
+    zero(buf_->d_gates.data(), M, st);
+    cuda::moe_combine_backward<T>(buf_->d_rows.data(), buf_->d_gates.data(), dout, buf_->ys.data(),
+                                  buf_->gates.data(), p, N, K, D, st);
+    zero(buf_->d_act.data(), static_cast<std::size_t>(M) * F, st);
+    cuda::grouped_matmul_backward<T, float>(blas_, buf_->d_act.data(), g.w2, buf_->d_rows.data(), D,
+                                            buf_->act.data(), w.w2, off, E, F, D);
+    cuda::swiglu_backward_overwrite<T>(buf_->d_h13.data(), buf_->d_act.data(), buf_->h13.data(), M,
+                                       F, st);
+    zero(buf_->d_rows.data(), static_cast<std::size_t>(M) * D, st);
+    cuda::grouped_matmul_backward<T, float>(blas_, buf_->d_rows.data(), g.w1, buf_->d_h13.data(),
+                                            2 * F, buf_->xs.data(), w.w1, off, E, D, F);
+    cuda::grouped_matmul_backward<T, float>(blas_, buf_->d_rows.data(), g.w3,
+                                            buf_->d_h13.data() + F, 2 * F, buf_->xs.data(), w.w3,
+                                            off, E, D, F);
+    cuda::moe_gather_backward<T>(dx, buf_->d_rows.data(), p, N, K, D, st);
     // Router: the gates carry a gradient (the choice is piecewise constant), and the scores one
     // from the balance loss.
-    zero(d_logits_.data(), static_cast<std::size_t>(N) * E, st);
-    cuda::router_backward(d_logits_.data(), d_gates_.data(), scores_.data(), experts_.data(), N, E,
-                          K, shape_.router, st);
+    zero(buf_->d_logits.data(), static_cast<std::size_t>(N) * E, st);
+    cuda::router_backward(buf_->d_logits.data(), buf_->d_gates.data(), buf_->scores.data(),
+                          buf_->experts.data(), N, E, K, shape_.router, st);
     if (shape_.aux_loss_alpha > 0 && aux_weight != 0.0)
-        cuda::moe_aux_loss_backward(d_logits_.data(), aux_f_.data(), scores_.data(), N, E,
-                                    last_seq_len_, shape_.aux_loss_alpha, aux_weight,
+        cuda::moe_aux_loss_backward(buf_->d_logits.data(), buf_->aux_f.data(), buf_->scores.data(),
+                                    N, E, last_seq_len_, shape_.aux_loss_alpha, aux_weight,
                                     shape_.router.score, st);
     const T* d_logits = nullptr;
     if constexpr (std::is_same_v<T, float>) {
-        d_logits = d_logits_.data();
+        d_logits = buf_->d_logits.data();
     } else {
-        cuda::cast_to_bf16(d_logits_t_.data(), d_logits_.data(), static_cast<std::size_t>(N) * E,
-                           st);
-        d_logits = d_logits_t_.data();
+        cuda::cast_to_bf16(buf_->d_logits_t.data(), buf_->d_logits.data(),
+                           static_cast<std::size_t>(N) * E, st);
+        d_logits = buf_->d_logits_t.data();
     }
     cuda::matmul_backward<T, float>(blas_, dx, g.router, d_logits, x, w.router, N, D, E);
 }
@@ -202,7 +233,8 @@ double MoeFfnGpu<T>::aux_loss() const {
 template <typename T>
 std::vector<int> MoeFfnGpu<T>::last_load() const {
     std::vector<int> load(shape_.n_experts);
-    for (int e = 0; e < shape_.n_experts; e++) load[e] = host_offsets_[e + 1] - host_offsets_[e];
+    for (int e = 0; e < shape_.n_experts; e++)
+        load[e] = buf_->host_offsets[e + 1] - buf_->host_offsets[e];
     return load;
 }
 
@@ -221,11 +253,13 @@ void MoeFfnGpu<T>::reset_load() {
 
 template <typename T>
 std::size_t MoeFfnGpu<T>::bytes() const {
-    return logits_.bytes() + scores_.bytes() + gates_.bytes() + aux_f_.bytes() + seq_loss_.bytes() +
-           d_gates_.bytes() + d_logits_.bytes() + d_logits_t_.bytes() + experts_.bytes() +
-           offsets_.bytes() + row_token_.bytes() + slot_row_.bytes() + load_.bytes() + xs_.bytes() +
-           h13_.bytes() + act_.bytes() + ys_.bytes() + shared_h13_.bytes() + shared_act_.bytes() +
-           d_rows_.bytes() + d_h13_.bytes() + d_act_.bytes();
+    return buf_->logits.bytes() + buf_->scores.bytes() + buf_->gates.bytes() + buf_->aux_f.bytes() +
+           seq_loss_.bytes() + buf_->d_gates.bytes() + buf_->d_logits.bytes() +
+           buf_->d_logits_t.bytes() + buf_->experts.bytes() + buf_->offsets.bytes() +
+           buf_->row_token.bytes() + buf_->slot_row.bytes() + load_.bytes() + buf_->xs.bytes() +
+           buf_->h13.bytes() + buf_->act.bytes() + buf_->ys.bytes() + buf_->shared_h13.bytes() +
+           buf_->shared_act.bytes() + buf_->d_rows.bytes() + buf_->d_h13.bytes() +
+           buf_->d_act.bytes();
 }
 
 template class MoeFfnGpu<float>;

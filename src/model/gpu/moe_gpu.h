@@ -21,6 +21,7 @@
 //   moe.backward(dx, grads, dout, x, weights, N, aux_weight);        // after that forward
 //   moe.tokens_per_expert();                                         // host copy of the load
 #include <cstddef>
+#include <memory>
 #include <vector>
 
 #include "kernels/cuda/device.h"
@@ -31,7 +32,13 @@ namespace agpt {
 template <typename T>
 class MoeFfnGpu {
   public:
-    MoeFfnGpu(const MoeShape& shape, int max_tokens, cuda::Blas& blas);
+    // Routing, saved activations and backward temporaries. Layers that never hold a forward's
+    // state at the same time may share one (activation checkpointing recomputes a layer's forward
+    // before its backward); the per-expert loads and the balance loss stay each layer's own.
+    struct Buffers;
+    MoeFfnGpu(const MoeShape& shape, int max_tokens, cuda::Blas& blas,
+              std::shared_ptr<Buffers> shared = nullptr);
+    const std::shared_ptr<Buffers>& buffers() const { return buf_; }
     const MoeShape& shape() const { return shape_; }
 
     // out (N,D) += MoE(x); x (N,D), sequences of seq_len rows (0: one sequence of N). Keeps what
@@ -45,17 +52,18 @@ class MoeFfnGpu {
     // The last forward's balance loss (0 when aux_loss_alpha is 0); synchronises.
     double aux_loss() const;
 
-    // The last forward's routing, on the device: experts (N,k), gates (N,k), scores (N,E).
-    const int* experts() const { return experts_.data(); }
-    const float* gates() const { return gates_.data(); }
-    const float* scores() const { return scores_.data(); }
+    // The last forward's routing, on the device: experts (N,k), gates (N,k), scores (N,E); with
+    // shared buffers, that of the layer run last (as last_load()).
+    const int* experts() const;
+    const float* gates() const;
+    const float* scores() const;
     // Rows per expert in the last forward (from the host copy of the offsets).
     std::vector<int> last_load() const;
     // Assignments per expert summed over forwards with count_load since reset_load(), kept on
     // the device; the host copy synchronises.
     std::vector<double> tokens_per_expert() const;
     void reset_load();
-    // Device bytes of the routing, saved activations and backward temporaries.
+    // Device bytes of the loads and balance loss, and of the (possibly shared) buffers.
     std::size_t bytes() const;
 
   private:
@@ -63,14 +71,9 @@ class MoeFfnGpu {
     int max_tokens_;
     cuda::Blas& blas_;
     int last_tokens_ = 0, last_seq_len_ = 0;
-    std::vector<int> host_offsets_;
-    cuda::DeviceBuffer<float> logits_, scores_, gates_, aux_f_, seq_loss_, d_gates_, d_logits_;
-    cuda::DeviceBuffer<T> d_logits_t_;  // bf16 copy of d_logits_ for the router's GEMMs
-    cuda::DeviceBuffer<int> experts_, offsets_, row_token_, slot_row_;
+    std::shared_ptr<Buffers> buf_;
+    cuda::DeviceBuffer<float> seq_loss_;  // the last forward's balance loss per sequence
     cuda::DeviceBuffer<double> load_;
-    // Routed experts, (N·k) rows sorted by expert: inputs, w1|w3 outputs, gated hidden, outputs;
-    // the shared experts' (N) rows; backward temporaries (routed and shared take turns).
-    cuda::DeviceBuffer<T> xs_, h13_, act_, ys_, shared_h13_, shared_act_, d_rows_, d_h13_, d_act_;
     cpu::MoePlan plan();
 };
 

@@ -27,11 +27,15 @@ namespace agpt {
 using cuda::bf16;
 using namespace gpu_detail;
 
-// Offsets (in elements) of one layer's parameters in the flat buffers. wk, wv follow wq and w3
-// follows w1, so wq and w1 start the fused qkv and w1|w3 matrices. q_norm, k_norm: 0 without
-// QK-norm.
+// Offsets (in elements) of one layer's parameters in the flat buffers; 0 (the embedding's) for
+// what the layer lacks. wk, wv follow wq and w3 follows w1, so wq and w1 start the fused qkv and
+// w1|w3 matrices. MLA: wq is the plain query projection (0 with q LoRA), wo as above. MoE layers
+// have the router, expert bias and experts in place of w1, w2.
 struct TransformerGpu::LayerOffsets {
     std::size_t attention_norm, wq, wo, q_norm, k_norm, ffn_norm, w1, w2;
+    std::size_t wq_a, mla_q_norm, wq_b, wkv_a, kv_norm, wkv_b;
+    std::size_t router, expert_bias, experts_w1, experts_w2, experts_w3, shared_w1, shared_w2,
+        shared_w3;
 };
 
 namespace {
@@ -51,12 +55,20 @@ std::size_t ffn_in(const ModelArgs& a) {
 }
 
 std::size_t qk_heads(const ModelArgs& a) {
-    return a.qk_norm ? static_cast<std::size_t>(a.n_heads + a.n_kv_heads) : 0;
+    return a.qk_norm && !a.mla ? static_cast<std::size_t>(a.n_heads + a.n_kv_heads) : 0;
+}
+
+// The grouped-query attention's widths: qkv rows, attention output rows, heads (all 0 with MLA,
+// which keeps its own activations in MlaGpu).
+std::size_t gqa_qkv(const ModelArgs& a) {
+    return a.mla ? 0 : static_cast<std::size_t>(a.qkv_dim());
+}
+std::size_t gqa_out(const ModelArgs& a) {
+    return a.mla ? 0 : static_cast<std::size_t>(a.n_heads) * a.head_dim();
 }
 
 ActLayout act_layout(const ModelArgs& a, std::size_t N, std::size_t es, bool with_input) {
-    const std::size_t D = a.dim, F = a.ffn_hidden(), Q = a.qkv_dim(),
-                      A = static_cast<std::size_t>(a.n_heads) * a.head_dim();
+    const std::size_t D = a.dim, F = a.ffn_hidden(), Q = gqa_qkv(a), A = gqa_out(a);
     ActLayout l{};
     std::size_t o = 0;
     auto take = [&](std::size_t bytes) {
@@ -71,7 +83,7 @@ ActLayout act_layout(const ModelArgs& a, std::size_t N, std::size_t es, bool wit
     l.qk_raw = take(N * qk_heads(a) * a.head_dim() * es);
     l.qk_rstd = take(N * qk_heads(a) * 4);
     l.attn = take(N * A * es);
-    l.lse = take(N * a.n_heads * 4);
+    l.lse = take(N * (A > 0 ? a.n_heads : 0) * 4);
     l.h = take(N * D * es);
     l.fnorm = take(N * D * es);
     l.frstd = take(N * 4);
@@ -121,8 +133,7 @@ struct GradLayout {
 };
 
 GradLayout grad_layout(const ModelArgs& a, std::size_t N, std::size_t es) {
-    const std::size_t D = a.dim, F = a.ffn_hidden(), Q = a.qkv_dim(),
-                      A = static_cast<std::size_t>(a.n_heads) * a.head_dim();
+    const std::size_t D = a.dim, F = a.ffn_hidden(), Q = gqa_qkv(a), A = gqa_out(a);
     GradLayout g{};
     g.dres = 0;
     g.dnorm = align256(N * D * es);
@@ -168,15 +179,47 @@ std::vector<ParamView> transformer_param_views(const ModelArgs& args) {
     for (int i = 0; i < args.n_layers; i++) {
         const std::string p = "layers." + std::to_string(i) + ".";
         add(p + "attention_norm.weight", {D}, "norm");
-        add(p + "attention.wq.weight", {args.n_heads * hd, D}, "attention");
-        add(p + "attention.wk.weight", {args.n_kv_heads * hd, D}, "attention");
-        add(p + "attention.wv.weight", {args.n_kv_heads * hd, D}, "attention");
-        add(p + "attention.wo.weight", {D, args.n_heads * hd}, "attention");
-        if (args.qk_norm) {
-            add(p + "attention.q_norm.weight", {hd}, "norm");
-            add(p + "attention.k_norm.weight", {hd}, "norm");
+        if (args.mla) {
+            const int H = args.n_heads, QR = args.q_lora_rank, KVR = args.kv_lora_rank,
+                      P = args.qk_nope_head_dim + args.qk_rope_head_dim;
+            if (QR > 0) {
+                add(p + "attention.wq_a.weight", {QR, D}, "attention");
+                add(p + "attention.q_norm.weight", {QR}, "norm");
+                add(p + "attention.wq_b.weight", {H * P, QR}, "attention");
+            } else {
+                add(p + "attention.wq.weight", {H * P, D}, "attention");
+            }
+            add(p + "attention.wkv_a.weight", {KVR + args.qk_rope_head_dim, D}, "attention");
+            add(p + "attention.kv_norm.weight", {KVR}, "norm");
+            add(p + "attention.wkv_b.weight", {H * (args.qk_nope_head_dim + args.v_head_dim), KVR},
+                "attention");
+            add(p + "attention.wo.weight", {D, H * args.v_head_dim}, "attention");
+        } else {
+            add(p + "attention.wq.weight", {args.n_heads * hd, D}, "attention");
+            add(p + "attention.wk.weight", {args.n_kv_heads * hd, D}, "attention");
+            add(p + "attention.wv.weight", {args.n_kv_heads * hd, D}, "attention");
+            add(p + "attention.wo.weight", {D, args.n_heads * hd}, "attention");
+            if (args.qk_norm) {
+                add(p + "attention.q_norm.weight", {hd}, "norm");
+                add(p + "attention.k_norm.weight", {hd}, "norm");
+            }
         }
         add(p + "ffn_norm.weight", {D}, "norm");
+        if (args.is_moe_layer(i)) {
+            const int E = args.n_experts, FE = args.moe_hidden,
+                      FS = args.n_shared_experts * args.moe_hidden;
+            add(p + "moe.router.gate.weight", {E, D}, "router");
+            add(p + "moe.expert_bias", {E}, "expert_bias");
+            add(p + "moe.experts.w1", {E, FE, D}, "ffn");
+            add(p + "moe.experts.w2", {E, D, FE}, "ffn");
+            add(p + "moe.experts.w3", {E, FE, D}, "ffn");
+            if (FS > 0) {
+                add(p + "moe.shared_experts.w1.weight", {FS, D}, "ffn");
+                add(p + "moe.shared_experts.w2.weight", {D, FS}, "ffn");
+                add(p + "moe.shared_experts.w3.weight", {FS, D}, "ffn");
+            }
+            continue;
+        }
         add(p + "feed_forward.w1.weight", {F, D}, "ffn");
         if (args.ffn == FfnType::swiglu) add(p + "feed_forward.w3.weight", {F, D}, "ffn");
         add(p + "feed_forward.w2.weight", {D, F}, "ffn");
@@ -195,17 +238,19 @@ TransformerGpu::TransformerGpu(const ModelArgs& args, int max_batch, int max_seq
       precision_(precision),
       checkpoint_(checkpoint),
       blas_(stream) {
-    if (args.mla || args.is_moe()) fail("model: MLA and MoE models are not on cuda yet (CPU only)");
     for (const auto& [what, cap] : {std::pair{"attn_softcap", args.attn_softcap},
                                     std::pair{"final_softcap", args.final_softcap}})
         if (!(cap >= 0.0) || !std::isfinite(cap))
             fail("model: {} = {} must be 0 (off) or positive", what, cap);
-    if (args.dim % args.n_heads != 0)
+    // MLA's head sizes are its own (MlaGpu checks them).
+    if (!args.mla && args.dim % args.n_heads != 0)
         fail("model: dim {} is not divisible by n_heads {}", args.dim, args.n_heads);
-    if (args.n_heads % args.n_kv_heads != 0)
+    if (!args.mla && args.n_heads % args.n_kv_heads != 0)
         fail("model: n_heads {} is not divisible by n_kv_heads {}", args.n_heads, args.n_kv_heads);
-    if (args.head_dim() % 2 != 0) fail("model: head_dim {} must be even for RoPE", args.head_dim());
-    if (args.head_dim() > 128) fail("model: head_dim {} is above 128 (cuda)", args.head_dim());
+    if (!args.mla && args.head_dim() % 2 != 0)
+        fail("model: head_dim {} must be even for RoPE", args.head_dim());
+    if (!args.mla && args.head_dim() > 128)
+        fail("model: head_dim {} is above 128 (cuda)", args.head_dim());
     if (max_batch <= 0 || max_seq <= 0)
         fail("model: batch {}×{} must be positive", max_batch, max_seq);
 
@@ -216,17 +261,38 @@ TransformerGpu::TransformerGpu(const ModelArgs& args, int max_batch, int max_seq
     off_output_ = view("output.weight").offset;
     for (int i = 0; i < args.n_layers; i++) {
         const std::string p = "layers." + std::to_string(i) + ".";
+        // 0 where the layer lacks the tensor.
+        auto offset = [&](const std::string& name) -> std::size_t {
+            for (const auto& v : views_)
+                if (v.name == p + name) return v.offset;
+            return 0;
+        };
         LayerOffsets o{};
-        o.attention_norm = view(p + "attention_norm.weight").offset;
-        o.wq = view(p + "attention.wq.weight").offset;
-        o.wo = view(p + "attention.wo.weight").offset;
-        if (args.qk_norm) {
-            o.q_norm = view(p + "attention.q_norm.weight").offset;
-            o.k_norm = view(p + "attention.k_norm.weight").offset;
+        o.attention_norm = offset("attention_norm.weight");
+        o.wq = offset("attention.wq.weight");
+        o.wo = offset("attention.wo.weight");
+        if (args.mla) {
+            o.wq_a = offset("attention.wq_a.weight");
+            o.mla_q_norm = offset("attention.q_norm.weight");
+            o.wq_b = offset("attention.wq_b.weight");
+            o.wkv_a = offset("attention.wkv_a.weight");
+            o.kv_norm = offset("attention.kv_norm.weight");
+            o.wkv_b = offset("attention.wkv_b.weight");
+        } else if (args.qk_norm) {
+            o.q_norm = offset("attention.q_norm.weight");
+            o.k_norm = offset("attention.k_norm.weight");
         }
-        o.ffn_norm = view(p + "ffn_norm.weight").offset;
-        o.w1 = view(p + "feed_forward.w1.weight").offset;
-        o.w2 = view(p + "feed_forward.w2.weight").offset;
+        o.ffn_norm = offset("ffn_norm.weight");
+        o.w1 = offset("feed_forward.w1.weight");
+        o.w2 = offset("feed_forward.w2.weight");
+        o.router = offset("moe.router.gate.weight");
+        o.expert_bias = offset("moe.expert_bias");
+        o.experts_w1 = offset("moe.experts.w1");
+        o.experts_w2 = offset("moe.experts.w2");
+        o.experts_w3 = offset("moe.experts.w3");
+        o.shared_w1 = offset("moe.shared_experts.w1.weight");
+        o.shared_w2 = offset("moe.shared_experts.w2.weight");
+        o.shared_w3 = offset("moe.shared_experts.w3.weight");
         layer_offsets_.push_back(o);
     }
 
@@ -265,6 +331,155 @@ TransformerGpu::TransformerGpu(const ModelArgs& args, int max_batch, int max_seq
     rope_sin_ = cuda::DeviceBuffer<float>(sin_t.size());
     upload_sync(rope_cos_, cos_t.data(), s);
     upload_sync(rope_sin_, sin_t.data(), s);
+
+    // As the CPU model: under full checkpointing one MLA serves every layer and the MoE layers
+    // share their buffers (a layer's forward is recomputed before its backward).
+    auto build_blocks = [&]<typename T>(Blocks<T>& b) {
+        const bool full = checkpoint == ActivationCheckpoint::full;
+        std::shared_ptr<typename MoeFfnGpu<T>::Buffers> moe_buffers;
+        for (int layer = 0; layer < args.n_layers; layer++) {
+            if (args.mla && (!full || layer == 0))
+                b.mla.push_back(
+                    std::make_unique<MlaGpu<T>>(mla_shape_of(args), max_batch, max_seq, blas_));
+            if (!args.is_moe_layer(layer)) {
+                b.moe.push_back(nullptr);
+                continue;
+            }
+            b.moe.push_back(std::make_unique<MoeFfnGpu<T>>(moe_shape_of(args), static_cast<int>(N),
+                                                           blas_, moe_buffers));
+            if (full) moe_buffers = b.moe.back()->buffers();
+        }
+    };
+    if (precision_ == GpuPrecision::bf16)
+        build_blocks(blocks_bf16_);
+    else
+        build_blocks(blocks_f32_);
+    expert_bias_.assign(moe_layer_ids().size(),
+                        std::vector<float>(static_cast<std::size_t>(args.n_experts), 0.0f));
+}
+
+template <typename T>
+TransformerGpu::Blocks<T>& TransformerGpu::blocks() {
+    if constexpr (std::is_same_v<T, float>)
+        return blocks_f32_;
+    else
+        return blocks_bf16_;
+}
+
+template <typename T>
+MlaGpu<T>& TransformerGpu::mla_at(int layer) {
+    auto& mla = blocks<T>().mla;
+    return *mla[mla.size() == 1 ? 0 : layer];
+}
+
+template <typename T>
+MlaWeights<T> TransformerGpu::mla_weights(int layer) const {
+    const T* w = weights<T>();
+    const LayerOffsets& o = layer_offsets_[layer];
+    auto at_offset = [&](std::size_t off) { return off > 0 ? w + off : nullptr; };
+    MlaWeights<T> m;
+    m.wq = at_offset(o.wq);
+    m.wq_a = at_offset(o.wq_a);
+    m.q_norm = at_offset(o.mla_q_norm);
+    m.wq_b = at_offset(o.wq_b);
+    m.wkv_a = at_offset(o.wkv_a);
+    m.kv_norm = at_offset(o.kv_norm);
+    m.wkv_b = at_offset(o.wkv_b);
+    m.wo = at_offset(o.wo);
+    return m;
+}
+
+MlaGrads<float> TransformerGpu::mla_grads(int layer) {
+    float* g = grads_.data();
+    const LayerOffsets& o = layer_offsets_[layer];
+    auto at_offset = [&](std::size_t off) { return off > 0 ? g + off : nullptr; };
+    MlaGrads<float> m;
+    m.wq = at_offset(o.wq);
+    m.wq_a = at_offset(o.wq_a);
+    m.q_norm = at_offset(o.mla_q_norm);
+    m.wq_b = at_offset(o.wq_b);
+    m.wkv_a = at_offset(o.wkv_a);
+    m.kv_norm = at_offset(o.kv_norm);
+    m.wkv_b = at_offset(o.wkv_b);
+    m.wo = at_offset(o.wo);
+    return m;
+}
+
+template <typename T>
+MoeWeights<T> TransformerGpu::moe_weights(int layer) const {
+    const T* w = weights<T>();
+    const LayerOffsets& o = layer_offsets_[layer];
+    auto at_offset = [&](std::size_t off) { return off > 0 ? w + off : nullptr; };
+    MoeWeights<T> m;
+    m.router = at_offset(o.router);
+    m.w1 = at_offset(o.experts_w1);
+    m.w2 = at_offset(o.experts_w2);
+    m.w3 = at_offset(o.experts_w3);
+    m.shared_w1 = at_offset(o.shared_w1);
+    m.shared_w2 = at_offset(o.shared_w2);
+    m.shared_w3 = at_offset(o.shared_w3);
+    m.expert_bias = params_.data() + o.expert_bias;  // the router adds it in fp32
+    return m;
+}
+
+MoeGrads<float> TransformerGpu::moe_grads(int layer) {
+    float* g = grads_.data();
+    const LayerOffsets& o = layer_offsets_[layer];
+    auto at_offset = [&](std::size_t off) { return off > 0 ? g + off : nullptr; };
+    MoeGrads<float> m;
+    m.router = at_offset(o.router);
+    m.w1 = at_offset(o.experts_w1);
+    m.w2 = at_offset(o.experts_w2);
+    m.w3 = at_offset(o.experts_w3);
+    m.shared_w1 = at_offset(o.shared_w1);
+    m.shared_w2 = at_offset(o.shared_w2);
+    m.shared_w3 = at_offset(o.shared_w3);
+    return m;
+}
+
+std::vector<int> TransformerGpu::moe_layer_ids() const {
+    std::vector<int> ids;
+    for (int layer = 0; layer < args_.n_layers; layer++)
+        if (args_.is_moe_layer(layer)) ids.push_back(layer);
+    return ids;
+}
+
+std::vector<std::vector<double>> TransformerGpu::expert_loads() const {
+    std::vector<std::vector<double>> loads;
+    for (int layer : moe_layer_ids())
+        loads.push_back(precision_ == GpuPrecision::bf16
+                            ? blocks_bf16_.moe[layer]->tokens_per_expert()
+                            : blocks_f32_.moe[layer]->tokens_per_expert());
+    return loads;
+}
+
+void TransformerGpu::update_expert_bias(const std::vector<std::vector<double>>& loads,
+                                        double coeff) {
+    const std::vector<int> ids = moe_layer_ids();
+    if (loads.size() != ids.size())
+        fail("model: expert loads for {} MoE layers, the model has {}", loads.size(), ids.size());
+    const cudaStream_t s = blas_.stream();
+    AGPT_CUDA_CHECK(cudaStreamSynchronize(s));
+    for (std::size_t i = 0; i < ids.size(); i++) {
+        std::vector<float>& bias = expert_bias_[i];
+        agpt::update_expert_bias(bias.data(), loads[i], coeff);
+        AGPT_CUDA_CHECK(cudaMemcpyAsync(params_.data() + layer_offsets_[ids[i]].expert_bias,
+                                        bias.data(), bias.size() * sizeof(float),
+                                        cudaMemcpyHostToDevice, s));
+        if (precision_ == GpuPrecision::bf16)
+            blocks_bf16_.moe[ids[i]]->reset_load();
+        else
+            blocks_f32_.moe[ids[i]]->reset_load();
+    }
+    AGPT_CUDA_CHECK(cudaStreamSynchronize(s));  // the host copies stay valid until then
+}
+
+double TransformerGpu::moe_aux_loss() const {
+    double sum = 0.0;
+    for (int layer : moe_layer_ids())
+        sum += precision_ == GpuPrecision::bf16 ? blocks_bf16_.moe[layer]->aux_loss()
+                                                : blocks_f32_.moe[layer]->aux_loss();
+    return sum;
 }
 
 TransformerGpu::~TransformerGpu() {
@@ -282,8 +497,19 @@ std::size_t TransformerGpu::state_bytes() const {
 }
 
 std::size_t TransformerGpu::activation_bytes() const {
+    std::size_t blocks = 0;
+    auto add = [&](const auto& b) {
+        for (const auto& m : b.mla) blocks += m->bytes();
+        for (const auto& m : b.moe)
+            if (m) {
+                blocks += m->bytes();
+                if (checkpoint_ == ActivationCheckpoint::full) break;  // one set of shared buffers
+            }
+    };
+    add(blocks_f32_);
+    add(blocks_bf16_);
     return arena_.bytes() + dacts_.bytes() + scratch_.bytes() + losses_.bytes() + tokens_.bytes() +
-           targets_.bytes();
+           targets_.bytes() + blocks;
 }
 
 void TransformerGpu::params_changed() {
@@ -292,6 +518,11 @@ void TransformerGpu::params_changed() {
 }
 
 void TransformerGpu::upload_params(const float* host) {
+    const std::vector<int> moe_ids = moe_layer_ids();
+    for (std::size_t i = 0; i < moe_ids.size(); i++) {
+        const float* bias = host + layer_offsets_[moe_ids[i]].expert_bias;
+        std::copy(bias, bias + expert_bias_[i].size(), expert_bias_[i].begin());
+    }
     upload_sync(params_, host, blas_.stream());
     params_changed();
     AGPT_CUDA_CHECK(cudaStreamSynchronize(blas_.stream()));
@@ -384,30 +615,49 @@ void TransformerGpu::forward_layer(int layer, int B, int T_len, bool recompute) 
     cuda::rmsnorm_forward<T>(anorm, at<float>(arena_, base + l.arstd), x, w + p.attention_norm, N,
                              D, eps, s);
     mark("rmsnorm");
-    cuda::matmul_forward<T>(blas_, qkv, anorm, w + p.wq, N, D, Q);
-    mark("gemm qkv");
-    if (args_.qk_norm) {
-        // Keep q|k before the norm for backward, then normalise each head in place.
-        T* raw = at<T>(arena_, base + l.qk_raw);
-        float* rstd = at<float>(arena_, base + l.qk_rstd);
-        copy_columns_async(raw, QK, qkv, Q, QK, N, s);
-        cuda::rmsnorm_heads_forward<T>(qkv, Q, rstd, raw, QK, w + p.q_norm, N, H, hd, eps, s);
-        cuda::rmsnorm_heads_forward<T>(qkv + H * hd, Q, rstd + maxN * H, raw + H * hd, QK,
-                                       w + p.k_norm, N, KV, hd, eps, s);
-        mark("qk-norm");
+    if (args_.mla) {
+        copy_async(h, x, ND * sizeof(T), s);
+        mark("residual copy");
+        mla_at<T>(layer).forward(h, anorm, mla_weights<T>(layer), B, T_len);
+        mark("mla");
+    } else {
+        cuda::matmul_forward<T>(blas_, qkv, anorm, w + p.wq, N, D, Q);
+        mark("gemm qkv");
+        if (args_.qk_norm) {
+            // Keep q|k before the norm for backward, then normalise each head in place.
+            T* raw = at<T>(arena_, base + l.qk_raw);
+            float* rstd = at<float>(arena_, base + l.qk_rstd);
+            copy_columns_async(raw, QK, qkv, Q, QK, N, s);
+            cuda::rmsnorm_heads_forward<T>(qkv, Q, rstd, raw, QK, w + p.q_norm, N, H, hd, eps, s);
+            cuda::rmsnorm_heads_forward<T>(qkv + H * hd, Q, rstd + maxN * H, raw + H * hd, QK,
+                                           w + p.k_norm, N, KV, hd, eps, s);
+            mark("qk-norm");
+        }
+        cuda::rope_forward_vec<T>(qkv, rope_cos_.data(), rope_sin_.data(), B, T_len, H + KV, hd, Q,
+                                  s);
+        mark("rope");
+        cuda::attention_forward<T>(attn, at<float>(arena_, base + l.lse), qkv, B, T_len, H, KV, hd,
+                                   static_cast<float>(args_.attn_softcap), s);
+        mark("attention");
+        copy_async(h, x, ND * sizeof(T), s);
+        mark("residual copy");
+        cuda::matmul_forward<T>(blas_, h, attn, w + p.wo, N, A, D, true);
+        mark("gemm wo");
     }
-    cuda::rope_forward_vec<T>(qkv, rope_cos_.data(), rope_sin_.data(), B, T_len, H + KV, hd, Q, s);
-    mark("rope");
-    cuda::attention_forward<T>(attn, at<float>(arena_, base + l.lse), qkv, B, T_len, H, KV, hd,
-                               static_cast<float>(args_.attn_softcap), s);
-    mark("attention");
-    copy_async(h, x, ND * sizeof(T), s);
-    mark("residual copy");
-    cuda::matmul_forward<T>(blas_, h, attn, w + p.wo, N, A, D, true);
-    mark("gemm wo");
     cuda::rmsnorm_forward<T>(fnorm, at<float>(arena_, base + l.frstd), h, w + p.ffn_norm, N, D, eps,
                              s);
     mark("rmsnorm");
+    if (args_.is_moe_layer(layer)) {
+        // A recompute routes again (count_load_ is off then: the loads are counted once) and
+        // rewrites the next layer's saved input with the same bits.
+        T* x_next = at<T>(arena_, m.input(layer + 1));
+        copy_async(x_next, h, ND * sizeof(T), s);
+        mark("residual copy");
+        blocks<T>().moe[layer]->forward(x_next, fnorm, moe_weights<T>(layer), N, count_load_,
+                                        T_len);
+        mark("moe");
+        return;
+    }
     cuda::matmul_forward<T>(blas_, h13, fnorm, w + p.w1, N, D, FI);
     if (args_.ffn == FfnType::swiglu) {
         mark("gemm w1|w3");
@@ -453,7 +703,7 @@ void TransformerGpu::head_impl(int N, double grad_scale, bool backward) {
 }
 
 template <typename T>
-void TransformerGpu::backward_impl(int B, int T_len) {
+void TransformerGpu::backward_impl(int B, int T_len, double grad_scale) {
     const int N = B * T_len, D = args_.dim;
     const std::size_t maxN = static_cast<std::size_t>(max_batch_) * max_seq_;
     const ArenaMap m = arena_map(args_, maxN, sizeof(T), checkpoint_);
@@ -470,7 +720,7 @@ void TransformerGpu::backward_impl(int B, int T_len) {
     grads_ready(off_norm_, n_params_);
     for (int layer = args_.n_layers - 1; layer >= 0; layer--) {
         if (m.full) forward_layer<T>(layer, B, T_len, true);
-        backward_layer<T>(layer, B, T_len);
+        backward_layer<T>(layer, B, T_len, grad_scale);
         grads_ready(
             layer_offsets_[layer].attention_norm,
             layer + 1 < args_.n_layers ? layer_offsets_[layer + 1].attention_norm : off_norm_);
@@ -481,7 +731,7 @@ void TransformerGpu::backward_impl(int B, int T_len) {
 }
 
 template <typename T>
-void TransformerGpu::backward_layer(int layer, int B, int T_len) {
+void TransformerGpu::backward_layer(int layer, int B, int T_len, double grad_scale) {
     const int N = B * T_len, D = args_.dim, F = args_.ffn_hidden(), Q = args_.qkv_dim(),
               H = args_.n_heads, KV = args_.n_kv_heads, hd = args_.head_dim(), A = H * hd,
               QK = (H + KV) * hd, FI = static_cast<int>(ffn_in(args_));
@@ -500,53 +750,70 @@ void TransformerGpu::backward_layer(int layer, int B, int T_len) {
     T* d_qkv = at<T>(dacts_, gl.dqkv);
     const std::size_t base = m.saved(layer);
     const LayerOffsets& p = layer_offsets_[layer];
-    // FFN: x_next = h + w2(swiglu(w1|w3 · ffn_norm(h)))  or  h + w2(relu2(w1 · ffn_norm(h)))
-    linear_backward<T>(blas_, d_gate, g + p.w2, dres, at<T>(arena_, base + l.gate), w + p.w2, N, F,
-                       D);
-    mark("gemm w2 backward");
-    if (args_.ffn == FfnType::swiglu) {
-        cuda::swiglu_backward_overwrite<T>(d_h13, d_gate, at<T>(arena_, base + l.h13), N, F, s);
-        mark("swiglu backward");
+    const std::size_t ND = static_cast<std::size_t>(N) * D;
+    // FFN: x_next = h + w2(swiglu(w1|w3 · ffn_norm(h)))  or  h + w2(relu2(w1 · ffn_norm(h))),
+    // or h + MoE(ffn_norm(h)) with the balance loss's gradient weighted as the CPU model's.
+    if (args_.is_moe_layer(layer)) {
+        memset_async(d_norm, ND * sizeof(T), s);
+        blocks<T>().moe[layer]->backward(d_norm, moe_grads(layer), dres,
+                                         at<T>(arena_, base + l.fnorm), moe_weights<T>(layer), N,
+                                         grad_scale * N);
+        mark("moe backward");
     } else {
-        cuda::relu2_backward<T>(d_h13, d_gate, at<T>(arena_, base + l.h13), N, F, false, s);
-        mark("relu2 backward");
+        linear_backward<T>(blas_, d_gate, g + p.w2, dres, at<T>(arena_, base + l.gate), w + p.w2, N,
+                           F, D);
+        mark("gemm w2 backward");
+        if (args_.ffn == FfnType::swiglu) {
+            cuda::swiglu_backward_overwrite<T>(d_h13, d_gate, at<T>(arena_, base + l.h13), N, F, s);
+            mark("swiglu backward");
+        } else {
+            cuda::relu2_backward<T>(d_h13, d_gate, at<T>(arena_, base + l.h13), N, F, false, s);
+            mark("relu2 backward");
+        }
+        linear_backward<T>(blas_, d_norm, g + p.w1, d_h13, at<T>(arena_, base + l.fnorm), w + p.w1,
+                           N, D, FI);
+        mark(args_.ffn == FfnType::swiglu ? "gemm w1|w3 backward" : "gemm w1 backward");
     }
-    linear_backward<T>(blas_, d_norm, g + p.w1, d_h13, at<T>(arena_, base + l.fnorm), w + p.w1, N,
-                       D, FI);
-    mark(args_.ffn == FfnType::swiglu ? "gemm w1|w3 backward" : "gemm w1 backward");
     cuda::rmsnorm_backward_vec<T>(dres, g + p.ffn_norm, d_norm, at<T>(arena_, base + l.h),
                                   w + p.ffn_norm, at<float>(arena_, base + l.frstd), N, D, s);
     mark("rmsnorm backward");
-    // Attention: h = x + wo · attn(rope(qk_norm(wqkv · attention_norm(x))))
-    linear_backward<T>(blas_, d_attn, g + p.wo, dres, at<T>(arena_, base + l.attn), w + p.wo, N, A,
-                       D);
-    mark("gemm wo backward");
-    memset_async(d_qkv, static_cast<std::size_t>(N) * Q * sizeof(T), s);
-    mark("memset");
-    cuda::attention_backward<T>(d_qkv, d_attn, at<T>(arena_, base + l.qkv),
-                                at<T>(arena_, base + l.attn), at<float>(arena_, base + l.lse), B,
-                                T_len, H, KV, hd, static_cast<float>(args_.attn_softcap), s);
-    mark("attention backward");
-    cuda::rope_backward_vec<T>(d_qkv, rope_cos_.data(), rope_sin_.data(), B, T_len, H + KV, hd, Q,
-                               s);
-    mark("rope backward");
-    if (args_.qk_norm) {
-        // d_qkv's q|k columns hold d(normalised q|k); replace them with d(raw q|k).
-        T* d_qk = at<T>(dacts_, gl.dqk);
-        const T* raw = at<T>(arena_, base + l.qk_raw);
-        const float* rstd = at<float>(arena_, base + l.qk_rstd);
-        memset_async(d_qk, static_cast<std::size_t>(N) * QK * sizeof(T), s);
-        cuda::rmsnorm_heads_backward<T>(d_qk, QK, g + p.q_norm, d_qkv, Q, raw, QK, w + p.q_norm,
-                                        rstd, N, H, hd, s);
-        cuda::rmsnorm_heads_backward<T>(d_qk + H * hd, QK, g + p.k_norm, d_qkv + H * hd, Q,
-                                        raw + H * hd, QK, w + p.k_norm, rstd + maxN * H, N, KV, hd,
-                                        s);
-        copy_columns_async(d_qkv, Q, d_qk, QK, QK, N, s);
-        mark("qk-norm backward");
+    // Attention: h = x + wo · attn(rope(qk_norm(wqkv · attention_norm(x)))), or x + MLA(...)
+    if (args_.mla) {
+        memset_async(d_norm, ND * sizeof(T), s);
+        mla_at<T>(layer).backward(d_norm, mla_grads(layer), dres, at<T>(arena_, base + l.anorm),
+                                  mla_weights<T>(layer), B, T_len);
+        mark("mla backward");
+    } else {
+        linear_backward<T>(blas_, d_attn, g + p.wo, dres, at<T>(arena_, base + l.attn), w + p.wo, N,
+                           A, D);
+        mark("gemm wo backward");
+        memset_async(d_qkv, static_cast<std::size_t>(N) * Q * sizeof(T), s);
+        mark("memset");
+        cuda::attention_backward<T>(d_qkv, d_attn, at<T>(arena_, base + l.qkv),
+                                    at<T>(arena_, base + l.attn), at<float>(arena_, base + l.lse),
+                                    B, T_len, H, KV, hd, static_cast<float>(args_.attn_softcap), s);
+        mark("attention backward");
+        cuda::rope_backward_vec<T>(d_qkv, rope_cos_.data(), rope_sin_.data(), B, T_len, H + KV, hd,
+                                   Q, s);
+        mark("rope backward");
+        if (args_.qk_norm) {
+            // d_qkv's q|k columns hold d(normalised q|k); replace them with d(raw q|k).
+            T* d_qk = at<T>(dacts_, gl.dqk);
+            const T* raw = at<T>(arena_, base + l.qk_raw);
+            const float* rstd = at<float>(arena_, base + l.qk_rstd);
+            memset_async(d_qk, static_cast<std::size_t>(N) * QK * sizeof(T), s);
+            cuda::rmsnorm_heads_backward<T>(d_qk, QK, g + p.q_norm, d_qkv, Q, raw, QK, w + p.q_norm,
+                                            rstd, N, H, hd, s);
+            cuda::rmsnorm_heads_backward<T>(d_qk + H * hd, QK, g + p.k_norm, d_qkv + H * hd, Q,
+                                            raw + H * hd, QK, w + p.k_norm, rstd + maxN * H, N, KV,
+                                            hd, s);
+            copy_columns_async(d_qkv, Q, d_qk, QK, QK, N, s);
+            mark("qk-norm backward");
+        }
+        linear_backward<T>(blas_, d_norm, g + p.wq, d_qkv, at<T>(arena_, base + l.anorm), w + p.wq,
+                           N, D, Q);
+        mark("gemm qkv backward");
     }
-    linear_backward<T>(blas_, d_norm, g + p.wq, d_qkv, at<T>(arena_, base + l.anorm), w + p.wq, N,
-                       D, Q);
-    mark("gemm qkv backward");
     cuda::rmsnorm_backward_vec<T>(dres, g + p.attention_norm, d_norm, at<T>(arena_, m.input(layer)),
                                   w + p.attention_norm, at<float>(arena_, base + l.arstd), N, D, s);
     mark("rmsnorm backward");
@@ -568,14 +835,19 @@ void TransformerGpu::run_forward_backward(const int32_t* tokens, const int32_t* 
     upload_batch(tokens, targets, B, T);
     mark("token upload");
     const int N = B * T;
+    // Training forwards count the routing for the expert-bias update; the recomputations under
+    // checkpointing and the evaluation forwards do not.
+    count_load_ = true;
     if (precision_ == GpuPrecision::bf16) {
         forward_impl<bf16>(B, T);
+        count_load_ = false;
         head_impl<bf16>(N, grad_scale, true);
-        backward_impl<bf16>(B, T);
+        backward_impl<bf16>(B, T, grad_scale);
     } else {
         forward_impl<float>(B, T);
+        count_load_ = false;
         head_impl<float>(N, grad_scale, true);
-        backward_impl<float>(B, T);
+        backward_impl<float>(B, T, grad_scale);
     }
 }
 

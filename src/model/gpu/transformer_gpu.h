@@ -12,7 +12,11 @@
 // Every architecture switch of the dense model runs here (qk_norm, attn_softcap, final_softcap,
 // the ReLU² FFN), and activation checkpointing (ActivationCheckpoint::full: each layer's input is
 // kept, its working set recomputed before its backward; same losses and gradients bit for bit).
-// MLA and MoE are refused ("not on cuda yet").
+// MLA attention (MlaGpu) and MoE FFN layers (MoeFfnGpu, from n_dense_layers on) run as in the CPU
+// Transformer: the balance loss's gradient is weighted grad_scale·B·T, training forwards count
+// the per-expert loads, and update_expert_bias applies the aux-loss-free rule. Under full
+// checkpointing, as on the CPU, the layers share one MlaGpu and one set of MoE buffers, and the
+// recomputation routes again without counting the loads.
 //
 // Compiled only with the CUDA backend (AGPT_HAVE_CUDA). Intended use:
 //   TransformerGpu model(args, B, T, GpuPrecision::bf16);
@@ -24,11 +28,14 @@
 //   double loss_sum = model.take_loss_sum();   // synchronises
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "kernels/cuda/device.h"
 #include "model/gpu/gpu_model.h"
+#include "model/gpu/mla_gpu.h"
+#include "model/gpu/moe_gpu.h"
 #include "model/model_args.h"
 #include "model/transformer.h"
 
@@ -98,6 +105,13 @@ class TransformerGpu final : public GpuModel {
     using OpHook = std::function<void(const char* op)>;
     void set_op_hook(OpHook hook) { op_hook_ = std::move(hook); }
 
+    // MoE (GpuModel's). The expert biases are parameters no optimizer trains: update_expert_bias
+    // writes them from the values it last set (upload_params, its own steps), which also undoes
+    // an optimizer step over the whole flat buffer (the device AdamW's weight decay).
+    std::vector<std::vector<double>> expert_loads() const override;
+    void update_expert_bias(const std::vector<std::vector<double>>& loads, double coeff) override;
+    double moe_aux_loss() const override;
+
     // Device bytes held: parameters + gradients + weight copy (the optimizer's state is its
     // own), and activations + backward temporaries + head scratch.
     std::size_t state_bytes() const override;
@@ -119,6 +133,28 @@ class TransformerGpu final : public GpuModel {
         if (op_hook_) op_hook_(op);
     }
 
+    // The MLA and MoE layers for the precision in use (null where a layer has none; one MLA for
+    // all layers and MoE layers sharing their buffers under full checkpointing).
+    template <typename T>
+    struct Blocks {
+        std::vector<std::unique_ptr<MlaGpu<T>>> mla;
+        std::vector<std::unique_ptr<MoeFfnGpu<T>>> moe;
+    };
+    template <typename T>
+    Blocks<T>& blocks();
+    template <typename T>
+    MlaGpu<T>& mla_at(int layer);
+    template <typename T>
+    MlaWeights<T> mla_weights(int layer) const;
+    MlaGrads<float> mla_grads(int layer);
+    template <typename T>
+    MoeWeights<T> moe_weights(int layer) const;
+    MoeGrads<float> moe_grads(int layer);
+    std::vector<int> moe_layer_ids() const;
+    bool count_load_ = false;  // training forwards count the per-expert loads
+    // The expert biases as update_expert_bias last set them, per MoE layer.
+    std::vector<std::vector<float>> expert_bias_;
+
     cuda::Blas blas_;
     cuda::DeviceBuffer<float> params_, grads_;
     cuda::DeviceBuffer<cuda::bf16> params_bf16_;
@@ -128,6 +164,8 @@ class TransformerGpu final : public GpuModel {
     cuda::DeviceBuffer<float> rope_cos_, rope_sin_, losses_;
     cuda::DeviceBuffer<int32_t> tokens_, targets_;
     cuda::DeviceBuffer<double> scalars_;  // [0] loss sum, [1] grad norm
+    Blocks<float> blocks_f32_;            // after blas_, which they run on
+    Blocks<cuda::bf16> blocks_bf16_;
 
     void upload_batch(const int32_t* tokens, const int32_t* targets, int B, int T);
     void run_forward_backward(const int32_t* tokens, const int32_t* targets, int B, int T,
@@ -139,11 +177,11 @@ class TransformerGpu final : public GpuModel {
     template <typename T>
     void forward_layer(int layer, int B, int T_len, bool recompute);
     template <typename T>
-    void backward_layer(int layer, int B, int T_len);
+    void backward_layer(int layer, int B, int T_len, double grad_scale);
     template <typename T>
     void head_impl(int N, double grad_scale, bool backward);
     template <typename T>
-    void backward_impl(int B, int T_len);
+    void backward_impl(int B, int T_len, double grad_scale);
     template <typename T>
     void logits_impl(int N, float* out_device);
 };
