@@ -9,13 +9,14 @@
 #include "model/model_args.h"
 #include "optim/grad_clip.h"
 
+#include "model/transformer.h"
+
 #if defined(AGPT_HAVE_CUDA)
 #include "dist/nccl_communicator.h"
 #include "kernels/cuda/device.h"
 #include "kernels/cuda/gemm.h"
 #include "model/gpu/transformer_gpu.h"
 #include "model/model_zoo.h"
-#include "model/transformer.h"
 #include "optim/adamw_group.h"
 #include "optim/param_state.h"
 #endif
@@ -61,14 +62,6 @@ void check_cuda_training(const JobConfig& cfg, int ranks) {
         "training.device = cuda: this build has no CUDA backend (configure with the CUDA "
         "toolkit installed and AGPT_CUDA on); use training.device = cpu");
 #endif
-}
-
-void require_cpu_device(const JobConfig& cfg, const std::string& tool) {
-    if (cfg.training.device != "cpu")
-        fail(
-            "training.device = {}: {} runs on the CPU only so far (agpt train, bench and lr-find "
-            "run on cuda)",
-            cfg.training.device, tool);
 }
 
 double cuda_table_peak_tflops(const std::string& device_name) {
@@ -144,6 +137,26 @@ class CudaModel final : public LanguageModel {
         std::copy(all.end() - static_cast<long>(V), all.end(), out);
     }
     std::size_t activation_bytes() const override { return gpu_->activation_bytes(); }
+
+    void token_logprobs(const int32_t* tokens, const int32_t* targets, int B, int T,
+                        double* logprobs) {
+        push_params();
+        gpu_->token_logprobs(tokens, targets, B, T, logprobs);
+    }
+    double forward_backward_weighted(const int32_t* tokens, const int32_t* targets,
+                                     const float* weights, int B, int T) {
+        push_params();
+        return gpu_->forward_backward_weighted(tokens, targets, weights, B, T);
+    }
+    // The CPU twin, current with the device (downloaded only after the device has changed).
+    Transformer& sampler() {
+        auto* twin = dynamic_cast<Transformer*>(host_.get());
+        if (twin == nullptr)
+            fail("sampling: the cuda model's CPU twin is not the agpt transformer");
+        if (!host_current_) gpu_->download_params(host_->params().data());
+        host_current_ = true;
+        return *twin;
+    }
 
     double clip_grad_norm(double max_norm) { return gpu_->clip_grad_norm(max_norm); }
     // The device parameters as an optimizer is about to change them; host copies go stale.
@@ -280,6 +293,11 @@ std::unique_ptr<LanguageModel> make_cuda_model(const JobConfig& cfg, int vocab_s
                                                int max_seq) {
     ModelArgs args = resolve_model_args(cfg.model.flavor, cfg.model.switches());
     if (vocab_size > 0) args.vocab_size = vocab_size;
+    return make_cuda_model(cfg, args, max_batch, max_seq);
+}
+
+std::unique_ptr<LanguageModel> make_cuda_model(const JobConfig& cfg, const ModelArgs& args,
+                                               int max_batch, int max_seq) {
     const GpuPrecision precision =
         cfg.training.mixed_precision_param == "float32" ? GpuPrecision::fp32 : GpuPrecision::bf16;
     return std::make_unique<CudaModel>(
@@ -355,6 +373,9 @@ double cuda_memory_used_gib() {
 std::unique_ptr<LanguageModel> make_cuda_model(const JobConfig&, int, int, int) {
     fail("training.device = cuda: this build has no CUDA backend");
 }
+std::unique_ptr<LanguageModel> make_cuda_model(const JobConfig&, const ModelArgs&, int, int) {
+    fail("training.device = cuda: this build has no CUDA backend");
+}
 std::unique_ptr<Optimizer> make_cuda_optimizer(const JobConfig&, LanguageModel&) {
     fail("training.device = cuda: this build has no CUDA backend");
 }
@@ -379,5 +400,40 @@ double cuda_memory_used_gib() {
 }
 
 #endif
+
+namespace {
+
+Transformer& agpt_transformer(LanguageModel& model) {
+    auto* t = dynamic_cast<Transformer*>(&model);
+    if (t == nullptr) fail("sft and rl: the model is not the agpt transformer (model.name = agpt)");
+    return *t;
+}
+
+}  // namespace
+
+void model_token_logprobs(LanguageModel& model, const int32_t* tokens, const int32_t* targets,
+                          int B, int T, double* logprobs) {
+#if defined(AGPT_HAVE_CUDA)
+    if (auto* m = dynamic_cast<CudaModel*>(&model))
+        return m->token_logprobs(tokens, targets, B, T, logprobs);
+#endif
+    agpt_transformer(model).token_logprobs(tokens, targets, B, T, logprobs);
+}
+
+double model_forward_backward_weighted(LanguageModel& model, const int32_t* tokens,
+                                       const int32_t* targets, const float* weights, int B, int T) {
+#if defined(AGPT_HAVE_CUDA)
+    if (auto* m = dynamic_cast<CudaModel*>(&model))
+        return m->forward_backward_weighted(tokens, targets, weights, B, T);
+#endif
+    return agpt_transformer(model).forward_backward_weighted(tokens, targets, weights, B, T);
+}
+
+Transformer& sampling_transformer(LanguageModel& model) {
+#if defined(AGPT_HAVE_CUDA)
+    if (auto* m = dynamic_cast<CudaModel*>(&model)) return m->sampler();
+#endif
+    return agpt_transformer(model);
+}
 
 }  // namespace agpt
