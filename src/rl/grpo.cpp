@@ -168,8 +168,8 @@ GrpoSummary run_grpo(const JobConfig& given, std::FILE* progress) {
     Timer run_timer;
     for (int step = first_step; step <= cfg.training.steps; step++) {
         Timer step_timer, gen_timer;
-        Transformer& sampler =
-            sampling_transformer(model);  // on cuda: downloads this step's weights
+        // On cuda the CPU twin that samples gets this step's weights here, once.
+        Transformer& sampler = sampling_transformer(model);
         Rollouts r;
         for (int p = 0; p < P; p++) {
             const TaskExample ex =

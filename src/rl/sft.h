@@ -40,7 +40,8 @@ const RLTask& job_task(const JobConfig& cfg, int& difficulty);
 // kept as activation_checkpoint.mode says. Fails naming the key for what cuda does not run.
 std::unique_ptr<LanguageModel> make_rl_model(const JobConfig& cfg, const ModelArgs& args,
                                              int max_batch, int max_seq);
-// " | sampling on the CPU twin ..." for the run's log line on cuda, empty on cpu.
+// What the run's first log line adds on cuda (training on the device, sampling on the CPU
+// twin); empty on cpu.
 std::string rl_device_note(const JobConfig& cfg);
 
 SftSummary run_sft(const JobConfig& cfg, std::FILE* progress = stdout);

@@ -7,9 +7,8 @@
 #include "core/error.h"
 #include "core/timer.h"
 #include "model/model_args.h"
-#include "optim/grad_clip.h"
-
 #include "model/transformer.h"
+#include "optim/grad_clip.h"
 
 #if defined(AGPT_HAVE_CUDA)
 #include "dist/nccl_communicator.h"
