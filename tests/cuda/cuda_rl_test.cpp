@@ -16,9 +16,14 @@
 
 #include "core/error.h"
 #include "cuda_test_util.h"
+#include "model/model_args.h"
+#include "model/transformer.h"
 #include "rl/grpo.h"
+#include "rl/rollout.h"
 #include "rl/sft.h"
 #include "train/config.h"
+#include "train/cuda_training.h"
+#include "train/trainer.h"
 
 namespace agpt::cuda::test {
 namespace {
@@ -154,6 +159,52 @@ TEST(CudaRl, GrpoMatchesTheCpuRun) {
     EXPECT_EQ(completion_lines(fs::path(gpu.run_dir) / "rl.log"),
               completion_lines(fs::path(cpu.run_dir) / "rl.log"));
     fs::remove_all(dump);
+}
+
+// The CPU twin that samples follows the device: after each optimizer step on the device,
+// sampling_transformer holds the device's weights (the CPU model's after the same steps, 1e-5)
+// and samples what the CPU model samples.
+TEST(CudaRl, SamplingTwinFollowsTheDeviceAfterEachStep) {
+    AGPT_REQUIRE_CUDA_DEVICE();
+    const JobConfig cfg = load_job_config("", {{"model.flavor", "tiny"},
+                                               {"training.device", "cuda"},
+                                               {"training.mixed_precision_param", "float32"},
+                                               {"optimizer.lr", "1e-2"}});
+    ModelArgs args = resolve_model_args(cfg.model.flavor, cfg.model.switches());
+    args.vocab_size = 258;
+    const int B = 2, T = 8;
+    const auto gpu = make_rl_model(cfg, args, B, T);
+    Transformer cpu(args, B, T);
+    gpu->init_weights("agpt", 7);
+    cpu.init_weights("agpt", 7);
+    const std::vector<float> initial = cpu.params();
+    const auto gpu_opt = make_cuda_optimizer(cfg, *gpu);
+    const auto cpu_opt = make_model_optimizer(cfg, cpu);
+    Rng rng(31);
+    const std::vector<int32_t> prompt = random_tokens(5, args.vocab_size, rng);
+    for (int step = 1; step <= 2; step++) {
+        const auto tokens = random_tokens(B * T, args.vocab_size, rng);
+        const auto targets = random_tokens(B * T, args.vocab_size, rng);
+        const auto weights = random_floats(B * T, rng, -1.0f, 1.0f);
+        gpu->zero_grad();
+        cpu.zero_grad();
+        model_forward_backward_weighted(*gpu, tokens.data(), targets.data(), weights.data(), B, T);
+        model_forward_backward_weighted(cpu, tokens.data(), targets.data(), weights.data(), B, T);
+        gpu_opt->step(1.0);
+        cpu_opt->step(1.0);
+        const std::vector<float>& twin = sampling_transformer(*gpu).params();
+        ASSERT_EQ(twin.size(), cpu.params().size());
+        double diff = 0.0, moved = 0.0;
+        for (std::size_t i = 0; i < twin.size(); i++) {
+            diff = std::max(diff, static_cast<double>(std::abs(twin[i] - cpu.params()[i])));
+            moved = std::max(moved, static_cast<double>(std::abs(cpu.params()[i] - initial[i])));
+        }
+        EXPECT_LT(diff, 1e-5) << "step " << step;
+        EXPECT_GT(moved, 1e-3) << "step " << step;
+        EXPECT_EQ(sample_completion(sampling_transformer(*gpu), prompt, 6, 1.0, -1, 40 + step),
+                  sample_completion(cpu, prompt, 6, 1.0, -1, 40 + step))
+            << "step " << step;
+    }
 }
 
 // What cuda does not run is refused before any work, naming the key.
