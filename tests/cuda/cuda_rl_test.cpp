@@ -110,10 +110,10 @@ TEST(CudaRl, SftMatchesTheCpuRun) {
 
 // GRPO from one CPU sft run (partly right, so that groups have mixed rewards and the advantages
 // are not all 0), two steps of two epochs each (the re-scoring of the moved policy), the KL term
-// on: the same rewards, losses within 1e-4. optimizer.eps 1e-4: the policy gradient nearly
-// cancels in many weights, and with eps 1e-8 AdamW's first step turns such a gradient into a
-// ±lr update whose sign rounding decides, so the two devices' weights would part by lr there
-// (measured: losses 1.4e-4 apart after one step); with eps 1e-4 they stay ~1e-6 apart.
+// on: the same rewards, losses within 1e-4; and a bf16 step. optimizer.eps 1e-4: the policy
+// gradient nearly cancels in many weights, and with eps 1e-8 AdamW's first step turns such a
+// gradient into a ±lr update whose sign rounding decides, so the two devices' weights would part by
+// lr there (measured: losses 1.4e-4 apart after one step); with eps 1e-4 they stay ~1e-6 apart.
 TEST(CudaRl, GrpoMatchesTheCpuRun) {
     AGPT_REQUIRE_CUDA_DEVICE();
     const fs::path dump = fresh_dir("grpo");
@@ -122,29 +122,29 @@ TEST(CudaRl, GrpoMatchesTheCpuRun) {
     sft.push_back({"optimizer.lr", "3e-3"});
     sft.push_back({"rl.eval_n", "0"});
     const SftSummary init = run_sft(load_job_config("", sft), nullptr);
-    auto rl_job = [&](const std::string& name, const std::string& device) {
-        return load_job_config("", {{"job.dump_folder", dump.string()},
-                                    {"job.name", name},
-                                    {"task.name", "sum_of_digits"},
-                                    {"task.difficulty", "2"},
-                                    {"rl.init", init.run_dir},
-                                    {"training.device", device},
-                                    {"training.mixed_precision_param", "float32"},
-                                    {"training.steps", "2"},
-                                    {"training.local_batch_size", "8"},
-                                    {"training.threads", "1"},
-                                    {"rl.prompts_per_step", "2"},
-                                    {"rl.group_size", "4"},
-                                    {"rl.max_new_tokens", "4"},
-                                    {"rl.eval_n", "2"},
-                                    {"rl.epochs_per_batch", "2"},
-                                    {"optimizer.lr", "1e-3"},
-                                    {"optimizer.eps", "1e-4"},
-                                    {"lr_scheduler.warmup_steps", "1"},
-                                    {"metrics.log_freq", "1"}});
+    auto rl_job = [&](const std::string& name, const std::string& device) -> ConfigOverrides {
+        return {{"job.dump_folder", dump.string()},
+                {"job.name", name},
+                {"task.name", "sum_of_digits"},
+                {"task.difficulty", "2"},
+                {"rl.init", init.run_dir},
+                {"training.device", device},
+                {"training.mixed_precision_param", "float32"},
+                {"training.steps", "2"},
+                {"training.local_batch_size", "8"},
+                {"training.threads", "1"},
+                {"rl.prompts_per_step", "2"},
+                {"rl.group_size", "4"},
+                {"rl.max_new_tokens", "4"},
+                {"rl.eval_n", "2"},
+                {"rl.epochs_per_batch", "2"},
+                {"optimizer.lr", "1e-3"},
+                {"optimizer.eps", "1e-4"},
+                {"lr_scheduler.warmup_steps", "1"},
+                {"metrics.log_freq", "1"}};
     };
-    const GrpoSummary cpu = run_grpo(rl_job("rl_cpu", "cpu"), nullptr);
-    const GrpoSummary gpu = run_grpo(rl_job("rl_gpu", "cuda"), nullptr);
+    const GrpoSummary cpu = run_grpo(load_job_config("", rl_job("rl_cpu", "cpu")), nullptr);
+    const GrpoSummary gpu = run_grpo(load_job_config("", rl_job("rl_gpu", "cuda")), nullptr);
     const auto m_cpu = metrics_of(cpu.run_dir), m_gpu = metrics_of(gpu.run_dir);
     EXPECT_EQ(column(m_gpu, "reward_mean"), column(m_cpu, "reward_mean"));
     EXPECT_EQ(column(m_gpu, "completion_len"), column(m_cpu, "completion_len"));
@@ -158,6 +158,20 @@ TEST(CudaRl, GrpoMatchesTheCpuRun) {
     EXPECT_EQ(gpu.accuracy_after, cpu.accuracy_after);
     EXPECT_EQ(completion_lines(fs::path(gpu.run_dir) / "rl.log"),
               completion_lines(fs::path(cpu.run_dir) / "rl.log"));
+
+    // bf16: the reference scores on the device in the policy's precision, so in the first
+    // epoch π_ref = π_old bit for bit and the KL is exactly 0; the first step's rollouts come
+    // from the loaded weights on the CPU twin, the CPU run's.
+    ConfigOverrides bf16 = rl_job("rl_bf16", "cuda");
+    bf16.push_back({"training.mixed_precision_param", "bfloat16"});
+    bf16.push_back({"training.steps", "1"});
+    bf16.push_back({"rl.epochs_per_batch", "1"});
+    bf16.push_back({"rl.eval_n", "0"});
+    const auto m_bf16 = metrics_of(run_grpo(load_job_config("", bf16), nullptr).run_dir);
+    ASSERT_EQ(column(m_bf16, "kl").size(), 1u);
+    EXPECT_EQ(column(m_bf16, "kl")[0], 0.0);
+    EXPECT_EQ(column(m_bf16, "reward_mean")[0], column(m_cpu, "reward_mean")[0]);
+    EXPECT_TRUE(std::isfinite(column(m_bf16, "loss")[0]));
     fs::remove_all(dump);
 }
 
