@@ -11,7 +11,6 @@
 #include "core/error.h"
 #include "core/timer.h"
 #include "model/model_zoo.h"
-#include "optim/grad_clip.h"
 #include "optim/lr_schedule.h"
 #include "rl/grpo_math.h"
 #include "rl/rollout.h"
@@ -39,7 +38,7 @@ struct Rollouts {
 
 // Per-token log-probabilities of every row's completion tokens, micro-batch by micro-batch;
 // out[row] holds one value per completion token.
-std::vector<std::vector<double>> completion_logprobs(Transformer& model, const Rollouts& r,
+std::vector<std::vector<double>> completion_logprobs(LanguageModel& model, const Rollouts& r,
                                                      int micro, int32_t pad) {
     std::vector<std::vector<double>> out(r.rows.size());
     std::vector<double> lp;
@@ -50,7 +49,7 @@ std::vector<std::vector<double>> completion_logprobs(Transformer& model, const R
                                       r.completion_start.begin() + end);
         const PackedBatch p = pack_rows(rows, starts, pad);
         lp.assign(p.inputs.size(), 0.0);
-        model.token_logprobs(p.inputs.data(), p.targets.data(), p.B, p.T, lp.data());
+        model_token_logprobs(model, p.inputs.data(), p.targets.data(), p.B, p.T, lp.data());
         for (int b = 0; b < p.B; b++) {
             auto& o = out[m + b];
             for (int t = 0; t < p.T; t++)
@@ -70,7 +69,6 @@ extern "C" void on_grpo_stop(int sig) {
 
 GrpoSummary run_grpo(const JobConfig& given, std::FILE* progress) {
     validate_job_config(given);
-    require_cpu_device(given, "agpt rl");
     int difficulty = 0;
     const RLTask& task = job_task(given, difficulty);
     if (given.rl.init.empty())
@@ -92,14 +90,17 @@ GrpoSummary run_grpo(const JobConfig& given, std::FILE* progress) {
     encode_prompt(tokenizer, "");
     const ModelArgs args = init.model->args();
     const int T = rl_sequence_capacity(*init.model, rc.max_new_tokens);
-    // The policy trains (and follows [activation_checkpoint]); the reference only scores.
-    Transformer model(args, micro, T, activation_checkpoint_from(cfg.activation_checkpoint.mode)),
-        reference(args, micro, T);
+    // The policy trains; the reference only scores, on the same device and in the same precision
+    // (at the first step π_ref = π_old to the bit: the KL starts at 0 on cuda in bf16 too).
+    const auto model_ptr = make_rl_model(cfg, args, micro, T),
+               reference = make_rl_model(cfg, args, micro, T);
+    LanguageModel& model = *model_ptr;
     const fs::path init_ckpt = init.checkpoint_dir;
     init.model.reset();
     load_model_weights(init_ckpt.string(), model);
-    load_model_weights(init_ckpt.string(), reference);
-    const auto optimizer = make_model_optimizer(cfg, model);
+    load_model_weights(init_ckpt.string(), *reference);
+    const auto optimizer = cfg.training.device == "cuda" ? make_cuda_optimizer(cfg, model)
+                                                         : make_model_optimizer(cfg, model);
     if (optimizer->needs_hessian_hook())
         fail("optimizer.name = '{}' needs a Hessian estimate, which agpt rl does not provide",
              cfg.optimizer.name);
@@ -134,10 +135,11 @@ GrpoSummary run_grpo(const JobConfig& given, std::FILE* progress) {
     const uint64_t seed = static_cast<uint64_t>(cfg.training.seed);
     log.line(
         "rl {} | task {} (difficulty {}) | init {} | model agpt/{} {:.2f}M params | policy "
-        "activations {:.2f} MiB (checkpointing {})",
+        "activations {:.2f} MiB (checkpointing {}){}",
         folder.dir, task.name(), difficulty, init_ckpt.string(), cfg.model.flavor,
         static_cast<double>(args.num_params()) / 1e6,
-        static_cast<double>(model.activation_bytes()) / (1 << 20), cfg.activation_checkpoint.mode);
+        static_cast<double>(model.activation_bytes()) / (1 << 20), cfg.activation_checkpoint.mode,
+        rl_device_note(cfg));
     log.line(
         "GRPO: {} prompts × {} completions | temperature {} | clip {} | kl {} | {} epochs | "
         "{} steps | optimizer {}",
@@ -146,8 +148,9 @@ GrpoSummary run_grpo(const JobConfig& given, std::FILE* progress) {
     summary.run_dir = folder.dir;
     auto heldout = [&](const char* when) {
         optimizer->eval_mode();
-        const TaskAccuracy acc = evaluate_task_accuracy(
-            model, tokenizer, task, difficulty, rc.eval_n, kDefaultEvalSeed, rc.max_new_tokens);
+        const TaskAccuracy acc =
+            evaluate_task_accuracy(sampling_transformer(model), tokenizer, task, difficulty,
+                                   rc.eval_n, kDefaultEvalSeed, rc.max_new_tokens);
         optimizer->train_mode();
         log.line("held-out accuracy {}: {:.1f}% ({}/{}, greedy)", when, 100 * acc.accuracy(),
                  acc.correct, acc.n);
@@ -165,6 +168,8 @@ GrpoSummary run_grpo(const JobConfig& given, std::FILE* progress) {
     Timer run_timer;
     for (int step = first_step; step <= cfg.training.steps; step++) {
         Timer step_timer, gen_timer;
+        // On cuda the CPU twin that samples gets this step's weights here, once.
+        Transformer& sampler = sampling_transformer(model);
         Rollouts r;
         for (int p = 0; p < P; p++) {
             const TaskExample ex =
@@ -177,7 +182,7 @@ GrpoSummary run_grpo(const JobConfig& given, std::FILE* progress) {
                 seeds.push_back(task_seed(seed, SeedStream::Sampling, static_cast<uint64_t>(step),
                                           static_cast<uint64_t>(p) * G + g));
             for (const auto& completion :
-                 sample_group(model, prompt, rc.max_new_tokens, rc.temperature, eos, seeds)) {
+                 sample_group(sampler, prompt, rc.max_new_tokens, rc.temperature, eos, seeds)) {
                 r.rewards.push_back(task.reward(ex, tokenizer.decode(completion)));
                 r.completion_start.push_back(static_cast<int>(prompt.size()));
                 auto row = prompt;
@@ -192,7 +197,7 @@ GrpoSummary run_grpo(const JobConfig& given, std::FILE* progress) {
         Timer train_timer;
         const auto old_lp = completion_logprobs(model, r, micro, eos);
         std::vector<std::vector<double>> ref_lp;
-        if (rc.kl_coef > 0) ref_lp = completion_logprobs(reference, r, micro, eos);
+        if (rc.kl_coef > 0) ref_lp = completion_logprobs(*reference, r, micro, eos);
         const double n_rows = static_cast<double>(r.rows.size());
         double loss_sum = 0, kl_sum = 0, clipped = 0, grad_norm = 0;
         long scored_tokens = 0;
@@ -230,11 +235,10 @@ GrpoSummary run_grpo(const JobConfig& given, std::FILE* progress) {
                         k++;
                     }
                 }
-                model.forward_backward_weighted(p.inputs.data(), p.targets.data(), weights.data(),
-                                                p.B, p.T);
+                model_forward_backward_weighted(model, p.inputs.data(), p.targets.data(),
+                                                weights.data(), p.B, p.T);
             }
-            grad_norm =
-                clip_grad_norm(model.grads().data(), model.grads().size(), cfg.training.max_norm);
+            grad_norm = clip_model_gradients(model, cfg.training.max_norm);
             optimizer->step(schedule.factor((step - 1) * E + epoch));
             model.after_optimizer_step();
         }

@@ -10,7 +10,6 @@
 #include "data/tokenizer.h"
 #include "model/model_args.h"
 #include "model/model_zoo.h"
-#include "optim/grad_clip.h"
 #include "optim/lr_schedule.h"
 #include "rl/rollout.h"
 #include "rl/run_folder.h"
@@ -37,9 +36,25 @@ const RLTask& job_task(const JobConfig& cfg, int& difficulty) {
     return *task;
 }
 
+std::unique_ptr<LanguageModel> make_rl_model(const JobConfig& cfg, const ModelArgs& args,
+                                             int max_batch, int max_seq) {
+    if (cfg.training.device != "cuda")
+        return std::make_unique<Transformer>(
+            args, max_batch, max_seq, activation_checkpoint_from(cfg.activation_checkpoint.mode));
+    check_cuda_training(cfg, 1);
+    return make_cuda_model(cfg, args, max_batch, max_seq);
+}
+
+std::string rl_device_note(const JobConfig& cfg) {
+    if (cfg.training.device != "cuda") return {};
+    return fmt::format(
+        " | cuda {}: training on the device, sampling on the CPU twin (weights downloaded after "
+        "each optimizer step)",
+        cfg.training.mixed_precision_param);
+}
+
 SftSummary run_sft(const JobConfig& cfg, std::FILE* progress) {
     validate_job_config(cfg);
-    require_cpu_device(cfg, "agpt sft");
     int difficulty = 0;
     const RLTask& task = job_task(cfg, difficulty);
     set_thread_count(cfg.training.threads);
@@ -55,9 +70,11 @@ SftSummary run_sft(const JobConfig& cfg, std::FILE* progress) {
     const uint64_t seed = static_cast<uint64_t>(cfg.training.seed);
     encode_prompt(tokenizer, "");  // fails early on a tokenizer without bos/eos
 
-    Transformer model(args, B, T, activation_checkpoint_from(cfg.activation_checkpoint.mode));
+    const auto model_ptr = make_rl_model(cfg, args, B, T);
+    LanguageModel& model = *model_ptr;
     model.init_weights(cfg.model.init, seed);
-    const auto optimizer = make_model_optimizer(cfg, model);
+    const auto optimizer = cfg.training.device == "cuda" ? make_cuda_optimizer(cfg, model)
+                                                         : make_model_optimizer(cfg, model);
     if (optimizer->needs_hessian_hook())
         fail("optimizer.name = '{}' needs a Hessian estimate, which agpt sft does not provide",
              cfg.optimizer.name);
@@ -92,11 +109,11 @@ SftSummary run_sft(const JobConfig& cfg, std::FILE* progress) {
 
     log.line(
         "sft {} | task {} (difficulty {}) | model agpt/{} {:.2f}M params | activations {:.2f} "
-        "MiB (checkpointing {}) | batch {} | {} steps",
+        "MiB (checkpointing {}) | batch {} | {} steps{}",
         folder.dir, task.name(), difficulty, cfg.model.flavor,
         static_cast<double>(args.num_params()) / 1e6,
         static_cast<double>(model.activation_bytes()) / (1 << 20), cfg.activation_checkpoint.mode,
-        B, cfg.training.steps);
+        B, cfg.training.steps, rl_device_note(cfg));
     const LrSchedule schedule(cfg.lr_scheduler, cfg.training.steps);
     SftSummary summary;
     summary.run_dir = folder.dir;
@@ -127,8 +144,7 @@ SftSummary run_sft(const JobConfig& cfg, std::FILE* progress) {
                                                        batch.B, batch.T, 1.0 / counted);
         const double loss = loss_sum / counted;
         if (!std::isfinite(loss)) fail("step {}: loss is {}; training diverged", step, loss);
-        const double grad_norm =
-            clip_grad_norm(model.grads().data(), model.grads().size(), cfg.training.max_norm);
+        const double grad_norm = clip_model_gradients(model, cfg.training.max_norm);
         optimizer->step(schedule.factor(step));
         model.after_optimizer_step();
         window_tokens += static_cast<long>(batch.B) * batch.T;
@@ -154,8 +170,8 @@ SftSummary run_sft(const JobConfig& cfg, std::FILE* progress) {
     summary.seconds = run_timer.seconds();
     if (cfg.rl.eval_n > 0) {
         const TaskAccuracy acc =
-            evaluate_task_accuracy(model, tokenizer, task, difficulty, cfg.rl.eval_n,
-                                   kDefaultEvalSeed, cfg.rl.max_new_tokens);
+            evaluate_task_accuracy(sampling_transformer(model), tokenizer, task, difficulty,
+                                   cfg.rl.eval_n, kDefaultEvalSeed, cfg.rl.max_new_tokens);
         summary.accuracy = acc.accuracy();
         metrics.write({{"step", cfg.training.steps},
                        {"heldout_accuracy", acc.accuracy()},

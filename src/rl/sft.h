@@ -10,8 +10,11 @@
 //   checkpoint
 #include <cstdint>
 #include <cstdio>
+#include <memory>
 #include <string>
 
+#include "model/language_model.h"
+#include "model/model_args.h"
 #include "rl/task.h"
 #include "train/config.h"
 
@@ -31,6 +34,15 @@ struct SftSummary {
 
 // The task a job names (task.name, task.difficulty resolved against the task's default).
 const RLTask& job_task(const JobConfig& cfg, int& difficulty);
+
+// The model sft and rl train, on training.device: the CPU Transformer, or on cuda the device
+// model (train/cuda_training.h) whose CPU twin samples; activations for (max_batch, max_seq)
+// kept as activation_checkpoint.mode says. Fails naming the key for what cuda does not run.
+std::unique_ptr<LanguageModel> make_rl_model(const JobConfig& cfg, const ModelArgs& args,
+                                             int max_batch, int max_seq);
+// What the run's first log line adds on cuda (training on the device, sampling on the CPU
+// twin); empty on cpu.
+std::string rl_device_note(const JobConfig& cfg);
 
 SftSummary run_sft(const JobConfig& cfg, std::FILE* progress = stdout);
 

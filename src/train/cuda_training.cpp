@@ -68,14 +68,6 @@ void check_cuda_training(const JobConfig& cfg, int ranks) {
 #endif
 }
 
-void require_cpu_device(const JobConfig& cfg, const std::string& tool) {
-    if (cfg.training.device != "cpu")
-        fail(
-            "training.device = {}: {} runs on the CPU only so far (agpt train, bench and lr-find "
-            "run on cuda)",
-            cfg.training.device, tool);
-}
-
 double cuda_table_peak_tflops(const std::string& device_name) {
     // Dense bf16 tensor-core peaks from the vendor's data sheets; the more specific name first.
     static const std::pair<const char*, double> kPeaks[] = {
@@ -170,6 +162,26 @@ class CudaModel final : public LanguageModel {
         host_current_ = false;
     }
 
+    void token_logprobs(const int32_t* tokens, const int32_t* targets, int B, int T,
+                        double* logprobs) {
+        push_params();
+        gpu_->token_logprobs(tokens, targets, B, T, logprobs);
+    }
+    double forward_backward_weighted(const int32_t* tokens, const int32_t* targets,
+                                     const float* weights, int B, int T) {
+        push_params();
+        return gpu_->forward_backward_weighted(tokens, targets, weights, B, T);
+    }
+    // The CPU twin, current with the device (downloaded only after the device has changed).
+    Transformer& sampler() {
+        auto* twin = dynamic_cast<Transformer*>(host_.get());
+        if (twin == nullptr)
+            fail("sampling: the cuda model's CPU twin is not the agpt transformer");
+        if (!host_current_) gpu_->download_params(host_->params().data());
+        host_current_ = true;
+        return *twin;
+    }
+
     double clip_grad_norm(double max_norm) { return gpu_->clip_grad_norm(max_norm); }
     // The device parameters as an optimizer is about to change them; host copies go stale.
     GpuModel& gpu_for_update() {
@@ -225,10 +237,17 @@ double measure_cuda_gemm_tflops() {
 
 }  // namespace
 
+namespace {
+
+GpuPrecision precision_of(const JobConfig& cfg) {
+    return cfg.training.mixed_precision_param == "float32" ? GpuPrecision::fp32
+                                                           : GpuPrecision::bf16;
+}
+
+}  // namespace
+
 std::unique_ptr<LanguageModel> make_cuda_model(const JobConfig& cfg, int vocab_size, int max_batch,
                                                int max_seq) {
-    const GpuPrecision precision =
-        cfg.training.mixed_precision_param == "float32" ? GpuPrecision::fp32 : GpuPrecision::bf16;
     if (cfg.model.name == "gpt2") {
         // The CPU twin as make_language_model builds it (the flavor's shape, the tokenizer's
         // vocabulary padded to 128) and with its refusals (switches, activation checkpointing).
@@ -237,14 +256,20 @@ std::unique_ptr<LanguageModel> make_cuda_model(const JobConfig& cfg, int vocab_s
                                 activation_checkpoint_from(cfg.activation_checkpoint.mode));
         const Gpt2Args args = static_cast<const Gpt2&>(*host).args();
         return std::make_unique<CudaModel>(
-            std::move(host), std::make_unique<Gpt2Gpu>(args, max_batch, max_seq, precision));
+            std::move(host),
+            std::make_unique<Gpt2Gpu>(args, max_batch, max_seq, precision_of(cfg)));
     }
     ModelArgs args = resolve_model_args(cfg.model.flavor, cfg.model.switches());
     if (vocab_size > 0) args.vocab_size = vocab_size;
+    return make_cuda_model(cfg, args, max_batch, max_seq);
+}
+
+std::unique_ptr<LanguageModel> make_cuda_model(const JobConfig& cfg, const ModelArgs& args,
+                                               int max_batch, int max_seq) {
     return std::make_unique<CudaModel>(
         std::make_unique<Transformer>(args, 1, 1),
         std::make_unique<TransformerGpu>(
-            args, max_batch, max_seq, precision, nullptr,
+            args, max_batch, max_seq, precision_of(cfg), nullptr,
             activation_checkpoint_from(cfg.activation_checkpoint.mode)));
 }
 
@@ -311,6 +336,9 @@ double cuda_memory_used_gib() {
 std::unique_ptr<LanguageModel> make_cuda_model(const JobConfig&, int, int, int) {
     fail("training.device = cuda: this build has no CUDA backend");
 }
+std::unique_ptr<LanguageModel> make_cuda_model(const JobConfig&, const ModelArgs&, int, int) {
+    fail("training.device = cuda: this build has no CUDA backend");
+}
 std::unique_ptr<Optimizer> make_cuda_optimizer(const JobConfig&, LanguageModel&) {
     fail("training.device = cuda: this build has no CUDA backend");
 }
@@ -335,5 +363,40 @@ double cuda_memory_used_gib() {
 }
 
 #endif
+
+namespace {
+
+Transformer& agpt_transformer(LanguageModel& model) {
+    auto* t = dynamic_cast<Transformer*>(&model);
+    if (t == nullptr) fail("sft and rl: the model is not the agpt transformer (model.name = agpt)");
+    return *t;
+}
+
+}  // namespace
+
+void model_token_logprobs(LanguageModel& model, const int32_t* tokens, const int32_t* targets,
+                          int B, int T, double* logprobs) {
+#if defined(AGPT_HAVE_CUDA)
+    if (auto* m = dynamic_cast<CudaModel*>(&model))
+        return m->token_logprobs(tokens, targets, B, T, logprobs);
+#endif
+    agpt_transformer(model).token_logprobs(tokens, targets, B, T, logprobs);
+}
+
+double model_forward_backward_weighted(LanguageModel& model, const int32_t* tokens,
+                                       const int32_t* targets, const float* weights, int B, int T) {
+#if defined(AGPT_HAVE_CUDA)
+    if (auto* m = dynamic_cast<CudaModel*>(&model))
+        return m->forward_backward_weighted(tokens, targets, weights, B, T);
+#endif
+    return agpt_transformer(model).forward_backward_weighted(tokens, targets, weights, B, T);
+}
+
+Transformer& sampling_transformer(LanguageModel& model) {
+#if defined(AGPT_HAVE_CUDA)
+    if (auto* m = dynamic_cast<CudaModel*>(&model)) return m->sampler();
+#endif
+    return agpt_transformer(model);
+}
 
 }  // namespace agpt

@@ -25,27 +25,42 @@
 
 namespace agpt {
 
+struct ModelArgs;
+class Transformer;
+
 // Fails with one message naming the key when this job cannot train on cuda: a model family,
 // flavor (MLA, MoE) or optimizer the GPU path lacks, tensor or expert parallelism or ZeRO-1 over
 // `ranks` > 1, a build without the CUDA backend, or no visible device. Creates nothing; the
 // trainer calls it before the run folder.
 void check_cuda_training(const JobConfig& cfg, int ranks);
 
-// Fails for a job with training.device other than cpu: `tool` ("agpt bench", ...) runs on the CPU
-// only so far.
-void require_cpu_device(const JobConfig& cfg, const std::string& tool);
-
 // The job's model on the device (training.mixed_precision_param picks bf16 or fp32 compute),
 // vocabulary from the tokenizer, activations for (max_batch, max_seq) kept as
 // activation_checkpoint.mode says; weights not initialised.
 std::unique_ptr<LanguageModel> make_cuda_model(const JobConfig& cfg, int vocab_size, int max_batch,
                                                int max_seq);
+// The same for a transformer of these args (a run's or a Hugging Face folder's model).
+std::unique_ptr<LanguageModel> make_cuda_model(const JobConfig& cfg, const ModelArgs& args,
+                                               int max_batch, int max_seq);
 // The job's [optimizer] stepping make_cuda_model's model on the device.
 std::unique_ptr<Optimizer> make_cuda_optimizer(const JobConfig& cfg, LanguageModel& cuda_model);
 
 // Clips the gradients where they live (the device for make_cuda_model's models, grads()
 // otherwise) to max_norm (optim/grad_clip.h); returns the norm before clipping.
 double clip_model_gradients(LanguageModel& model, double max_norm);
+
+// Policy-gradient training on either device (rl/grpo.h): Transformer::token_logprobs and
+// Transformer::forward_backward_weighted of the agpt transformer, on the device for
+// make_cuda_model's models. Fails for another family.
+void model_token_logprobs(LanguageModel& model, const int32_t* tokens, const int32_t* targets,
+                          int B, int T, double* logprobs);
+double model_forward_backward_weighted(LanguageModel& model, const int32_t* tokens,
+                                       const int32_t* targets, const float* weights, int B, int T);
+// The CPU Transformer that samples `model`'s distribution with its key/value cache (rl/rollout.h):
+// the model itself, or for make_cuda_model's models the CPU twin with the device's parameters,
+// downloaded when an optimizer step has changed them since the last call (once per step, not per
+// token). For reading only: writes to it do not reach the device.
+Transformer& sampling_transformer(LanguageModel& model);
 
 // Data parallelism on cuda (docs/distributed.md, "Data parallelism on GPUs"). One GPU per rank: the
 // device of this rank's local rank (launcher variables; the world rank without them) modulo the

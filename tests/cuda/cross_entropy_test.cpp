@@ -1,6 +1,6 @@
 // The fused, chunked LM head + cross-entropy against the CPU: total loss, dx and dweight, with
-// chunks that do not divide N, a chunk larger than N, ignored targets (-1) and soft-capped
-// logits; and the soft-cap on returned logits (softcap.h).
+// chunks that do not divide N, a chunk larger than N, ignored targets (-1), soft-capped logits
+// and per-token gradient weights; and the soft-cap on returned logits (softcap.h).
 #include "kernels/cpu/cross_entropy.h"
 #include "cuda_test_util.h"
 #include "kernels/cpu/softcap.h"
@@ -64,6 +64,24 @@ void check_cross_entropy(double tol, uint64_t seed) {
                                  c.chunk, c.softcap);
         expect_close("per-token losses, forward only" + tag, d_losses2.get(), d_losses.get(),
                      kTolFp32);
+
+        // Per-token weights (zeros and negatives among them), as policy-gradient training uses
+        // them: the gradient of grad_scale · Σ w_i·loss_i; the losses do not change.
+        auto row_w = random_floats(c.N, rng, -1.0f, 2.0f);
+        for (int i = 2; i < c.N; i += 5) row_w[i] = 0.0f;
+        std::vector<float> dx_w = dx0, dw_w = dw0;
+        cpu::lm_head_cross_entropy<float>(dx_w.data(), dw_w.data(), x.data(), w.data(),
+                                          targets.data(), c.N, c.C, c.V, grad_scale, scratch.data(),
+                                          c.chunk, c.softcap, row_w.data());
+        Dev<T> d_dx_w(dx0);
+        Dev<float> d_dw_w(dw0), d_row_w(row_w);
+        auto d_losses3 = Dev<float>::poisoned(c.N);
+        lm_head_cross_entropy<T>(blas, d_losses3.ptr(), d_dx_w.ptr(), d_dw_w.ptr(), d_x.ptr(),
+                                 d_w.ptr(), d_targets.data(), c.N, c.C, c.V, grad_scale,
+                                 d_scratch.data(), c.chunk, c.softcap, d_row_w.ptr());
+        expect_close("per-token losses, weighted" + tag, d_losses3.get(), d_losses.get(), kTolFp32);
+        expect_close("dx, weighted" + tag, d_dx_w.get(), dx_w, tol);
+        expect_close("dweight, weighted" + tag, d_dw_w.get(), dw_w, tol);
     }
 }
 

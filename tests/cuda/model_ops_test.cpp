@@ -137,8 +137,8 @@ TEST(CudaModelOps, RopeVecBf16) {
     check_rope_vec<bf16>(kTolBf16, 8800);
 }
 
-// The bf16-logits head against the CPU's fp32 head on the same (bf16-representable) inputs:
-// the logits' bf16 rounding is the difference.
+// The bf16-logits head against the CPU's fp32 head on the same (bf16-representable) inputs,
+// unweighted and with per-token gradient weights: the logits' bf16 rounding is the difference.
 TEST(CudaModelOps, LmHeadBf16LogitsMatchesCpu) {
     AGPT_REQUIRE_CUDA_DEVICE();
     struct Case {
@@ -190,6 +190,24 @@ TEST(CudaModelOps, LmHeadBf16LogitsMatchesCpu) {
                                           d_w.ptr(), d_targets.data(), c.N, c.C, c.V, grad_scale,
                                           d_scratch.data(), c.chunk, c.softcap);
         expect_close("per-token losses, forward only" + tag, d_losses2.get(), d_losses.get(), 0.0);
+
+        // Per-token weights (zeros and negatives among them): the rows' gradients scale.
+        auto row_w = random_floats(c.N, rng, -1.0f, 2.0f);
+        for (int i = 2; i < c.N; i += 5) row_w[i] = 0.0f;
+        std::vector<float> dx_w = dx0, dw_w = dw0;
+        cpu::lm_head_cross_entropy<float>(dx_w.data(), dw_w.data(), x.data(), w.data(),
+                                          targets.data(), c.N, c.C, c.V, grad_scale, scratch.data(),
+                                          c.chunk, c.softcap, row_w.data());
+        Dev<bf16> d_dx_w(dx0);
+        Dev<float> d_dw_w(dw0), d_row_w(row_w);
+        auto d_losses3 = Dev<float>::poisoned(c.N);
+        lm_head_cross_entropy_bf16_logits(blas, d_losses3.ptr(), d_dx_w.ptr(), d_dw_w.ptr(),
+                                          d_x.ptr(), d_w.ptr(), d_targets.data(), c.N, c.C, c.V,
+                                          grad_scale, d_scratch.data(), c.chunk, c.softcap,
+                                          d_row_w.ptr());
+        expect_close("per-token losses, weighted" + tag, d_losses3.get(), d_losses.get(), 0.0);
+        expect_close("dx, weighted, bf16 logits" + tag, d_dx_w.get(), dx_w, 2e-2);
+        expect_close("dweight, weighted, bf16 logits" + tag, d_dw_w.get(), dw_w, 2e-2);
     }
 }
 

@@ -4,7 +4,8 @@
 // AdamW) against the CPU trainer's arithmetic, and the loss in bf16 mode (1e-2 relative); the
 // same for every architecture switch (QK-norm, soft-caps, ReLU²), for MLA and MoE (plus the
 // balance loss and the per-expert loads), and activation checkpointing (mode full: the same bits
-// as mode none, in less memory, the loads counted once).
+// as mode none, in less memory, the loads counted once); and policy-gradient training's
+// per-token log-probabilities and per-token-weighted gradient.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -335,6 +336,68 @@ TEST(CudaTransformer, Fp32TrainingStepsMatchCpuTrainer) {
     for (const ParamView& v : cpu.param_views())
         expect_close("param " + v.name + " after 3 steps", slice(got, v), slice(cpu.params(), v),
                      kTolFp32Long);
+}
+
+// Policy-gradient training's calls (rl/grpo.h) against the CPU Transformer's on the same
+// weights: per-token log-probabilities (0 where the target is ignored) and the gradient of
+// Σ weights[i]·(−log p) with weights of mixed sign, zeros among them.
+void check_policy_gradient_calls(const ModelArgs& a, const ModelCase& c, GpuPrecision precision,
+                                 double tol) {
+    AGPT_REQUIRE_CUDA_DEVICE();
+    Transformer cpu(a, c.B, c.T);
+    cpu.init_weights("agpt", 21);
+    TransformerGpu gpu(a, c.B, c.T, precision);
+    gpu.upload_params(cpu.params().data());
+    std::vector<int32_t> tokens, targets;
+    random_batch(a, c.B, c.T, 17, tokens, targets);
+    const std::size_t N = tokens.size();
+    const std::string tag = std::string(" ") + c.flavor + " " + gpu_precision_name(precision);
+
+    std::vector<double> lp_cpu(N), lp_gpu(N, 1.0);
+    cpu.token_logprobs(tokens.data(), targets.data(), c.B, c.T, lp_cpu.data());
+    gpu.token_logprobs(tokens.data(), targets.data(), c.B, c.T, lp_gpu.data());
+    std::vector<float> lp_cpu_f(lp_cpu.begin(), lp_cpu.end()),
+        lp_gpu_f(lp_gpu.begin(), lp_gpu.end());
+    expect_close("token log-probabilities" + tag, lp_gpu_f, lp_cpu_f, tol);
+    for (std::size_t i = 0; i < N; i++) {
+        if (targets[i] < 0)
+            EXPECT_EQ(lp_gpu[i], 0.0) << "ignored position " << i << tag;
+        else
+            EXPECT_LT(lp_gpu[i], 0.0) << "position " << i << tag;
+    }
+
+    Rng rng(23);
+    std::vector<float> weights = random_floats(N, rng, -0.5f, 1.0f);
+    for (std::size_t i = 1; i < N; i += 4) weights[i] = 0.0f;
+    cpu.zero_grad();
+    gpu.zero_grad();
+    const double loss_cpu =
+        cpu.forward_backward_weighted(tokens.data(), targets.data(), weights.data(), c.B, c.T);
+    const double loss_gpu =
+        gpu.forward_backward_weighted(tokens.data(), targets.data(), weights.data(), c.B, c.T);
+    expect_close("weighted: loss" + tag, {static_cast<float>(loss_gpu)},
+                 {static_cast<float>(loss_cpu)}, tol);
+    std::vector<float> grads(gpu.num_params());
+    gpu.download_grads(grads.data());
+    expect_close("weighted: flat gradient" + tag, grads, cpu.grads(), tol);
+
+    // The weights reach the gradient: all of them 0 leave it 0 (not the unweighted gradient).
+    std::fill(weights.begin(), weights.end(), 0.0f);
+    gpu.zero_grad();
+    gpu.forward_backward_weighted(tokens.data(), targets.data(), weights.data(), c.B, c.T);
+    gpu.download_grads(grads.data());
+    double max_abs = 0.0;
+    for (float g : grads) max_abs = std::max(max_abs, static_cast<double>(std::abs(g)));
+    EXPECT_EQ(max_abs, 0.0) << "weights all 0" << tag;
+}
+
+TEST(CudaTransformer, PolicyGradientCallsFp32) {
+    check_policy_gradient_calls(args_of(kTiny.flavor), kTiny, GpuPrecision::fp32, kTolFp32Long);
+    check_policy_gradient_calls(tight_kitchen_sink(), {"tiny_kitchen_sink + caps 0.5/2", 2, 19},
+                                GpuPrecision::fp32, kTolFp32Long);
+}
+TEST(CudaTransformer, PolicyGradientCallsBf16) {
+    check_policy_gradient_calls(args_of(kTiny.flavor), kTiny, GpuPrecision::bf16, kTolBf16);
 }
 
 // bf16 mode: the loss within 1e-2 of the fp32 CPU model's, gradients roughly along (bf16

@@ -27,12 +27,14 @@ __device__ __forceinline__ float cap_grad(float y, float cap) {
 
 // One block per row of the chunk. logits (n, V) fp32; dlogits (n, V) of type TD (may alias
 // logits when TD is float: each element is read and then written by the same thread).
+// row_scale (n) or null multiplies grad_scale per row.
 template <typename TD>
 __global__ void __launch_bounds__(kThreads)
     softmax_xent_kernel(TD* dlogits, float* losses, const float* logits, const int32_t* targets,
-                        int V, float grad_scale, float cap, bool backward) {
+                        const float* row_scale, int V, float grad_scale, float cap, bool backward) {
     __shared__ float red[32];
     const long row = blockIdx.x;
+    if (row_scale) grad_scale *= row_scale[row];
     const float* z = logits + row * V;
     const int32_t target = targets[row];
     // Read before the backward pass below may overwrite the row (in place).
@@ -89,7 +91,8 @@ std::size_t lm_head_scratch_bytes(int chunk, int V) {
 template <typename T>
 void lm_head_cross_entropy(Blas& blas, float* losses, T* dx, float* dweight, const T* x,
                            const T* weight, const int32_t* targets, int N, int C, int V,
-                           float grad_scale, void* scratch, int chunk, float softcap) {
+                           float grad_scale, void* scratch, int chunk, float softcap,
+                           const float* row_scale) {
     if (N <= 0) return;
     if (chunk <= 0 || V <= 0)
         fail_call("bad chunk or vocabulary size", "lm_head_cross_entropy", __FILE__, __LINE__);
@@ -106,7 +109,8 @@ void lm_head_cross_entropy(Blas& blas, float* losses, T* dx, float* dweight, con
         const T* xc = x + static_cast<long>(start) * C;
         gemm<T, float>(blas, false, true, n, V, C, 1.0f, xc, C, weight, C, 0.0f, logits, V);
         softmax_xent_kernel<T><<<n, kThreads, 0, blas.stream()>>>(
-            dlogits, losses + start, logits, targets + start, V, grad_scale, softcap, backward);
+            dlogits, losses + start, logits, targets + start,
+            row_scale ? row_scale + start : nullptr, V, grad_scale, softcap, backward);
         AGPT_CUDA_CHECK_LAUNCH();
         if (dx)
             gemm<T, T>(blas, false, false, n, C, V, 1.0f, dlogits, V, weight, C, 1.0f,
@@ -130,9 +134,10 @@ double sum_losses(const float* losses, int N, cudaStream_t stream) {
 
 template void lm_head_cross_entropy<float>(Blas&, float*, float*, float*, const float*,
                                            const float*, const int32_t*, int, int, int, float,
-                                           void*, int, float);
+                                           void*, int, float, const float*);
 template void lm_head_cross_entropy<bf16>(Blas&, float*, bf16*, float*, const bf16*, const bf16*,
-                                          const int32_t*, int, int, int, float, void*, int, float);
+                                          const int32_t*, int, int, int, float, void*, int, float,
+                                          const float*);
 template std::size_t lm_head_scratch_bytes<float>(int, int);
 template std::size_t lm_head_scratch_bytes<bf16>(int, int);
 

@@ -13,12 +13,15 @@ namespace agpt::cuda {
 // Writes losses (N, fp32, device) = -log p(target) per token (0 for ignored ones); their sum is
 // the CPU function's return value (see sum_losses). When dx/dweight are not null, also
 // accumulates the gradient of grad_scale · Σ losses: dx (N,C, type T) and dweight (V,C, fp32).
-// softcap c > 0 caps the logits to c·tanh(z/c) first, as on the CPU. scratch must hold
+// softcap c > 0 caps the logits to c·tanh(z/c) first, as on the CPU. row_scale (N, device) or
+// null weighs each token's loss in the gradient: grad_scale · Σ row_scale[i]·losses[i], the CPU
+// function's row_scale (a row of weight 0 contributes nothing). scratch must hold
 // lm_head_scratch_bytes<T>(chunk, V) bytes. Runs on blas.stream().
 template <typename T>
 void lm_head_cross_entropy(Blas& blas, float* losses, T* dx, float* dweight, const T* x,
                            const T* weight, const int32_t* targets, int N, int C, int V,
-                           float grad_scale, void* scratch, int chunk, float softcap = 0.0f);
+                           float grad_scale, void* scratch, int chunk, float softcap = 0.0f,
+                           const float* row_scale = nullptr);
 
 // Bytes of scratch for one chunk: fp32 logits, plus a bf16 copy of dlogits for bf16 GEMMs.
 template <typename T>

@@ -238,12 +238,13 @@ constexpr int kXentThreads = 512;
 // and the rows 16-byte aligned.
 template <bool CAP>
 __global__ void __launch_bounds__(kXentThreads)
-    xent_bf16_kernel(bf16* logits, float* losses, const int32_t* targets, int V, float grad_scale,
-                     float cap, bool backward, bool vec) {
+    xent_bf16_kernel(bf16* logits, float* losses, const int32_t* targets, const float* row_scale,
+                     int V, float grad_scale, float cap, bool backward, bool vec) {
     __shared__ float red[32];
     using P = Pack<bf16, 8>;
     bf16* z = logits + static_cast<long>(blockIdx.x) * V;
     const int32_t target = targets[blockIdx.x];
+    if (row_scale) grad_scale *= row_scale[blockIdx.x];
     auto capped = [&](float x) {
         if constexpr (CAP) x = cap * tanhf(x / cap);
         return x;
@@ -377,7 +378,7 @@ std::size_t lm_head_bf16_logits_scratch_bytes(int chunk, int V) {
 void lm_head_cross_entropy_bf16_logits(Blas& blas, float* losses, bf16* dx, float* dweight,
                                        const bf16* x, const bf16* weight, const int32_t* targets,
                                        int N, int C, int V, float grad_scale, void* scratch,
-                                       int chunk, float softcap) {
+                                       int chunk, float softcap, const float* row_scale) {
     if (N <= 0) return;
     if (chunk <= 0 || V <= 0)
         fail_call("bad chunk or vocabulary size", "lm_head_cross_entropy_bf16_logits", __FILE__,
@@ -389,12 +390,13 @@ void lm_head_cross_entropy_bf16_logits(Blas& blas, float* losses, bf16* dx, floa
         const int n = N - start < chunk ? N - start : chunk;
         const bf16* xc = x + static_cast<long>(start) * C;
         gemm<bf16, bf16>(blas, false, true, n, V, C, 1.0f, xc, C, weight, C, 0.0f, logits, V);
+        const float* rs = row_scale ? row_scale + start : nullptr;
         if (softcap > 0.0f)
             xent_bf16_kernel<true><<<n, kXentThreads, 0, blas.stream()>>>(
-                logits, losses + start, targets + start, V, grad_scale, softcap, backward, vec);
+                logits, losses + start, targets + start, rs, V, grad_scale, softcap, backward, vec);
         else
             xent_bf16_kernel<false><<<n, kXentThreads, 0, blas.stream()>>>(
-                logits, losses + start, targets + start, V, grad_scale, softcap, backward, vec);
+                logits, losses + start, targets + start, rs, V, grad_scale, softcap, backward, vec);
         AGPT_CUDA_CHECK_LAUNCH();
         if (dx)
             gemm<bf16, bf16>(blas, false, false, n, C, V, 1.0f, logits, V, weight, C, 1.0f,

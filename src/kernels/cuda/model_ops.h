@@ -62,11 +62,13 @@ void rope_backward_vec(T* dx, const float* cos_table, const float* sin_table, in
 // (bf16, accumulated) and dweight (fp32, accumulated) GEMMs. softcap c > 0 caps the logits to
 // c·tanh(z/c) inside the row kernel (fp32, from the bf16 logits), as cross_entropy.h does. Half the
 // memory traffic of the fp32 logits. losses (N, fp32) = -log p(target), 0 for targets of -1.
+// row_scale (N, device) or null weighs each row's gradient as cross_entropy.h's does.
 // scratch: chunk·V bf16.
 void lm_head_cross_entropy_bf16_logits(Blas& blas, float* losses, bf16* dx, float* dweight,
                                        const bf16* x, const bf16* weight, const int32_t* targets,
                                        int N, int C, int V, float grad_scale, void* scratch,
-                                       int chunk, float softcap = 0.0f);
+                                       int chunk, float softcap = 0.0f,
+                                       const float* row_scale = nullptr);
 std::size_t lm_head_bf16_logits_scratch_bytes(int chunk, int V);
 
 }  // namespace agpt::cuda

@@ -61,6 +61,16 @@ class GpuModel {
     virtual double forward_loss(const int32_t* tokens, const int32_t* targets, int B, int T) = 0;
     // Forward only: logits (B,T,V) as fp32 into a host array.
     virtual void forward_logits(const int32_t* tokens, int B, int T, float* host_out) = 0;
+    // Policy-gradient training (rl/grpo.h), the CPU Transformer's methods of the same names; the
+    // agpt family's model has them (sft and rl run that family only), the others fail.
+    // Forward only: log p(targets[i]) per token into a host array of B·T (0 where targets[i] is
+    // -1); synchronises.
+    virtual void token_logprobs(const int32_t* tokens, const int32_t* targets, int B, int T,
+                                double* host_logprobs);
+    // Forward and backward accumulating the gradient of Σ_i weights[i]·(−log p(targets[i]));
+    // weights: host array of B·T. Returns Σ −log p(targets[i]) over counted targets.
+    virtual double forward_backward_weighted(const int32_t* tokens, const int32_t* targets,
+                                             const float* weights, int B, int T);
 
     // Global L2 norm of the gradients before clipping (optim/grad_clip.h's rule); synchronises.
     virtual double clip_grad_norm(double max_norm) = 0;

@@ -16,6 +16,16 @@ namespace agpt {
 
 using cuda::bf16;
 
+void GpuModel::token_logprobs(const int32_t*, const int32_t*, int, int, double*) {
+    fail("token_logprobs: policy-gradient training on cuda runs the agpt family's model only");
+}
+
+double GpuModel::forward_backward_weighted(const int32_t*, const int32_t*, const float*, int, int) {
+    fail(
+        "forward_backward_weighted: policy-gradient training on cuda runs the agpt family's model "
+        "only");
+}
+
 namespace gpu_detail {
 
 template <typename T>

@@ -318,6 +318,7 @@ TransformerGpu::TransformerGpu(const ModelArgs& args, int max_batch, int max_seq
     scratch_ = cuda::DeviceBuffer<unsigned char>(
         std::max(head_bytes, cuda::grad_norm_scratch_bytes(n_params_)));
     losses_ = cuda::DeviceBuffer<float>(N);
+    row_weights_ = cuda::DeviceBuffer<float>(N);
     tokens_ = cuda::DeviceBuffer<int32_t>(N);
     targets_ = cuda::DeviceBuffer<int32_t>(N);
     scalars_ = cuda::DeviceBuffer<double>(2);
@@ -509,7 +510,7 @@ std::size_t TransformerGpu::activation_bytes() const {
     add(blocks_f32_);
     add(blocks_bf16_);
     return arena_.bytes() + dacts_.bytes() + scratch_.bytes() + losses_.bytes() + tokens_.bytes() +
-           targets_.bytes() + blocks;
+           targets_.bytes() + blocks + row_weights_.bytes();
 }
 
 void TransformerGpu::params_changed() {
@@ -540,9 +541,13 @@ void TransformerGpu::zero_grad() {
     grads_.fill_bytes(0, blas_.stream());
 }
 
-void TransformerGpu::upload_batch(const int32_t* tokens, const int32_t* targets, int B, int T) {
+void TransformerGpu::check_batch_shape(int B, int T) const {
     if (B > max_batch_ || T > max_seq_ || B <= 0 || T <= 0)
         fail("model: batch {}×{} exceeds the allocated {}×{}", B, T, max_batch_, max_seq_);
+}
+
+void TransformerGpu::upload_batch(const int32_t* tokens, const int32_t* targets, int B, int T) {
+    check_batch_shape(B, T);
     const long N = static_cast<long>(B) * T;
     const int V = args_.vocab_size;
     for (long i = 0; i < N; i++)
@@ -677,7 +682,7 @@ void TransformerGpu::forward_layer(int layer, int B, int T_len, bool recompute) 
 }
 
 template <typename T>
-void TransformerGpu::head_impl(int N, double grad_scale, bool backward) {
+void TransformerGpu::head_impl(int N, double grad_scale, bool backward, const float* row_scale) {
     const int D = args_.dim, V = args_.vocab_size;
     const std::size_t maxN = static_cast<std::size_t>(max_batch_) * max_seq_;
     const ArenaMap m = arena_map(args_, maxN, sizeof(T), checkpoint_);
@@ -694,11 +699,11 @@ void TransformerGpu::head_impl(int N, double grad_scale, bool backward) {
         // bf16 logits, as autocast computes them: half the head's memory traffic.
         cuda::lm_head_cross_entropy_bf16_logits(
             blas_, losses_.data(), d_xf, dw, xf_norm, w + off_output_, targets_.data(), N, D, V,
-            static_cast<float>(grad_scale), scratch_.data(), head_chunk_, cap);
+            static_cast<float>(grad_scale), scratch_.data(), head_chunk_, cap, row_scale);
     else
         cuda::lm_head_cross_entropy<T>(blas_, losses_.data(), d_xf, dw, xf_norm, w + off_output_,
                                        targets_.data(), N, D, V, static_cast<float>(grad_scale),
-                                       scratch_.data(), head_chunk_, cap);
+                                       scratch_.data(), head_chunk_, cap, row_scale);
     mark("lm head + cross-entropy");
 }
 
@@ -831,7 +836,7 @@ void TransformerGpu::logits_impl(int N, float* out_device) {
 }
 
 void TransformerGpu::run_forward_backward(const int32_t* tokens, const int32_t* targets, int B,
-                                          int T, double grad_scale) {
+                                          int T, double grad_scale, const float* row_scale) {
     upload_batch(tokens, targets, B, T);
     mark("token upload");
     const int N = B * T;
@@ -841,12 +846,12 @@ void TransformerGpu::run_forward_backward(const int32_t* tokens, const int32_t* 
     if (precision_ == GpuPrecision::bf16) {
         forward_impl<bf16>(B, T);
         count_load_ = false;
-        head_impl<bf16>(N, grad_scale, true);
+        head_impl<bf16>(N, grad_scale, true, row_scale);
         backward_impl<bf16>(B, T, grad_scale);
     } else {
         forward_impl<float>(B, T);
         count_load_ = false;
-        head_impl<float>(N, grad_scale, true);
+        head_impl<float>(N, grad_scale, true, row_scale);
         backward_impl<float>(B, T, grad_scale);
     }
 }
@@ -874,7 +879,7 @@ double TransformerGpu::take_loss_sum() {
     return host;
 }
 
-double TransformerGpu::forward_loss(const int32_t* tokens, const int32_t* targets, int B, int T) {
+void TransformerGpu::run_forward_loss(const int32_t* tokens, const int32_t* targets, int B, int T) {
     upload_batch(tokens, targets, B, T);
     const int N = B * T;
     if (precision_ == GpuPrecision::bf16) {
@@ -884,7 +889,34 @@ double TransformerGpu::forward_loss(const int32_t* tokens, const int32_t* target
         forward_impl<float>(B, T);
         head_impl<float>(N, 0.0, false);
     }
-    return cuda::sum_losses(losses_.data(), N, blas_.stream());
+}
+
+double TransformerGpu::forward_loss(const int32_t* tokens, const int32_t* targets, int B, int T) {
+    run_forward_loss(tokens, targets, B, T);
+    return cuda::sum_losses(losses_.data(), B * T, blas_.stream());
+}
+
+void TransformerGpu::token_logprobs(const int32_t* tokens, const int32_t* targets, int B, int T,
+                                    double* host_logprobs) {
+    run_forward_loss(tokens, targets, B, T);
+    const std::size_t N = static_cast<std::size_t>(B) * T;
+    std::vector<float> losses(N);
+    const cudaStream_t s = blas_.stream();
+    AGPT_CUDA_CHECK(cudaMemcpyAsync(losses.data(), losses_.data(), N * sizeof(float),
+                                    cudaMemcpyDeviceToHost, s));
+    AGPT_CUDA_CHECK(cudaStreamSynchronize(s));
+    for (std::size_t i = 0; i < N; i++) host_logprobs[i] = -static_cast<double>(losses[i]);
+}
+
+double TransformerGpu::forward_backward_weighted(const int32_t* tokens, const int32_t* targets,
+                                                 const float* weights, int B, int T) {
+    check_batch_shape(B, T);
+    const cudaStream_t s = blas_.stream();
+    AGPT_CUDA_CHECK(cudaMemcpyAsync(row_weights_.data(), weights,
+                                    static_cast<std::size_t>(B) * T * sizeof(float),
+                                    cudaMemcpyHostToDevice, s));
+    run_forward_backward(tokens, targets, B, T, 1.0, row_weights_.data());
+    return cuda::sum_losses(losses_.data(), B * T, s);
 }
 
 void TransformerGpu::forward_logits(const int32_t* tokens, int B, int T, float* host_out) {

@@ -92,6 +92,12 @@ class TransformerGpu final : public GpuModel {
     double forward_loss(const int32_t* tokens, const int32_t* targets, int B, int T) override;
     // Forward only: logits (B,T,V) as fp32 into a host array.
     void forward_logits(const int32_t* tokens, int B, int T, float* host_out) override;
+    // Per-token log-probabilities and per-token-weighted forward/backward (gpu_model.h): the
+    // fused head's per-token losses, and its backward scaled row by row.
+    void token_logprobs(const int32_t* tokens, const int32_t* targets, int B, int T,
+                        double* host_logprobs) override;
+    double forward_backward_weighted(const int32_t* tokens, const int32_t* targets,
+                                     const float* weights, int B, int T) override;
 
     // Global L2 norm of the gradients (before clipping); scales them by
     // max_norm / (norm + 1e-6) when that is below 1 and max_norm > 0 (optim/grad_clip.h).
@@ -162,14 +168,18 @@ class TransformerGpu final : public GpuModel {
     cuda::DeviceBuffer<unsigned char> dacts_;    // backward temporaries shared by the layers
     cuda::DeviceBuffer<unsigned char> scratch_;  // LM-head chunk; grad-norm partials
     cuda::DeviceBuffer<float> rope_cos_, rope_sin_, losses_;
+    cuda::DeviceBuffer<float> row_weights_;  // forward_backward_weighted's weights
     cuda::DeviceBuffer<int32_t> tokens_, targets_;
     cuda::DeviceBuffer<double> scalars_;  // [0] loss sum, [1] grad norm
     Blocks<float> blocks_f32_;            // after blas_, which they run on
     Blocks<cuda::bf16> blocks_bf16_;
 
+    void check_batch_shape(int B, int T) const;  // fails unless within (max_batch, max_seq)
     void upload_batch(const int32_t* tokens, const int32_t* targets, int B, int T);
+    // row_scale (device, B·T) or null: per-token weights on the head's gradient.
     void run_forward_backward(const int32_t* tokens, const int32_t* targets, int B, int T,
-                              double grad_scale);
+                              double grad_scale, const float* row_scale = nullptr);
+    void run_forward_loss(const int32_t* tokens, const int32_t* targets, int B, int T);
     template <typename T>
     const T* weights() const;  // the fp32 parameters or their bf16 copy
     template <typename T>
@@ -179,7 +189,7 @@ class TransformerGpu final : public GpuModel {
     template <typename T>
     void backward_layer(int layer, int B, int T_len, double grad_scale);
     template <typename T>
-    void head_impl(int N, double grad_scale, bool backward);
+    void head_impl(int N, double grad_scale, bool backward, const float* row_scale = nullptr);
     template <typename T>
     void backward_impl(int B, int T_len, double grad_scale);
     template <typename T>
