@@ -221,9 +221,12 @@ run() {
         libpath=/usr/local/cuda/compat:$libpath
     fi
     # A pip-installed toolkit (nvidia-cublas wheels next to PyTorch) as a last resort.
-    local pylib
-    pylib=$(python3 -c 'import nvidia.cublas, os; print(os.path.join(list(nvidia.cublas.__path__)[0], "lib"))' 2>/dev/null) &&
-        libpath+=:$pylib
+    # (cuBLAS, and NCCL for `agpt doctor` and multi-GPU runs).
+    local pkg pylib
+    for pkg in cublas nccl; do
+        pylib=$(python3 -c "import nvidia.$pkg, os; print(os.path.join(list(nvidia.$pkg.__path__)[0], 'lib'))" 2>/dev/null) &&
+            libpath+=:$pylib
+    done
     export LD_LIBRARY_PATH=${libpath#:}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 
     echo "== nvidia-smi -L"
