@@ -29,8 +29,8 @@ namespace agpt {
 void check_cuda_training(const JobConfig& cfg, int ranks) {
     if (cfg.model.name != "agpt" && cfg.model.name != "gpt2")
         fail(
-            "model.name = {}: not on cuda yet (training.device = cuda trains the agpt family's "
-            "plain Llama block and gpt2)",
+            "model.name = {}: not on cuda yet (training.device = cuda trains the agpt and gpt2 "
+            "families)",
             cfg.model.name);
     if (cfg.model.name == "agpt") {
         const ModelArgs args = resolve_model_args(cfg.model.flavor, cfg.model.switches());
@@ -54,8 +54,8 @@ void check_cuda_training(const JobConfig& cfg, int ranks) {
             par.expert_parallel_degree);
     if (ranks > 1 && par.zero != 0)
         fail(
-            "parallelism.zero = {}: not on cuda yet (the cuda AdamW keeps the whole optimizer "
-            "state on every GPU); use parallelism.zero = 0",
+            "parallelism.zero = {}: not on cuda yet (the device optimizers keep the whole "
+            "optimizer state on every GPU); use parallelism.zero = 0",
             par.zero);
 #if defined(AGPT_HAVE_CUDA)
     if (!cuda::device_available())
