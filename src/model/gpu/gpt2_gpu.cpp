@@ -292,14 +292,14 @@ void Gpt2Gpu::backward_impl(int B, int T_len) {
     mark("position embedding backward");
 }
 
-void Gpt2Gpu::forward(int B, int T) {
+void Gpt2Gpu::forward(int B, int T, bool /*training*/) {
     if (precision_ == GpuPrecision::bf16)
         forward_impl<bf16>(B, T);
     else
         forward_impl<float>(B, T);
 }
 
-void Gpt2Gpu::backward(int B, int T) {
+void Gpt2Gpu::backward(int B, int T, double /*grad_scale*/) {
     if (precision_ == GpuPrecision::bf16)
         backward_impl<bf16>(B, T);
     else
@@ -314,17 +314,17 @@ T* Gpt2Gpu::final_norm_output() {
 }
 
 template <typename T>
-void Gpt2Gpu::head_impl(int N, double grad_scale, bool backward) {
+void Gpt2Gpu::head_impl(int N, double grad_scale, bool backward, const float* row_scale) {
     // The head is wte's first vocab_size rows; its gradient goes into wte's.
     T* dx = backward ? at<T>(dacts_, grad_layout(args_, max_tokens(), sizeof(T)).dnorm) : nullptr;
-    lm_head<T>(final_norm_output<T>(), dx, wte_, N, args_.dim, grad_scale);
+    lm_head<T>(final_norm_output<T>(), dx, wte_, N, args_.dim, grad_scale, 0.0f, row_scale);
 }
 
-void Gpt2Gpu::head(int N, double grad_scale, bool backward) {
+void Gpt2Gpu::head(int N, double grad_scale, bool backward, const float* row_scale) {
     if (precision_ == GpuPrecision::bf16)
-        head_impl<bf16>(N, grad_scale, backward);
+        head_impl<bf16>(N, grad_scale, backward, row_scale);
     else
-        head_impl<float>(N, grad_scale, backward);
+        head_impl<float>(N, grad_scale, backward, row_scale);
 }
 
 void Gpt2Gpu::logits(int N, float* out_device) {
