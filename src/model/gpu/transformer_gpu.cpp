@@ -125,27 +125,11 @@ ArenaMap arena_map(const ModelArgs& a, std::size_t N, std::size_t es, Activation
     return m;
 }
 
-// Backward temporaries: the residual gradient, a norm output's gradient, then the FFN's
-// (d_gate, d_h13) and the attention's (d_attn, d_qkv and, with QK-norm, d(q|k before the norm))
-// sharing one region (never live together).
-struct GradLayout {
-    std::size_t dres, dnorm, dgate, dh13, dattn, dqkv, dqk, size;
-};
-
-GradLayout grad_layout(const ModelArgs& a, std::size_t N, std::size_t es) {
-    const std::size_t D = a.dim, F = a.ffn_hidden(), Q = gqa_qkv(a), A = gqa_out(a);
-    GradLayout g{};
-    g.dres = 0;
-    g.dnorm = align256(N * D * es);
-    const std::size_t shared = g.dnorm + align256(N * D * es);
-    g.dgate = shared;
-    g.dh13 = shared + align256(N * F * es);
-    g.dattn = shared;
-    g.dqkv = shared + align256(N * A * es);
-    g.dqk = g.dqkv + align256(N * Q * es);
-    g.size = std::max(g.dh13 + align256(N * ffn_in(a) * es),
-                      g.dqk + align256(N * qk_heads(a) * a.head_dim() * es));
-    return g;
+// Backward temporaries: the FFN's are d_gate and d_h13, the attention's d_attn, d_qkv and, with
+// QK-norm, d(q|k before the norm).
+BlockGradLayout grad_layout(const ModelArgs& a, std::size_t N, std::size_t es) {
+    return block_grad_layout(N, es, a.dim, a.ffn_hidden(), ffn_in(a), gqa_out(a), gqa_qkv(a),
+                             qk_heads(a) * a.head_dim());
 }
 
 // The first `cols` elements of each of N rows: src rows are src_stride elements apart, dst rows
@@ -605,7 +589,7 @@ void TransformerGpu::backward_impl(int B, int T_len, double grad_scale) {
     const int N = B * T_len, D = args_.dim;
     const std::size_t maxN = max_tokens();
     const ArenaMap m = arena_map(args_, maxN, sizeof(T), checkpoint_);
-    const GradLayout gl = grad_layout(args_, maxN, sizeof(T));
+    const BlockGradLayout gl = grad_layout(args_, maxN, sizeof(T));
     const cudaStream_t s = blas_.stream();
     T* dres = at<T>(dacts_, gl.dres);
     memset_async(dres, static_cast<std::size_t>(N) * D * sizeof(T), s);
@@ -636,14 +620,14 @@ void TransformerGpu::backward_layer(int layer, int B, int T_len, double grad_sca
     const std::size_t maxN = max_tokens();
     const ArenaMap m = arena_map(args_, maxN, sizeof(T), checkpoint_);
     const ActLayout& l = m.l;
-    const GradLayout gl = grad_layout(args_, maxN, sizeof(T));
+    const BlockGradLayout gl = grad_layout(args_, maxN, sizeof(T));
     const cudaStream_t s = blas_.stream();
     const T* w = weights<T>();
     float* g = grads_.data();
     T* dres = at<T>(dacts_, gl.dres);
     T* d_norm = at<T>(dacts_, gl.dnorm);
-    T* d_gate = at<T>(dacts_, gl.dgate);
-    T* d_h13 = at<T>(dacts_, gl.dh13);
+    T* d_gate = at<T>(dacts_, gl.dffn_act);
+    T* d_h13 = at<T>(dacts_, gl.dffn_pre);
     T* d_attn = at<T>(dacts_, gl.dattn);
     T* d_qkv = at<T>(dacts_, gl.dqkv);
     const std::size_t base = m.saved(layer);
