@@ -71,25 +71,11 @@ FinalLayout final_layout(const Gpt2Args& a, std::size_t N, std::size_t es) {
     return f;
 }
 
-// Backward temporaries: the residual gradient, a norm output's gradient, then the MLP's
-// (d gelu output, d c_fc output) and the attention's (d attention output, d qkv) sharing one
-// region (never live together).
-struct GradLayout {
-    std::size_t dres, dnorm, dgelu, dfch, datty, dqkv, size;
-};
-
-GradLayout grad_layout(const Gpt2Args& a, std::size_t N, std::size_t es) {
+// Backward temporaries: the MLP's are d gelu output and d c_fc output, the attention's d
+// attention output and d qkv.
+BlockGradLayout grad_layout(const Gpt2Args& a, std::size_t N, std::size_t es) {
     const std::size_t C = a.dim, F = a.ffn_hidden();
-    GradLayout g{};
-    g.dres = 0;
-    g.dnorm = align256(N * C * es);
-    const std::size_t shared = g.dnorm + align256(N * C * es);
-    g.dgelu = shared;
-    g.dfch = shared + align256(N * F * es);
-    g.datty = shared;
-    g.dqkv = shared + align256(N * C * es);
-    g.size = std::max(g.dfch + align256(N * F * es), g.dqkv + align256(N * 3 * C * es));
-    return g;
+    return block_grad_layout(N, es, C, F, F, C, 3 * C, 0);
 }
 
 Gpt2Args checked(const Gpt2Args& a, int max_seq) {
@@ -222,15 +208,15 @@ void Gpt2Gpu::backward_impl(int B, int T_len) {
               hd = args_.head_dim();
     const ActLayout l = act_layout(args_, max_tokens(), sizeof(T));
     const FinalLayout fl = final_layout(args_, max_tokens(), sizeof(T));
-    const GradLayout gl = grad_layout(args_, max_tokens(), sizeof(T));
+    const BlockGradLayout gl = grad_layout(args_, max_tokens(), sizeof(T));
     const cudaStream_t s = blas_.stream();
     const T* w = weights<T>();
     float* g = grads_.data();
     T* dres = at<T>(dacts_, gl.dres);
     T* d_norm = at<T>(dacts_, gl.dnorm);  // the head wrote d(ln_f output) here
-    T* d_gelu = at<T>(dacts_, gl.dgelu);
-    T* d_fch = at<T>(dacts_, gl.dfch);
-    T* d_atty = at<T>(dacts_, gl.datty);
+    T* d_gelu = at<T>(dacts_, gl.dffn_act);
+    T* d_fch = at<T>(dacts_, gl.dffn_pre);
+    T* d_atty = at<T>(dacts_, gl.dattn);
     T* d_qkv = at<T>(dacts_, gl.dqkv);
     const std::size_t NC = static_cast<std::size_t>(N) * C;
     const std::size_t NF = static_cast<std::size_t>(N) * F;
@@ -292,14 +278,14 @@ void Gpt2Gpu::backward_impl(int B, int T_len) {
     mark("position embedding backward");
 }
 
-void Gpt2Gpu::forward(int B, int T) {
+void Gpt2Gpu::forward(int B, int T, bool /*training*/) {
     if (precision_ == GpuPrecision::bf16)
         forward_impl<bf16>(B, T);
     else
         forward_impl<float>(B, T);
 }
 
-void Gpt2Gpu::backward(int B, int T) {
+void Gpt2Gpu::backward(int B, int T, double /*grad_scale*/) {
     if (precision_ == GpuPrecision::bf16)
         backward_impl<bf16>(B, T);
     else
@@ -314,17 +300,17 @@ T* Gpt2Gpu::final_norm_output() {
 }
 
 template <typename T>
-void Gpt2Gpu::head_impl(int N, double grad_scale, bool backward) {
+void Gpt2Gpu::head_impl(int N, double grad_scale, bool backward, const float* row_scale) {
     // The head is wte's first vocab_size rows; its gradient goes into wte's.
     T* dx = backward ? at<T>(dacts_, grad_layout(args_, max_tokens(), sizeof(T)).dnorm) : nullptr;
-    lm_head<T>(final_norm_output<T>(), dx, wte_, N, args_.dim, grad_scale);
+    lm_head<T>(final_norm_output<T>(), dx, wte_, N, args_.dim, grad_scale, 0.0f, row_scale);
 }
 
-void Gpt2Gpu::head(int N, double grad_scale, bool backward) {
+void Gpt2Gpu::head(int N, double grad_scale, bool backward, const float* row_scale) {
     if (precision_ == GpuPrecision::bf16)
-        head_impl<bf16>(N, grad_scale, backward);
+        head_impl<bf16>(N, grad_scale, backward, row_scale);
     else
-        head_impl<float>(N, grad_scale, backward);
+        head_impl<float>(N, grad_scale, backward, row_scale);
 }
 
 void Gpt2Gpu::logits(int N, float* out_device) {

@@ -49,16 +49,16 @@ class Gpt2Gpu final : public GpuModelBase {
     cuda::DeviceBuffer<unsigned char> arena_;  // saved activations, per layer then final
     cuda::DeviceBuffer<unsigned char> dacts_;  // backward temporaries shared by the layers
 
-    void forward(int B, int T) override;
-    void head(int N, double grad_scale, bool backward) override;
-    void backward(int B, int T) override;
+    void forward(int B, int T, bool training) override;
+    void head(int N, double grad_scale, bool backward, const float* row_scale) override;
+    void backward(int B, int T, double grad_scale) override;
     void logits(int N, float* out_device) override;
     template <typename T>
     void forward_impl(int B, int T_len);
     template <typename T>
     void backward_impl(int B, int T_len);
     template <typename T>
-    void head_impl(int N, double grad_scale, bool backward);
+    void head_impl(int N, double grad_scale, bool backward, const float* row_scale);
     template <typename T>
     T* final_norm_output();
 };

@@ -11,6 +11,7 @@
 #include "kernels/cuda/cross_entropy.h"
 #include "kernels/cuda/gemm.h"
 #include "kernels/cuda/model_ops.h"
+#include "kernels/cuda/softcap.h"
 
 namespace agpt {
 
@@ -45,6 +46,22 @@ void memset_async(void* p, std::size_t bytes, cudaStream_t s) {
 
 void copy_async(void* dst, const void* src, std::size_t bytes, cudaStream_t s) {
     if (bytes > 0) AGPT_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, s));
+}
+
+BlockGradLayout block_grad_layout(std::size_t N, std::size_t es, std::size_t D, std::size_t ffn_act,
+                                  std::size_t ffn_pre, std::size_t attn, std::size_t qkv,
+                                  std::size_t qk) {
+    BlockGradLayout g{};
+    g.dres = 0;
+    g.dnorm = align256(N * D * es);
+    const std::size_t shared = g.dnorm + align256(N * D * es);
+    g.dffn_act = shared;
+    g.dffn_pre = shared + align256(N * ffn_act * es);
+    g.dattn = shared;
+    g.dqkv = shared + align256(N * attn * es);
+    g.dqk = g.dqkv + align256(N * qkv * es);
+    g.size = std::max(g.dffn_pre + align256(N * ffn_pre * es), g.dqk + align256(N * qk * es));
+    return g;
 }
 
 int lm_head_chunk(std::size_t N, int V) {
@@ -142,9 +159,13 @@ void GpuModelBase::zero_grad() {
     grads_.fill_bytes(0, blas_.stream());
 }
 
-void GpuModelBase::upload_batch(const int32_t* tokens, const int32_t* targets, int B, int T) {
+void GpuModelBase::check_batch_shape(int B, int T) const {
     if (B > max_batch_ || T > max_seq_ || B <= 0 || T <= 0)
         fail("model: batch {}×{} exceeds the allocated {}×{}", B, T, max_batch_, max_seq_);
+}
+
+void GpuModelBase::upload_batch(const int32_t* tokens, const int32_t* targets, int B, int T) {
+    check_batch_shape(B, T);
     const long N = static_cast<long>(B) * T;
     const int V = vocab_size_;
     for (long i = 0; i < N; i++)
@@ -167,7 +188,7 @@ void GpuModelBase::upload_batch(const int32_t* tokens, const int32_t* targets, i
 
 template <typename T>
 void GpuModelBase::lm_head(const T* x, T* dx, std::size_t head_weight_offset, int N, int C,
-                           double grad_scale) {
+                           double grad_scale, float softcap, const float* row_scale) {
     const cudaStream_t s = blas_.stream();
     if (dx) memset_async(dx, static_cast<std::size_t>(N) * C * sizeof(T), s);
     mark("memset");
@@ -177,32 +198,41 @@ void GpuModelBase::lm_head(const T* x, T* dx, std::size_t head_weight_offset, in
         // bf16 logits, as autocast computes them: half the head's memory traffic.
         cuda::lm_head_cross_entropy_bf16_logits(
             blas_, losses_.data(), dx, dw, x, w, targets_.data(), N, C, vocab_size_,
-            static_cast<float>(grad_scale), scratch_.data(), head_chunk_);
+            static_cast<float>(grad_scale), scratch_.data(), head_chunk_, softcap, row_scale);
     else
         cuda::lm_head_cross_entropy<T>(blas_, losses_.data(), dx, dw, x, w, targets_.data(), N, C,
                                        vocab_size_, static_cast<float>(grad_scale), scratch_.data(),
-                                       head_chunk_, 0.0f);
+                                       head_chunk_, softcap, row_scale);
     mark("lm head + cross-entropy");
 }
-template void GpuModelBase::lm_head<float>(const float*, float*, std::size_t, int, int, double);
-template void GpuModelBase::lm_head<bf16>(const bf16*, bf16*, std::size_t, int, int, double);
+template void GpuModelBase::lm_head<float>(const float*, float*, std::size_t, int, int, double,
+                                           float, const float*);
+template void GpuModelBase::lm_head<bf16>(const bf16*, bf16*, std::size_t, int, int, double, float,
+                                          const float*);
 
 template <typename T>
 void GpuModelBase::lm_logits(const T* x, std::size_t head_weight_offset, int N, int C,
-                             float* out_device) {
+                             float* out_device, float softcap) {
     cuda::matmul_forward<T, float>(blas_, out_device, x, weights<T>() + head_weight_offset, N, C,
                                    vocab_size_);
+    cuda::softcap_forward(out_device, static_cast<long>(N) * vocab_size_, softcap, blas_.stream());
 }
-template void GpuModelBase::lm_logits<float>(const float*, std::size_t, int, int, float*);
-template void GpuModelBase::lm_logits<bf16>(const bf16*, std::size_t, int, int, float*);
+template void GpuModelBase::lm_logits<float>(const float*, std::size_t, int, int, float*, float);
+template void GpuModelBase::lm_logits<bf16>(const bf16*, std::size_t, int, int, float*, float);
 
 void GpuModelBase::run_forward_backward(const int32_t* tokens, const int32_t* targets, int B, int T,
-                                        double grad_scale) {
+                                        double grad_scale, const float* row_scale) {
     upload_batch(tokens, targets, B, T);
     mark("token upload");
-    forward(B, T);
-    head(B * T, grad_scale, true);
-    backward(B, T);
+    forward(B, T, true);
+    head(B * T, grad_scale, true, row_scale);
+    backward(B, T, grad_scale);
+}
+
+void GpuModelBase::run_forward_loss(const int32_t* tokens, const int32_t* targets, int B, int T) {
+    upload_batch(tokens, targets, B, T);
+    forward(B, T, false);
+    head(B * T, 0.0, false, nullptr);
 }
 
 void GpuModelBase::forward_backward_async(const int32_t* tokens, const int32_t* targets, int B,
@@ -229,9 +259,7 @@ double GpuModelBase::take_loss_sum() {
 }
 
 double GpuModelBase::forward_loss(const int32_t* tokens, const int32_t* targets, int B, int T) {
-    upload_batch(tokens, targets, B, T);
-    forward(B, T);
-    head(B * T, 0.0, false);
+    run_forward_loss(tokens, targets, B, T);
     return cuda::sum_losses(losses_.data(), B * T, blas_.stream());
 }
 
@@ -239,7 +267,7 @@ void GpuModelBase::forward_logits(const int32_t* tokens, int B, int T, float* ho
     upload_batch(tokens, nullptr, B, T);
     const int N = B * T;
     cuda::DeviceBuffer<float> out(static_cast<std::size_t>(N) * vocab_size_);
-    forward(B, T);
+    forward(B, T, false);
     logits(N, out.data());
     download_sync(out, host_out, blas_.stream());
 }

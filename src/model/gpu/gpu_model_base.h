@@ -5,10 +5,10 @@
 // offsets, the linear layer's backward, stream-ordered copies).
 //
 // A model derives from GpuModelBase, lays out its parameters (its CPU twin's ParamViews) and
-// its activation arena, and implements four passes on the uploaded batch (tokens_device(),
-// targets_device()): forward (tokens to the final hidden states), head (the losses, and the
-// gradient of the final hidden states when backward), backward (from that gradient into
-// grads_device()) and logits. The public GpuModel calls run them in that order.
+// its activation arena, and implements four passes on the uploaded batch (tokens_, targets_):
+// forward (tokens to the final hidden states), head (the losses, and the gradient of the final
+// hidden states when backward), backward (from that gradient into grads_) and logits. The
+// public GpuModel calls run them in that order.
 //
 // Compiled only with the CUDA backend (AGPT_HAVE_CUDA).
 #include <cstddef>
@@ -37,6 +37,18 @@ T* at(cuda::DeviceBuffer<unsigned char>& buf, std::size_t byte_offset) {
 template <typename T>
 void linear_backward(cuda::Blas& blas, T* dinp, float* dweight, const T* dout, const T* inp,
                      const T* weight, int M, int K, int N);
+
+// Backward temporaries of a pre-norm block (byte offsets for N rows of es-byte elements): the
+// residual gradient, a norm output's gradient (D wide), then the FFN's (d activation output,
+// ffn_act wide; d first projection output, ffn_pre wide) and the attention's (d attention
+// output, attn wide; d qkv, qkv wide; d(q|k before a QK-norm), qk wide) sharing one region
+// (never live together).
+struct BlockGradLayout {
+    std::size_t dres, dnorm, dffn_act, dffn_pre, dattn, dqkv, dqk, size;
+};
+BlockGradLayout block_grad_layout(std::size_t N, std::size_t es, std::size_t D, std::size_t ffn_act,
+                                  std::size_t ffn_pre, std::size_t attn, std::size_t qkv,
+                                  std::size_t qk);
 
 // Tokens per chunk of the fused LM head over a vocabulary of V: about 128M logits (512 MiB of
 // fp32) at a time, so the head GEMMs have thousands of rows.
@@ -119,20 +131,32 @@ class GpuModelBase : public GpuModel {
     GpuModelBase(std::vector<ParamView> views, int vocab_size, int max_batch, int max_seq,
                  GpuPrecision precision, cudaStream_t stream);
 
-    // The passes a model implements (see the top of this file).
-    virtual void forward(int B, int T) = 0;
-    virtual void head(int N, double grad_scale, bool backward) = 0;
-    virtual void backward(int B, int T) = 0;
+    // The passes a model implements (see the top of this file). training: the forward of a
+    // forward/backward step (not an evaluation's); grad_scale: the step's, for losses a model
+    // adds inside its layers; row_scale (device, N) or null: per-token weights on the head's
+    // gradient.
+    virtual void forward(int B, int T, bool training) = 0;
+    virtual void head(int N, double grad_scale, bool backward, const float* row_scale) = 0;
+    virtual void backward(int B, int T, double grad_scale) = 0;
     virtual void logits(int N, float* out_device) = 0;
 
     // The fused LM head over x (N,C): weight = head_weight_offset's (vocab_size, C) rows of the
     // (bf16 copy of the) parameters, losses into losses_; when backward, dx (N,C; zeroed here)
     // and the weight's gradient accumulate. bf16 mode computes bf16 logits, as autocast does.
+    // softcap > 0 caps the logits to softcap·tanh(z/softcap); row_scale as head's.
     template <typename T>
-    void lm_head(const T* x, T* dx, std::size_t head_weight_offset, int N, int C,
-                 double grad_scale);
+    void lm_head(const T* x, T* dx, std::size_t head_weight_offset, int N, int C, double grad_scale,
+                 float softcap = 0.0f, const float* row_scale = nullptr);
     template <typename T>
-    void lm_logits(const T* x, std::size_t head_weight_offset, int N, int C, float* out_device);
+    void lm_logits(const T* x, std::size_t head_weight_offset, int N, int C, float* out_device,
+                   float softcap = 0.0f);
+
+    // Upload, forward, head and backward; the losses stay in losses_.
+    void run_forward_backward(const int32_t* tokens, const int32_t* targets, int B, int T,
+                              double grad_scale, const float* row_scale = nullptr);
+    // Upload, forward and head without backward; the losses stay in losses_.
+    void run_forward_loss(const int32_t* tokens, const int32_t* targets, int B, int T);
+    void check_batch_shape(int B, int T) const;  // fails unless within (max_batch, max_seq)
     // Bytes of the head scratch, the losses and the batch (for activation_bytes()).
     std::size_t common_activation_bytes() const;
 
@@ -159,8 +183,6 @@ class GpuModelBase : public GpuModel {
 
   private:
     void upload_batch(const int32_t* tokens, const int32_t* targets, int B, int T);
-    void run_forward_backward(const int32_t* tokens, const int32_t* targets, int B, int T,
-                              double grad_scale);
 };
 
 }  // namespace agpt

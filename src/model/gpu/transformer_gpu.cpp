@@ -125,27 +125,11 @@ ArenaMap arena_map(const ModelArgs& a, std::size_t N, std::size_t es, Activation
     return m;
 }
 
-// Backward temporaries: the residual gradient, a norm output's gradient, then the FFN's
-// (d_gate, d_h13) and the attention's (d_attn, d_qkv and, with QK-norm, d(q|k before the norm))
-// sharing one region (never live together).
-struct GradLayout {
-    std::size_t dres, dnorm, dgate, dh13, dattn, dqkv, dqk, size;
-};
-
-GradLayout grad_layout(const ModelArgs& a, std::size_t N, std::size_t es) {
-    const std::size_t D = a.dim, F = a.ffn_hidden(), Q = gqa_qkv(a), A = gqa_out(a);
-    GradLayout g{};
-    g.dres = 0;
-    g.dnorm = align256(N * D * es);
-    const std::size_t shared = g.dnorm + align256(N * D * es);
-    g.dgate = shared;
-    g.dh13 = shared + align256(N * F * es);
-    g.dattn = shared;
-    g.dqkv = shared + align256(N * A * es);
-    g.dqk = g.dqkv + align256(N * Q * es);
-    g.size = std::max(g.dh13 + align256(N * ffn_in(a) * es),
-                      g.dqk + align256(N * qk_heads(a) * a.head_dim() * es));
-    return g;
+// Backward temporaries: the FFN's are d_gate and d_h13, the attention's d_attn, d_qkv and, with
+// QK-norm, d(q|k before the norm).
+BlockGradLayout grad_layout(const ModelArgs& a, std::size_t N, std::size_t es) {
+    return block_grad_layout(N, es, a.dim, a.ffn_hidden(), ffn_in(a), gqa_out(a), gqa_qkv(a),
+                             qk_heads(a) * a.head_dim());
 }
 
 // The first `cols` elements of each of N rows: src rows are src_stride elements apart, dst rows
@@ -156,6 +140,23 @@ void copy_columns_async(T* dst, long dst_stride, const T* src, long src_stride, 
     if (N > 0 && cols > 0)
         AGPT_CUDA_CHECK(cudaMemcpy2DAsync(dst, dst_stride * sizeof(T), src, src_stride * sizeof(T),
                                           cols * sizeof(T), N, cudaMemcpyDeviceToDevice, s));
+}
+
+ModelArgs checked(const ModelArgs& args) {
+    for (const auto& [what, cap] : {std::pair{"attn_softcap", args.attn_softcap},
+                                    std::pair{"final_softcap", args.final_softcap}})
+        if (!(cap >= 0.0) || !std::isfinite(cap))
+            fail("model: {} = {} must be 0 (off) or positive", what, cap);
+    // MLA's head sizes are its own (MlaGpu checks them).
+    if (!args.mla && args.dim % args.n_heads != 0)
+        fail("model: dim {} is not divisible by n_heads {}", args.dim, args.n_heads);
+    if (!args.mla && args.n_heads % args.n_kv_heads != 0)
+        fail("model: n_heads {} is not divisible by n_kv_heads {}", args.n_heads, args.n_kv_heads);
+    if (!args.mla && args.head_dim() % 2 != 0)
+        fail("model: head_dim {} must be even for RoPE", args.head_dim());
+    if (!args.mla && args.head_dim() > 128)
+        fail("model: head_dim {} is above 128 (cuda)", args.head_dim());
+    return args;
 }
 
 }  // namespace
@@ -232,30 +233,10 @@ std::vector<ParamView> transformer_param_views(const ModelArgs& args) {
 TransformerGpu::TransformerGpu(const ModelArgs& args, int max_batch, int max_seq,
                                GpuPrecision precision, cudaStream_t stream,
                                ActivationCheckpoint checkpoint)
-    : args_(args),
-      max_batch_(max_batch),
-      max_seq_(max_seq),
-      precision_(precision),
-      checkpoint_(checkpoint),
-      blas_(stream) {
-    for (const auto& [what, cap] : {std::pair{"attn_softcap", args.attn_softcap},
-                                    std::pair{"final_softcap", args.final_softcap}})
-        if (!(cap >= 0.0) || !std::isfinite(cap))
-            fail("model: {} = {} must be 0 (off) or positive", what, cap);
-    // MLA's head sizes are its own (MlaGpu checks them).
-    if (!args.mla && args.dim % args.n_heads != 0)
-        fail("model: dim {} is not divisible by n_heads {}", args.dim, args.n_heads);
-    if (!args.mla && args.n_heads % args.n_kv_heads != 0)
-        fail("model: n_heads {} is not divisible by n_kv_heads {}", args.n_heads, args.n_kv_heads);
-    if (!args.mla && args.head_dim() % 2 != 0)
-        fail("model: head_dim {} must be even for RoPE", args.head_dim());
-    if (!args.mla && args.head_dim() > 128)
-        fail("model: head_dim {} is above 128 (cuda)", args.head_dim());
-    if (max_batch <= 0 || max_seq <= 0)
-        fail("model: batch {}×{} must be positive", max_batch, max_seq);
-
-    views_ = transformer_param_views(args);
-    n_params_ = views_.back().offset + views_.back().numel();
+    : GpuModelBase(transformer_param_views(checked(args)), args.vocab_size, max_batch, max_seq,
+                   precision, stream),
+      args_(args),
+      checkpoint_(checkpoint) {
     off_tok_ = view("tok_embeddings.weight").offset;
     off_norm_ = view("norm.weight").offset;
     off_output_ = view("output.weight").offset;
@@ -297,32 +278,11 @@ TransformerGpu::TransformerGpu(const ModelArgs& args, int max_batch, int max_seq
     }
 
     const cudaStream_t s = blas_.stream();
-    params_ = cuda::DeviceBuffer<float>(n_params_);
-    grads_ = cuda::DeviceBuffer<float>(n_params_);
-    params_.fill_bytes(0, s);
-    grads_.fill_bytes(0, s);
-    if (precision_ == GpuPrecision::bf16) {
-        params_bf16_ = cuda::DeviceBuffer<bf16>(n_params_);
-        params_bf16_.fill_bytes(0, s);
-    }
-
-    const std::size_t N = static_cast<std::size_t>(max_batch) * max_seq;
+    const std::size_t N = max_tokens();
     const std::size_t es = precision_ == GpuPrecision::bf16 ? sizeof(bf16) : sizeof(float);
     arena_ = cuda::DeviceBuffer<unsigned char>(arena_map(args, N, es, checkpoint).size());
     dacts_ = cuda::DeviceBuffer<unsigned char>(grad_layout(args, N, es).size);
-    head_chunk_ = lm_head_chunk(N, args.vocab_size);
-    const std::size_t head_bytes =
-        precision_ == GpuPrecision::bf16
-            ? cuda::lm_head_bf16_logits_scratch_bytes(head_chunk_, args.vocab_size)
-            : cuda::lm_head_scratch_bytes<float>(head_chunk_, args.vocab_size);
-    scratch_ = cuda::DeviceBuffer<unsigned char>(
-        std::max(head_bytes, cuda::grad_norm_scratch_bytes(n_params_)));
-    losses_ = cuda::DeviceBuffer<float>(N);
     row_weights_ = cuda::DeviceBuffer<float>(N);
-    tokens_ = cuda::DeviceBuffer<int32_t>(N);
-    targets_ = cuda::DeviceBuffer<int32_t>(N);
-    scalars_ = cuda::DeviceBuffer<double>(2);
-    scalars_.fill_bytes(0, s);
 
     const int half = args.head_dim() / 2;
     std::vector<float> cos_t(static_cast<std::size_t>(max_seq) * half),
@@ -358,6 +318,8 @@ TransformerGpu::TransformerGpu(const ModelArgs& args, int max_batch, int max_seq
     expert_bias_.assign(moe_layer_ids().size(),
                         std::vector<float>(static_cast<std::size_t>(args.n_experts), 0.0f));
 }
+
+TransformerGpu::~TransformerGpu() = default;
 
 template <typename T>
 TransformerGpu::Blocks<T>& TransformerGpu::blocks() {
@@ -483,20 +445,6 @@ double TransformerGpu::moe_aux_loss() const {
     return sum;
 }
 
-TransformerGpu::~TransformerGpu() {
-    cudaStreamSynchronize(blas_.stream());  // no throw from a destructor
-}
-
-const ParamView& TransformerGpu::view(const std::string& name) const {
-    for (const auto& v : views_)
-        if (v.name == name) return v;
-    fail("model: no parameter named '{}'", name);
-}
-
-std::size_t TransformerGpu::state_bytes() const {
-    return params_.bytes() + grads_.bytes() + params_bf16_.bytes();
-}
-
 std::size_t TransformerGpu::activation_bytes() const {
     std::size_t blocks = 0;
     auto add = [&](const auto& b) {
@@ -509,13 +457,8 @@ std::size_t TransformerGpu::activation_bytes() const {
     };
     add(blocks_f32_);
     add(blocks_bf16_);
-    return arena_.bytes() + dacts_.bytes() + scratch_.bytes() + losses_.bytes() + tokens_.bytes() +
-           targets_.bytes() + blocks + row_weights_.bytes();
-}
-
-void TransformerGpu::params_changed() {
-    if (precision_ == GpuPrecision::bf16)
-        cuda::cast_to_bf16(params_bf16_.data(), params_.data(), n_params_, blas_.stream());
+    return arena_.bytes() + dacts_.bytes() + row_weights_.bytes() + blocks +
+           common_activation_bytes();
 }
 
 void TransformerGpu::upload_params(const float* host) {
@@ -524,54 +467,13 @@ void TransformerGpu::upload_params(const float* host) {
         const float* bias = host + layer_offsets_[moe_ids[i]].expert_bias;
         std::copy(bias, bias + expert_bias_[i].size(), expert_bias_[i].begin());
     }
-    upload_sync(params_, host, blas_.stream());
-    params_changed();
-    AGPT_CUDA_CHECK(cudaStreamSynchronize(blas_.stream()));
-}
-
-void TransformerGpu::download_params(float* host) const {
-    download_sync(params_, host, blas_.stream());
-}
-
-void TransformerGpu::download_grads(float* host) const {
-    download_sync(grads_, host, blas_.stream());
-}
-
-void TransformerGpu::zero_grad() {
-    grads_.fill_bytes(0, blas_.stream());
-}
-
-void TransformerGpu::check_batch_shape(int B, int T) const {
-    if (B > max_batch_ || T > max_seq_ || B <= 0 || T <= 0)
-        fail("model: batch {}×{} exceeds the allocated {}×{}", B, T, max_batch_, max_seq_);
-}
-
-void TransformerGpu::upload_batch(const int32_t* tokens, const int32_t* targets, int B, int T) {
-    check_batch_shape(B, T);
-    const long N = static_cast<long>(B) * T;
-    const int V = args_.vocab_size;
-    for (long i = 0; i < N; i++)
-        if (tokens[i] < 0 || tokens[i] >= V)
-            fail("model: token id {} at position {} is outside the vocabulary [0, {})", tokens[i],
-                 i, V);
-    if (targets)
-        for (long i = 0; i < N; i++)
-            if (targets[i] < -1 || targets[i] >= V)
-                fail("model: target id {} at position {} is outside the vocabulary [0, {})",
-                     targets[i], i, V);
-    const cudaStream_t s = blas_.stream();
-    // Pageable host memory: the copy is staged before the call returns.
-    AGPT_CUDA_CHECK(
-        cudaMemcpyAsync(tokens_.data(), tokens, N * sizeof(int32_t), cudaMemcpyHostToDevice, s));
-    if (targets)
-        AGPT_CUDA_CHECK(cudaMemcpyAsync(targets_.data(), targets, N * sizeof(int32_t),
-                                        cudaMemcpyHostToDevice, s));
+    GpuModelBase::upload_params(host);
 }
 
 template <typename T>
 void TransformerGpu::forward_impl(int B, int T_len) {
     const int N = B * T_len, D = args_.dim;
-    const std::size_t maxN = static_cast<std::size_t>(max_batch_) * max_seq_;
+    const std::size_t maxN = max_tokens();
     const ArenaMap m = arena_map(args_, maxN, sizeof(T), checkpoint_);
     const T* w = weights<T>();
     cuda::embedding_forward<T>(at<T>(arena_, m.input(0)), tokens_.data(), w + off_tok_, N, D,
@@ -584,14 +486,6 @@ void TransformerGpu::forward_impl(int B, int T_len) {
     mark("rmsnorm");
 }
 
-template <typename T>
-const T* TransformerGpu::weights() const {
-    if constexpr (std::is_same_v<T, float>)
-        return params_.data();
-    else
-        return params_bf16_.data();
-}
-
 // recompute (activation checkpointing, before the layer's backward): refills the working set
 // from the saved input and stops before the FFN's output projection, whose result is already
 // the next layer's saved input.
@@ -601,7 +495,7 @@ void TransformerGpu::forward_layer(int layer, int B, int T_len, bool recompute) 
               H = args_.n_heads, KV = args_.n_kv_heads, hd = args_.head_dim(), A = H * hd,
               QK = (H + KV) * hd, FI = static_cast<int>(ffn_in(args_));
     const float eps = static_cast<float>(args_.norm_eps);
-    const std::size_t maxN = static_cast<std::size_t>(max_batch_) * max_seq_;
+    const std::size_t maxN = max_tokens();
     const ArenaMap m = arena_map(args_, maxN, sizeof(T), checkpoint_);
     const ActLayout& l = m.l;
     const cudaStream_t s = blas_.stream();
@@ -683,36 +577,19 @@ void TransformerGpu::forward_layer(int layer, int B, int T_len, bool recompute) 
 
 template <typename T>
 void TransformerGpu::head_impl(int N, double grad_scale, bool backward, const float* row_scale) {
-    const int D = args_.dim, V = args_.vocab_size;
-    const std::size_t maxN = static_cast<std::size_t>(max_batch_) * max_seq_;
+    const std::size_t maxN = max_tokens();
     const ArenaMap m = arena_map(args_, maxN, sizeof(T), checkpoint_);
-    const GradLayout g = grad_layout(args_, maxN, sizeof(T));
-    const cudaStream_t s = blas_.stream();
-    const T* w = weights<T>();
-    const T* xf_norm = at<T>(arena_, m.final_norm());
-    const float cap = static_cast<float>(args_.final_softcap);
-    T* d_xf = backward ? at<T>(dacts_, g.dnorm) : nullptr;
-    if (d_xf) memset_async(d_xf, static_cast<std::size_t>(N) * D * sizeof(T), s);
-    mark("memset");
-    float* dw = backward ? grads_.data() + off_output_ : nullptr;
-    if constexpr (std::is_same_v<T, bf16>)
-        // bf16 logits, as autocast computes them: half the head's memory traffic.
-        cuda::lm_head_cross_entropy_bf16_logits(
-            blas_, losses_.data(), d_xf, dw, xf_norm, w + off_output_, targets_.data(), N, D, V,
-            static_cast<float>(grad_scale), scratch_.data(), head_chunk_, cap, row_scale);
-    else
-        cuda::lm_head_cross_entropy<T>(blas_, losses_.data(), d_xf, dw, xf_norm, w + off_output_,
-                                       targets_.data(), N, D, V, static_cast<float>(grad_scale),
-                                       scratch_.data(), head_chunk_, cap, row_scale);
-    mark("lm head + cross-entropy");
+    T* d_xf = backward ? at<T>(dacts_, grad_layout(args_, maxN, sizeof(T)).dnorm) : nullptr;
+    lm_head<T>(at<T>(arena_, m.final_norm()), d_xf, off_output_, N, args_.dim, grad_scale,
+               static_cast<float>(args_.final_softcap), row_scale);
 }
 
 template <typename T>
 void TransformerGpu::backward_impl(int B, int T_len, double grad_scale) {
     const int N = B * T_len, D = args_.dim;
-    const std::size_t maxN = static_cast<std::size_t>(max_batch_) * max_seq_;
+    const std::size_t maxN = max_tokens();
     const ArenaMap m = arena_map(args_, maxN, sizeof(T), checkpoint_);
-    const GradLayout gl = grad_layout(args_, maxN, sizeof(T));
+    const BlockGradLayout gl = grad_layout(args_, maxN, sizeof(T));
     const cudaStream_t s = blas_.stream();
     T* dres = at<T>(dacts_, gl.dres);
     memset_async(dres, static_cast<std::size_t>(N) * D * sizeof(T), s);
@@ -740,17 +617,17 @@ void TransformerGpu::backward_layer(int layer, int B, int T_len, double grad_sca
     const int N = B * T_len, D = args_.dim, F = args_.ffn_hidden(), Q = args_.qkv_dim(),
               H = args_.n_heads, KV = args_.n_kv_heads, hd = args_.head_dim(), A = H * hd,
               QK = (H + KV) * hd, FI = static_cast<int>(ffn_in(args_));
-    const std::size_t maxN = static_cast<std::size_t>(max_batch_) * max_seq_;
+    const std::size_t maxN = max_tokens();
     const ArenaMap m = arena_map(args_, maxN, sizeof(T), checkpoint_);
     const ActLayout& l = m.l;
-    const GradLayout gl = grad_layout(args_, maxN, sizeof(T));
+    const BlockGradLayout gl = grad_layout(args_, maxN, sizeof(T));
     const cudaStream_t s = blas_.stream();
     const T* w = weights<T>();
     float* g = grads_.data();
     T* dres = at<T>(dacts_, gl.dres);
     T* d_norm = at<T>(dacts_, gl.dnorm);
-    T* d_gate = at<T>(dacts_, gl.dgate);
-    T* d_h13 = at<T>(dacts_, gl.dh13);
+    T* d_gate = at<T>(dacts_, gl.dffn_act);
+    T* d_h13 = at<T>(dacts_, gl.dffn_pre);
     T* d_attn = at<T>(dacts_, gl.dattn);
     T* d_qkv = at<T>(dacts_, gl.dqkv);
     const std::size_t base = m.saved(layer);
@@ -824,76 +701,43 @@ void TransformerGpu::backward_layer(int layer, int B, int T_len, double grad_sca
     mark("rmsnorm backward");
 }
 
-template <typename T>
-void TransformerGpu::logits_impl(int N, float* out_device) {
-    const int D = args_.dim, V = args_.vocab_size;
-    const std::size_t maxN = static_cast<std::size_t>(max_batch_) * max_seq_;
-    const ArenaMap m = arena_map(args_, maxN, sizeof(T), checkpoint_);
-    cuda::matmul_forward<T, float>(blas_, out_device, at<T>(arena_, m.final_norm()),
-                                   weights<T>() + off_output_, N, D, V);
-    cuda::softcap_forward(out_device, static_cast<long>(N) * V,
-                          static_cast<float>(args_.final_softcap), blas_.stream());
-}
-
-void TransformerGpu::run_forward_backward(const int32_t* tokens, const int32_t* targets, int B,
-                                          int T, double grad_scale, const float* row_scale) {
-    upload_batch(tokens, targets, B, T);
-    mark("token upload");
-    const int N = B * T;
+void TransformerGpu::forward(int B, int T, bool training) {
     // Training forwards count the routing for the expert-bias update; the recomputations under
     // checkpointing and the evaluation forwards do not.
-    count_load_ = true;
-    if (precision_ == GpuPrecision::bf16) {
+    count_load_ = training;
+    if (precision_ == GpuPrecision::bf16)
         forward_impl<bf16>(B, T);
-        count_load_ = false;
-        head_impl<bf16>(N, grad_scale, true, row_scale);
+    else
+        forward_impl<float>(B, T);
+    count_load_ = false;
+}
+
+void TransformerGpu::head(int N, double grad_scale, bool backward, const float* row_scale) {
+    if (precision_ == GpuPrecision::bf16)
+        head_impl<bf16>(N, grad_scale, backward, row_scale);
+    else
+        head_impl<float>(N, grad_scale, backward, row_scale);
+}
+
+void TransformerGpu::backward(int B, int T, double grad_scale) {
+    if (precision_ == GpuPrecision::bf16)
         backward_impl<bf16>(B, T, grad_scale);
-    } else {
-        forward_impl<float>(B, T);
-        count_load_ = false;
-        head_impl<float>(N, grad_scale, true, row_scale);
+    else
         backward_impl<float>(B, T, grad_scale);
-    }
 }
 
-void TransformerGpu::forward_backward_async(const int32_t* tokens, const int32_t* targets, int B,
-                                            int T, double grad_scale) {
-    run_forward_backward(tokens, targets, B, T, grad_scale);
-    cuda::accumulate_sum(scalars_.data(), losses_.data(), B * T, blas_.stream());
-    mark("loss sum");
+template <typename T>
+void TransformerGpu::logits_impl(int N, float* out_device) {
+    const ArenaMap m = arena_map(args_, max_tokens(), sizeof(T), checkpoint_);
+    lm_logits<T>(at<T>(arena_, m.final_norm()), off_output_, N, args_.dim, out_device,
+                 static_cast<float>(args_.final_softcap));
 }
 
-double TransformerGpu::forward_backward(const int32_t* tokens, const int32_t* targets, int B, int T,
-                                        double grad_scale) {
-    run_forward_backward(tokens, targets, B, T, grad_scale);
-    return cuda::sum_losses(losses_.data(), B * T, blas_.stream());
-}
-
-double TransformerGpu::take_loss_sum() {
-    const cudaStream_t s = blas_.stream();
-    double host = 0.0;
-    AGPT_CUDA_CHECK(
-        cudaMemcpyAsync(&host, scalars_.data(), sizeof host, cudaMemcpyDeviceToHost, s));
-    AGPT_CUDA_CHECK(cudaStreamSynchronize(s));
-    memset_async(scalars_.data(), sizeof(double), s);
-    return host;
-}
-
-void TransformerGpu::run_forward_loss(const int32_t* tokens, const int32_t* targets, int B, int T) {
-    upload_batch(tokens, targets, B, T);
-    const int N = B * T;
-    if (precision_ == GpuPrecision::bf16) {
-        forward_impl<bf16>(B, T);
-        head_impl<bf16>(N, 0.0, false);
-    } else {
-        forward_impl<float>(B, T);
-        head_impl<float>(N, 0.0, false);
-    }
-}
-
-double TransformerGpu::forward_loss(const int32_t* tokens, const int32_t* targets, int B, int T) {
-    run_forward_loss(tokens, targets, B, T);
-    return cuda::sum_losses(losses_.data(), B * T, blas_.stream());
+void TransformerGpu::logits(int N, float* out_device) {
+    if (precision_ == GpuPrecision::bf16)
+        logits_impl<bf16>(N, out_device);
+    else
+        logits_impl<float>(N, out_device);
 }
 
 void TransformerGpu::token_logprobs(const int32_t* tokens, const int32_t* targets, int B, int T,
@@ -917,38 +761,6 @@ double TransformerGpu::forward_backward_weighted(const int32_t* tokens, const in
                                     cudaMemcpyHostToDevice, s));
     run_forward_backward(tokens, targets, B, T, 1.0, row_weights_.data());
     return cuda::sum_losses(losses_.data(), B * T, s);
-}
-
-void TransformerGpu::forward_logits(const int32_t* tokens, int B, int T, float* host_out) {
-    upload_batch(tokens, nullptr, B, T);
-    const int N = B * T;
-    cuda::DeviceBuffer<float> logits(static_cast<std::size_t>(N) * args_.vocab_size);
-    if (precision_ == GpuPrecision::bf16) {
-        forward_impl<bf16>(B, T);
-        logits_impl<bf16>(N, logits.data());
-    } else {
-        forward_impl<float>(B, T);
-        logits_impl<float>(N, logits.data());
-    }
-    download_sync(logits, host_out, blas_.stream());
-}
-
-void TransformerGpu::clip_grad_norm_async(double max_norm) {
-    cuda::grad_norm_clip(grads_.data(), n_params_, max_norm, scalars_.data() + 1, scratch_.data(),
-                         blas_.stream());
-}
-
-double TransformerGpu::last_grad_norm() const {
-    double host = 0.0;
-    AGPT_CUDA_CHECK(cudaMemcpyAsync(&host, scalars_.data() + 1, sizeof host, cudaMemcpyDeviceToHost,
-                                    blas_.stream()));
-    AGPT_CUDA_CHECK(cudaStreamSynchronize(blas_.stream()));
-    return host;
-}
-
-double TransformerGpu::clip_grad_norm(double max_norm) {
-    clip_grad_norm_async(max_norm);
-    return last_grad_norm();
 }
 
 }  // namespace agpt

@@ -1,9 +1,9 @@
 #pragma once
 // The agpt transformer on one CUDA device: the CPU Transformer's model (model/transformer.h)
-// with the same flat parameter layout and names (parameters copy over 1:1 in both directions),
-// forward and backward through the kernels of kernels/cuda/, the fused LM head with chunked
-// cross-entropy and global gradient-norm clipping, all on the device; the optimizers step it
-// through GpuModel (optim/cuda_optimizer.h).
+// (a GpuModelBase) with the same flat parameter layout and names (parameters copy over 1:1 in both
+// directions), forward and backward through the kernels of kernels/cuda/, the fused LM head with
+// chunked cross-entropy and global gradient-norm clipping, all on the device; the optimizers step
+// it through GpuModel (optim/cuda_optimizer.h).
 //
 // Precision: fp32 master weights and gradients always. In bf16 mode the GEMMs, norms, attention
 // and the activations use bf16 storage (a bf16 copy of the weights, refreshed by upload_params
@@ -27,13 +27,12 @@
 //   optimizer->step(lr_factor);          // make_device_optimizer(spec, model)
 //   double loss_sum = model.take_loss_sum();   // synchronises
 #include <cstdint>
-#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "kernels/cuda/device.h"
-#include "model/gpu/gpu_model.h"
+#include "model/gpu/gpu_model_base.h"
 #include "model/gpu/mla_gpu.h"
 #include "model/gpu/moe_gpu.h"
 #include "model/model_args.h"
@@ -45,7 +44,7 @@ namespace agpt {
 // roles), without allocating a model.
 std::vector<ParamView> transformer_param_views(const ModelArgs& args);
 
-class TransformerGpu final : public GpuModel {
+class TransformerGpu final : public GpuModelBase {
   public:
     // Runs on `stream` (the default stream when null). Allocates every buffer up front:
     // parameters, gradients (fp32), the bf16 weight copy (bf16 mode) and the activation arena for
@@ -53,63 +52,19 @@ class TransformerGpu final : public GpuModel {
     TransformerGpu(const ModelArgs& args, int max_batch, int max_seq, GpuPrecision precision,
                    cudaStream_t stream = nullptr,
                    ActivationCheckpoint checkpoint = ActivationCheckpoint::none);
-    ~TransformerGpu() override;
-    TransformerGpu(const TransformerGpu&) = delete;
-    TransformerGpu& operator=(const TransformerGpu&) = delete;
+    ~TransformerGpu() override;  // where LayerOffsets is complete
 
     const ModelArgs& args() const { return args_; }
-    GpuPrecision precision() const override { return precision_; }
-    const std::vector<ParamView>& param_views() const override { return views_; }
-    const ParamView& view(const std::string& name) const;  // throws Error when unknown
-    std::size_t num_params() const override { return n_params_; }
-    cudaStream_t stream() const override { return blas_.stream(); }
 
-    // Host copies of the flat fp32 buffers (num_params() floats, the CPU model's layout).
-    // upload_params also refreshes the bf16 copy; the others synchronise the stream.
+    // Also keeps the expert biases it sets (update_expert_bias).
     void upload_params(const float* host) override;
-    void download_params(float* host) const override;
-    void download_grads(float* host) const override;
-    // Device pointers to the flat buffers.
-    float* params_device() override { return params_.data(); }
-    float* grads_device() override { return grads_.data(); }
-    cuda::bf16* bf16_params_device() override {
-        return precision_ == GpuPrecision::bf16 ? params_bf16_.data() : nullptr;
-    }
-    void params_changed() override;
 
-    void zero_grad() override;
-
-    // tokens, targets: host arrays (B,T); targets of -1 are not counted. Forward and backward;
-    // accumulates into the gradients the gradient of grad_scale · Σ loss. The async version
-    // adds Σ loss to a device accumulator (take_loss_sum) and does not synchronise.
-    double forward_backward(const int32_t* tokens, const int32_t* targets, int B, int T,
-                            double grad_scale) override;
-    void forward_backward_async(const int32_t* tokens, const int32_t* targets, int B, int T,
-                                double grad_scale) override;
-    // Σ loss accumulated by forward_backward_async since the last call; synchronises.
-    double take_loss_sum() override;
-    // Forward only: Σ loss over counted targets.
-    double forward_loss(const int32_t* tokens, const int32_t* targets, int B, int T) override;
-    // Forward only: logits (B,T,V) as fp32 into a host array.
-    void forward_logits(const int32_t* tokens, int B, int T, float* host_out) override;
     // Per-token log-probabilities and per-token-weighted forward/backward (gpu_model.h): the
     // fused head's per-token losses, and its backward scaled row by row.
     void token_logprobs(const int32_t* tokens, const int32_t* targets, int B, int T,
                         double* host_logprobs) override;
     double forward_backward_weighted(const int32_t* tokens, const int32_t* targets,
                                      const float* weights, int B, int T) override;
-
-    // Global L2 norm of the gradients (before clipping); scales them by
-    // max_norm / (norm + 1e-6) when that is below 1 and max_norm > 0 (optim/grad_clip.h).
-    // Deterministic. The async version leaves the norm on the device (last_grad_norm).
-    double clip_grad_norm(double max_norm) override;
-    void clip_grad_norm_async(double max_norm);
-    double last_grad_norm() const;  // synchronises
-
-    // Profiling: when set, called with the op's name after each op of forward, head and
-    // backward is queued on stream() (agpt_cuda_model_bench --breakdown records an event there).
-    using OpHook = std::function<void(const char* op)>;
-    void set_op_hook(OpHook hook) { op_hook_ = std::move(hook); }
 
     // MoE (GpuModel's). The expert biases are parameters no optimizer trains: update_expert_bias
     // writes them from the values it last set (upload_params, its own steps), which also undoes
@@ -118,26 +73,16 @@ class TransformerGpu final : public GpuModel {
     void update_expert_bias(const std::vector<std::vector<double>>& loads, double coeff) override;
     double moe_aux_loss() const override;
 
-    // Device bytes held: parameters + gradients + weight copy (the optimizer's state is its
-    // own), and activations + backward temporaries + head scratch.
-    std::size_t state_bytes() const override;
+    // Device bytes of the activations, backward temporaries, MLA/MoE buffers, head scratch and
+    // batch.
     std::size_t activation_bytes() const override;
 
   private:
     struct LayerOffsets;
     ModelArgs args_;
-    int max_batch_, max_seq_;
-    GpuPrecision precision_;
     ActivationCheckpoint checkpoint_;
-    std::vector<ParamView> views_;
     std::vector<LayerOffsets> layer_offsets_;
     std::size_t off_tok_ = 0, off_norm_ = 0, off_output_ = 0;
-    std::size_t n_params_ = 0;
-    int head_chunk_ = 0;
-    OpHook op_hook_;
-    void mark(const char* op) {
-        if (op_hook_) op_hook_(op);
-    }
 
     // The MLA and MoE layers for the precision in use (null where a layer has none; one MLA for
     // all layers and MoE layers sharing their buffers under full checkpointing).
@@ -161,27 +106,17 @@ class TransformerGpu final : public GpuModel {
     // The expert biases as update_expert_bias last set them, per MoE layer.
     std::vector<std::vector<float>> expert_bias_;
 
-    cuda::Blas blas_;
-    cuda::DeviceBuffer<float> params_, grads_;
-    cuda::DeviceBuffer<cuda::bf16> params_bf16_;
-    cuda::DeviceBuffer<unsigned char> arena_;    // saved activations, per layer then final
-    cuda::DeviceBuffer<unsigned char> dacts_;    // backward temporaries shared by the layers
-    cuda::DeviceBuffer<unsigned char> scratch_;  // LM-head chunk; grad-norm partials
-    cuda::DeviceBuffer<float> rope_cos_, rope_sin_, losses_;
+    cuda::DeviceBuffer<unsigned char> arena_;  // saved activations, per layer then final
+    cuda::DeviceBuffer<unsigned char> dacts_;  // backward temporaries shared by the layers
+    cuda::DeviceBuffer<float> rope_cos_, rope_sin_;
     cuda::DeviceBuffer<float> row_weights_;  // forward_backward_weighted's weights
-    cuda::DeviceBuffer<int32_t> tokens_, targets_;
-    cuda::DeviceBuffer<double> scalars_;  // [0] loss sum, [1] grad norm
-    Blocks<float> blocks_f32_;            // after blas_, which they run on
+    Blocks<float> blocks_f32_;
     Blocks<cuda::bf16> blocks_bf16_;
 
-    void check_batch_shape(int B, int T) const;  // fails unless within (max_batch, max_seq)
-    void upload_batch(const int32_t* tokens, const int32_t* targets, int B, int T);
-    // row_scale (device, B·T) or null: per-token weights on the head's gradient.
-    void run_forward_backward(const int32_t* tokens, const int32_t* targets, int B, int T,
-                              double grad_scale, const float* row_scale = nullptr);
-    void run_forward_loss(const int32_t* tokens, const int32_t* targets, int B, int T);
-    template <typename T>
-    const T* weights() const;  // the fp32 parameters or their bf16 copy
+    void forward(int B, int T, bool training) override;
+    void head(int N, double grad_scale, bool backward, const float* row_scale) override;
+    void backward(int B, int T, double grad_scale) override;
+    void logits(int N, float* out_device) override;
     template <typename T>
     void forward_impl(int B, int T_len);
     template <typename T>
@@ -189,7 +124,7 @@ class TransformerGpu final : public GpuModel {
     template <typename T>
     void backward_layer(int layer, int B, int T_len, double grad_scale);
     template <typename T>
-    void head_impl(int N, double grad_scale, bool backward, const float* row_scale = nullptr);
+    void head_impl(int N, double grad_scale, bool backward, const float* row_scale);
     template <typename T>
     void backward_impl(int B, int T_len, double grad_scale);
     template <typename T>
