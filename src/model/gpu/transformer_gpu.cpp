@@ -335,12 +335,14 @@ MlaGpu<T>& TransformerGpu::mla_at(int layer) {
     return *mla[mla.size() == 1 ? 0 : layer];
 }
 
-template <typename T>
-MlaWeights<T> TransformerGpu::mla_weights(int layer) const {
-    const T* w = weights<T>();
-    const LayerOffsets& o = layer_offsets_[layer];
-    auto at_offset = [&](std::size_t off) { return off > 0 ? w + off : nullptr; };
-    MlaWeights<T> m;
+namespace {
+
+// A layer's MLA or MoE tensors as pointers into one flat buffer (the weights or the gradients;
+// null where the layer has none): Views is MlaWeights<T>/MlaGrads<float>, MoeWeights<T>/MoeGrads.
+template <typename Views, typename Ptr, typename Offsets>
+Views mla_views(Ptr base, const Offsets& o) {
+    auto at_offset = [&](std::size_t off) { return off > 0 ? base + off : nullptr; };
+    Views m;
     m.wq = at_offset(o.wq);
     m.wq_a = at_offset(o.wq_a);
     m.q_norm = at_offset(o.mla_q_norm);
@@ -352,52 +354,40 @@ MlaWeights<T> TransformerGpu::mla_weights(int layer) const {
     return m;
 }
 
-MlaGrads<float> TransformerGpu::mla_grads(int layer) {
-    float* g = grads_.data();
-    const LayerOffsets& o = layer_offsets_[layer];
-    auto at_offset = [&](std::size_t off) { return off > 0 ? g + off : nullptr; };
-    MlaGrads<float> m;
-    m.wq = at_offset(o.wq);
-    m.wq_a = at_offset(o.wq_a);
-    m.q_norm = at_offset(o.mla_q_norm);
-    m.wq_b = at_offset(o.wq_b);
-    m.wkv_a = at_offset(o.wkv_a);
-    m.kv_norm = at_offset(o.kv_norm);
-    m.wkv_b = at_offset(o.wkv_b);
-    m.wo = at_offset(o.wo);
+template <typename Views, typename Ptr, typename Offsets>
+Views moe_views(Ptr base, const Offsets& o) {
+    auto at_offset = [&](std::size_t off) { return off > 0 ? base + off : nullptr; };
+    Views m;
+    m.router = at_offset(o.router);
+    m.w1 = at_offset(o.experts_w1);
+    m.w2 = at_offset(o.experts_w2);
+    m.w3 = at_offset(o.experts_w3);
+    m.shared_w1 = at_offset(o.shared_w1);
+    m.shared_w2 = at_offset(o.shared_w2);
+    m.shared_w3 = at_offset(o.shared_w3);
     return m;
+}
+
+}  // namespace
+
+template <typename T>
+MlaWeights<T> TransformerGpu::mla_weights(int layer) const {
+    return mla_views<MlaWeights<T>>(weights<T>(), layer_offsets_[layer]);
+}
+
+MlaGrads<float> TransformerGpu::mla_grads(int layer) {
+    return mla_views<MlaGrads<float>>(grads_.data(), layer_offsets_[layer]);
 }
 
 template <typename T>
 MoeWeights<T> TransformerGpu::moe_weights(int layer) const {
-    const T* w = weights<T>();
-    const LayerOffsets& o = layer_offsets_[layer];
-    auto at_offset = [&](std::size_t off) { return off > 0 ? w + off : nullptr; };
-    MoeWeights<T> m;
-    m.router = at_offset(o.router);
-    m.w1 = at_offset(o.experts_w1);
-    m.w2 = at_offset(o.experts_w2);
-    m.w3 = at_offset(o.experts_w3);
-    m.shared_w1 = at_offset(o.shared_w1);
-    m.shared_w2 = at_offset(o.shared_w2);
-    m.shared_w3 = at_offset(o.shared_w3);
-    m.expert_bias = params_.data() + o.expert_bias;  // the router adds it in fp32
+    auto m = moe_views<MoeWeights<T>>(weights<T>(), layer_offsets_[layer]);
+    m.expert_bias = params_.data() + layer_offsets_[layer].expert_bias;  // fp32 in the router
     return m;
 }
 
 MoeGrads<float> TransformerGpu::moe_grads(int layer) {
-    float* g = grads_.data();
-    const LayerOffsets& o = layer_offsets_[layer];
-    auto at_offset = [&](std::size_t off) { return off > 0 ? g + off : nullptr; };
-    MoeGrads<float> m;
-    m.router = at_offset(o.router);
-    m.w1 = at_offset(o.experts_w1);
-    m.w2 = at_offset(o.experts_w2);
-    m.w3 = at_offset(o.experts_w3);
-    m.shared_w1 = at_offset(o.shared_w1);
-    m.shared_w2 = at_offset(o.shared_w2);
-    m.shared_w3 = at_offset(o.shared_w3);
-    return m;
+    return moe_views<MoeGrads<float>>(grads_.data(), layer_offsets_[layer]);
 }
 
 std::vector<int> TransformerGpu::moe_layer_ids() const {
