@@ -315,8 +315,6 @@ TransformerGpu::TransformerGpu(const ModelArgs& args, int max_batch, int max_seq
         build_blocks(blocks_bf16_);
     else
         build_blocks(blocks_f32_);
-    expert_bias_.assign(moe_layer_ids().size(),
-                        std::vector<float>(static_cast<std::size_t>(args.n_experts), 0.0f));
 }
 
 TransformerGpu::~TransformerGpu() = default;
@@ -411,20 +409,23 @@ void TransformerGpu::update_expert_bias(const std::vector<std::vector<double>>& 
     const std::vector<int> ids = moe_layer_ids();
     if (loads.size() != ids.size())
         fail("model: expert loads for {} MoE layers, the model has {}", loads.size(), ids.size());
+    // E floats per layer through the host: the CPU's rule, bit for bit.
     const cudaStream_t s = blas_.stream();
-    AGPT_CUDA_CHECK(cudaStreamSynchronize(s));
+    std::vector<float> bias(static_cast<std::size_t>(args_.n_experts));
     for (std::size_t i = 0; i < ids.size(); i++) {
-        std::vector<float>& bias = expert_bias_[i];
+        float* device_bias = params_.data() + layer_offsets_[ids[i]].expert_bias;
+        AGPT_CUDA_CHECK(cudaMemcpyAsync(bias.data(), device_bias, bias.size() * sizeof(float),
+                                        cudaMemcpyDeviceToHost, s));
+        AGPT_CUDA_CHECK(cudaStreamSynchronize(s));
         agpt::update_expert_bias(bias.data(), loads[i], coeff);
-        AGPT_CUDA_CHECK(cudaMemcpyAsync(params_.data() + layer_offsets_[ids[i]].expert_bias,
-                                        bias.data(), bias.size() * sizeof(float),
+        AGPT_CUDA_CHECK(cudaMemcpyAsync(device_bias, bias.data(), bias.size() * sizeof(float),
                                         cudaMemcpyHostToDevice, s));
         if (precision_ == GpuPrecision::bf16)
             blocks_bf16_.moe[ids[i]]->reset_load();
         else
             blocks_f32_.moe[ids[i]]->reset_load();
     }
-    AGPT_CUDA_CHECK(cudaStreamSynchronize(s));  // the host copies stay valid until then
+    AGPT_CUDA_CHECK(cudaStreamSynchronize(s));  // `bias` must outlive the last copy
 }
 
 double TransformerGpu::moe_aux_loss() const {
@@ -449,15 +450,6 @@ std::size_t TransformerGpu::activation_bytes() const {
     add(blocks_bf16_);
     return arena_.bytes() + dacts_.bytes() + row_weights_.bytes() + blocks +
            common_activation_bytes();
-}
-
-void TransformerGpu::upload_params(const float* host) {
-    const std::vector<int> moe_ids = moe_layer_ids();
-    for (std::size_t i = 0; i < moe_ids.size(); i++) {
-        const float* bias = host + layer_offsets_[moe_ids[i]].expert_bias;
-        std::copy(bias, bias + expert_bias_[i].size(), expert_bias_[i].begin());
-    }
-    GpuModelBase::upload_params(host);
 }
 
 template <typename T>

@@ -56,9 +56,6 @@ class TransformerGpu final : public GpuModelBase {
 
     const ModelArgs& args() const { return args_; }
 
-    // Also keeps the expert biases it sets (update_expert_bias).
-    void upload_params(const float* host) override;
-
     // Per-token log-probabilities and per-token-weighted forward/backward (gpu_model.h): the
     // fused head's per-token losses, and its backward scaled row by row.
     void token_logprobs(const int32_t* tokens, const int32_t* targets, int B, int T,
@@ -66,9 +63,8 @@ class TransformerGpu final : public GpuModelBase {
     double forward_backward_weighted(const int32_t* tokens, const int32_t* targets,
                                      const float* weights, int B, int T) override;
 
-    // MoE (GpuModel's). The expert biases are parameters no optimizer trains: update_expert_bias
-    // writes them from the values it last set (upload_params, its own steps), which also undoes
-    // an optimizer step over the whole flat buffer (the device AdamW's weight decay).
+    // MoE (GpuModel's). The expert biases are parameters no optimizer trains (the optimizers skip
+    // role expert_bias); update_expert_bias applies the CPU's rule to them on the host.
     std::vector<std::vector<double>> expert_loads() const override;
     void update_expert_bias(const std::vector<std::vector<double>>& loads, double coeff) override;
     double moe_aux_loss() const override;
@@ -103,8 +99,6 @@ class TransformerGpu final : public GpuModelBase {
     MoeGrads<float> moe_grads(int layer);
     std::vector<int> moe_layer_ids() const;
     bool count_load_ = false;  // training forwards count the per-expert loads
-    // The expert biases as update_expert_bias last set them, per MoE layer.
-    std::vector<std::vector<float>> expert_bias_;
 
     cuda::DeviceBuffer<unsigned char> arena_;  // saved activations, per layer then final
     cuda::DeviceBuffer<unsigned char> dacts_;  // backward temporaries shared by the layers
