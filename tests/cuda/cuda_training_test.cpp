@@ -85,6 +85,14 @@ void expect_close(const std::vector<double>& got, const std::vector<double>& wan
         EXPECT_NEAR(got[i], want[i], rel * std::abs(want[i])) << what << " [" << i << "]";
 }
 
+// The largest |a[i] − b[i]| (a and b of one size).
+double max_abs_diff(const std::vector<float>& a, const std::vector<float>& b) {
+    double d = 0.0;
+    for (std::size_t i = 0; i < a.size(); i++)
+        d = std::max(d, static_cast<double>(std::abs(a[i] - b[i])));
+    return d;
+}
+
 // A checkpoint's weights, read into the CPU model.
 std::vector<float> checkpoint_params(const JobConfig& cfg, const fs::path& step_dir) {
     const auto model = make_job_model(cfg, 258, 1, 1);
@@ -119,10 +127,7 @@ TEST(CudaTraining, Fp32MatchesTheCpuTrainer) {
     const std::vector<float> p_cpu = checkpoint_params(cpu, step_dir(cpu, 3)),
                              p_gpu = checkpoint_params(gpu, step_dir(gpu, 3));
     ASSERT_EQ(p_gpu.size(), p_cpu.size());
-    double max_diff = 0.0;
-    for (std::size_t i = 0; i < p_cpu.size(); i++)
-        max_diff = std::max(max_diff, static_cast<double>(std::abs(p_gpu[i] - p_cpu[i])));
-    EXPECT_LT(max_diff, 1e-4);
+    EXPECT_LT(max_abs_diff(p_gpu, p_cpu), 1e-4);
 
     // The run's metrics carry the device's memory and an MFU against its peak.
     std::ifstream in(dump / "gpu" / "metrics.jsonl");
@@ -156,10 +161,7 @@ TEST(CudaTraining, MuonLionAndSophiaGMatchTheCpuTrainer) {
         const std::vector<float> p_cpu = checkpoint_params(cpu, step_dir(cpu, 3)),
                                  p_gpu = checkpoint_params(gpu, step_dir(gpu, 3));
         ASSERT_EQ(p_gpu.size(), p_cpu.size());
-        double max_diff = 0.0;
-        for (std::size_t i = 0; i < p_cpu.size(); i++)
-            max_diff = std::max(max_diff, static_cast<double>(std::abs(p_gpu[i] - p_cpu[i])));
-        EXPECT_LT(max_diff, 1e-4) << optimizer;
+        EXPECT_LT(max_abs_diff(p_gpu, p_cpu), 1e-4) << optimizer;
         fs::remove_all(dump);
     }
 }
@@ -337,11 +339,7 @@ void check_checkpoints_move_between_devices(const std::string& flavor) {
     take_steps(*cpu, *cpu_opt, 1);
     take_steps(*gpu2, *gpu2_opt, 1);
     EXPECT_EQ(gpu2_opt->steps_taken(), 4);
-    double max_diff = 0.0;
-    for (std::size_t i = 0; i < cpu->params().size(); i++)
-        max_diff =
-            std::max(max_diff, static_cast<double>(std::abs(cpu->params()[i] - gpu2->params()[i])));
-    EXPECT_LT(max_diff, 1e-4);
+    EXPECT_LT(max_abs_diff(gpu2->params(), cpu->params()), 1e-4);
     fs::remove_all(dump);
 }
 
@@ -417,26 +415,11 @@ TEST(CudaTraining, Gpt2Fp32MatchesTheCpuTrainer) {
     AGPT_REQUIRE_CUDA_DEVICE();
     const fs::path dump = fresh_dir("gpt2");
     auto job = [&](const std::string& name, const std::string& device) {
-        return load_job_config("", {{"job.dump_folder", dump.string()},
-                                    {"job.name", name},
-                                    {"model.name", "gpt2"},
-                                    {"model.flavor", "gpt2_tiny"},
-                                    {"model.init", "gpt2"},
-                                    {"training.device", device},
-                                    {"training.mixed_precision_param", "float32"},
-                                    {"training.local_batch_size", "2"},
-                                    {"training.global_batch_size", "4"},
-                                    {"training.seq_len", "16"},
-                                    {"training.steps", "3"},
-                                    {"training.threads", "1"},
-                                    {"optimizer.lr", "3e-3"},
-                                    {"lr_scheduler.warmup_steps", "1"},
-                                    {"validation.freq", "3"},
-                                    {"validation.steps", "1"},
-                                    {"metrics.log_freq", "1"},
-                                    {"checkpoint.enable", "true"},
-                                    {"checkpoint.interval", "3"},
-                                    {"sample.max_new_tokens", "0"}});
+        JobConfig cfg = tiny_job(dump, name, device, 3);
+        cfg.model.name = "gpt2";
+        cfg.model.flavor = "gpt2_tiny";
+        cfg.model.init = "gpt2";
+        return cfg;
     };
     const JobConfig cpu = job("cpu", "cpu"), gpu = job("gpu", "cuda");
     train(cpu, nullptr);
@@ -446,17 +429,10 @@ TEST(CudaTraining, Gpt2Fp32MatchesTheCpuTrainer) {
     expect_close(c_gpu.grad_norm, c_cpu.grad_norm, 1e-4, "grad_norm");
     expect_close(c_gpu.val_loss, c_cpu.val_loss, 1e-4, "val_loss");
     EXPECT_LT(c_cpu.loss.back(), c_cpu.loss.front());
-    const auto params = [&](const JobConfig& cfg) {
-        const auto model = make_job_model(cfg, 258, 1, 1);
-        load_model_weights(step_dir(cfg, 3).string(), *model);
-        return model->params();
-    };
-    const std::vector<float> p_cpu = params(cpu), p_gpu = params(gpu);
+    const std::vector<float> p_cpu = checkpoint_params(cpu, step_dir(cpu, 3)),
+                             p_gpu = checkpoint_params(gpu, step_dir(gpu, 3));
     ASSERT_EQ(p_gpu.size(), p_cpu.size());
-    double max_diff = 0.0;
-    for (std::size_t i = 0; i < p_cpu.size(); i++)
-        max_diff = std::max(max_diff, static_cast<double>(std::abs(p_gpu[i] - p_cpu[i])));
-    EXPECT_LT(max_diff, 1e-4);
+    EXPECT_LT(max_abs_diff(p_gpu, p_cpu), 1e-4);
     fs::remove_all(dump);
 }
 
