@@ -24,7 +24,7 @@ double MlaShape::softmax_scale() const {
 }
 
 std::string mla_cuda_head_problem(const MlaShape& s) {
-    constexpr int kMaxCudaHead = 128;  // kernels/cuda/attention.h
+    constexpr int kMaxCudaHead = 192;  // kernels/cuda/attention.h
     const int padded = std::max(s.qk_head_dim(), s.v_head_dim);
     if (padded <= kMaxCudaHead) return {};
     return fmt::format(

@@ -51,7 +51,7 @@ struct MlaShape {
 };
 
 // On cuda the heads run packed at max(qk_nope + qk_rope, v_head) through the GPU attention,
-// which takes head sizes up to 128: why `s` cannot run there ("" when it can). MlaGpu and
+// which takes head sizes up to 192: why `s` cannot run there ("" when it can). MlaGpu and
 // check_cuda_training refuse with it.
 std::string mla_cuda_head_problem(const MlaShape& s);
 

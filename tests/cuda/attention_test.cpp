@@ -1,8 +1,8 @@
 // Flash attention (causal, GQA) forward and backward against the CPU kernel: odd T (not a
-// multiple of the 32- or 64-row tiles), T = 1 and 1024, head sizes 16, 64, 80 and 128, GQA
-// ratios 1, 2 and 4, and soft-capped scores. bf16 with hd 64 or 128 runs the tensor-core
-// kernels (attention_tc.cu); fp32, the other head sizes and AGPT_ATTN_KERNEL=simple the plain
-// ones, which the Bf16SimpleKernel test covers for bf16.
+// multiple of the 32- or 64-row tiles), T = 1 and 1024, head sizes 16, 64, 80, 128, 160 and 192
+// (MLA's padded heads), GQA ratios 1, 2 and 4, and soft-capped scores. bf16 with hd 64 or 128 runs
+// the tensor-core kernels (attention_tc.cu); fp32, the other head sizes and AGPT_ATTN_KERNEL=simple
+// the plain ones, which the Bf16SimpleKernel test covers for bf16.
 #include <cstdlib>
 #include <span>
 
@@ -27,6 +27,12 @@ const Case kCases[] = {
     {2, 45, 4, 2, 16, 0.0f},    // small heads
     {1, 70, 2, 1, 80, 0.0f},    // hd not a multiple of 32
     {1, 50, 4, 2, 64, 0.5f},    // soft-capped scores
+};
+// Heads above 128 (the plain kernels' widest tiles, padded to 192), at the emulator's scale: two
+// query tiles, the second partial.
+const Case kWideCases[] = {
+    {1, 40, 4, 2, 192, 0.0f},  // MLA's padded head (qk_nope 128 + qk_rope 64), GQA 2
+    {1, 37, 4, 2, 160, 0.5f},  // padded to 192, soft-capped
 };
 // Longer sequences for the tensor-core kernels (bf16 only: the emulation of the plain kernels
 // at these lengths would double the suite's time and adds nothing the cases above miss).
@@ -106,6 +112,12 @@ TEST(CudaAttention, Fp32) {
 TEST(CudaAttention, Bf16) {
     check_attention<bf16>(kTolBf16, 4200, kCases);
 }
+TEST(CudaAttention, Fp32WideHeads) {
+    check_attention<float>(kTolFp32, 4600, kWideCases);
+}
+TEST(CudaAttention, Bf16WideHeads) {
+    check_attention<bf16>(kTolBf16, 4700, kWideCases);
+}
 TEST(CudaAttention, Bf16Long) {
     check_attention<bf16>(kTolBf16, 4400, kLongCases);
 }
@@ -156,7 +168,8 @@ TEST(CudaAttention, Bf16BackwardIsDeterministic) {
 TEST(CudaAttention, RejectsBadShapes) {
     float* p = nullptr;
     EXPECT_THROW(attention_forward<float>(p, p, p, 1, 8, 4, 3, 64), agpt::Error);   // 3 ∤ 4
-    EXPECT_THROW(attention_forward<float>(p, p, p, 1, 8, 4, 4, 256), agpt::Error);  // hd > 128
+    EXPECT_THROW(attention_forward<float>(p, p, p, 1, 8, 4, 4, 193), agpt::Error);  // hd > 192
+    EXPECT_THROW(attention_backward<float>(p, p, p, p, p, 1, 8, 4, 4, 193), agpt::Error);
 }
 
 }  // namespace

@@ -1,7 +1,8 @@
 // MLA on the GPU (model/gpu/mla_gpu.h) against the CPU Mla (model/mla.h) on the same weights and
-// inputs, with moe_tiny's (q LoRA, YaRN) and moe_debug's (plain wq) shapes: the output, dx and
-// every weight gradient, fp32 within 1e-4 and bf16 (the CPU on the same bf16 values) within
-// 1e-2. Head sizes the GPU attention cannot take are refused.
+// inputs, with moe_tiny's (q LoRA, YaRN) and moe_debug's (plain wq) shapes and the MoE table
+// flavors' heads (192 padded): the output, dx and every weight gradient, fp32 within 1e-4 and
+// bf16 (the CPU on the same bf16 values) within 1e-2. Head sizes the GPU attention cannot take
+// are refused.
 #include <cmath>
 #include <string>
 #include <type_traits>
@@ -20,6 +21,16 @@ MlaShape mla_shape_for(const char* flavor) {
     const Flavor* f = find_flavor(flavor);
     if (!f) throw Error(std::string("no flavor ") + flavor);
     return mla_shape_of(f->args);
+}
+
+// The MoE table flavors' heads (moe_debugmodel's: qk_nope 128 + qk_rope 64 = 192, v_head 128, no
+// q LoRA, YaRN) on a tiny layer: dim 32, 2 heads, kv_lora_rank 16.
+MlaShape table_heads_shape() {
+    MlaShape s = mla_shape_for("moe_debugmodel");
+    s.dim = 32;
+    s.n_heads = 2;
+    s.kv_lora_rank = 16;
+    return s;
 }
 
 // One set of MLA tensors (weights, or gradients) as host vectors in MlaWeights' order.
@@ -66,12 +77,12 @@ P* ptr_or_null(std::vector<float>& v) {
 }
 
 template <typename T>
-void check_mla(const char* flavor, int B, int T_len, double tol, uint64_t seed) {
+void check_mla(const MlaShape& s, const std::string& name, int B, int T_len, double tol,
+               uint64_t seed) {
     AGPT_REQUIRE_CUDA_DEVICE();
     constexpr bool kBf16 = !std::is_same_v<T, float>;
-    const MlaShape s = mla_shape_for(flavor);
     const int N = B * T_len, D = s.dim;
-    const std::string tag = std::string(" ") + flavor;
+    const std::string tag = " " + name;
     Rng rng(seed);
     MlaTensors w = random_mla(s, true, kBf16, rng);
     MlaTensors g = random_mla(s, false, false, rng);
@@ -147,6 +158,11 @@ void check_mla(const char* flavor, int B, int T_len, double tol, uint64_t seed) 
             expect_close(std::string("mla d ") + names[i] + tag, dg[i].get(), *ref[i], tol);
 }
 
+template <typename T>
+void check_mla(const char* flavor, int B, int T_len, double tol, uint64_t seed) {
+    check_mla<T>(mla_shape_for(flavor), flavor, B, T_len, tol, seed);
+}
+
 TEST(MlaGpu, TinyFp32) {
     check_mla<float>("moe_tiny", 2, 7, kTolFp32Long, 3700);
 }
@@ -159,16 +175,24 @@ TEST(MlaGpu, TinyBf16) {
 TEST(MlaGpu, DebugBf16) {
     check_mla<bf16>("moe_debug", 1, 9, kTolBf16, 3810);
 }
+// T 37: two attention query tiles, the second partial.
+TEST(MlaGpu, TableHeadsFp32) {
+    check_mla<float>(table_heads_shape(), "table heads", 1, 37, kTolFp32Long, 3720);
+}
+TEST(MlaGpu, TableHeadsBf16) {
+    check_mla<bf16>(table_heads_shape(), "table heads", 1, 37, kTolBf16, 3820);
+}
 
 TEST(MlaGpu, RefusesHeadsTheAttentionCannotTake) {
     AGPT_REQUIRE_CUDA_DEVICE();
     Blas blas;
-    const MlaShape s = mla_shape_for("moe_16B");  // max(128 + 64, 128) = 192
+    MlaShape s = table_heads_shape();
+    s.qk_nope_head_dim = 129;  // max(129 + 64, 128) = 193
     try {
         MlaGpu<float> mla(s, 1, 8, blas);
-        FAIL() << "moe_16B's MLA was accepted";
+        FAIL() << "heads of 193 were accepted";
     } catch (const Error& e) {
-        EXPECT_NE(std::string(e.what()).find("192"), std::string::npos) << e.what();
+        EXPECT_NE(std::string(e.what()).find("up to 192, got 193"), std::string::npos) << e.what();
     }
 }
 

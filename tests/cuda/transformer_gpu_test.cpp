@@ -138,18 +138,31 @@ TEST(CudaTransformer, GradsReadyReportsTheCpuModelsStretchesMoe) {
     check_grads_ready(small_moe(kMoeTiny.flavor), kMoeTiny);
 }
 
-// The GPU attention's head sizes stop at 128: the MoE table flavors' MLA (192) is refused,
-// naming the size.
-TEST(CudaTransformer, RefusesMlaHeadsAbove128) {
+// The MoE table flavors' MLA heads (qk_nope 128 + qk_rope 64 = 192, v_head 128; moe_debugmodel's
+// router, YaRN and expert counts) on a model at the emulator's scale: dim 32, 2 heads,
+// kv_lora_rank 16, one MoE layer with experts of width 16.
+ModelArgs small_table_heads() {
+    ModelArgs a = small_moe("moe_debugmodel");
+    a.dim = 32;
+    a.n_heads = a.n_kv_heads = 2;
+    a.kv_lora_rank = 16;
+    a.n_layers = 1;
+    a.n_dense_layers = 0;
+    a.moe_hidden = 16;
+    return a;
+}
+
+// The GPU attention's head sizes stop at 192: MLA heads padded beyond are refused, naming the
+// size.
+TEST(CudaTransformer, RefusesMlaHeadsAbove192) {
     AGPT_REQUIRE_CUDA_DEVICE();
-    ModelArgs a = args_of("moe_debugmodel");
-    a.vocab_size = 256;
-    a.n_layers = 2;
+    ModelArgs a = small_table_heads();
+    a.qk_nope_head_dim = 129;  // max(129 + 64, 128) = 193
     try {
         TransformerGpu m(a, 1, 8, GpuPrecision::fp32);
-        ADD_FAILURE() << "moe_debugmodel was accepted";
+        ADD_FAILURE() << "MLA heads of 193 were accepted";
     } catch (const Error& e) {
-        EXPECT_NE(std::string(e.what()).find("up to 128, got 192"), std::string::npos) << e.what();
+        EXPECT_NE(std::string(e.what()).find("up to 192, got 193"), std::string::npos) << e.what();
     }
 }
 
@@ -234,6 +247,9 @@ TEST(CudaTransformer, Fp32ParityMoeTiny) {
 }
 TEST(CudaTransformer, Fp32ParityMoeDebug) {
     check_fp32_parity(small_moe(kMoeDebug.flavor), kMoeDebug);
+}
+TEST(CudaTransformer, Fp32ParityMlaTableHeads) {
+    check_fp32_parity(small_table_heads(), {"moe_debugmodel heads 192, dim 32", 1, 16});
 }
 TEST(CudaTransformer, Fp32ParityMoeTinyCheckpointed) {
     check_fp32_parity(small_moe(kMoeTiny.flavor), {"moe_tiny, AC full", 2, 9},

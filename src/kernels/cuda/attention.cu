@@ -6,13 +6,17 @@
 #include "kernels/cuda/common.cuh"
 
 // bf16 with head size 64 or 128 runs on tensor cores (attention_tc.cu). Everything else (fp32,
-// other head sizes, and every call when AGPT_ATTN_KERNEL=simple) runs the plain
-// FlashAttention-2 here, on CUDA cores (fp32 FMAs from shared memory). Tiles are 32 queries × 32
-// keys, so a key tile is one key per lane; a block has 4 warps and each warp owns 8 query rows (or
-// 8 keys).
+// other head sizes up to 192, among them MLA's 192, and every call when AGPT_ATTN_KERNEL=simple)
+// runs the plain FlashAttention-2 here, on CUDA cores (fp32 FMAs from shared memory). Tiles are
+// 32 queries × 32 keys, so a key tile is one key per lane; a block has 4 warps and each warp owns
+// 8 query rows (or 8 keys).
 //
 // Shared memory holds fp32 copies of the tiles, rows padded to D+1 floats (D = head size
-// rounded up to 32·NR) so that lane j reading row j, column d hits bank (j + d) mod 32.
+// rounded up to 32·NR, NR = 1, 2, 4 or 6) so that lane j reading row j, column d hits bank
+// (j + d) mod 32. Per block at NR 4 / 6: forward 52.5 / 76.5 KiB, backward 73 / 105 KiB (above
+// the 48 KiB default: every launch opts in with cudaFuncSetAttribute; the H100's limit is 227
+// KiB), so 2 blocks per SM at NR 6. Registers (ptxas, sm_90, no spills at NR 6): forward 128,
+// dK/dV kernel 168 (its dK and dV accumulators are 2·kRows·NR = 96 floats per thread), dQ 128.
 //
 // Forward, block = (query tile, head, batch): for each key tile up to the diagonal, scores
 // (lane = key) → online softmax per row (warp max; each lane keeps a partial row sum) → P to
@@ -33,8 +37,10 @@ using namespace detail;
 constexpr int kTile = 32;
 constexpr int kWarps = 4;
 constexpr int kThreads = kWarps * 32;
-constexpr int kRows = kTile / kWarps;  // query rows (or keys) per warp
-constexpr int kPS = kTile + 1;         // row stride of the P and dS tiles
+constexpr int kRows = kTile / kWarps;         // query rows (or keys) per warp
+constexpr int kPS = kTile + 1;                // row stride of the P and dS tiles
+constexpr int kMaxHead = 192;                 // NR = 6
+constexpr std::size_t kMaxSmem = 227 * 1024;  // per block, opted in (H100, H200)
 
 template <int NR>
 struct Dims {
@@ -43,6 +49,7 @@ struct Dims {
     static constexpr std::size_t forward_smem = sizeof(float) * (3 * kTile * S + kTile * kPS);
     static constexpr std::size_t backward_smem =
         sizeof(float) * (4 * kTile * S + 2 * kTile * kPS + 2 * kTile);
+    static_assert(forward_smem <= kMaxSmem && backward_smem <= kMaxSmem);
 };
 
 // dst[i·S + d] = src[i·stride + d] as fp32 for i < n rows, d < hd; zero elsewhere.
@@ -397,8 +404,8 @@ __global__ void __launch_bounds__(kThreads)
 }
 
 void check_shape(int B, int T_len, int H, int KV, int hd, float softcap) {
-    if (B < 0 || T_len < 0 || hd <= 0 || hd > 128 || KV <= 0 || H % KV != 0)
-        fail_call("bad shape: needs KV | H and 0 < hd <= 128", "attention", __FILE__, __LINE__);
+    if (B < 0 || T_len < 0 || hd <= 0 || hd > kMaxHead || KV <= 0 || H % KV != 0)
+        fail_call("bad shape: needs KV | H and 0 < hd <= 192", "attention", __FILE__, __LINE__);
     if (!(softcap >= 0.0f) || !std::isfinite(softcap))
         fail_call("softcap must be 0 (off) or a positive cap", "attention", __FILE__, __LINE__);
 }
@@ -451,8 +458,10 @@ void attention_forward(T* out, float* lse, const T* qkv, int B, int T_len, int H
         forward_nr<T, 1>(out, lse, qkv, B, T_len, H, KV, hd, softcap, stream);
     else if (hd <= 64)
         forward_nr<T, 2>(out, lse, qkv, B, T_len, H, KV, hd, softcap, stream);
-    else
+    else if (hd <= 128)
         forward_nr<T, 4>(out, lse, qkv, B, T_len, H, KV, hd, softcap, stream);
+    else
+        forward_nr<T, 6>(out, lse, qkv, B, T_len, H, KV, hd, softcap, stream);
 }
 
 template <typename T>
@@ -468,8 +477,10 @@ void attention_backward(T* dqkv, const T* dout, const T* qkv, const T* out, cons
         backward_nr<T, 1>(dqkv, dout, qkv, out, lse, B, T_len, H, KV, hd, softcap, stream);
     else if (hd <= 64)
         backward_nr<T, 2>(dqkv, dout, qkv, out, lse, B, T_len, H, KV, hd, softcap, stream);
-    else
+    else if (hd <= 128)
         backward_nr<T, 4>(dqkv, dout, qkv, out, lse, B, T_len, H, KV, hd, softcap, stream);
+    else
+        backward_nr<T, 6>(dqkv, dout, qkv, out, lse, B, T_len, H, KV, hd, softcap, stream);
 }
 
 template void attention_forward<float>(float*, float*, const float*, int, int, int, int, int, float,
