@@ -6,8 +6,8 @@
 //
 // Precision: weights and activations of type T (fp32, or bf16 with fp32 accumulation), norm
 // statistics and the attention's lse in fp32, gradients fp32 (MlaGrads<float>, accumulated).
-// The GPU attention takes head sizes up to 128, so HP <= 128 (moe_debug, moe_tiny; not the table
-// flavors' 192: the constructor refuses them).
+// The GPU attention takes head sizes up to 192, so HP <= 192 (moe_debug, moe_tiny, the table
+// flavors' 192; the constructor refuses wider heads).
 //
 // Compiled only with the CUDA backend (AGPT_HAVE_CUDA). Intended use (device pointers, blas's
 // stream):
