@@ -1,8 +1,8 @@
 // Flash attention (causal, GQA) forward and backward against the CPU kernel: odd T (not a
 // multiple of the 32- or 64-row tiles), T = 1 and 1024, head sizes 16, 64, 80, 128, 160 and 192
-// (MLA's padded heads), GQA ratios 1, 2 and 4, and soft-capped scores. bf16 with hd 64 or 128 runs
-// the tensor-core kernels (attention_tc.cu); fp32, the other head sizes and AGPT_ATTN_KERNEL=simple
-// the plain ones, which the Bf16SimpleKernel test covers for bf16.
+// (MLA's padded heads), GQA ratios 1, 2 and 4, and soft-capped scores. bf16 with hd 64, 128 or
+// 192 runs the tensor-core kernels (attention_tc.cu); fp32, the other head sizes and
+// AGPT_ATTN_KERNEL=simple the plain ones, which the Bf16SimpleKernel test covers for bf16.
 #include <cstdlib>
 #include <span>
 
@@ -42,6 +42,8 @@ const Case kLongCases[] = {
     {2, 200, 8, 2, 128, 0.0f},   // GQA 4, T not a multiple of 64 (nor of 32)
     {1, 333, 4, 1, 64, 0.0f},    // GQA 4, hd 64, T odd
     {1, 150, 2, 1, 128, 0.7f},   // soft-capped, hd 128
+    {1, 150, 4, 2, 192, 0.0f},   // hd 192 (16-row query and key tiles in the backward), GQA 2
+    {1, 70, 2, 1, 192, 0.7f},    // soft-capped, hd 192
 };
 
 template <typename T>
@@ -127,7 +129,7 @@ TEST(CudaAttention, Bf16SimpleKernel) {
     const char* old = std::getenv("AGPT_ATTN_KERNEL");
     const std::string saved = old ? old : "";
     setenv("AGPT_ATTN_KERNEL", "simple", 1);
-    const Case cases[] = {kCases[0], kCases[1], kCases[7]};
+    const Case cases[] = {kCases[0], kCases[1], kCases[7], kWideCases[0]};
     check_attention<bf16>(kTolBf16, 4500, cases);
     if (old)
         setenv("AGPT_ATTN_KERNEL", saved.c_str(), 1);

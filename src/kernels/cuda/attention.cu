@@ -5,11 +5,11 @@
 #include "kernels/cuda/attention_tc.h"
 #include "kernels/cuda/common.cuh"
 
-// bf16 with head size 64 or 128 runs on tensor cores (attention_tc.cu). Everything else (fp32,
-// other head sizes up to 192, among them MLA's 192, and every call when AGPT_ATTN_KERNEL=simple)
-// runs the plain FlashAttention-2 here, on CUDA cores (fp32 FMAs from shared memory). Tiles are
-// 32 queries × 32 keys, so a key tile is one key per lane; a block has 4 warps and each warp owns
-// 8 query rows (or 8 keys).
+// bf16 with head size 64, 128 or 192 runs on tensor cores (attention_tc.cu). Everything else
+// (fp32, other head sizes up to 192, and every call when AGPT_ATTN_KERNEL=simple) runs the plain
+// FlashAttention-2 here, on CUDA cores (fp32 FMAs from shared memory). Tiles are 32 queries × 32
+// keys, so a key tile is one key per lane; a block has 4 warps and each warp owns 8 query rows (or
+// 8 keys).
 //
 // Shared memory holds fp32 copies of the tiles, rows padded to D+1 floats (D = head size
 // rounded up to 32·NR, NR = 1, 2, 4 or 6) so that lane j reading row j, column d hits bank

@@ -7,9 +7,9 @@
 // Query head h reads key/value head h / (H/KV). Scores s = q·k/√hd, masked to keys t' <= t;
 // softcap c > 0 caps them to c·tanh(s/c) before the softmax. hd <= 192 (MLA's padded heads).
 //
-// bf16 with hd 64 or 128 runs tensor-core kernels (mma.sync; attention_tc.cu), everything else
-// the plain fp32-FMA kernels (bf16 at hd 192 too: slower than tensor cores);
-// AGPT_ATTN_KERNEL=simple (read at each call) selects the plain ones always, for comparison.
+// bf16 with hd 64, 128 or 192 runs tensor-core kernels (mma.sync; attention_tc.cu), everything
+// else the plain fp32-FMA kernels; AGPT_ATTN_KERNEL=simple (read at each call) selects the plain
+// ones always, for comparison.
 #include "kernels/cuda/device.h"
 
 namespace agpt::cuda {

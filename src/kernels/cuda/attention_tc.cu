@@ -7,9 +7,10 @@
 #include "kernels/cuda/common.cuh"
 
 // Flash attention on tensor cores (FlashAttention-2 work partitioning) for bf16 storage and head
-// sizes 64 and 128: bf16 mma.sync.m16n8k16 with fp32 accumulation, operands from shared memory
-// by ldmatrix, tiles brought in by cp.async one step ahead (double buffering), the online
-// softmax in registers (log2 domain: exp2 of pre-scaled scores), causal tile skipping.
+// sizes 64, 128 and 192 (MLA's padded heads): bf16 mma.sync.m16n8k16 with fp32 accumulation,
+// operands from shared memory by ldmatrix, tiles brought in by cp.async one step ahead (double
+// buffering), the online softmax in registers (log2 domain: exp2 of pre-scaled scores), causal tile
+// skipping.
 //
 // Shared tiles are rows of D bf16 in 16-byte chunks, chunk c of row r stored at chunk c ^ (r % 8)
 // (an XOR swizzle: the 8 rows an ldmatrix reads fall in 8 different bank groups). Rows past T
@@ -267,27 +268,33 @@ __global__ void __launch_bounds__(kThreads, kFwdBlocks<D>)
     }
 }
 
-// Dq[(b·H + h)·T + t] = Σ_d dout·out over head h's row t: D/8 threads per row, 8 elements
-// each, a fixed shuffle tree.
+// Threads per row of the row dots: the largest power of two dividing D/8 (8 at hd 64 and 192,
+// 16 at 128), so that a row's threads are a shuffle group.
+template <int D>
+constexpr int kRowDotThreads = (D / 8) & -(D / 8);
+
+// Dq[(b·H + h)·T + t] = Σ_d dout·out over head h's row t: kRowDotThreads per row, 8·CPT
+// elements each, a fixed shuffle tree.
 template <int D>
 __global__ void __launch_bounds__(kThreads)
     attention_row_dot_kernel(float* Dq, const bf16* dout, const bf16* out, long rows, int T_len,
                              int H) {
-    constexpr int TPR = D / 8;  // threads per row
+    constexpr int TPR = kRowDotThreads<D>;
+    constexpr int CPT = D / 8 / TPR;  // 16-byte chunks per thread
     const long w = static_cast<long>(blockIdx.x) * (kThreads / TPR) + threadIdx.x / TPR;
     const int c = threadIdx.x % TPR;
     float acc = 0.0f;
     if (w < rows) {  // row (b·T + t)·H + h of (B, T, H·D)
-        const auto* d2 = reinterpret_cast<const __nv_bfloat162*>(dout + w * D + c * 8);
-        const auto* o2 = reinterpret_cast<const __nv_bfloat162*>(out + w * D + c * 8);
-        __nv_bfloat162 dv[4], ov[4];
+        const auto* d2 = reinterpret_cast<const __nv_bfloat162*>(dout + w * D + c * 8 * CPT);
+        const auto* o2 = reinterpret_cast<const __nv_bfloat162*>(out + w * D + c * 8 * CPT);
+        __nv_bfloat162 dv[4 * CPT], ov[4 * CPT];
 #pragma unroll
-        for (int k = 0; k < 4; ++k) {
+        for (int k = 0; k < 4 * CPT; ++k) {
             dv[k] = d2[k];
             ov[k] = o2[k];
         }
 #pragma unroll
-        for (int k = 0; k < 4; ++k)
+        for (int k = 0; k < 4 * CPT; ++k)
             acc += __bfloat162float(dv[k].x) * __bfloat162float(ov[k].x) +
                    __bfloat162float(dv[k].y) * __bfloat162float(ov[k].y);
     }
@@ -308,12 +315,19 @@ __global__ void __launch_bounds__(kThreads)
 // 64 does not fit the registers at hd 128). Pairing key tiles x and nt−1−x in one dK/dV block:
 // 0.33 ms, 0.36 ms without. The forward keeps its 133 registers (3 blocks of 40 KB at hd 64;
 // capping it at 128 registers for 4 blocks spills and is slower).
+// hd 192 (not yet timed on a device): the dK and dV accumulators alone take 192 registers per
+// thread, so the backward runs 16-row query (dK/dV) and key (dQ) tiles and is compiled for 1
+// block per SM; ptxas (sm_90) gives every kernel 255 registers, with small spills (dK/dV 40–96
+// bytes, dQ 4, the uncapped forward 12). Shared memory per block: forward 120 KiB, dK/dV
+// 72.3 KiB, dQ 72 KiB.
 template <int D>
-constexpr int kBwdBlocks = D <= 64 ? 3 : 2;
+constexpr int kBwdBlocks = D <= 64    ? 3
+                           : D <= 128 ? 2
+                                      : 1;
 template <int D>
-constexpr int kDkvQueryTile = 32;
+constexpr int kDkvQueryTile = D <= 128 ? 32 : 16;
 template <int D>
-constexpr int kDqKeyTile = 32;
+constexpr int kDqKeyTile = D <= 128 ? 32 : 16;
 constexpr bool kDkvPaired = true;
 
 template <int D, int BQ>
@@ -643,8 +657,9 @@ void backward_d(bf16* dqkv, const bf16* dout, const bf16* qkv, const bf16* out, 
     const long rows = static_cast<long>(B) * T_len * H;
     StreamScratch dbuf(sizeof(float) * static_cast<std::size_t>(rows), stream);
     float* Dq = dbuf.as<float>();
-    attention_row_dot_kernel<D><<<ceil_div(rows, kThreads / (D / 8)), kThreads, 0, stream>>>(
-        Dq, dout, out, rows, T_len, H);
+    attention_row_dot_kernel<D>
+        <<<ceil_div(rows, kThreads / kRowDotThreads<D>), kThreads, 0, stream>>>(Dq, dout, out, rows,
+                                                                                T_len, H);
     AGPT_CUDA_CHECK_LAUNCH();
 
     constexpr std::size_t dkv_smem = DkvTiles<D, BQ>::smem;
@@ -667,7 +682,7 @@ void backward_d(bf16* dqkv, const bf16* dout, const bf16* qkv, const bf16* out, 
 // AGPT_ATTN_KERNEL=simple selects the plain kernels (attention.cu) for every call.
 bool tc_enabled(int hd) {
     const char* k = std::getenv("AGPT_ATTN_KERNEL");
-    return (hd == 64 || hd == 128) && !(k && std::strcmp(k, "simple") == 0);
+    return (hd == 64 || hd == 128 || hd == 192) && !(k && std::strcmp(k, "simple") == 0);
 }
 
 }  // namespace
@@ -679,9 +694,12 @@ bool attention_forward_tc(bf16* out, float* lse, const bf16* qkv, int B, int T_l
     if (hd == 64)
         cap ? forward_d<64, true>(out, lse, qkv, B, T_len, H, KV, softcap, stream)
             : forward_d<64, false>(out, lse, qkv, B, T_len, H, KV, softcap, stream);
-    else
+    else if (hd == 128)
         cap ? forward_d<128, true>(out, lse, qkv, B, T_len, H, KV, softcap, stream)
             : forward_d<128, false>(out, lse, qkv, B, T_len, H, KV, softcap, stream);
+    else
+        cap ? forward_d<192, true>(out, lse, qkv, B, T_len, H, KV, softcap, stream)
+            : forward_d<192, false>(out, lse, qkv, B, T_len, H, KV, softcap, stream);
     return true;
 }
 
@@ -695,9 +713,12 @@ bool attention_backward_tc(bf16* dqkv, const bf16* dout, const bf16* qkv, const 
     if (hd == 64)
         cap ? backward_d<64, true>(dqkv, dout, qkv, out, lse, B, T_len, H, KV, softcap, stream)
             : backward_d<64, false>(dqkv, dout, qkv, out, lse, B, T_len, H, KV, softcap, stream);
-    else
+    else if (hd == 128)
         cap ? backward_d<128, true>(dqkv, dout, qkv, out, lse, B, T_len, H, KV, softcap, stream)
             : backward_d<128, false>(dqkv, dout, qkv, out, lse, B, T_len, H, KV, softcap, stream);
+    else
+        cap ? backward_d<192, true>(dqkv, dout, qkv, out, lse, B, T_len, H, KV, softcap, stream)
+            : backward_d<192, false>(dqkv, dout, qkv, out, lse, B, T_len, H, KV, softcap, stream);
     return true;
 }
 

@@ -1,6 +1,6 @@
 #pragma once
 // Internal to attention.cu: the tensor-core flash attention (attention_tc.cu) for bf16 storage
-// and head sizes 64 and 128. Each returns false, launching nothing, when it does not take the
+// and head sizes 64, 128 and 192. Each returns false, launching nothing, when it does not take the
 // call (another head size, unaligned pointers); attention.cu then runs the plain kernels.
 #include "kernels/cuda/device.h"
 
