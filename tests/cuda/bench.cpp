@@ -1,7 +1,8 @@
 // `agpt_cuda_tests --bench`: a few timings for tuning, one "BENCH name value unit" line each
 // (scripts/cuda_device_check.sh tabulates them). GEMM throughput at 4096³ and causal attention
-// forward/backward at GPT-2-small shapes (B=8, H=12, T=1024, hd=64), bf16 also at hd=128 and
-// with the plain kernels (AGPT_ATTN_KERNEL=simple; names ending in _simple).
+// forward/backward at GPT-2-small shapes (B=8, H=12, T=1024, hd=64), bf16 also at hd=128, at
+// hd=192 (the MoE table flavors' MLA heads) and with the plain kernels (AGPT_ATTN_KERNEL=simple;
+// names ending in _simple).
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
@@ -92,11 +93,13 @@ int run_benchmarks() {
     bench_attention<bf16>("bf16_B8_H12_T1024_hd64", 8, 12, 12, 1024, 64);
     bench_attention<bf16>("bf16_B8_H12_KV4_T1024_hd64", 8, 12, 4, 1024, 64);
     bench_attention<bf16>("bf16_B4_H16_KV4_T1024_hd128", 4, 16, 4, 1024, 128);
+    bench_attention<bf16>("bf16_B4_H16_T1024_hd192", 4, 16, 16, 1024, 192);
     bench_attention<float>("fp32_B8_H12_T1024_hd64", 8, 12, 12, 1024, 64);
     const char* old = std::getenv("AGPT_ATTN_KERNEL");
     const std::string saved = old ? old : "";
     setenv("AGPT_ATTN_KERNEL", "simple", 1);
     bench_attention<bf16>("bf16_B8_H12_T1024_hd64_simple", 8, 12, 12, 1024, 64);
+    bench_attention<bf16>("bf16_B4_H16_T1024_hd192_simple", 4, 16, 16, 1024, 192);
     if (old)
         setenv("AGPT_ATTN_KERNEL", saved.c_str(), 1);
     else
