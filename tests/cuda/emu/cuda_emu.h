@@ -50,6 +50,9 @@ void sync_block();
 void sync_warp();
 float shfl_xor(float v, int lane_mask);
 float* dynamic_smem();
+// A static __shared__ array as the block first reaches its declaration: filled with 0xFF bytes
+// (NaN, or -1), as shared memory holds garbage at a block's start.
+void poison_shared(void* p, std::size_t bytes);
 
 // Warp collective: every lane of the calling warp gives `bytes` (<= 64) bytes; all[l·bytes..]
 // receives lane l's. One warp barrier.
@@ -63,11 +66,26 @@ void ldmatrix_x4(uint32_t (&r)[4], const void* row, bool trans);
 // mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 with c = d: exact products, the sum
 // in double, rounded once to fp32 (the hardware's internal rounding differs in the last bits).
 void mma_bf16_16816(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]);
-void run_grid(dim3 grid, dim3 block, std::size_t smem, const std::function<void()>& body);
+// Aborts, naming the running kernel, unless p is a multiple of `alignment` (what a GPU's
+// vector access of that size needs).
+void check_aligned(const void* p, std::size_t alignment, const char* what);
+
+// A kernel's identity for its attributes: the function's address, whether the launch names the
+// function, a template instance or a pointer variable.
+template <typename F>
+const void* kernel_id(F* kernel) {
+    return reinterpret_cast<const void*>(kernel);
+}
+// cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes).
+void set_max_dynamic_smem(const void* kernel, int bytes);
+
+void run_grid(const void* kernel, const char* name, dim3 grid, dim3 block, std::size_t smem,
+              const std::function<void()>& body);
 
 template <typename F>
-void launch(F&& body, dim3 grid, dim3 block, std::size_t smem = 0, cudaStream_t = nullptr) {
-    run_grid(grid, block, smem, std::function<void()>(std::forward<F>(body)));
+void launch(const void* kernel, const char* name, F&& body, dim3 grid, dim3 block,
+            std::size_t smem = 0, cudaStream_t = nullptr) {
+    run_grid(kernel, name, grid, block, smem, std::function<void()>(std::forward<F>(body)));
 }
 
 }  // namespace emu
@@ -111,6 +129,8 @@ using std::min;
 
 // cuda_runtime.h declares this overload for nvcc only.
 template <typename F>
-inline cudaError_t cudaFuncSetAttribute(F*, cudaFuncAttribute, int) {
+inline cudaError_t cudaFuncSetAttribute(F* kernel, cudaFuncAttribute attr, int value) {
+    if (attr == cudaFuncAttributeMaxDynamicSharedMemorySize)
+        emu::set_max_dynamic_smem(emu::kernel_id(kernel), value);
     return cudaSuccess;
 }
