@@ -5,8 +5,30 @@
 // a fiber; a block's fibers run round-robin on one OS thread and switch at __syncthreads,
 // __syncwarp and warp shuffles, so barrier semantics are exact, and a barrier that not every
 // live thread of the block (or warp) reaches is reported as a deadlock. Blocks run one after
-// another. What it cannot check: timing, memory-model subtleties beyond barriers, performance,
-// cuBLAS (GEMMs are naive loops here) and CUB (a std::stable_sort here).
+// another.
+//
+// What fails on a GPU fails here too, with a message naming the kernel and an abort:
+// - launch configurations the runtime refuses: grid.x outside [1, 2^31-1], grid.y/z outside
+//   [1, 65535], blocks outside 1..1024 threads (and blocks that are not 1-D: not emulated);
+//   dynamic shared memory above 48 KiB without cudaFuncSetAttribute(kernel,
+//   cudaFuncAttributeMaxDynamicSharedMemorySize, >= bytes) on that kernel, or above an H100's
+//   227 KiB per block;
+// - misaligned vector accesses: cp.async 16 (4), ldmatrix rows, and the kernels' Pack /
+//   __nv_bfloat162 loads and stores through detail::vec_ptr (common.cuh);
+// - cuBLAS arguments cuBLAS refuses (negative sizes, leading dimensions below the rows stored):
+//   an Error, as CUBLAS_STATUS_INVALID_VALUE is on a GPU (emu_gemm.cpp).
+// Memory reads that a GPU leaves undefined read garbage here: cudaMalloc'd memory (256-byte
+// aligned) and every block's shared memory, static and dynamic, start as 0xFF bytes (NaN for
+// fp32 and bf16, -1 for integers). Races between the threads of a block: fibers run in thread
+// order in one block and in reverse order in the next, alternating each round between barriers,
+// so a read of another thread's write without a barrier between them sees the garbage in some
+// block.
+// What it cannot check: timing, races that only an interleaving other than thread order or its
+// reverse exposes, memory-model subtleties beyond barriers, races between blocks (they run one
+// after another), out-of-bounds accesses (host memory, no sanitizer: only a crash shows one),
+// the static part of a block's shared memory in its limit, the alignment of vector accesses not
+// made through vec_ptr, performance, cuBLAS (GEMMs are naive loops here) and CUB (a
+// std::stable_sort here).
 //
 // Inline PTX cannot run here: the few instructions the kernels use are wrapped in device
 // functions (src/kernels/cuda/attention_mma.cuh) that call the stand-ins below when
