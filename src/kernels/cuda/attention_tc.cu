@@ -105,11 +105,11 @@ __device__ __forceinline__ void store_pair(bf16* p, float a, float b) {
     __nv_bfloat162 v;
     v.x = __float2bfloat16(a);
     v.y = __float2bfloat16(b);
-    *reinterpret_cast<__nv_bfloat162*>(p) = v;
+    *vec_ptr<__nv_bfloat162>(p) = v;
 }
 // p[0] += a, p[1] += b in bf16 (fp32 addition, one rounding each).
 __device__ __forceinline__ void add_pair(bf16* p, float a, float b) {
-    __nv_bfloat162 v = *reinterpret_cast<const __nv_bfloat162*>(p);
+    __nv_bfloat162 v = *vec_ptr<__nv_bfloat162>(p);
     store_pair(p, __bfloat162float(v.x) + a, __bfloat162float(v.y) + b);
 }
 
@@ -285,8 +285,8 @@ __global__ void __launch_bounds__(kThreads)
     const int c = threadIdx.x % TPR;
     float acc = 0.0f;
     if (w < rows) {  // row (b·T + t)·H + h of (B, T, H·D)
-        const auto* d2 = reinterpret_cast<const __nv_bfloat162*>(dout + w * D + c * 8 * CPT);
-        const auto* o2 = reinterpret_cast<const __nv_bfloat162*>(out + w * D + c * 8 * CPT);
+        const auto* d2 = vec_ptr<__nv_bfloat162>(dout + w * D + c * 8 * CPT);
+        const auto* o2 = vec_ptr<__nv_bfloat162>(out + w * D + c * 8 * CPT);
         __nv_bfloat162 dv[4 * CPT], ov[4 * CPT];
 #pragma unroll
         for (int k = 0; k < 4 * CPT; ++k) {

@@ -21,17 +21,17 @@ __global__ void bias_forward_kernel(T* out, const T* inp, const T* bias, int N, 
     using P = Pack<T, VEC>;
     const int c = (blockIdx.x * blockDim.x + threadIdx.x) * VEC;
     if (c >= OC) return;
-    const P b = *reinterpret_cast<const P*>(bias + c);
+    const P b = *vec_ptr<P>(bias + c);
     for (long i = blockIdx.y; i < N; i += gridDim.y) {
         const long idx = i * OC + c;
         P o = b;
         if (inp) {
-            const P x = *reinterpret_cast<const P*>(inp + idx);
+            const P x = *vec_ptr<P>(inp + idx);
 #pragma unroll
             for (int k = 0; k < VEC; k++)
                 o.v[k] = from_float<T>(to_float(x.v[k]) + to_float(b.v[k]));
         }
-        *reinterpret_cast<P*>(out + idx) = o;
+        *vec_ptr<P>(out + idx) = o;
     }
 }
 

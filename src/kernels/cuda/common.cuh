@@ -41,6 +41,23 @@ inline bool aligned16(const void* p) {
     return reinterpret_cast<std::uintptr_t>(p) % 16 == 0;
 }
 
+// p seen as a V (a Pack, __nv_bfloat162, ...) for one vector access: on a GPU an address not
+// aligned to alignof(V) faults, so the emulation checks it; with nvcc this is the plain cast.
+template <typename V, typename T>
+__device__ __forceinline__ V* vec_ptr(T* p) {
+#ifdef AGPT_CUDA_EMU
+    ::emu::check_aligned(p, alignof(V), "vector access");
+#endif
+    return reinterpret_cast<V*>(p);
+}
+template <typename V, typename T>
+__device__ __forceinline__ const V* vec_ptr(const T* p) {
+#ifdef AGPT_CUDA_EMU
+    ::emu::check_aligned(p, alignof(V), "vector access");
+#endif
+    return reinterpret_cast<const V*>(p);
+}
+
 // p[i] += x, in the storage type (fp32 arithmetic, one rounding to T).
 template <typename T>
 __device__ __forceinline__ void add_to(T* p, float x) {

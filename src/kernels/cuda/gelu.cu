@@ -31,11 +31,11 @@ __global__ void gelu_forward_kernel(T* out, const T* inp, long n_packs) {
     const long stride = static_cast<long>(gridDim.x) * blockDim.x;
     for (long p = static_cast<long>(blockIdx.x) * blockDim.x + threadIdx.x; p < n_packs;
          p += stride) {
-        const P x = reinterpret_cast<const P*>(inp)[p];
+        const P x = vec_ptr<P>(inp)[p];
         P o;
 #pragma unroll
         for (int k = 0; k < VEC; k++) o.v[k] = from_float<T>(gelu(to_float(x.v[k])));
-        reinterpret_cast<P*>(out)[p] = o;
+        vec_ptr<P>(out)[p] = o;
     }
 }
 
@@ -46,8 +46,8 @@ __global__ void bias_gelu_forward_kernel(T* out, T* pre, const T* bias, int F, l
     const long stride = static_cast<long>(gridDim.x) * blockDim.x;
     for (long p = static_cast<long>(blockIdx.x) * blockDim.x + threadIdx.x; p < n_packs;
          p += stride) {
-        P x = reinterpret_cast<const P*>(pre)[p];
-        const P b = *reinterpret_cast<const P*>(bias + (p * VEC) % F);
+        P x = vec_ptr<P>(pre)[p];
+        const P b = *vec_ptr<P>(bias + (p * VEC) % F);
         P o;
 #pragma unroll
         for (int k = 0; k < VEC; k++) {
@@ -55,8 +55,8 @@ __global__ void bias_gelu_forward_kernel(T* out, T* pre, const T* bias, int F, l
             x.v[k] = from_float<T>(to_float(x.v[k]) + to_float(b.v[k]));
             o.v[k] = from_float<T>(gelu(to_float(x.v[k])));
         }
-        reinterpret_cast<P*>(pre)[p] = x;
-        reinterpret_cast<P*>(out)[p] = o;
+        vec_ptr<P>(pre)[p] = x;
+        vec_ptr<P>(out)[p] = o;
     }
 }
 
@@ -67,16 +67,16 @@ __global__ void gelu_backward_kernel(T* dinp, const T* dout, const T* inp, long 
     const long stride = static_cast<long>(gridDim.x) * blockDim.x;
     for (long p = static_cast<long>(blockIdx.x) * blockDim.x + threadIdx.x; p < n_packs;
          p += stride) {
-        const P x = reinterpret_cast<const P*>(inp)[p];
-        const P g = reinterpret_cast<const P*>(dout)[p];
+        const P x = vec_ptr<P>(inp)[p];
+        const P g = vec_ptr<P>(dout)[p];
         P d{};
-        if (accumulate) d = reinterpret_cast<const P*>(dinp)[p];
+        if (accumulate) d = vec_ptr<P>(dinp)[p];
 #pragma unroll
         for (int k = 0; k < VEC; k++) {
             const float v = gelu_grad(to_float(x.v[k])) * to_float(g.v[k]);
             d.v[k] = from_float<T>(accumulate ? to_float(d.v[k]) + v : v);
         }
-        reinterpret_cast<P*>(dinp)[p] = d;
+        vec_ptr<P>(dinp)[p] = d;
     }
 }
 

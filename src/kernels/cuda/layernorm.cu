@@ -26,10 +26,10 @@ __global__ void __launch_bounds__(kThreads)
     const int lane = threadIdx.x % 32;
     if (row >= N) return;
     const int CP = C / VEC;
-    const P* x = reinterpret_cast<const P*>(inp + static_cast<long>(row) * C);
-    const P* w = reinterpret_cast<const P*>(weight);
-    const P* b = reinterpret_cast<const P*>(bias);
-    P* o = reinterpret_cast<P*>(out + static_cast<long>(row) * C);
+    const P* x = vec_ptr<P>(inp + static_cast<long>(row) * C);
+    const P* w = vec_ptr<P>(weight);
+    const P* b = vec_ptr<P>(bias);
+    P* o = vec_ptr<P>(out + static_cast<long>(row) * C);
     float sum = 0.0f;
     for (int j = lane; j < CP; j += 32) {
         const P v = x[j];
@@ -77,11 +77,11 @@ __global__ void __launch_bounds__(kThreads)
     const int rows = min(kRowBlock, N - row0);
     const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
     const int CP = C / VEC;
-    const P* w = reinterpret_cast<const P*>(weight);
+    const P* w = vec_ptr<P>(weight);
     for (int i = warp; i < rows; i += kWarps) {
         const long off = static_cast<long>(row0 + i) * C;
-        const P* d = reinterpret_cast<const P*>(dout + off);
-        const P* x = reinterpret_cast<const P*>(inp + off);
+        const P* d = vec_ptr<P>(dout + off);
+        const P* x = vec_ptr<P>(inp + off);
         const float m = mean[row0 + i], r = rstd[row0 + i];
         float g_sum = 0.0f, gx_sum = 0.0f;
         for (int j = lane; j < CP; j += 32) {
@@ -110,9 +110,9 @@ __global__ void __launch_bounds__(kThreads)
         for (int k = 0; k < VEC; k++) dw[k] = db[k] = 0.0f;
         for (int i = 0; i < rows; ++i) {
             const long idx = static_cast<long>(row0 + i) * C + static_cast<long>(j) * VEC;
-            const P dv = *reinterpret_cast<const P*>(dout + idx);
-            const P xv = *reinterpret_cast<const P*>(inp + idx);
-            P dx = *reinterpret_cast<const P*>(dinp + idx);
+            const P dv = *vec_ptr<P>(dout + idx);
+            const P xv = *vec_ptr<P>(inp + idx);
+            P dx = *vec_ptr<P>(dinp + idx);
 #pragma unroll
             for (int k = 0; k < VEC; k++) {
                 const float d = to_float(dv.v[k]);
@@ -123,7 +123,7 @@ __global__ void __launch_bounds__(kThreads)
                 dw[k] += d * xhat;
                 db[k] += d;
             }
-            *reinterpret_cast<P*>(dinp + idx) = dx;
+            *vec_ptr<P>(dinp + idx) = dx;
         }
         float* pw = partial + static_cast<long>(blockIdx.x) * 2 * C + static_cast<long>(j) * VEC;
 #pragma unroll

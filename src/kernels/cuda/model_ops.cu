@@ -94,15 +94,15 @@ __global__ void swiglu_forward_vec_kernel(T* out, const T* h13, int N, int F) {
     const int j = (blockIdx.x * blockDim.x + threadIdx.x) * V;
     if (j >= F) return;
     for (long i = blockIdx.y; i < N; i += gridDim.y) {
-        const P a = *reinterpret_cast<const P*>(h13 + i * 2 * F + j);
-        const P b = *reinterpret_cast<const P*>(h13 + i * 2 * F + F + j);
+        const P a = *vec_ptr<P>(h13 + i * 2 * F + j);
+        const P b = *vec_ptr<P>(h13 + i * 2 * F + F + j);
         P o;
 #pragma unroll
         for (int k = 0; k < V; k++) {
             const float x = to_float(a.v[k]);
             o.v[k] = from_float<T>(x / (1.0f + expf(-x)) * to_float(b.v[k]));
         }
-        *reinterpret_cast<P*>(out + i * F + j) = o;
+        *vec_ptr<P>(out + i * F + j) = o;
     }
 }
 
@@ -115,9 +115,9 @@ __global__ void swiglu_backward_overwrite_kernel(T* dh13, const T* dout, const T
     if (j >= F) return;
     for (long i = blockIdx.y; i < N; i += gridDim.y) {
         const long ia = i * 2 * F + j, ib = ia + F;
-        const P a = *reinterpret_cast<const P*>(h13 + ia);
-        const P b = *reinterpret_cast<const P*>(h13 + ib);
-        const P g = *reinterpret_cast<const P*>(dout + i * F + j);
+        const P a = *vec_ptr<P>(h13 + ia);
+        const P b = *vec_ptr<P>(h13 + ib);
+        const P g = *vec_ptr<P>(dout + i * F + j);
         P da, db;
 #pragma unroll
         for (int k = 0; k < V; k++) {
@@ -127,8 +127,8 @@ __global__ void swiglu_backward_overwrite_kernel(T* dh13, const T* dout, const T
             da.v[k] = from_float<T>(d * y * sig * (1.0f + x * (1.0f - sig)));
             db.v[k] = from_float<T>(d * silu);
         }
-        *reinterpret_cast<P*>(dh13 + ia) = da;
-        *reinterpret_cast<P*>(dh13 + ib) = db;
+        *vec_ptr<P>(dh13 + ia) = da;
+        *vec_ptr<P>(dh13 + ib) = db;
     }
 }
 
@@ -152,9 +152,9 @@ __global__ void rmsnorm_backward_vec_kernel(T* dinp, float* partial, const T* do
         const long off = static_cast<long>(row0 + i) * C;
         float dot = 0.0f;
         for (int cv = lane; cv < CV; cv += 32) {
-            const P g = *reinterpret_cast<const P*>(dout + off + cv * V);
-            const P x = *reinterpret_cast<const P*>(inp + off + cv * V);
-            const P w = *reinterpret_cast<const P*>(weight + cv * V);
+            const P g = *vec_ptr<P>(dout + off + cv * V);
+            const P x = *vec_ptr<P>(inp + off + cv * V);
+            const P w = *vec_ptr<P>(weight + cv * V);
 #pragma unroll
             for (int k = 0; k < V; k++)
                 dot += to_float(g.v[k]) * to_float(w.v[k]) * to_float(x.v[k]);
@@ -169,15 +169,15 @@ __global__ void rmsnorm_backward_vec_kernel(T* dinp, float* partial, const T* do
     __syncthreads();
     const int cv = threadIdx.x;
     if (cv >= CV) return;
-    const P w = *reinterpret_cast<const P*>(weight + cv * V);
+    const P w = *vec_ptr<P>(weight + cv * V);
     float dw[V];
 #pragma unroll
     for (int k = 0; k < V; k++) dw[k] = 0.0f;
     for (int i = 0; i < rows; ++i) {
         const long idx = static_cast<long>(row0 + i) * C + cv * V;
-        const P g = *reinterpret_cast<const P*>(dout + idx);
-        const P x = *reinterpret_cast<const P*>(inp + idx);
-        P d = *reinterpret_cast<const P*>(dinp + idx);
+        const P g = *vec_ptr<P>(dout + idx);
+        const P x = *vec_ptr<P>(inp + idx);
+        P d = *vec_ptr<P>(dinp + idx);
         const float r = rs[i], c = coef[i];
 #pragma unroll
         for (int k = 0; k < V; k++) {
@@ -185,7 +185,7 @@ __global__ void rmsnorm_backward_vec_kernel(T* dinp, float* partial, const T* do
             d.v[k] = from_float<T>(to_float(d.v[k]) + (r * to_float(w.v[k]) * gf - c * xf));
             dw[k] += gf * xf * r;
         }
-        *reinterpret_cast<P*>(dinp + idx) = d;
+        *vec_ptr<P>(dinp + idx) = d;
     }
 #pragma unroll
     for (int k = 0; k < V; k++) partial[static_cast<long>(blockIdx.x) * C + cv * V + k] = dw[k];
@@ -214,10 +214,10 @@ __global__ void rope_vec_kernel(T* x, const float* cos_table, const float* sin_t
     const int h = rem / per_head, i = (rem - h * per_head) * V;
     const long t = r % T_len;
     T* a = x + r * row_stride + static_cast<long>(h) * hd + i;
-    const F c = *reinterpret_cast<const F*>(cos_table + t * half + i);
-    const F sn = *reinterpret_cast<const F*>(sin_table + t * half + i);
-    const P lo = *reinterpret_cast<const P*>(a);
-    const P hi = *reinterpret_cast<const P*>(a + half);
+    const F c = *vec_ptr<F>(cos_table + t * half + i);
+    const F sn = *vec_ptr<F>(sin_table + t * half + i);
+    const P lo = *vec_ptr<P>(a);
+    const P hi = *vec_ptr<P>(a + half);
     P olo, ohi;
 #pragma unroll
     for (int k = 0; k < V; k++) {
@@ -226,8 +226,8 @@ __global__ void rope_vec_kernel(T* x, const float* cos_table, const float* sin_t
         olo.v[k] = from_float<T>(a0 * c.v[k] - b0 * s);
         ohi.v[k] = from_float<T>(b0 * c.v[k] + a0 * s);
     }
-    *reinterpret_cast<P*>(a) = olo;
-    *reinterpret_cast<P*>(a + half) = ohi;
+    *vec_ptr<P>(a) = olo;
+    *vec_ptr<P>(a + half) = ohi;
 }
 
 constexpr int kXentThreads = 512;
@@ -265,7 +265,7 @@ __global__ void __launch_bounds__(kXentThreads)
     };
     if (vec) {
         for (int v = threadIdx.x * 8; v < V; v += kXentThreads * 8) {
-            const P p = *reinterpret_cast<const P*>(z + v);
+            const P p = *vec_ptr<P>(z + v);
 #pragma unroll
             for (int k = 0; k < 8; k++) add(capped(to_float(p.v[k])));
         }
@@ -288,10 +288,10 @@ __global__ void __launch_bounds__(kXentThreads)
     };
     if (vec) {
         for (int v = threadIdx.x * 8; v < V; v += kXentThreads * 8) {
-            P p = *reinterpret_cast<const P*>(z + v);
+            P p = *vec_ptr<P>(z + v);
 #pragma unroll
             for (int k = 0; k < 8; k++) p.v[k] = grad(to_float(p.v[k]), v + k);
-            *reinterpret_cast<P*>(z + v) = p;
+            *vec_ptr<P>(z + v) = p;
         }
     } else {
         for (int v = threadIdx.x; v < V; v += kXentThreads) z[v] = grad(to_float(z[v]), v);

@@ -3,6 +3,9 @@
 #include "cuda_emu.h"
 #include "kernels/cuda/gemm.h"
 
+#include <algorithm>
+#include <string>
+
 namespace agpt::cuda {
 
 namespace {
@@ -19,11 +22,32 @@ T to(float x) {
     else
         return __float2bfloat16(x);
 }
+
+// The argument checks of cublasGemmEx and cublasLtMatrixLayoutCreate (CUBLAS_STATUS_INVALID_VALUE,
+// which the real wrapper turns into an Error): sizes >= 0, each leading dimension at least
+// max(1, the row length of the matrix as stored).
+void check_gemm_arguments(bool trans_a, bool trans_b, int M, int N, int K, int lda, int ldb,
+                          int ldc) {
+    std::string bad;
+    if (M < 0 || N < 0 || K < 0) bad += " M, N, K >= 0;";
+    if (lda < std::max(1, trans_a ? M : K)) bad += " lda >= max(1, trans_a ? M : K);";
+    if (ldb < std::max(1, trans_b ? K : N)) bad += " ldb >= max(1, trans_b ? K : N);";
+    if (ldc < std::max(1, N)) bad += " ldc >= max(1, N);";
+    if (bad.empty()) return;
+    const std::string call = "gemm(trans_a=" + std::to_string(trans_a) +
+                             ", trans_b=" + std::to_string(trans_b) + ", M=" + std::to_string(M) +
+                             ", N=" + std::to_string(N) + ", K=" + std::to_string(K) +
+                             ", lda=" + std::to_string(lda) + ", ldb=" + std::to_string(ldb) +
+                             ", ldc=" + std::to_string(ldc) + ") violates" + bad;
+    fail_cublas(CUBLAS_STATUS_INVALID_VALUE, call.c_str(), __FILE__, __LINE__);
+}
+
 }  // namespace
 
 template <typename TA, typename TC>
 void gemm(Blas&, bool trans_a, bool trans_b, int M, int N, int K, float alpha, const TA* A, int lda,
           const TA* B, int ldb, float beta, TC* C, int ldc) {
+    check_gemm_arguments(trans_a, trans_b, M, N, K, lda, ldb, ldc);
     for (int i = 0; i < M; ++i)
         for (int j = 0; j < N; ++j) {
             float acc = 0.0f;

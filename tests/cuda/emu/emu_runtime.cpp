@@ -9,10 +9,12 @@
 #include <setjmp.h>
 #include <ucontext.h>
 
+#include <cstdarg>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "core/error.h"
@@ -49,9 +51,11 @@ struct Block {
     // every lane reaches after it has read parity p.
     std::vector<unsigned char> gather_buf = std::vector<unsigned char>(32 * 2 * 32 * kGatherBytes);
     const std::function<void()>* body = nullptr;
+    std::vector<const void*> poisoned_shared;  // static shared arrays filled in this block
 };
 
 Block* block = nullptr;
+const char* kernel_name = "";  // the running kernel, for messages
 std::vector<float> smem_storage;
 constexpr std::size_t kStack = 256 * 1024;
 std::vector<std::vector<char>> stacks;
@@ -113,7 +117,20 @@ void warp_gather(const void* mine, std::size_t bytes, void* all) {
         std::memcpy(static_cast<unsigned char*>(all) + i * bytes, slot + i * kGatherBytes, bytes);
 }
 
+// On a GPU a misaligned vector access is a fault (cudaErrorMisalignedAddress).
+void check_aligned(const void* p, std::size_t alignment, const char* what) {
+    if (reinterpret_cast<std::uintptr_t>(p) % alignment == 0) return;
+    std::fprintf(stderr,
+                 "emu: kernel %s: %s at %p, not %zu-byte aligned (thread %u of block "
+                 "(%u,%u,%u)): a misaligned address on a GPU\n",
+                 kernel_name, what, p, alignment, current->tid.x, current->bid.x, current->bid.y,
+                 current->bid.z);
+    std::abort();
+}
+
 void cp_async16(void* dst, const void* src, bool valid) {
+    check_aligned(dst, 16, "cp.async 16 destination");
+    check_aligned(src, 16, "cp.async 16 source");
     if (valid)
         std::memcpy(dst, src, 16);
     else
@@ -121,6 +138,8 @@ void cp_async16(void* dst, const void* src, bool valid) {
 }
 
 void cp_async4(void* dst, const void* src, bool valid) {
+    check_aligned(dst, 4, "cp.async 4 destination");
+    check_aligned(src, 4, "cp.async 4 source");
     if (valid)
         std::memcpy(dst, src, 4);
     else
@@ -137,6 +156,7 @@ float bf16_bits_to_float(uint32_t bits16) {
 }  // namespace
 
 void ldmatrix_x4(uint32_t (&r)[4], const void* row, bool trans) {
+    check_aligned(row, 16, "ldmatrix row");
     const void* rows[32];
     warp_gather(&row, sizeof row, rows);
     const int lane = static_cast<int>(current->tid.x % 32), g = lane / 4, t = lane % 4;
@@ -190,17 +210,94 @@ float* dynamic_smem() {
     return smem_storage.data();
 }
 
-void run_grid(dim3 grid, dim3 bdim, std::size_t smem, const std::function<void()>& body) {
-    const int n = static_cast<int>(bdim.x * bdim.y * bdim.z);
-    if (bdim.y != 1 || bdim.z != 1 || n > 1024) {
-        std::fprintf(stderr, "emu: only 1-D blocks of <= 1024 threads\n");
+void poison_shared(void* p, std::size_t bytes) {
+    std::vector<const void*>& seen = block->poisoned_shared;
+    if (std::find(seen.begin(), seen.end(), p) != seen.end()) return;
+    seen.push_back(p);
+    std::memset(p, 0xFF, bytes);
+}
+
+namespace {
+
+// What cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes) allowed,
+// per kernel: the largest value set so far.
+std::unordered_map<const void*, std::size_t>& max_dynamic_smem() {
+    static std::unordered_map<const void*, std::size_t> limits;
+    return limits;
+}
+
+// Shared memory a block may use without the attribute, and with it on an H100 (dynamic plus
+// static; the static part is not seen here, it lives in host statics).
+constexpr std::size_t kDefaultSmem = 48 * 1024, kMaxSmem = 227 * 1024;
+
+[[noreturn]] __attribute__((format(printf, 2, 3))) void launch_error(const char* name,
+                                                                     const char* problem, ...) {
+    std::fprintf(stderr, "emu: launch of kernel %s: ", name);
+    va_list args;
+    va_start(args, problem);
+    std::vfprintf(stderr, problem, args);
+    va_end(args);
+    std::fputc('\n', stderr);
+    std::abort();
+}
+
+// The checks the CUDA runtime makes before a launch (cudaErrorInvalidConfiguration,
+// cudaErrorInvalidValue on a GPU), and the emulator's own limit to 1-D blocks.
+void check_launch(const void* kernel, const char* name, dim3 grid, dim3 bdim, std::size_t smem) {
+    if (grid.x < 1 || grid.x > 2147483647u || grid.y < 1 || grid.y > 65535 || grid.z < 1 ||
+        grid.z > 65535)
+        launch_error(name, "grid (%u,%u,%u) outside x in [1, 2^31-1], y and z in [1, 65535]",
+                     grid.x, grid.y, grid.z);
+    const unsigned long threads = static_cast<unsigned long>(bdim.x) * bdim.y * bdim.z;
+    if (threads < 1 || threads > 1024 || bdim.x > 1024 || bdim.y > 1024 || bdim.z > 64)
+        launch_error(name, "block (%u,%u,%u) outside 1..1024 threads", bdim.x, bdim.y, bdim.z);
+    if (bdim.y != 1 || bdim.z != 1)
+        launch_error(name, "block (%u,%u,%u): the emulator runs 1-D blocks only", bdim.x, bdim.y,
+                     bdim.z);
+    if (smem > kDefaultSmem) {
+        const auto it = max_dynamic_smem().find(kernel);
+        const std::size_t allowed = it == max_dynamic_smem().end() ? 0 : it->second;
+        if (smem > kMaxSmem)
+            launch_error(name,
+                         "%zu bytes of dynamic shared memory, above the %zu bytes of a block on "
+                         "an H100",
+                         smem, kMaxSmem);
+        if (smem > allowed)
+            launch_error(
+                name,
+                "%zu bytes of dynamic shared memory, above %zu without "
+                "cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, "
+                ">= bytes) (set: %zu)",
+                smem, kDefaultSmem, allowed);
+    }
+}
+
+}  // namespace
+
+void set_max_dynamic_smem(const void* kernel, int bytes) {
+    if (bytes < 0 || static_cast<std::size_t>(bytes) > kMaxSmem) {
+        std::fprintf(stderr,
+                     "emu: cudaFuncSetAttribute(cudaFuncAttributeMaxDynamicSharedMemorySize, %d) "
+                     "outside 0..%zu bytes (an H100's shared memory per block)\n",
+                     bytes, kMaxSmem);
         std::abort();
     }
-    smem_storage.assign(smem / sizeof(float) + 1, std::nanf(""));
+    std::size_t& limit = max_dynamic_smem()[kernel];
+    limit = std::max(limit, static_cast<std::size_t>(bytes));
+}
+
+void run_grid(const void* kernel, const char* name, dim3 grid, dim3 bdim, std::size_t smem,
+              const std::function<void()>& body) {
+    check_launch(kernel, name, grid, bdim, smem);
+    const int n = static_cast<int>(bdim.x);
+    kernel_name = name;
+    smem_storage.resize(smem / sizeof(float) + 1);
     if (stacks.size() < static_cast<std::size_t>(n)) stacks.resize(n, std::vector<char>(kStack));
     for (unsigned bz = 0; bz < grid.z; ++bz)
         for (unsigned by = 0; by < grid.y; ++by)
             for (unsigned bx = 0; bx < grid.x; ++bx) {
+                // Garbage (0xFF: NaN, -1) at each block's start, not the previous block's values.
+                std::memset(smem_storage.data(), 0xFF, smem_storage.size() * sizeof(float));
                 Block b;
                 b.body = &body;
                 b.fibers.resize(n);
@@ -215,9 +312,16 @@ void run_grid(dim3 grid, dim3 bdim, std::size_t smem, const std::function<void()
                     makecontext(&f.ctx, fiber_main, 0);
                 }
                 const int warps = (n + 31) / 32;
-                for (;;) {
+                // Fibers run in thread order in even rounds of even blocks and odd rounds of
+                // odd blocks, in reverse order otherwise: a read of another thread's write that
+                // lacks a barrier between them sees the stale value in some block.
+                const unsigned long linear_block =
+                    bx + grid.x * (by + static_cast<unsigned long>(grid.y) * bz);
+                for (unsigned long round = linear_block;; ++round) {
                     bool ran = false;
-                    for (int t = 0; t < n; ++t) {
+                    const bool reverse = round % 2 == 1;
+                    for (int i = 0; i < n; ++i) {
+                        const int t = reverse ? n - 1 - i : i;
                         Fiber& f = b.fibers[t];
                         if (f.state != State::Ready) continue;
                         b.running = t;
@@ -257,24 +361,31 @@ void run_grid(dim3 grid, dim3 bdim, std::size_t smem, const std::function<void()
                     }
                     if (!released && !ran) {
                         std::fprintf(stderr,
-                                     "emu: deadlock in block (%u,%u,%u): threads wait at "
-                                     "different barriers\n",
-                                     bx, by, bz);
+                                     "emu: kernel %s: deadlock in block (%u,%u,%u): threads "
+                                     "wait at different barriers\n",
+                                     name, bx, by, bz);
                         std::abort();
                     }
                 }
                 block = nullptr;
                 current = nullptr;
             }
+    kernel_name = "";
 }
 
 }  // namespace emu
 
 // Runtime API stand-ins (host memory for device memory; everything synchronous).
 extern "C" {
+// Device memory as cudaMalloc gives it: 256-byte aligned, and garbage, here every byte 0xFF (NaN
+// as fp32 and bf16, -1 as an integer), so that reading memory never written shows.
 cudaError_t cudaMalloc(void** p, size_t bytes) {
-    *p = std::malloc(bytes ? bytes : 1);
-    return *p ? cudaSuccess : cudaErrorMemoryAllocation;
+    constexpr size_t kAlign = 256;
+    const size_t rounded = (std::max<size_t>(bytes, 1) + kAlign - 1) / kAlign * kAlign;
+    *p = std::aligned_alloc(kAlign, rounded);
+    if (!*p) return cudaErrorMemoryAllocation;
+    std::memset(*p, 0xFF, rounded);
+    return cudaSuccess;
 }
 cudaError_t cudaFree(void* p) {
     std::free(p);
@@ -314,7 +425,9 @@ cudaError_t cudaMemGetInfo(size_t* free_bytes, size_t* total_bytes) {
 cudaError_t cudaGetLastError(void) {
     return cudaSuccess;
 }
-cudaError_t cudaFuncSetAttribute(const void*, enum cudaFuncAttribute, int) {
+cudaError_t cudaFuncSetAttribute(const void* kernel, enum cudaFuncAttribute attr, int value) {
+    if (attr == cudaFuncAttributeMaxDynamicSharedMemorySize)
+        emu::set_max_dynamic_smem(kernel, value);
     return cudaSuccess;
 }
 cudaError_t cudaDeviceSynchronize(void) {
@@ -383,10 +496,10 @@ void fail_cublas(cublasStatus_t, const char* expr, const char* file, int line) {
 }
 
 StreamScratch::StreamScratch(std::size_t bytes, cudaStream_t stream) : stream_(stream) {
-    if (bytes > 0) p_ = std::malloc(bytes);
+    if (bytes > 0) AGPT_CUDA_CHECK(cudaMallocAsync(&p_, bytes, stream));
 }
 StreamScratch::~StreamScratch() {
-    std::free(p_);
+    if (p_) cudaFreeAsync(p_, stream_);
 }
 
 Blas::Blas(cudaStream_t stream, std::size_t) : stream_(stream) {}

@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """Rewrites a .cu file for the CPU emulation (cuda_emu.h): kernel launches
 NAME<<<grid, block[, smem[, stream]]>>>(args); become
-::emu::launch([&] { NAME(args); }, grid, block[, smem[, stream]]); dynamic shared memory
-comes from the emulator; CUB is replaced by a stand-in.
+::emu::launch(::emu::kernel_id(NAME), "NAME", [&] { NAME(args); }, grid, block[, smem[, stream]])
+(the kernel's address keys its cudaFuncSetAttribute limit; the name is for messages); dynamic
+shared memory comes from the emulator, static shared arrays are refilled with garbage per block,
+and CUB is replaced by a stand-in.
 
 usage: emulate_cu.py IN.cu OUT.cpp
 """
@@ -49,8 +51,20 @@ def rewrite_launches(src):
             m += 1
         args = src[k + 4:m]
         out.append(src[pos:j])
-        out.append(f"::emu::launch([&] {{ {name}({args}); }}, {config})")
+        out.append(f"::emu::launch(::emu::kernel_id({name}), \"{' '.join(name.split())}\", "
+                   f"[&] {{ {name}({args}); }}, {config})")
         pos = m + 1
+
+
+def poison_static_shared(src):
+    """__shared__ T a[N], b; becomes static T a[N], b; followed (same line) by a call per array
+    that fills it with 0xFF bytes when the block first reaches it: shared memory starts as
+    garbage in every block, not as what the previous block left."""
+    def repl(m):
+        names = [re.match(r"\s*(\w+)", d).group(1) for d in m.group(2).split(",")]
+        fills = "".join(f" ::emu::poison_shared(&{n}, sizeof {n});" for n in names)
+        return f"static {m.group(1)} {m.group(2)};{fills}"
+    return re.sub(r"(?<!extern )__shared__\s+([\w:]+(?:<[^;<>]*>)?)\s+([^;]+);", repl, src)
 
 
 def main():
@@ -58,6 +72,7 @@ def main():
     src = re.sub(r"#include <cub/[^>]*>", '#include "emu_cub.h"', src)
     src = re.sub(r"extern __shared__ (\w+) (\w+)\[\];",
                  r"\1* \2 = reinterpret_cast<\1*>(::emu::dynamic_smem());", src)
+    src = poison_static_shared(src)
     src = rewrite_launches(src)
     with open(sys.argv[2], "w") as f:
         f.write('#include "cuda_emu.h"\n#line 1 "%s"\n' % sys.argv[1])
