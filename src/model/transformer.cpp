@@ -280,7 +280,6 @@ void Transformer::set_expert_parallel(Communicator* ep) {
     for (auto& m : moe_)
         if (m) m->set_expert_parallel(ep);
     expert_parallel_ = ep != nullptr && ep->size() > 1 ? ep : nullptr;
-    views_.clear();
     build_views();
     params_.assign(views_.back().offset + views_.back().numel(), 0.0f);
     grads_.assign(params_.size(), 0.0f);
@@ -294,15 +293,17 @@ void Transformer::sum_expert_loads(Communicator& comm) {
     for (int layer : moe_layer_ids()) moe_[layer]->sum_load(comm);
 }
 
-void Transformer::build_views() {
-    const int D = args_.dim, hd = args_.head_dim(), F = args_.ffn_hidden();
+TransformerLayout transformer_layout(const ModelArgs& args, const TensorParallel& tp,
+                                     int expert_ranks) {
+    TransformerLayout layout;
+    const int D = args.dim, hd = args.head_dim(), F = args.ffn_hidden();
     std::size_t off = 0;
     using Split = ShardSpec::Split;
     // shape: the full tensor's; the view gets this rank's part of it.
     auto add = [&](std::string name, std::vector<int> shape, std::string role,
                    Split split = Split::replicated) {
         ShardSpec s;
-        s.split = tp_.active() ? split : Split::replicated;
+        s.split = tp.active() ? split : Split::replicated;
         if (s.split == Split::replicated) {
             s.rows = 1;
             for (int d : shape) s.rows *= d;
@@ -310,21 +311,21 @@ void Transformer::build_views() {
             s.rows = shape[0];
             s.cols = shape[1];
             int& along = s.split == Split::rows ? shape[0] : shape[1];
-            std::tie(s.first, s.count) = vocab_range(along, tp_.rank, tp_.degree);
+            std::tie(s.first, s.count) = vocab_range(along, tp.rank, tp.degree);
             along = s.count;
         }
         ParamView v{std::move(name), off, std::move(shape), std::move(role)};
         off += v.numel();
-        views_.push_back(std::move(v));
-        shards_.push_back(s);
+        layout.views.push_back(std::move(v));
+        layout.shards.push_back(s);
     };
-    add("tok_embeddings.weight", {args_.vocab_size, D}, "embedding", Split::rows);
-    for (int i = 0; i < args_.n_layers; i++) {
+    add("tok_embeddings.weight", {args.vocab_size, D}, "embedding", Split::rows);
+    for (int i = 0; i < args.n_layers; i++) {
         const std::string p = "layers." + std::to_string(i) + ".";
         add(p + "attention_norm.weight", {D}, "norm");
-        if (args_.mla) {
-            const int H = args_.n_heads, QR = args_.q_lora_rank, KVR = args_.kv_lora_rank,
-                      P = args_.qk_nope_head_dim + args_.qk_rope_head_dim;
+        if (args.mla) {
+            const int H = args.n_heads, QR = args.q_lora_rank, KVR = args.kv_lora_rank,
+                      P = args.qk_nope_head_dim + args.qk_rope_head_dim;
             if (QR > 0) {
                 add(p + "attention.wq_a.weight", {QR, D}, "attention");
                 add(p + "attention.q_norm.weight", {QR}, "norm");
@@ -332,30 +333,29 @@ void Transformer::build_views() {
             } else {
                 add(p + "attention.wq.weight", {H * P, D}, "attention");
             }
-            add(p + "attention.wkv_a.weight", {KVR + args_.qk_rope_head_dim, D}, "attention");
+            add(p + "attention.wkv_a.weight", {KVR + args.qk_rope_head_dim, D}, "attention");
             add(p + "attention.kv_norm.weight", {KVR}, "norm");
-            add(p + "attention.wkv_b.weight",
-                {H * (args_.qk_nope_head_dim + args_.v_head_dim), KVR}, "attention");
-            add(p + "attention.wo.weight", {D, H * args_.v_head_dim}, "attention");
+            add(p + "attention.wkv_b.weight", {H * (args.qk_nope_head_dim + args.v_head_dim), KVR},
+                "attention");
+            add(p + "attention.wo.weight", {D, H * args.v_head_dim}, "attention");
         } else {
             // wq, wk, wv are adjacent: together they are the fused (H+2·KV)·hd × D projection.
             // Under TP each holds this rank's heads, so the local fused projection is again
             // q | k | v of the local heads.
-            add(p + "attention.wq.weight", {args_.n_heads * hd, D}, "attention", Split::rows);
-            add(p + "attention.wk.weight", {args_.n_kv_heads * hd, D}, "attention", Split::rows);
-            add(p + "attention.wv.weight", {args_.n_kv_heads * hd, D}, "attention", Split::rows);
-            add(p + "attention.wo.weight", {D, args_.n_heads * hd}, "attention", Split::columns);
+            add(p + "attention.wq.weight", {args.n_heads * hd, D}, "attention", Split::rows);
+            add(p + "attention.wk.weight", {args.n_kv_heads * hd, D}, "attention", Split::rows);
+            add(p + "attention.wv.weight", {args.n_kv_heads * hd, D}, "attention", Split::rows);
+            add(p + "attention.wo.weight", {D, args.n_heads * hd}, "attention", Split::columns);
         }
-        if (args_.qk_norm &&
-            !args_.mla) {  // one weight per head dimension, shared by the heads (as Qwen3)
+        if (args.qk_norm &&
+            !args.mla) {  // one weight per head dimension, shared by the heads (as Qwen3)
             add(p + "attention.q_norm.weight", {hd}, "norm");
             add(p + "attention.k_norm.weight", {hd}, "norm");
         }
         add(p + "ffn_norm.weight", {D}, "norm");
-        if (args_.is_moe_layer(i)) {
-            const int E = args_.n_experts, FE = args_.moe_hidden,
-                      FS = args_.n_shared_experts * args_.moe_hidden,
-                      local = E / (expert_parallel_ ? expert_parallel_->size() : 1);
+        if (args.is_moe_layer(i)) {
+            const int E = args.n_experts, FE = args.moe_hidden,
+                      FS = args.n_shared_experts * args.moe_hidden, local = E / expert_ranks;
             add(p + "moe.router.gate.weight", {E, D}, "router");
             add(p + "moe.expert_bias", {E}, "expert_bias");
             add(p + "moe.experts.w1", {local, FE, D}, "ffn");
@@ -370,12 +370,20 @@ void Transformer::build_views() {
         }
         // SwiGLU: w1 then w3, the fused 2F × D gate/up projection. ReLU²: w1 alone.
         add(p + "feed_forward.w1.weight", {F, D}, "ffn", Split::rows);
-        if (args_.ffn == FfnType::swiglu)
+        if (args.ffn == FfnType::swiglu)
             add(p + "feed_forward.w3.weight", {F, D}, "ffn", Split::rows);
         add(p + "feed_forward.w2.weight", {D, F}, "ffn", Split::columns);
     }
     add("norm.weight", {D}, "norm");
-    add("output.weight", {args_.vocab_size, D}, "head", Split::rows);
+    add("output.weight", {args.vocab_size, D}, "head", Split::rows);
+    return layout;
+}
+
+void Transformer::build_views() {
+    TransformerLayout layout =
+        transformer_layout(args_, tp_, expert_parallel_ ? expert_parallel_->size() : 1);
+    views_ = std::move(layout.views);
+    shards_ = std::move(layout.shards);
 }
 
 const ParamView& Transformer::view(const std::string& name) const {

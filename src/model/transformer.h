@@ -32,6 +32,18 @@ class Communicator;
 MlaShape mla_shape_of(const ModelArgs& args);
 MoeShape moe_shape_of(const ModelArgs& args);
 
+// The flat parameter layout of the model for these args, in buffer order: each tensor's view
+// (name, offset, shape, role) and where it sits in the full tensor. Under tensor parallelism the
+// views are rank tp.rank's shards; over expert_ranks > 1 the routed-expert tensors hold
+// n_experts / expert_ranks experts. Transformer and TransformerGpu both lay out their buffers
+// with it, so parameters, gradients and optimizer state copy over 1:1.
+struct TransformerLayout {
+    std::vector<ParamView> views;
+    std::vector<ShardSpec> shards;
+};
+TransformerLayout transformer_layout(const ModelArgs& args, const TensorParallel& tp = {},
+                                     int expert_ranks = 1);
+
 class Transformer final : public LanguageModel {
   public:
     // tp.degree > 1: this rank's shards only (model/tensor_parallel.h); dense models only.

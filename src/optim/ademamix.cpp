@@ -64,31 +64,12 @@ void ademamix_update(float* __restrict w, const float* __restrict g, float* __re
 class AdEMAMix final : public Optimizer {
   public:
     AdEMAMix(const Hyper& h, std::vector<OptimParam> params)
-        : lr_(h.num("lr")),
-          beta1_(h.num("beta1")),
-          beta2_(h.num("beta2")),
-          beta3_(h.num("beta3")),
-          alpha_(h.num("alpha")),
-          beta3_warmup_(h.integer("beta3_warmup")),
-          alpha_warmup_(h.integer("alpha_warmup")),
-          eps_(h.num("eps")),
-          weight_decay_(h.num("weight_decay")),
+        : cfg_(ademamix_config_from(h)),
           params_(std::move(params)),
           runs_(contiguous_runs(params_)),
           m1_(total_numel(params_), 0.0f),
           m2_(m1_.size(), 0.0f),
-          v_(m1_.size(), 0.0f) {
-        // The reference's checks.
-        if (!(lr_ >= 0.0)) fail("optimizer (AdEMAMix): invalid learning rate {}", lr_);
-        if (!(eps_ >= 0.0)) fail("optimizer (AdEMAMix): invalid eps {}", eps_);
-        for (double b : {beta1_, beta2_, beta3_})
-            if (!(b >= 0.0 && b < 1.0)) fail("optimizer (AdEMAMix): invalid beta {}", b);
-        if (!(weight_decay_ >= 0.0))
-            fail("optimizer (AdEMAMix): invalid weight_decay {}", weight_decay_);
-        if (!(alpha_ >= 0.0)) fail("optimizer (AdEMAMix): invalid alpha {}", alpha_);
-        if (beta3_warmup_ < 0 || alpha_warmup_ < 0)
-            fail("optimizer (AdEMAMix): warm-up lengths must be >= 0");
-    }
+          v_(m1_.size(), 0.0f) {}
 
     const std::string& name() const override { return name_; }
     long steps_taken() const override { return step_; }
@@ -98,20 +79,22 @@ class AdEMAMix final : public Optimizer {
         Timer timer;
         check_lr_factor(name_, lr_factor, step_ + 1);
         const long t = step_ + 1;
-        const double lr = lr_ * lr_factor;
-        const double bc1 = 1.0 - std::pow(beta1_, static_cast<double>(t));
-        const double bc2 = 1.0 - std::pow(beta2_, static_cast<double>(t));
-        const double alpha = ademamix_alpha(t, alpha_, alpha_warmup_);
-        const double beta3 = ademamix_beta3(t, beta1_, beta3_, beta3_warmup_);
-        const bool fast = beta1_ != 0.0;  // β1 = 0: the reference uses g itself
-        const float b1 = static_cast<float>(beta1_), omb1 = static_cast<float>(1.0 - beta1_);
-        const float b2 = static_cast<float>(beta2_), omb2 = static_cast<float>(1.0 - beta2_);
+        const double lr = cfg_.lr * lr_factor;
+        const double bc1 = 1.0 - std::pow(cfg_.beta1, static_cast<double>(t));
+        const double bc2 = 1.0 - std::pow(cfg_.beta2, static_cast<double>(t));
+        const double alpha = ademamix_alpha(t, cfg_.alpha, cfg_.alpha_warmup);
+        const double beta3 = ademamix_beta3(t, cfg_.beta1, cfg_.beta3, cfg_.beta3_warmup);
+        const bool fast = cfg_.beta1 != 0.0;  // β1 = 0: the reference uses g itself
+        const float b1 = static_cast<float>(cfg_.beta1),
+                    omb1 = static_cast<float>(1.0 - cfg_.beta1);
+        const float b2 = static_cast<float>(cfg_.beta2),
+                    omb2 = static_cast<float>(1.0 - cfg_.beta2);
         const float b3 = static_cast<float>(beta3), omb3 = static_cast<float>(1.0 - beta3);
         const float sqrt_bc2 = static_cast<float>(std::sqrt(bc2));
         const float bc1f = static_cast<float>(bc1);
         const float alphaf = static_cast<float>(alpha);
-        const float eps = static_cast<float>(eps_);
-        const float wd = static_cast<float>(weight_decay_);
+        const float eps = static_cast<float>(cfg_.eps);
+        const float wd = static_cast<float>(cfg_.weight_decay);
         const float neg_lr = static_cast<float>(-lr);
         const AdEMAMixCoefficients k{b1,       omb1, b2,     omb2, b3, omb3,
                                      sqrt_bc2, bc1f, alphaf, eps,  wd, neg_lr};
@@ -146,9 +129,7 @@ class AdEMAMix final : public Optimizer {
 
   private:
     std::string name_ = "AdEMAMix";
-    double lr_, beta1_, beta2_, beta3_, alpha_;
-    long beta3_warmup_, alpha_warmup_;
-    double eps_, weight_decay_;
+    AdEMAMixConfig cfg_;
     std::vector<OptimParam> params_;
     std::vector<ParamRun> runs_;
     std::vector<float> m1_, m2_, v_;
@@ -157,6 +138,30 @@ class AdEMAMix final : public Optimizer {
 };
 
 }  // namespace
+
+AdEMAMixConfig ademamix_config_from(const Hyper& h) {
+    AdEMAMixConfig c;
+    c.lr = h.num("lr");
+    c.beta1 = h.num("beta1");
+    c.beta2 = h.num("beta2");
+    c.beta3 = h.num("beta3");
+    c.alpha = h.num("alpha");
+    c.beta3_warmup = h.integer("beta3_warmup");
+    c.alpha_warmup = h.integer("alpha_warmup");
+    c.eps = h.num("eps");
+    c.weight_decay = h.num("weight_decay");
+    // The reference's checks.
+    if (!(c.lr >= 0.0)) fail("optimizer (AdEMAMix): invalid learning rate {}", c.lr);
+    if (!(c.eps >= 0.0)) fail("optimizer (AdEMAMix): invalid eps {}", c.eps);
+    for (double b : {c.beta1, c.beta2, c.beta3})
+        if (!(b >= 0.0 && b < 1.0)) fail("optimizer (AdEMAMix): invalid beta {}", b);
+    if (!(c.weight_decay >= 0.0))
+        fail("optimizer (AdEMAMix): invalid weight_decay {}", c.weight_decay);
+    if (!(c.alpha >= 0.0)) fail("optimizer (AdEMAMix): invalid alpha {}", c.alpha);
+    if (c.beta3_warmup < 0 || c.alpha_warmup < 0)
+        fail("optimizer (AdEMAMix): warm-up lengths must be >= 0");
+    return c;
+}
 
 OptimizerInfo ademamix_info() {
     OptimizerInfo info;

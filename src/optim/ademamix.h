@@ -12,6 +12,14 @@ namespace agpt {
 
 OptimizerInfo ademamix_info();
 
+struct AdEMAMixConfig {
+    double lr = 0.0, beta1 = 0.0, beta2 = 0.0, beta3 = 0.0, alpha = 0.0;
+    long beta3_warmup = 0, alpha_warmup = 0;
+    double eps = 0.0, weight_decay = 0.0;
+};
+// The keys of ademamix_info() from checked hyper-parameters, validated as the reference does.
+AdEMAMixConfig ademamix_config_from(const Hyper& h);
+
 // The schedulers, for tests: α and β3 at 1-based step t.
 double ademamix_alpha(long t, double alpha, long warmup);
 double ademamix_beta3(long t, double beta1, double beta3, long warmup);

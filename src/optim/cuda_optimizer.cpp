@@ -17,7 +17,12 @@
 #include "kernels/cuda/optim_elementwise.h"
 #include "optim/adamw_group.h"
 #include "optim/ademamix.h"
+#include "optim/lion.h"
+#include "optim/mano.h"
+#include "optim/muon.h"
 #include "optim/param_state.h"
+#include "optim/schedule_free_adamw.h"
+#include "optim/sophia.h"
 #include "optim/spam.h"
 #endif
 
@@ -255,20 +260,11 @@ class CudaMuon final : public DeviceOptimizer {
   public:
     CudaMuon(const OptimizerSpec& spec, GpuModel& model, std::function<void()> before)
         : DeviceOptimizer(spec, model, std::move(before)),
+          cfg_(muon_config_from(hyper(spec))),
+          ns_bf16_(cfg_.ns_precision == MuonConfig::NsPrecision::bf16 ||
+                   model.precision() == GpuPrecision::bf16),
           split_(split_matrices(spec, "muon")),
           blas_(model.stream()) {
-        const Hyper h = hyper(spec);
-        lr_ = h.num("lr");
-        weight_decay_ = h.num("weight_decay");
-        momentum_ = h.num("momentum");
-        nesterov_ = h.flag("nesterov");
-        ns_steps_ = static_cast<int>(h.integer("ns_steps"));
-        eps_ = h.num("eps");
-        match_rms_ = h.choice("adjust_lr_fn") == "match_rms_adamw";
-        coef_.a = h.num("ns_a");
-        coef_.b = h.num("ns_b");
-        coef_.c = h.num("ns_c");
-        ns_bf16_ = h.choice("ns_precision") == "bf16" || model.precision() == GpuPrecision::bf16;
         std::size_t max_numel = 0, max_scratch = 0;
         for (const auto& p : split_.hidden) {
             max_numel = std::max(max_numel, p.numel());
@@ -284,20 +280,21 @@ class CudaMuon final : public DeviceOptimizer {
     void update(double lr_factor) override {
         long& step = counter("muon.step");
         check_lr_factor(name(), lr_factor, step + 1);
-        const double lr = lr_ * lr_factor;
-        const auto decay = static_cast<float>(1.0 - lr * weight_decay_);
-        const auto w_buf = static_cast<float>(1.0 - momentum_);
-        const auto w_nest = static_cast<float>(momentum_);
+        const double lr = cfg_.lr * lr_factor;
+        const auto decay = static_cast<float>(1.0 - lr * cfg_.weight_decay);
+        const auto w_buf = static_cast<float>(1.0 - cfg_.momentum);
+        const auto w_nest = static_cast<float>(cfg_.momentum);
         float* u = update_.data();
         for (std::size_t i = 0; i < split_.hidden.size(); ++i) {
             const OptimParam& p = split_.hidden[i];
             const int A = p.shape[0], B = p.shape[1];
-            cuda::muon_momentum(split_.momentum[i], p.grad, u, p.numel(), w_buf, w_nest, nesterov_,
-                                stream());
-            cuda::newton_schulz(blas_, u, u, A, B, coef_, ns_steps_, eps_, ns_bf16_,
+            cuda::muon_momentum(split_.momentum[i], p.grad, u, p.numel(), w_buf, w_nest,
+                                cfg_.nesterov, stream());
+            cuda::newton_schulz(blas_, u, u, A, B, cfg_.coef, cfg_.ns_steps, cfg_.eps, ns_bf16_,
                                 scratch_.data());
-            const double ratio = match_rms_ ? 0.2 * std::sqrt(static_cast<double>(std::max(A, B)))
-                                            : std::sqrt(std::max(1.0, static_cast<double>(A) / B));
+            const double ratio = cfg_.match_rms_adamw
+                                     ? 0.2 * std::sqrt(static_cast<double>(std::max(A, B)))
+                                     : std::sqrt(std::max(1.0, static_cast<double>(A) / B));
             cuda::decayed_update(p.value, u, p.numel(), decay, static_cast<float>(-(lr * ratio)),
                                  bf16_of(p.value), stream());
         }
@@ -306,10 +303,8 @@ class CudaMuon final : public DeviceOptimizer {
         step_adamw(split_.adamw, lr_factor);
     }
 
-    double lr_ = 0.0, weight_decay_ = 0.0, momentum_ = 0.0, eps_ = 0.0;
-    bool nesterov_ = true, match_rms_ = false, ns_bf16_ = false;
-    int ns_steps_ = 0;
-    cpu::NsCoefficients coef_;
+    MuonConfig cfg_;
+    bool ns_bf16_;  // Newton-Schulz in bf16: asked for, or the model's precision
     MatrixSplit split_;
     cuda::Blas blas_;
     cuda::DeviceBuffer<float> update_;
@@ -319,15 +314,9 @@ class CudaMuon final : public DeviceOptimizer {
 class CudaMano final : public DeviceOptimizer {
   public:
     CudaMano(const OptimizerSpec& spec, GpuModel& model, std::function<void()> before)
-        : DeviceOptimizer(spec, model, std::move(before)), split_(split_matrices(spec, "mano")) {
-        const Hyper h = hyper(spec);
-        lr_ = h.num("lr");
-        weight_decay_ = h.num("weight_decay");
-        eps_ = h.num("eps");
-        momentum_ = h.num("momentum");
-        v2_ = h.choice("version") == "2";
-        const std::string& nesterov = h.choice("nesterov");
-        nesterov_ = nesterov == "auto" ? v2_ : nesterov == "true";
+        : DeviceOptimizer(spec, model, std::move(before)),
+          cfg_(mano_config_from(hyper(spec))),
+          split_(split_matrices(spec, "mano")) {
         std::size_t scratch_bytes = 0;
         for (const auto& p : split_.hidden)
             scratch_bytes =
@@ -340,14 +329,14 @@ class CudaMano final : public DeviceOptimizer {
     void update(double lr_factor) override {
         long& step = counter("mano.step");
         check_lr_factor(name(), lr_factor, step + 1);
-        const double lr = lr_ * lr_factor;
+        const double lr = cfg_.lr * lr_factor;
         const int axis = static_cast<int>(step % 2);  // the reference's dim = steps % 2
         cuda::ManoStep s;
-        s.momentum = static_cast<float>(momentum_);
-        s.v2 = v2_;
-        s.nesterov = nesterov_;
-        s.eps = eps_;
-        s.decay = static_cast<float>(1.0 - lr * weight_decay_);
+        s.momentum = static_cast<float>(cfg_.momentum);
+        s.v2 = cfg_.v2;
+        s.nesterov = cfg_.nesterov;
+        s.eps = cfg_.eps;
+        s.decay = static_cast<float>(1.0 - lr * cfg_.weight_decay);
         for (std::size_t i = 0; i < split_.hidden.size(); ++i) {
             const OptimParam& p = split_.hidden[i];
             const int n = axis == 0 ? p.shape[0] : p.shape[1];
@@ -360,8 +349,7 @@ class CudaMano final : public DeviceOptimizer {
         step_adamw(split_.adamw, lr_factor);
     }
 
-    double lr_ = 0.0, weight_decay_ = 0.0, eps_ = 0.0, momentum_ = 0.0;
-    bool v2_ = false, nesterov_ = false;
+    ManoConfig cfg_;
     MatrixSplit split_;
     cuda::DeviceBuffer<unsigned char> scratch_;
 };
@@ -371,26 +359,21 @@ class CudaLion final : public DeviceOptimizer {
     CudaLion(const OptimizerSpec& spec, GpuModel& model, std::function<void()> before)
         : DeviceOptimizer(spec, model, std::move(before)),
           runs_(contiguous_runs(params_)),
-          m_(slices(params_, "lion", "exp_avg")) {
-        const Hyper h = hyper(spec);
-        lr_ = h.num("lr");
-        beta1_ = h.num("beta1");
-        beta2_ = h.num("beta2");
-        weight_decay_ = h.num("weight_decay");
-    }
+          m_(slices(params_, "lion", "exp_avg")),
+          cfg_(lion_config_from(hyper(spec))) {}
     long steps_taken() const override { return counter("lion.step"); }
 
   private:
     void update(double lr_factor) override {
         long& step = counter("lion.step");
         check_lr_factor(name(), lr_factor, step + 1);
-        const double lr = lr_ * lr_factor;
+        const double lr = cfg_.lr * lr_factor;
         cuda::LionStep s;
-        s.decay = static_cast<float>(1.0 - lr * weight_decay_);
-        s.beta1 = static_cast<float>(beta1_);
-        s.one_minus_beta1 = static_cast<float>(1.0 - beta1_);
-        s.beta2 = static_cast<float>(beta2_);
-        s.one_minus_beta2 = static_cast<float>(1.0 - beta2_);
+        s.decay = static_cast<float>(1.0 - lr * cfg_.weight_decay);
+        s.beta1 = static_cast<float>(cfg_.beta1);
+        s.one_minus_beta1 = static_cast<float>(1.0 - cfg_.beta1);
+        s.beta2 = static_cast<float>(cfg_.beta2);
+        s.one_minus_beta2 = static_cast<float>(1.0 - cfg_.beta2);
         s.neg_lr = static_cast<float>(-lr);
         for (const auto& r : runs_)
             cuda::lion_update(r.value, r.grad, m_ + r.state_offset, r.n, s, bf16_of(r.value),
@@ -399,9 +382,9 @@ class CudaLion final : public DeviceOptimizer {
         last_lr_ = lr;
     }
 
-    double lr_ = 0.0, beta1_ = 0.0, beta2_ = 0.0, weight_decay_ = 0.0;
     std::vector<ParamRun> runs_;
     float* m_;
+    LionConfig cfg_;
 };
 
 class CudaAdEMAMix final : public DeviceOptimizer {
@@ -411,18 +394,8 @@ class CudaAdEMAMix final : public DeviceOptimizer {
           runs_(contiguous_runs(params_)),
           m1_(slices(params_, "ademamix", "exp_avg_fast")),
           m2_(slices(params_, "ademamix", "exp_avg_slow")),
-          v_(slices(params_, "ademamix", "exp_avg_sq")) {
-        const Hyper h = hyper(spec);
-        lr_ = h.num("lr");
-        beta1_ = h.num("beta1");
-        beta2_ = h.num("beta2");
-        beta3_ = h.num("beta3");
-        alpha_ = h.num("alpha");
-        beta3_warmup_ = h.integer("beta3_warmup");
-        alpha_warmup_ = h.integer("alpha_warmup");
-        eps_ = h.num("eps");
-        weight_decay_ = h.num("weight_decay");
-    }
+          v_(slices(params_, "ademamix", "exp_avg_sq")),
+          cfg_(ademamix_config_from(hyper(spec))) {}
     long steps_taken() const override { return counter("ademamix.step"); }
 
   private:
@@ -430,22 +403,23 @@ class CudaAdEMAMix final : public DeviceOptimizer {
         long& step = counter("ademamix.step");
         check_lr_factor(name(), lr_factor, step + 1);
         const long t = step + 1;
-        const double lr = lr_ * lr_factor;
-        const double beta3 = ademamix_beta3(t, beta1_, beta3_, beta3_warmup_);
+        const double lr = cfg_.lr * lr_factor;
+        const double beta3 = ademamix_beta3(t, cfg_.beta1, cfg_.beta3, cfg_.beta3_warmup);
         cuda::AdEMAMixStep s;
-        s.beta1 = static_cast<float>(beta1_);
-        s.one_minus_beta1 = static_cast<float>(1.0 - beta1_);
-        s.beta2 = static_cast<float>(beta2_);
-        s.one_minus_beta2 = static_cast<float>(1.0 - beta2_);
+        s.beta1 = static_cast<float>(cfg_.beta1);
+        s.one_minus_beta1 = static_cast<float>(1.0 - cfg_.beta1);
+        s.beta2 = static_cast<float>(cfg_.beta2);
+        s.one_minus_beta2 = static_cast<float>(1.0 - cfg_.beta2);
         s.beta3 = static_cast<float>(beta3);
         s.one_minus_beta3 = static_cast<float>(1.0 - beta3);
-        s.sqrt_bc2 = static_cast<float>(std::sqrt(1.0 - std::pow(beta2_, static_cast<double>(t))));
-        s.bc1 = static_cast<float>(1.0 - std::pow(beta1_, static_cast<double>(t)));
-        s.alpha = static_cast<float>(ademamix_alpha(t, alpha_, alpha_warmup_));
-        s.eps = static_cast<float>(eps_);
-        s.weight_decay = static_cast<float>(weight_decay_);
+        s.sqrt_bc2 =
+            static_cast<float>(std::sqrt(1.0 - std::pow(cfg_.beta2, static_cast<double>(t))));
+        s.bc1 = static_cast<float>(1.0 - std::pow(cfg_.beta1, static_cast<double>(t)));
+        s.alpha = static_cast<float>(ademamix_alpha(t, cfg_.alpha, cfg_.alpha_warmup));
+        s.eps = static_cast<float>(cfg_.eps);
+        s.weight_decay = static_cast<float>(cfg_.weight_decay);
         s.neg_lr = static_cast<float>(-lr);
-        s.fast = beta1_ != 0.0;  // β1 = 0: the reference uses g itself
+        s.fast = cfg_.beta1 != 0.0;  // β1 = 0: the reference uses g itself
         for (const auto& r : runs_) {
             const std::size_t o = r.state_offset;
             cuda::ademamix_update(r.value, r.grad, m1_ + o, m2_ + o, v_ + o, r.n, s,
@@ -455,11 +429,9 @@ class CudaAdEMAMix final : public DeviceOptimizer {
         last_lr_ = lr;
     }
 
-    double lr_ = 0.0, beta1_ = 0.0, beta2_ = 0.0, beta3_ = 0.0, alpha_ = 0.0;
-    long beta3_warmup_ = 0, alpha_warmup_ = 0;
-    double eps_ = 0.0, weight_decay_ = 0.0;
     std::vector<ParamRun> runs_;
     float *m1_ = nullptr, *m2_ = nullptr, *v_ = nullptr;
+    AdEMAMixConfig cfg_;
 };
 
 class CudaSpam final : public DeviceOptimizer {
@@ -468,19 +440,8 @@ class CudaSpam final : public DeviceOptimizer {
         : DeviceOptimizer(spec, model, std::move(before)),
           runs_(contiguous_runs(params_)),
           m_(slices(params_, "spam", "exp_avg")),
-          v_(slices(params_, "spam", "exp_avg_sq")) {
-        const Hyper h = hyper(spec);
-        lr_ = h.num("lr");
-        beta1_ = h.num("beta1");
-        beta2_ = h.num("beta2");
-        eps_ = h.num("eps");
-        weight_decay_ = h.num("weight_decay");
-        delta_t_ = h.integer("delta_t");
-        warmup_ = h.integer("warmup_steps");
-        threshold_ = h.num("threshold");
-        clip_after_ = h.integer("grad_accu_steps");
-        correct_bias_ = h.flag("correct_bias");
-    }
+          v_(slices(params_, "spam", "exp_avg_sq")),
+          cfg_(spam_config_from(hyper(spec))) {}
     long steps_taken() const override { return counter("spam.step"); }
 
   private:
@@ -489,43 +450,40 @@ class CudaSpam final : public DeviceOptimizer {
         long& warmup_step = counter("spam.warmup_step");
         check_lr_factor(name(), lr_factor, step + 1);
         const long t = step + 1;  // the reference's total_step + 1
-        const double lr = lr_ * lr_factor;
-        const double scale = spam_warmup_scale(warmup_step, warmup_);
+        const double lr = cfg_.lr * lr_factor;
+        const double scale = spam_warmup_scale(warmup_step, cfg_.warmup_steps);
+        const long delta_t = cfg_.delta_t, clip_after = cfg_.grad_accu_steps;
         double step_size = lr;
-        if (correct_bias_) {
-            const double bc1 = 1.0 - std::pow(beta1_, static_cast<double>(t));
-            const double bc2 = 1.0 - std::pow(beta2_, static_cast<double>(t));
+        if (cfg_.correct_bias) {
+            const double bc1 = 1.0 - std::pow(cfg_.beta1, static_cast<double>(t));
+            const double bc2 = 1.0 - std::pow(cfg_.beta2, static_cast<double>(t));
             step_size *= std::sqrt(bc2) / bc1;
         }
         cuda::SpamStep s;
-        s.beta1 = static_cast<float>(beta1_);
-        s.one_minus_beta1 = static_cast<float>(1.0 - beta1_);
-        s.beta2 = static_cast<float>(beta2_);
-        s.one_minus_beta2 = static_cast<float>(1.0 - beta2_);
-        s.eps = static_cast<float>(eps_);
-        s.theta = static_cast<float>(threshold_);
+        s.beta1 = static_cast<float>(cfg_.beta1);
+        s.one_minus_beta1 = static_cast<float>(1.0 - cfg_.beta1);
+        s.beta2 = static_cast<float>(cfg_.beta2);
+        s.one_minus_beta2 = static_cast<float>(1.0 - cfg_.beta2);
+        s.eps = static_cast<float>(cfg_.eps);
+        s.theta = static_cast<float>(cfg_.threshold);
         s.neg_step = static_cast<float>(-step_size * scale);
-        s.neg_decay = static_cast<float>(-lr * weight_decay_);
-        s.reset = delta_t_ > 0 && t % delta_t_ == 0;
+        s.neg_decay = static_cast<float>(-lr * cfg_.weight_decay);
+        s.reset = delta_t > 0 && t % delta_t == 0;
         s.clip =
-            threshold_ != 0.0 && t >= clip_after_ && (delta_t_ == 0 || t % delta_t_ >= clip_after_);
-        s.decay = weight_decay_ > 0.0;
+            cfg_.threshold != 0.0 && t >= clip_after && (delta_t == 0 || t % delta_t >= clip_after);
+        s.decay = cfg_.weight_decay > 0.0;
         for (const auto& r : runs_)
             cuda::spam_update(r.value, r.grad, m_ + r.state_offset, v_ + r.state_offset, r.n, s,
                               bf16_of(r.value), stream());
         ++step;
         ++warmup_step;
-        if (delta_t_ > 0 && (step + 1) % delta_t_ == 0) warmup_step = 0;
+        if (delta_t > 0 && (step + 1) % delta_t == 0) warmup_step = 0;
         last_lr_ = lr;
     }
 
-    double lr_ = 0.0, beta1_ = 0.0, beta2_ = 0.0, eps_ = 0.0, weight_decay_ = 0.0;
-    long delta_t_ = 0, warmup_ = 0;
-    double threshold_ = 0.0;
-    long clip_after_ = 0;
-    bool correct_bias_ = true;
     std::vector<ParamRun> runs_;
     float *m_ = nullptr, *v_ = nullptr;
+    SpamConfig cfg_;
 };
 
 // Schedule-Free AdamW: the parameters are y while training and x = lerp(y, z, 1 − 1/β1) in
@@ -537,17 +495,8 @@ class CudaScheduleFree final : public DeviceOptimizer {
           runs_(contiguous_runs(params_)),
           z_(slices(params_, "schedulefree", "z")),
           v_(slices(params_, "schedulefree", "exp_avg_sq")),
-          stash_(total_numel(params_)) {
-        const Hyper h = hyper(spec);
-        lr_ = h.num("lr");
-        beta1_ = h.num("beta1");
-        beta2_ = h.num("beta2");
-        eps_ = h.num("eps");
-        weight_decay_ = h.num("weight_decay");
-        warmup_ = h.integer("warmup_steps");
-        r_ = h.num("r");
-        weight_lr_power_ = h.num("weight_lr_power");
-    }
+          stash_(total_numel(params_)),
+          cfg_(schedule_free_adamw_config_from(hyper(spec))) {}
     long steps_taken() const override { return counter("schedulefree.k"); }
     bool in_eval_mode() const override { return counter("schedulefree.train_mode") == 0; }
 
@@ -557,7 +506,7 @@ class CudaScheduleFree final : public DeviceOptimizer {
         prepare_update();
         train = 0;
         if (counter("schedulefree.k") == 0) return;  // no z yet: x = y = the initial parameters
-        const auto w = static_cast<float>(1.0 - 1.0 / beta1_);
+        const auto w = static_cast<float>(1.0 - 1.0 / cfg_.beta1);
         for (const auto& r : runs_)
             cuda::schedule_free_to_x(r.value, z_ + r.state_offset, stash_.data() + r.state_offset,
                                      r.n, w, bf16_of(r.value), stream());
@@ -602,23 +551,24 @@ class CudaScheduleFree final : public DeviceOptimizer {
                 "after validation or checkpointing)",
                 k + 1);
         check_lr_factor(name(), lr_factor, k + 1);
-        const double sched = k < warmup_ ? static_cast<double>(k + 1) / warmup_ : 1.0;
-        const double bc2 = 1.0 - std::pow(beta2_, static_cast<double>(k + 1));
-        const double lr = lr_ * lr_factor * sched;
+        const long warmup = cfg_.warmup_steps;
+        const double sched = k < warmup ? static_cast<double>(k + 1) / warmup : 1.0;
+        const double bc2 = 1.0 - std::pow(cfg_.beta2, static_cast<double>(k + 1));
+        const double lr = cfg_.lr * lr_factor * sched;
         lr_max = std::max(lr, lr_max);
         const double weight =
-            std::pow(static_cast<double>(k + 1), r_) * std::pow(lr_max, weight_lr_power_);
+            std::pow(static_cast<double>(k + 1), cfg_.r) * std::pow(lr_max, cfg_.weight_lr_power);
         weight_sum += weight;
         const double ckp1 = weight_sum != 0.0 ? weight / weight_sum : 0.0;
         cuda::ScheduleFreeStep s;
-        s.beta2 = static_cast<float>(beta2_);
-        s.one_minus_beta2 = static_cast<float>(1.0 - beta2_);
+        s.beta2 = static_cast<float>(cfg_.beta2);
+        s.one_minus_beta2 = static_cast<float>(1.0 - cfg_.beta2);
         s.bc2 = static_cast<float>(bc2);
-        s.eps = static_cast<float>(eps_);
-        s.weight_decay = static_cast<float>(weight_decay_);
-        s.decay = weight_decay_ != 0.0;
+        s.eps = static_cast<float>(cfg_.eps);
+        s.weight_decay = static_cast<float>(cfg_.weight_decay);
+        s.decay = cfg_.weight_decay != 0.0;
         s.c = static_cast<float>(ckp1);
-        s.y_coef = static_cast<float>(lr * (beta1_ * (1.0 - ckp1) - 1.0));
+        s.y_coef = static_cast<float>(lr * (cfg_.beta1 * (1.0 - ckp1) - 1.0));
         s.lr = static_cast<float>(lr);
         for (const auto& r : runs_) {
             float* z = z_ + r.state_offset;
@@ -633,12 +583,10 @@ class CudaScheduleFree final : public DeviceOptimizer {
         last_lr_ = lr;
     }
 
-    double lr_ = 0.0, beta1_ = 0.0, beta2_ = 0.0, eps_ = 0.0, weight_decay_ = 0.0;
-    long warmup_ = 0;
-    double r_ = 0.0, weight_lr_power_ = 0.0;
     std::vector<ParamRun> runs_;
     float *z_ = nullptr, *v_ = nullptr;
     cuda::DeviceBuffer<float> stash_;
+    ScheduleFreeAdamWConfig cfg_;
 };
 
 // SophiaG: the update, then every hessian_interval steps the trainer's hook (which leaves its
@@ -650,16 +598,8 @@ class CudaSophiaG final : public DeviceOptimizer {
         : DeviceOptimizer(spec, model, std::move(before)),
           runs_(contiguous_runs(params_)),
           m_(slices(params_, "sophiag", "exp_avg")),
-          h_(slices(params_, "sophiag", "hessian")) {
-        const Hyper h = hyper(spec);
-        lr_ = h.num("lr");
-        beta1_ = h.num("beta1");
-        beta2_ = h.num("beta2");
-        rho_ = h.num("rho");
-        weight_decay_ = h.num("weight_decay");
-        bs_ = h.num("bs");
-        interval_ = h.integer("hessian_interval");
-    }
+          h_(slices(params_, "sophiag", "hessian")),
+          cfg_(sophia_config_from(hyper(spec))) {}
     long steps_taken() const override { return counter("sophiag.step"); }
     bool needs_hessian_hook() const override { return true; }
     void set_hessian_hook(HessianHook hook) override { hook_ = std::move(hook); }
@@ -668,18 +608,18 @@ class CudaSophiaG final : public DeviceOptimizer {
     void update(double lr_factor) override {
         long& step = counter("sophiag.step");
         check_lr_factor(name(), lr_factor, step + 1);
-        const bool hessian_due = (step + 1) % interval_ == 0;
+        const bool hessian_due = (step + 1) % cfg_.hessian_interval == 0;
         if (hessian_due && !hook_)
             fail(
                 "optimizer SophiaG: step {} needs a Hessian estimate but no hook is set "
                 "(set_hessian_hook)",
                 step + 1);
-        const double lr = lr_ * lr_factor;
+        const double lr = cfg_.lr * lr_factor;
         cuda::SophiaStep s;
-        s.decay = static_cast<float>(1.0 - lr * weight_decay_);
-        s.beta1 = static_cast<float>(beta1_);
-        s.one_minus_beta1 = static_cast<float>(1.0 - beta1_);
-        s.rho_bs = static_cast<float>(rho_ * bs_);  // Python folds ρ·bs first
+        s.decay = static_cast<float>(1.0 - lr * cfg_.weight_decay);
+        s.beta1 = static_cast<float>(cfg_.beta1);
+        s.one_minus_beta1 = static_cast<float>(1.0 - cfg_.beta1);
+        s.rho_bs = static_cast<float>(cfg_.rho * cfg_.bs);  // Python folds ρ·bs first
         s.neg_lr = static_cast<float>(-lr);
         for (const auto& r : runs_)
             cuda::sophia_update(r.value, r.grad, m_ + r.state_offset, h_ + r.state_offset, r.n, s,
@@ -691,14 +631,14 @@ class CudaSophiaG final : public DeviceOptimizer {
         hook_();
         hook_seconds_ = t.seconds();
         for (const auto& r : runs_)
-            cuda::sophia_hessian_ema(h_ + r.state_offset, r.grad, r.n, static_cast<float>(beta2_),
-                                     static_cast<float>(1.0 - beta2_), stream());
+            cuda::sophia_hessian_ema(h_ + r.state_offset, r.grad, r.n,
+                                     static_cast<float>(cfg_.beta2),
+                                     static_cast<float>(1.0 - cfg_.beta2), stream());
     }
 
-    double lr_ = 0.0, beta1_ = 0.0, beta2_ = 0.0, rho_ = 0.0, weight_decay_ = 0.0, bs_ = 0.0;
-    long interval_ = 1;
     std::vector<ParamRun> runs_;
     float *m_ = nullptr, *h_ = nullptr;
+    SophiaConfig cfg_;
     HessianHook hook_;
 };
 

@@ -22,17 +22,10 @@ inline float sign(float x) {
 class Lion final : public Optimizer {
   public:
     Lion(const Hyper& h, std::vector<OptimParam> params)
-        : lr_(h.num("lr")),
-          beta1_(h.num("beta1")),
-          beta2_(h.num("beta2")),
-          weight_decay_(h.num("weight_decay")),
+        : cfg_(lion_config_from(h)),
           params_(std::move(params)),
           runs_(contiguous_runs(params_)),
-          m_(total_numel(params_), 0.0f) {
-        if (!(lr_ >= 0.0)) fail("optimizer (Lion): invalid learning rate {}", lr_);
-        if (!(beta1_ >= 0.0 && beta1_ <= 1.0)) fail("optimizer (Lion): invalid beta1 {}", beta1_);
-        if (!(beta2_ >= 0.0 && beta2_ <= 1.0)) fail("optimizer (Lion): invalid beta2 {}", beta2_);
-    }
+          m_(total_numel(params_), 0.0f) {}
 
     const std::string& name() const override { return name_; }
     long steps_taken() const override { return step_; }
@@ -41,10 +34,12 @@ class Lion final : public Optimizer {
     void step(double lr_factor) override {
         Timer t;
         check_lr_factor(name_, lr_factor, step_ + 1);
-        const double lr = lr_ * lr_factor;
-        const float decay = static_cast<float>(1.0 - lr * weight_decay_);
-        const float b1 = static_cast<float>(beta1_), omb1 = static_cast<float>(1.0 - beta1_);
-        const float b2 = static_cast<float>(beta2_), omb2 = static_cast<float>(1.0 - beta2_);
+        const double lr = cfg_.lr * lr_factor;
+        const float decay = static_cast<float>(1.0 - lr * cfg_.weight_decay);
+        const float b1 = static_cast<float>(cfg_.beta1),
+                    omb1 = static_cast<float>(1.0 - cfg_.beta1);
+        const float b2 = static_cast<float>(cfg_.beta2),
+                    omb2 = static_cast<float>(1.0 - cfg_.beta2);
         const float neg_lr = static_cast<float>(-lr);
         for (const auto& r : runs_) {
             float* w = r.value;
@@ -80,7 +75,7 @@ class Lion final : public Optimizer {
 
   private:
     std::string name_ = "Lion";
-    double lr_, beta1_, beta2_, weight_decay_;
+    LionConfig cfg_;
     std::vector<OptimParam> params_;
     std::vector<ParamRun> runs_;
     std::vector<float> m_;
@@ -89,6 +84,18 @@ class Lion final : public Optimizer {
 };
 
 }  // namespace
+
+LionConfig lion_config_from(const Hyper& h) {
+    LionConfig c;
+    c.lr = h.num("lr");
+    c.beta1 = h.num("beta1");
+    c.beta2 = h.num("beta2");
+    c.weight_decay = h.num("weight_decay");
+    if (!(c.lr >= 0.0)) fail("optimizer (Lion): invalid learning rate {}", c.lr);
+    if (!(c.beta1 >= 0.0 && c.beta1 <= 1.0)) fail("optimizer (Lion): invalid beta1 {}", c.beta1);
+    if (!(c.beta2 >= 0.0 && c.beta2 <= 1.0)) fail("optimizer (Lion): invalid beta2 {}", c.beta2);
+    return c;
+}
 
 OptimizerInfo lion_info() {
     OptimizerInfo info;

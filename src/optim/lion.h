@@ -9,4 +9,10 @@ namespace agpt {
 
 OptimizerInfo lion_info();
 
+struct LionConfig {
+    double lr = 0.0, beta1 = 0.0, beta2 = 0.0, weight_decay = 0.0;
+};
+// The keys of lion_info() from checked hyper-parameters, validated as the reference does.
+LionConfig lion_config_from(const Hyper& h);
+
 }  // namespace agpt

@@ -216,16 +216,7 @@ std::vector<ManoItem> mano_items(const std::vector<OptimParam>& hidden, int axis
 class Mano final : public Optimizer {
   public:
     Mano(const Hyper& h, const Hyper& adamw, std::vector<OptimParam> params)
-        : lr_(h.num("lr")),
-          weight_decay_(h.num("weight_decay")),
-          eps_(h.num("eps")),
-          momentum_(h.num("momentum")),
-          v2_(h.choice("version") == "2"),
-          all_(params) {
-        const std::string& nest = h.choice("nesterov");
-        nesterov_ = nest == "auto" ? v2_ : nest == "true";
-        if (!(lr_ >= 0.0)) fail("optimizer (Mano): lr must be >= 0, got {}", lr_);
-        if (!(eps_ > 0.0)) fail("optimizer (Mano): eps must be > 0, got {}", eps_);
+        : cfg_(mano_config_from(h)), all_(params) {
         std::vector<OptimParam> rest;
         for (auto& p : params) {
             if (is_hidden_matrix(p))
@@ -265,16 +256,16 @@ class Mano final : public Optimizer {
     void step(double lr_factor) override {
         Timer t;
         check_lr_factor(name_, lr_factor, step_ + 1);
-        const double lr = lr_ * lr_factor;
+        const double lr = cfg_.lr * lr_factor;
         const int axis = static_cast<int>(step_ % 2);  // the reference's dim = steps % 2
-        const float decay = static_cast<float>(1.0 - lr * weight_decay_);
+        const float decay = static_cast<float>(1.0 - lr * cfg_.weight_decay);
         std::vector<ManoStep> steps;
         for (const auto& p : hidden_) {
             const int n = axis == 0 ? p.shape[0] : p.shape[1];
-            steps.push_back({static_cast<float>(momentum_), v2_, eps_, decay,
+            steps.push_back({static_cast<float>(cfg_.momentum), cfg_.v2, cfg_.eps, decay,
                              lr * 0.2 * std::sqrt(static_cast<double>(n))});
         }
-        if (nesterov_)
+        if (cfg_.nesterov)
             update<true>(axis, steps);
         else
             update<false>(axis, steps);
@@ -301,9 +292,7 @@ class Mano final : public Optimizer {
 
   private:
     std::string name_ = "Mano";
-    double lr_, weight_decay_, eps_, momentum_;
-    bool v2_;
-    bool nesterov_ = false;
+    ManoConfig cfg_;
     std::vector<OptimParam> all_, hidden_;
     std::vector<float> buf_;
     std::vector<std::size_t> buf_offset_;
@@ -383,6 +372,20 @@ class Mano final : public Optimizer {
 };
 
 }  // namespace
+
+ManoConfig mano_config_from(const Hyper& h) {
+    ManoConfig c;
+    c.lr = h.num("lr");
+    c.weight_decay = h.num("weight_decay");
+    c.eps = h.num("eps");
+    c.momentum = h.num("momentum");
+    c.v2 = h.choice("version") == "2";
+    const std::string& nest = h.choice("nesterov");
+    c.nesterov = nest == "auto" ? c.v2 : nest == "true";
+    if (!(c.lr >= 0.0)) fail("optimizer (Mano): lr must be >= 0, got {}", c.lr);
+    if (!(c.eps > 0.0)) fail("optimizer (Mano): eps must be > 0, got {}", c.eps);
+    return c;
+}
 
 OptimizerInfo mano_info() {
     OptimizerInfo info;

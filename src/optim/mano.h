@@ -22,4 +22,12 @@ namespace agpt {
 
 OptimizerInfo mano_info();
 
+struct ManoConfig {
+    double lr = 0.0, weight_decay = 0.0, eps = 0.0, momentum = 0.0;
+    bool v2 = false;        // version = 2
+    bool nesterov = false;  // nesterov = auto resolved by the version
+};
+// The keys of mano_info() from checked hyper-parameters, validated (lr >= 0, eps > 0).
+ManoConfig mano_config_from(const Hyper& h);
+
 }  // namespace agpt

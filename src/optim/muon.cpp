@@ -27,33 +27,10 @@ inline float lerp(float start, float end, float w) {
                               : std::fma(-(1.0f - w), end - start, end);
 }
 
-enum class NsPrecision { kFp32, kBf16, kFp64 };
-
 class Muon final : public Optimizer {
   public:
     Muon(const Hyper& h, const Hyper& adamw, std::vector<OptimParam> params)
-        : lr_(h.num("lr")),
-          weight_decay_(h.num("weight_decay")),
-          momentum_(h.num("momentum")),
-          nesterov_(h.flag("nesterov")),
-          ns_steps_(static_cast<int>(h.integer("ns_steps"))),
-          eps_(h.num("eps")),
-          match_rms_(h.choice("adjust_lr_fn") == "match_rms_adamw"),
-          all_(params) {
-        coef_.a = h.num("ns_a");
-        coef_.b = h.num("ns_b");
-        coef_.c = h.num("ns_c");
-        const std::string& prec = h.choice("ns_precision");
-        precision_ = prec == "bf16"   ? NsPrecision::kBf16
-                     : prec == "fp64" ? NsPrecision::kFp64
-                                      : NsPrecision::kFp32;
-        // torch.optim.Muon's own checks.
-        if (!(lr_ >= 0.0)) fail("optimizer (Muon): lr must be >= 0, got {}", lr_);
-        if (!(momentum_ >= 0.0)) fail("optimizer (Muon): momentum must be >= 0, got {}", momentum_);
-        if (!(weight_decay_ >= 0.0))
-            fail("optimizer (Muon): weight_decay must be >= 0, got {}", weight_decay_);
-        if (ns_steps_ < 0 || ns_steps_ >= 100)
-            fail("optimizer (Muon): ns_steps must be in [0, 100), got {}", ns_steps_);
+        : cfg_(muon_config_from(h)), all_(params) {
         std::vector<OptimParam> rest;
         for (auto& p : params) {
             if (is_hidden_matrix(p))
@@ -72,10 +49,10 @@ class Muon final : public Optimizer {
     void step(double lr_factor) override {
         Timer t;
         check_lr_factor(name_, lr_factor, step_ + 1);
-        const double lr = lr_ * lr_factor;
-        const float decay = static_cast<float>(1.0 - lr * weight_decay_);
-        const float w_buf = static_cast<float>(1.0 - momentum_);
-        const float w_nest = static_cast<float>(momentum_);
+        const double lr = cfg_.lr * lr_factor;
+        const float decay = static_cast<float>(1.0 - lr * cfg_.weight_decay);
+        const float w_buf = static_cast<float>(1.0 - cfg_.momentum);
+        const float w_nest = static_cast<float>(cfg_.momentum);
         std::size_t off = 0;
         for (const auto& p : hidden_) {
             const std::size_t n = p.numel();
@@ -85,7 +62,7 @@ class Muon final : public Optimizer {
             update_.resize(n);
             float* u = update_.data();
             const float* g = p.grad;
-            if (nesterov_) {
+            if (cfg_.nesterov) {
 #pragma omp parallel for simd schedule(static) if (n > 32768)
                 for (std::size_t i = 0; i < n; ++i) {
                     const float b = lerp(buf[i], g[i], w_buf);
@@ -101,8 +78,9 @@ class Muon final : public Optimizer {
                 }
             }
             orthogonalise(u, A, B);
-            const double ratio = match_rms_ ? 0.2 * std::sqrt(static_cast<double>(std::max(A, B)))
-                                            : std::sqrt(std::max(1.0, static_cast<double>(A) / B));
+            const double ratio = cfg_.match_rms_adamw
+                                     ? 0.2 * std::sqrt(static_cast<double>(std::max(A, B)))
+                                     : std::sqrt(std::max(1.0, static_cast<double>(A) / B));
             const float neg_lr = static_cast<float>(-(lr * ratio));
             float* w = p.value;
 #pragma omp parallel for simd schedule(static) if (n > 32768)
@@ -134,13 +112,7 @@ class Muon final : public Optimizer {
 
   private:
     std::string name_ = "Muon";
-    double lr_, weight_decay_, momentum_;
-    bool nesterov_;
-    int ns_steps_;
-    double eps_;
-    bool match_rms_;
-    cpu::NsCoefficients coef_;
-    NsPrecision precision_ = NsPrecision::kFp32;
+    MuonConfig cfg_;
     std::vector<OptimParam> all_, hidden_;
     std::vector<float> buf_, update_;
     std::vector<double> update64_;
@@ -151,20 +123,46 @@ class Muon final : public Optimizer {
     double last_lr_ = 0.0;
 
     void orthogonalise(float* u, int A, int B) {
-        if (precision_ == NsPrecision::kFp64) {
+        if (cfg_.ns_precision == MuonConfig::NsPrecision::fp64) {
             const std::size_t n = static_cast<std::size_t>(A) * B;
             update64_.assign(u, u + n);
-            cpu::newton_schulz<double>(update64_.data(), update64_.data(), A, B, coef_, ns_steps_,
-                                       eps_, false, scratch64_);
+            cpu::newton_schulz<double>(update64_.data(), update64_.data(), A, B, cfg_.coef,
+                                       cfg_.ns_steps, cfg_.eps, false, scratch64_);
             for (std::size_t i = 0; i < n; ++i) u[i] = static_cast<float>(update64_[i]);
         } else {
-            cpu::newton_schulz<float>(u, u, A, B, coef_, ns_steps_, eps_,
-                                      precision_ == NsPrecision::kBf16, scratch_);
+            cpu::newton_schulz<float>(u, u, A, B, cfg_.coef, cfg_.ns_steps, cfg_.eps,
+                                      cfg_.ns_precision == MuonConfig::NsPrecision::bf16, scratch_);
         }
     }
 };
 
 }  // namespace
+
+MuonConfig muon_config_from(const Hyper& h) {
+    MuonConfig c;
+    c.lr = h.num("lr");
+    c.weight_decay = h.num("weight_decay");
+    c.momentum = h.num("momentum");
+    c.nesterov = h.flag("nesterov");
+    c.ns_steps = static_cast<int>(h.integer("ns_steps"));
+    c.eps = h.num("eps");
+    c.match_rms_adamw = h.choice("adjust_lr_fn") == "match_rms_adamw";
+    c.coef.a = h.num("ns_a");
+    c.coef.b = h.num("ns_b");
+    c.coef.c = h.num("ns_c");
+    const std::string& prec = h.choice("ns_precision");
+    c.ns_precision = prec == "bf16"   ? MuonConfig::NsPrecision::bf16
+                     : prec == "fp64" ? MuonConfig::NsPrecision::fp64
+                                      : MuonConfig::NsPrecision::fp32;
+    // torch.optim.Muon's own checks.
+    if (!(c.lr >= 0.0)) fail("optimizer (Muon): lr must be >= 0, got {}", c.lr);
+    if (!(c.momentum >= 0.0)) fail("optimizer (Muon): momentum must be >= 0, got {}", c.momentum);
+    if (!(c.weight_decay >= 0.0))
+        fail("optimizer (Muon): weight_decay must be >= 0, got {}", c.weight_decay);
+    if (c.ns_steps < 0 || c.ns_steps >= 100)
+        fail("optimizer (Muon): ns_steps must be in [0, 100), got {}", c.ns_steps);
+    return c;
+}
 
 OptimizerInfo muon_info() {
     OptimizerInfo info;

@@ -11,10 +11,23 @@
 //                              = 0.2·√max(A, B) (adjust_lr_fn = match_rms_adamw)
 // torch runs Newton–Schulz in bf16; agpt runs it in fp32 by default (ns_precision = fp32), and
 // bf16 emulates torch's roundings; fp64 is there for checking.
+#include "kernels/cpu/newton_schulz.h"
 #include "optim/optimizer.h"
 
 namespace agpt {
 
 OptimizerInfo muon_info();
+
+struct MuonConfig {
+    enum class NsPrecision { fp32, bf16, fp64 };
+    double lr = 0.0, weight_decay = 0.0, momentum = 0.0, eps = 0.0;
+    bool nesterov = true;
+    int ns_steps = 0;
+    bool match_rms_adamw = false;  // adjust_lr_fn = match_rms_adamw (else original)
+    cpu::NsCoefficients coef;
+    NsPrecision ns_precision = NsPrecision::fp32;
+};
+// The keys of muon_info() from checked hyper-parameters, validated as torch.optim.Muon does.
+MuonConfig muon_config_from(const Hyper& h);
 
 }  // namespace agpt

@@ -50,25 +50,11 @@ void sf_update(float* __restrict y, const float* __restrict g, float* __restrict
 class ScheduleFreeAdamW final : public Optimizer {
   public:
     ScheduleFreeAdamW(const Hyper& h, std::vector<OptimParam> params)
-        : lr_(h.num("lr")),
-          beta1_(h.num("beta1")),
-          beta2_(h.num("beta2")),
-          eps_(h.num("eps")),
-          weight_decay_(h.num("weight_decay")),
-          warmup_(h.integer("warmup_steps")),
-          r_(h.num("r")),
-          weight_lr_power_(h.num("weight_lr_power")),
+        : cfg_(schedule_free_adamw_config_from(h)),
           params_(std::move(params)),
           runs_(contiguous_runs(params_)),
           z_(total_numel(params_), 0.0f),
-          v_(z_.size(), 0.0f) {
-        if (!(lr_ >= 0.0)) fail("optimizer (ScheduleFreeAdamW): invalid learning rate {}", lr_);
-        if (!(beta1_ > 0.0 && beta1_ < 1.0))
-            fail("optimizer (ScheduleFreeAdamW): beta1 must be in (0, 1), got {}", beta1_);
-        if (!(beta2_ >= 0.0 && beta2_ < 1.0))
-            fail("optimizer (ScheduleFreeAdamW): invalid beta2 {}", beta2_);
-        if (warmup_ < 0) fail("optimizer (ScheduleFreeAdamW): warmup_steps must be >= 0");
-    }
+          v_(z_.size(), 0.0f) {}
 
     const std::string& name() const override { return name_; }
     long steps_taken() const override { return k_; }
@@ -83,22 +69,24 @@ class ScheduleFreeAdamW final : public Optimizer {
                 "after validation or checkpointing)",
                 k_ + 1);
         check_lr_factor(name_, lr_factor, k_ + 1);
-        const double sched = k_ < warmup_ ? static_cast<double>(k_ + 1) / warmup_ : 1.0;
-        const double bc2 = 1.0 - std::pow(beta2_, static_cast<double>(k_ + 1));
-        const double lr = lr_ * lr_factor * sched;
+        const long warmup = cfg_.warmup_steps;
+        const double sched = k_ < warmup ? static_cast<double>(k_ + 1) / warmup : 1.0;
+        const double bc2 = 1.0 - std::pow(cfg_.beta2, static_cast<double>(k_ + 1));
+        const double lr = cfg_.lr * lr_factor * sched;
         lr_max_ = std::max(lr, lr_max_);
         const double weight =
-            std::pow(static_cast<double>(k_ + 1), r_) * std::pow(lr_max_, weight_lr_power_);
+            std::pow(static_cast<double>(k_ + 1), cfg_.r) * std::pow(lr_max_, cfg_.weight_lr_power);
         weight_sum_ += weight;
         const double ckp1 = weight_sum_ != 0.0 ? weight / weight_sum_ : 0.0;
 
-        const float b2 = static_cast<float>(beta2_), omb2 = static_cast<float>(1.0 - beta2_);
+        const float b2 = static_cast<float>(cfg_.beta2),
+                    omb2 = static_cast<float>(1.0 - cfg_.beta2);
         const float bc2f = static_cast<float>(bc2);
-        const float eps = static_cast<float>(eps_);
-        const float decay = static_cast<float>(weight_decay_);
-        const bool has_decay = weight_decay_ != 0.0;
+        const float eps = static_cast<float>(cfg_.eps);
+        const float decay = static_cast<float>(cfg_.weight_decay);
+        const bool has_decay = cfg_.weight_decay != 0.0;
         const float c = static_cast<float>(ckp1);
-        const float y_coef = static_cast<float>(lr * (beta1_ * (1.0 - ckp1) - 1.0));
+        const float y_coef = static_cast<float>(lr * (cfg_.beta1 * (1.0 - ckp1) - 1.0));
         const float lrf = static_cast<float>(lr);
         const bool first = k_ == 0;
         const SfCoefficients coef{b2, omb2, bc2f, eps, decay, c, y_coef, lrf};
@@ -124,7 +112,7 @@ class ScheduleFreeAdamW final : public Optimizer {
         train_mode_ = 0;
         if (k_ == 0) return;  // no z yet: x = y = the initial parameters
         stash_.resize(z_.size());
-        const float w = static_cast<float>(1.0 - 1.0 / beta1_);
+        const float w = static_cast<float>(1.0 - 1.0 / cfg_.beta1);
         for (const auto& run : runs_) {
             float* p = run.value;
             float* ys = stash_.data() + run.state_offset;
@@ -175,9 +163,7 @@ class ScheduleFreeAdamW final : public Optimizer {
 
   private:
     std::string name_ = "ScheduleFreeAdamW";
-    double lr_, beta1_, beta2_, eps_, weight_decay_;
-    long warmup_;
-    double r_, weight_lr_power_;
+    ScheduleFreeAdamWConfig cfg_;
     std::vector<OptimParam> params_;
     std::vector<ParamRun> runs_;
     std::vector<float> z_, v_, stash_;
@@ -189,6 +175,25 @@ class ScheduleFreeAdamW final : public Optimizer {
 };
 
 }  // namespace
+
+ScheduleFreeAdamWConfig schedule_free_adamw_config_from(const Hyper& h) {
+    ScheduleFreeAdamWConfig c;
+    c.lr = h.num("lr");
+    c.beta1 = h.num("beta1");
+    c.beta2 = h.num("beta2");
+    c.eps = h.num("eps");
+    c.weight_decay = h.num("weight_decay");
+    c.warmup_steps = h.integer("warmup_steps");
+    c.r = h.num("r");
+    c.weight_lr_power = h.num("weight_lr_power");
+    if (!(c.lr >= 0.0)) fail("optimizer (ScheduleFreeAdamW): invalid learning rate {}", c.lr);
+    if (!(c.beta1 > 0.0 && c.beta1 < 1.0))
+        fail("optimizer (ScheduleFreeAdamW): beta1 must be in (0, 1), got {}", c.beta1);
+    if (!(c.beta2 >= 0.0 && c.beta2 < 1.0))
+        fail("optimizer (ScheduleFreeAdamW): invalid beta2 {}", c.beta2);
+    if (c.warmup_steps < 0) fail("optimizer (ScheduleFreeAdamW): warmup_steps must be >= 0");
+    return c;
+}
 
 OptimizerInfo schedule_free_adamw_info() {
     OptimizerInfo info;

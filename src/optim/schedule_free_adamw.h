@@ -20,4 +20,13 @@ namespace agpt {
 
 OptimizerInfo schedule_free_adamw_info();
 
+struct ScheduleFreeAdamWConfig {
+    double lr = 0.0, beta1 = 0.0, beta2 = 0.0, eps = 0.0, weight_decay = 0.0;
+    long warmup_steps = 0;
+    double r = 0.0, weight_lr_power = 0.0;
+};
+// The keys of schedule_free_adamw_info() from checked hyper-parameters, validated as the
+// reference does.
+ScheduleFreeAdamWConfig schedule_free_adamw_config_from(const Hyper& h);
+
 }  // namespace agpt

@@ -23,28 +23,11 @@ inline float sign(float x) {
 class SophiaG final : public Optimizer {
   public:
     SophiaG(const Hyper& h, std::vector<OptimParam> params)
-        : lr_(h.num("lr")),
-          beta1_(h.num("beta1")),
-          beta2_(h.num("beta2")),
-          rho_(h.num("rho")),
-          weight_decay_(h.num("weight_decay")),
-          bs_(h.num("bs")),
-          interval_(h.integer("hessian_interval")),
+        : cfg_(sophia_config_from(h)),
           params_(std::move(params)),
           runs_(contiguous_runs(params_)),
           m_(total_numel(params_), 0.0f),
-          h_(m_.size(), 0.0f) {
-        // The reference's checks.
-        if (!(lr_ >= 0.0)) fail("optimizer (SophiaG): invalid learning rate {}", lr_);
-        if (!(beta1_ >= 0.0 && beta1_ < 1.0)) fail("optimizer (SophiaG): invalid beta1 {}", beta1_);
-        if (!(beta2_ >= 0.0 && beta2_ < 1.0)) fail("optimizer (SophiaG): invalid beta2 {}", beta2_);
-        if (!(rho_ >= 0.0)) fail("optimizer (SophiaG): invalid rho {}", rho_);
-        if (!(weight_decay_ >= 0.0))
-            fail("optimizer (SophiaG): invalid weight_decay {}", weight_decay_);
-        if (!(bs_ > 0.0)) fail("optimizer (SophiaG): bs must be > 0, got {}", bs_);
-        if (interval_ < 1)
-            fail("optimizer (SophiaG): hessian_interval must be >= 1, got {}", interval_);
-    }
+          h_(m_.size(), 0.0f) {}
 
     const std::string& name() const override { return name_; }
     long steps_taken() const override { return step_; }
@@ -55,17 +38,17 @@ class SophiaG final : public Optimizer {
     void step(double lr_factor) override {
         Timer t;
         check_lr_factor(name_, lr_factor, step_ + 1);
-        const bool hessian_due = (step_ + 1) % interval_ == 0;
+        const bool hessian_due = (step_ + 1) % cfg_.hessian_interval == 0;
         if (hessian_due && !hook_)
             fail(
                 "optimizer SophiaG: step {} needs a Hessian estimate but no hook is set "
                 "(set_hessian_hook)",
                 step_ + 1);
-        const double lr = lr_ * lr_factor;
-        const float decay = static_cast<float>(1.0 - lr * weight_decay_);
-        const float b1 = static_cast<float>(beta1_);
-        const float one_minus_b1 = static_cast<float>(1.0 - beta1_);
-        const float rho_bs = static_cast<float>(rho_ * bs_);  // Python folds ρ·bs first
+        const double lr = cfg_.lr * lr_factor;
+        const float decay = static_cast<float>(1.0 - lr * cfg_.weight_decay);
+        const float b1 = static_cast<float>(cfg_.beta1);
+        const float one_minus_b1 = static_cast<float>(1.0 - cfg_.beta1);
+        const float rho_bs = static_cast<float>(cfg_.rho * cfg_.bs);  // Python folds ρ·bs first
         const float neg_lr = static_cast<float>(-lr);
         for (const auto& r : runs_) {
             float* w = r.value;
@@ -112,8 +95,7 @@ class SophiaG final : public Optimizer {
 
   private:
     std::string name_ = "SophiaG";
-    double lr_, beta1_, beta2_, rho_, weight_decay_, bs_;
-    long interval_;
+    SophiaConfig cfg_;
     std::vector<OptimParam> params_;
     std::vector<ParamRun> runs_;
     std::vector<float> m_, h_;
@@ -122,8 +104,8 @@ class SophiaG final : public Optimizer {
     double last_lr_ = 0.0;
 
     void update_hessian() {
-        const float b2 = static_cast<float>(beta2_);
-        const float one_minus_b2 = static_cast<float>(1.0 - beta2_);
+        const float b2 = static_cast<float>(cfg_.beta2);
+        const float one_minus_b2 = static_cast<float>(1.0 - cfg_.beta2);
         for (const auto& r : runs_) {
             const float* g = r.grad;
             float* h = h_.data() + r.state_offset;
@@ -137,6 +119,28 @@ class SophiaG final : public Optimizer {
 };
 
 }  // namespace
+
+SophiaConfig sophia_config_from(const Hyper& h) {
+    SophiaConfig c;
+    c.lr = h.num("lr");
+    c.beta1 = h.num("beta1");
+    c.beta2 = h.num("beta2");
+    c.rho = h.num("rho");
+    c.weight_decay = h.num("weight_decay");
+    c.bs = h.num("bs");
+    c.hessian_interval = h.integer("hessian_interval");
+    // The reference's checks.
+    if (!(c.lr >= 0.0)) fail("optimizer (SophiaG): invalid learning rate {}", c.lr);
+    if (!(c.beta1 >= 0.0 && c.beta1 < 1.0)) fail("optimizer (SophiaG): invalid beta1 {}", c.beta1);
+    if (!(c.beta2 >= 0.0 && c.beta2 < 1.0)) fail("optimizer (SophiaG): invalid beta2 {}", c.beta2);
+    if (!(c.rho >= 0.0)) fail("optimizer (SophiaG): invalid rho {}", c.rho);
+    if (!(c.weight_decay >= 0.0))
+        fail("optimizer (SophiaG): invalid weight_decay {}", c.weight_decay);
+    if (!(c.bs > 0.0)) fail("optimizer (SophiaG): bs must be > 0, got {}", c.bs);
+    if (c.hessian_interval < 1)
+        fail("optimizer (SophiaG): hessian_interval must be >= 1, got {}", c.hessian_interval);
+    return c;
+}
 
 OptimizerInfo sophia_info() {
     OptimizerInfo info;

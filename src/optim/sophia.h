@@ -13,4 +13,11 @@ namespace agpt {
 
 OptimizerInfo sophia_info();
 
+struct SophiaConfig {
+    double lr = 0.0, beta1 = 0.0, beta2 = 0.0, rho = 0.0, weight_decay = 0.0, bs = 0.0;
+    long hessian_interval = 1;
+};
+// The keys of sophia_info() from checked hyper-parameters, validated as the reference does.
+SophiaConfig sophia_config_from(const Hyper& h);
+
 }  // namespace agpt

@@ -64,29 +64,12 @@ void spam_update(float* __restrict w, const float* __restrict gr, float* __restr
 class Spam final : public Optimizer {
   public:
     Spam(const Hyper& h, std::vector<OptimParam> params)
-        : lr_(h.num("lr")),
-          beta1_(h.num("beta1")),
-          beta2_(h.num("beta2")),
-          eps_(h.num("eps")),
-          weight_decay_(h.num("weight_decay")),
-          delta_t_(h.integer("delta_t")),
-          warmup_(h.integer("warmup_steps")),
-          threshold_(h.num("threshold")),
-          clip_after_(h.integer("grad_accu_steps")),
-          correct_bias_(h.flag("correct_bias")),
+        : cfg_(spam_config_from(h)),
           params_(std::move(params)),
           runs_(contiguous_runs(params_)),
           m_(total_numel(params_), 0.0f),
           v_(m_.size(), 0.0f),
-          warmup_step_(warmup_ + 1) {  // no warm-up before the first reset
-        if (!(lr_ >= 0.0)) fail("optimizer (SPAM): invalid learning rate {}", lr_);
-        if (!(beta1_ >= 0.0 && beta1_ < 1.0)) fail("optimizer (SPAM): invalid beta1 {}", beta1_);
-        if (!(beta2_ >= 0.0 && beta2_ < 1.0)) fail("optimizer (SPAM): invalid beta2 {}", beta2_);
-        if (!(eps_ >= 0.0)) fail("optimizer (SPAM): invalid eps {}", eps_);
-        if (delta_t_ < 0) fail("optimizer (SPAM): delta_t must be >= 0, got {}", delta_t_);
-        if (warmup_ < 0) fail("optimizer (SPAM): warmup_steps must be >= 0, got {}", warmup_);
-        if (!(threshold_ >= 0.0)) fail("optimizer (SPAM): threshold must be >= 0");
-    }
+          warmup_step_(cfg_.warmup_steps + 1) {}  // no warm-up before the first reset
 
     const std::string& name() const override { return name_; }
     long steps_taken() const override { return step_; }
@@ -96,24 +79,27 @@ class Spam final : public Optimizer {
         Timer timer;
         check_lr_factor(name_, lr_factor, step_ + 1);
         const long t = step_ + 1;  // the reference's total_step + 1
-        const double lr = lr_ * lr_factor;
-        const double scale = spam_warmup_scale(warmup_step_, warmup_);
-        const bool reset = delta_t_ > 0 && t % delta_t_ == 0;
+        const double lr = cfg_.lr * lr_factor;
+        const double scale = spam_warmup_scale(warmup_step_, cfg_.warmup_steps);
+        const long delta_t = cfg_.delta_t, clip_after = cfg_.grad_accu_steps;
+        const bool reset = delta_t > 0 && t % delta_t == 0;
         const bool clip =
-            threshold_ != 0.0 && t >= clip_after_ && (delta_t_ == 0 || t % delta_t_ >= clip_after_);
+            cfg_.threshold != 0.0 && t >= clip_after && (delta_t == 0 || t % delta_t >= clip_after);
         double step_size = lr;
-        if (correct_bias_) {
-            const double bc1 = 1.0 - std::pow(beta1_, static_cast<double>(t));
-            const double bc2 = 1.0 - std::pow(beta2_, static_cast<double>(t));
+        if (cfg_.correct_bias) {
+            const double bc1 = 1.0 - std::pow(cfg_.beta1, static_cast<double>(t));
+            const double bc2 = 1.0 - std::pow(cfg_.beta2, static_cast<double>(t));
             step_size *= std::sqrt(bc2) / bc1;
         }
-        const float b1 = static_cast<float>(beta1_), omb1 = static_cast<float>(1.0 - beta1_);
-        const float b2 = static_cast<float>(beta2_), omb2 = static_cast<float>(1.0 - beta2_);
-        const float eps = static_cast<float>(eps_);
-        const float theta = static_cast<float>(threshold_);
+        const float b1 = static_cast<float>(cfg_.beta1),
+                    omb1 = static_cast<float>(1.0 - cfg_.beta1);
+        const float b2 = static_cast<float>(cfg_.beta2),
+                    omb2 = static_cast<float>(1.0 - cfg_.beta2);
+        const float eps = static_cast<float>(cfg_.eps);
+        const float theta = static_cast<float>(cfg_.threshold);
         const float neg_step = static_cast<float>(-step_size * scale);
-        const bool decay = weight_decay_ > 0.0;
-        const float neg_decay = static_cast<float>(-lr * weight_decay_);
+        const bool decay = cfg_.weight_decay > 0.0;
+        const float neg_decay = static_cast<float>(-lr * cfg_.weight_decay);
         const SpamCoefficients k{b1, omb1, b2, omb2, eps, theta, neg_step, neg_decay};
         for (const auto& r : runs_) {
             float* m = m_.data() + r.state_offset;
@@ -134,7 +120,7 @@ class Spam final : public Optimizer {
         }
         ++step_;
         ++warmup_step_;
-        if (delta_t_ > 0 && (step_ + 1) % delta_t_ == 0) warmup_step_ = 0;
+        if (delta_t > 0 && (step_ + 1) % delta_t == 0) warmup_step_ = 0;
         last_lr_ = lr;
         timing_ = {timer.seconds(), 0.0};
     }
@@ -156,11 +142,7 @@ class Spam final : public Optimizer {
 
   private:
     std::string name_ = "SPAM";
-    double lr_, beta1_, beta2_, eps_, weight_decay_;
-    long delta_t_, warmup_;
-    double threshold_;
-    long clip_after_;
-    bool correct_bias_;
+    SpamConfig cfg_;
     std::vector<OptimParam> params_;
     std::vector<ParamRun> runs_;
     std::vector<float> m_, v_;
@@ -170,6 +152,29 @@ class Spam final : public Optimizer {
 };
 
 }  // namespace
+
+SpamConfig spam_config_from(const Hyper& h) {
+    SpamConfig c;
+    c.lr = h.num("lr");
+    c.beta1 = h.num("beta1");
+    c.beta2 = h.num("beta2");
+    c.eps = h.num("eps");
+    c.weight_decay = h.num("weight_decay");
+    c.delta_t = h.integer("delta_t");
+    c.warmup_steps = h.integer("warmup_steps");
+    c.threshold = h.num("threshold");
+    c.grad_accu_steps = h.integer("grad_accu_steps");
+    c.correct_bias = h.flag("correct_bias");
+    if (!(c.lr >= 0.0)) fail("optimizer (SPAM): invalid learning rate {}", c.lr);
+    if (!(c.beta1 >= 0.0 && c.beta1 < 1.0)) fail("optimizer (SPAM): invalid beta1 {}", c.beta1);
+    if (!(c.beta2 >= 0.0 && c.beta2 < 1.0)) fail("optimizer (SPAM): invalid beta2 {}", c.beta2);
+    if (!(c.eps >= 0.0)) fail("optimizer (SPAM): invalid eps {}", c.eps);
+    if (c.delta_t < 0) fail("optimizer (SPAM): delta_t must be >= 0, got {}", c.delta_t);
+    if (c.warmup_steps < 0)
+        fail("optimizer (SPAM): warmup_steps must be >= 0, got {}", c.warmup_steps);
+    if (!(c.threshold >= 0.0)) fail("optimizer (SPAM): threshold must be >= 0");
+    return c;
+}
 
 OptimizerInfo spam_info() {
     OptimizerInfo info;

@@ -17,6 +17,16 @@ namespace agpt {
 
 OptimizerInfo spam_info();
 
+struct SpamConfig {
+    double lr = 0.0, beta1 = 0.0, beta2 = 0.0, eps = 0.0, weight_decay = 0.0;
+    long delta_t = 0, warmup_steps = 0;
+    double threshold = 0.0;
+    long grad_accu_steps = 0;  // no spike clipping before this step (and after each reset)
+    bool correct_bias = true;
+};
+// The keys of spam_info() from checked hyper-parameters, validated as the reference does.
+SpamConfig spam_config_from(const Hyper& h);
+
 // The update scale c steps after a reset (c ≥ N: 1).
 double spam_warmup_scale(long c, long warmup_steps);
 

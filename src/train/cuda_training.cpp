@@ -69,10 +69,13 @@ void check_cuda_training(const JobConfig& cfg, int ranks) {
 }
 
 double cuda_table_peak_tflops(const std::string& device_name) {
-    // Dense bf16 tensor-core peaks from the vendor's data sheets; the more specific name first.
+    // Dense bf16 tensor-core peaks: half the data sheets' "with sparsity" figures (H100 SXM and
+    // the H200/GH200 on the same SMs and clocks: the Hopper whitepaper's 989.4); the more specific
+    // name first.
     static const std::pair<const char*, double> kPeaks[] = {
-        {"H100 PCIe", 756.0}, {"H100 NVL", 835.0}, {"H100", 989.0}, {"H200", 989.0},
-        {"GH200", 989.0},     {"A100", 312.0},     {"L40S", 362.0}, {"A10G", 70.0},
+        {"H100 PCIe", 756.5}, {"H100 NVL", 835.5}, {"H100", 989.4},
+        {"H200 NVL", 835.5},  {"H200", 989.4},     {"GH200", 989.4},
+        {"A100", 312.0},      {"L40S", 362.05},    {"A10G", 70.0},
     };
     for (const auto& [name, tflops] : kPeaks)
         if (device_name.find(name) != std::string::npos) return tflops;

@@ -85,7 +85,7 @@ struct CudaPeak {
     std::string source;  // "table" | "measured"
 };
 CudaPeak cuda_peak_tflops();
-// Dense bf16 TFLOP/s of a device by its name (H100 SXM 989, ...); 0 when not in the table.
+// Dense bf16 TFLOP/s of a device by its name (H100 SXM 989.4, ...); 0 when not in the table.
 double cuda_table_peak_tflops(const std::string& device_name);
 
 // Device memory in use now (all processes' allocations and the contexts: cudaMemGetInfo), GiB.

@@ -165,75 +165,10 @@ const char* gpu_precision_name(GpuPrecision p) {
     return p == GpuPrecision::bf16 ? "bfloat16" : "float32";
 }
 
-std::vector<ParamView> transformer_param_views(const ModelArgs& args) {
-    // The layout of Transformer::build_views (model/transformer.cpp); the GPU tests check that
-    // the two agree name by name.
-    std::vector<ParamView> views;
-    const int D = args.dim, hd = args.head_dim(), F = args.ffn_hidden();
-    std::size_t off = 0;
-    auto add = [&](std::string name, std::vector<int> shape, std::string role) {
-        ParamView v{std::move(name), off, std::move(shape), std::move(role)};
-        off += v.numel();
-        views.push_back(std::move(v));
-    };
-    add("tok_embeddings.weight", {args.vocab_size, D}, "embedding");
-    for (int i = 0; i < args.n_layers; i++) {
-        const std::string p = "layers." + std::to_string(i) + ".";
-        add(p + "attention_norm.weight", {D}, "norm");
-        if (args.mla) {
-            const int H = args.n_heads, QR = args.q_lora_rank, KVR = args.kv_lora_rank,
-                      P = args.qk_nope_head_dim + args.qk_rope_head_dim;
-            if (QR > 0) {
-                add(p + "attention.wq_a.weight", {QR, D}, "attention");
-                add(p + "attention.q_norm.weight", {QR}, "norm");
-                add(p + "attention.wq_b.weight", {H * P, QR}, "attention");
-            } else {
-                add(p + "attention.wq.weight", {H * P, D}, "attention");
-            }
-            add(p + "attention.wkv_a.weight", {KVR + args.qk_rope_head_dim, D}, "attention");
-            add(p + "attention.kv_norm.weight", {KVR}, "norm");
-            add(p + "attention.wkv_b.weight", {H * (args.qk_nope_head_dim + args.v_head_dim), KVR},
-                "attention");
-            add(p + "attention.wo.weight", {D, H * args.v_head_dim}, "attention");
-        } else {
-            add(p + "attention.wq.weight", {args.n_heads * hd, D}, "attention");
-            add(p + "attention.wk.weight", {args.n_kv_heads * hd, D}, "attention");
-            add(p + "attention.wv.weight", {args.n_kv_heads * hd, D}, "attention");
-            add(p + "attention.wo.weight", {D, args.n_heads * hd}, "attention");
-            if (args.qk_norm) {
-                add(p + "attention.q_norm.weight", {hd}, "norm");
-                add(p + "attention.k_norm.weight", {hd}, "norm");
-            }
-        }
-        add(p + "ffn_norm.weight", {D}, "norm");
-        if (args.is_moe_layer(i)) {
-            const int E = args.n_experts, FE = args.moe_hidden,
-                      FS = args.n_shared_experts * args.moe_hidden;
-            add(p + "moe.router.gate.weight", {E, D}, "router");
-            add(p + "moe.expert_bias", {E}, "expert_bias");
-            add(p + "moe.experts.w1", {E, FE, D}, "ffn");
-            add(p + "moe.experts.w2", {E, D, FE}, "ffn");
-            add(p + "moe.experts.w3", {E, FE, D}, "ffn");
-            if (FS > 0) {
-                add(p + "moe.shared_experts.w1.weight", {FS, D}, "ffn");
-                add(p + "moe.shared_experts.w2.weight", {D, FS}, "ffn");
-                add(p + "moe.shared_experts.w3.weight", {FS, D}, "ffn");
-            }
-            continue;
-        }
-        add(p + "feed_forward.w1.weight", {F, D}, "ffn");
-        if (args.ffn == FfnType::swiglu) add(p + "feed_forward.w3.weight", {F, D}, "ffn");
-        add(p + "feed_forward.w2.weight", {D, F}, "ffn");
-    }
-    add("norm.weight", {D}, "norm");
-    add("output.weight", {args.vocab_size, D}, "head");
-    return views;
-}
-
 TransformerGpu::TransformerGpu(const ModelArgs& args, int max_batch, int max_seq,
                                GpuPrecision precision, cudaStream_t stream,
                                ActivationCheckpoint checkpoint)
-    : GpuModelBase(transformer_param_views(checked(args)), args.vocab_size, max_batch, max_seq,
+    : GpuModelBase(transformer_layout(checked(args)).views, args.vocab_size, max_batch, max_seq,
                    precision, stream),
       args_(args),
       checkpoint_(checkpoint) {

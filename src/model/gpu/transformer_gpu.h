@@ -40,10 +40,6 @@
 
 namespace agpt {
 
-// The parameter views of the CPU Transformer for these args (same names, offsets, shapes,
-// roles), without allocating a model.
-std::vector<ParamView> transformer_param_views(const ModelArgs& args);
-
 class TransformerGpu final : public GpuModelBase {
   public:
     // Runs on `stream` (the default stream when null). Allocates every buffer up front:
