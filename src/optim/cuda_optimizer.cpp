@@ -46,15 +46,21 @@ void check_cuda_optimizer(const OptimizerSpec& spec) {
 
 namespace {
 
+// The parameters an optimizer steps (the model's, or a subset: ZeRO-1's owned ones) and the
+// caller's hook before each step.
+struct DeviceTarget {
+    std::vector<ParamView> views;
+    std::function<void()> before_update;
+};
+
 // What every device optimizer shares: the host mirror, the device state, the hand-over of state
 // between them, routing and timing. Subclasses queue the update itself.
 class DeviceOptimizer : public Optimizer {
   public:
-    DeviceOptimizer(const OptimizerSpec& spec, GpuModel& model, std::function<void()> before)
+    DeviceOptimizer(const OptimizerSpec& spec, GpuModel& model, DeviceTarget target)
         : model_(model),
-          before_update_(std::move(before)),
-          params_(
-              optim_params_from(model.param_views(), model.params_device(), model.grads_device())),
+          before_update_(std::move(target.before_update)),
+          params_(optim_params_from(target.views, model.params_device(), model.grads_device())),
           mirror_(make_optimizer(spec, params_)) {
         std::size_t total = 0;
         for (const auto& t : mirror_->state_tensors())
@@ -241,8 +247,8 @@ class DeviceOptimizer : public Optimizer {
 
 class CudaAdamW final : public DeviceOptimizer {
   public:
-    CudaAdamW(const OptimizerSpec& spec, GpuModel& model, std::function<void()> before)
-        : DeviceOptimizer(spec, model, std::move(before)),
+    CudaAdamW(const OptimizerSpec& spec, GpuModel& model, DeviceTarget target)
+        : DeviceOptimizer(spec, model, std::move(target)),
           group_(adamw_group(adamw_config_from(hyper(spec)), params_)) {}
     long steps_taken() const override { return *group_.step; }
 
@@ -253,8 +259,8 @@ class CudaAdamW final : public DeviceOptimizer {
 
 class CudaMuon final : public DeviceOptimizer {
   public:
-    CudaMuon(const OptimizerSpec& spec, GpuModel& model, std::function<void()> before)
-        : DeviceOptimizer(spec, model, std::move(before)),
+    CudaMuon(const OptimizerSpec& spec, GpuModel& model, DeviceTarget target)
+        : DeviceOptimizer(spec, model, std::move(target)),
           split_(split_matrices(spec, "muon")),
           blas_(model.stream()) {
         const Hyper h = hyper(spec);
@@ -318,8 +324,8 @@ class CudaMuon final : public DeviceOptimizer {
 
 class CudaMano final : public DeviceOptimizer {
   public:
-    CudaMano(const OptimizerSpec& spec, GpuModel& model, std::function<void()> before)
-        : DeviceOptimizer(spec, model, std::move(before)), split_(split_matrices(spec, "mano")) {
+    CudaMano(const OptimizerSpec& spec, GpuModel& model, DeviceTarget target)
+        : DeviceOptimizer(spec, model, std::move(target)), split_(split_matrices(spec, "mano")) {
         const Hyper h = hyper(spec);
         lr_ = h.num("lr");
         weight_decay_ = h.num("weight_decay");
@@ -368,8 +374,8 @@ class CudaMano final : public DeviceOptimizer {
 
 class CudaLion final : public DeviceOptimizer {
   public:
-    CudaLion(const OptimizerSpec& spec, GpuModel& model, std::function<void()> before)
-        : DeviceOptimizer(spec, model, std::move(before)),
+    CudaLion(const OptimizerSpec& spec, GpuModel& model, DeviceTarget target)
+        : DeviceOptimizer(spec, model, std::move(target)),
           runs_(contiguous_runs(params_)),
           m_(slices(params_, "lion", "exp_avg")) {
         const Hyper h = hyper(spec);
@@ -406,8 +412,8 @@ class CudaLion final : public DeviceOptimizer {
 
 class CudaAdEMAMix final : public DeviceOptimizer {
   public:
-    CudaAdEMAMix(const OptimizerSpec& spec, GpuModel& model, std::function<void()> before)
-        : DeviceOptimizer(spec, model, std::move(before)),
+    CudaAdEMAMix(const OptimizerSpec& spec, GpuModel& model, DeviceTarget target)
+        : DeviceOptimizer(spec, model, std::move(target)),
           runs_(contiguous_runs(params_)),
           m1_(slices(params_, "ademamix", "exp_avg_fast")),
           m2_(slices(params_, "ademamix", "exp_avg_slow")),
@@ -464,8 +470,8 @@ class CudaAdEMAMix final : public DeviceOptimizer {
 
 class CudaSpam final : public DeviceOptimizer {
   public:
-    CudaSpam(const OptimizerSpec& spec, GpuModel& model, std::function<void()> before)
-        : DeviceOptimizer(spec, model, std::move(before)),
+    CudaSpam(const OptimizerSpec& spec, GpuModel& model, DeviceTarget target)
+        : DeviceOptimizer(spec, model, std::move(target)),
           runs_(contiguous_runs(params_)),
           m_(slices(params_, "spam", "exp_avg")),
           v_(slices(params_, "spam", "exp_avg_sq")) {
@@ -532,8 +538,8 @@ class CudaSpam final : public DeviceOptimizer {
 // eval mode, which stashes y on the device (the mirror's "schedulefree.<param>.y" tensors).
 class CudaScheduleFree final : public DeviceOptimizer {
   public:
-    CudaScheduleFree(const OptimizerSpec& spec, GpuModel& model, std::function<void()> before)
-        : DeviceOptimizer(spec, model, std::move(before)),
+    CudaScheduleFree(const OptimizerSpec& spec, GpuModel& model, DeviceTarget target)
+        : DeviceOptimizer(spec, model, std::move(target)),
           runs_(contiguous_runs(params_)),
           z_(slices(params_, "schedulefree", "z")),
           v_(slices(params_, "schedulefree", "exp_avg_sq")),
@@ -646,8 +652,8 @@ class CudaScheduleFree final : public DeviceOptimizer {
 // Hessian EMA from it.
 class CudaSophiaG final : public DeviceOptimizer {
   public:
-    CudaSophiaG(const OptimizerSpec& spec, GpuModel& model, std::function<void()> before)
-        : DeviceOptimizer(spec, model, std::move(before)),
+    CudaSophiaG(const OptimizerSpec& spec, GpuModel& model, DeviceTarget target)
+        : DeviceOptimizer(spec, model, std::move(target)),
           runs_(contiguous_runs(params_)),
           m_(slices(params_, "sophiag", "exp_avg")),
           h_(slices(params_, "sophiag", "hessian")) {
@@ -706,24 +712,28 @@ class CudaSophiaG final : public DeviceOptimizer {
 
 std::unique_ptr<Optimizer> make_device_optimizer(const OptimizerSpec& spec, GpuModel& model,
                                                  std::function<void()> before_update) {
+    return make_device_optimizer(spec, model, model.param_views(), std::move(before_update));
+}
+
+std::unique_ptr<Optimizer> make_device_optimizer(const OptimizerSpec& spec, GpuModel& model,
+                                                 const std::vector<ParamView>& views,
+                                                 std::function<void()> before_update) {
     check_cuda_optimizer(spec);
+    DeviceTarget target;
+    target.views = views;
+    target.before_update = std::move(before_update);
     const OptimizerInfo& info = optimizer_info(spec.name);
-    if (info.name == "AdamW")
-        return std::make_unique<CudaAdamW>(spec, model, std::move(before_update));
-    if (info.name == "Muon")
-        return std::make_unique<CudaMuon>(spec, model, std::move(before_update));
-    if (info.name == "Mano")
-        return std::make_unique<CudaMano>(spec, model, std::move(before_update));
+    if (info.name == "AdamW") return std::make_unique<CudaAdamW>(spec, model, std::move(target));
+    if (info.name == "Muon") return std::make_unique<CudaMuon>(spec, model, std::move(target));
+    if (info.name == "Mano") return std::make_unique<CudaMano>(spec, model, std::move(target));
     if (info.name == "SophiaG")
-        return std::make_unique<CudaSophiaG>(spec, model, std::move(before_update));
-    if (info.name == "Lion")
-        return std::make_unique<CudaLion>(spec, model, std::move(before_update));
+        return std::make_unique<CudaSophiaG>(spec, model, std::move(target));
+    if (info.name == "Lion") return std::make_unique<CudaLion>(spec, model, std::move(target));
     if (info.name == "AdEMAMix")
-        return std::make_unique<CudaAdEMAMix>(spec, model, std::move(before_update));
-    if (info.name == "SPAM")
-        return std::make_unique<CudaSpam>(spec, model, std::move(before_update));
+        return std::make_unique<CudaAdEMAMix>(spec, model, std::move(target));
+    if (info.name == "SPAM") return std::make_unique<CudaSpam>(spec, model, std::move(target));
     if (info.name == "ScheduleFreeAdamW")
-        return std::make_unique<CudaScheduleFree>(spec, model, std::move(before_update));
+        return std::make_unique<CudaScheduleFree>(spec, model, std::move(target));
     fail("optimizer.name = {}: not on cuda yet", info.name);
 }
 
