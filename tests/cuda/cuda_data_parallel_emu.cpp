@@ -196,23 +196,30 @@ TEST(CudaDataParallel, MoeTwoRanksMatchOneProcess) {
 }
 
 // ZeRO-1 (optimizer state split over the two GPUs) against ZeRO-0, with AdamW and with Muon
-// (its hidden matrices on one owner each, the rest through its AdamW group). Three steps with a
-// checkpoint after steps 2 and 3. The gradient sums are the same bits (two addends: a + b on
-// either rank, reduce-scattered or all-reduced); only the norm's summation order differs (each
-// owner sums its range, then the two squares are added), and it reaches the update only through
-// the float32 clipping coefficient, which absorbs a last-bit difference in double. So the losses
-// and both checkpoint files are expected to be the same bits.
-const char* const kZeroOptimizers[] = {"AdamW", "Muon"};
+// (its hidden matrices on one owner each, the rest through its AdamW group) in fp32, and with
+// AdamW in bf16 (the all-gathered parameters' bf16 copy). Three steps with a checkpoint after
+// steps 2 and 3. The gradient sums are the same bits (two addends: a + b on either rank,
+// reduce-scattered or all-reduced); only the norm's summation order differs (each owner sums its
+// range, then the two squares are added), and it reaches the update only through the float32
+// clipping coefficient, which absorbs a last-bit difference in double. So the losses and both
+// checkpoint files are expected to be the same bits.
+struct ZeroRun {
+    const char* optimizer;
+    const char* precision;  // training.mixed_precision_param
+};
+const ZeroRun kZeroRuns[] = {{"AdamW", "float32"}, {"Muon", "float32"}, {"AdamW", "bfloat16"}};
 
-ConfigOverrides zero_overrides(const std::string& optimizer, int zero) {
-    return {{"optimizer.name", optimizer},
-            {"parallelism.zero", std::to_string(zero)},
+ConfigOverrides zero_overrides(const ZeroRun& run) {
+    return {{"optimizer.name", run.optimizer},
+            {"training.mixed_precision_param", run.precision},
             {"checkpoint.interval", "2"}};
 }
 
-JobConfig zero_job(const fs::path& dump, const std::string& optimizer, int zero) {
-    return dp_job(dump, "zero" + std::to_string(zero) + "_" + optimizer, false, "tiny",
-                  zero_overrides(optimizer, zero));
+JobConfig zero_job(const fs::path& dump, const ZeroRun& run, int zero) {
+    ConfigOverrides o = zero_overrides(run);
+    o.emplace_back("parallelism.zero", std::to_string(zero));
+    return dp_job(dump, "zero" + std::to_string(zero) + "_" + run.optimizer + "_" + run.precision,
+                  false, "tiny", o);
 }
 
 // "optimizer AdamW | state 1.0 MiB | ...": the state's MiB on rank 0.
@@ -246,29 +253,32 @@ TEST(CudaDataParallel, ZeroOneMatchesZeroZero) {
     set_cuda_gradient_communicator_factory(
         [](Communicator& data_ranks) { return data_ranks.split(0, data_ranks.rank()); });
     const fs::path dump = world.rank() == 0 ? dir : dir / "rank1";
-    for (const char* optimizer : kZeroOptimizers)
+    for (const ZeroRun& run : kZeroRuns)
         for (const int zero : {0, 1}) {
-            EXPECT_EQ(train(zero_job(dump, optimizer, zero), nullptr).steps, 3);
+            EXPECT_EQ(train(zero_job(dump, run, zero), nullptr).steps, 3);
             world.barrier();
         }
     set_cuda_gradient_communicator_factory({});
     if (world.rank() != 0) return;
-    for (const char* optimizer : kZeroOptimizers) {
-        const fs::path z0 = dir / zero_job(dir, optimizer, 0).job.name,
-                       z1 = dir / zero_job(dir, optimizer, 1).job.name;
+    for (const ZeroRun& run : kZeroRuns) {
+        const std::string what = std::string(run.optimizer) + " " + run.precision;
+        const fs::path z0 = dir / zero_job(dir, run, 0).job.name,
+                       z1 = dir / zero_job(dir, run, 1).job.name;
         const std::vector<double> want = losses(z0), got = losses(z1);
-        ASSERT_EQ(want.size(), 3u) << optimizer;
-        EXPECT_EQ(got, want) << optimizer << ": ZeRO-1 losses";
-        EXPECT_LT(want.back(), want.front()) << optimizer;
+        ASSERT_EQ(want.size(), 3u) << what;
+        EXPECT_EQ(got, want) << what << ": ZeRO-1 losses";
+        EXPECT_LT(want.back(), want.front()) << what;
         // Rank 0 holds the state of its parameters only.
         const double state0 = logged_state_mib(z0), state1 = logged_state_mib(z1);
-        EXPECT_GT(state1, 0.0) << optimizer;
-        EXPECT_LT(state1, state0) << optimizer << ": ZeRO-1 state on rank 0";
+        EXPECT_GT(state1, 0.0) << what;
+        EXPECT_LT(state1, state0) << what << ": ZeRO-1 state on rank 0";
         for (const char* step : {"step-2", "step-3"})
             for (const char* file : {"model.safetensors", "optimizer.safetensors"})
                 expect_same_tensors(z0 / "checkpoints" / step / file,
                                     z1 / "checkpoints" / step / file);
-        EXPECT_NE(file_text(z1 / "train.log").find("gradients over mpi"), std::string::npos);
+        const std::string log = file_text(z1 / "train.log");
+        EXPECT_NE(log.find("gradients over mpi"), std::string::npos) << log;
+        EXPECT_NE(log.find(std::string("(") + run.precision + ")"), std::string::npos) << log;
     }
 }
 
@@ -281,25 +291,28 @@ TEST(CudaDataParallel, ZeroOneCheckpointResumesOnOneProcess) {
     ASSERT_NE(dir_env, nullptr) << "run by tests/cuda/cuda_data_parallel_emu_test.sh";
     const fs::path dir = dir_env;
     ASSERT_EQ(world_communicator().size(), 1);
-    for (const char* optimizer : kZeroOptimizers) {
-        const JobConfig two_ranks = zero_job(dir, optimizer, 1);
+    for (const ZeroRun& run : kZeroRuns) {
+        const std::string what = std::string(run.optimizer) + " " + run.precision;
+        const JobConfig two_ranks = zero_job(dir, run, 1);
         const fs::path source = dir / two_ranks.job.name;
         ASSERT_TRUE(fs::exists(source / "checkpoints" / "step-2"))
             << "the two-rank ZeRO-1 runs come first";
         const std::string name = two_ranks.job.name + "_resumed";
         fs::copy(source, dir / name, fs::copy_options::recursive);
         fs::remove_all(dir / name / "checkpoints" / "step-3");
-        const JobConfig cfg = dp_job(dir, name, false, "tiny", zero_overrides(optimizer, 1));
-        EXPECT_EQ(train(cfg, nullptr).steps, 3) << optimizer;
+        ConfigOverrides o = zero_overrides(run);
+        o.emplace_back("parallelism.zero", "1");
+        const JobConfig cfg = dp_job(dir, name, false, "tiny", o);
+        EXPECT_EQ(train(cfg, nullptr).steps, 3) << what;
         const std::string log = file_text(dir / name / "train.log");
         EXPECT_NE(log.find("checkpoint written by 2 data-parallel ranks, resumed on 1"),
                   std::string::npos)
             << log;
         const std::vector<double> want = losses(source), got = losses(dir / name);
-        ASSERT_EQ(got.size(), want.size()) << optimizer;
+        ASSERT_EQ(got.size(), want.size()) << what;
         for (std::size_t i = 0; i < 2; i++)
-            EXPECT_EQ(got[i], want[i]) << optimizer << ": step " << i + 1 << " kept";
-        EXPECT_NEAR(got[2], want[2], 1e-5 * std::abs(want[2])) << optimizer << ": step 3";
+            EXPECT_EQ(got[i], want[i]) << what << ": step " << i + 1 << " kept";
+        EXPECT_NEAR(got[2], want[2], 1e-5 * std::abs(want[2])) << what << ": step 3";
         const std::vector<float> want_params = checkpoint_params(two_ranks, 3),
                                  got_params = checkpoint_params(cfg, 3);
         ASSERT_EQ(got_params.size(), want_params.size());
@@ -309,7 +322,7 @@ TEST(CudaDataParallel, ZeroOneCheckpointResumesOnOneProcess) {
             diff2 += d * d;
             ref2 += static_cast<double>(want_params[i]) * want_params[i];
         }
-        EXPECT_LE(std::sqrt(diff2 / ref2), 1e-5) << optimizer << ": step-3 parameters";
+        EXPECT_LE(std::sqrt(diff2 / ref2), 1e-5) << what << ": step-3 parameters";
     }
 }
 
