@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <map>
 #include <string>
 #include <utility>
@@ -35,11 +36,12 @@ std::unique_ptr<ShardMemory> make_host_shard_memory() {
 }
 
 ZeroShard::ZeroShard(Communicator& comm, const std::vector<ParamView>& views, std::size_t total)
-    : ZeroShard(comm, comm, views, total, make_host_shard_memory()) {}
+    : ZeroShard(comm, comm, views, total, make_host_shard_memory(),
+                std::numeric_limits<std::size_t>::max()) {}
 
 ZeroShard::ZeroShard(Communicator& comm, Communicator& host_comm,
                      const std::vector<ParamView>& views, std::size_t total,
-                     std::unique_ptr<ShardMemory> memory)
+                     std::unique_ptr<ShardMemory> memory, std::size_t buffer_floats)
     : comm_(comm), host_comm_(host_comm), memory_(std::move(memory)) {
     const int W = comm.size();
     std::vector<ParamView> sorted = views;
@@ -60,25 +62,37 @@ ZeroShard::ZeroShard(Communicator& comm, Communicator& host_comm,
     }
     for (int r = previous + 1; r < W; r++) bounds_[r] = total;
     for (int r = 0; r < W; r++) block_ = std::max(block_, bounds_[r + 1] - bounds_[r]);
-    padded_ = memory_->allocate(block_ * W);
-    mine_ = memory_->allocate(block_);
+    piece_ =
+        std::min(block_, std::max<std::size_t>(1, buffer_floats / static_cast<std::size_t>(W)));
+    padded_ = memory_->allocate(piece_ * static_cast<std::size_t>(W));
+    mine_ = memory_->allocate(piece_);
 }
 
-void ZeroShard::pack(const float* flat) {
-    for (int r = 0; r < comm_.size(); r++)
-        memory_->copy(padded_ + r * block_, flat + begin(r), end(r) - begin(r));
+std::size_t ZeroShard::part(int r, std::size_t at, std::size_t n) const {
+    const std::size_t len = end(r) - begin(r);
+    return len > at ? std::min(n, len - at) : 0;
 }
 
-void ZeroShard::unpack_all(float* flat) {
+// A block's tail past its rank's range holds whatever an earlier piece left there: summed or
+// gathered with the rest, never copied out.
+void ZeroShard::pack(const float* flat, std::size_t at, std::size_t n) {
     for (int r = 0; r < comm_.size(); r++)
-        memory_->copy(flat + begin(r), padded_ + r * block_, end(r) - begin(r));
+        memory_->copy(padded_ + r * n, flat + begin(r) + at, part(r, at, n));
+}
+
+void ZeroShard::unpack_all(float* flat, std::size_t at, std::size_t n) {
+    for (int r = 0; r < comm_.size(); r++)
+        memory_->copy(flat + begin(r) + at, padded_ + r * n, part(r, at, n));
 }
 
 void ZeroShard::reduce_scatter_gradients(float* grads) {
-    pack(grads);
-    comm_.reduce_scatter(padded_, mine_, block_, ReduceOp::Sum);
     const int r = comm_.rank();
-    memory_->copy(grads + begin(r), mine_, end(r) - begin(r));
+    for (std::size_t at = 0; at < block_; at += piece_) {
+        const std::size_t n = std::min(piece_, block_ - at);
+        pack(grads, at, n);
+        comm_.reduce_scatter(padded_, mine_, n, ReduceOp::Sum);
+        memory_->copy(grads + begin(r) + at, mine_, part(r, at, n));
+    }
 }
 
 double ZeroShard::clip_owned(float* grads, double max_norm) {
@@ -91,10 +105,13 @@ double ZeroShard::clip_owned(float* grads, double max_norm) {
 
 void ZeroShard::all_gather_parameters(float* params) {
     const int r = comm_.rank();
-    memory_->fill_zero(mine_, block_);
-    memory_->copy(mine_, params + begin(r), end(r) - begin(r));
-    comm_.all_gather(mine_, padded_, block_);
-    unpack_all(params);
+    for (std::size_t at = 0; at < block_; at += piece_) {
+        const std::size_t n = std::min(piece_, block_ - at), own = part(r, at, n);
+        memory_->copy(mine_, params + begin(r) + at, own);
+        memory_->fill_zero(mine_ + own, n - own);
+        comm_.all_gather(mine_, padded_, n);
+        unpack_all(params, at, n);
+    }
 }
 
 namespace {

@@ -336,13 +336,12 @@ class DeviceShardMemory final : public ShardMemory {
         AGPT_CUDA_CHECK(cudaStreamSynchronize(stream_));
         return host_norm_;
     }
+    // A copy from pageable memory has read its source when it returns; host_norm_ outlives it.
     void clip_to_norm(float* g, std::size_t n, double norm, double max_norm) override {
         host_norm_ = norm;
         AGPT_CUDA_CHECK(cudaMemcpyAsync(norm_.data(), &host_norm_, sizeof(double),
                                         cudaMemcpyHostToDevice, stream_));
         cuda::clip_to_norm(g, n, norm_.data(), max_norm, stream_);
-        // host_norm_ is read by the copy above until the stream gets there.
-        AGPT_CUDA_CHECK(cudaStreamSynchronize(stream_));
     }
 
   private:
@@ -356,10 +355,12 @@ class DeviceShardMemory final : public ShardMemory {
 }  // namespace
 
 std::unique_ptr<ZeroShard> make_cuda_zero_shard(Communicator& device_comm, Communicator& host_comm,
-                                                LanguageModel& cuda_model) {
+                                                LanguageModel& cuda_model,
+                                                std::size_t bucket_floats) {
     GpuModel& gpu = cuda_model_of(cuda_model).gpu();
     return std::make_unique<ZeroShard>(device_comm, host_comm, gpu.param_views(), gpu.num_params(),
-                                       std::make_unique<DeviceShardMemory>(gpu.stream()));
+                                       std::make_unique<DeviceShardMemory>(gpu.stream()),
+                                       bucket_floats);
 }
 
 void cuda_all_gather_parameters(ZeroShard& zero, LanguageModel& cuda_model) {
@@ -421,7 +422,8 @@ std::unique_ptr<Optimizer> make_cuda_optimizer(const JobConfig&, LanguageModel&,
                                                const std::vector<ParamView>&) {
     fail("training.device = cuda: this build has no CUDA backend");
 }
-std::unique_ptr<ZeroShard> make_cuda_zero_shard(Communicator&, Communicator&, LanguageModel&) {
+std::unique_ptr<ZeroShard> make_cuda_zero_shard(Communicator&, Communicator&, LanguageModel&,
+                                                std::size_t) {
     fail("training.device = cuda: this build has no CUDA backend");
 }
 void cuda_all_gather_parameters(ZeroShard&, LanguageModel&) {

@@ -14,6 +14,7 @@
 // The agpt family's dense block with every switch and activation checkpointing, GPT-2, the
 // built-in optimizers and data parallelism (with ZeRO-1) run here so far; check_cuda_training
 // refuses the rest naming the key.
+#include <cstddef>
 #include <functional>
 #include <memory>
 #include <span>
@@ -86,9 +87,12 @@ std::unique_ptr<Communicator> make_cuda_gradient_communicator(Communicator& data
 // ZeRO-1 (dist/zero.h) over make_cuda_model's model: the shard's buffers on its device, every copy
 // and norm queued on its stream. device_comm (make_cuda_gradient_communicator's) moves the
 // gradients and parameters; host_comm (the same data-parallel ranks) sums the squared norm. Its
-// reduce_scatter_gradients and clip_owned take cuda_device_grads.
+// reduce_scatter_gradients and clip_owned take cuda_device_grads. Its padded buffers hold
+// bucket_floats (parallelism.bucket_mb): the ranges go through them in pieces, so the device
+// memory ZeRO-1 adds is one bucket, not a copy of the gradients.
 std::unique_ptr<ZeroShard> make_cuda_zero_shard(Communicator& device_comm, Communicator& host_comm,
-                                                LanguageModel& cuda_model);
+                                                LanguageModel& cuda_model,
+                                                std::size_t bucket_floats);
 // zero.all_gather_parameters on the device parameters of make_cuda_model's model, then what
 // derives from them: the bf16 copy is refreshed, the host copy downloaded again when next read.
 void cuda_all_gather_parameters(ZeroShard& zero, LanguageModel& cuda_model);

@@ -437,13 +437,15 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
         on_cuda && data_comm.size() > 1 ? make_cuda_gradient_communicator(data_comm, model)
                                         : nullptr;
     Communicator& grad_comm = device_grad_comm ? *device_grad_comm : data_comm;
+    const auto bucket_floats =
+        static_cast<std::size_t>(cfg.parallelism.bucket_mb * (1 << 20) / sizeof(float));
     // ZeRO-1: this rank's optimizer covers the parameters it owns only. On cuda the shard's
     // buffers are on the device, moved by the device communicator; one rank there is ZeRO-0.
     std::unique_ptr<ZeroShard> zero;
     if (mesh.zero == 1 && !on_cuda)
         zero = std::make_unique<ZeroShard>(comm, model.param_views(), model.params().size());
     else if (mesh.zero == 1 && device_grad_comm)
-        zero = make_cuda_zero_shard(*device_grad_comm, data_comm, model);
+        zero = make_cuda_zero_shard(*device_grad_comm, data_comm, model, bucket_floats);
     const std::unique_ptr<Optimizer> optimizer =
         on_cuda ? (zero ? make_cuda_optimizer(cfg, model, zero->owned_views())
                         : make_cuda_optimizer(cfg, model))
@@ -568,8 +570,6 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
     const double flops_per_token = model.flops_per_token(T);
     const long rank_tokens_per_step = static_cast<long>(B) * T * accum;
     const long tokens_per_step = rank_tokens_per_step * data_ranks;
-    const auto bucket_floats =
-        static_cast<std::size_t>(cfg.parallelism.bucket_mb * (1 << 20) / sizeof(float));
     // ZeRO-1 reduce-scatters after backward; expert parallelism sums the replicated ranges only.
     const bool overlap =
         data_comm.size() > 1 && !zero && !expert_shards && cfg.parallelism.overlap_grad_reduce;
