@@ -195,35 +195,42 @@ TEST(WorldCommunicator, ZeroShardRangesPartitionWholeParametersAndRoundTrip) {
                                        {"d", 70, {25}, "ffn"},
                                        {"e", 95, {5}, "head"}};
     const std::size_t total = 100;
-    ZeroShard z(c, views, total);
-    std::size_t covered = 0, owned = 0;
-    for (int r = 0; r < c.size(); r++) {
-        EXPECT_EQ(z.begin(r), covered) << r;
-        covered = z.end(r);
+    // The whole ranges in one collective each, and in pieces of 7 floats per rank (uneven:
+    // the last piece of a range is partial, a short range has none in the last rounds).
+    ZeroShard whole(c, views, total);
+    ZeroShard pieces(c, c, views, total, make_host_shard_memory(), 7 * c.size());
+    for (ZeroShard* shard : {&whole, &pieces}) {
+        ZeroShard& z = *shard;
+        const std::string tag = shard == &whole ? "whole ranges" : "pieces of 7";
+        std::size_t covered = 0, owned = 0;
+        for (int r = 0; r < c.size(); r++) {
+            EXPECT_EQ(z.begin(r), covered) << r;
+            covered = z.end(r);
+        }
+        EXPECT_EQ(covered, total);
+        for (const auto& v : z.owned_views()) {
+            EXPECT_GE(v.offset, z.begin(c.rank()));
+            EXPECT_LE(v.offset + v.numel(), z.end(c.rank()));
+            owned += v.numel();
+        }
+        EXPECT_EQ(owned, z.end(c.rank()) - z.begin(c.rank()));
+        // Gradients: rank r holds (r + 1)·i; the owned range gets Σ_r (r + 1)·i.
+        const int n = c.size();
+        std::vector<float> g(total);
+        for (std::size_t i = 0; i < total; i++) g[i] = static_cast<float>((c.rank() + 1) * i);
+        z.reduce_scatter_gradients(g.data());
+        for (std::size_t i = z.begin(c.rank()); i < z.end(c.rank()); i++)
+            ASSERT_EQ(g[i], static_cast<float>(n * (n + 1) / 2 * i)) << tag << " " << i;
+        // The norm is the whole reduced gradient's.
+        double sq = 0;
+        for (std::size_t i = 0; i < total; i++) sq += std::pow(double(n * (n + 1) / 2 * i), 2);
+        EXPECT_NEAR(z.clip_owned(g.data(), 0.0), std::sqrt(sq), 1e-9 * std::sqrt(sq)) << tag;
+        // Parameters: each owner writes 1000 + i into its range; every rank gets all of them.
+        std::vector<float> p(total, -1.0f);
+        for (std::size_t i = z.begin(c.rank()); i < z.end(c.rank()); i++) p[i] = 1000.0f + i;
+        z.all_gather_parameters(p.data());
+        for (std::size_t i = 0; i < total; i++) ASSERT_EQ(p[i], 1000.0f + i) << tag << " " << i;
     }
-    EXPECT_EQ(covered, total);
-    for (const auto& v : z.owned_views()) {
-        EXPECT_GE(v.offset, z.begin(c.rank()));
-        EXPECT_LE(v.offset + v.numel(), z.end(c.rank()));
-        owned += v.numel();
-    }
-    EXPECT_EQ(owned, z.end(c.rank()) - z.begin(c.rank()));
-    // Gradients: rank r holds (r + 1)·i; the owned range gets Σ_r (r + 1)·i.
-    const int n = c.size();
-    std::vector<float> g(total);
-    for (std::size_t i = 0; i < total; i++) g[i] = static_cast<float>((c.rank() + 1) * i);
-    z.reduce_scatter_gradients(g.data());
-    for (std::size_t i = z.begin(c.rank()); i < z.end(c.rank()); i++)
-        ASSERT_EQ(g[i], static_cast<float>(n * (n + 1) / 2 * i)) << i;
-    // The norm is the whole reduced gradient's.
-    double sq = 0;
-    for (std::size_t i = 0; i < total; i++) sq += std::pow(double(n * (n + 1) / 2 * i), 2);
-    EXPECT_NEAR(z.clip_owned(g.data(), 0.0), std::sqrt(sq), 1e-9 * std::sqrt(sq));
-    // Parameters: each owner writes 1000 + i into its range; every rank gets all of them.
-    std::vector<float> p(total, -1.0f);
-    for (std::size_t i = z.begin(c.rank()); i < z.end(c.rank()); i++) p[i] = 1000.0f + i;
-    z.all_gather_parameters(p.data());
-    for (std::size_t i = 0; i < total; i++) ASSERT_EQ(p[i], 1000.0f + i) << i;
 }
 
 TEST(WorldCommunicator, NonBlockingAllReduceAndGatherBytes) {

@@ -3,16 +3,46 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <map>
 #include <string>
+#include <utility>
 
 #include "core/error.h"
 #include "optim/grad_clip.h"
 
 namespace agpt {
 
+namespace {
+
+class HostShardMemory final : public ShardMemory {
+  public:
+    float* allocate(std::size_t n) override { return blocks_.emplace_back(n, 0.0f).data(); }
+    void copy(float* dst, const float* src, std::size_t n) override { std::copy_n(src, n, dst); }
+    void fill_zero(float* p, std::size_t n) override { std::fill_n(p, n, 0.0f); }
+    double norm(const float* g, std::size_t n) override { return global_grad_norm(g, n); }
+    void clip_to_norm(float* g, std::size_t n, double norm, double max_norm) override {
+        agpt::clip_to_norm(g, n, norm, max_norm);
+    }
+
+  private:
+    std::vector<std::vector<float>> blocks_;
+};
+
+}  // namespace
+
+std::unique_ptr<ShardMemory> make_host_shard_memory() {
+    return std::make_unique<HostShardMemory>();
+}
+
 ZeroShard::ZeroShard(Communicator& comm, const std::vector<ParamView>& views, std::size_t total)
-    : comm_(comm) {
+    : ZeroShard(comm, comm, views, total, make_host_shard_memory(),
+                std::numeric_limits<std::size_t>::max()) {}
+
+ZeroShard::ZeroShard(Communicator& comm, Communicator& host_comm,
+                     const std::vector<ParamView>& views, std::size_t total,
+                     std::unique_ptr<ShardMemory> memory, std::size_t buffer_floats)
+    : comm_(comm), host_comm_(host_comm), memory_(std::move(memory)) {
     const int W = comm.size();
     std::vector<ParamView> sorted = views;
     std::sort(sorted.begin(), sorted.end(),
@@ -32,46 +62,56 @@ ZeroShard::ZeroShard(Communicator& comm, const std::vector<ParamView>& views, st
     }
     for (int r = previous + 1; r < W; r++) bounds_[r] = total;
     for (int r = 0; r < W; r++) block_ = std::max(block_, bounds_[r + 1] - bounds_[r]);
-    padded_.assign(block_ * W, 0.0f);
-    mine_.assign(block_, 0.0f);
+    piece_ =
+        std::min(block_, std::max<std::size_t>(1, buffer_floats / static_cast<std::size_t>(W)));
+    padded_ = memory_->allocate(piece_ * static_cast<std::size_t>(W));
+    mine_ = memory_->allocate(piece_);
 }
 
-void ZeroShard::pack(const float* flat) {
-    for (int r = 0; r < comm_.size(); r++)
-        std::copy(flat + begin(r), flat + end(r), padded_.begin() + static_cast<long>(r * block_));
+std::size_t ZeroShard::part(int r, std::size_t at, std::size_t n) const {
+    const std::size_t len = end(r) - begin(r);
+    return len > at ? std::min(n, len - at) : 0;
 }
 
-void ZeroShard::unpack_all(float* flat) {
+// A block's tail past its rank's range holds whatever an earlier piece left there: summed or
+// gathered with the rest, never copied out.
+void ZeroShard::pack(const float* flat, std::size_t at, std::size_t n) {
     for (int r = 0; r < comm_.size(); r++)
-        std::copy_n(padded_.begin() + static_cast<long>(r * block_), end(r) - begin(r),
-                    flat + begin(r));
+        memory_->copy(padded_ + r * n, flat + begin(r) + at, part(r, at, n));
+}
+
+void ZeroShard::unpack_all(float* flat, std::size_t at, std::size_t n) {
+    for (int r = 0; r < comm_.size(); r++)
+        memory_->copy(flat + begin(r) + at, padded_ + r * n, part(r, at, n));
 }
 
 void ZeroShard::reduce_scatter_gradients(float* grads) {
-    pack(grads);
-    comm_.reduce_scatter(padded_.data(), mine_.data(), block_, ReduceOp::Sum);
     const int r = comm_.rank();
-    std::copy_n(mine_.begin(), end(r) - begin(r), grads + begin(r));
+    for (std::size_t at = 0; at < block_; at += piece_) {
+        const std::size_t n = std::min(piece_, block_ - at);
+        pack(grads, at, n);
+        comm_.reduce_scatter(padded_, mine_, n, ReduceOp::Sum);
+        memory_->copy(grads + begin(r) + at, mine_, part(r, at, n));
+    }
 }
 
 double ZeroShard::clip_owned(float* grads, double max_norm) {
     const int r = comm_.rank();
-    const double own = global_grad_norm(grads + begin(r), end(r) - begin(r));
-    const double norm = std::sqrt(comm_.all_reduce_value(own * own, ReduceOp::Sum));
-    if (!(max_norm > 0.0)) return norm;
-    const double coef = max_norm / (norm + 1e-6);
-    if (coef >= 1.0) return norm;
-    const float c = static_cast<float>(coef);
-    for (std::size_t i = begin(r); i < end(r); i++) grads[i] *= c;
+    const double own = memory_->norm(grads + begin(r), end(r) - begin(r));
+    const double norm = std::sqrt(host_comm_.all_reduce_value(own * own, ReduceOp::Sum));
+    memory_->clip_to_norm(grads + begin(r), end(r) - begin(r), norm, max_norm);
     return norm;
 }
 
 void ZeroShard::all_gather_parameters(float* params) {
     const int r = comm_.rank();
-    std::fill(mine_.begin(), mine_.end(), 0.0f);
-    std::copy(params + begin(r), params + end(r), mine_.begin());
-    comm_.all_gather(mine_.data(), padded_.data(), block_);
-    unpack_all(params);
+    for (std::size_t at = 0; at < block_; at += piece_) {
+        const std::size_t n = std::min(piece_, block_ - at), own = part(r, at, n);
+        memory_->copy(mine_, params + begin(r) + at, own);
+        memory_->fill_zero(mine_ + own, n - own);
+        comm_.all_gather(mine_, padded_, n);
+        unpack_all(params, at, n);
+    }
 }
 
 namespace {

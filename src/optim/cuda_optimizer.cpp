@@ -51,15 +51,21 @@ void check_cuda_optimizer(const OptimizerSpec& spec) {
 
 namespace {
 
+// The parameters an optimizer steps (the model's, or a subset: ZeRO-1's owned ones) and the
+// caller's hook before each step.
+struct DeviceTarget {
+    std::vector<ParamView> views;
+    std::function<void()> before_update;
+};
+
 // What every device optimizer shares: the host mirror, the device state, the hand-over of state
 // between them, routing and timing. Subclasses queue the update itself.
 class DeviceOptimizer : public Optimizer {
   public:
-    DeviceOptimizer(const OptimizerSpec& spec, GpuModel& model, std::function<void()> before)
+    DeviceOptimizer(const OptimizerSpec& spec, GpuModel& model, DeviceTarget target)
         : model_(model),
-          before_update_(std::move(before)),
-          params_(
-              optim_params_from(model.param_views(), model.params_device(), model.grads_device())),
+          before_update_(std::move(target.before_update)),
+          params_(optim_params_from(target.views, model.params_device(), model.grads_device())),
           mirror_(make_optimizer(spec, params_)) {
         std::size_t total = 0;
         for (const auto& t : mirror_->state_tensors())
@@ -246,8 +252,8 @@ class DeviceOptimizer : public Optimizer {
 
 class CudaAdamW final : public DeviceOptimizer {
   public:
-    CudaAdamW(const OptimizerSpec& spec, GpuModel& model, std::function<void()> before)
-        : DeviceOptimizer(spec, model, std::move(before)),
+    CudaAdamW(const OptimizerSpec& spec, GpuModel& model, DeviceTarget target)
+        : DeviceOptimizer(spec, model, std::move(target)),
           group_(adamw_group(adamw_config_from(hyper(spec)), params_)) {}
     long steps_taken() const override { return *group_.step; }
 
@@ -258,8 +264,8 @@ class CudaAdamW final : public DeviceOptimizer {
 
 class CudaMuon final : public DeviceOptimizer {
   public:
-    CudaMuon(const OptimizerSpec& spec, GpuModel& model, std::function<void()> before)
-        : DeviceOptimizer(spec, model, std::move(before)),
+    CudaMuon(const OptimizerSpec& spec, GpuModel& model, DeviceTarget target)
+        : DeviceOptimizer(spec, model, std::move(target)),
           cfg_(muon_config_from(hyper(spec))),
           ns_bf16_(cfg_.ns_precision == MuonConfig::NsPrecision::bf16 ||
                    model.precision() == GpuPrecision::bf16),
@@ -313,8 +319,8 @@ class CudaMuon final : public DeviceOptimizer {
 
 class CudaMano final : public DeviceOptimizer {
   public:
-    CudaMano(const OptimizerSpec& spec, GpuModel& model, std::function<void()> before)
-        : DeviceOptimizer(spec, model, std::move(before)),
+    CudaMano(const OptimizerSpec& spec, GpuModel& model, DeviceTarget target)
+        : DeviceOptimizer(spec, model, std::move(target)),
           cfg_(mano_config_from(hyper(spec))),
           split_(split_matrices(spec, "mano")) {
         std::size_t scratch_bytes = 0;
@@ -356,8 +362,8 @@ class CudaMano final : public DeviceOptimizer {
 
 class CudaLion final : public DeviceOptimizer {
   public:
-    CudaLion(const OptimizerSpec& spec, GpuModel& model, std::function<void()> before)
-        : DeviceOptimizer(spec, model, std::move(before)),
+    CudaLion(const OptimizerSpec& spec, GpuModel& model, DeviceTarget target)
+        : DeviceOptimizer(spec, model, std::move(target)),
           runs_(contiguous_runs(params_)),
           m_(slices(params_, "lion", "exp_avg")),
           cfg_(lion_config_from(hyper(spec))) {}
@@ -389,8 +395,8 @@ class CudaLion final : public DeviceOptimizer {
 
 class CudaAdEMAMix final : public DeviceOptimizer {
   public:
-    CudaAdEMAMix(const OptimizerSpec& spec, GpuModel& model, std::function<void()> before)
-        : DeviceOptimizer(spec, model, std::move(before)),
+    CudaAdEMAMix(const OptimizerSpec& spec, GpuModel& model, DeviceTarget target)
+        : DeviceOptimizer(spec, model, std::move(target)),
           runs_(contiguous_runs(params_)),
           m1_(slices(params_, "ademamix", "exp_avg_fast")),
           m2_(slices(params_, "ademamix", "exp_avg_slow")),
@@ -436,8 +442,8 @@ class CudaAdEMAMix final : public DeviceOptimizer {
 
 class CudaSpam final : public DeviceOptimizer {
   public:
-    CudaSpam(const OptimizerSpec& spec, GpuModel& model, std::function<void()> before)
-        : DeviceOptimizer(spec, model, std::move(before)),
+    CudaSpam(const OptimizerSpec& spec, GpuModel& model, DeviceTarget target)
+        : DeviceOptimizer(spec, model, std::move(target)),
           runs_(contiguous_runs(params_)),
           m_(slices(params_, "spam", "exp_avg")),
           v_(slices(params_, "spam", "exp_avg_sq")),
@@ -490,8 +496,8 @@ class CudaSpam final : public DeviceOptimizer {
 // eval mode, which stashes y on the device (the mirror's "schedulefree.<param>.y" tensors).
 class CudaScheduleFree final : public DeviceOptimizer {
   public:
-    CudaScheduleFree(const OptimizerSpec& spec, GpuModel& model, std::function<void()> before)
-        : DeviceOptimizer(spec, model, std::move(before)),
+    CudaScheduleFree(const OptimizerSpec& spec, GpuModel& model, DeviceTarget target)
+        : DeviceOptimizer(spec, model, std::move(target)),
           runs_(contiguous_runs(params_)),
           z_(slices(params_, "schedulefree", "z")),
           v_(slices(params_, "schedulefree", "exp_avg_sq")),
@@ -594,8 +600,8 @@ class CudaScheduleFree final : public DeviceOptimizer {
 // Hessian EMA from it.
 class CudaSophiaG final : public DeviceOptimizer {
   public:
-    CudaSophiaG(const OptimizerSpec& spec, GpuModel& model, std::function<void()> before)
-        : DeviceOptimizer(spec, model, std::move(before)),
+    CudaSophiaG(const OptimizerSpec& spec, GpuModel& model, DeviceTarget target)
+        : DeviceOptimizer(spec, model, std::move(target)),
           runs_(contiguous_runs(params_)),
           m_(slices(params_, "sophiag", "exp_avg")),
           h_(slices(params_, "sophiag", "hessian")),
@@ -646,24 +652,28 @@ class CudaSophiaG final : public DeviceOptimizer {
 
 std::unique_ptr<Optimizer> make_device_optimizer(const OptimizerSpec& spec, GpuModel& model,
                                                  std::function<void()> before_update) {
+    return make_device_optimizer(spec, model, model.param_views(), std::move(before_update));
+}
+
+std::unique_ptr<Optimizer> make_device_optimizer(const OptimizerSpec& spec, GpuModel& model,
+                                                 const std::vector<ParamView>& views,
+                                                 std::function<void()> before_update) {
     check_cuda_optimizer(spec);
+    DeviceTarget target;
+    target.views = views;
+    target.before_update = std::move(before_update);
     const OptimizerInfo& info = optimizer_info(spec.name);
-    if (info.name == "AdamW")
-        return std::make_unique<CudaAdamW>(spec, model, std::move(before_update));
-    if (info.name == "Muon")
-        return std::make_unique<CudaMuon>(spec, model, std::move(before_update));
-    if (info.name == "Mano")
-        return std::make_unique<CudaMano>(spec, model, std::move(before_update));
+    if (info.name == "AdamW") return std::make_unique<CudaAdamW>(spec, model, std::move(target));
+    if (info.name == "Muon") return std::make_unique<CudaMuon>(spec, model, std::move(target));
+    if (info.name == "Mano") return std::make_unique<CudaMano>(spec, model, std::move(target));
     if (info.name == "SophiaG")
-        return std::make_unique<CudaSophiaG>(spec, model, std::move(before_update));
-    if (info.name == "Lion")
-        return std::make_unique<CudaLion>(spec, model, std::move(before_update));
+        return std::make_unique<CudaSophiaG>(spec, model, std::move(target));
+    if (info.name == "Lion") return std::make_unique<CudaLion>(spec, model, std::move(target));
     if (info.name == "AdEMAMix")
-        return std::make_unique<CudaAdEMAMix>(spec, model, std::move(before_update));
-    if (info.name == "SPAM")
-        return std::make_unique<CudaSpam>(spec, model, std::move(before_update));
+        return std::make_unique<CudaAdEMAMix>(spec, model, std::move(target));
+    if (info.name == "SPAM") return std::make_unique<CudaSpam>(spec, model, std::move(target));
     if (info.name == "ScheduleFreeAdamW")
-        return std::make_unique<CudaScheduleFree>(spec, model, std::move(before_update));
+        return std::make_unique<CudaScheduleFree>(spec, model, std::move(target));
     fail("optimizer.name = {}: not on cuda yet", info.name);
 }
 

@@ -19,6 +19,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "optim/optimizer.h"
 
@@ -39,6 +40,11 @@ namespace agpt {
 // before_update runs at the start of every step() (the caller's chance to make the device
 // parameters current). Fails as check_cuda_optimizer does.
 std::unique_ptr<Optimizer> make_device_optimizer(const OptimizerSpec& spec, GpuModel& model,
+                                                 std::function<void()> before_update = {});
+// The same over `views` only, a subset of model's (ZeRO-1's owned parameters, dist/zero.h): its
+// state and host mirror are those of the CPU optimizer over the same views (names, layout).
+std::unique_ptr<Optimizer> make_device_optimizer(const OptimizerSpec& spec, GpuModel& model,
+                                                 const std::vector<ParamView>& views,
                                                  std::function<void()> before_update = {});
 
 }  // namespace agpt

@@ -48,16 +48,20 @@ double global_grad_norm(const float* g, std::size_t n) {
 
 double clip_grad_norm(float* g, std::size_t n, double max_norm) {
     const double norm = global_grad_norm(g, n);
-    if (!(max_norm > 0.0)) return norm;
+    clip_to_norm(g, n, norm, max_norm);
+    return norm;
+}
+
+void clip_to_norm(float* g, std::size_t n, double norm, double max_norm) {
+    if (!(max_norm > 0.0)) return;
     const double coef = max_norm / (norm + 1e-6);
     // torch clamps the coefficient to 1 and always multiplies; multiplying by 1 is the identity,
     // so only a coefficient below 1 (or NaN, which torch also applies) touches the gradients.
-    if (coef >= 1.0) return norm;
+    if (coef >= 1.0) return;
     // torch multiplies float gradients by a float32 coefficient.
     const float c = static_cast<float>(coef);
 #pragma omp parallel for schedule(static)
     for (std::size_t i = 0; i < n; ++i) g[i] *= c;
-    return norm;
 }
 
 }  // namespace agpt

@@ -15,4 +15,8 @@ double global_grad_norm(const float* g, std::size_t n);
 // before clipping. A non-finite norm scales by a non-finite coefficient, as torch does.
 double clip_grad_norm(float* g, std::size_t n, double max_norm);
 
+// clip_grad_norm's scaling of g for a gradient whose norm is `norm` (computed elsewhere: ZeRO-1's
+// norm is summed over the ranks that each hold a part of the gradient).
+void clip_to_norm(float* g, std::size_t n, double norm, double max_norm);
+
 }  // namespace agpt

@@ -1,11 +1,13 @@
 #include "train/cuda_training.h"
 
 #include <algorithm>
+#include <deque>
 #include <utility>
 #include <vector>
 
 #include "core/error.h"
 #include "core/timer.h"
+#include "dist/zero.h"
 #include "model/mla.h"
 #include "model/model_args.h"
 #include "model/transformer.h"
@@ -17,6 +19,7 @@
 #include "dist/nccl_communicator.h"
 #include "kernels/cuda/device.h"
 #include "kernels/cuda/gemm.h"
+#include "kernels/cuda/model_ops.h"
 #include "model/gpt2.h"
 #include "model/gpu/gpt2_gpu.h"
 #include "model/gpu/transformer_gpu.h"
@@ -40,7 +43,7 @@ void check_cuda_training(const JobConfig& cfg, int ranks) {
                 fail("model.flavor = {}: {}", cfg.model.flavor, problem);
     }
     check_cuda_optimizer(cfg.optimizer.spec());
-    // Data parallelism runs over NCCL; the other mesh dimensions are CPU only so far.
+    // Data parallelism (ZeRO-0 or 1) runs over NCCL; the other mesh dimensions are CPU only so far.
     const auto& par = cfg.parallelism;
     if (ranks > 1 && par.tensor_parallel_degree > 1)
         fail(
@@ -52,11 +55,6 @@ void check_cuda_training(const JobConfig& cfg, int ranks) {
             "parallelism.expert_parallel_degree = {}: not on cuda yet (cuda runs data "
             "parallelism only)",
             par.expert_parallel_degree);
-    if (ranks > 1 && par.zero != 0)
-        fail(
-            "parallelism.zero = {}: not on cuda yet (the device optimizers keep the whole "
-            "optimizer state on every GPU); use parallelism.zero = 0",
-            par.zero);
 #if defined(AGPT_HAVE_CUDA)
     if (!cuda::device_available())
         fail("training.device = cuda: no CUDA device is visible ({}); use training.device = cpu",
@@ -277,8 +275,13 @@ std::unique_ptr<LanguageModel> make_cuda_model(const JobConfig& cfg, const Model
 }
 
 std::unique_ptr<Optimizer> make_cuda_optimizer(const JobConfig& cfg, LanguageModel& cuda_model) {
+    return make_cuda_optimizer(cfg, cuda_model, cuda_model.param_views());
+}
+
+std::unique_ptr<Optimizer> make_cuda_optimizer(const JobConfig& cfg, LanguageModel& cuda_model,
+                                               const std::vector<ParamView>& views) {
     CudaModel& model = cuda_model_of(cuda_model);
-    return make_device_optimizer(cfg.optimizer.spec(), model.gpu(),
+    return make_device_optimizer(cfg.optimizer.spec(), model.gpu(), views,
                                  [&model] { model.gpu_for_update(); });
 }
 
@@ -304,6 +307,69 @@ std::unique_ptr<Communicator> make_cuda_gradient_communicator(Communicator& data
                                                               LanguageModel& cuda_model) {
     if (const auto& factory = gradient_communicator_factory()) return factory(data_ranks);
     return make_nccl_communicator(data_ranks, cuda_model_of(cuda_model).gpu().stream());
+}
+
+namespace {
+
+// ZeroShard's buffers on the device. Everything is queued on the model's stream, where the NCCL
+// collectives queue too; only the norm comes back to the host.
+class DeviceShardMemory final : public ShardMemory {
+  public:
+    explicit DeviceShardMemory(cudaStream_t stream) : stream_(stream), norm_(1) {}
+    float* allocate(std::size_t n) override {
+        cuda::DeviceBuffer<float>& b = blocks_.emplace_back(n);
+        b.fill_bytes(0, stream_);
+        return b.data();
+    }
+    void copy(float* dst, const float* src, std::size_t n) override {
+        if (n > 0)
+            AGPT_CUDA_CHECK(
+                cudaMemcpyAsync(dst, src, n * sizeof(float), cudaMemcpyDeviceToDevice, stream_));
+    }
+    void fill_zero(float* p, std::size_t n) override {
+        if (n > 0) AGPT_CUDA_CHECK(cudaMemsetAsync(p, 0, n * sizeof(float), stream_));
+    }
+    double norm(const float* g, std::size_t n) override {
+        const std::size_t bytes = cuda::grad_norm_scratch_bytes(n);
+        if (scratch_.size() < bytes) scratch_ = cuda::DeviceBuffer<unsigned char>(bytes);
+        // max_norm 0: the norm only, g is not written.
+        cuda::grad_norm_clip(const_cast<float*>(g), n, 0.0, norm_.data(), scratch_.data(), stream_);
+        AGPT_CUDA_CHECK(cudaMemcpyAsync(&host_norm_, norm_.data(), sizeof(double),
+                                        cudaMemcpyDeviceToHost, stream_));
+        AGPT_CUDA_CHECK(cudaStreamSynchronize(stream_));
+        return host_norm_;
+    }
+    // A copy from pageable memory has read its source when it returns; host_norm_ outlives it.
+    void clip_to_norm(float* g, std::size_t n, double norm, double max_norm) override {
+        host_norm_ = norm;
+        AGPT_CUDA_CHECK(cudaMemcpyAsync(norm_.data(), &host_norm_, sizeof(double),
+                                        cudaMemcpyHostToDevice, stream_));
+        cuda::clip_to_norm(g, n, norm_.data(), max_norm, stream_);
+    }
+
+  private:
+    cudaStream_t stream_;
+    std::deque<cuda::DeviceBuffer<float>> blocks_;
+    cuda::DeviceBuffer<double> norm_;
+    cuda::DeviceBuffer<unsigned char> scratch_;
+    double host_norm_ = 0.0;
+};
+
+}  // namespace
+
+std::unique_ptr<ZeroShard> make_cuda_zero_shard(Communicator& device_comm, Communicator& host_comm,
+                                                LanguageModel& cuda_model,
+                                                std::size_t bucket_floats) {
+    GpuModel& gpu = cuda_model_of(cuda_model).gpu();
+    return std::make_unique<ZeroShard>(device_comm, host_comm, gpu.param_views(), gpu.num_params(),
+                                       std::make_unique<DeviceShardMemory>(gpu.stream()),
+                                       bucket_floats);
+}
+
+void cuda_all_gather_parameters(ZeroShard& zero, LanguageModel& cuda_model) {
+    GpuModel& gpu = cuda_model_of(cuda_model).gpu_for_update();
+    zero.all_gather_parameters(gpu.params_device());
+    gpu.params_changed();
 }
 
 std::span<float> cuda_device_grads(LanguageModel& cuda_model) {
@@ -353,6 +419,17 @@ std::unique_ptr<Communicator> make_cuda_gradient_communicator(Communicator&, Lan
     fail("training.device = cuda: this build has no CUDA backend");
 }
 std::span<float> cuda_device_grads(LanguageModel&) {
+    fail("training.device = cuda: this build has no CUDA backend");
+}
+std::unique_ptr<Optimizer> make_cuda_optimizer(const JobConfig&, LanguageModel&,
+                                               const std::vector<ParamView>&) {
+    fail("training.device = cuda: this build has no CUDA backend");
+}
+std::unique_ptr<ZeroShard> make_cuda_zero_shard(Communicator&, Communicator&, LanguageModel&,
+                                                std::size_t) {
+    fail("training.device = cuda: this build has no CUDA backend");
+}
+void cuda_all_gather_parameters(ZeroShard&, LanguageModel&) {
     fail("training.device = cuda: this build has no CUDA backend");
 }
 int select_cuda_device(int) {

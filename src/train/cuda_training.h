@@ -9,14 +9,17 @@
 //     and cuda both ways; state_tensors() downloads the state, and the next step() uploads it;
 //   - clip_model_gradients clips where the gradients live (on the device for this model).
 //   - data parallelism: one GPU per rank; the gradients are summed on the device by a
-//     communicator over the data-parallel ranks (NCCL), bucket by bucket while backward runs.
+//     communicator over the data-parallel ranks (NCCL), bucket by bucket while backward runs;
+//     with ZeRO-1 reduce-scattered after backward, each GPU stepping the parameters it owns.
 // The agpt family's dense block with every switch and activation checkpointing, GPT-2, the
-// built-in optimizers and data parallelism run here so far; check_cuda_training refuses the rest
-// naming the key.
+// built-in optimizers and data parallelism (with ZeRO-1) run here so far; check_cuda_training
+// refuses the rest naming the key.
+#include <cstddef>
 #include <functional>
 #include <memory>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "dist/communicator.h"
 #include "model/language_model.h"
@@ -27,9 +30,10 @@ namespace agpt {
 
 struct ModelArgs;
 class Transformer;
+class ZeroShard;
 
 // Fails with one message naming the key when this job cannot train on cuda: a model family,
-// flavor (MLA, MoE) or optimizer the GPU path lacks, tensor or expert parallelism or ZeRO-1 over
+// flavor (MLA, MoE) or optimizer the GPU path lacks, tensor or expert parallelism over
 // `ranks` > 1, a build without the CUDA backend, or no visible device. Creates nothing; the
 // trainer calls it before the run folder.
 void check_cuda_training(const JobConfig& cfg, int ranks);
@@ -44,6 +48,10 @@ std::unique_ptr<LanguageModel> make_cuda_model(const JobConfig& cfg, const Model
                                                int max_batch, int max_seq);
 // The job's [optimizer] stepping make_cuda_model's model on the device.
 std::unique_ptr<Optimizer> make_cuda_optimizer(const JobConfig& cfg, LanguageModel& cuda_model);
+// The same over `views` only (ZeRO-1's owned parameters): state on the device for those alone,
+// named and laid out as the CPU optimizer over the same views.
+std::unique_ptr<Optimizer> make_cuda_optimizer(const JobConfig& cfg, LanguageModel& cuda_model,
+                                               const std::vector<ParamView>& views);
 
 // Clips the gradients where they live (the device for make_cuda_model's models, grads()
 // otherwise) to max_norm (optim/grad_clip.h); returns the norm before clipping.
@@ -76,6 +84,18 @@ using CudaGradientCommunicatorFactory =
 void set_cuda_gradient_communicator_factory(CudaGradientCommunicatorFactory factory);
 std::unique_ptr<Communicator> make_cuda_gradient_communicator(Communicator& data_ranks,
                                                               LanguageModel& cuda_model);
+// ZeRO-1 (dist/zero.h) over make_cuda_model's model: the shard's buffers on its device, every copy
+// and norm queued on its stream. device_comm (make_cuda_gradient_communicator's) moves the
+// gradients and parameters; host_comm (the same data-parallel ranks) sums the squared norm. Its
+// reduce_scatter_gradients and clip_owned take cuda_device_grads. Its padded buffers hold
+// bucket_floats (parallelism.bucket_mb): the ranges go through them in pieces, so the device
+// memory ZeRO-1 adds is one bucket, not a copy of the gradients.
+std::unique_ptr<ZeroShard> make_cuda_zero_shard(Communicator& device_comm, Communicator& host_comm,
+                                                LanguageModel& cuda_model,
+                                                std::size_t bucket_floats);
+// zero.all_gather_parameters on the device parameters of make_cuda_model's model, then what
+// derives from them: the bf16 copy is refreshed, the host copy downloaded again when next read.
+void cuda_all_gather_parameters(ZeroShard& zero, LanguageModel& cuda_model);
 
 // The device's dense bf16 peak for MFU: from a table of known devices by name, else measured
 // with bf16 GEMMs of growing size (`source` says which).

@@ -431,23 +431,29 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
     const ShardPredicate is_shard = [&](const ParamView& v) {
         return agpt_model->is_expert_shard(v);
     };
-    // ZeRO-1: this rank's optimizer covers the parameters it owns only.
-    std::unique_ptr<ZeroShard> zero;
-    if (mesh.zero == 1)
-        zero = std::make_unique<ZeroShard>(comm, model.param_views(), model.params().size());
-    const std::unique_ptr<Optimizer> optimizer =
-        on_cuda ? make_cuda_optimizer(cfg, model)
-        : zero  ? make_optimizer(cfg.optimizer.spec(),
-                                 optim_params_from(zero->owned_views(), model.params().data(),
-                                                   model.grads().data()))
-                : make_model_optimizer(cfg, model);
-    if (cfg.checkpoint.enable) check_tensor_parallel_state(model, *optimizer);
     // On cuda the gradients stay on the device: their sums go through a device communicator
     // (NCCL) over the data-parallel ranks; the loss and the metrics stay on the host ones.
     const std::unique_ptr<Communicator> device_grad_comm =
         on_cuda && data_comm.size() > 1 ? make_cuda_gradient_communicator(data_comm, model)
                                         : nullptr;
     Communicator& grad_comm = device_grad_comm ? *device_grad_comm : data_comm;
+    const auto bucket_floats =
+        static_cast<std::size_t>(cfg.parallelism.bucket_mb * (1 << 20) / sizeof(float));
+    // ZeRO-1: this rank's optimizer covers the parameters it owns only. On cuda the shard's
+    // buffers are on the device, moved by the device communicator; one rank there is ZeRO-0.
+    std::unique_ptr<ZeroShard> zero;
+    if (mesh.zero == 1 && !on_cuda)
+        zero = std::make_unique<ZeroShard>(comm, model.param_views(), model.params().size());
+    else if (mesh.zero == 1 && device_grad_comm)
+        zero = make_cuda_zero_shard(*device_grad_comm, data_comm, model, bucket_floats);
+    const std::unique_ptr<Optimizer> optimizer =
+        on_cuda ? (zero ? make_cuda_optimizer(cfg, model, zero->owned_views())
+                        : make_cuda_optimizer(cfg, model))
+        : zero  ? make_optimizer(cfg.optimizer.spec(),
+                                 optim_params_from(zero->owned_views(), model.params().data(),
+                                                   model.grads().data()))
+                : make_model_optimizer(cfg, model);
+    if (cfg.checkpoint.enable) check_tensor_parallel_state(model, *optimizer);
     const auto grad_buffer = [&] {
         return on_cuda ? cuda_device_grads(model) : std::span<float>(model.grads());
     };
@@ -564,8 +570,6 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
     const double flops_per_token = model.flops_per_token(T);
     const long rank_tokens_per_step = static_cast<long>(B) * T * accum;
     const long tokens_per_step = rank_tokens_per_step * data_ranks;
-    const auto bucket_floats =
-        static_cast<std::size_t>(cfg.parallelism.bucket_mb * (1 << 20) / sizeof(float));
     // ZeRO-1 reduce-scatters after backward; expert parallelism sums the replicated ranges only.
     const bool overlap =
         data_comm.size() > 1 && !zero && !expert_shards && cfg.parallelism.overlap_grad_reduce;
@@ -622,7 +626,7 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
         if (data_comm.size() > 1) {
             // grad_scale is 1/global tokens: the sum over ranks is the global mean's gradient.
             if (zero)
-                zero->reduce_scatter_gradients(model.grads().data());
+                zero->reduce_scatter_gradients(grad_buffer().data());
             else if (expert_shards) {
                 all_reduce_gradient_ranges(comm, model.grads().data(), expert_shards->replicated,
                                            bucket_floats);
@@ -646,7 +650,7 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
         const double loss = loss_sum / static_cast<double>(tokens_per_step);
         if (!std::isfinite(loss)) fail("step {}: loss is {}; training diverged", step, loss);
         const double grad_norm =
-            zero ? zero->clip_owned(model.grads().data(), cfg.training.max_norm)
+            zero ? zero->clip_owned(grad_buffer().data(), cfg.training.max_norm)
             : tp.active()
                 ? clip_tensor_parallel_grad_norm(model.grads().data(), model.param_views(),
                                                  agpt_model->shards(), cfg.training.max_norm, tp)
@@ -655,7 +659,10 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
                             : clip_model_gradients(model, cfg.training.max_norm);
         current_step = step;
         optimizer->step(schedule.factor(step));
-        if (zero) zero->all_gather_parameters(model.params().data());
+        if (zero && on_cuda)
+            cuda_all_gather_parameters(*zero, model);
+        else if (zero)
+            zero->all_gather_parameters(model.params().data());
         const MoeLoad moe_load = moe_load_of(model);
         model.after_optimizer_step();
         const double lr = optimizer->last_lr();

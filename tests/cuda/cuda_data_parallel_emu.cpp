@@ -6,17 +6,20 @@
 // micro-batches of 2), then under mpirun -np 2 (one micro-batch of 2 per rank, the gradients
 // summed after backward and during it), both with AGPT_CUDA_DP_DIR naming a shared folder. The
 // same for an MLA + MoE model, whose per-expert loads are summed over the ranks before the
-// expert-bias step.
+// expert-bias step. ZeRO-1 against ZeRO-0 on two ranks, and its checkpoint resumed on one
+// process: a third run of the script (CudaDataParallel.ZeroOneCheckpointResumesOnOneProcess).
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
+#include "core/safetensors.h"
 #include "dist/communicator.h"
 #include "train/checkpoint.h"
 #include "train/config.h"
@@ -29,27 +32,29 @@ namespace {
 namespace fs = std::filesystem;
 
 JobConfig dp_job(const fs::path& dump, const std::string& name, bool overlap,
-                 const std::string& flavor = "tiny") {
-    return load_job_config("", {{"job.dump_folder", dump.string()},
-                                {"job.name", name},
-                                {"model.flavor", flavor},
-                                {"training.device", "cuda"},
-                                {"training.mixed_precision_param", "float32"},
-                                {"training.local_batch_size", "2"},
-                                {"training.global_batch_size", "4"},
-                                {"training.seq_len", "16"},
-                                {"training.steps", "3"},
-                                {"training.threads", "1"},
-                                {"optimizer.lr", "3e-3"},
-                                {"lr_scheduler.warmup_steps", "1"},
-                                {"validation.enable", "false"},
-                                {"metrics.log_freq", "1"},
-                                {"checkpoint.enable", "true"},
-                                {"checkpoint.interval", "3"},
-                                {"sample.max_new_tokens", "0"},
-                                // ~5k floats: the tiny model's gradients in a few dozen buckets.
-                                {"parallelism.bucket_mb", "0.02"},
-                                {"parallelism.overlap_grad_reduce", overlap ? "true" : "false"}});
+                 const std::string& flavor = "tiny", const ConfigOverrides& extra = {}) {
+    ConfigOverrides overrides = {{"job.dump_folder", dump.string()},
+                                 {"job.name", name},
+                                 {"model.flavor", flavor},
+                                 {"training.device", "cuda"},
+                                 {"training.mixed_precision_param", "float32"},
+                                 {"training.local_batch_size", "2"},
+                                 {"training.global_batch_size", "4"},
+                                 {"training.seq_len", "16"},
+                                 {"training.steps", "3"},
+                                 {"training.threads", "1"},
+                                 {"optimizer.lr", "3e-3"},
+                                 {"lr_scheduler.warmup_steps", "1"},
+                                 {"validation.enable", "false"},
+                                 {"metrics.log_freq", "1"},
+                                 {"checkpoint.enable", "true"},
+                                 {"checkpoint.interval", "3"},
+                                 {"sample.max_new_tokens", "0"},
+                                 // ~5k floats: the tiny model's gradients in a few dozen buckets.
+                                 {"parallelism.bucket_mb", "0.02"},
+                                 {"parallelism.overlap_grad_reduce", overlap ? "true" : "false"}};
+    overrides.insert(overrides.end(), extra.begin(), extra.end());
+    return load_job_config("", overrides);
 }
 
 std::vector<double> losses(const fs::path& run) {
@@ -188,6 +193,137 @@ TEST(CudaDataParallel, MoeTwoRanksMatchOneProcess) {
         }
     }
     EXPECT_LE(std::sqrt(diff2 / ref2), 1e-5) << "final parameters";
+}
+
+// ZeRO-1 (optimizer state split over the two GPUs) against ZeRO-0, with AdamW and with Muon
+// (its hidden matrices on one owner each, the rest through its AdamW group) in fp32, and with
+// AdamW in bf16 (the all-gathered parameters' bf16 copy). Three steps with a checkpoint after
+// steps 2 and 3. The gradient sums are the same bits (two addends: a + b on either rank,
+// reduce-scattered or all-reduced); only the norm's summation order differs (each owner sums its
+// range, then the two squares are added), and it reaches the update only through the float32
+// clipping coefficient, which absorbs a last-bit difference in double. So the losses and both
+// checkpoint files are expected to be the same bits.
+struct ZeroRun {
+    const char* optimizer;
+    const char* precision;  // training.mixed_precision_param
+};
+const ZeroRun kZeroRuns[] = {{"AdamW", "float32"}, {"Muon", "float32"}, {"AdamW", "bfloat16"}};
+
+ConfigOverrides zero_overrides(const ZeroRun& run) {
+    return {{"optimizer.name", run.optimizer},
+            {"training.mixed_precision_param", run.precision},
+            {"checkpoint.interval", "2"}};
+}
+
+JobConfig zero_job(const fs::path& dump, const ZeroRun& run, int zero) {
+    ConfigOverrides o = zero_overrides(run);
+    o.emplace_back("parallelism.zero", std::to_string(zero));
+    return dp_job(dump, "zero" + std::to_string(zero) + "_" + run.optimizer + "_" + run.precision,
+                  false, "tiny", o);
+}
+
+// "optimizer AdamW | state 1.0 MiB | ...": the state's MiB on rank 0.
+double logged_state_mib(const fs::path& run) {
+    const std::string log = file_text(run / "train.log");
+    const std::size_t at = log.find("| state ");
+    if (at == std::string::npos) return -1.0;
+    return std::stod(log.substr(at + 8));
+}
+
+// Every tensor of b is a's, with the same dtype, shape and bytes.
+void expect_same_tensors(const fs::path& a_path, const fs::path& b_path) {
+    const SafetensorsFile a(a_path.string()), b(b_path.string());
+    ASSERT_EQ(a.names(), b.names()) << b_path;
+    for (const std::string& name : a.names()) {
+        const SafetensorsTensor &ta = a.tensor(name), &tb = b.tensor(name);
+        ASSERT_EQ(ta.dtype, tb.dtype) << name;
+        ASSERT_EQ(ta.shape, tb.shape) << name;
+        EXPECT_EQ(std::memcmp(a.raw(name), b.raw(name), ta.nbytes()), 0)
+            << b_path << ": " << name << " differs";
+    }
+    EXPECT_EQ(a.metadata(), b.metadata()) << b_path;
+}
+
+TEST(CudaDataParallel, ZeroOneMatchesZeroZero) {
+    const char* dir_env = std::getenv("AGPT_CUDA_DP_DIR");
+    ASSERT_NE(dir_env, nullptr) << "run by tests/cuda/cuda_data_parallel_emu_test.sh";
+    const fs::path dir = dir_env;
+    Communicator& world = world_communicator();
+    ASSERT_EQ(world.size(), 2) << "run under mpirun -np 2 by the script";
+    set_cuda_gradient_communicator_factory(
+        [](Communicator& data_ranks) { return data_ranks.split(0, data_ranks.rank()); });
+    const fs::path dump = world.rank() == 0 ? dir : dir / "rank1";
+    for (const ZeroRun& run : kZeroRuns)
+        for (const int zero : {0, 1}) {
+            EXPECT_EQ(train(zero_job(dump, run, zero), nullptr).steps, 3);
+            world.barrier();
+        }
+    set_cuda_gradient_communicator_factory({});
+    if (world.rank() != 0) return;
+    for (const ZeroRun& run : kZeroRuns) {
+        const std::string what = std::string(run.optimizer) + " " + run.precision;
+        const fs::path z0 = dir / zero_job(dir, run, 0).job.name,
+                       z1 = dir / zero_job(dir, run, 1).job.name;
+        const std::vector<double> want = losses(z0), got = losses(z1);
+        ASSERT_EQ(want.size(), 3u) << what;
+        EXPECT_EQ(got, want) << what << ": ZeRO-1 losses";
+        EXPECT_LT(want.back(), want.front()) << what;
+        // Rank 0 holds the state of its parameters only.
+        const double state0 = logged_state_mib(z0), state1 = logged_state_mib(z1);
+        EXPECT_GT(state1, 0.0) << what;
+        EXPECT_LT(state1, state0) << what << ": ZeRO-1 state on rank 0";
+        for (const char* step : {"step-2", "step-3"})
+            for (const char* file : {"model.safetensors", "optimizer.safetensors"})
+                expect_same_tensors(z0 / "checkpoints" / step / file,
+                                    z1 / "checkpoints" / step / file);
+        const std::string log = file_text(z1 / "train.log");
+        EXPECT_NE(log.find("gradients over mpi"), std::string::npos) << log;
+        EXPECT_NE(log.find(std::string("(") + run.precision + ")"), std::string::npos) << log;
+    }
+}
+
+// After ZeroOneMatchesZeroZero (the script's third run, one process): each ZeRO-1 run's step-2
+// checkpoint, written by two ranks, resumes here (its data order continued for one rank) and
+// repeats step 3 within 1e-5 of the two-rank run (the gradient sums' order differs: two
+// micro-batches accumulated on one device instead of summed over two).
+TEST(CudaDataParallel, ZeroOneCheckpointResumesOnOneProcess) {
+    const char* dir_env = std::getenv("AGPT_CUDA_DP_DIR");
+    ASSERT_NE(dir_env, nullptr) << "run by tests/cuda/cuda_data_parallel_emu_test.sh";
+    const fs::path dir = dir_env;
+    ASSERT_EQ(world_communicator().size(), 1);
+    for (const ZeroRun& run : kZeroRuns) {
+        const std::string what = std::string(run.optimizer) + " " + run.precision;
+        const JobConfig two_ranks = zero_job(dir, run, 1);
+        const fs::path source = dir / two_ranks.job.name;
+        ASSERT_TRUE(fs::exists(source / "checkpoints" / "step-2"))
+            << "the two-rank ZeRO-1 runs come first";
+        const std::string name = two_ranks.job.name + "_resumed";
+        fs::copy(source, dir / name, fs::copy_options::recursive);
+        fs::remove_all(dir / name / "checkpoints" / "step-3");
+        ConfigOverrides o = zero_overrides(run);
+        o.emplace_back("parallelism.zero", "1");
+        const JobConfig cfg = dp_job(dir, name, false, "tiny", o);
+        EXPECT_EQ(train(cfg, nullptr).steps, 3) << what;
+        const std::string log = file_text(dir / name / "train.log");
+        EXPECT_NE(log.find("checkpoint written by 2 data-parallel ranks, resumed on 1"),
+                  std::string::npos)
+            << log;
+        const std::vector<double> want = losses(source), got = losses(dir / name);
+        ASSERT_EQ(got.size(), want.size()) << what;
+        for (std::size_t i = 0; i < 2; i++)
+            EXPECT_EQ(got[i], want[i]) << what << ": step " << i + 1 << " kept";
+        EXPECT_NEAR(got[2], want[2], 1e-5 * std::abs(want[2])) << what << ": step 3";
+        const std::vector<float> want_params = checkpoint_params(two_ranks, 3),
+                                 got_params = checkpoint_params(cfg, 3);
+        ASSERT_EQ(got_params.size(), want_params.size());
+        double diff2 = 0.0, ref2 = 0.0;
+        for (std::size_t i = 0; i < want_params.size(); i++) {
+            const double d = static_cast<double>(got_params[i]) - want_params[i];
+            diff2 += d * d;
+            ref2 += static_cast<double>(want_params[i]) * want_params[i];
+        }
+        EXPECT_LE(std::sqrt(diff2 / ref2), 1e-5) << what << ": step-3 parameters";
+    }
 }
 
 }  // namespace

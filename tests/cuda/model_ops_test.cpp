@@ -235,6 +235,30 @@ TEST(CudaModelOps, GradNormClipMatchesCpu) {
     }
 }
 
+// ZeRO-1's clipping: a norm summed elsewhere (the part's norm scaled as if the whole gradient
+// were 3× or 0.01× the part's squared norm), applied bit for bit as the CPU applies it.
+TEST(CudaModelOps, ClipToNormMatchesCpu) {
+    AGPT_REQUIRE_CUDA_DEVICE();
+    Rng rng(8510);
+    const std::size_t n = 5000;
+    for (const double max_norm : {0.0, 0.5, 1e9}) {
+        for (const double whole : {3.0, 0.01}) {
+            const auto g = random_floats(n, rng);
+            const double norm = std::sqrt(whole) * agpt::global_grad_norm(g.data(), n);
+            std::vector<float> ref = g;
+            agpt::clip_to_norm(ref.data(), n, norm, max_norm);
+            Dev<float> d_g(g);
+            DeviceBuffer<double> d_norm(1);
+            d_norm.upload(&norm);
+            clip_to_norm(d_g.ptr(), n, d_norm.data(), max_norm);
+            AGPT_CUDA_CHECK(cudaDeviceSynchronize());
+            const std::string tag =
+                " max_norm " + std::to_string(max_norm) + " norm " + std::to_string(norm);
+            expect_close("clipped gradients" + tag, d_g.get(), ref, 0.0);
+        }
+    }
+}
+
 TEST(CudaModelOps, CastToBf16RoundsToNearestEven) {
     AGPT_REQUIRE_CUDA_DEVICE();
     Rng rng(8600);

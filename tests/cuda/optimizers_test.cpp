@@ -138,6 +138,25 @@ std::vector<float> gradients(std::size_t n, int step) {
 
 constexpr double kFactors[] = {1.0, 0.5, 0.75, 1.0};
 
+// The same state tensors: names, order, shapes, dtypes; fp32 values within tol, the rest exact.
+void expect_same_state(Optimizer& dev, Optimizer& cpu, double tol, const std::string& tag) {
+    const auto ts = dev.state_tensors(), cs = cpu.state_tensors();
+    ASSERT_EQ(ts.size(), cs.size());
+    for (std::size_t i = 0; i < ts.size(); ++i) {
+        ASSERT_EQ(ts[i].name, cs[i].name);
+        EXPECT_EQ(ts[i].shape, cs[i].shape) << ts[i].name;
+        ASSERT_EQ(ts[i].dtype, cs[i].dtype) << ts[i].name;
+        ASSERT_EQ(ts[i].nbytes(), cs[i].nbytes()) << ts[i].name;
+        if (ts[i].dtype != SafetensorsDtype::F32) {
+            EXPECT_EQ(std::memcmp(ts[i].data, cs[i].data, ts[i].nbytes()), 0) << ts[i].name;
+            continue;
+        }
+        const auto* a = static_cast<const float*>(ts[i].data);
+        const auto* b = static_cast<const float*>(cs[i].data);
+        expect_close(ts[i].name + tag, {a, a + ts[i].numel()}, {b, b + cs[i].numel()}, tol);
+    }
+}
+
 // The device optimizer against the CPU one over len(kFactors) steps; then the state checks.
 // cpu_hyper, when given, replaces the CPU optimizer's hyper-parameters (bf16 Newton–Schulz).
 void check_against_cpu(const Case& c, GpuPrecision precision,
@@ -201,22 +220,7 @@ void check_against_cpu(const Case& c, GpuPrecision precision,
     for (const ParamView& v : gpu.param_views())
         expect_close(v.name + " eval mode" + tag, slice(x, v), slice(cpu_p, v), c.tol);
 
-    // The same state tensors: names, order, shapes, dtypes; values within the tolerance.
-    const auto ts = dev->state_tensors(), cs = cpu->state_tensors();
-    ASSERT_EQ(ts.size(), cs.size());
-    for (std::size_t i = 0; i < ts.size(); ++i) {
-        ASSERT_EQ(ts[i].name, cs[i].name);
-        EXPECT_EQ(ts[i].shape, cs[i].shape) << ts[i].name;
-        ASSERT_EQ(ts[i].dtype, cs[i].dtype) << ts[i].name;
-        ASSERT_EQ(ts[i].nbytes(), cs[i].nbytes()) << ts[i].name;
-        if (ts[i].dtype != SafetensorsDtype::F32) {
-            EXPECT_EQ(std::memcmp(ts[i].data, cs[i].data, ts[i].nbytes()), 0) << ts[i].name;
-            continue;
-        }
-        const auto* a = static_cast<const float*>(ts[i].data);
-        const auto* b = static_cast<const float*>(cs[i].data);
-        expect_close(ts[i].name + tag, {a, a + ts[i].numel()}, {b, b + cs[i].numel()}, c.tol);
-    }
+    expect_same_state(*dev, *cpu, c.tol, tag);
     cpu->train_mode();
     dev->train_mode();
     const auto y = gpu.params();
@@ -395,6 +399,49 @@ TEST(CudaOptimizers, SophiaGMatchesCpu) {
         "SophiaG", {{"lr", 0.05}, {"hessian_interval", 2.0}, {"bs", 10.0}, {"rho", 0.5}}, kTolFp32};
     check_against_cpu(sophia, GpuPrecision::fp32);
     check_against_cpu(sophia, GpuPrecision::bf16);
+}
+
+// ZeRO-1's optimizer: over a subset of the model's views (a norm and two hidden matrices, so
+// Muon has both its groups), the CPU optimizer over the same views, state name by name; the
+// parameters outside the subset keep their bits.
+void check_subset(const Case& c) {
+    AGPT_REQUIRE_CUDA_DEVICE();
+    const std::string tag = " " + c.optimizer + " over a subset";
+    FlatModel gpu(GpuPrecision::fp32);
+    const std::size_t n = gpu.num_params();
+    const std::vector<ParamView> owned(gpu.param_views().begin() + 1,
+                                       gpu.param_views().begin() + 4);
+    Rng rng(6902);
+    const std::vector<float> init = random_floats(n, rng);
+    std::vector<float> cpu_p = init, cpu_g(n);
+    gpu.upload_params(init.data());
+    OptimizerSpec spec;
+    spec.name = c.optimizer;
+    spec.hyper = c.hyper;
+    auto cpu = make_optimizer(spec, optim_params_from(owned, cpu_p.data(), cpu_g.data()));
+    auto dev = make_device_optimizer(spec, gpu, owned);
+    for (int step = 1; step <= 3; ++step) {
+        const auto g = gradients(n, step);
+        std::copy(g.begin(), g.end(), cpu_g.begin());
+        gpu.upload_grads(cpu_g.data());
+        cpu->step(1.0);
+        dev->step(1.0);
+    }
+    const auto got = gpu.params();
+    for (const ParamView& v : gpu.param_views()) {
+        const bool is_owned = std::any_of(owned.begin(), owned.end(),
+                                          [&](const ParamView& o) { return o.name == v.name; });
+        if (is_owned)
+            expect_close(v.name + tag, slice(got, v), slice(cpu_p, v), c.tol);
+        else
+            EXPECT_EQ(slice(got, v), slice(init, v)) << v.name << tag << ": not owned, moved";
+    }
+    expect_same_state(*dev, *cpu, c.tol, tag);
+}
+
+TEST(CudaOptimizers, OverASubsetOfTheViewsMatchesCpu) {
+    check_subset(kAdamW);
+    check_subset(kMuon);
 }
 
 TEST(CudaOptimizers, RefusesNsPrecisionFp64) {
