@@ -5,7 +5,7 @@
 set -u
 bin="$1"
 source "$(dirname "$0")/../mpi_test_lib.sh"
-filter=--gtest_filter=CudaDataParallel.*
+filter=--gtest_filter=CudaDataParallel.*:CudaExpertParallel.*
 AGPT_CUDA_DP_DIR="$work" "$bin" "$filter" >"$work/single.log" 2>&1
 check one_process $? "$(tail -20 "$work/single.log")"
 AGPT_CUDA_DP_DIR="$work" mpirun_np 2 -x AGPT_CUDA_DP_DIR -x OMP_NUM_THREADS=1 "$bin" "$filter" \
