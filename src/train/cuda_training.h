@@ -19,6 +19,7 @@
 #include <string>
 
 #include "dist/communicator.h"
+#include "dist/expert_parallel.h"
 #include "model/language_model.h"
 #include "optim/optimizer.h"
 #include "train/config.h"
@@ -76,6 +77,18 @@ using CudaGradientCommunicatorFactory =
 void set_cuda_gradient_communicator_factory(CudaGradientCommunicatorFactory factory);
 std::unique_ptr<Communicator> make_cuda_gradient_communicator(Communicator& data_ranks,
                                                               LanguageModel& cuda_model);
+
+// Expert parallelism on cuda (docs/distributed.md): make_cuda_model's agpt model takes the CPU
+// Transformer's expert-shard layout (E/e routed experts per MoE layer, rank r's block r);
+// host_ep (the trainer's EP group) serves the CPU twin, device_ep (NCCL over the same ranks,
+// from make_cuda_gradient_communicator) the token exchange on the device. Returns the CPU twin,
+// whose is_expert_shard names the shard views. Call before init_weights and the optimizer.
+Transformer& set_cuda_expert_parallel(LanguageModel& cuda_model, Communicator* host_ep,
+                                      Communicator* device_ep);
+// clip_sharded_grad_norm (dist/expert_parallel.h) where the gradients live: for make_cuda_model's
+// models each range's norm and the clip run on the device, the shards' squares summed over ep.
+double clip_sharded_model_gradients(Communicator& ep, LanguageModel& model, const ShardedRanges& r,
+                                    double max_norm);
 
 // The device's dense bf16 peak for MFU: from a table of known devices by name, else measured
 // with bf16 GEMMs of growing size (`source` says which).

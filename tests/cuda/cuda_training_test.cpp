@@ -524,12 +524,10 @@ TEST(CudaTraining, RefusesWhatIsNotOnCudaYetNamingTheKey) {
     };
     refused({{"optimizer.name", "Muon"}, {"optimizer.ns_precision", "fp64"}}, 1,
             "optimizer.ns_precision = fp64: not on cuda");
-    // Data parallelism runs on cuda; the other mesh dimensions do not yet.
+    // Data and expert parallelism run on cuda; the other mesh dimensions do not yet.
     refused({{"parallelism.tensor_parallel_degree", "2"}}, 2,
             "parallelism.tensor_parallel_degree = 2: not on cuda yet");
     refused({{"parallelism.zero", "1"}}, 2, "parallelism.zero = 1: not on cuda yet");
-    refused({{"model.flavor", "moe_debug"}, {"parallelism.expert_parallel_degree", "2"}}, 2,
-            "parallelism.expert_parallel_degree = 2: not on cuda yet");
 }
 
 }  // namespace

@@ -235,6 +235,29 @@ TEST(CudaModelOps, GradNormClipMatchesCpu) {
     }
 }
 
+// The clip from a norm given on the device (expert parallelism's, over every rank's shards):
+// g times float(max_norm / (norm + 1e-6)) when that is below 1, else untouched.
+TEST(CudaModelOps, ClipToNormScalesByTheGivenNorm) {
+    AGPT_REQUIRE_CUDA_DEVICE();
+    Rng rng(8550);
+    const std::size_t n = 5000;
+    for (const double norm : {0.25, 3.0, 40.0}) {
+        for (const double max_norm : {0.0, 1.0}) {
+            const auto g = random_floats(n, rng);
+            std::vector<float> ref = g;
+            const double coef = max_norm / (norm + 1e-6);
+            if (max_norm > 0.0 && coef < 1.0)
+                for (float& x : ref) x *= static_cast<float>(coef);
+            Dev<float> d_g(g);
+            DeviceBuffer<double> d_norm = upload(std::vector<double>{norm});
+            clip_to_norm(d_g.ptr(), n, d_norm.data(), max_norm);
+            expect_close("clip_to_norm norm " + std::to_string(norm) + " max_norm " +
+                             std::to_string(max_norm),
+                         d_g.get(), ref, 0.0);
+        }
+    }
+}
+
 TEST(CudaModelOps, CastToBf16RoundsToNearestEven) {
     AGPT_REQUIRE_CUDA_DEVICE();
     Rng rng(8600);

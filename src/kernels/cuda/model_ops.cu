@@ -338,10 +338,14 @@ void grad_norm_clip(float* g, std::size_t n, double max_norm, double* norm_out, 
     }
     norm_final_kernel<<<1, kFinalThreads, 0, stream>>>(norm_out, partial, n_blocks);
     AGPT_CUDA_CHECK_LAUNCH();
-    if (max_norm > 0.0 && n > 0) {
-        clip_kernel<<<grid_for(n, 256), 256, 0, stream>>>(g, n, norm_out, max_norm);
-        AGPT_CUDA_CHECK_LAUNCH();
-    }
+    clip_to_norm(g, n, norm_out, max_norm, stream);
+}
+
+void clip_to_norm(float* g, std::size_t n, const double* norm, double max_norm,
+                  cudaStream_t stream) {
+    if (!(max_norm > 0.0) || n == 0) return;
+    clip_kernel<<<grid_for(n, 256), 256, 0, stream>>>(g, n, norm, max_norm);
+    AGPT_CUDA_CHECK_LAUNCH();
 }
 
 template <typename T>

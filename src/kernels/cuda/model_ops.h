@@ -27,6 +27,11 @@ std::size_t grad_norm_scratch_bytes(std::size_t n);
 // max_norm > 0 and coef = max_norm / (norm + 1e-6) is below 1 (or NaN), g *= float(coef).
 void grad_norm_clip(float* g, std::size_t n, double max_norm, double* norm_out, void* scratch,
                     cudaStream_t stream = nullptr);
+// The clip of grad_norm_clip from a norm already on the device (one double): g *= float(coef)
+// when max_norm > 0 and coef = max_norm / (*norm + 1e-6) is below 1 or NaN. Expert parallelism
+// clips with the norm of every rank's expert shards.
+void clip_to_norm(float* g, std::size_t n, const double* norm, double max_norm,
+                  cudaStream_t stream = nullptr);
 
 // SwiGLU with 16-byte vector loads (the model's hot path; kernels/cuda/swiglu.h computes the same
 // values one element per thread). h13 (N, 2F) holds h1 | h3 per row. The forward writes out
