@@ -9,10 +9,12 @@
 //     and cuda both ways; state_tensors() downloads the state, and the next step() uploads it;
 //   - clip_model_gradients clips where the gradients live (on the device for this model).
 //   - data parallelism: one GPU per rank; the gradients are summed on the device by a
-//     communicator over the data-parallel ranks (NCCL), bucket by bucket while backward runs.
+//     communicator over the data-parallel ranks (NCCL), bucket by bucket while backward runs;
+//   - expert parallelism: the routed experts sharded over the ranks as on the CPU, the tokens
+//     exchanged on the device (set_cuda_expert_parallel).
 // The agpt family's dense block with every switch and activation checkpointing, GPT-2, the
-// built-in optimizers and data parallelism run here so far; check_cuda_training refuses the rest
-// naming the key.
+// built-in optimizers, data and expert parallelism run here so far; check_cuda_training refuses
+// the rest naming the key.
 #include <functional>
 #include <memory>
 #include <span>
@@ -30,7 +32,7 @@ struct ModelArgs;
 class Transformer;
 
 // Fails with one message naming the key when this job cannot train on cuda: a model family,
-// flavor (MLA, MoE) or optimizer the GPU path lacks, tensor or expert parallelism or ZeRO-1 over
+// flavor (MLA, MoE) or optimizer the GPU path lacks, tensor parallelism or ZeRO-1 over
 // `ranks` > 1, a build without the CUDA backend, or no visible device. Creates nothing; the
 // trainer calls it before the run folder.
 void check_cuda_training(const JobConfig& cfg, int ranks);

@@ -383,7 +383,8 @@ std::size_t MoeFfnGpu<T>::bytes() const {
            buf_->row_token.bytes() + buf_->slot_row.bytes() + load_.bytes() + buf_->xs.bytes() +
            buf_->h13.bytes() + buf_->act.bytes() + buf_->ys.bytes() + buf_->shared_h13.bytes() +
            buf_->shared_act.bytes() + buf_->d_rows.bytes() + buf_->d_h13.bytes() +
-           buf_->d_act.bytes();
+           buf_->d_act.bytes() + ep_counts_.bytes() + ep_order_.bytes() + ep_inverse_.bytes() +
+           ep_xs_.bytes() + ep_rows_.bytes() + ep_wire_.bytes();
 }
 
 template class MoeFfnGpu<float>;

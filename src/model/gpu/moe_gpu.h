@@ -77,7 +77,8 @@ class MoeFfnGpu {
     // the device; the host copy synchronises.
     std::vector<double> tokens_per_expert() const;
     void reset_load();
-    // Device bytes of the loads and balance loss, and of the (possibly shared) buffers.
+    // Device bytes of the loads and balance loss, of the (possibly shared) buffers and of the
+    // expert-parallel exchange (as large as the most rows received so far).
     std::size_t bytes() const;
 
   private:
