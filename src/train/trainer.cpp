@@ -634,13 +634,14 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
             if (zero)
                 zero->reduce_scatter_gradients(model.grads().data());
             else if (expert_shards) {
-                // TP = 1 under EP: the data-parallel ranks are every rank (grad_comm's).
-                float* grads = on_cuda ? grad_buffer().data() : model.grads().data();
-                all_reduce_gradient_ranges(on_cuda ? grad_comm : comm, grads,
-                                           expert_shards->replicated, bucket_floats);
+                // TP = 1 under EP: grad_comm's data-parallel ranks are every rank.
+                float* grads = grad_buffer().data();
+                all_reduce_gradient_ranges(grad_comm, grads, expert_shards->replicated,
+                                           bucket_floats);
                 if (expert_dp_group->size() > 1)
-                    all_reduce_gradient_ranges(on_cuda ? *device_expert_dp_group : *expert_dp_group,
-                                               grads, expert_shards->sharded, bucket_floats);
+                    all_reduce_gradient_ranges(
+                        device_expert_dp_group ? *device_expert_dp_group : *expert_dp_group, grads,
+                        expert_shards->sharded, bucket_floats);
             } else if (reduce)
                 reduce->finish();
             else {
