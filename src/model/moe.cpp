@@ -162,8 +162,8 @@ void MoeFfn<T>::forward(T* out, const T* x, const MoeWeights<T>& w, int N, bool 
         experts_forward(buf_->ys.data(), buf_->xs.data(), w, buf_->plan, M);
     } else {
         dispatch();
-        grow(ep_rows_, static_cast<std::size_t>(ep_received_) * D);
-        experts_forward(ep_rows_.data(), ep_xs_.data(), w, local_plan_, ep_received_);
+        grow(ep_rows_, static_cast<std::size_t>(exchange_.received) * D);
+        experts_forward(ep_rows_.data(), ep_xs_.data(), w, local_plan_, exchange_.received);
         send_back(buf_->ys.data(), ep_rows_.data());
     }
     moe_combine<T>(out, buf_->ys.data(), buf_->gates.data(), buf_->plan, N, K, D);
@@ -200,7 +200,7 @@ void MoeFfn<T>::backward(T* dx, const MoeGrads<T>& g, const T* dout, const T* x,
     } else {
         send_forward(ep_rows_.data(), buf_->d_rows.data());
         experts_backward(ep_rows_.data(), g, ep_rows_.data(), ep_xs_.data(), w, local_plan_,
-                         ep_received_);
+                         exchange_.received);
         send_back(buf_->d_rows.data(), ep_rows_.data());
     }
     moe_gather_backward<T>(dx, buf_->d_rows.data(), buf_->plan, N, K, D);
@@ -266,12 +266,9 @@ void MoeFfn<T>::set_expert_parallel(Communicator* ep) {
                  shape_.n_experts, ep->size());
     }
     ep_ = ep;
-    const int e = ep_ ? ep_->size() : 1, El = shape_.n_experts / e;
-    send_values_.assign(e, 0);
-    recv_values_.assign(e, 0);
-    recv_expert_rows_.assign(static_cast<std::size_t>(e) * El, 0);
-    local_offsets_.assign(El + 1, 0);
-    local_plan_ = {El, local_offsets_.data(), nullptr, nullptr};
+    const int e = ep_ ? ep_->size() : 1;
+    exchange_.reset(e, shape_.n_experts / e);
+    local_plan_ = {exchange_.local_experts, exchange_.local_offsets.data(), nullptr, nullptr};
 }
 
 template <typename T>
@@ -284,55 +281,72 @@ int MoeFfn<T>::first_local_expert() const {
     return ep_ ? ep_->rank() * local_experts() : 0;
 }
 
+void MoeExchange::reset(int e, int El) {
+    ranks = e;
+    local_experts = El;
+    send_values.assign(e, 0);
+    recv_values.assign(e, 0);
+    recv_expert_rows.assign(static_cast<std::size_t>(e) * El, 0);
+    local_offsets.assign(El + 1, 0);
+    recv_order.clear();
+    received = 0;
+}
+
+void MoeExchange::plan(const int* offsets, int values_per_row) {
+    const int e = ranks, El = local_experts;
+    received = 0;
+    std::fill(local_offsets.begin(), local_offsets.end(), 0);
+    for (int q = 0; q < e; q++) {
+        send_values[q] = (offsets[(q + 1) * El] - offsets[q * El]) * values_per_row;
+        int rows = 0;
+        for (int x = 0; x < El; x++) {
+            rows += recv_expert_rows[q * El + x];
+            local_offsets[x + 1] += recv_expert_rows[q * El + x];
+        }
+        recv_values[q] = rows * values_per_row;
+        received += rows;
+    }
+    for (int x = 0; x < El; x++) local_offsets[x + 1] += local_offsets[x];
+    recv_order.resize(received);
+    std::vector<int> next(local_offsets.begin(), local_offsets.end() - 1);
+    for (int q = 0, i = 0; q < e; q++)
+        for (int x = 0; x < El; x++)
+            for (int r = 0; r < recv_expert_rows[q * El + x]; r++) recv_order[i++] = next[x]++;
+}
+
 template <typename T>
 void MoeFfn<T>::dispatch() {
-    const int e = ep_->size(), El = local_experts(), D = shape_.dim;
+    const int D = shape_.dim;
     // Rows per expert of this rank's routing; block q holds rank q's experts.
     std::vector<int> expert_rows(shape_.n_experts);
     for (int x = 0; x < shape_.n_experts; x++)
         expert_rows[x] = buf_->offsets[x + 1] - buf_->offsets[x];
-    ep_->all_to_all(expert_rows.data(), recv_expert_rows_.data(), El);
-    ep_received_ = 0;
-    std::fill(local_offsets_.begin(), local_offsets_.end(), 0);
-    for (int q = 0; q < e; q++) {
-        send_values_[q] = (buf_->offsets[(q + 1) * El] - buf_->offsets[q * El]) * D;
-        int rows = 0;
-        for (int x = 0; x < El; x++) {
-            rows += recv_expert_rows_[q * El + x];
-            local_offsets_[x + 1] += recv_expert_rows_[q * El + x];
-        }
-        recv_values_[q] = rows * D;
-        ep_received_ += rows;
-    }
-    for (int x = 0; x < El; x++) local_offsets_[x + 1] += local_offsets_[x];
-    // Received rows come source-major (source rank, then expert); the GEMMs want them
-    // expert-major (expert, then source rank), token order kept within each block.
-    recv_order_.resize(ep_received_);
-    std::vector<int> next(local_offsets_.begin(), local_offsets_.end() - 1);
-    for (int q = 0, i = 0; q < e; q++)
-        for (int x = 0; x < El; x++)
-            for (int r = 0; r < recv_expert_rows_[q * El + x]; r++) recv_order_[i++] = next[x]++;
-    grow(ep_xs_, static_cast<std::size_t>(ep_received_) * D);
+    ep_->all_to_all(expert_rows.data(), exchange_.recv_expert_rows.data(), exchange_.local_experts);
+    exchange_.plan(buf_->offsets.data(), D);
+    grow(ep_xs_, static_cast<std::size_t>(exchange_.received) * D);
     send_forward(ep_xs_.data(), buf_->xs.data());
 }
 
 template <typename T>
 void MoeFfn<T>::send_forward(T* out, const T* in) {
-    const std::size_t D = shape_.dim, R = ep_received_;
+    const std::size_t D = shape_.dim, R = exchange_.received;
     grow(ep_wire_, R * D);
-    all_to_all_rows(*ep_, in, send_values_.data(), ep_wire_.data(), recv_values_.data());
+    all_to_all_rows(*ep_, in, exchange_.send_values.data(), ep_wire_.data(),
+                    exchange_.recv_values.data());
     for (std::size_t i = 0; i < R; i++)
-        std::copy_n(ep_wire_.data() + i * D, D, out + static_cast<std::size_t>(recv_order_[i]) * D);
+        std::copy_n(ep_wire_.data() + i * D, D,
+                    out + static_cast<std::size_t>(exchange_.recv_order[i]) * D);
 }
 
 template <typename T>
 void MoeFfn<T>::send_back(T* out, const T* rows) {
-    const std::size_t D = shape_.dim, R = ep_received_;
+    const std::size_t D = shape_.dim, R = exchange_.received;
     grow(ep_wire_, R * D);
     for (std::size_t i = 0; i < R; i++)
-        std::copy_n(rows + static_cast<std::size_t>(recv_order_[i]) * D, D,
+        std::copy_n(rows + static_cast<std::size_t>(exchange_.recv_order[i]) * D, D,
                     ep_wire_.data() + i * D);
-    all_to_all_rows(*ep_, ep_wire_.data(), recv_values_.data(), out, send_values_.data());
+    all_to_all_rows(*ep_, ep_wire_.data(), exchange_.recv_values.data(), out,
+                    exchange_.send_values.data());
 }
 
 template <typename T>

@@ -52,6 +52,27 @@ double load_imbalance(const std::vector<double>& tokens_per_expert);
 void update_expert_bias(float* expert_bias, const std::vector<double>& tokens_per_expert,
                         double coeff);
 
+// Expert parallelism's exchange of sorted rows over e ranks, planned on the host (the CPU and
+// the GPU layer alike): rank q holds the routed experts [q·El, (q+1)·El). Each rank sends its
+// rows sorted by expert to the experts' ranks; the received rows come source-major (source rank,
+// then expert) and the experts' GEMMs want them expert-major (expert, then source rank), token
+// order kept within each block.
+struct MoeExchange {
+    int ranks = 1, local_experts = 0;
+    // Rows per (source rank, local expert) received: the all_to_all of each rank's rows per expert
+    // (El values for each rank), filled by the caller before plan().
+    std::vector<int> recv_expert_rows;
+    // Values (rows · values_per_row) sent to / received from each rank; the local experts' row
+    // offsets in expert-major order (El+1); where each source-major received row sits in that
+    // order; the rows received.
+    std::vector<int> send_values, recv_values, local_offsets, recv_order;
+    int received = 0;
+
+    void reset(int ranks, int local_experts);
+    // From this rank's sorted-row offsets (E+1, E = ranks·local_experts) and recv_expert_rows.
+    void plan(const int* offsets, int values_per_row);
+};
+
 template <typename T>
 struct MoeWeights {
     const T* router = nullptr;
@@ -136,23 +157,21 @@ class MoeFfn {
     double aux_loss_ = 0.0;
     int aux_seq_len_ = 0;
     std::shared_ptr<Buffers> buf_;
-    // Expert parallelism (per layer, not in the shared buffers): rows sent to / received from
-    // each rank (values: rows·D), and per source rank and local expert the rows received; the
+    // Expert parallelism (per layer, not in the shared buffers): the exchange's plan, the
     // received rows in expert-major order (ep_xs_, kept for backward) with their plan over the
-    // local experts, and where each source-major received row sits in that order.
+    // local experts.
     Communicator* ep_ = nullptr;
-    std::vector<int> send_values_, recv_values_, recv_expert_rows_, recv_order_, local_offsets_;
+    MoeExchange exchange_;
     cpu::MoePlan local_plan_;
     std::vector<T> ep_xs_, ep_rows_, ep_wire_;
-    int ep_received_ = 0;
     // The routed experts' forward (backward) on R rows of `plan`'s experts.
     void experts_forward(T* ys, const T* xs, const MoeWeights<T>& w, const cpu::MoePlan& plan,
                          int R);
     void experts_backward(T* dxs, const MoeGrads<T>& g, const T* dys, const T* xs,
                           const MoeWeights<T>& w, const cpu::MoePlan& plan, int R);
-    // Sends the sorted rows buf_->xs (M, D) to their experts' ranks: fills ep_xs_, local_plan_.
+    // Sends the sorted rows buf_->xs (M, D) to their experts' ranks: fills ep_xs_, exchange_.
     void dispatch();
-    // rows (ep_received_, D) in expert-major order go back to their source ranks: out (M, D)
+    // rows (exchange_.received, D) in expert-major order go back to their source ranks: out (M, D)
     // in the sorted order of this rank's routing.
     void send_back(T* out, const T* rows);
     // The reverse of send_back: in (M, D) sorted rows to the expert ranks, expert-major out.

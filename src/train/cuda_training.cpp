@@ -1,6 +1,7 @@
 #include "train/cuda_training.h"
 
 #include <algorithm>
+#include <cmath>
 #include <deque>
 #include <utility>
 #include <vector>
@@ -43,18 +44,14 @@ void check_cuda_training(const JobConfig& cfg, int ranks) {
                 fail("model.flavor = {}: {}", cfg.model.flavor, problem);
     }
     check_cuda_optimizer(cfg.optimizer.spec());
-    // Data parallelism (ZeRO-0 or 1) runs over NCCL; the other mesh dimensions are CPU only so far.
+    // Data parallelism (ZeRO-0 or 1) and expert parallelism run over NCCL; tensor parallelism
+    // is CPU only so far.
     const auto& par = cfg.parallelism;
     if (ranks > 1 && par.tensor_parallel_degree > 1)
         fail(
             "parallelism.tensor_parallel_degree = {}: not on cuda yet (cuda runs data parallelism "
             "only; one GPU per rank)",
             par.tensor_parallel_degree);
-    if (ranks > 1 && par.expert_parallel_degree > 1)
-        fail(
-            "parallelism.expert_parallel_degree = {}: not on cuda yet (cuda runs data "
-            "parallelism only)",
-            par.expert_parallel_degree);
 #if defined(AGPT_HAVE_CUDA)
     if (!cuda::device_available())
         fail("training.device = cuda: no CUDA device is visible ({}); use training.device = cpu",
@@ -184,6 +181,17 @@ class CudaModel final : public LanguageModel {
     }
 
     double clip_grad_norm(double max_norm) { return gpu_->clip_grad_norm(max_norm); }
+    Transformer& set_expert_parallel(Communicator* host_ep, Communicator* device_ep) {
+        auto* twin = dynamic_cast<Transformer*>(host_.get());
+        auto* gpu = dynamic_cast<TransformerGpu*>(gpu_.get());
+        if (twin == nullptr || gpu == nullptr)
+            fail("parallelism.expert_parallel_degree: expert parallelism needs the agpt family");
+        twin->set_expert_parallel(host_ep);
+        gpu->set_expert_parallel(device_ep);
+        host_current_ = true;
+        device_stale_ = true;
+        return *twin;
+    }
     // The device parameters as an optimizer is about to change them; host copies go stale.
     GpuModel& gpu_for_update() {
         push_params();
@@ -377,6 +385,44 @@ std::span<float> cuda_device_grads(LanguageModel& cuda_model) {
     return {gpu.grads_device(), gpu.num_params()};
 }
 
+Transformer& set_cuda_expert_parallel(LanguageModel& cuda_model, Communicator* host_ep,
+                                      Communicator* device_ep) {
+    return cuda_model_of(cuda_model).set_expert_parallel(host_ep, device_ep);
+}
+
+double clip_sharded_model_gradients(Communicator& ep, LanguageModel& model, const ShardedRanges& r,
+                                    double max_norm) {
+    auto* m = dynamic_cast<CudaModel*>(&model);
+    if (m == nullptr) return clip_sharded_grad_norm(ep, model.grads().data(), r, max_norm);
+    // As clip_sharded_grad_norm: the replicated ranges' squares, the shards' summed over ep.
+    GpuModel& gpu = m->gpu();
+    const cudaStream_t stream = gpu.stream();
+    float* grads = gpu.grads_device();
+    std::size_t largest = 0;
+    for (const auto& list : {r.replicated, r.sharded})
+        for (const auto& [offset, count] : list) largest = std::max(largest, count);
+    cuda::DeviceBuffer<double> norm(1);
+    cuda::DeviceBuffer<unsigned char> scratch(cuda::grad_norm_scratch_bytes(largest));
+    auto squares = [&](const GradientRanges& ranges) {
+        double sum = 0.0;
+        for (const auto& [offset, count] : ranges) {
+            cuda::grad_norm_clip(grads + offset, count, 0.0, norm.data(), scratch.data(), stream);
+            double n = 0.0;
+            AGPT_CUDA_CHECK(cudaStreamSynchronize(stream));
+            norm.download(&n);
+            sum += n * n;
+        }
+        return sum;
+    };
+    const double replicated = squares(r.replicated);
+    const double total =
+        std::sqrt(replicated + ep.all_reduce_value(squares(r.sharded), ReduceOp::Sum));
+    norm.upload(&total);
+    cuda::clip_to_norm(grads, gpu.num_params(), norm.data(), max_norm, stream);
+    AGPT_CUDA_CHECK(cudaStreamSynchronize(stream));
+    return total;
+}
+
 int select_cuda_device(int world_rank) {
     return select_local_cuda_device(world_rank);
 }
@@ -431,6 +477,13 @@ std::unique_ptr<ZeroShard> make_cuda_zero_shard(Communicator&, Communicator&, La
 }
 void cuda_all_gather_parameters(ZeroShard&, LanguageModel&) {
     fail("training.device = cuda: this build has no CUDA backend");
+}
+Transformer& set_cuda_expert_parallel(LanguageModel&, Communicator*, Communicator*) {
+    fail("training.device = cuda: this build has no CUDA backend");
+}
+double clip_sharded_model_gradients(Communicator& ep, LanguageModel& model, const ShardedRanges& r,
+                                    double max_norm) {
+    return clip_sharded_grad_norm(ep, model.grads().data(), r, max_norm);
 }
 int select_cuda_device(int) {
     fail("training.device = cuda: this build has no CUDA backend");

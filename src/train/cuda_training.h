@@ -10,10 +10,12 @@
 //   - clip_model_gradients clips where the gradients live (on the device for this model).
 //   - data parallelism: one GPU per rank; the gradients are summed on the device by a
 //     communicator over the data-parallel ranks (NCCL), bucket by bucket while backward runs;
-//     with ZeRO-1 reduce-scattered after backward, each GPU stepping the parameters it owns.
+//     with ZeRO-1 reduce-scattered after backward, each GPU stepping the parameters it owns;
+//   - expert parallelism: the routed experts sharded over the ranks as on the CPU, the tokens
+//     exchanged on the device (set_cuda_expert_parallel).
 // The agpt family's dense block with every switch and activation checkpointing, GPT-2, the
-// built-in optimizers and data parallelism (with ZeRO-1) run here so far; check_cuda_training
-// refuses the rest naming the key.
+// built-in optimizers, data parallelism (with ZeRO-1) and expert parallelism run here so far;
+// check_cuda_training refuses the rest naming the key.
 #include <cstddef>
 #include <functional>
 #include <memory>
@@ -22,6 +24,7 @@
 #include <vector>
 
 #include "dist/communicator.h"
+#include "dist/expert_parallel.h"
 #include "model/language_model.h"
 #include "optim/optimizer.h"
 #include "train/config.h"
@@ -33,7 +36,7 @@ class Transformer;
 class ZeroShard;
 
 // Fails with one message naming the key when this job cannot train on cuda: a model family,
-// flavor (MLA, MoE) or optimizer the GPU path lacks, tensor or expert parallelism over
+// flavor (MLA, MoE) or optimizer the GPU path lacks, tensor parallelism over
 // `ranks` > 1, a build without the CUDA backend, or no visible device. Creates nothing; the
 // trainer calls it before the run folder.
 void check_cuda_training(const JobConfig& cfg, int ranks);
@@ -96,6 +99,18 @@ std::unique_ptr<ZeroShard> make_cuda_zero_shard(Communicator& device_comm, Commu
 // zero.all_gather_parameters on the device parameters of make_cuda_model's model, then what
 // derives from them: the bf16 copy is refreshed, the host copy downloaded again when next read.
 void cuda_all_gather_parameters(ZeroShard& zero, LanguageModel& cuda_model);
+
+// Expert parallelism on cuda (docs/distributed.md): make_cuda_model's agpt model takes the CPU
+// Transformer's expert-shard layout (E/e routed experts per MoE layer, rank r's block r);
+// host_ep (the trainer's EP group) serves the CPU twin, device_ep (NCCL over the same ranks,
+// from make_cuda_gradient_communicator) the token exchange on the device. Returns the CPU twin,
+// whose is_expert_shard names the shard views. Call before init_weights and the optimizer.
+Transformer& set_cuda_expert_parallel(LanguageModel& cuda_model, Communicator* host_ep,
+                                      Communicator* device_ep);
+// clip_sharded_grad_norm (dist/expert_parallel.h) where the gradients live: for make_cuda_model's
+// models each range's norm and the clip run on the device, the shards' squares summed over ep.
+double clip_sharded_model_gradients(Communicator& ep, LanguageModel& model, const ShardedRanges& r,
+                                    double max_norm);
 
 // The device's dense bf16 peak for MFU: from a table of known devices by name, else measured
 // with bf16 GEMMs of growing size (`source` says which).

@@ -407,17 +407,27 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
     // Expert parallelism (TP = 1): each rank holds E/EP routed experts. The EP group (the ranks
     // of one data-parallel replica) exchanges tokens for them, so a shard's gradient holds the
     // group's tokens; the expert-DP group (the replicas' ranks with the same experts) sums it.
+    // On cuda the tokens travel over a device communicator of the EP group (NCCL), and the
+    // shard views are the CPU twin's.
     std::optional<ShardedRanges> expert_shards;
-    std::unique_ptr<Communicator> ep_group, expert_dp_group;
+    std::unique_ptr<Communicator> ep_group, expert_dp_group, device_ep_group,
+        device_expert_dp_group;
+    Transformer* ep_model = agpt_model;
     if (mesh.expert_parallel > 1) {
         const int dp_index = mesh.data_parallel_rank(comm.rank());
         const int ep_index = mesh.expert_parallel_rank(comm.rank());
         ep_group = comm.split(dp_index, ep_index);
         expert_dp_group = comm.split(ep_index, dp_index);
-        agpt_model->set_expert_parallel(ep_group.get());
-        expert_shards = sharded_ranges(model.param_views(), [&](const ParamView& v) {
-            return agpt_model->is_expert_shard(v);
-        });
+        if (on_cuda) {
+            device_ep_group = make_cuda_gradient_communicator(*ep_group, model);
+            if (expert_dp_group->size() > 1)
+                device_expert_dp_group = make_cuda_gradient_communicator(*expert_dp_group, model);
+            ep_model = &set_cuda_expert_parallel(model, ep_group.get(), device_ep_group.get());
+        } else {
+            agpt_model->set_expert_parallel(ep_group.get());
+        }
+        expert_shards = sharded_ranges(
+            model.param_views(), [&](const ParamView& v) { return ep_model->is_expert_shard(v); });
     }
     model.init_weights(cfg.model.init, static_cast<uint64_t>(cfg.training.seed));
     // Checkpoints hold full tensors: with expert shards they pass through a model (and
@@ -429,7 +439,7 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
         full_optimizer = make_model_optimizer(cfg, *full_model);
     }
     const ShardPredicate is_shard = [&](const ParamView& v) {
-        return agpt_model->is_expert_shard(v);
+        return ep_model->is_expert_shard(v);
     };
     // On cuda the gradients stay on the device: their sums go through a device communicator
     // (NCCL) over the data-parallel ranks; the loss and the metrics stay on the host ones.
@@ -628,11 +638,14 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
             if (zero)
                 zero->reduce_scatter_gradients(grad_buffer().data());
             else if (expert_shards) {
-                all_reduce_gradient_ranges(comm, model.grads().data(), expert_shards->replicated,
+                // TP = 1 under EP: grad_comm's data-parallel ranks are every rank.
+                float* grads = grad_buffer().data();
+                all_reduce_gradient_ranges(grad_comm, grads, expert_shards->replicated,
                                            bucket_floats);
                 if (expert_dp_group->size() > 1)
-                    all_reduce_gradient_ranges(*expert_dp_group, model.grads().data(),
-                                               expert_shards->sharded, bucket_floats);
+                    all_reduce_gradient_ranges(
+                        device_expert_dp_group ? *device_expert_dp_group : *expert_dp_group, grads,
+                        expert_shards->sharded, bucket_floats);
             } else if (reduce)
                 reduce->finish();
             else {
@@ -654,8 +667,8 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
             : tp.active()
                 ? clip_tensor_parallel_grad_norm(model.grads().data(), model.param_views(),
                                                  agpt_model->shards(), cfg.training.max_norm, tp)
-            : expert_shards ? clip_sharded_grad_norm(*ep_group, model.grads().data(),
-                                                     *expert_shards, cfg.training.max_norm)
+            : expert_shards ? clip_sharded_model_gradients(*ep_group, model, *expert_shards,
+                                                           cfg.training.max_norm)
                             : clip_model_gradients(model, cfg.training.max_norm);
         current_step = step;
         optimizer->step(schedule.factor(step));

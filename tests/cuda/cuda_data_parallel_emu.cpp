@@ -327,4 +327,64 @@ TEST(CudaDataParallel, ZeroOneCheckpointResumesOnOneProcess) {
 }
 
 }  // namespace
+// Expert parallelism on cuda: moe_tiny's 4 routed experts over 2 ranks (2 each), the tokens
+// exchanged over the device communicator (the MPI one standing in for NCCL), each rank routing
+// its own micro-batch of 2. Against MoeTwoRanksMatchOneProcess's one-process run: the same
+// losses and loads, and the checkpoint (full tensors, gathered from the shards) loads into the
+// one-process model with the same values.
+TEST(CudaDataParallel, MoeExpertParallelTwoRanksMatchOneProcess) {
+    const char* dir_env = std::getenv("AGPT_CUDA_DP_DIR");
+    ASSERT_NE(dir_env, nullptr) << "run by tests/cuda/cuda_data_parallel_emu_test.sh";
+    const fs::path dir = dir_env;
+    Communicator& world = world_communicator();
+    if (world.size() == 1) return;  // the reference is MoeTwoRanksMatchOneProcess's moe_single
+    ASSERT_EQ(world.size(), 2);
+    ASSERT_TRUE(fs::exists(dir / "moe_single" / "metrics.jsonl")) << "the one-process run first";
+    set_cuda_gradient_communicator_factory(
+        [](Communicator& ranks) { return ranks.split(0, ranks.rank()); });
+    const fs::path dump = world.rank() == 0 ? dir : dir / "rank1";
+    JobConfig cfg = dp_job(dump, "moe_ep2", false, "moe_tiny");
+    cfg.parallelism.expert_parallel_degree = 2;
+    EXPECT_EQ(train(cfg, nullptr).steps, 3);
+    world.barrier();
+    set_cuda_gradient_communicator_factory({});
+    if (world.rank() != 0) return;
+    const JobConfig single = dp_job(dir, "moe_single", false, "moe_tiny");
+    const std::vector<double> want = losses(dir / "moe_single"), got = losses(dir / "moe_ep2");
+    ASSERT_EQ(want.size(), 3u);
+    ASSERT_EQ(got.size(), want.size());
+    for (std::size_t i = 0; i < want.size(); i++)
+        EXPECT_NEAR(got[i], want[i], 1e-6 * std::abs(want[i])) << "step " << i + 1;
+    EXPECT_EQ(expert_loads(dir / "moe_ep2"), expert_loads(dir / "moe_single"));
+    // The clipping norm counts the replicated tensors once and every rank's expert shards.
+    auto grad_norms = [](const fs::path& run) {
+        std::vector<double> out;
+        std::ifstream in(run / "metrics.jsonl");
+        for (std::string line; std::getline(in, line);)
+            out.push_back(nlohmann::json::parse(line)["grad_norm"].get<double>());
+        return out;
+    };
+    const std::vector<double> want_norms = grad_norms(dir / "moe_single"),
+                              got_norms = grad_norms(dir / "moe_ep2");
+    ASSERT_EQ(got_norms.size(), want_norms.size());
+    for (std::size_t i = 0; i < want_norms.size(); i++)
+        EXPECT_NEAR(got_norms[i], want_norms[i], 1e-6 * want_norms[i]) << "step " << i + 1;
+    const std::vector<float> want_params = checkpoint_params(single, 3),
+                             got_params = checkpoint_params(cfg, 3);
+    ASSERT_EQ(got_params.size(), want_params.size());
+    const auto model = make_job_model(single, 258, 1, 1);
+    for (const ParamView& v : model->param_views()) {
+        double diff2 = 0.0, ref2 = 0.0;
+        for (std::size_t i = v.offset; i < v.offset + v.numel(); i++) {
+            const double d = static_cast<double>(got_params[i]) - want_params[i];
+            diff2 += d * d;
+            ref2 += static_cast<double>(want_params[i]) * want_params[i];
+        }
+        EXPECT_LE(std::sqrt(diff2 / ref2), 1e-6) << v.name;
+    }
+    const std::string log = file_text(dir / "moe_ep2" / "train.log");
+    EXPECT_NE(log.find("DP 1 × TP 1 × EP 2 = 2 ranks"), std::string::npos) << log;
+}
+
+}  // namespace
 }  // namespace agpt

@@ -1,18 +1,19 @@
 #!/usr/bin/env bash
-# Data parallelism on cuda over the emulated backend (tests/cuda/cuda_data_parallel_emu.cpp):
-# the one-process reference first, then DP=2 under mpirun, which compares itself with it, then
-# one process resuming the DP=2 ZeRO-1 checkpoints.
+# Data and expert parallelism on cuda over the emulated backend (tests/cuda/cuda_data_parallel_emu.cpp,
+# moe_gpu_ep_emu.cpp): the one-process reference first, then 2 ranks under mpirun, which compare
+# themselves with it, then one process resuming the DP=2 ZeRO-1 checkpoints.
 # Usage: cuda_data_parallel_emu_test.sh path/to/agpt_cuda_emu_tests
 set -u
 bin="$1"
 source "$(dirname "$0")/../mpi_test_lib.sh"
 # ZeroOneMatchesZeroZero runs on two ranks only, ZeroOneCheckpointResumesOnOneProcess after it.
 resume=CudaDataParallel.ZeroOneCheckpointResumesOnOneProcess
-AGPT_CUDA_DP_DIR="$work" "$bin" "--gtest_filter=CudaDataParallel.*:-CudaDataParallel.ZeroOne*" \
+suites=CudaDataParallel.*:CudaExpertParallel.*
+AGPT_CUDA_DP_DIR="$work" "$bin" "--gtest_filter=$suites:-CudaDataParallel.ZeroOne*" \
     >"$work/single.log" 2>&1
 check one_process $? "$(tail -20 "$work/single.log")"
 AGPT_CUDA_DP_DIR="$work" mpirun_np 2 -x AGPT_CUDA_DP_DIR -x OMP_NUM_THREADS=1 "$bin" \
-    "--gtest_filter=CudaDataParallel.*:-$resume" >"$work/dp2.log" 2>&1
+    "--gtest_filter=$suites:-$resume" >"$work/dp2.log" 2>&1
 check two_ranks $? "$(tail -40 "$work/dp2.log")"
 AGPT_CUDA_DP_DIR="$work" "$bin" "--gtest_filter=$resume" >"$work/resume.log" 2>&1
 check zero1_resumed_on_one_process $? "$(tail -20 "$work/resume.log")"

@@ -524,11 +524,10 @@ TEST(CudaTraining, RefusesWhatIsNotOnCudaYetNamingTheKey) {
     };
     refused({{"optimizer.name", "Muon"}, {"optimizer.ns_precision", "fp64"}}, 1,
             "optimizer.ns_precision = fp64: not on cuda");
-    // Data parallelism (ZeRO-0 and 1) runs on cuda; the other mesh dimensions do not yet.
+    // Data parallelism (ZeRO-0 and 1) and expert parallelism run on cuda; tensor parallelism does
+    // not yet.
     refused({{"parallelism.tensor_parallel_degree", "2"}}, 2,
             "parallelism.tensor_parallel_degree = 2: not on cuda yet");
-    refused({{"model.flavor", "moe_debug"}, {"parallelism.expert_parallel_degree", "2"}}, 2,
-            "parallelism.expert_parallel_degree = 2: not on cuda yet");
 }
 
 }  // namespace

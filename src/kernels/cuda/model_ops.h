@@ -28,7 +28,8 @@ std::size_t grad_norm_scratch_bytes(std::size_t n);
 void grad_norm_clip(float* g, std::size_t n, double max_norm, double* norm_out, void* scratch,
                     cudaStream_t stream = nullptr);
 // grad_norm_clip's scaling of g for a gradient whose norm (device, one double) was computed
-// elsewhere: ZeRO-1's is summed over the ranks that each hold a part of the gradient.
+// elsewhere: ZeRO-1's is summed over the ranks that each hold a part of the gradient, expert
+// parallelism's over every rank's expert shards.
 void clip_to_norm(float* g, std::size_t n, const double* norm, double max_norm,
                   cudaStream_t stream = nullptr);
 

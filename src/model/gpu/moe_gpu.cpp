@@ -8,6 +8,7 @@
 #include <type_traits>
 
 #include "core/error.h"
+#include "dist/communicator.h"
 #include "kernels/cuda/gemm.h"
 #include "kernels/cuda/model_ops.h"
 #include "kernels/cuda/moe_dispatch.h"
@@ -40,6 +41,20 @@ void swiglu_in_backward(cuda::Blas& blas, T* dx, float* dw1, float* dw3, const T
     cuda::gemm<T, T>(blas, false, false, N, D, F, 1.0f, dh13 + F, 2 * F, w3, D, 1.0f, dx, D);
     cuda::gemm<T, float>(blas, true, false, F, D, N, 1.0f, dh13, 2 * F, x, D, 1.0f, dw1, D);
     cuda::gemm<T, float>(blas, true, false, F, D, N, 1.0f, dh13 + F, 2 * F, x, D, 1.0f, dw3, D);
+}
+
+// Reallocates b (its contents lost) when it holds fewer than n values: the rows an expert rank
+// receives vary from step to step.
+template <typename T>
+void grow(cuda::DeviceBuffer<T>& b, std::size_t n) {
+    if (b.size() < n) b = cuda::DeviceBuffer<T>(n);
+}
+
+// A plan whose gather moves row row_token[r] to row r (moe_gather with k = 1).
+cpu::MoePlan row_permutation(int* row_token) {
+    cpu::MoePlan p;
+    p.row_token = row_token;
+    return p;
 }
 
 }  // namespace
@@ -128,8 +143,7 @@ void MoeFfnGpu<T>::forward(T* out, const T* x, const MoeWeights<T>& w, int N, bo
     if (N > max_tokens_) fail("model: MoE got {} tokens, allocated for {}", N, max_tokens_);
     if (seq_len <= 0) seq_len = N;
     if (N % seq_len != 0) fail("model: MoE got {} tokens, not whole sequences of {}", N, seq_len);
-    const int D = shape_.dim, E = shape_.n_experts, K = shape_.top_k, F = shape_.hidden,
-              FS = shape_.shared_hidden();
+    const int D = shape_.dim, E = shape_.n_experts, K = shape_.top_k, FS = shape_.shared_hidden();
     const cudaStream_t st = blas_.stream();
     last_tokens_ = N;
     last_seq_len_ = seq_len;
@@ -145,14 +159,15 @@ void MoeFfnGpu<T>::forward(T* out, const T* x, const MoeWeights<T>& w, int N, bo
                                    buf_->scores.data(), N, E, K, seq_len, st);
     cuda::moe_gather<T>(buf_->xs.data(), x, p, N, K, D, st);
     AGPT_CUDA_CHECK(cudaStreamSynchronize(st));  // host_offsets for the grouped GEMMs
-    const int* off = buf_->host_offsets.data();
-    cuda::grouped_matmul_forward<T>(blas_, buf_->h13.data(), 2 * F, buf_->xs.data(), w.w1, off, E,
-                                    D, F);
-    cuda::grouped_matmul_forward<T>(blas_, buf_->h13.data() + F, 2 * F, buf_->xs.data(), w.w3, off,
-                                    E, D, F);
-    cuda::swiglu_forward_vec<T>(buf_->act.data(), buf_->h13.data(), N * K, F, st);
-    cuda::grouped_matmul_forward<T>(blas_, buf_->ys.data(), D, buf_->act.data(), w.w2, off, E, F,
-                                    D);
+    if (ep_ == nullptr) {
+        experts_forward(buf_->ys.data(), buf_->xs.data(), w, buf_->host_offsets.data(), E, N * K);
+    } else {
+        dispatch();
+        grow(ep_rows_, static_cast<std::size_t>(exchange_.received) * D);
+        experts_forward(ep_rows_.data(), ep_xs_.data(), w, exchange_.local_offsets.data(),
+                        exchange_.local_experts, exchange_.received);
+        send_back(buf_->ys.data(), ep_rows_.data());
+    }
     cuda::moe_combine<T>(out, buf_->ys.data(), buf_->gates.data(), p, N, K, D, st);
     if (FS > 0) {
         swiglu_in_forward<T>(blas_, buf_->shared_h13.data(), x, w.shared_w1, w.shared_w3, N, D, FS);
@@ -165,11 +180,10 @@ void MoeFfnGpu<T>::forward(T* out, const T* x, const MoeWeights<T>& w, int N, bo
 template <typename T>
 void MoeFfnGpu<T>::backward(T* dx, const MoeGrads<float>& g, const T* dout, const T* x,
                             const MoeWeights<T>& w, int N, double aux_weight) {
-    const int D = shape_.dim, E = shape_.n_experts, K = shape_.top_k, F = shape_.hidden,
-              FS = shape_.shared_hidden(), M = N * K;
+    const int D = shape_.dim, E = shape_.n_experts, K = shape_.top_k, FS = shape_.shared_hidden(),
+              M = N * K;
     const cudaStream_t st = blas_.stream();
     const cpu::MoePlan p = plan();
-    const int* off = buf_->host_offsets.data();
     if (FS > 0) {
         // d_rows = d(shared act) (N, FS), written by the GEMM (β = 0).
         cuda::gemm<T, T>(blas_, false, false, N, FS, D, 1.0f, dout, D, w.shared_w2, FS, 0.0f,
@@ -185,17 +199,16 @@ void MoeFfnGpu<T>::backward(T* dx, const MoeGrads<float>& g, const T* dout, cons
     zero(buf_->d_gates.data(), M, st);
     cuda::moe_combine_backward<T>(buf_->d_rows.data(), buf_->d_gates.data(), dout, buf_->ys.data(),
                                   buf_->gates.data(), p, N, K, D, st);
-    zero(buf_->d_act.data(), static_cast<std::size_t>(M) * F, st);
-    cuda::grouped_matmul_backward<T, float>(blas_, buf_->d_act.data(), g.w2, buf_->d_rows.data(), D,
-                                            buf_->act.data(), w.w2, off, E, F, D);
-    cuda::swiglu_backward_overwrite<T>(buf_->d_h13.data(), buf_->d_act.data(), buf_->h13.data(), M,
-                                       F, st);
-    zero(buf_->d_rows.data(), static_cast<std::size_t>(M) * D, st);
-    cuda::grouped_matmul_backward<T, float>(blas_, buf_->d_rows.data(), g.w1, buf_->d_h13.data(),
-                                            2 * F, buf_->xs.data(), w.w1, off, E, D, F);
-    cuda::grouped_matmul_backward<T, float>(blas_, buf_->d_rows.data(), g.w3,
-                                            buf_->d_h13.data() + F, 2 * F, buf_->xs.data(), w.w3,
-                                            off, E, D, F);
+    if (ep_ == nullptr) {
+        experts_backward(buf_->d_rows.data(), g, buf_->d_rows.data(), buf_->xs.data(), w,
+                         buf_->host_offsets.data(), E, M);
+    } else {
+        send_forward(ep_rows_.data(), buf_->d_rows.data());
+        experts_backward(ep_rows_.data(), g, ep_rows_.data(), ep_xs_.data(), w,
+                         exchange_.local_offsets.data(), exchange_.local_experts,
+                         exchange_.received);
+        send_back(buf_->d_rows.data(), ep_rows_.data());
+    }
     cuda::moe_gather_backward<T>(dx, buf_->d_rows.data(), p, N, K, D, st);
     // Router: the gates carry a gradient (the choice is piecewise constant), and the scores one
     // from the balance loss.
@@ -215,6 +228,117 @@ void MoeFfnGpu<T>::backward(T* dx, const MoeGrads<float>& g, const T* dout, cons
         d_logits = buf_->d_logits_t.data();
     }
     cuda::matmul_backward<T, float>(blas_, dx, g.router, d_logits, x, w.router, N, D, E);
+}
+
+template <typename T>
+void MoeFfnGpu<T>::experts_forward(T* ys, const T* xs, const MoeWeights<T>& w,
+                                   const int* host_offsets, int n_experts, int R) {
+    const int D = shape_.dim, F = shape_.hidden;
+    grow(buf_->h13, static_cast<std::size_t>(R) * 2 * F);
+    grow(buf_->act, static_cast<std::size_t>(R) * F);
+    cuda::grouped_matmul_forward<T>(blas_, buf_->h13.data(), 2 * F, xs, w.w1, host_offsets,
+                                    n_experts, D, F);
+    cuda::grouped_matmul_forward<T>(blas_, buf_->h13.data() + F, 2 * F, xs, w.w3, host_offsets,
+                                    n_experts, D, F);
+    cuda::swiglu_forward_vec<T>(buf_->act.data(), buf_->h13.data(), R, F, blas_.stream());
+    cuda::grouped_matmul_forward<T>(blas_, ys, D, buf_->act.data(), w.w2, host_offsets, n_experts,
+                                    F, D);
+}
+
+// dys and dxs may be the same rows: dys is read before dxs is written.
+template <typename T>
+void MoeFfnGpu<T>::experts_backward(T* dxs, const MoeGrads<float>& g, const T* dys, const T* xs,
+                                    const MoeWeights<T>& w, const int* host_offsets, int n_experts,
+                                    int R) {
+    const int D = shape_.dim, F = shape_.hidden;
+    const cudaStream_t st = blas_.stream();
+    grow(buf_->d_act, static_cast<std::size_t>(R) * F);
+    grow(buf_->d_h13, static_cast<std::size_t>(R) * 2 * F);
+    zero(buf_->d_act.data(), static_cast<std::size_t>(R) * F, st);
+    cuda::grouped_matmul_backward<T, float>(blas_, buf_->d_act.data(), g.w2, dys, D,
+                                            buf_->act.data(), w.w2, host_offsets, n_experts, F, D);
+    cuda::swiglu_backward_overwrite<T>(buf_->d_h13.data(), buf_->d_act.data(), buf_->h13.data(), R,
+                                       F, st);
+    zero(dxs, static_cast<std::size_t>(R) * D, st);
+    cuda::grouped_matmul_backward<T, float>(blas_, dxs, g.w1, buf_->d_h13.data(), 2 * F, xs, w.w1,
+                                            host_offsets, n_experts, D, F);
+    cuda::grouped_matmul_backward<T, float>(blas_, dxs, g.w3, buf_->d_h13.data() + F, 2 * F, xs,
+                                            w.w3, host_offsets, n_experts, D, F);
+}
+
+template <typename T>
+void MoeFfnGpu<T>::set_expert_parallel(Communicator* ep) {
+    const int E = shape_.n_experts;
+    if (ep != nullptr) {
+        if (E % ep->size() != 0)
+            fail("model: {} routed experts cannot be divided over {} expert-parallel ranks", E,
+                 ep->size());
+        if (shape_.dim * sizeof(T) % sizeof(float) != 0)
+            fail("model: MoE dim {} must be even for expert parallelism in bf16", shape_.dim);
+    }
+    ep_ = ep;
+    const int e = ep_ ? ep_->size() : 1;
+    exchange_.reset(e, E / e);
+    ep_counts_ =
+        ep_ ? cuda::DeviceBuffer<int>(2 * static_cast<std::size_t>(E)) : cuda::DeviceBuffer<int>();
+}
+
+template <typename T>
+int MoeFfnGpu<T>::local_experts() const {
+    return shape_.n_experts / (ep_ ? ep_->size() : 1);
+}
+
+template <typename T>
+void MoeFfnGpu<T>::dispatch() {
+    const int E = shape_.n_experts, El = exchange_.local_experts;
+    const cudaStream_t st = blas_.stream();
+    // Rows per expert of this rank's routing (block q: rank q's experts) to the experts' ranks.
+    std::vector<int> expert_rows(E);
+    const int* off = buf_->host_offsets.data();
+    for (int x = 0; x < E; x++) expert_rows[x] = off[x + 1] - off[x];
+    AGPT_CUDA_CHECK(cudaMemcpyAsync(ep_counts_.data(), expert_rows.data(), sizeof(int) * E,
+                                    cudaMemcpyHostToDevice, st));
+    AGPT_CUDA_CHECK(cudaStreamSynchronize(st));
+    ep_->all_to_all(ep_counts_.data(), ep_counts_.data() + E, El);
+    AGPT_CUDA_CHECK(cudaMemcpy(exchange_.recv_expert_rows.data(), ep_counts_.data() + E,
+                               sizeof(int) * E, cudaMemcpyDeviceToHost));
+    exchange_.plan(off, static_cast<int>(shape_.dim * sizeof(T) / sizeof(float)));
+    const std::size_t R = exchange_.received;
+    // Row permutations for the gathers: expert-major row recv_order[i] is received row i.
+    std::vector<int> inverse(R);
+    for (std::size_t i = 0; i < R; i++) inverse[exchange_.recv_order[i]] = static_cast<int>(i);
+    grow(ep_order_, R);
+    grow(ep_inverse_, R);
+    if (R > 0) {
+        AGPT_CUDA_CHECK(cudaMemcpy(ep_order_.data(), exchange_.recv_order.data(), sizeof(int) * R,
+                                   cudaMemcpyHostToDevice));
+        AGPT_CUDA_CHECK(cudaMemcpy(ep_inverse_.data(), inverse.data(), sizeof(int) * R,
+                                   cudaMemcpyHostToDevice));
+    }
+    grow(ep_xs_, R * shape_.dim);
+    send_forward(ep_xs_.data(), buf_->xs.data());
+}
+
+template <typename T>
+void MoeFfnGpu<T>::send_forward(T* out, const T* in) {
+    const int R = exchange_.received, D = shape_.dim;
+    grow(ep_wire_, static_cast<std::size_t>(R) * D);
+    ep_->all_to_all_v(reinterpret_cast<const float*>(in), exchange_.send_values.data(),
+                      reinterpret_cast<float*>(ep_wire_.data()), exchange_.recv_values.data());
+    if (R > 0)
+        cuda::moe_gather<T>(out, ep_wire_.data(), row_permutation(ep_inverse_.data()), R, 1, D,
+                            blas_.stream());
+}
+
+template <typename T>
+void MoeFfnGpu<T>::send_back(T* out, const T* rows) {
+    const int R = exchange_.received, D = shape_.dim;
+    grow(ep_wire_, static_cast<std::size_t>(R) * D);
+    if (R > 0)
+        cuda::moe_gather<T>(ep_wire_.data(), rows, row_permutation(ep_order_.data()), R, 1, D,
+                            blas_.stream());
+    ep_->all_to_all_v(reinterpret_cast<const float*>(ep_wire_.data()), exchange_.recv_values.data(),
+                      reinterpret_cast<float*>(out), exchange_.send_values.data());
 }
 
 template <typename T>
@@ -259,7 +383,8 @@ std::size_t MoeFfnGpu<T>::bytes() const {
            buf_->row_token.bytes() + buf_->slot_row.bytes() + load_.bytes() + buf_->xs.bytes() +
            buf_->h13.bytes() + buf_->act.bytes() + buf_->ys.bytes() + buf_->shared_h13.bytes() +
            buf_->shared_act.bytes() + buf_->d_rows.bytes() + buf_->d_h13.bytes() +
-           buf_->d_act.bytes();
+           buf_->d_act.bytes() + ep_counts_.bytes() + ep_order_.bytes() + ep_inverse_.bytes() +
+           ep_xs_.bytes() + ep_rows_.bytes() + ep_wire_.bytes();
 }
 
 template class MoeFfnGpu<float>;

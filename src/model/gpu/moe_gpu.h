@@ -20,6 +20,13 @@
 //   moe.forward(out, x, weights, N, /*count_load=*/true, seq_len);   // out (N,D) += MoE(x)
 //   moe.backward(dx, grads, dout, x, weights, N, aux_weight);        // after that forward
 //   moe.tokens_per_expert();                                         // host copy of the load
+//
+// Expert parallelism (set_expert_parallel, as the CPU MoeFfn's): rank q of the communicator
+// holds the routed experts [q·E/e, (q+1)·E/e), the sorted rows go to their experts' ranks and the
+// outputs come back through all_to_all_v on device buffers (NCCL on a GPU), and backward sends
+// the gradients the same two ways. The rows per expert are exchanged first (an all_to_all of
+// ints, copied to the host: the exchange is planned there, by model/moe.h's MoeExchange), so a
+// forward synchronises the stream twice more. Rows travel as 4-byte words (bf16 rows in pairs).
 #include <cstddef>
 #include <memory>
 #include <vector>
@@ -28,6 +35,8 @@
 #include "model/moe.h"
 
 namespace agpt {
+
+class Communicator;
 
 template <typename T>
 class MoeFfnGpu {
@@ -40,6 +49,11 @@ class MoeFfnGpu {
               std::shared_ptr<Buffers> shared = nullptr);
     const std::shared_ptr<Buffers>& buffers() const { return buf_; }
     const MoeShape& shape() const { return shape_; }
+    // Expert parallelism over ep's ranks (null: none); ep's collectives take device pointers.
+    // MoeWeights/MoeGrads' w1, w2, w3 then hold this rank's local_experts() only, and every rank
+    // of ep must run forward and backward together.
+    void set_expert_parallel(Communicator* ep);
+    int local_experts() const;
 
     // out (N,D) += MoE(x); x (N,D), sequences of seq_len rows (0: one sequence of N). Keeps what
     // backward needs. count_load adds the routing to tokens_per_expert().
@@ -63,7 +77,8 @@ class MoeFfnGpu {
     // the device; the host copy synchronises.
     std::vector<double> tokens_per_expert() const;
     void reset_load();
-    // Device bytes of the loads and balance loss, and of the (possibly shared) buffers.
+    // Device bytes of the loads and balance loss, of the (possibly shared) buffers and of the
+    // expert-parallel exchange (as large as the most rows received so far).
     std::size_t bytes() const;
 
   private:
@@ -74,7 +89,25 @@ class MoeFfnGpu {
     std::shared_ptr<Buffers> buf_;
     cuda::DeviceBuffer<float> seq_loss_;  // the last forward's balance loss per sequence
     cuda::DeviceBuffer<double> load_;
+    // Expert parallelism (per layer): the exchange's plan; the rows per expert sent (E) and
+    // received (E); recv_order and its inverse; the received rows in expert-major order (kept
+    // for backward), the experts' outputs or gradients on them, and the rows as they travel.
+    Communicator* ep_ = nullptr;
+    MoeExchange exchange_;
+    cuda::DeviceBuffer<int> ep_counts_, ep_order_, ep_inverse_;
+    cuda::DeviceBuffer<T> ep_xs_, ep_rows_, ep_wire_;
     cpu::MoePlan plan();
+    // The routed experts' forward (backward) on R sorted rows, host_offsets over n_experts.
+    void experts_forward(T* ys, const T* xs, const MoeWeights<T>& w, const int* host_offsets,
+                         int n_experts, int R);
+    void experts_backward(T* dxs, const MoeGrads<float>& g, const T* dys, const T* xs,
+                          const MoeWeights<T>& w, const int* host_offsets, int n_experts, int R);
+    // Plans the exchange from the host offsets and sends buf_->xs to the experts' ranks (ep_xs_).
+    void dispatch();
+    // in (M, D) sorted rows to the experts' ranks, out expert-major (exchange_.received, D).
+    void send_forward(T* out, const T* in);
+    // rows (exchange_.received, D) expert-major back to their ranks: out (M, D) sorted rows.
+    void send_back(T* out, const T* rows);
 };
 
 }  // namespace agpt

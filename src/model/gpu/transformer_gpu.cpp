@@ -10,6 +10,7 @@
 #include <utility>
 
 #include "core/error.h"
+#include "dist/communicator.h"
 #include "kernels/cpu/rope.h"
 #include "kernels/cuda/attention.h"
 #include "kernels/cuda/cross_entropy.h"
@@ -172,45 +173,7 @@ TransformerGpu::TransformerGpu(const ModelArgs& args, int max_batch, int max_seq
                    precision, stream),
       args_(args),
       checkpoint_(checkpoint) {
-    off_tok_ = view("tok_embeddings.weight").offset;
-    off_norm_ = view("norm.weight").offset;
-    off_output_ = view("output.weight").offset;
-    for (int i = 0; i < args.n_layers; i++) {
-        const std::string p = "layers." + std::to_string(i) + ".";
-        // 0 where the layer lacks the tensor.
-        auto offset = [&](const std::string& name) -> std::size_t {
-            for (const auto& v : views_)
-                if (v.name == p + name) return v.offset;
-            return 0;
-        };
-        LayerOffsets o{};
-        o.attention_norm = offset("attention_norm.weight");
-        o.wq = offset("attention.wq.weight");
-        o.wo = offset("attention.wo.weight");
-        if (args.mla) {
-            o.wq_a = offset("attention.wq_a.weight");
-            o.mla_q_norm = offset("attention.q_norm.weight");
-            o.wq_b = offset("attention.wq_b.weight");
-            o.wkv_a = offset("attention.wkv_a.weight");
-            o.kv_norm = offset("attention.kv_norm.weight");
-            o.wkv_b = offset("attention.wkv_b.weight");
-        } else if (args.qk_norm) {
-            o.q_norm = offset("attention.q_norm.weight");
-            o.k_norm = offset("attention.k_norm.weight");
-        }
-        o.ffn_norm = offset("ffn_norm.weight");
-        o.w1 = offset("feed_forward.w1.weight");
-        o.w2 = offset("feed_forward.w2.weight");
-        o.router = offset("moe.router.gate.weight");
-        o.expert_bias = offset("moe.expert_bias");
-        o.experts_w1 = offset("moe.experts.w1");
-        o.experts_w2 = offset("moe.experts.w2");
-        o.experts_w3 = offset("moe.experts.w3");
-        o.shared_w1 = offset("moe.shared_experts.w1.weight");
-        o.shared_w2 = offset("moe.shared_experts.w2.weight");
-        o.shared_w3 = offset("moe.shared_experts.w3.weight");
-        layer_offsets_.push_back(o);
-    }
+    find_offsets();
 
     const cudaStream_t s = blas_.stream();
     const std::size_t N = max_tokens();
@@ -253,6 +216,76 @@ TransformerGpu::TransformerGpu(const ModelArgs& args, int max_batch, int max_seq
 }
 
 TransformerGpu::~TransformerGpu() = default;
+
+void TransformerGpu::find_offsets() {
+    layer_offsets_.clear();
+    off_tok_ = view("tok_embeddings.weight").offset;
+    off_norm_ = view("norm.weight").offset;
+    off_output_ = view("output.weight").offset;
+    for (int i = 0; i < args_.n_layers; i++) {
+        const std::string p = "layers." + std::to_string(i) + ".";
+        // 0 where the layer lacks the tensor.
+        auto offset = [&](const std::string& name) -> std::size_t {
+            for (const auto& v : views_)
+                if (v.name == p + name) return v.offset;
+            return 0;
+        };
+        LayerOffsets o{};
+        o.attention_norm = offset("attention_norm.weight");
+        o.wq = offset("attention.wq.weight");
+        o.wo = offset("attention.wo.weight");
+        if (args_.mla) {
+            o.wq_a = offset("attention.wq_a.weight");
+            o.mla_q_norm = offset("attention.q_norm.weight");
+            o.wq_b = offset("attention.wq_b.weight");
+            o.wkv_a = offset("attention.wkv_a.weight");
+            o.kv_norm = offset("attention.kv_norm.weight");
+            o.wkv_b = offset("attention.wkv_b.weight");
+        } else if (args_.qk_norm) {
+            o.q_norm = offset("attention.q_norm.weight");
+            o.k_norm = offset("attention.k_norm.weight");
+        }
+        o.ffn_norm = offset("ffn_norm.weight");
+        o.w1 = offset("feed_forward.w1.weight");
+        o.w2 = offset("feed_forward.w2.weight");
+        o.router = offset("moe.router.gate.weight");
+        o.expert_bias = offset("moe.expert_bias");
+        o.experts_w1 = offset("moe.experts.w1");
+        o.experts_w2 = offset("moe.experts.w2");
+        o.experts_w3 = offset("moe.experts.w3");
+        o.shared_w1 = offset("moe.shared_experts.w1.weight");
+        o.shared_w2 = offset("moe.shared_experts.w2.weight");
+        o.shared_w3 = offset("moe.shared_experts.w3.weight");
+        layer_offsets_.push_back(o);
+    }
+}
+
+void TransformerGpu::set_expert_parallel(Communicator* ep) {
+    if (ep != nullptr && !args_.is_moe())
+        fail("model: expert parallelism needs a model with routed experts");
+    const int ranks = ep != nullptr ? ep->size() : 1;
+    if (args_.n_experts % ranks != 0)
+        fail("model: {} routed experts cannot be divided over {} expert-parallel ranks",
+             args_.n_experts, ranks);
+    for (auto& m : blocks_f32_.moe)
+        if (m) m->set_expert_parallel(ep);
+    for (auto& m : blocks_bf16_.moe)
+        if (m) m->set_expert_parallel(ep);
+    // The routed experts shrink to E/e per layer: new views, offsets and (zeroed) flat buffers;
+    // the grad-norm scratch, sized for the full model, is large enough.
+    views_ = transformer_layout(args_, {}, ranks).views;
+    n_params_ = views_.back().offset + views_.back().numel();
+    find_offsets();
+    const cudaStream_t s = blas_.stream();
+    params_ = cuda::DeviceBuffer<float>(n_params_);
+    grads_ = cuda::DeviceBuffer<float>(n_params_);
+    params_.fill_bytes(0, s);
+    grads_.fill_bytes(0, s);
+    if (precision_ == GpuPrecision::bf16) {
+        params_bf16_ = cuda::DeviceBuffer<bf16>(n_params_);
+        params_bf16_.fill_bytes(0, s);
+    }
+}
 
 template <typename T>
 TransformerGpu::Blocks<T>& TransformerGpu::blocks() {

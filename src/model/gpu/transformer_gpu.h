@@ -51,6 +51,11 @@ class TransformerGpu final : public GpuModelBase {
     ~TransformerGpu() override;  // where LayerOffsets is complete
 
     const ModelArgs& args() const { return args_; }
+    // Expert parallelism over ep's ranks (MoeFfnGpu::set_expert_parallel; ep's collectives take
+    // device pointers): the routed-expert tensors shrink to this rank's E/e experts, as the CPU
+    // Transformer's, and every rank of ep must run each forward together. Call before the
+    // weights are uploaded; parameters and gradients are reallocated (zero).
+    void set_expert_parallel(Communicator* ep);
 
     // Per-token log-probabilities and per-token-weighted forward/backward (gpu_model.h): the
     // fused head's per-token losses, and its backward scaled row by row.
@@ -94,6 +99,7 @@ class TransformerGpu final : public GpuModelBase {
     MoeWeights<T> moe_weights(int layer) const;
     MoeGrads<float> moe_grads(int layer);
     std::vector<int> moe_layer_ids() const;
+    void find_offsets();       // layer_offsets_ and the embedding/norm/head offsets from views_
     bool count_load_ = false;  // training forwards count the per-expert loads
 
     cuda::DeviceBuffer<unsigned char> arena_;  // saved activations, per layer then final
