@@ -326,7 +326,6 @@ TEST(CudaDataParallel, ZeroOneCheckpointResumesOnOneProcess) {
     }
 }
 
-}  // namespace
 // Expert parallelism on cuda: moe_tiny's 4 routed experts over 2 ranks (2 each), the tokens
 // exchanged over the device communicator (the MPI one standing in for NCCL), each rank routing
 // its own micro-batch of 2. Against MoeTwoRanksMatchOneProcess's one-process run: the same
