@@ -2,14 +2,18 @@
 
 #include <algorithm>
 #include <cmath>
+#include <variant>
 
 #include <fmt/format.h>
 
 #include "core/error.h"
 #include "data/tokenizer.h"
 #include "kernels/cpu/cross_entropy.h"
+#include "model/gpt2.h"
+#include "model/gpu/gpu_memory.h"
 #include "model/model_zoo.h"
 #include "model/transformer.h"
+#include "optim/cuda_optimizer.h"
 #include "optim/optimizer.h"
 
 namespace agpt {
@@ -128,6 +132,148 @@ const char* checkpoint_mode_name(ActivationCheckpoint c) {
     return c == ActivationCheckpoint::full ? "full" : "none";
 }
 
+// cuBLAS's workspace per handle (cuda::Blas's default): the model's, and Muon's own.
+constexpr std::size_t kCublasWorkspaceBytes = std::size_t{32} << 20;
+
+// The parameters of a GPU model as its device optimizer splits them (optim_params_from and
+// is_hidden_matrix): hidden matrices, the rest, and the expert biases no optimizer trains.
+ParamSplit split_views(const std::vector<ParamView>& views) {
+    ParamSplit s;
+    for (const ParamView& v : views) {
+        const long n = static_cast<long>(v.numel());
+        if (v.role == "expert_bias")
+            s.untrained += n;
+        else if (v.shape.size() == 2 && (v.role == "attention" || v.role == "ffn")) {
+            s.hidden += n;
+            s.largest_hidden = std::max(s.largest_hidden, n);
+        } else
+            s.rest += n;
+    }
+    return s;
+}
+
+// Muon's device buffers besides the state (cuda_optimizer.cpp's CudaMuon): its cuBLAS handle's
+// workspace, the fp32 update of the largest hidden matrix, and Newton-Schulz's scratch for it
+// (kernels/cuda/newton_schulz.cu: two copies of the matrix and two r×r Gram products in the GEMMs'
+// precision, r the shorter side).
+std::size_t muon_device_bytes(const std::vector<ParamView>& views, bool bf16_gemms) {
+    std::size_t largest = 0, scratch = 0;
+    const std::size_t es = bf16_gemms ? 2 : 4;
+    for (const ParamView& v : views)
+        if (v.shape.size() == 2 && (v.role == "attention" || v.role == "ffn")) {
+            const std::size_t n = v.numel(),
+                              r = static_cast<std::size_t>(std::min(v.shape[0], v.shape[1]));
+            largest = std::max(largest, n);
+            scratch = std::max(scratch, 2 * n * es + 2 * r * r * es);
+        }
+    return kCublasWorkspaceBytes + largest * sizeof(float) + scratch;
+}
+
+// The cuda trainer's model for cfg (make_cuda_model's): its parameter views and device bytes.
+struct CudaModelPlan {
+    std::vector<ParamView> views;
+    GpuModelBytes bytes;
+};
+
+CudaModelPlan plan_cuda_model(MemoryPlan& p, const JobConfig& cfg, int vocab_size) {
+    const GpuPrecision precision =
+        p.precision == "float32" ? GpuPrecision::fp32 : GpuPrecision::bf16;
+    CudaModelPlan m;
+    if (cfg.model.name == "gpt2") {
+        const Gpt2Flavor* f = find_gpt2_flavor(cfg.model.flavor);
+        if (f == nullptr) fail("plan: model gpt2: unknown flavor '{}'", cfg.model.flavor);
+        if (p.activation_checkpoint != ActivationCheckpoint::none)
+            fail(
+                "plan: activation_checkpoint.mode = full is implemented for model.name = agpt "
+                "only");
+        Gpt2Args g = f->args;
+        g.vocab_size = vocab_size;
+        g.padded_vocab_size = 0;  // as make_language_model pads it
+        if (p.seq_len > g.max_seq_len)
+            fail("plan: training.seq_len {} exceeds gpt2/{}'s context {}", p.seq_len, p.flavor,
+                 g.max_seq_len);
+        p.args = ModelArgs{};
+        p.args.dim = g.dim;
+        p.args.n_layers = g.n_layers;
+        p.args.n_heads = p.args.n_kv_heads = g.n_heads;
+        p.args.vocab_size = g.vocab_size;
+        p.params = p.active_params = g.num_params();
+        p.flops_per_token = g.flops_per_token(p.seq_len);
+        m.views = gpt2_param_views(g);
+        m.bytes = gpt2_gpu_bytes(g, p.batch, p.seq_len, precision);
+    } else {
+        m.views = transformer_layout(p.args, {}, p.expert_parallel_degree).views;
+        m.bytes = transformer_gpu_bytes(p.args, p.batch, p.seq_len, precision,
+                                        p.activation_checkpoint, p.expert_parallel_degree);
+    }
+    return m;
+}
+
+MemoryPlan finish(MemoryPlan& p, double device_memory_gib) {
+    p.device_memory_gib = device_memory_gib;
+    p.fits = device_memory_gib <= 0 ||
+             static_cast<double>(p.total_bytes) <= device_memory_gib * 1024.0 * 1024 * 1024;
+    return p;
+}
+
+// The GPU side of plan_memory (training.device = cuda).
+void plan_cuda_memory(MemoryPlan& p, const JobConfig& cfg, int vocab_size) {
+    check_cuda_optimizer(cfg.optimizer.spec());
+    if (p.tensor_parallel_degree > 1)
+        fail("plan: parallelism.tensor_parallel_degree = {}: not on cuda yet",
+             p.tensor_parallel_degree);
+    p.cuda = true;
+    p.precision = cfg.training.mixed_precision_param == "float32" ? "float32" : "bfloat16";
+    p.expert_parallel_degree = std::max(cfg.parallelism.expert_parallel_degree, 1);
+    const CudaModelPlan m = plan_cuda_model(p, cfg, vocab_size);
+    const ParamSplit split = split_views(m.views);
+    p.local_params = split.hidden + split.rest + split.untrained;
+    p.param_bytes = m.bytes.params;
+    p.grad_bytes = m.bytes.grads;
+    p.bf16_param_bytes = m.bytes.bf16_params;
+    p.optimizer = optimizer_info(cfg.optimizer.name).name;
+    p.optimizer_parts = optimizer_state_parts(p.optimizer, split.hidden, split.rest);
+    const std::size_t W = static_cast<std::size_t>(p.data_parallel_degree);
+    if (p.zero == 1) {
+        for (auto& part : p.optimizer_parts) {
+            part.bytes = (part.bytes + W - 1) / W;
+            part.params = (part.params + p.data_parallel_degree - 1) / p.data_parallel_degree;
+        }
+        // ZeroShard's padded buffer (W pieces) and its own piece: a piece is the bucket's share,
+        // at most the largest rank's range (about num_params / W).
+        const std::size_t bucket =
+            static_cast<std::size_t>(cfg.parallelism.bucket_mb * (1 << 20) / sizeof(float));
+        const std::size_t n = static_cast<std::size_t>(p.local_params);
+        const std::size_t piece = std::min((n + W - 1) / W, std::max<std::size_t>(1, bucket / W));
+        p.zero_buffer_bytes = piece * (W + 1) * sizeof(float);
+    }
+    for (const auto& part : p.optimizer_parts) p.optimizer_bytes += part.bytes;
+
+    p.saved_activation_bytes = m.bytes.arena;
+    p.layer_buffer_bytes = m.bytes.layers;
+    p.backward_buffer_bytes = m.bytes.backward;
+    p.head_chunk_bytes = m.bytes.head;
+    p.batch_bytes = m.bytes.batch;
+    p.activation_bytes = m.bytes.activations();
+    p.rope_bytes = m.bytes.rope;
+
+    p.temporary_bytes = kCublasWorkspaceBytes;
+    p.temporary_what = "cuBLAS workspace";
+    if (p.optimizer == "Muon") {
+        // Newton-Schulz's GEMMs run in bf16 for a bf16 model or optimizer.ns_precision = bf16.
+        const auto ns = cfg.optimizer.hyper.find("ns_precision");
+        const bool ns_bf16 =
+            p.precision == "bfloat16" ||
+            (ns != cfg.optimizer.hyper.end() && std::holds_alternative<std::string>(ns->second) &&
+             std::get<std::string>(ns->second) == "bf16");
+        p.temporary_bytes += muon_device_bytes(m.views, ns_bf16);
+        p.temporary_what = "cuBLAS workspaces, Muon's update and Newton-Schulz buffers";
+    }
+    p.runtime_bytes = 0;
+    p.total_bytes = p.param_bytes + p.grad_bytes + p.bf16_param_bytes + p.optimizer_bytes +
+                    p.activation_bytes + p.rope_bytes + p.zero_buffer_bytes + p.temporary_bytes;
+}
+
 std::string bytes_text(std::size_t b) {
     const double x = static_cast<double>(b);
     if (x >= 1024.0 * 1024 * 1024) return fmt::format("{:.2f} GiB", x / (1024.0 * 1024 * 1024));
@@ -194,29 +340,38 @@ MemoryPlan plan_memory(const JobConfig& cfg, double device_memory_gib, int vocab
     validate_job_config(cfg);
     if (!(device_memory_gib >= 0) || !std::isfinite(device_memory_gib))
         fail("plan: --device-memory-gib {} must be a positive number of GiB", device_memory_gib);
-    if (cfg.model.name != "agpt")
-        fail("plan: model.name = {}: only the agpt family has a memory model (its arena layout)",
-             cfg.model.name);
+    const bool cuda = cfg.training.device == "cuda";
+    if (cfg.model.name != "agpt" && !(cuda && cfg.model.name == "gpt2"))
+        fail(
+            "plan: model.name = {}: only the agpt family (and gpt2 on cuda) has a memory model "
+            "(its arena layout)",
+            cfg.model.name);
     MemoryPlan p;
+    p.family = cfg.model.name;
     p.flavor = cfg.model.flavor;
-    p.args = resolve_model_args(cfg.model.flavor, cfg.model.switches());
-    p.args.vocab_size = vocab_size > 0
-                            ? vocab_size
-                            : Tokenizer::load(cfg.model.tokenizer).vocab_size();  // as the trainer
-    const ModelArgs& a = p.args;
-    if (!a.mla &&
-        (a.dim % a.n_heads != 0 || a.n_heads % a.n_kv_heads != 0 || a.head_dim() % 2 != 0))
-        fail("plan: flavor {} has an impossible head layout (dim {}, heads {}/{})", p.flavor, a.dim,
-             a.n_heads, a.n_kv_heads);
+    if (vocab_size <= 0) vocab_size = Tokenizer::load(cfg.model.tokenizer).vocab_size();
     p.batch = cfg.training.local_batch_size;
     p.seq_len = cfg.training.seq_len;
-    p.params = a.num_params();
-    p.active_params = a.num_active_params();
-    p.flops_per_token = a.flops_per_token(p.seq_len);
     p.activation_checkpoint = activation_checkpoint_from(cfg.activation_checkpoint.mode);
     p.tensor_parallel_degree = cfg.parallelism.tensor_parallel_degree;
     p.data_parallel_degree = std::max(cfg.parallelism.data_parallel_degree, 1);
     p.zero = cfg.parallelism.zero;
+    if (p.family == "agpt") {
+        p.args = resolve_model_args(cfg.model.flavor, cfg.model.switches());
+        p.args.vocab_size = vocab_size;  // the tokenizer's, as the trainer sets it
+        p.params = p.args.num_params();
+        p.active_params = p.args.num_active_params();
+        p.flops_per_token = p.args.flops_per_token(p.seq_len);
+    }
+    const ModelArgs& a = p.args;
+    if (p.family == "agpt" && !a.mla &&
+        (a.dim % a.n_heads != 0 || a.n_heads % a.n_kv_heads != 0 || a.head_dim() % 2 != 0))
+        fail("plan: flavor {} has an impossible head layout (dim {}, heads {}/{})", p.flavor, a.dim,
+             a.n_heads, a.n_kv_heads);
+    if (cuda) {
+        plan_cuda_memory(p, cfg, vocab_size);
+        return finish(p, device_memory_gib);
+    }
 
     ParamSplit split = split_params(a);
     if (split.hidden + split.rest + split.untrained != p.params)
@@ -264,43 +419,75 @@ MemoryPlan plan_memory(const JobConfig& cfg, double device_memory_gib, int vocab
     p.runtime_bytes = kPlanRuntimeBytes;
     p.total_bytes = p.param_bytes + p.grad_bytes + p.optimizer_bytes + p.activation_bytes +
                     p.rope_bytes + p.temporary_bytes + p.runtime_bytes;
-    p.device_memory_gib = device_memory_gib;
-    p.fits = device_memory_gib <= 0 ||
-             static_cast<double>(p.total_bytes) <= device_memory_gib * 1024.0 * 1024 * 1024;
-    return p;
+    return finish(p, device_memory_gib);
 }
 
 std::string format_plan(const MemoryPlan& p) {
     const ModelArgs& a = p.args;
-    std::string s = fmt::format(
-        "model agpt/{}: dim {} layers {} heads {}/{} ffn {} vocab {} (model.tokenizer) ({})\n"
+    std::string s =
+        p.family == "gpt2"
+            ? fmt::format("model gpt2/{}: dim {} layers {} heads {} vocab {} (model.tokenizer)\n",
+                          p.flavor, a.dim, a.n_layers, a.n_heads, a.vocab_size)
+            : fmt::format(
+                  "model agpt/{}: dim {} layers {} heads {}/{} ffn {} vocab {} (model.tokenizer) "
+                  "({})\n",
+                  p.flavor, a.dim, a.n_layers, a.n_heads, a.n_kv_heads, a.ffn_hidden(),
+                  a.vocab_size, a.describe_switches());
+    s += fmt::format(
         "parameters       {} ({:.3f}B), active {}\n"
         "FLOPs per token  {:.4g} (training, seq_len {})\n"
         "batch {} x {} = {} tokens per micro-batch | optimizer {}\n"
         "activation checkpointing {} | tensor parallel {} ({} parameters per rank) | data "
-        "parallel {}, ZeRO-{}\n\n"
-        "memory per device (fp32, CPU trainer)\n",
-        p.flavor, a.dim, a.n_layers, a.n_heads, a.n_kv_heads, a.ffn_hidden(), a.vocab_size,
-        a.describe_switches(), p.params, static_cast<double>(p.params) / 1e9, p.active_params,
-        p.flops_per_token, p.seq_len, p.batch, p.seq_len, static_cast<long>(p.batch) * p.seq_len,
-        p.optimizer, checkpoint_mode_name(p.activation_checkpoint), p.tensor_parallel_degree,
-        p.local_params, p.data_parallel_degree, p.zero);
+        "parallel {}, ZeRO-{}{}\n\n",
+        p.params, static_cast<double>(p.params) / 1e9, p.active_params, p.flops_per_token,
+        p.seq_len, p.batch, p.seq_len, static_cast<long>(p.batch) * p.seq_len, p.optimizer,
+        checkpoint_mode_name(p.activation_checkpoint), p.tensor_parallel_degree, p.local_params,
+        p.data_parallel_degree, p.zero,
+        p.expert_parallel_degree > 1
+            ? fmt::format(" | expert parallel {}", p.expert_parallel_degree)
+            : "");
     const auto row = [&](const std::string& what, std::size_t b) {
         s += fmt::format("  {:<52} {:>11}\n", what, bytes_text(b));
     };
-    row("parameters", p.param_bytes);
-    row("gradients", p.grad_bytes);
-    row("optimizer state", p.optimizer_bytes);
-    for (const auto& part : p.optimizer_parts)
-        row(fmt::format("  {} ({} params)", part.optimizer, part.params), part.bytes);
-    row("activations", p.activation_bytes);
-    row("  saved for backward", p.saved_activation_bytes);
-    row("  backward buffers", p.backward_buffer_bytes);
-    row("  LM-head logits chunk", p.head_chunk_bytes);
-    row("RoPE tables", p.rope_bytes);
-    row("largest temporary: " + p.temporary_what, p.temporary_bytes);
-    row("runtime (process baseline)", p.runtime_bytes);
-    row("total", p.total_bytes);
+    const auto optimizer_rows = [&](const std::string& what) {
+        row(what, p.optimizer_bytes);
+        for (const auto& part : p.optimizer_parts)
+            row(fmt::format("  {} ({} params)", part.optimizer, part.params), part.bytes);
+    };
+    if (p.cuda) {
+        const bool bf16 = p.precision == "bfloat16";
+        s += bf16 ? "memory per GPU (bf16 params + fp32 master, cuda trainer)\n"
+                  : "memory per GPU (fp32, cuda trainer)\n";
+        row("parameters (fp32 master)", p.param_bytes);
+        row("gradients (fp32)", p.grad_bytes);
+        if (bf16) row("bf16 copy of the parameters", p.bf16_param_bytes);
+        optimizer_rows("optimizer state (fp32)");
+        row(bf16 ? "activations (bf16; statistics fp32)" : "activations (fp32)",
+            p.activation_bytes);
+        row("  saved for backward", p.saved_activation_bytes);
+        if (p.layer_buffer_bytes > 0) row("  MLA/MoE layers' buffers", p.layer_buffer_bytes);
+        row("  backward buffers", p.backward_buffer_bytes);
+        row("  LM-head logits chunk", p.head_chunk_bytes);
+        row("  batch and losses", p.batch_bytes);
+        row("RoPE tables", p.rope_bytes);
+        if (p.zero == 1) row("ZeRO-1 transfer buffers", p.zero_buffer_bytes);
+        row("workspace: " + p.temporary_what, p.temporary_bytes);
+        row("total", p.total_bytes);
+        s += "  not counted: the CUDA context (~500 MiB), allocator fragmentation, NCCL buffers\n";
+    } else {
+        s += "memory per device (fp32, CPU trainer)\n";
+        row("parameters", p.param_bytes);
+        row("gradients", p.grad_bytes);
+        optimizer_rows("optimizer state");
+        row("activations", p.activation_bytes);
+        row("  saved for backward", p.saved_activation_bytes);
+        row("  backward buffers", p.backward_buffer_bytes);
+        row("  LM-head logits chunk", p.head_chunk_bytes);
+        row("RoPE tables", p.rope_bytes);
+        row("largest temporary: " + p.temporary_what, p.temporary_bytes);
+        row("runtime (process baseline)", p.runtime_bytes);
+        row("total", p.total_bytes);
+    }
     if (p.device_memory_gib > 0)
         s += fmt::format("{} in {:g} GiB ({:.0f}% of it)\n", p.fits ? "fits" : "does NOT fit",
                          p.device_memory_gib,
@@ -342,6 +529,18 @@ nlohmann::json plan_json(const MemoryPlan& p) {
                           {"total", p.total_bytes}}},
                         {"largest_temporary_what", p.temporary_what},
                         {"total_gib", static_cast<double>(p.total_bytes) / (1024.0 * 1024 * 1024)}};
+    if (p.cuda) {
+        j["device"] = "cuda";
+        j["model"] = p.family;
+        j["precision"] = p.precision;
+        j["expert_parallel_degree"] = p.expert_parallel_degree;
+        j["bytes"]["bf16_parameters"] = p.bf16_param_bytes;
+        j["bytes"]["layer_buffers"] = p.layer_buffer_bytes;
+        j["bytes"]["batch"] = p.batch_bytes;
+        j["bytes"]["zero_buffers"] = p.zero_buffer_bytes;
+        j["bytes"]["workspace"] = p.temporary_bytes;
+        j["workspace_what"] = p.temporary_what;
+    }
     if (p.device_memory_gib > 0) {
         j["device_memory_gib"] = p.device_memory_gib;
         j["fits"] = p.fits;

@@ -1,9 +1,11 @@
 #pragma once
 // `agpt plan`: what a job needs before it runs — parameters, FLOPs per token and the memory of the
 // CPU trainer split into parameters, gradients, optimizer state, activations and the largest
-// temporary. Everything is computed from the flavor registry, the optimizer routing rule and the
-// transformer's arena layout; nothing of the model's size is allocated, so an 80B flavor plans as
-// fast as `tiny` (tests/plan_test.cpp checks each part against a real model's byte counts).
+// temporary; for a cuda job (training.device = cuda) the memory of one GPU instead, from the GPU
+// models' own byte counts (model/gpu/gpu_memory.h). Everything is computed from the flavor
+// registry, the optimizer routing rule and the transformer's arena layout; nothing of the model's
+// size is allocated, so an 80B flavor plans as fast as `tiny` (tests/plan_test.cpp checks each part
+// against a real model's byte counts).
 //
 // Intended use:
 //   const JobConfig cfg = load_job_config("", {{"model.flavor", "8B"}, ...});
@@ -50,6 +52,7 @@ struct TensorParallelShard {
 TensorParallelShard tensor_parallel_shard(const ModelArgs& args, int degree, int rank);
 
 struct MemoryPlan {
+    std::string family = "agpt";  // model.name: agpt, or gpt2 (cuda jobs only)
     std::string flavor;
     ModelArgs args;  // vocabulary from the job's tokenizer, as the trainer sets it
     int batch = 0, seq_len = 0;
@@ -88,6 +91,20 @@ struct MemoryPlan {
     std::size_t runtime_bytes = 0;
     std::size_t total_bytes = 0;
 
+    // cuda jobs (training.device = cuda): bytes per GPU of the GPU model (TransformerGpu or
+    // Gpt2Gpu; GpuModel::state_bytes() = param_bytes + grad_bytes + bf16_param_bytes and
+    // activation_bytes() = activation_bytes exactly), the device optimizer's state (its host
+    // mirror's state_bytes(), the CPU optimizer's), the ZeRO-1 transfer buffers and the
+    // workspaces (cuBLAS's, Muon's update and Newton-Schulz buffers). runtime_bytes is 0: the
+    // CUDA context, allocator fragmentation and NCCL's buffers are not counted.
+    bool cuda = false;
+    std::string precision;  // training.mixed_precision_param: bfloat16 | float32
+    int expert_parallel_degree = 1;
+    std::size_t bf16_param_bytes = 0;    // the bf16 copy of the parameters (bf16 mode)
+    std::size_t layer_buffer_bytes = 0;  // MLA/MoE layers' own buffers (in activation_bytes)
+    std::size_t batch_bytes = 0;         // tokens, targets, losses, per-token weights (in it too)
+    std::size_t zero_buffer_bytes = 0;   // ZeRO-1's padded and own transfer buffers
+
     double device_memory_gib = 0;  // 0: not given
     bool fits = true;              // total <= device memory (true when none was given)
 };
@@ -95,7 +112,9 @@ struct MemoryPlan {
 // The process baseline counted in every plan (see MemoryPlan::runtime_bytes).
 inline constexpr std::size_t kPlanRuntimeBytes = std::size_t{20} << 20;
 
-// The job's plan. device_memory_gib > 0 also decides `fits`; vocab_size > 0 replaces the
+// The job's plan: the CPU trainer's, or one GPU's for training.device = cuda (the agpt and gpt2
+// families; bf16 or fp32 per training.mixed_precision_param). device_memory_gib > 0 also decides
+// `fits`; vocab_size > 0 replaces the
 // tokenizer's vocabulary (`agpt bench` runs the flavor's own). Validates the config; throws Error
 // for an unknown flavor, optimizer or impossible shape.
 MemoryPlan plan_memory(const JobConfig& cfg, double device_memory_gib = 0, int vocab_size = 0);

@@ -21,63 +21,6 @@ using namespace gpu_detail;
 
 namespace {
 
-// Byte offsets of one layer's saved activations for N rows with elements of es bytes; the
-// statistics (mean, rstd, lse) are fp32. As the CPU arena: the layer input, ln_1's output,
-// mean and rstd, qkv (with its bias), the attention output and lse, the residual after
-// attention, ln_2's output, mean and rstd, c_fc's output (with its bias) and the GELU's.
-struct ActLayout {
-    std::size_t x, ln1, ln1_mean, ln1_rstd, qkv, atty, lse, h, ln2, ln2_mean, ln2_rstd, fch,
-        fch_gelu, size;
-};
-
-ActLayout act_layout(const Gpt2Args& a, std::size_t N, std::size_t es) {
-    const std::size_t C = a.dim, F = a.ffn_hidden();
-    ActLayout l{};
-    std::size_t o = 0;
-    auto take = [&](std::size_t bytes) {
-        const std::size_t at = o;
-        o += align256(bytes);
-        return at;
-    };
-    l.x = take(N * C * es);
-    l.ln1 = take(N * C * es);
-    l.ln1_mean = take(N * 4);
-    l.ln1_rstd = take(N * 4);
-    l.qkv = take(N * 3 * C * es);
-    l.atty = take(N * C * es);
-    l.lse = take(N * a.n_heads * 4);
-    l.h = take(N * C * es);
-    l.ln2 = take(N * C * es);
-    l.ln2_mean = take(N * 4);
-    l.ln2_rstd = take(N * 4);
-    l.fch = take(N * F * es);
-    l.fch_gelu = take(N * F * es);
-    l.size = o;
-    return l;
-}
-
-// After the layers: the residual stream after the last layer, ln_f's output, mean and rstd.
-struct FinalLayout {
-    std::size_t x, lnf, mean, rstd, size;
-};
-
-FinalLayout final_layout(const Gpt2Args& a, std::size_t N, std::size_t es) {
-    FinalLayout f{};
-    f.x = 0;
-    f.lnf = align256(N * a.dim * es);
-    f.mean = f.lnf + align256(N * a.dim * es);
-    f.rstd = f.mean + align256(N * 4);
-    f.size = f.rstd + align256(N * 4);
-    return f;
-}
-
-// Backward temporaries: the MLP's are d gelu output and d c_fc output, the attention's d
-// attention output and d qkv.
-BlockGradLayout grad_layout(const Gpt2Args& a, std::size_t N, std::size_t es) {
-    const std::size_t C = a.dim, F = a.ffn_hidden();
-    return block_grad_layout(N, es, C, F, F, C, 3 * C, 0);
-}
-
 Gpt2Args checked(const Gpt2Args& a, int max_seq) {
     if (a.dim <= 0 || a.n_layers <= 0 || a.n_heads <= 0 || a.vocab_size <= 0 || a.max_seq_len <= 0)
         fail(
@@ -127,9 +70,9 @@ Gpt2Gpu::Gpt2Gpu(const Gpt2Args& args, int max_batch, int max_seq, GpuPrecision 
 
     const std::size_t N = max_tokens();
     const std::size_t es = precision == GpuPrecision::bf16 ? sizeof(bf16) : sizeof(float);
-    arena_ = cuda::DeviceBuffer<unsigned char>(act_layout(args, N, es).size * args.n_layers +
-                                               final_layout(args, N, es).size);
-    dacts_ = cuda::DeviceBuffer<unsigned char>(grad_layout(args, N, es).size);
+    arena_ = cuda::DeviceBuffer<unsigned char>(gpt2_act_layout(args, N, es).size * args.n_layers +
+                                               gpt2_final_layout(args, N, es).size);
+    dacts_ = cuda::DeviceBuffer<unsigned char>(gpt2_grad_layout(args, N, es).size);
 }
 
 std::size_t Gpt2Gpu::activation_bytes() const {
@@ -141,8 +84,8 @@ void Gpt2Gpu::forward_impl(int B, int T_len) {
     const int N = B * T_len, C = args_.dim, F = args_.ffn_hidden(), H = args_.n_heads,
               hd = args_.head_dim();
     const float eps = static_cast<float>(args_.norm_eps);
-    const ActLayout l = act_layout(args_, max_tokens(), sizeof(T));
-    const FinalLayout fl = final_layout(args_, max_tokens(), sizeof(T));
+    const Gpt2ActLayout l = gpt2_act_layout(args_, max_tokens(), sizeof(T));
+    const Gpt2FinalLayout fl = gpt2_final_layout(args_, max_tokens(), sizeof(T));
     const cudaStream_t s = blas_.stream();
     const T* w = weights<T>();
 
@@ -206,9 +149,9 @@ template <typename T>
 void Gpt2Gpu::backward_impl(int B, int T_len) {
     const int N = B * T_len, C = args_.dim, F = args_.ffn_hidden(), H = args_.n_heads,
               hd = args_.head_dim();
-    const ActLayout l = act_layout(args_, max_tokens(), sizeof(T));
-    const FinalLayout fl = final_layout(args_, max_tokens(), sizeof(T));
-    const BlockGradLayout gl = grad_layout(args_, max_tokens(), sizeof(T));
+    const Gpt2ActLayout l = gpt2_act_layout(args_, max_tokens(), sizeof(T));
+    const Gpt2FinalLayout fl = gpt2_final_layout(args_, max_tokens(), sizeof(T));
+    const BlockGradLayout gl = gpt2_grad_layout(args_, max_tokens(), sizeof(T));
     const cudaStream_t s = blas_.stream();
     const T* w = weights<T>();
     float* g = grads_.data();
@@ -295,14 +238,15 @@ void Gpt2Gpu::backward(int B, int T, double /*grad_scale*/) {
 template <typename T>
 T* Gpt2Gpu::final_norm_output() {
     const std::size_t maxN = max_tokens();
-    return at<T>(arena_, act_layout(args_, maxN, sizeof(T)).size * args_.n_layers +
-                             final_layout(args_, maxN, sizeof(T)).lnf);
+    return at<T>(arena_, gpt2_act_layout(args_, maxN, sizeof(T)).size * args_.n_layers +
+                             gpt2_final_layout(args_, maxN, sizeof(T)).lnf);
 }
 
 template <typename T>
 void Gpt2Gpu::head_impl(int N, double grad_scale, bool backward, const float* row_scale) {
     // The head is wte's first vocab_size rows; its gradient goes into wte's.
-    T* dx = backward ? at<T>(dacts_, grad_layout(args_, max_tokens(), sizeof(T)).dnorm) : nullptr;
+    T* dx =
+        backward ? at<T>(dacts_, gpt2_grad_layout(args_, max_tokens(), sizeof(T)).dnorm) : nullptr;
     lm_head<T>(final_norm_output<T>(), dx, wte_, N, args_.dim, grad_scale, 0.0f, row_scale);
 }
 

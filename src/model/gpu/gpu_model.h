@@ -16,11 +16,11 @@
 #include <vector>
 
 #include "kernels/cuda/device.h"
+#include "model/gpu/gpu_memory.h"
 #include "model/language_model.h"
 
 namespace agpt {
 
-enum class GpuPrecision { bf16, fp32 };
 const char* gpu_precision_name(GpuPrecision p);  // "bfloat16" | "float32"
 
 class GpuModel {

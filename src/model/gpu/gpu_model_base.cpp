@@ -48,27 +48,6 @@ void copy_async(void* dst, const void* src, std::size_t bytes, cudaStream_t s) {
     if (bytes > 0) AGPT_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, s));
 }
 
-BlockGradLayout block_grad_layout(std::size_t N, std::size_t es, std::size_t D, std::size_t ffn_act,
-                                  std::size_t ffn_pre, std::size_t attn, std::size_t qkv,
-                                  std::size_t qk) {
-    BlockGradLayout g{};
-    g.dres = 0;
-    g.dnorm = align256(N * D * es);
-    const std::size_t shared = g.dnorm + align256(N * D * es);
-    g.dffn_act = shared;
-    g.dffn_pre = shared + align256(N * ffn_act * es);
-    g.dattn = shared;
-    g.dqkv = shared + align256(N * attn * es);
-    g.dqk = g.dqkv + align256(N * qkv * es);
-    g.size = std::max(g.dffn_pre + align256(N * ffn_pre * es), g.dqk + align256(N * qk * es));
-    return g;
-}
-
-int lm_head_chunk(std::size_t N, int V) {
-    const long c = (1L << 27) / std::max(V, 1);
-    return static_cast<int>(std::clamp<long>(c, 16, std::max<long>(static_cast<long>(N), 16)));
-}
-
 }  // namespace gpu_detail
 
 using namespace gpu_detail;

@@ -18,15 +18,12 @@
 #include <vector>
 
 #include "kernels/cuda/device.h"
+#include "model/gpu/gpu_memory.h"
 #include "model/gpu/gpu_model.h"
 
 namespace agpt {
 
 namespace gpu_detail {
-
-constexpr std::size_t align256(std::size_t bytes) {
-    return (bytes + 255) / 256 * 256;
-}
 
 template <typename T>
 T* at(cuda::DeviceBuffer<unsigned char>& buf, std::size_t byte_offset) {
@@ -37,22 +34,6 @@ T* at(cuda::DeviceBuffer<unsigned char>& buf, std::size_t byte_offset) {
 template <typename T>
 void linear_backward(cuda::Blas& blas, T* dinp, float* dweight, const T* dout, const T* inp,
                      const T* weight, int M, int K, int N);
-
-// Backward temporaries of a pre-norm block (byte offsets for N rows of es-byte elements): the
-// residual gradient, a norm output's gradient (D wide), then the FFN's (d activation output,
-// ffn_act wide; d first projection output, ffn_pre wide) and the attention's (d attention
-// output, attn wide; d qkv, qkv wide; d(q|k before a QK-norm), qk wide) sharing one region
-// (never live together).
-struct BlockGradLayout {
-    std::size_t dres, dnorm, dffn_act, dffn_pre, dattn, dqkv, dqk, size;
-};
-BlockGradLayout block_grad_layout(std::size_t N, std::size_t es, std::size_t D, std::size_t ffn_act,
-                                  std::size_t ffn_pre, std::size_t attn, std::size_t qkv,
-                                  std::size_t qk);
-
-// Tokens per chunk of the fused LM head over a vocabulary of V: about 128M logits (512 MiB of
-// fp32) at a time, so the head GEMMs have thousands of rows.
-int lm_head_chunk(std::size_t N, int V);
 
 void memset_async(void* p, std::size_t bytes, cudaStream_t s);
 void copy_async(void* dst, const void* src, std::size_t bytes, cudaStream_t s);

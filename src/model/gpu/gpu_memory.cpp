@@ -1,0 +1,237 @@
+// The GPU models' layouts and byte counts (gpu_memory.h). Compiled in every build.
+#include "model/gpu/gpu_memory.h"
+
+#include <algorithm>
+
+#include "model/transformer.h"
+
+namespace agpt {
+
+namespace gpu_detail {
+
+BlockGradLayout block_grad_layout(std::size_t N, std::size_t es, std::size_t D, std::size_t ffn_act,
+                                  std::size_t ffn_pre, std::size_t attn, std::size_t qkv,
+                                  std::size_t qk) {
+    BlockGradLayout g{};
+    g.dres = 0;
+    g.dnorm = align256(N * D * es);
+    const std::size_t shared = g.dnorm + align256(N * D * es);
+    g.dffn_act = shared;
+    g.dffn_pre = shared + align256(N * ffn_act * es);
+    g.dattn = shared;
+    g.dqkv = shared + align256(N * attn * es);
+    g.dqk = g.dqkv + align256(N * qkv * es);
+    g.size = std::max(g.dffn_pre + align256(N * ffn_pre * es), g.dqk + align256(N * qk * es));
+    return g;
+}
+
+int lm_head_chunk(std::size_t N, int V) {
+    const long c = (1L << 27) / std::max(V, 1);
+    return static_cast<int>(std::clamp<long>(c, 16, std::max<long>(static_cast<long>(N), 16)));
+}
+
+std::size_t ffn_in(const ModelArgs& a) {
+    return a.ffn == FfnType::swiglu ? 2 * static_cast<std::size_t>(a.ffn_hidden())
+                                    : static_cast<std::size_t>(a.ffn_hidden());
+}
+
+std::size_t qk_heads(const ModelArgs& a) {
+    return a.qk_norm && !a.mla ? static_cast<std::size_t>(a.n_heads + a.n_kv_heads) : 0;
+}
+
+std::size_t gqa_qkv(const ModelArgs& a) {
+    return a.mla ? 0 : static_cast<std::size_t>(a.qkv_dim());
+}
+
+std::size_t gqa_out(const ModelArgs& a) {
+    return a.mla ? 0 : static_cast<std::size_t>(a.n_heads) * a.head_dim();
+}
+
+ActLayout act_layout(const ModelArgs& a, std::size_t N, std::size_t es, bool with_input) {
+    const std::size_t D = a.dim, F = a.ffn_hidden(), Q = gqa_qkv(a), A = gqa_out(a);
+    ActLayout l{};
+    std::size_t o = 0;
+    auto take = [&](std::size_t bytes) {
+        const std::size_t at = o;
+        o += align256(bytes);
+        return at;
+    };
+    l.x = take(with_input ? N * D * es : 0);
+    l.anorm = take(N * D * es);
+    l.arstd = take(N * 4);
+    l.qkv = take(N * Q * es);
+    l.qk_raw = take(N * qk_heads(a) * a.head_dim() * es);
+    l.qk_rstd = take(N * qk_heads(a) * 4);
+    l.attn = take(N * A * es);
+    l.lse = take(N * (A > 0 ? a.n_heads : 0) * 4);
+    l.h = take(N * D * es);
+    l.fnorm = take(N * D * es);
+    l.frstd = take(N * 4);
+    l.h13 = take(N * ffn_in(a) * es);
+    l.gate = take(N * F * es);
+    l.size = o;
+    return l;
+}
+
+ArenaMap arena_map(const ModelArgs& a, std::size_t N, std::size_t es, ActivationCheckpoint ac) {
+    ArenaMap m{};
+    m.full = ac == ActivationCheckpoint::full;
+    m.l = act_layout(a, N, es, !m.full);
+    m.nd = align256(N * a.dim * es);
+    m.rows_f32 = align256(N * 4);
+    m.n_layers = a.n_layers;
+    return m;
+}
+
+BlockGradLayout grad_layout(const ModelArgs& a, std::size_t N, std::size_t es) {
+    return block_grad_layout(N, es, a.dim, a.ffn_hidden(), ffn_in(a), gqa_out(a), gqa_qkv(a),
+                             qk_heads(a) * a.head_dim());
+}
+
+Gpt2ActLayout gpt2_act_layout(const Gpt2Args& a, std::size_t N, std::size_t es) {
+    const std::size_t C = a.dim, F = a.ffn_hidden();
+    Gpt2ActLayout l{};
+    std::size_t o = 0;
+    auto take = [&](std::size_t bytes) {
+        const std::size_t at = o;
+        o += align256(bytes);
+        return at;
+    };
+    l.x = take(N * C * es);
+    l.ln1 = take(N * C * es);
+    l.ln1_mean = take(N * 4);
+    l.ln1_rstd = take(N * 4);
+    l.qkv = take(N * 3 * C * es);
+    l.atty = take(N * C * es);
+    l.lse = take(N * a.n_heads * 4);
+    l.h = take(N * C * es);
+    l.ln2 = take(N * C * es);
+    l.ln2_mean = take(N * 4);
+    l.ln2_rstd = take(N * 4);
+    l.fch = take(N * F * es);
+    l.fch_gelu = take(N * F * es);
+    l.size = o;
+    return l;
+}
+
+Gpt2FinalLayout gpt2_final_layout(const Gpt2Args& a, std::size_t N, std::size_t es) {
+    Gpt2FinalLayout f{};
+    f.x = 0;
+    f.lnf = align256(N * a.dim * es);
+    f.mean = f.lnf + align256(N * a.dim * es);
+    f.rstd = f.mean + align256(N * 4);
+    f.size = f.rstd + align256(N * 4);
+    return f;
+}
+
+BlockGradLayout gpt2_grad_layout(const Gpt2Args& a, std::size_t N, std::size_t es) {
+    const std::size_t C = a.dim, F = a.ffn_hidden();
+    return block_grad_layout(N, es, C, F, F, C, 3 * C, 0);
+}
+
+}  // namespace gpu_detail
+
+using namespace gpu_detail;
+
+namespace {
+
+std::size_t element_bytes(GpuPrecision p) {
+    return p == GpuPrecision::bf16 ? 2 : 4;
+}
+
+std::size_t numel(const std::vector<ParamView>& views) {
+    return views.empty() ? 0 : views.back().offset + views.back().numel();
+}
+
+}  // namespace
+
+GpuModelBytes gpu_model_base_bytes(std::size_t n_params, int vocab_size, std::size_t max_tokens,
+                                   GpuPrecision precision) {
+    GpuModelBytes b;
+    b.params = b.grads = n_params * sizeof(float);
+    if (precision == GpuPrecision::bf16) b.bf16_params = n_params * 2;
+    // The head's chunk of logits: bf16 in bf16 mode (lm_head_bf16_logits_scratch_bytes), fp32
+    // otherwise (lm_head_scratch_bytes<float>); the same buffer holds the grad-norm partials, one
+    // double per 4096 gradients (grad_norm_scratch_bytes).
+    const std::size_t chunk = static_cast<std::size_t>(lm_head_chunk(max_tokens, vocab_size));
+    const std::size_t head =
+        chunk * static_cast<std::size_t>(vocab_size) * element_bytes(precision);
+    const std::size_t norm_partials = std::max<std::size_t>((n_params + 4095) / 4096, 1) * 8;
+    b.head = std::max(head, norm_partials);
+    b.batch = max_tokens * (sizeof(float) + 2 * sizeof(int32_t));  // losses, tokens, targets
+    return b;
+}
+
+std::size_t mla_gpu_bytes(const MlaShape& s, int max_batch, int max_seq, GpuPrecision precision) {
+    const std::size_t es = element_bytes(precision);
+    const std::size_t N = static_cast<std::size_t>(max_batch) * max_seq, H = s.n_heads,
+                      P = s.qk_head_dim(), R = s.qk_rope_head_dim, KVR = s.kv_lora_rank,
+                      QR = s.q_lora_rank, KVB = H * (s.qk_nope_head_dim + s.v_head_dim),
+                      HP = std::max(s.qk_head_dim(), s.v_head_dim), V = s.v_head_dim;
+    // RoPE tables, q/kv rstd and the lse in fp32.
+    const std::size_t f32 =
+        2 * static_cast<std::size_t>(max_seq) * (R / 2) + (QR > 0 ? N : 0) + N + N * H;
+    // Saved: qa, qan, ckv, kvn, kpe, kv, q, qkv, att, o; backward: the same shapes.
+    const std::size_t saved =
+        N * (2 * QR + 2 * KVR + R + KVB + H * P + 3 * H * HP + H * HP + H * V);
+    return f32 * sizeof(float) + 2 * saved * es;
+}
+
+std::size_t moe_gpu_bytes(const MoeShape& s, int max_tokens, GpuPrecision precision) {
+    const std::size_t es = element_bytes(precision);
+    const std::size_t N = max_tokens, E = s.n_experts, M = N * s.top_k, D = s.dim, F = s.hidden,
+                      FS = s.shared_hidden();
+    const bool aux = s.aux_loss_alpha > 0;
+    // Router logits, scores, their gradient (and the balance loss's scores), gates and their
+    // gradient, the per-sequence balance loss, in fp32; the per-expert loads in fp64; the routing
+    // as ints; the rows in T.
+    const std::size_t f32 = N * E * (3 + (aux ? 1 : 0)) + 2 * M + (aux ? N : 0);
+    const std::size_t ints = 3 * M + E + 1;
+    const std::size_t rows = (precision == GpuPrecision::bf16 ? N * E : 0) + M * D + M * 2 * F +
+                             M * F + M * D + N * 2 * FS + N * FS + std::max(M * D, N * FS) +
+                             std::max(M * 2 * F, N * 2 * FS) + M * F;
+    return f32 * sizeof(float) + E * sizeof(double) + ints * sizeof(int) + rows * es;
+}
+
+GpuModelBytes transformer_gpu_bytes(const ModelArgs& args, int max_batch, int max_seq,
+                                    GpuPrecision precision, ActivationCheckpoint checkpoint,
+                                    int ep_ranks) {
+    const std::size_t N = static_cast<std::size_t>(max_batch) * max_seq;
+    const std::size_t n_params = numel(transformer_layout(args, {}, ep_ranks).views);
+    GpuModelBytes b = gpu_model_base_bytes(n_params, args.vocab_size, N, precision);
+    // The grad-norm partials are sized for the model before expert parallelism shrinks it.
+    if (ep_ranks > 1)
+        b.head = gpu_model_base_bytes(numel(transformer_layout(args).views), args.vocab_size, N,
+                                      precision)
+                     .head;
+    const std::size_t es = element_bytes(precision);
+    const bool full = checkpoint == ActivationCheckpoint::full;
+    b.arena = arena_map(args, N, es, checkpoint).size();
+    b.backward = grad_layout(args, N, es).size;
+    b.batch += N * sizeof(float);  // forward_backward_weighted's per-token weights
+    if (args.mla)
+        b.layers += (full ? 1 : args.n_layers) *
+                    mla_gpu_bytes(mla_shape_of(args), max_batch, max_seq, precision);
+    if (args.is_moe()) {
+        // Under full checkpointing the MoE layers share one set of buffers (counted once).
+        std::size_t moe = moe_gpu_bytes(moe_shape_of(args), static_cast<int>(N), precision);
+        if (ep_ranks > 1) moe += 2 * static_cast<std::size_t>(args.n_experts) * sizeof(int);
+        b.layers += (full ? 1 : args.n_moe_layers()) * moe;
+    }
+    b.rope = 2 * static_cast<std::size_t>(max_seq) * (args.head_dim() / 2) * sizeof(float);
+    return b;
+}
+
+GpuModelBytes gpt2_gpu_bytes(const Gpt2Args& args, int max_batch, int max_seq,
+                             GpuPrecision precision) {
+    const std::size_t N = static_cast<std::size_t>(max_batch) * max_seq;
+    GpuModelBytes b =
+        gpu_model_base_bytes(numel(gpt2_param_views(args)), args.vocab_size, N, precision);
+    const std::size_t es = element_bytes(precision);
+    b.arena =
+        gpt2_act_layout(args, N, es).size * args.n_layers + gpt2_final_layout(args, N, es).size;
+    b.backward = gpt2_grad_layout(args, N, es).size;
+    return b;
+}
+
+}  // namespace agpt
