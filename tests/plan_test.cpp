@@ -263,6 +263,137 @@ TEST(PlanTensorParallel, ZeroDividesOptimizerStateAndTheHeaderShowsTheDegrees) {
     EXPECT_EQ(j["local_params"].get<long>(), zero.local_params);
 }
 
+// cuda jobs (training.device = cuda): the rows add up, follow the precision and the activation
+// checkpointing, and the optimizer state equals the CPU optimizer's over the same model (the
+// device optimizers keep the same state; tests/cuda/gpu_memory_test.cpp checks every byte count
+// against the GPU models' and device optimizers' allocations).
+JobConfig cuda_job(const std::string& family, const std::string& flavor, int B, int T,
+                   const std::string& precision, const std::string& optimizer = "AdamW",
+                   const ConfigOverrides& extra = {}) {
+    ConfigOverrides o = {{"model.name", family},
+                         {"training.device", "cuda"},
+                         {"training.mixed_precision_param", precision}};
+    o.insert(o.end(), extra.begin(), extra.end());
+    return job(flavor, B, T, optimizer, o);
+}
+
+TEST(PlanCuda, RowsAddUpAndFollowThePrecisionAndCheckpointing) {
+    for (const auto& [family, flavor] :
+         {std::pair{"agpt", "tiny"}, std::pair{"agpt", "moe_tiny"}, std::pair{"gpt2", "gpt2_tiny"}})
+        for (const std::string optimizer : {"AdamW", "Muon"}) {
+            SCOPED_TRACE(std::string(family) + " " + flavor + " " + optimizer);
+            const MemoryPlan bf16 =
+                plan_memory(cuda_job(family, flavor, 2, 32, "bfloat16", optimizer), 0, 300);
+            const MemoryPlan fp32 =
+                plan_memory(cuda_job(family, flavor, 2, 32, "float32", optimizer), 0, 300);
+            for (const MemoryPlan* p : {&bf16, &fp32}) {
+                EXPECT_TRUE(p->cuda);
+                EXPECT_EQ(p->param_bytes, static_cast<std::size_t>(p->local_params) * 4);
+                EXPECT_EQ(p->grad_bytes, p->param_bytes);
+                EXPECT_EQ(p->runtime_bytes, 0u);
+                EXPECT_EQ(p->total_bytes, p->param_bytes + p->grad_bytes + p->bf16_param_bytes +
+                                              p->optimizer_bytes + p->activation_bytes +
+                                              p->rope_bytes + p->zero_buffer_bytes +
+                                              p->temporary_bytes);
+            }
+            EXPECT_EQ(bf16.bf16_param_bytes, bf16.param_bytes / 2);
+            EXPECT_EQ(fp32.bf16_param_bytes, 0u);
+            EXPECT_LT(bf16.activation_bytes, fp32.activation_bytes);
+            EXPECT_EQ(bf16.optimizer_bytes, fp32.optimizer_bytes);
+            // The CPU optimizer over the CPU twin (the device optimizer's host mirror).
+            JobConfig cpu_cfg = cuda_job(family, flavor, 2, 32, "float32", optimizer);
+            cpu_cfg.training.device = "cpu";
+            const auto model = make_language_model(family, flavor, cpu_cfg.model.switches(), 300, 1,
+                                                   1, ActivationCheckpoint::none);
+            EXPECT_EQ(bf16.local_params, static_cast<long>(model->params().size()));
+            EXPECT_EQ(bf16.optimizer_bytes, make_model_optimizer(cpu_cfg, *model)->state_bytes());
+        }
+    const MemoryPlan none = plan_memory(cuda_job("agpt", "small", 4, 64, "bfloat16"), 0, 258);
+    const MemoryPlan full = plan_memory(cuda_job("agpt", "small", 4, 64, "bfloat16", "AdamW",
+                                                 {{"activation_checkpoint.mode", "full"}}),
+                                        0, 258);
+    EXPECT_LT(full.saved_activation_bytes, none.saved_activation_bytes);
+    EXPECT_EQ(full.backward_buffer_bytes, none.backward_buffer_bytes);
+    EXPECT_EQ(full.param_bytes, none.param_bytes);
+}
+
+TEST(PlanCuda, ZeroDividesTheOptimizerStateAndAddsItsTransferBuffers) {
+    const MemoryPlan plain = plan_memory(cuda_job("agpt", "small", 4, 64, "bfloat16"), 0, 258);
+    const MemoryPlan zero = plan_memory(cuda_job("agpt", "small", 4, 64, "bfloat16", "AdamW",
+                                                 {{"parallelism.data_parallel_degree", "4"},
+                                                  {"parallelism.zero", "1"},
+                                                  {"parallelism.bucket_mb", "1"}}),
+                                        0, 258);
+    EXPECT_EQ(plain.zero_buffer_bytes, 0u);
+    EXPECT_EQ(zero.optimizer_bytes, (plain.optimizer_bytes + 3) / 4);
+    EXPECT_EQ(zero.param_bytes, plain.param_bytes);
+    // A piece of 1 MiB / 4 ranks, five of them (the padded buffer and this rank's own).
+    EXPECT_EQ(zero.zero_buffer_bytes, std::size_t{5} * ((1 << 20) / 4 / 4) * 4);
+    EXPECT_NE(format_plan(zero).find("ZeRO-1 transfer buffers"), std::string::npos);
+}
+
+TEST(PlanCuda, RefusesWhatCudaDoesNotRun) {
+    auto message = [](const std::function<JobConfig()>& cfg) {
+        try {
+            plan_memory(cfg(), 0, 300);
+        } catch (const Error& e) {
+            return std::string(e.what());
+        }
+        return std::string("no error");
+    };
+    EXPECT_NE(message([] {
+                  return cuda_job("gpt2", "gpt2_tiny", 1, 16, "bfloat16", "AdamW",
+                                  {{"activation_checkpoint.mode", "full"}});
+              }).find("activation_checkpoint.mode = 'full'"),
+              std::string::npos);
+    EXPECT_NE(message([] {
+                  return cuda_job("agpt", "small", 1, 16, "bfloat16", "AdamW",
+                                  {{"parallelism.tensor_parallel_degree", "2"}});
+              }).find("tensor_parallel_degree = 2: not on cuda"),
+              std::string::npos);
+    EXPECT_NE(message([] {
+                  return cuda_job("gpt2", "gpt2_tiny", 1, 256, "bfloat16");
+              }).find("exceeds the context of gpt2 flavor gpt2_tiny"),
+              std::string::npos);
+    EXPECT_NE(message([] {
+                  JobConfig cfg = cuda_job("gpt2", "gpt2_tiny", 1, 16, "bfloat16");
+                  cfg.training.device = "cpu";  // the CPU plan stays the agpt family's
+                  return cfg;
+              }).find("model.name = gpt2"),
+              std::string::npos);
+}
+
+TEST(PlanCuda, TableAndJsonShowTheGpuRowsAndTheVerdict) {
+    const JobConfig cfg = cuda_job("gpt2", "124M", 32, 1024, "bfloat16");
+    const MemoryPlan fits = plan_memory(cfg, 80, 50257);
+    const MemoryPlan too_small = plan_memory(cfg, 8, 50257);
+    EXPECT_TRUE(fits.fits);
+    EXPECT_FALSE(too_small.fits);
+    EXPECT_EQ(fits.params, 124475904L);  // wte padded to 50304 rows
+    const std::string text = format_plan(fits);
+    for (const char* row :
+         {"memory per GPU (bf16 params + fp32 master, cuda trainer)", "parameters (fp32 master)",
+          "bf16 copy of the parameters", "optimizer state (fp32)", "LM-head logits chunk",
+          "workspace: cuBLAS workspace", "not counted: the CUDA context", "fits in 80 GiB"})
+        EXPECT_NE(text.find(row), std::string::npos) << row << "\n" << text;
+    EXPECT_NE(format_plan(too_small).find("does NOT fit in 8 GiB"), std::string::npos);
+    const nlohmann::json j = plan_json(fits);
+    EXPECT_EQ(j["device"], "cuda");
+    EXPECT_EQ(j["model"], "gpt2");
+    EXPECT_EQ(j["precision"], "bfloat16");
+    EXPECT_EQ(j["bytes"]["bf16_parameters"].get<std::size_t>(), fits.bf16_param_bytes);
+    EXPECT_EQ(j["bytes"]["workspace"].get<std::size_t>(), fits.temporary_bytes);
+    EXPECT_EQ(j["bytes"]["total"].get<std::size_t>(), fits.total_bytes);
+    EXPECT_EQ(j["fits"], true);
+    const MemoryPlan fp32 = plan_memory(cuda_job("agpt", "tiny", 1, 16, "float32"), 0, 300);
+    EXPECT_NE(format_plan(fp32).find("memory per GPU (fp32, cuda trainer)"), std::string::npos);
+    EXPECT_EQ(format_plan(fp32).find("bf16 copy"), std::string::npos);
+    // The CPU plan has none of it.
+    const MemoryPlan cpu = plan_memory(job("tiny", 1, 16), 0, 300);
+    EXPECT_FALSE(cpu.cuda);
+    EXPECT_FALSE(plan_json(cpu).contains("device"));
+}
+
 // The child half of the RSS check: trains the job named by AGPT_PLAN_RSS_JOB ("flavor B T") and
 // writes its peak resident set in bytes to AGPT_PLAN_RSS_OUT. Skipped unless started that way.
 TEST(PlanRssChild, Train) {

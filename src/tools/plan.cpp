@@ -182,16 +182,9 @@ CudaModelPlan plan_cuda_model(MemoryPlan& p, const JobConfig& cfg, int vocab_siz
     if (cfg.model.name == "gpt2") {
         const Gpt2Flavor* f = find_gpt2_flavor(cfg.model.flavor);
         if (f == nullptr) fail("plan: model gpt2: unknown flavor '{}'", cfg.model.flavor);
-        if (p.activation_checkpoint != ActivationCheckpoint::none)
-            fail(
-                "plan: activation_checkpoint.mode = full is implemented for model.name = agpt "
-                "only");
         Gpt2Args g = f->args;
         g.vocab_size = vocab_size;
         g.padded_vocab_size = 0;  // as make_language_model pads it
-        if (p.seq_len > g.max_seq_len)
-            fail("plan: training.seq_len {} exceeds gpt2/{}'s context {}", p.seq_len, p.flavor,
-                 g.max_seq_len);
         p.args = ModelArgs{};
         p.args.dim = g.dim;
         p.args.n_layers = g.n_layers;
