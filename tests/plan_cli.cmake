@@ -17,10 +17,10 @@ set_tests_properties(cli_plan_tensor_parallel_refused PROPERTIES
   PASS_REGULAR_EXPRESSION "tensor_parallel_degree = 4 does not divide the model.s n_heads 6")
 # cuda jobs: one GPU's rows and the verdict (no device needed to plan).
 add_test(NAME cli_plan_cuda_fits COMMAND agpt plan --model.name gpt2 --model.flavor 124M
-  --training.device cuda --training.local_batch_size 32 --training.seq_len 1024
+  --vocab-size 50257 --training.device cuda --training.local_batch_size 32 --training.seq_len 1024
   --device-memory-gib 80)
 set_tests_properties(cli_plan_cuda_fits PROPERTIES
-  PASS_REGULAR_EXPRESSION "memory per GPU \\(bf16 params \\+ fp32 master, cuda trainer\\).*bf16 copy of the parameters.*fits in 80 GiB")
+  PASS_REGULAR_EXPRESSION "gpt2/124M: .* vocab 50257 .*memory per GPU \\(bf16 params \\+ fp32 master, cuda trainer\\).*bf16 copy of the parameters.*fits in 80 GiB")
 add_test(NAME cli_plan_cuda_does_not_fit COMMAND agpt plan --model.flavor llama124m
   --training.device cuda --training.local_batch_size 32 --training.seq_len 1024
   --device-memory-gib 4 --json)

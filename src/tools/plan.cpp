@@ -462,7 +462,7 @@ std::string format_plan(const MemoryPlan& p) {
         row("  backward buffers", p.backward_buffer_bytes);
         row("  LM-head logits chunk", p.head_chunk_bytes);
         row("  batch and losses", p.batch_bytes);
-        row("RoPE tables", p.rope_bytes);
+        if (p.rope_bytes > 0) row("RoPE tables", p.rope_bytes);
         if (p.zero == 1) row("ZeRO-1 transfer buffers", p.zero_buffer_bytes);
         row("workspace: " + p.temporary_what, p.temporary_bytes);
         row("total", p.total_bytes);
