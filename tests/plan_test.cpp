@@ -317,6 +317,26 @@ TEST(PlanCuda, RowsAddUpAndFollowThePrecisionAndCheckpointing) {
     EXPECT_EQ(full.param_bytes, none.param_bytes);
 }
 
+TEST(PlanCuda, WorkspaceHoldsCublasAndTheDeviceOptimizersBuffers) {
+    const std::size_t cublas = std::size_t{32} << 20;
+    const MemoryPlan adamw = plan_memory(cuda_job("agpt", "small", 1, 16, "bfloat16"), 0, 258);
+    EXPECT_EQ(adamw.temporary_bytes, cublas);
+    const MemoryPlan schedule_free =
+        plan_memory(cuda_job("agpt", "small", 1, 16, "bfloat16", "ScheduleFreeAdamW"), 0, 258);
+    EXPECT_EQ(schedule_free.temporary_bytes,
+              cublas + static_cast<std::size_t>(schedule_free.local_params) * 4);
+    // Muon: its own cuBLAS handle, the largest matrix's fp32 update and Newton-Schulz's buffers.
+    const MemoryPlan muon =
+        plan_memory(cuda_job("agpt", "small", 1, 16, "bfloat16", "Muon"), 0, 258);
+    EXPECT_GT(muon.temporary_bytes, 2 * cublas);
+    EXPECT_NE(format_plan(muon).find("workspace: cuBLAS workspace, Muon's buffers"),
+              std::string::npos);
+    const MemoryPlan mano =
+        plan_memory(cuda_job("agpt", "small", 1, 16, "bfloat16", "Mano"), 0, 258);
+    EXPECT_GT(mano.temporary_bytes, cublas);
+    EXPECT_LT(mano.temporary_bytes, muon.temporary_bytes);
+}
+
 TEST(PlanCuda, ZeroDividesTheOptimizerStateAndAddsItsTransferBuffers) {
     const MemoryPlan plain = plan_memory(cuda_job("agpt", "small", 4, 64, "bfloat16"), 0, 258);
     const MemoryPlan zero = plan_memory(cuda_job("agpt", "small", 4, 64, "bfloat16", "AdamW",

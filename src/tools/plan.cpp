@@ -152,21 +152,28 @@ ParamSplit split_views(const std::vector<ParamView>& views) {
     return s;
 }
 
-// Muon's device buffers besides the state (cuda_optimizer.cpp's CudaMuon): its cuBLAS handle's
-// workspace, the fp32 update of the largest hidden matrix, and Newton-Schulz's scratch for it
-// (kernels/cuda/newton_schulz.cu: two copies of the matrix and two r×r Gram products in the GEMMs'
-// precision, r the shorter side).
-std::size_t muon_device_bytes(const std::vector<ParamView>& views, bool bf16_gemms) {
+// The device optimizer's buffers besides its state (optim/cuda_optimizer.cpp): Muon's cuBLAS
+// handle and workspace, the fp32 update of its largest matrix and Newton-Schulz's scratch for it
+// (kernels/cuda/newton_schulz.cu: two copies of the matrix and two r×r Gram products in the
+// GEMMs' precision, r the shorter side); Mano's per-matrix partial sums (three doubles per column
+// and 64-row block); ScheduleFreeAdamW's fp32 stash of the parameters it updates.
+std::size_t optimizer_device_bytes(const std::string& optimizer,
+                                   const std::vector<ParamView>& views, long trained,
+                                   bool ns_bf16) {
+    if (optimizer == "ScheduleFreeAdamW") return static_cast<std::size_t>(trained) * sizeof(float);
+    if (optimizer != "Muon" && optimizer != "Mano") return 0;
     std::size_t largest = 0, scratch = 0;
-    const std::size_t es = bf16_gemms ? 2 : 4;
+    const std::size_t es = ns_bf16 ? 2 : 4;
     for (const ParamView& v : views)
         if (v.shape.size() == 2 && (v.role == "attention" || v.role == "ffn")) {
-            const std::size_t n = v.numel(),
-                              r = static_cast<std::size_t>(std::min(v.shape[0], v.shape[1]));
+            const std::size_t n = v.numel(), R = static_cast<std::size_t>(v.shape[0]),
+                              C = static_cast<std::size_t>(v.shape[1]), r = std::min(R, C);
             largest = std::max(largest, n);
-            scratch = std::max(scratch, 2 * n * es + 2 * r * r * es);
+            scratch = std::max(scratch, optimizer == "Muon" ? 2 * n * es + 2 * r * r * es
+                                                            : (R + 63) / 64 * 3 * C * 8 + C * 8);
         }
-    return kCublasWorkspaceBytes + largest * sizeof(float) + scratch;
+    return optimizer == "Muon" ? kCublasWorkspaceBytes + largest * sizeof(float) + scratch
+                               : scratch;
 }
 
 // The cuda trainer's model for cfg (make_cuda_model's): its parameter views and device bytes.
@@ -250,18 +257,19 @@ void plan_cuda_memory(MemoryPlan& p, const JobConfig& cfg, int vocab_size) {
     p.activation_bytes = m.bytes.activations();
     p.rope_bytes = m.bytes.rope;
 
-    p.temporary_bytes = kCublasWorkspaceBytes;
-    p.temporary_what = "cuBLAS workspace";
-    if (p.optimizer == "Muon") {
-        // Newton-Schulz's GEMMs run in bf16 for a bf16 model or optimizer.ns_precision = bf16.
-        const auto ns = cfg.optimizer.hyper.find("ns_precision");
-        const bool ns_bf16 =
-            p.precision == "bfloat16" ||
-            (ns != cfg.optimizer.hyper.end() && std::holds_alternative<std::string>(ns->second) &&
-             std::get<std::string>(ns->second) == "bf16");
-        p.temporary_bytes += muon_device_bytes(m.views, ns_bf16);
-        p.temporary_what = "cuBLAS workspaces, Muon's update and Newton-Schulz buffers";
-    }
+    // Newton-Schulz's GEMMs run in bf16 for a bf16 model or optimizer.ns_precision = bf16.
+    const auto ns = cfg.optimizer.hyper.find("ns_precision");
+    const bool ns_bf16 =
+        p.precision == "bfloat16" ||
+        (ns != cfg.optimizer.hyper.end() && std::holds_alternative<std::string>(ns->second) &&
+         std::get<std::string>(ns->second) == "bf16");
+    long trained = 0;
+    for (const auto& part : p.optimizer_parts) trained += part.params;
+    const std::size_t optimizer_buffers =
+        optimizer_device_bytes(p.optimizer, m.views, trained, ns_bf16);
+    p.temporary_bytes = kCublasWorkspaceBytes + optimizer_buffers;
+    p.temporary_what = optimizer_buffers > 0 ? "cuBLAS workspace, " + p.optimizer + "'s buffers"
+                                             : "cuBLAS workspace";
     p.runtime_bytes = 0;
     p.total_bytes = p.param_bytes + p.grad_bytes + p.bf16_param_bytes + p.optimizer_bytes +
                     p.activation_bytes + p.rope_bytes + p.zero_buffer_bytes + p.temporary_bytes;

@@ -95,7 +95,7 @@ struct MemoryPlan {
     // Gpt2Gpu; GpuModel::state_bytes() = param_bytes + grad_bytes + bf16_param_bytes and
     // activation_bytes() = activation_bytes exactly), the device optimizer's state (its host
     // mirror's state_bytes(), the CPU optimizer's), the ZeRO-1 transfer buffers and the
-    // workspaces (cuBLAS's, Muon's update and Newton-Schulz buffers). runtime_bytes is 0: the
+    // workspaces (cuBLAS's; Muon's, Mano's and ScheduleFreeAdamW's own buffers). runtime_bytes is 0: the
     // CUDA context, allocator fragmentation and NCCL's buffers are not counted.
     bool cuda = false;
     std::string precision;  // training.mixed_precision_param: bfloat16 | float32
