@@ -132,8 +132,23 @@ const char* checkpoint_mode_name(ActivationCheckpoint c) {
     return c == ActivationCheckpoint::full ? "full" : "none";
 }
 
+// ZeRO-1: each data-parallel rank keeps the optimizer state of its share of the parameters.
+void divide_over_zero_ranks(MemoryPlan& p) {
+    if (p.zero != 1) return;
+    const std::size_t d = static_cast<std::size_t>(p.data_parallel_degree);
+    for (auto& part : p.optimizer_parts) {
+        part.bytes = (part.bytes + d - 1) / d;
+        part.params = (part.params + p.data_parallel_degree - 1) / p.data_parallel_degree;
+    }
+}
+
 // cuBLAS's workspace per handle (cuda::Blas's default): the model's, and Muon's own.
 constexpr std::size_t kCublasWorkspaceBytes = std::size_t{32} << 20;
+
+// is_hidden_matrix (optim/optimizer.h) on a view: what Muon and Mano take.
+bool is_hidden_view(const ParamView& v) {
+    return v.shape.size() == 2 && (v.role == "attention" || v.role == "ffn");
+}
 
 // The parameters of a GPU model as its device optimizer splits them (optim_params_from and
 // is_hidden_matrix): hidden matrices, the rest, and the expert biases no optimizer trains.
@@ -143,10 +158,9 @@ ParamSplit split_views(const std::vector<ParamView>& views) {
         const long n = static_cast<long>(v.numel());
         if (v.role == "expert_bias")
             s.untrained += n;
-        else if (v.shape.size() == 2 && (v.role == "attention" || v.role == "ffn")) {
+        else if (is_hidden_view(v))
             s.hidden += n;
-            s.largest_hidden = std::max(s.largest_hidden, n);
-        } else
+        else
             s.rest += n;
     }
     return s;
@@ -165,7 +179,7 @@ std::size_t optimizer_device_bytes(const std::string& optimizer,
     std::size_t largest = 0, scratch = 0;
     const std::size_t es = ns_bf16 ? 2 : 4;
     for (const ParamView& v : views)
-        if (v.shape.size() == 2 && (v.role == "attention" || v.role == "ffn")) {
+        if (is_hidden_view(v)) {
             const std::size_t n = v.numel(), R = static_cast<std::size_t>(v.shape[0]),
                               C = static_cast<std::size_t>(v.shape[1]), r = std::min(R, C);
             largest = std::max(largest, n);
@@ -234,11 +248,8 @@ void plan_cuda_memory(MemoryPlan& p, const JobConfig& cfg, int vocab_size) {
     p.optimizer = optimizer_info(cfg.optimizer.name).name;
     p.optimizer_parts = optimizer_state_parts(p.optimizer, split.hidden, split.rest);
     const std::size_t W = static_cast<std::size_t>(p.data_parallel_degree);
+    divide_over_zero_ranks(p);
     if (p.zero == 1) {
-        for (auto& part : p.optimizer_parts) {
-            part.bytes = (part.bytes + W - 1) / W;
-            part.params = (part.params + p.data_parallel_degree - 1) / p.data_parallel_degree;
-        }
         // ZeroShard's padded buffer (W pieces) and its own piece: a piece is the bucket's share,
         // at most the largest rank's range (about num_params / W).
         const std::size_t bucket =
@@ -389,12 +400,7 @@ MemoryPlan plan_memory(const JobConfig& cfg, double device_memory_gib, int vocab
     p.param_bytes = p.grad_bytes = static_cast<std::size_t>(p.local_params) * sizeof(float);
     p.optimizer = optimizer_info(cfg.optimizer.name).name;
     p.optimizer_parts = optimizer_state_parts(p.optimizer, split.hidden, split.rest);
-    if (p.zero == 1)
-        for (auto& part : p.optimizer_parts) {
-            const std::size_t d = static_cast<std::size_t>(p.data_parallel_degree);
-            part.bytes = (part.bytes + d - 1) / d;
-            part.params = (part.params + p.data_parallel_degree - 1) / p.data_parallel_degree;
-        }
+    divide_over_zero_ranks(p);
     for (const auto& part : p.optimizer_parts) p.optimizer_bytes += part.bytes;
 
     const std::size_t N = static_cast<std::size_t>(p.batch) * p.seq_len;
