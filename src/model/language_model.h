@@ -74,6 +74,9 @@ class LanguageModel {
 
     // The agpt transformer's arguments; nullptr for other families.
     virtual const ModelArgs* agpt_args() const { return nullptr; }
+    // The model whose parameter layout (views, tensor-parallel shards) this one has: itself, or
+    // a cuda model's CPU twin. Checkpoints gather and slice shards through it.
+    virtual const LanguageModel& layout_model() const { return *this; }
 
     // While set, forward_backward reports each stretch [begin, end) of grads() (in floats) as
     // soon as backward has finished it for this call: descending and contiguous, from the end of

@@ -41,7 +41,7 @@ std::unique_ptr<LanguageModel> make_rl_model(const JobConfig& cfg, const ModelAr
     if (cfg.training.device != "cuda")
         return std::make_unique<Transformer>(
             args, max_batch, max_seq, activation_checkpoint_from(cfg.activation_checkpoint.mode));
-    check_cuda_training(cfg, 1);
+    check_cuda_training(cfg);
     return make_cuda_model(cfg, args, max_batch, max_seq);
 }
 

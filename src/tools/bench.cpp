@@ -37,7 +37,7 @@ nlohmann::json BenchResult::to_json() const {
 BenchResult run_bench(const JobConfig& cfg, const BenchOptions& opt) {
     validate_job_config(cfg);
     const bool on_cuda = cfg.training.device == "cuda";
-    if (on_cuda) check_cuda_training(cfg, 1);
+    if (on_cuda) check_cuda_training(cfg);
     if (opt.steps <= 0) fail("--steps {}: must be positive", opt.steps);
     if (opt.warmup < 0) fail("--warmup {}: must not be negative", opt.warmup);
     BenchResult r;

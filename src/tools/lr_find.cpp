@@ -366,7 +366,7 @@ LrFindSummary lr_find(const std::vector<JobConfig>& cfgs, const LrFindOptions& o
     std::set<std::string> names;
     for (const auto& cfg : cfgs) {
         validate_job_config(cfg);
-        if (cfg.training.device == "cuda") check_cuda_training(cfg, 1);
+        if (cfg.training.device == "cuda") check_cuda_training(cfg);
         if (common_config_toml(cfg) != common)
             fail(
                 "lr-find: the configs differ in more than [optimizer]; sweeps of several "

@@ -102,7 +102,7 @@ json verify(const fs::path& dir) {
 // The model when it holds tensor-parallel shards, else nullptr: checkpoints hold full tensors,
 // gathered on save and sliced on load.
 const Transformer* sharded_model(const LanguageModel& model) {
-    const auto* t = dynamic_cast<const Transformer*>(&model);
+    const auto* t = dynamic_cast<const Transformer*>(&model.layout_model());
     return t && t->tensor_parallel().active() ? t : nullptr;
 }
 

@@ -30,7 +30,7 @@
 
 namespace agpt {
 
-void check_cuda_training(const JobConfig& cfg, int ranks) {
+void check_cuda_training(const JobConfig& cfg) {
     if (cfg.model.name != "agpt" && cfg.model.name != "gpt2")
         fail(
             "model.name = {}: not on cuda yet (training.device = cuda trains the agpt and gpt2 "
@@ -44,14 +44,8 @@ void check_cuda_training(const JobConfig& cfg, int ranks) {
                 fail("model.flavor = {}: {}", cfg.model.flavor, problem);
     }
     check_cuda_optimizer(cfg.optimizer.spec());
-    // Data parallelism (ZeRO-0 or 1) and expert parallelism run over NCCL; tensor parallelism
-    // is CPU only so far.
-    const auto& par = cfg.parallelism;
-    if (ranks > 1 && par.tensor_parallel_degree > 1)
-        fail(
-            "parallelism.tensor_parallel_degree = {}: not on cuda yet (cuda runs data parallelism "
-            "only; one GPU per rank)",
-            par.tensor_parallel_degree);
+    // Data parallelism (ZeRO-0 or 1), tensor and expert parallelism run over NCCL, within the
+    // mesh's own limits (resolve_parallel_mesh).
 #if defined(AGPT_HAVE_CUDA)
     if (!cuda::device_available())
         fail("training.device = cuda: no CUDA device is visible ({}); use training.device = cpu",
@@ -192,6 +186,21 @@ class CudaModel final : public LanguageModel {
         device_stale_ = true;
         return *twin;
     }
+    Transformer& set_tensor_parallel(const TensorParallel& host_tp, Communicator* device_tp) {
+        auto* gpu = dynamic_cast<TransformerGpu*>(gpu_.get());
+        const ModelArgs* args = agpt_args();
+        if (gpu == nullptr || args == nullptr)
+            fail("parallelism.tensor_parallel_degree: tensor parallelism needs the agpt family");
+        TensorParallel device = host_tp;
+        device.group = device_tp;
+        auto twin = std::make_unique<Transformer>(*args, 1, 1, ActivationCheckpoint::none, host_tp);
+        gpu->set_tensor_parallel(device);
+        host_ = std::move(twin);
+        host_current_ = true;
+        device_stale_ = true;
+        return static_cast<Transformer&>(*host_);
+    }
+    const LanguageModel& layout_model() const override { return *host_; }
     // The device parameters as an optimizer is about to change them; host copies go stale.
     GpuModel& gpu_for_update() {
         push_params();
@@ -390,6 +399,11 @@ Transformer& set_cuda_expert_parallel(LanguageModel& cuda_model, Communicator* h
     return cuda_model_of(cuda_model).set_expert_parallel(host_ep, device_ep);
 }
 
+Transformer& set_cuda_tensor_parallel(LanguageModel& cuda_model, const TensorParallel& host_tp,
+                                      Communicator* device_tp) {
+    return cuda_model_of(cuda_model).set_tensor_parallel(host_tp, device_tp);
+}
+
 double clip_sharded_model_gradients(Communicator& ep, LanguageModel& model, const ShardedRanges& r,
                                     double max_norm) {
     auto* m = dynamic_cast<CudaModel*>(&model);
@@ -479,6 +493,9 @@ void cuda_all_gather_parameters(ZeroShard&, LanguageModel&) {
     fail("training.device = cuda: this build has no CUDA backend");
 }
 Transformer& set_cuda_expert_parallel(LanguageModel&, Communicator*, Communicator*) {
+    fail("training.device = cuda: this build has no CUDA backend");
+}
+Transformer& set_cuda_tensor_parallel(LanguageModel&, const TensorParallel&, Communicator*) {
     fail("training.device = cuda: this build has no CUDA backend");
 }
 double clip_sharded_model_gradients(Communicator& ep, LanguageModel& model, const ShardedRanges& r,

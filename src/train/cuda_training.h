@@ -12,9 +12,12 @@
 //     communicator over the data-parallel ranks (NCCL), bucket by bucket while backward runs;
 //     with ZeRO-1 reduce-scattered after backward, each GPU stepping the parameters it owns;
 //   - expert parallelism: the routed experts sharded over the ranks as on the CPU, the tokens
-//     exchanged on the device (set_cuda_expert_parallel).
+//     exchanged on the device (set_cuda_expert_parallel);
+//   - tensor parallelism: the dense model sharded Megatron-style as on the CPU, its sums on the
+//     device (set_cuda_tensor_parallel).
 // The agpt family's dense block with every switch and activation checkpointing, GPT-2, the
-// built-in optimizers, data parallelism (with ZeRO-1) and expert parallelism run here so far;
+// built-in optimizers, data parallelism (with ZeRO-1), tensor and expert parallelism run here so
+// far;
 // check_cuda_training refuses the rest naming the key.
 #include <cstddef>
 #include <functional>
@@ -26,6 +29,7 @@
 #include "dist/communicator.h"
 #include "dist/expert_parallel.h"
 #include "model/language_model.h"
+#include "model/tensor_parallel.h"
 #include "optim/optimizer.h"
 #include "train/config.h"
 
@@ -36,10 +40,9 @@ class Transformer;
 class ZeroShard;
 
 // Fails with one message naming the key when this job cannot train on cuda: a model family,
-// flavor (MLA, MoE) or optimizer the GPU path lacks, tensor parallelism over
-// `ranks` > 1, a build without the CUDA backend, or no visible device. Creates nothing; the
-// trainer calls it before the run folder.
-void check_cuda_training(const JobConfig& cfg, int ranks);
+// flavor (MLA, MoE) or optimizer the GPU path lacks, a build without the CUDA backend, or no
+// visible device. Creates nothing; the trainer calls it before the run folder.
+void check_cuda_training(const JobConfig& cfg);
 
 // The job's model on the device (training.mixed_precision_param picks bf16 or fp32 compute),
 // vocabulary from the tokenizer, activations for (max_batch, max_seq) kept as
@@ -107,6 +110,14 @@ void cuda_all_gather_parameters(ZeroShard& zero, LanguageModel& cuda_model);
 // whose is_expert_shard names the shard views. Call before init_weights and the optimizer.
 Transformer& set_cuda_expert_parallel(LanguageModel& cuda_model, Communicator* host_ep,
                                       Communicator* device_ep);
+// Tensor parallelism on cuda (docs/distributed.md): make_cuda_model's agpt model takes the CPU
+// Transformer's shard layout (model/tensor_parallel.h): its CPU twin is rebuilt with host_tp
+// (the trainer's TP group: initialisation, checkpoint gathers), the device model sharded with
+// device_tp (NCCL over the same ranks, from make_cuda_gradient_communicator) for its sums.
+// Returns the twin, whose shards() name the split views. Call before init_weights and the
+// optimizer.
+Transformer& set_cuda_tensor_parallel(LanguageModel& cuda_model, const TensorParallel& host_tp,
+                                      Communicator* device_tp);
 // clip_sharded_grad_norm (dist/expert_parallel.h) where the gradients live: for make_cuda_model's
 // models each range's norm and the clip run on the device, the shards' squares summed over ep.
 double clip_sharded_model_gradients(Communicator& ep, LanguageModel& model, const ShardedRanges& r,

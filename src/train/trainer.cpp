@@ -332,7 +332,7 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
     }
     const ParallelMesh mesh = resolve_parallel_mesh(cfg, mesh_args, comm.size());
     const bool on_cuda = cfg.training.device == "cuda";
-    if (on_cuda) check_cuda_training(cfg, comm.size());
+    if (on_cuda) check_cuda_training(cfg);
     // The ranks that read different data: DP × EP.
     const int data_ranks = mesh.data_ranks();
     const int accum = cfg.grad_accum_steps(data_ranks);
@@ -400,9 +400,22 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
         on_cuda ? make_cuda_model(cfg, tokenizer.vocab_size(), B, T)
                 : make_job_model(cfg, tokenizer.vocab_size(), B, T, tp);
     LanguageModel& model = *model_ptr;
-    // Tensor and expert parallelism exist in the agpt family on the CPU only; MoE balancing and
-    // its metrics go through LanguageModel (the CPU and the cuda model alike).
+    // Tensor and expert parallelism exist in the agpt family; MoE balancing and its metrics go
+    // through LanguageModel (the CPU and the cuda model alike). On cuda the layout is the CPU
+    // twin's, and the TP sums run over a device communicator of the TP group (NCCL).
     auto* agpt_model = dynamic_cast<Transformer*>(&model);
+    std::unique_ptr<Communicator> device_tp_group;
+    // cuda clips on the device with clip_tensor_parallel_grad_norm's rule: the split views'
+    // squares summed over the TP group, the replicated ones counted once.
+    std::optional<ShardedRanges> tp_shards;
+    if (on_cuda && tp.active()) {
+        device_tp_group = make_cuda_gradient_communicator(*tp_group, model);
+        agpt_model = &set_cuda_tensor_parallel(model, tp, device_tp_group.get());
+        const std::vector<ParamView>& views = agpt_model->param_views();
+        tp_shards = sharded_ranges(views, [&](const ParamView& v) {
+            return agpt_model->shards()[&v - views.data()].split != ShardSpec::Split::replicated;
+        });
+    }
     const bool is_moe = model.agpt_args() != nullptr && model.agpt_args()->is_moe();
     // Expert parallelism (TP = 1): each rank holds E/EP routed experts. The EP group (the ranks
     // of one data-parallel replica) exchanges tokens for them, so a shard's gradient holds the
@@ -664,6 +677,8 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
         if (!std::isfinite(loss)) fail("step {}: loss is {}; training diverged", step, loss);
         const double grad_norm =
             zero ? zero->clip_owned(grad_buffer().data(), cfg.training.max_norm)
+            : tp.active() && on_cuda
+                ? clip_sharded_model_gradients(*tp_group, model, *tp_shards, cfg.training.max_norm)
             : tp.active()
                 ? clip_tensor_parallel_grad_norm(model.grads().data(), model.param_views(),
                                                  agpt_model->shards(), cfg.training.max_norm, tp)

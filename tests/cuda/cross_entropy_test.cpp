@@ -2,6 +2,10 @@
 // chunks that do not divide N, a chunk larger than N, ignored targets (-1), soft-capped logits
 // and per-token gradient weights; and the soft-cap on returned logits (softcap.h).
 #include "kernels/cpu/cross_entropy.h"
+
+#include <algorithm>
+#include <cmath>
+
 #include "cuda_test_util.h"
 #include "kernels/cpu/softcap.h"
 #include "kernels/cuda/cross_entropy.h"
@@ -90,6 +94,106 @@ TEST(CudaCrossEntropy, Fp32) {
 }
 TEST(CudaCrossEntropy, Bf16) {
     check_cross_entropy<bf16>(kTolBf16, 5200);
+}
+
+// The vocabulary-parallel head as rank r of 2: this rank's rows on the device, the other
+// rank's part of each reduction (its rows' max, Σexp at the combined max and target logit)
+// computed on the host from the full head, so one process checks the combination. The
+// losses equal the full head's (CPU), dweight its rows' part of the full dweight, and the two
+// ranks' dx sum to the full dx.
+template <typename T>
+void check_vocab_parallel_cross_entropy(double tol, uint64_t seed) {
+    AGPT_REQUIRE_CUDA_DEVICE();
+    const int N = 37, C = 24, V = 101, chunk = 16;
+    Blas blas;
+    for (const float cap : {0.0f, 2.5f}) {
+        Rng rng(seed);
+        const auto x = representable<T>(random_floats(static_cast<std::size_t>(N) * C, rng));
+        const auto w = representable<T>(random_floats(static_cast<std::size_t>(V) * C, rng));
+        auto targets = random_tokens(N, V, rng);
+        for (int i = 0; i < N; i += 6) targets[i] = -1;
+        auto row_w = random_floats(N, rng, -1.0f, 2.0f);
+        const float grad_scale = 1.0f / static_cast<float>(N);
+        const std::string tag = cap > 0 ? " softcap" : "";
+
+        std::vector<float> dx(x.size(), 0.0f), dw(w.size(), 0.0f);
+        std::vector<float> scratch(cpu::lm_head_scratch_size(chunk, V));
+        const double loss = cpu::lm_head_cross_entropy<float>(
+            dx.data(), dw.data(), x.data(), w.data(), targets.data(), N, C, V, grad_scale,
+            scratch.data(), chunk, cap, row_w.data());
+        auto logit = [&](int i, int v) {  // the full head's capped logit, on the host
+            double z = 0.0;
+            for (int c = 0; c < C; c++)
+                z += static_cast<double>(x[static_cast<std::size_t>(i) * C + c]) *
+                     w[static_cast<std::size_t>(v) * C + c];
+            return cap > 0 ? cap * std::tanh(z / cap) : z;
+        };
+        DeviceBuffer<int32_t> d_targets = upload(targets);
+        Dev<float> d_row_w(row_w);
+        Dev<T> d_x(x);
+        std::vector<float> dx_sum(x.size(), 0.0f);
+        for (int rank = 0; rank < 2; rank++) {
+            const int first = rank == 0 ? 0 : 51, rows = rank == 0 ? 51 : V - 51;
+            const int other_first = rank == 0 ? 51 : 0, other_rows = V - rows;
+            const std::vector<float> w_local(w.begin() + static_cast<long>(first) * C,
+                                             w.begin() + static_cast<long>(first + rows) * C);
+            int start = 0;
+            std::vector<float> row_max;
+            const GroupReduce reduce = [&](float* data, std::size_t n, bool max) {
+                std::vector<float> h(n);
+                AGPT_CUDA_CHECK(cudaStreamSynchronize(blas.stream()));
+                AGPT_CUDA_CHECK(
+                    cudaMemcpy(h.data(), data, n * sizeof(float), cudaMemcpyDeviceToHost));
+                const int rows_here = max ? static_cast<int>(n) : static_cast<int>(n / 2);
+                for (int i = 0; i < rows_here; i++) {
+                    const int row = start + i;
+                    if (max) {
+                        double m = -1e30;
+                        for (int v = 0; v < other_rows; v++)
+                            m = std::max(m, logit(row, other_first + v));
+                        h[i] = std::max(h[i], static_cast<float>(m));
+                        continue;
+                    }
+                    double sum = 0.0;
+                    for (int v = 0; v < other_rows; v++)
+                        sum += std::exp(logit(row, other_first + v) - row_max[i]);
+                    h[i] += static_cast<float>(sum);
+                    const int t = targets[row];
+                    if (t >= other_first && t < other_first + other_rows)
+                        h[rows_here + i] += static_cast<float>(logit(row, t));
+                }
+                if (max) row_max = h;
+                AGPT_CUDA_CHECK(
+                    cudaMemcpy(data, h.data(), n * sizeof(float), cudaMemcpyHostToDevice));
+                if (!max) start += rows_here;  // the chunk's last reduction
+            };
+            Dev<T> d_w(w_local), d_dx(std::vector<float>(x.size(), 0.0f));
+            Dev<float> d_dw(std::vector<float>(w_local.size(), 0.0f));
+            auto d_losses = Dev<float>::poisoned(N);
+            DeviceBuffer<unsigned char> d_scratch(vocab_parallel_scratch_bytes<T>(chunk, rows));
+            vocab_parallel_cross_entropy<T>(blas, d_losses.ptr(), d_dx.ptr(), d_dw.ptr(), d_x.ptr(),
+                                            d_w.ptr(), d_targets.data(), N, C, first, rows,
+                                            grad_scale, d_scratch.data(), chunk, cap, d_row_w.ptr(),
+                                            reduce);
+            const std::string rtag = tag + " rank " + std::to_string(rank);
+            const double gpu_loss = sum_losses(d_losses.ptr(), N, blas.stream());
+            expect_close("vocab-parallel loss (sum)" + rtag, {static_cast<float>(gpu_loss)},
+                         {static_cast<float>(loss)}, kTolFp32);
+            const std::vector<float> dw_rows(dw.begin() + static_cast<long>(first) * C,
+                                             dw.begin() + static_cast<long>(first + rows) * C);
+            expect_close("vocab-parallel dweight rows" + rtag, d_dw.get(), dw_rows, tol);
+            const auto dx_part = d_dx.get();
+            for (std::size_t i = 0; i < dx_sum.size(); i++) dx_sum[i] += dx_part[i];
+        }
+        expect_close("vocab-parallel dx summed over the ranks" + tag, dx_sum, dx, tol);
+    }
+}
+
+TEST(CudaCrossEntropy, VocabParallelFp32) {
+    check_vocab_parallel_cross_entropy<float>(kTolFp32Long, 5300);
+}
+TEST(CudaCrossEntropy, VocabParallelBf16) {
+    check_vocab_parallel_cross_entropy<bf16>(kTolBf16, 5400);
 }
 
 TEST(CudaSoftcap, ReturnedLogitsMatchCpu) {

@@ -87,6 +87,15 @@ std::vector<nlohmann::json> expert_loads(const fs::path& run) {
     return out;
 }
 
+// The logged grad_norm of each step.
+std::vector<double> grad_norms(const fs::path& run) {
+    std::vector<double> out;
+    std::ifstream in(run / "metrics.jsonl");
+    for (std::string line; std::getline(in, line);)
+        out.push_back(nlohmann::json::parse(line)["grad_norm"].get<double>());
+    return out;
+}
+
 std::string file_text(const fs::path& p) {
     std::ifstream in(p);
     return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
@@ -356,13 +365,6 @@ TEST(CudaDataParallel, MoeExpertParallelTwoRanksMatchOneProcess) {
         EXPECT_NEAR(got[i], want[i], 1e-6 * std::abs(want[i])) << "step " << i + 1;
     EXPECT_EQ(expert_loads(dir / "moe_ep2"), expert_loads(dir / "moe_single"));
     // The clipping norm counts the replicated tensors once and every rank's expert shards.
-    auto grad_norms = [](const fs::path& run) {
-        std::vector<double> out;
-        std::ifstream in(run / "metrics.jsonl");
-        for (std::string line; std::getline(in, line);)
-            out.push_back(nlohmann::json::parse(line)["grad_norm"].get<double>());
-        return out;
-    };
     const std::vector<double> want_norms = grad_norms(dir / "moe_single"),
                               got_norms = grad_norms(dir / "moe_ep2");
     ASSERT_EQ(got_norms.size(), want_norms.size());
@@ -383,6 +385,99 @@ TEST(CudaDataParallel, MoeExpertParallelTwoRanksMatchOneProcess) {
     }
     const std::string log = file_text(dir / "moe_ep2" / "train.log");
     EXPECT_NE(log.find("DP 1 × TP 1 × EP 2 = 2 ranks"), std::string::npos) << log;
+}
+
+// got's step-3 checkpoint against want's, both loaded into the one-process model: all the
+// parameters within 1e-6 relative, each tensor within 2e-5. AdamW's first steps move an element
+// by about lr whatever its gradient's size, so a gradient element near 0, whose last bits TP's
+// sums round differently, moves one element of a tensor by up to ~1e-4 · lr (measured: one
+// element of a w2, 5.8e-5 absolute; every other tensor within 3e-6).
+void expect_tp_checkpoint_close(const JobConfig& got, const JobConfig& want,
+                                const std::string& what) {
+    const std::vector<float> want_params = checkpoint_params(want, 3),
+                             got_params = checkpoint_params(got, 3);
+    ASSERT_EQ(got_params.size(), want_params.size()) << what;
+    const auto model = make_job_model(want, 258, 1, 1);
+    double all_diff2 = 0.0, all_ref2 = 0.0;
+    for (const ParamView& v : model->param_views()) {
+        double diff2 = 0.0, ref2 = 0.0;
+        for (std::size_t i = v.offset; i < v.offset + v.numel(); i++) {
+            const double d = static_cast<double>(got_params[i]) - want_params[i];
+            diff2 += d * d;
+            ref2 += static_cast<double>(want_params[i]) * want_params[i];
+        }
+        EXPECT_LE(std::sqrt(diff2 / ref2), 2e-5) << what << ": " << v.name;
+        all_diff2 += diff2;
+        all_ref2 += ref2;
+    }
+    std::printf("    %s: step-3 parameters' relative difference %.3g\n", what.c_str(),
+                std::sqrt(all_diff2 / all_ref2));
+    EXPECT_LE(std::sqrt(all_diff2 / all_ref2), 1e-6) << what << ": step-3 parameters";
+}
+
+// Tensor parallelism on cuda: the tiny model's heads, FFN rows and vocabulary over 2 ranks, the
+// sums over the device communicator (the MPI one standing in for NCCL), both ranks running the
+// same micro-batches. Against TwoRanksMatchOneProcessWithTheSameGlobalBatch's one-process run
+// (the same 2 micro-batches of 2 per step): the same losses and clipping norms (replicated
+// tensors counted once, shards summed over the group), and the step-3 checkpoint (full tensors,
+// gathered from the shards) loads into the one-process model with the same values.
+TEST(CudaDataParallel, TensorParallelTwoRanksMatchOneProcess) {
+    const char* dir_env = std::getenv("AGPT_CUDA_DP_DIR");
+    ASSERT_NE(dir_env, nullptr) << "run by tests/cuda/cuda_data_parallel_emu_test.sh";
+    const fs::path dir = dir_env;
+    Communicator& world = world_communicator();
+    if (world.size() == 1) return;  // the reference is TwoRanksMatchOneProcess's `single`
+    ASSERT_EQ(world.size(), 2);
+    ASSERT_TRUE(fs::exists(dir / "single" / "metrics.jsonl")) << "the one-process run first";
+    set_cuda_gradient_communicator_factory(
+        [](Communicator& ranks) { return ranks.split(0, ranks.rank()); });
+    const fs::path dump = world.rank() == 0 ? dir : dir / "rank1";
+    // Every step checkpointed: TensorParallelCheckpointResumesOnOneProcess resumes step 2.
+    JobConfig cfg = dp_job(dump, "tp2", false, "tiny", {{"checkpoint.interval", "1"}});
+    cfg.parallelism.tensor_parallel_degree = 2;
+    EXPECT_EQ(train(cfg, nullptr).steps, 3);
+    world.barrier();
+    set_cuda_gradient_communicator_factory({});
+    if (world.rank() != 0) return;
+    const JobConfig single = dp_job(dir, "single", false);
+    const std::vector<double> want = losses(dir / "single"), got = losses(dir / "tp2");
+    ASSERT_EQ(want.size(), 3u);
+    ASSERT_EQ(got.size(), want.size());
+    for (std::size_t i = 0; i < want.size(); i++)
+        EXPECT_NEAR(got[i], want[i], 1e-6 * std::abs(want[i])) << "step " << i + 1;
+    const std::vector<double> want_norms = grad_norms(dir / "single"),
+                              got_norms = grad_norms(dir / "tp2");
+    ASSERT_EQ(got_norms.size(), want_norms.size());
+    for (std::size_t i = 0; i < want_norms.size(); i++)
+        EXPECT_NEAR(got_norms[i], want_norms[i], 1e-6 * want_norms[i]) << "step " << i + 1;
+    expect_tp_checkpoint_close(cfg, single, "TP 2 against one process");
+    const std::string log = file_text(dir / "tp2" / "train.log");
+    EXPECT_NE(log.find("DP 1 × TP 2 × EP 1 = 2 ranks"), std::string::npos) << log;
+}
+
+// After TensorParallelTwoRanksMatchOneProcess (the script's third run, one process): the TP = 2
+// run's step-2 checkpoint (full tensors) resumes on one process with TP = 1 and repeats step 3
+// within 1e-6 of the TP = 2 run.
+TEST(CudaDataParallel, TensorParallelCheckpointResumesOnOneProcess) {
+    const char* dir_env = std::getenv("AGPT_CUDA_DP_DIR");
+    ASSERT_NE(dir_env, nullptr) << "run by tests/cuda/cuda_data_parallel_emu_test.sh";
+    const fs::path dir = dir_env;
+    ASSERT_EQ(world_communicator().size(), 1);
+    const fs::path source = dir / "tp2";
+    ASSERT_TRUE(fs::exists(source / "checkpoints" / "step-2")) << "the TP = 2 run comes first";
+    fs::copy(source, dir / "tp2_resumed", fs::copy_options::recursive);
+    fs::remove_all(dir / "tp2_resumed" / "checkpoints" / "step-3");
+    const JobConfig cfg = dp_job(dir, "tp2_resumed", false);
+    EXPECT_EQ(train(cfg, nullptr).steps, 3);
+    const std::vector<double> want = losses(source), got = losses(dir / "tp2_resumed");
+    ASSERT_EQ(got.size(), want.size());
+    for (std::size_t i = 0; i < 2; i++) EXPECT_EQ(got[i], want[i]) << "step " << i + 1 << " kept";
+    EXPECT_NEAR(got[2], want[2], 1e-6 * std::abs(want[2])) << "step 3";
+    JobConfig tp2 = dp_job(dir, "tp2", false);
+    tp2.parallelism.tensor_parallel_degree = 2;
+    expect_tp_checkpoint_close(cfg, tp2, "TP 2 resumed on one process");
+    const std::string log = file_text(dir / "tp2_resumed" / "train.log");
+    EXPECT_NE(log.find("resumed from"), std::string::npos) << log;
 }
 
 }  // namespace

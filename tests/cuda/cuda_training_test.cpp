@@ -196,7 +196,7 @@ TEST(CudaTraining, SwitchesWithCheckpointingMatchTheCpuTrainer) {
         return cfg;
     };
     const JobConfig cpu = job("cpu"), gpu = job("cuda");
-    check_cuda_training(gpu, 1);  // accepted
+    check_cuda_training(gpu);  // accepted
     train(cpu, nullptr);
     train(gpu, nullptr);
     const Curve c_cpu = read_curve(dump / "cpu"), c_gpu = read_curve(dump / "cuda");
@@ -221,7 +221,7 @@ TEST(CudaTraining, MoeMatchesTheCpuTrainer) {
         return cfg;
     };
     const JobConfig cpu = job("cpu"), gpu = job("cuda");
-    check_cuda_training(gpu, 1);  // accepted
+    check_cuda_training(gpu);  // accepted
     train(cpu, nullptr);
     train(gpu, nullptr);
     const Curve c_cpu = read_curve(dump / "cpu"), c_gpu = read_curve(dump / "cuda");
@@ -504,30 +504,26 @@ TEST(CudaTraining, AcceptsTheMoeTableFlavors) {
     const ConfigOverrides o = {{"job.dump_folder", fs::temp_directory_path().string()},
                                {"training.device", "cuda"},
                                {"model.flavor", "moe_debugmodel"}};
-    EXPECT_NO_THROW(check_cuda_training(load_job_config("", o), 1));
+    EXPECT_NO_THROW(check_cuda_training(load_job_config("", o)));
 }
 
 TEST(CudaTraining, RefusesWhatIsNotOnCudaYetNamingTheKey) {
     // Configuration checks come before the device's: these run without a GPU too.
     const fs::path dump = fs::temp_directory_path();
-    auto refused = [&](std::vector<std::pair<std::string, std::string>> extra, int ranks,
+    auto refused = [&](std::vector<std::pair<std::string, std::string>> extra,
                        const std::string& message) {
         ConfigOverrides o = {{"job.dump_folder", dump.string()}, {"training.device", "cuda"}};
         for (auto& kv : extra) o.push_back(kv);
         const JobConfig cfg = load_job_config("", o);
         try {
-            check_cuda_training(cfg, ranks);
+            check_cuda_training(cfg);
             ADD_FAILURE() << message << ": accepted";
         } catch (const Error& e) {
             EXPECT_NE(std::string(e.what()).find(message), std::string::npos) << e.what();
         }
     };
-    refused({{"optimizer.name", "Muon"}, {"optimizer.ns_precision", "fp64"}}, 1,
+    refused({{"optimizer.name", "Muon"}, {"optimizer.ns_precision", "fp64"}},
             "optimizer.ns_precision = fp64: not on cuda");
-    // Data parallelism (ZeRO-0 and 1) and expert parallelism run on cuda; tensor parallelism does
-    // not yet.
-    refused({{"parallelism.tensor_parallel_degree", "2"}}, 2,
-            "parallelism.tensor_parallel_degree = 2: not on cuda yet");
 }
 
 }  // namespace

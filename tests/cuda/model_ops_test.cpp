@@ -267,6 +267,10 @@ TEST(CudaModelOps, CastToBf16RoundsToNearestEven) {
     auto d_y = Dev<bf16>::poisoned(x.size());
     cast_to_bf16(d_y.ptr(), d_x.ptr(), x.size());
     expect_close("cast_to_bf16", d_y.get(), representable<bf16>(x), 0.0);
+    // And back: bf16 values widen to fp32 exactly.
+    auto d_z = Dev<float>::poisoned(x.size());
+    cast_to_float(d_z.ptr(), d_y.ptr(), x.size());
+    expect_close("cast_to_float", d_z.get(), representable<bf16>(x), 0.0);
 }
 
 }  // namespace

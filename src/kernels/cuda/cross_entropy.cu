@@ -59,6 +59,64 @@ __global__ void __launch_bounds__(kThreads)
     }
 }
 
+// The vocabulary-parallel head's three row passes over one rank's logits (n, V) (V: its rows),
+// one block per row. stats: row max (chunk) | Σexp (n) | target logit (n), the max and the sums
+// each combined over the group between the passes.
+__global__ void __launch_bounds__(kThreads)
+    vocab_parallel_max_kernel(float* stats, const float* logits, int V, float cap) {
+    __shared__ float red[32];
+    const long row = blockIdx.x;
+    const float* z = logits + row * V;
+    float mx = -INFINITY;
+    for (int v = threadIdx.x; v < V; v += kThreads) mx = fmaxf(mx, capped(z[v], cap));
+    mx = block_max(mx, red);
+    if (threadIdx.x == 0) stats[row] = mx;
+}
+
+__global__ void __launch_bounds__(kThreads)
+    vocab_parallel_sums_kernel(float* stats, const float* logits, const int32_t* targets, int V,
+                               int vocab_first, int chunk, int n, float cap) {
+    __shared__ float red[32];
+    const long row = blockIdx.x;
+    const float* z = logits + row * V;
+    const float mx = stats[row];
+    float sum = 0.0f;
+    for (int v = threadIdx.x; v < V; v += kThreads) sum += expf(capped(z[v], cap) - mx);
+    sum = block_sum(sum, red);
+    if (threadIdx.x == 0) {
+        const int t = targets[row] - vocab_first;
+        stats[chunk + row] = sum;
+        stats[chunk + n + row] = targets[row] >= 0 && t >= 0 && t < V ? capped(z[t], cap) : 0.0f;
+    }
+}
+
+// losses from the group's statistics; when backward, dlogits = grad_scale · (softmax − onehot)
+// (· dy/dz when capped) over the local columns, as softmax_xent_kernel (may alias logits).
+template <typename TD>
+__global__ void __launch_bounds__(kThreads)
+    vocab_parallel_finish_kernel(TD* dlogits, float* losses, const float* logits,
+                                 const float* stats, const int32_t* targets, const float* row_scale,
+                                 int V, int vocab_first, int chunk, int n, float grad_scale,
+                                 float cap, bool backward) {
+    const long row = blockIdx.x;
+    if (row_scale) grad_scale *= row_scale[row];
+    const int32_t target = targets[row];
+    const float mx = stats[row], sum = stats[chunk + row], target_logit = stats[chunk + n + row];
+    if (threadIdx.x == 0) losses[row] = target >= 0 ? logf(sum) + mx - target_logit : 0.0f;
+    if (!backward) return;
+    const float* z = logits + row * V;
+    const int t = target >= 0 ? target - vocab_first : -1;
+    const float scale = target >= 0 ? grad_scale / sum : 0.0f;
+    const float target_grad = target >= 0 ? cap_grad(target_logit, cap) : 0.0f;
+    TD* d = dlogits + row * V;
+    for (int v = threadIdx.x; v < V; v += kThreads) {
+        const float y = capped(z[v], cap);
+        float g = expf(y - mx) * scale * cap_grad(y, cap);
+        if (v == t) g -= grad_scale * target_grad;
+        d[v] = from_float<TD>(g);
+    }
+}
+
 // One block: per-thread double sums over a fixed stride, then a fixed tree.
 __global__ void sum_losses_kernel(double* out, const float* losses, int N) {
     __shared__ double s[256];
@@ -120,6 +178,58 @@ void lm_head_cross_entropy(Blas& blas, float* losses, T* dx, float* dweight, con
     }
 }
 
+template <typename T>
+std::size_t vocab_parallel_scratch_bytes(int chunk, int vocab_rows) {
+    return align256(lm_head_scratch_bytes<T>(chunk, vocab_rows)) +
+           3 * static_cast<std::size_t>(chunk) * sizeof(float);
+}
+
+template <typename T>
+void vocab_parallel_cross_entropy(Blas& blas, float* losses, T* dx, float* dweight, const T* x,
+                                  const T* weight, const int32_t* targets, int N, int C,
+                                  int vocab_first, int vocab_rows, float grad_scale, void* scratch,
+                                  int chunk, float softcap, const float* row_scale,
+                                  const GroupReduce& reduce) {
+    if (N <= 0) return;
+    const int V = vocab_rows;
+    if (chunk <= 0 || V <= 0)
+        fail_call("bad chunk or vocabulary size", "vocab_parallel_cross_entropy", __FILE__,
+                  __LINE__);
+    const bool backward = dx != nullptr || dweight != nullptr;
+    float* logits = static_cast<float*>(scratch);
+    T* dlogits;
+    if constexpr (std::is_same_v<T, float>)
+        dlogits = logits;  // in place
+    else
+        dlogits = reinterpret_cast<T*>(static_cast<char*>(scratch) +
+                                       align256(static_cast<std::size_t>(chunk) * V * 4));
+    float* stats = reinterpret_cast<float*>(static_cast<char*>(scratch) +
+                                            align256(lm_head_scratch_bytes<T>(chunk, V)));
+    const cudaStream_t s = blas.stream();
+    for (int start = 0; start < N; start += chunk) {
+        const int n = std::min(chunk, N - start);
+        const T* xc = x + static_cast<long>(start) * C;
+        const int32_t* tc = targets + start;
+        gemm<T, float>(blas, false, true, n, V, C, 1.0f, xc, C, weight, C, 0.0f, logits, V);
+        vocab_parallel_max_kernel<<<n, kThreads, 0, s>>>(stats, logits, V, softcap);
+        AGPT_CUDA_CHECK_LAUNCH();
+        reduce(stats, static_cast<std::size_t>(n), true);
+        vocab_parallel_sums_kernel<<<n, kThreads, 0, s>>>(stats, logits, tc, V, vocab_first, chunk,
+                                                          n, softcap);
+        AGPT_CUDA_CHECK_LAUNCH();
+        reduce(stats + chunk, 2 * static_cast<std::size_t>(n), false);
+        vocab_parallel_finish_kernel<T><<<n, kThreads, 0, s>>>(
+            dlogits, losses + start, logits, stats, tc, row_scale ? row_scale + start : nullptr, V,
+            vocab_first, chunk, n, grad_scale, softcap, backward);
+        AGPT_CUDA_CHECK_LAUNCH();
+        if (dx)
+            gemm<T, T>(blas, false, false, n, C, V, 1.0f, dlogits, V, weight, C, 1.0f,
+                       dx + static_cast<long>(start) * C, C);
+        if (dweight)
+            gemm<T, float>(blas, true, false, V, C, n, 1.0f, dlogits, V, xc, C, 1.0f, dweight, C);
+    }
+}
+
 double sum_losses(const float* losses, int N, cudaStream_t stream) {
     if (N <= 0) return 0.0;
     StreamScratch out(sizeof(double), stream);
@@ -138,6 +248,16 @@ template void lm_head_cross_entropy<float>(Blas&, float*, float*, float*, const 
 template void lm_head_cross_entropy<bf16>(Blas&, float*, bf16*, float*, const bf16*, const bf16*,
                                           const int32_t*, int, int, int, float, void*, int, float,
                                           const float*);
+template void vocab_parallel_cross_entropy<float>(Blas&, float*, float*, float*, const float*,
+                                                  const float*, const int32_t*, int, int, int, int,
+                                                  float, void*, int, float, const float*,
+                                                  const GroupReduce&);
+template void vocab_parallel_cross_entropy<bf16>(Blas&, float*, bf16*, float*, const bf16*,
+                                                 const bf16*, const int32_t*, int, int, int, int,
+                                                 float, void*, int, float, const float*,
+                                                 const GroupReduce&);
+template std::size_t vocab_parallel_scratch_bytes<float>(int, int);
+template std::size_t vocab_parallel_scratch_bytes<bf16>(int, int);
 template std::size_t lm_head_scratch_bytes<float>(int, int);
 template std::size_t lm_head_scratch_bytes<bf16>(int, int);
 

@@ -1,6 +1,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 
 #include "kernels/cuda/device.h"
 // The LM head fused with softmax cross-entropy on the GPU, chunked over tokens as
@@ -26,6 +27,26 @@ void lm_head_cross_entropy(Blas& blas, float* losses, T* dx, float* dweight, con
 // Bytes of scratch for one chunk: fp32 logits, plus a bf16 copy of dlogits for bf16 GEMMs.
 template <typename T>
 std::size_t lm_head_scratch_bytes(int chunk, int V);
+
+// Tensor parallelism's vocabulary-parallel head (model/tensor_parallel.h's
+// vocab_parallel_cross_entropy on the device): weight holds rows [vocab_first, vocab_first +
+// vocab_rows) of the (V, C) head; targets are full-vocabulary ids. Per chunk: the fp32 logits
+// GEMM, each row's (capped) max, reduce(max), each row's Σexp and target logit (0 where the
+// target is another rank's), reduce(sum), then the losses and dlogits and the dx / dweight GEMMs.
+// reduce(data, n, max) combines n device floats over the group (max when `max`, else sum), in
+// place, ordered on blas.stream(). losses as lm_head_cross_entropy's (the same on every rank);
+// dx (type T) accumulates this rank's part of the input gradient only: the caller sums it over
+// the group. dweight accumulates the local rows' gradient. scratch:
+// vocab_parallel_scratch_bytes<T>(chunk, vocab_rows).
+using GroupReduce = std::function<void(float* data, std::size_t n, bool max)>;
+template <typename T>
+void vocab_parallel_cross_entropy(Blas& blas, float* losses, T* dx, float* dweight, const T* x,
+                                  const T* weight, const int32_t* targets, int N, int C,
+                                  int vocab_first, int vocab_rows, float grad_scale, void* scratch,
+                                  int chunk, float softcap, const float* row_scale,
+                                  const GroupReduce& reduce);
+template <typename T>
+std::size_t vocab_parallel_scratch_bytes(int chunk, int vocab_rows);
 
 // Σ losses[0..N) in double, in a fixed order (deterministic); synchronises the stream.
 double sum_losses(const float* losses, int N, cudaStream_t stream = nullptr);

@@ -18,4 +18,14 @@ template <typename T>
 void embedding_backward(float* dtable, const T* dout, const int32_t* tokens, int N, int C,
                         cudaStream_t stream = nullptr);
 
+// The same over rows [first, first + rows) of a table split between ranks (tensor parallelism's
+// vocabulary-parallel embedding, as kernels/cpu/embedding.h): table/dtable hold only those
+// rows; other tokens look up zeros and add no gradient.
+template <typename T>
+void embedding_forward_rows(T* out, const int32_t* tokens, const T* table, int N, int C, int first,
+                            int rows, cudaStream_t stream = nullptr);
+template <typename T>
+void embedding_backward_rows(float* dtable, const T* dout, const int32_t* tokens, int N, int C,
+                             int first, int rows, cudaStream_t stream = nullptr);
+
 }  // namespace agpt::cuda

@@ -27,6 +27,13 @@ __global__ void cast_bf16_kernel(bf16* out, const float* in, std::size_t n) {
         out[i] = __float2bfloat16(in[i]);
 }
 
+__global__ void cast_float_kernel(float* out, const bf16* in, std::size_t n) {
+    const std::size_t stride = static_cast<std::size_t>(gridDim.x) * blockDim.x;
+    for (std::size_t i = static_cast<std::size_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
+         i += stride)
+        out[i] = __bfloat162float(in[i]);
+}
+
 // In-place tree over s[0..threads): s[0] ends with the sum, always in the same order.
 __device__ void tree_sum(double* s, int threads) {
     for (int w = threads / 2; w > 0; w >>= 1) {
@@ -314,6 +321,12 @@ long grid_for(std::size_t n, int threads) {
 void cast_to_bf16(bf16* out, const float* in, std::size_t n, cudaStream_t stream) {
     if (n == 0) return;
     cast_bf16_kernel<<<grid_for(n, kCastThreads), kCastThreads, 0, stream>>>(out, in, n);
+    AGPT_CUDA_CHECK_LAUNCH();
+}
+
+void cast_to_float(float* out, const bf16* in, std::size_t n, cudaStream_t stream) {
+    if (n == 0) return;
+    cast_float_kernel<<<grid_for(n, kCastThreads), kCastThreads, 0, stream>>>(out, in, n);
     AGPT_CUDA_CHECK_LAUNCH();
 }
 

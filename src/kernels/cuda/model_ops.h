@@ -12,6 +12,8 @@ namespace agpt::cuda {
 
 // out[i] = bf16(in[i]) (round to nearest even), i < n.
 void cast_to_bf16(bf16* out, const float* in, std::size_t n, cudaStream_t stream = nullptr);
+// out[i] = float(in[i]) (exact), i < n.
+void cast_to_float(float* out, const bf16* in, std::size_t n, cudaStream_t stream = nullptr);
 
 // *acc += Σ x[0..n) in double, in a fixed order (one block; deterministic).
 void accumulate_sum(double* acc, const float* x, int n, cudaStream_t stream = nullptr);

@@ -30,25 +30,30 @@ int lm_head_chunk(std::size_t N, int V) {
     return static_cast<int>(std::clamp<long>(c, 16, std::max<long>(static_cast<long>(N), 16)));
 }
 
-std::size_t ffn_in(const ModelArgs& a) {
-    return a.ffn == FfnType::swiglu ? 2 * static_cast<std::size_t>(a.ffn_hidden())
-                                    : static_cast<std::size_t>(a.ffn_hidden());
+Widths widths(const ModelArgs& a, int tp_degree) {
+    return {a.n_heads / tp_degree, a.n_kv_heads / tp_degree, a.ffn_hidden() / tp_degree};
 }
 
-std::size_t qk_heads(const ModelArgs& a) {
-    return a.qk_norm && !a.mla ? static_cast<std::size_t>(a.n_heads + a.n_kv_heads) : 0;
+std::size_t ffn_in(const ModelArgs& a, const Widths& w) {
+    return a.ffn == FfnType::swiglu ? 2 * static_cast<std::size_t>(w.ffn)
+                                    : static_cast<std::size_t>(w.ffn);
 }
 
-std::size_t gqa_qkv(const ModelArgs& a) {
-    return a.mla ? 0 : static_cast<std::size_t>(a.qkv_dim());
+std::size_t qk_heads(const ModelArgs& a, const Widths& w) {
+    return a.qk_norm && !a.mla ? static_cast<std::size_t>(w.heads + w.kv_heads) : 0;
 }
 
-std::size_t gqa_out(const ModelArgs& a) {
-    return a.mla ? 0 : static_cast<std::size_t>(a.n_heads) * a.head_dim();
+std::size_t gqa_qkv(const ModelArgs& a, const Widths& w) {
+    return a.mla ? 0 : static_cast<std::size_t>(w.heads + 2 * w.kv_heads) * a.head_dim();
 }
 
-ActLayout act_layout(const ModelArgs& a, std::size_t N, std::size_t es, bool with_input) {
-    const std::size_t D = a.dim, F = a.ffn_hidden(), Q = gqa_qkv(a), A = gqa_out(a);
+std::size_t gqa_out(const ModelArgs& a, const Widths& w) {
+    return a.mla ? 0 : static_cast<std::size_t>(w.heads) * a.head_dim();
+}
+
+ActLayout act_layout(const ModelArgs& a, const Widths& w, std::size_t N, std::size_t es,
+                     bool with_input) {
+    const std::size_t D = a.dim, F = w.ffn, Q = gqa_qkv(a, w), A = gqa_out(a, w);
     ActLayout l{};
     std::size_t o = 0;
     auto take = [&](std::size_t bytes) {
@@ -60,32 +65,33 @@ ActLayout act_layout(const ModelArgs& a, std::size_t N, std::size_t es, bool wit
     l.anorm = take(N * D * es);
     l.arstd = take(N * 4);
     l.qkv = take(N * Q * es);
-    l.qk_raw = take(N * qk_heads(a) * a.head_dim() * es);
-    l.qk_rstd = take(N * qk_heads(a) * 4);
+    l.qk_raw = take(N * qk_heads(a, w) * a.head_dim() * es);
+    l.qk_rstd = take(N * qk_heads(a, w) * 4);
     l.attn = take(N * A * es);
-    l.lse = take(N * (A > 0 ? a.n_heads : 0) * 4);
+    l.lse = take(N * (A > 0 ? w.heads : 0) * 4);
     l.h = take(N * D * es);
     l.fnorm = take(N * D * es);
     l.frstd = take(N * 4);
-    l.h13 = take(N * ffn_in(a) * es);
+    l.h13 = take(N * ffn_in(a, w) * es);
     l.gate = take(N * F * es);
     l.size = o;
     return l;
 }
 
-ArenaMap arena_map(const ModelArgs& a, std::size_t N, std::size_t es, ActivationCheckpoint ac) {
+ArenaMap arena_map(const ModelArgs& a, const Widths& w, std::size_t N, std::size_t es,
+                   ActivationCheckpoint ac) {
     ArenaMap m{};
     m.full = ac == ActivationCheckpoint::full;
-    m.l = act_layout(a, N, es, !m.full);
+    m.l = act_layout(a, w, N, es, !m.full);
     m.nd = align256(N * a.dim * es);
     m.rows_f32 = align256(N * 4);
     m.n_layers = a.n_layers;
     return m;
 }
 
-BlockGradLayout grad_layout(const ModelArgs& a, std::size_t N, std::size_t es) {
-    return block_grad_layout(N, es, a.dim, a.ffn_hidden(), ffn_in(a), gqa_out(a), gqa_qkv(a),
-                             qk_heads(a) * a.head_dim());
+BlockGradLayout grad_layout(const ModelArgs& a, const Widths& w, std::size_t N, std::size_t es) {
+    return block_grad_layout(N, es, a.dim, w.ffn, ffn_in(a, w), gqa_out(a, w), gqa_qkv(a, w),
+                             qk_heads(a, w) * a.head_dim());
 }
 
 Gpt2ActLayout gpt2_act_layout(const Gpt2Args& a, std::size_t N, std::size_t es) {
@@ -206,8 +212,8 @@ GpuModelBytes transformer_gpu_bytes(const ModelArgs& args, int max_batch, int ma
                      .head;
     const std::size_t es = element_bytes(precision);
     const bool full = checkpoint == ActivationCheckpoint::full;
-    b.arena = arena_map(args, N, es, checkpoint).size();
-    b.backward = grad_layout(args, N, es).size;
+    b.arena = arena_map(args, widths(args, 1), N, es, checkpoint).size();
+    b.backward = grad_layout(args, widths(args, 1), N, es).size;
     b.batch += N * sizeof(float);  // forward_backward_weighted's per-token weights
     if (args.mla)
         b.layers += (full ? 1 : args.n_layers) *

@@ -55,16 +55,22 @@ struct ActLayout {
     std::size_t x, anorm, arstd, qkv, qk_raw, qk_rstd, attn, lse, h, fnorm, frstd, h13, gate, size;
 };
 
+// One tensor-parallel rank's widths (tp_degree ranks; 1 without tensor parallelism): its heads,
+// KV heads and FFN rows, as the CPU Transformer's.
+struct Widths {
+    int heads, kv_heads, ffn;
+};
+Widths widths(const ModelArgs& a, int tp_degree);
 // The FFN's first projection width (w1|w3, or w1 alone for ReLU²).
-std::size_t ffn_in(const ModelArgs& a);
+std::size_t ffn_in(const ModelArgs& a, const Widths& w);
 // Heads whose q or k goes through the QK-norm (0 without it, and with MLA).
-std::size_t qk_heads(const ModelArgs& a);
+std::size_t qk_heads(const ModelArgs& a, const Widths& w);
 // The grouped-query attention's widths: qkv rows, attention output rows (0 with MLA, which
 // keeps its own activations in MlaGpu).
-std::size_t gqa_qkv(const ModelArgs& a);
-std::size_t gqa_out(const ModelArgs& a);
-
-ActLayout act_layout(const ModelArgs& a, std::size_t N, std::size_t es, bool with_input);
+std::size_t gqa_qkv(const ModelArgs& a, const Widths& w);
+std::size_t gqa_out(const ModelArgs& a, const Widths& w);
+ActLayout act_layout(const ModelArgs& a, const Widths& w, std::size_t N, std::size_t es,
+                     bool with_input);
 
 // Where the arena keeps what (byte offsets). Mode none: each layer's saved activations (its
 // input first), then the residual stream after the last layer. Mode full (activation
@@ -88,11 +94,12 @@ struct ArenaMap {
     std::size_t size() const { return final_rstd() + rows_f32; }
 };
 
-ArenaMap arena_map(const ModelArgs& a, std::size_t N, std::size_t es, ActivationCheckpoint ac);
+ArenaMap arena_map(const ModelArgs& a, const Widths& w, std::size_t N, std::size_t es,
+                   ActivationCheckpoint ac);
 
 // Backward temporaries: the FFN's are d_gate and d_h13, the attention's d_attn, d_qkv and, with
 // QK-norm, d(q|k before the norm).
-BlockGradLayout grad_layout(const ModelArgs& a, std::size_t N, std::size_t es);
+BlockGradLayout grad_layout(const ModelArgs& a, const Widths& w, std::size_t N, std::size_t es);
 
 // ---- GPT-2 (Gpt2Gpu) ----
 

@@ -86,8 +86,9 @@ TransformerGpu::TransformerGpu(const ModelArgs& args, int max_batch, int max_seq
     const cudaStream_t s = blas_.stream();
     const std::size_t N = max_tokens();
     const std::size_t es = precision_ == GpuPrecision::bf16 ? sizeof(bf16) : sizeof(float);
-    arena_ = cuda::DeviceBuffer<unsigned char>(arena_map(args, N, es, checkpoint).size());
-    dacts_ = cuda::DeviceBuffer<unsigned char>(grad_layout(args, N, es).size);
+    arena_ = cuda::DeviceBuffer<unsigned char>(
+        arena_map(args, widths(args, 1), N, es, checkpoint).size());
+    dacts_ = cuda::DeviceBuffer<unsigned char>(grad_layout(args, widths(args, 1), N, es).size);
     row_weights_ = cuda::DeviceBuffer<float>(N);
 
     const int half = args.head_dim() / 2;
@@ -179,9 +180,13 @@ void TransformerGpu::set_expert_parallel(Communicator* ep) {
         if (m) m->set_expert_parallel(ep);
     for (auto& m : blocks_bf16_.moe)
         if (m) m->set_expert_parallel(ep);
-    // The routed experts shrink to E/e per layer: new views, offsets and (zeroed) flat buffers;
-    // the grad-norm scratch, sized for the full model, is large enough.
-    views_ = transformer_layout(args_, {}, ranks).views;
+    // The routed experts shrink to E/e per layer.
+    relayout(ranks);
+}
+
+void TransformerGpu::relayout(int expert_ranks) {
+    // The grad-norm scratch, sized for the full model, is large enough.
+    views_ = transformer_layout(args_, tp_, expert_ranks).views;
     n_params_ = views_.back().offset + views_.back().numel();
     find_offsets();
     const cudaStream_t s = blas_.stream();
@@ -193,6 +198,69 @@ void TransformerGpu::set_expert_parallel(Communicator* ep) {
         params_bf16_ = cuda::DeviceBuffer<bf16>(n_params_);
         params_bf16_.fill_bytes(0, s);
     }
+}
+
+void TransformerGpu::set_tensor_parallel(const TensorParallel& tp) {
+    const int n = tp.degree;
+    if (n < 1) fail("model: tensor-parallel degree {} must be positive", n);
+    if (tp.active()) {
+        if (args_.mla || args_.is_moe())
+            fail("model: tensor parallelism covers the dense agpt flavors only, not MLA/MoE");
+        if (args_.n_heads % n != 0 || args_.n_kv_heads % n != 0 || args_.ffn_hidden() % n != 0)
+            fail(
+                "model: {} heads, {} KV heads and FFN width {} must all be divisible by the "
+                "tensor-parallel degree {}",
+                args_.n_heads, args_.n_kv_heads, args_.ffn_hidden(), n);
+        if (args_.vocab_size < n)
+            fail("model: vocabulary {} is smaller than the tensor-parallel degree {}",
+                 args_.vocab_size, n);
+        if (tp.group == nullptr || tp.group->size() != n || tp.group->rank() != tp.rank)
+            fail("model: the tensor-parallel group does not match rank {} of {}", tp.rank, n);
+    }
+    tp_ = tp;
+    relayout(1);
+    // This rank's activations, and the head's scratch for its vocabulary rows (the chunk, from
+    // the full vocabulary, is the same on every rank).
+    const std::size_t N = max_tokens();
+    const std::size_t es = precision_ == GpuPrecision::bf16 ? sizeof(bf16) : sizeof(float);
+    const Widths w = widths(args_, n);
+    arena_ = cuda::DeviceBuffer<unsigned char>(arena_map(args_, w, N, es, checkpoint_).size());
+    dacts_ = cuda::DeviceBuffer<unsigned char>(grad_layout(args_, w, N, es).size);
+    if (!tp.active()) return;
+    const int rows = vocab_range(args_.vocab_size, tp.rank, n).second;
+    const std::size_t head_bytes =
+        precision_ == GpuPrecision::bf16
+            ? cuda::vocab_parallel_scratch_bytes<bf16>(head_chunk_, rows)
+            : cuda::vocab_parallel_scratch_bytes<float>(head_chunk_, rows);
+    scratch_ = cuda::DeviceBuffer<unsigned char>(
+        std::max(head_bytes, cuda::grad_norm_scratch_bytes(n_params_)));
+    if (precision_ == GpuPrecision::bf16)
+        tp_stage_ = cuda::DeviceBuffer<float>(N * static_cast<std::size_t>(args_.dim));
+}
+
+template <typename T>
+void TransformerGpu::sum_over_tp(T* p, std::size_t n) {
+    if (!tp_.active()) return;
+    const cudaStream_t s = blas_.stream();
+    if constexpr (std::is_same_v<T, float>) {
+        tp_.group->all_reduce(p, n, ReduceOp::Sum);
+    } else {
+        // NCCL could sum bf16 directly, rounding each partial sum to bf16; the fp32 staging keeps
+        // the reduction in fp32 and rounds once.
+        cuda::cast_to_float(tp_stage_.data(), p, n, s);
+        tp_.group->all_reduce(tp_stage_.data(), n, ReduceOp::Sum);
+        cuda::cast_to_bf16(p, tp_stage_.data(), n, s);
+    }
+    mark("tensor-parallel all-reduce");
+}
+
+template <typename T>
+void TransformerGpu::start_residual(T* out, const T* residual, std::size_t n) {
+    if (tp_.rank == 0)
+        copy_async(out, residual, n * sizeof(T), blas_.stream());
+    else
+        memset_async(out, n * sizeof(T), blas_.stream());
+    mark("residual copy");
 }
 
 template <typename T>
@@ -332,11 +400,19 @@ template <typename T>
 void TransformerGpu::forward_impl(int B, int T_len) {
     const int N = B * T_len, D = args_.dim;
     const std::size_t maxN = max_tokens();
-    const ArenaMap m = arena_map(args_, maxN, sizeof(T), checkpoint_);
+    const ArenaMap m = arena_map(args_, widths(args_, tp_.degree), maxN, sizeof(T), checkpoint_);
     const T* w = weights<T>();
-    cuda::embedding_forward<T>(at<T>(arena_, m.input(0)), tokens_.data(), w + off_tok_, N, D,
-                               blas_.stream());
-    mark("embedding");
+    if (tp_.active()) {
+        const auto [first, rows] = vocab_range(args_.vocab_size, tp_.rank, tp_.degree);
+        cuda::embedding_forward_rows<T>(at<T>(arena_, m.input(0)), tokens_.data(), w + off_tok_, N,
+                                        D, first, rows, blas_.stream());
+        mark("embedding");
+        sum_over_tp(at<T>(arena_, m.input(0)), static_cast<std::size_t>(N) * D);
+    } else {
+        cuda::embedding_forward<T>(at<T>(arena_, m.input(0)), tokens_.data(), w + off_tok_, N, D,
+                                   blas_.stream());
+        mark("embedding");
+    }
     for (int layer = 0; layer < args_.n_layers; layer++) forward_layer<T>(layer, B, T_len, false);
     cuda::rmsnorm_forward<T>(at<T>(arena_, m.final_norm()), at<float>(arena_, m.final_rstd()),
                              at<T>(arena_, m.input(args_.n_layers)), w + off_norm_, N, D,
@@ -349,12 +425,13 @@ void TransformerGpu::forward_impl(int B, int T_len) {
 // the next layer's saved input.
 template <typename T>
 void TransformerGpu::forward_layer(int layer, int B, int T_len, bool recompute) {
-    const int N = B * T_len, D = args_.dim, F = args_.ffn_hidden(), Q = args_.qkv_dim(),
-              H = args_.n_heads, KV = args_.n_kv_heads, hd = args_.head_dim(), A = H * hd,
-              QK = (H + KV) * hd, FI = static_cast<int>(ffn_in(args_));
+    const Widths wd = widths(args_, tp_.degree);
+    const int N = B * T_len, D = args_.dim, F = wd.ffn, H = wd.heads, KV = wd.kv_heads,
+              hd = args_.head_dim(), Q = (H + 2 * KV) * hd, A = H * hd, QK = (H + KV) * hd,
+              FI = static_cast<int>(ffn_in(args_, wd));
     const float eps = static_cast<float>(args_.norm_eps);
     const std::size_t maxN = max_tokens();
-    const ArenaMap m = arena_map(args_, maxN, sizeof(T), checkpoint_);
+    const ArenaMap m = arena_map(args_, widths(args_, tp_.degree), maxN, sizeof(T), checkpoint_);
     const ActLayout& l = m.l;
     const cudaStream_t s = blas_.stream();
     const T* w = weights<T>();
@@ -396,10 +473,10 @@ void TransformerGpu::forward_layer(int layer, int B, int T_len, bool recompute) 
         cuda::attention_forward<T>(attn, at<float>(arena_, base + l.lse), qkv, B, T_len, H, KV, hd,
                                    static_cast<float>(args_.attn_softcap), s);
         mark("attention");
-        copy_async(h, x, ND * sizeof(T), s);
-        mark("residual copy");
+        start_residual(h, x, ND);
         cuda::matmul_forward<T>(blas_, h, attn, w + p.wo, N, A, D, true);
         mark("gemm wo");
+        sum_over_tp(h, ND);
     }
     cuda::rmsnorm_forward<T>(fnorm, at<float>(arena_, base + l.frstd), h, w + p.ffn_norm, N, D, eps,
                              s);
@@ -427,27 +504,49 @@ void TransformerGpu::forward_layer(int layer, int B, int T_len, bool recompute) 
     }
     if (recompute) return;
     T* x_next = at<T>(arena_, m.input(layer + 1));
-    copy_async(x_next, h, ND * sizeof(T), s);
-    mark("residual copy");
+    start_residual(x_next, h, ND);
     cuda::matmul_forward<T>(blas_, x_next, gate, w + p.w2, N, F, D, true);
     mark("gemm w2");
+    sum_over_tp(x_next, ND);
 }
 
 template <typename T>
 void TransformerGpu::head_impl(int N, double grad_scale, bool backward, const float* row_scale) {
     const std::size_t maxN = max_tokens();
-    const ArenaMap m = arena_map(args_, maxN, sizeof(T), checkpoint_);
-    T* d_xf = backward ? at<T>(dacts_, grad_layout(args_, maxN, sizeof(T)).dnorm) : nullptr;
-    lm_head<T>(at<T>(arena_, m.final_norm()), d_xf, off_output_, N, args_.dim, grad_scale,
-               static_cast<float>(args_.final_softcap), row_scale);
+    const ArenaMap m = arena_map(args_, widths(args_, tp_.degree), maxN, sizeof(T), checkpoint_);
+    T* d_xf = backward ? at<T>(dacts_,
+                               grad_layout(args_, widths(args_, tp_.degree), maxN, sizeof(T)).dnorm)
+                       : nullptr;
+    const float softcap = static_cast<float>(args_.final_softcap);
+    if (!tp_.active()) {
+        lm_head<T>(at<T>(arena_, m.final_norm()), d_xf, off_output_, N, args_.dim, grad_scale,
+                   softcap, row_scale);
+        return;
+    }
+    // The vocabulary-parallel head: fp32 logits of this rank's rows (in bf16 mode too: the
+    // combined max and Σexp are formed from them); every rank gets every token's loss.
+    const int D = args_.dim;
+    const cudaStream_t s = blas_.stream();
+    if (d_xf) memset_async(d_xf, static_cast<std::size_t>(N) * D * sizeof(T), s);
+    const auto [first, rows] = vocab_range(args_.vocab_size, tp_.rank, tp_.degree);
+    const cuda::GroupReduce reduce = [this](float* data, std::size_t n, bool max) {
+        tp_.group->all_reduce(data, n, max ? ReduceOp::Max : ReduceOp::Sum);
+    };
+    cuda::vocab_parallel_cross_entropy<T>(
+        blas_, losses_.data(), d_xf, backward ? grads_.data() + off_output_ : nullptr,
+        at<T>(arena_, m.final_norm()), weights<T>() + off_output_, targets_.data(), N, D, first,
+        rows, static_cast<float>(grad_scale), scratch_.data(), head_chunk_, softcap, row_scale,
+        reduce);
+    mark("lm head + cross-entropy");
+    if (d_xf) sum_over_tp(d_xf, static_cast<std::size_t>(N) * D);
 }
 
 template <typename T>
 void TransformerGpu::backward_impl(int B, int T_len, double grad_scale) {
     const int N = B * T_len, D = args_.dim;
     const std::size_t maxN = max_tokens();
-    const ArenaMap m = arena_map(args_, maxN, sizeof(T), checkpoint_);
-    const BlockGradLayout gl = grad_layout(args_, maxN, sizeof(T));
+    const ArenaMap m = arena_map(args_, widths(args_, tp_.degree), maxN, sizeof(T), checkpoint_);
+    const BlockGradLayout gl = grad_layout(args_, widths(args_, tp_.degree), maxN, sizeof(T));
     const cudaStream_t s = blas_.stream();
     T* dres = at<T>(dacts_, gl.dres);
     memset_async(dres, static_cast<std::size_t>(N) * D * sizeof(T), s);
@@ -465,20 +564,27 @@ void TransformerGpu::backward_impl(int B, int T_len, double grad_scale) {
             layer_offsets_[layer].attention_norm,
             layer + 1 < args_.n_layers ? layer_offsets_[layer + 1].attention_norm : off_norm_);
     }
-    cuda::embedding_backward<T>(grads_.data() + off_tok_, dres, tokens_.data(), N, D, s);
+    if (tp_.active()) {
+        const auto [first, rows] = vocab_range(args_.vocab_size, tp_.rank, tp_.degree);
+        cuda::embedding_backward_rows<T>(grads_.data() + off_tok_, dres, tokens_.data(), N, D,
+                                         first, rows, s);
+    } else {
+        cuda::embedding_backward<T>(grads_.data() + off_tok_, dres, tokens_.data(), N, D, s);
+    }
     mark("embedding backward");
     grads_ready(0, layer_offsets_.empty() ? off_norm_ : layer_offsets_[0].attention_norm);
 }
 
 template <typename T>
 void TransformerGpu::backward_layer(int layer, int B, int T_len, double grad_scale) {
-    const int N = B * T_len, D = args_.dim, F = args_.ffn_hidden(), Q = args_.qkv_dim(),
-              H = args_.n_heads, KV = args_.n_kv_heads, hd = args_.head_dim(), A = H * hd,
-              QK = (H + KV) * hd, FI = static_cast<int>(ffn_in(args_));
+    const Widths wd = widths(args_, tp_.degree);
+    const int N = B * T_len, D = args_.dim, F = wd.ffn, H = wd.heads, KV = wd.kv_heads,
+              hd = args_.head_dim(), Q = (H + 2 * KV) * hd, A = H * hd, QK = (H + KV) * hd,
+              FI = static_cast<int>(ffn_in(args_, wd));
     const std::size_t maxN = max_tokens();
-    const ArenaMap m = arena_map(args_, maxN, sizeof(T), checkpoint_);
+    const ArenaMap m = arena_map(args_, widths(args_, tp_.degree), maxN, sizeof(T), checkpoint_);
     const ActLayout& l = m.l;
-    const BlockGradLayout gl = grad_layout(args_, maxN, sizeof(T));
+    const BlockGradLayout gl = grad_layout(args_, widths(args_, tp_.degree), maxN, sizeof(T));
     const cudaStream_t s = blas_.stream();
     const T* w = weights<T>();
     float* g = grads_.data();
@@ -513,6 +619,9 @@ void TransformerGpu::backward_layer(int layer, int B, int T_len, double grad_sca
         linear_backward<T>(blas_, d_norm, g + p.w1, d_h13, at<T>(arena_, base + l.fnorm), w + p.w1,
                            N, D, FI);
         mark(args_.ffn == FfnType::swiglu ? "gemm w1|w3 backward" : "gemm w1 backward");
+        // Column-parallel w1|w3 leave each rank a partial input gradient: summed before the
+        // replicated norm's backward, whose weight gradient is then the same on every rank.
+        sum_over_tp(d_norm, ND);
     }
     cuda::rmsnorm_backward_vec<T>(dres, g + p.ffn_norm, d_norm, at<T>(arena_, base + l.h),
                                   w + p.ffn_norm, at<float>(arena_, base + l.frstd), N, D, s);
@@ -542,17 +651,28 @@ void TransformerGpu::backward_layer(int layer, int B, int T_len, double grad_sca
             const T* raw = at<T>(arena_, base + l.qk_raw);
             const float* rstd = at<float>(arena_, base + l.qk_rstd);
             memset_async(d_qk, static_cast<std::size_t>(N) * QK * sizeof(T), s);
+            // The replicated q/k norms see this rank's heads only: their gradients are summed
+            // over the group, rank 0's starting from the accumulated gradient, the others' from
+            // 0 (as start_residual).
+            const std::size_t hd_bytes = static_cast<std::size_t>(hd) * sizeof(float);
+            if (tp_.active() && tp_.rank != 0) {
+                memset_async(g + p.q_norm, hd_bytes, s);
+                memset_async(g + p.k_norm, hd_bytes, s);
+            }
             cuda::rmsnorm_heads_backward<T>(d_qk, QK, g + p.q_norm, d_qkv, Q, raw, QK, w + p.q_norm,
                                             rstd, N, H, hd, s);
             cuda::rmsnorm_heads_backward<T>(d_qk + H * hd, QK, g + p.k_norm, d_qkv + H * hd, Q,
                                             raw + H * hd, QK, w + p.k_norm, rstd + maxN * H, N, KV,
                                             hd, s);
+            sum_over_tp(g + p.q_norm, hd);
+            sum_over_tp(g + p.k_norm, hd);
             copy_columns_async(d_qkv, Q, d_qk, QK, QK, N, s);
             mark("qk-norm backward");
         }
         linear_backward<T>(blas_, d_norm, g + p.wq, d_qkv, at<T>(arena_, base + l.anorm), w + p.wq,
                            N, D, Q);
         mark("gemm qkv backward");
+        sum_over_tp(d_norm, ND);
     }
     cuda::rmsnorm_backward_vec<T>(dres, g + p.attention_norm, d_norm, at<T>(arena_, m.input(layer)),
                                   w + p.attention_norm, at<float>(arena_, base + l.arstd), N, D, s);
@@ -586,9 +706,28 @@ void TransformerGpu::backward(int B, int T, double grad_scale) {
 
 template <typename T>
 void TransformerGpu::logits_impl(int N, float* out_device) {
-    const ArenaMap m = arena_map(args_, max_tokens(), sizeof(T), checkpoint_);
-    lm_logits<T>(at<T>(arena_, m.final_norm()), off_output_, N, args_.dim, out_device,
-                 static_cast<float>(args_.final_softcap));
+    const ArenaMap m =
+        arena_map(args_, widths(args_, tp_.degree), max_tokens(), sizeof(T), checkpoint_);
+    const float softcap = static_cast<float>(args_.final_softcap);
+    if (!tp_.active()) {
+        lm_logits<T>(at<T>(arena_, m.final_norm()), off_output_, N, args_.dim, out_device, softcap);
+        return;
+    }
+    // Each rank's (N, rows) columns, gathered in blocks padded to the longest range (all_gather
+    // takes equal counts), then placed in the full rows; forward-only, so not in the arena.
+    const int V = args_.vocab_size, n = tp_.degree;
+    const std::size_t block = static_cast<std::size_t>(N) * ((V + n - 1) / n);
+    const cudaStream_t s = blas_.stream();
+    cuda::DeviceBuffer<float> local(block), all(block * n);
+    const int rows = vocab_range(V, tp_.rank, n).second;
+    cuda::matmul_forward<T, float>(blas_, local.data(), at<T>(arena_, m.final_norm()),
+                                   weights<T>() + off_output_, N, args_.dim, rows);
+    tp_.group->all_gather(local.data(), all.data(), block);
+    for (int q = 0; q < n; q++) {
+        const auto [first, count] = vocab_range(V, q, n);
+        copy_columns_async(out_device + first, V, all.data() + block * q, count, count, N, s);
+    }
+    cuda::softcap_forward(out_device, static_cast<long>(N) * V, softcap, s);
 }
 
 void TransformerGpu::logits(int N, float* out_device) {

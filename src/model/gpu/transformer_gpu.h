@@ -36,6 +36,7 @@
 #include "model/gpu/mla_gpu.h"
 #include "model/gpu/moe_gpu.h"
 #include "model/model_args.h"
+#include "model/tensor_parallel.h"
 #include "model/transformer.h"
 
 namespace agpt {
@@ -56,6 +57,14 @@ class TransformerGpu final : public GpuModelBase {
     // Transformer's, and every rank of ep must run each forward together. Call before the
     // weights are uploaded; parameters and gradients are reallocated (zero).
     void set_expert_parallel(Communicator* ep);
+    // Megatron-style tensor parallelism over tp.group (a DEVICE communicator serving this model's
+    // stream), as the CPU Transformer's (model/tensor_parallel.h): the same shard layout, views
+    // and names (transformer_layout(args, tp)); this rank's heads, KV heads and FFN rows; the
+    // row-parallel outputs (wo, w2) and the column-parallel inputs' gradients summed over the
+    // group; the vocabulary-parallel embedding and head. The dense agpt flavors only. Call before
+    // the weights are uploaded; parameters, gradients and activations are reallocated (zero).
+    void set_tensor_parallel(const TensorParallel& tp);
+    const TensorParallel& tensor_parallel() const { return tp_; }
 
     // Per-token log-probabilities and per-token-weighted forward/backward (gpu_model.h): the
     // fused head's per-token losses, and its backward scaled row by row.
@@ -99,7 +108,18 @@ class TransformerGpu final : public GpuModelBase {
     MoeWeights<T> moe_weights(int layer) const;
     MoeGrads<float> moe_grads(int layer);
     std::vector<int> moe_layer_ids() const;
-    void find_offsets();       // layer_offsets_ and the embedding/norm/head offsets from views_
+    void find_offsets();  // layer_offsets_ and the embedding/norm/head offsets from views_
+    // New views (transformer_layout with tp_ and expert_ranks) and zeroed flat buffers.
+    void relayout(int expert_ranks);
+    TensorParallel tp_;
+    cuda::DeviceBuffer<float> tp_stage_;  // bf16 sums over the TP group go through fp32
+    // p (n elements) summed over the TP group, in place (bf16 through tp_stage_, summed in fp32).
+    template <typename T>
+    void sum_over_tp(T* p, std::size_t n);
+    // Before a row-parallel output is accumulated onto the residual: rank 0 starts from the
+    // residual, the others from 0, so that the sum over the group adds it once.
+    template <typename T>
+    void start_residual(T* out, const T* residual, std::size_t n);
     bool count_load_ = false;  // training forwards count the per-expert loads
 
     cuda::DeviceBuffer<unsigned char> arena_;  // saved activations, per layer then final
