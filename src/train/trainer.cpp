@@ -594,8 +594,11 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
     const long rank_tokens_per_step = static_cast<long>(B) * T * accum;
     const long tokens_per_step = rank_tokens_per_step * data_ranks;
     // ZeRO-1 reduce-scatters after backward; expert parallelism sums the replicated ranges only.
-    const bool overlap =
-        data_comm.size() > 1 && !zero && !expert_shards && cfg.parallelism.overlap_grad_reduce;
+    // On cuda the tensor-parallel sums run on the compute stream during backward: the buckets'
+    // sums on their own stream would put two NCCL communicators in flight at once, which NCCL
+    // does not order across ranks (a hang), so under TP they wait for backward.
+    const bool overlap = data_comm.size() > 1 && !zero && !expert_shards &&
+                         !(on_cuda && device_tp_group) && cfg.parallelism.overlap_grad_reduce;
 
     log.line("run {} | data {} ({} train / {} val tokens)", summary.run_dir, data_path,
              data.train.total(), data.val.total());
