@@ -17,6 +17,7 @@
 #include "model/tensor_parallel.h"
 #include "model/transformer.h"
 #include "optim/optimizer.h"
+#include "shape_only_group.h"
 #include "tools/plan.h"
 #include "train/checkpoint.h"
 #include "train/config.h"
@@ -190,33 +191,6 @@ TEST(WorldTensorParallel, ShardedModelMatchesOneRank) {
                     full.forward_loss(tokens.data(), targets.data(), B, T), 1e-5 * loss_full);
     }
 }
-
-// A group of `size` ranks as seen from `rank`, for building shards without running them.
-class ShapeOnlyGroup final : public Communicator {
-  public:
-    ShapeOnlyGroup(int rank, int size) : rank_(rank), size_(size) {}
-    int rank() const override { return rank_; }
-    int size() const override { return size_; }
-    std::string backend() const override { return "shape-only"; }
-    void all_reduce(float*, std::size_t, ReduceOp) override { unused(); }
-    void all_reduce(double*, std::size_t, ReduceOp) override { unused(); }
-    void reduce_scatter(const float*, float*, std::size_t, ReduceOp) override { unused(); }
-    void all_gather(const float*, float*, std::size_t) override { unused(); }
-    void all_to_all(const float*, float*, std::size_t) override { unused(); }
-    void all_to_all(const int*, int*, std::size_t) override { unused(); }
-    void all_to_all_v(const float*, const int*, float*, const int*) override { unused(); }
-    void broadcast(void*, std::size_t, int) override { unused(); }
-    void barrier() override { unused(); }
-    std::unique_ptr<Communicator> split(int, int) override {
-        unused();
-        return nullptr;
-    }
-    [[noreturn]] void abort(int) override { std::abort(); }
-
-  private:
-    static void unused() { ADD_FAILURE() << "a collective on a shape-only group"; }
-    int rank_, size_;
-};
 
 // agpt plan's tensor-parallel estimate (tools/plan.h) against the sharded model on every rank:
 // parameters, and rank 0's parameter and activation bytes with and without activation

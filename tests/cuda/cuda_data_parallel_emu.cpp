@@ -10,6 +10,7 @@
 // process: a third run of the script (CudaDataParallel.ZeroOneCheckpointResumesOnOneProcess).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -76,6 +77,23 @@ std::vector<float> checkpoint_params(const JobConfig& cfg, int step) {
     return model->params();
 }
 
+// Σ (got − want)² and Σ want² over elements [first, last) (default: all): the relative L2
+// difference is the root of their ratio.
+struct SquaredDiff {
+    double diff2 = 0.0, ref2 = 0.0;
+    double relative() const { return std::sqrt(diff2 / ref2); }
+};
+SquaredDiff squared_diff(const std::vector<float>& got, const std::vector<float>& want,
+                         std::size_t first = 0, std::size_t last = std::string::npos) {
+    SquaredDiff s;
+    for (std::size_t i = first; i < std::min(last, want.size()); i++) {
+        const double d = static_cast<double>(got[i]) - want[i];
+        s.diff2 += d * d;
+        s.ref2 += static_cast<double>(want[i]) * want[i];
+    }
+    return s;
+}
+
 // Each logged step's per-expert loads (the global ones: summed over the ranks).
 std::vector<nlohmann::json> expert_loads(const fs::path& run) {
     std::vector<nlohmann::json> out;
@@ -138,13 +156,8 @@ TEST(CudaDataParallel, TwoRanksMatchOneProcessWithTheSameGlobalBatch) {
         EXPECT_LT(want.back(), want.front());  // three AdamW steps moved the model
         const std::vector<float> got_params = checkpoint_params(cfg, 3);
         ASSERT_EQ(got_params.size(), want_params.size());
-        double diff2 = 0.0, ref2 = 0.0;
-        for (std::size_t i = 0; i < want_params.size(); i++) {
-            const double d = static_cast<double>(got_params[i]) - want_params[i];
-            diff2 += d * d;
-            ref2 += static_cast<double>(want_params[i]) * want_params[i];
-        }
-        EXPECT_LE(std::sqrt(diff2 / ref2), 1e-5) << name << ": final parameters";
+        EXPECT_LE(squared_diff(got_params, want_params).relative(), 1e-5)
+            << name << ": final parameters";
         const std::string log = file_text(dir / name / "train.log");
         EXPECT_NE(log.find("gradients over mpi"), std::string::npos) << log;
         EXPECT_EQ(log.find("reduced during backward") != std::string::npos, overlap) << log;
@@ -185,7 +198,7 @@ TEST(CudaDataParallel, MoeTwoRanksMatchOneProcess) {
                              got_params = checkpoint_params(cfg, 3);
     ASSERT_EQ(got_params.size(), want_params.size());
     const auto model = make_job_model(single, 258, 1, 1);
-    double diff2 = 0.0, ref2 = 0.0;
+    SquaredDiff all;
     for (const ParamView& v : model->param_views()) {
         const auto first = static_cast<long>(v.offset),
                    last = static_cast<long>(v.offset + v.numel());
@@ -195,13 +208,11 @@ TEST(CudaDataParallel, MoeTwoRanksMatchOneProcess) {
                 << v.name;
             continue;
         }
-        for (long i = first; i < last; i++) {
-            const double d = static_cast<double>(got_params[i]) - want_params[i];
-            diff2 += d * d;
-            ref2 += static_cast<double>(want_params[i]) * want_params[i];
-        }
+        const SquaredDiff d = squared_diff(got_params, want_params, v.offset, v.offset + v.numel());
+        all.diff2 += d.diff2;
+        all.ref2 += d.ref2;
     }
-    EXPECT_LE(std::sqrt(diff2 / ref2), 1e-5) << "final parameters";
+    EXPECT_LE(all.relative(), 1e-5) << "final parameters";
 }
 
 // ZeRO-1 (optimizer state split over the two GPUs) against ZeRO-0, with AdamW and with Muon
@@ -325,13 +336,8 @@ TEST(CudaDataParallel, ZeroOneCheckpointResumesOnOneProcess) {
         const std::vector<float> want_params = checkpoint_params(two_ranks, 3),
                                  got_params = checkpoint_params(cfg, 3);
         ASSERT_EQ(got_params.size(), want_params.size());
-        double diff2 = 0.0, ref2 = 0.0;
-        for (std::size_t i = 0; i < want_params.size(); i++) {
-            const double d = static_cast<double>(got_params[i]) - want_params[i];
-            diff2 += d * d;
-            ref2 += static_cast<double>(want_params[i]) * want_params[i];
-        }
-        EXPECT_LE(std::sqrt(diff2 / ref2), 1e-5) << what << ": step-3 parameters";
+        EXPECT_LE(squared_diff(got_params, want_params).relative(), 1e-5)
+            << what << ": step-3 parameters";
     }
 }
 
@@ -374,15 +380,10 @@ TEST(CudaDataParallel, MoeExpertParallelTwoRanksMatchOneProcess) {
                              got_params = checkpoint_params(cfg, 3);
     ASSERT_EQ(got_params.size(), want_params.size());
     const auto model = make_job_model(single, 258, 1, 1);
-    for (const ParamView& v : model->param_views()) {
-        double diff2 = 0.0, ref2 = 0.0;
-        for (std::size_t i = v.offset; i < v.offset + v.numel(); i++) {
-            const double d = static_cast<double>(got_params[i]) - want_params[i];
-            diff2 += d * d;
-            ref2 += static_cast<double>(want_params[i]) * want_params[i];
-        }
-        EXPECT_LE(std::sqrt(diff2 / ref2), 1e-6) << v.name;
-    }
+    for (const ParamView& v : model->param_views())
+        EXPECT_LE(squared_diff(got_params, want_params, v.offset, v.offset + v.numel()).relative(),
+                  1e-6)
+            << v.name;
     const std::string log = file_text(dir / "moe_ep2" / "train.log");
     EXPECT_NE(log.find("DP 1 × TP 1 × EP 2 = 2 ranks"), std::string::npos) << log;
 }
@@ -398,21 +399,16 @@ void expect_tp_checkpoint_close(const JobConfig& got, const JobConfig& want,
                              got_params = checkpoint_params(got, 3);
     ASSERT_EQ(got_params.size(), want_params.size()) << what;
     const auto model = make_job_model(want, 258, 1, 1);
-    double all_diff2 = 0.0, all_ref2 = 0.0;
+    SquaredDiff all;
     for (const ParamView& v : model->param_views()) {
-        double diff2 = 0.0, ref2 = 0.0;
-        for (std::size_t i = v.offset; i < v.offset + v.numel(); i++) {
-            const double d = static_cast<double>(got_params[i]) - want_params[i];
-            diff2 += d * d;
-            ref2 += static_cast<double>(want_params[i]) * want_params[i];
-        }
-        EXPECT_LE(std::sqrt(diff2 / ref2), 2e-5) << what << ": " << v.name;
-        all_diff2 += diff2;
-        all_ref2 += ref2;
+        const SquaredDiff d = squared_diff(got_params, want_params, v.offset, v.offset + v.numel());
+        EXPECT_LE(d.relative(), 2e-5) << what << ": " << v.name;
+        all.diff2 += d.diff2;
+        all.ref2 += d.ref2;
     }
     std::printf("    %s: step-3 parameters' relative difference %.3g\n", what.c_str(),
-                std::sqrt(all_diff2 / all_ref2));
-    EXPECT_LE(std::sqrt(all_diff2 / all_ref2), 1e-6) << what << ": step-3 parameters";
+                all.relative());
+    EXPECT_LE(all.relative(), 1e-6) << what << ": step-3 parameters";
 }
 
 // Tensor parallelism on cuda: the tiny model's heads, FFN rows and vocabulary over 2 ranks, the

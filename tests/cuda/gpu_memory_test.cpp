@@ -7,6 +7,7 @@
 #include <memory>
 #include <string>
 
+#include "../shape_only_group.h"
 #include "cuda_test_util.h"
 #include "dist/communicator.h"
 #include "model/gpt2.h"
@@ -68,33 +69,6 @@ TEST(CudaPlan, AgptModelBytesEqualThePlans) {
             }
 }
 
-// `size` expert-parallel ranks as set_expert_parallel sees them: shapes only, no collective.
-class ShapeOnlyGroup final : public Communicator {
-  public:
-    explicit ShapeOnlyGroup(int size) : size_(size) {}
-    int rank() const override { return 0; }
-    int size() const override { return size_; }
-    std::string backend() const override { return "shape-only"; }
-    void all_reduce(float*, std::size_t, ReduceOp) override { unused(); }
-    void all_reduce(double*, std::size_t, ReduceOp) override { unused(); }
-    void reduce_scatter(const float*, float*, std::size_t, ReduceOp) override { unused(); }
-    void all_gather(const float*, float*, std::size_t) override { unused(); }
-    void all_to_all(const float*, float*, std::size_t) override { unused(); }
-    void all_to_all(const int*, int*, std::size_t) override { unused(); }
-    void all_to_all_v(const float*, const int*, float*, const int*) override { unused(); }
-    void broadcast(void*, std::size_t, int) override { unused(); }
-    void barrier() override { unused(); }
-    std::unique_ptr<Communicator> split(int, int) override {
-        unused();
-        return nullptr;
-    }
-    [[noreturn]] void abort(int) override { std::abort(); }
-
-  private:
-    static void unused() { ADD_FAILURE() << "a collective on a shape-only group"; }
-    int size_;
-};
-
 // Expert parallelism: the routed experts shrink to E/ep per rank (parameters, gradients, the bf16
 // copy and the optimizer state), the grad-norm scratch keeps the whole model's size.
 TEST(CudaPlan, ExpertParallelModelBytesEqualThePlans) {
@@ -107,7 +81,7 @@ TEST(CudaPlan, ExpertParallelModelBytesEqualThePlans) {
         EXPECT_EQ(plan.expert_parallel_degree, 2);
         TransformerGpu gpu(plan.args, 2, 8, GpuPrecision::bf16, nullptr,
                            plan.activation_checkpoint);
-        ShapeOnlyGroup ep(2);
+        ShapeOnlyGroup ep(0, 2);
         gpu.set_expert_parallel(&ep);
         expect_plan_equals(plan, gpu);
         EXPECT_EQ(plan.optimizer_bytes,

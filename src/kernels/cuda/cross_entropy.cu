@@ -25,6 +25,25 @@ __device__ __forceinline__ float cap_grad(float y, float cap) {
     return 1.0f - t * t;
 }
 
+// One row's dlogits = grad_scale · (softmax − onehot(t)) (· dy/dz when capped) from its max mx
+// and Σexp sum (t: the target's column, or outside [0, V) when not in this row's columns; every
+// thread of the block takes its strided columns). Each element is read, then written, by the
+// same thread, so d may alias z.
+template <typename TD>
+__device__ __forceinline__ void softmax_xent_row_grad(TD* d, const float* z, int V, int t, float mx,
+                                                      float sum, float target_logit,
+                                                      bool has_target, float grad_scale,
+                                                      float cap) {
+    const float scale = has_target ? grad_scale / sum : 0.0f;
+    const float target_grad = has_target ? cap_grad(target_logit, cap) : 0.0f;
+    for (int v = threadIdx.x; v < V; v += kThreads) {
+        const float y = capped(z[v], cap);
+        float g = expf(y - mx) * scale * cap_grad(y, cap);
+        if (v == t) g -= grad_scale * target_grad;
+        d[v] = from_float<TD>(g);
+    }
+}
+
 // One block per row of the chunk. logits (n, V) fp32; dlogits (n, V) of type TD (may alias
 // logits when TD is float: each element is read and then written by the same thread).
 // row_scale (n) or null multiplies grad_scale per row.
@@ -48,15 +67,8 @@ __global__ void __launch_bounds__(kThreads)
     sum = block_sum(sum, red);
     if (threadIdx.x == 0) losses[row] = target >= 0 ? logf(sum) + mx - target_logit : 0.0f;
     if (!backward) return;
-    const float scale = target >= 0 ? grad_scale / sum : 0.0f;
-    const float target_grad = target >= 0 ? cap_grad(target_logit, cap) : 0.0f;
-    TD* d = dlogits + row * V;
-    for (int v = threadIdx.x; v < V; v += kThreads) {
-        const float y = capped(z[v], cap);
-        float g = expf(y - mx) * scale * cap_grad(y, cap);
-        if (v == target) g -= grad_scale * target_grad;
-        d[v] = from_float<TD>(g);
-    }
+    softmax_xent_row_grad(dlogits + row * V, z, V, target, mx, sum, target_logit, target >= 0,
+                          grad_scale, cap);
 }
 
 // The vocabulary-parallel head's three row passes over one rank's logits (n, V) (V: its rows),
@@ -104,17 +116,9 @@ __global__ void __launch_bounds__(kThreads)
     const float mx = stats[row], sum = stats[chunk + row], target_logit = stats[chunk + n + row];
     if (threadIdx.x == 0) losses[row] = target >= 0 ? logf(sum) + mx - target_logit : 0.0f;
     if (!backward) return;
-    const float* z = logits + row * V;
-    const int t = target >= 0 ? target - vocab_first : -1;
-    const float scale = target >= 0 ? grad_scale / sum : 0.0f;
-    const float target_grad = target >= 0 ? cap_grad(target_logit, cap) : 0.0f;
-    TD* d = dlogits + row * V;
-    for (int v = threadIdx.x; v < V; v += kThreads) {
-        const float y = capped(z[v], cap);
-        float g = expf(y - mx) * scale * cap_grad(y, cap);
-        if (v == t) g -= grad_scale * target_grad;
-        d[v] = from_float<TD>(g);
-    }
+    softmax_xent_row_grad(dlogits + row * V, logits + row * V, V,
+                          target >= 0 ? target - vocab_first : -1, mx, sum, target_logit,
+                          target >= 0, grad_scale, cap);
 }
 
 // One block: per-thread double sums over a fixed stride, then a fixed tree.

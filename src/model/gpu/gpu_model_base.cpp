@@ -54,24 +54,15 @@ using namespace gpu_detail;
 
 GpuModelBase::GpuModelBase(std::vector<ParamView> views, int vocab_size, int max_batch, int max_seq,
                            GpuPrecision precision, cudaStream_t stream)
-    : views_(std::move(views)),
-      vocab_size_(vocab_size),
+    : vocab_size_(vocab_size),
       max_batch_(max_batch),
       max_seq_(max_seq),
       precision_(precision),
       blas_(stream) {
     if (max_batch <= 0 || max_seq <= 0)
         fail("model: batch {}×{} must be positive", max_batch, max_seq);
-    n_params_ = views_.empty() ? 0 : views_.back().offset + views_.back().numel();
+    set_views(std::move(views));
     const cudaStream_t s = blas_.stream();
-    params_ = cuda::DeviceBuffer<float>(n_params_);
-    grads_ = cuda::DeviceBuffer<float>(n_params_);
-    params_.fill_bytes(0, s);
-    grads_.fill_bytes(0, s);
-    if (precision_ == GpuPrecision::bf16) {
-        params_bf16_ = cuda::DeviceBuffer<bf16>(n_params_);
-        params_bf16_.fill_bytes(0, s);
-    }
     const std::size_t N = max_tokens();
     losses_ = cuda::DeviceBuffer<float>(N);
     tokens_ = cuda::DeviceBuffer<int32_t>(N);
@@ -136,6 +127,20 @@ void GpuModelBase::download_grads(float* host) const {
 
 void GpuModelBase::zero_grad() {
     grads_.fill_bytes(0, blas_.stream());
+}
+
+void GpuModelBase::set_views(std::vector<ParamView> views) {
+    views_ = std::move(views);
+    n_params_ = views_.empty() ? 0 : views_.back().offset + views_.back().numel();
+    const cudaStream_t s = blas_.stream();
+    params_ = cuda::DeviceBuffer<float>(n_params_);
+    grads_ = cuda::DeviceBuffer<float>(n_params_);
+    params_.fill_bytes(0, s);
+    grads_.fill_bytes(0, s);
+    if (precision_ == GpuPrecision::bf16) {
+        params_bf16_ = cuda::DeviceBuffer<bf16>(n_params_);
+        params_bf16_.fill_bytes(0, s);
+    }
 }
 
 void GpuModelBase::check_batch_shape(int B, int T) const {

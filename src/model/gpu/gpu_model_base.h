@@ -138,6 +138,9 @@ class GpuModelBase : public GpuModel {
     // Upload, forward and head without backward; the losses stay in losses_.
     void run_forward_loss(const int32_t* tokens, const int32_t* targets, int B, int T);
     void check_batch_shape(int B, int T) const;  // fails unless within (max_batch, max_seq)
+    // New parameter views (a sharded layout): zeroed flat parameters, gradients and bf16 copy of
+    // their size.
+    void set_views(std::vector<ParamView> views);
     // Bytes of the head scratch, the losses and the batch (for activation_bytes()).
     std::size_t common_activation_bytes() const;
 

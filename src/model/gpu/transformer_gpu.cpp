@@ -186,18 +186,8 @@ void TransformerGpu::set_expert_parallel(Communicator* ep) {
 
 void TransformerGpu::relayout(int expert_ranks) {
     // The grad-norm scratch, sized for the full model, is large enough.
-    views_ = transformer_layout(args_, tp_, expert_ranks).views;
-    n_params_ = views_.back().offset + views_.back().numel();
+    set_views(transformer_layout(args_, tp_, expert_ranks).views);
     find_offsets();
-    const cudaStream_t s = blas_.stream();
-    params_ = cuda::DeviceBuffer<float>(n_params_);
-    grads_ = cuda::DeviceBuffer<float>(n_params_);
-    params_.fill_bytes(0, s);
-    grads_.fill_bytes(0, s);
-    if (precision_ == GpuPrecision::bf16) {
-        params_bf16_ = cuda::DeviceBuffer<bf16>(n_params_);
-        params_bf16_.fill_bytes(0, s);
-    }
 }
 
 void TransformerGpu::set_tensor_parallel(const TensorParallel& tp) {
