@@ -357,7 +357,8 @@ TEST(CudaDataParallel, MoeExpertParallelTwoRanksMatchOneProcess) {
     set_cuda_gradient_communicator_factory(
         [](Communicator& ranks) { return ranks.split(0, ranks.rank()); });
     const fs::path dump = world.rank() == 0 ? dir : dir / "rank1";
-    JobConfig cfg = dp_job(dump, "moe_ep2", false, "moe_tiny");
+    // Every step checkpointed: CudaMesh.ResumeCudaCheckpointsOnCpu resumes step 2 on the CPU.
+    JobConfig cfg = dp_job(dump, "moe_ep2", false, "moe_tiny", {{"checkpoint.interval", "1"}});
     cfg.parallelism.expert_parallel_degree = 2;
     EXPECT_EQ(train(cfg, nullptr).steps, 3);
     world.barrier();
@@ -474,6 +475,241 @@ TEST(CudaDataParallel, TensorParallelCheckpointResumesOnOneProcess) {
     expect_tp_checkpoint_close(cfg, tp2, "TP 2 resumed on one process");
     const std::string log = file_text(dir / "tp2_resumed" / "train.log");
     EXPECT_NE(log.find("resumed from"), std::string::npos) << log;
+}
+
+// The parallelism combinations and bf16 under EP and TP (the script's one-process, two-rank,
+// four-rank and resume stages; see cuda_data_parallel_emu_test.sh). Each rank other than 0 gets
+// a dump folder of its own.
+fs::path rank_dump(const fs::path& dir) {
+    const int rank = world_communicator().rank();
+    return rank == 0 ? dir : dir / ("rank" + std::to_string(rank));
+}
+
+const char* mesh_dir() {
+    const char* dir = std::getenv("AGPT_CUDA_DP_DIR");
+    if (dir == nullptr)
+        ADD_FAILURE() << "run by tests/cuda/cuda_data_parallel_emu_test.sh, which sets "
+                         "AGPT_CUDA_DP_DIR";
+    return dir;
+}
+
+void expect_losses_near(const fs::path& got_run, const fs::path& want_run, double relative,
+                        const std::string& what) {
+    const std::vector<double> want = losses(want_run), got = losses(got_run);
+    ASSERT_EQ(want.size(), 3u) << what;
+    ASSERT_EQ(got.size(), want.size()) << what;
+    for (std::size_t i = 0; i < want.size(); i++) {
+        std::printf("    %s: step %zu loss %.9g against %.9g\n", what.c_str(), i + 1, got[i],
+                    want[i]);
+        EXPECT_NEAR(got[i], want[i], relative * std::abs(want[i])) << what << ": step " << i + 1;
+    }
+}
+
+void expect_grad_norms_near(const fs::path& got_run, const fs::path& want_run, double relative,
+                            const std::string& what) {
+    const std::vector<double> want = grad_norms(want_run), got = grad_norms(got_run);
+    ASSERT_EQ(got.size(), want.size()) << what;
+    for (std::size_t i = 0; i < want.size(); i++)
+        EXPECT_NEAR(got[i], want[i], relative * want[i]) << what << ": step " << i + 1;
+}
+
+// DP 2 × EP 2 on 4 ranks: moe_tiny's 4 experts 2 per rank, each of the 4 data ranks routing one
+// sequence (local batch 1: the loader's interleaving gives the ranks the one process's 4
+// windows of each step), the shards' gradients summed over the expert-DP pairs. Against
+// MoeTwoRanksMatchOneProcess's one-process run at the same global batch.
+TEST(CudaMesh, FourRanksDataTimesExpertParallelMatchOneProcess) {
+    const char* dir_env = mesh_dir();
+    ASSERT_NE(dir_env, nullptr);
+    const fs::path dir = dir_env;
+    Communicator& world = world_communicator();
+    ASSERT_EQ(world.size(), 4) << "run under mpirun -np 4 by the script";
+    ASSERT_TRUE(fs::exists(dir / "moe_single" / "metrics.jsonl")) << "the one-process run first";
+    set_cuda_gradient_communicator_factory(
+        [](Communicator& ranks) { return ranks.split(0, ranks.rank()); });
+    // Every step checkpointed: ResumeDataTimesExpertParallelOnOneProcess resumes step 2.
+    JobConfig cfg = dp_job(rank_dump(dir), "moe_dp2_ep2", false, "moe_tiny",
+                           {{"training.local_batch_size", "1"}, {"checkpoint.interval", "1"}});
+    cfg.parallelism.expert_parallel_degree = 2;
+    EXPECT_EQ(train(cfg, nullptr).steps, 3);
+    world.barrier();
+    set_cuda_gradient_communicator_factory({});
+    if (world.rank() != 0) return;
+    const JobConfig single = dp_job(dir, "moe_single", false, "moe_tiny");
+    expect_losses_near(dir / "moe_dp2_ep2", dir / "moe_single", 1e-6, "DP 2 × EP 2");
+    const std::vector<nlohmann::json> want_loads = expert_loads(dir / "moe_single");
+    ASSERT_EQ(want_loads.size(), 3u);
+    EXPECT_EQ(expert_loads(dir / "moe_dp2_ep2"), want_loads);
+    expect_grad_norms_near(dir / "moe_dp2_ep2", dir / "moe_single", 1e-6, "DP 2 × EP 2");
+    expect_tp_checkpoint_close(cfg, single, "DP 2 × EP 2 against one process");
+    const std::string log = file_text(dir / "moe_dp2_ep2" / "train.log");
+    EXPECT_NE(log.find("DP 2 × TP 1 × EP 2 = 4 ranks"), std::string::npos) << log;
+}
+
+// DP 2 × TP 2 on 4 ranks: the tiny model split over each replica's 2 ranks, the 2 replicas
+// summing their shards' gradients. With parallelism.overlap_grad_reduce on, the trainer sums
+// after backward all the same (the TP sums hold the compute stream); the run must say so and
+// match too. Against TwoRanksMatchOneProcessWithTheSameGlobalBatch's one-process run.
+TEST(CudaMesh, FourRanksDataTimesTensorParallelMatchOneProcess) {
+    const char* dir_env = mesh_dir();
+    ASSERT_NE(dir_env, nullptr);
+    const fs::path dir = dir_env;
+    Communicator& world = world_communicator();
+    ASSERT_EQ(world.size(), 4) << "run under mpirun -np 4 by the script";
+    ASSERT_TRUE(fs::exists(dir / "single" / "metrics.jsonl")) << "the one-process run first";
+    set_cuda_gradient_communicator_factory(
+        [](Communicator& ranks) { return ranks.split(0, ranks.rank()); });
+    for (const bool overlap : {false, true}) {
+        const std::string name = overlap ? "dp2_tp2_overlap" : "dp2_tp2";
+        JobConfig cfg = dp_job(rank_dump(dir), name, overlap);
+        cfg.parallelism.tensor_parallel_degree = 2;
+        EXPECT_EQ(train(cfg, nullptr).steps, 3) << name;
+        world.barrier();
+        if (world.rank() != 0) continue;
+        expect_losses_near(dir / name, dir / "single", 1e-6, name);
+        expect_grad_norms_near(dir / name, dir / "single", 1e-6, name);
+        expect_tp_checkpoint_close(cfg, dp_job(dir, "single", false),
+                                   name + " against one process");
+        const std::string log = file_text(dir / name / "train.log");
+        EXPECT_NE(log.find("DP 2 × TP 2 × EP 1 = 4 ranks"), std::string::npos) << log;
+        EXPECT_EQ(log.find("reduced during backward"), std::string::npos) << log;
+    }
+    set_cuda_gradient_communicator_factory({});
+}
+
+// After the four-rank stage, one process: DP 2 × EP 2's step-2 checkpoint (full tensors, its
+// data order continued for one rank) resumes with EP = 1 and repeats step 3.
+TEST(CudaMesh, ResumeDataTimesExpertParallelOnOneProcess) {
+    const char* dir_env = mesh_dir();
+    ASSERT_NE(dir_env, nullptr);
+    const fs::path dir = dir_env;
+    ASSERT_EQ(world_communicator().size(), 1);
+    const fs::path source = dir / "moe_dp2_ep2";
+    ASSERT_TRUE(fs::exists(source / "checkpoints" / "step-2")) << "the four-rank run comes first";
+    fs::copy(source, dir / "moe_dp2_ep2_resumed", fs::copy_options::recursive);
+    fs::remove_all(dir / "moe_dp2_ep2_resumed" / "checkpoints" / "step-3");
+    const JobConfig cfg = dp_job(dir, "moe_dp2_ep2_resumed", false, "moe_tiny");
+    EXPECT_EQ(train(cfg, nullptr).steps, 3);
+    const std::vector<double> want = losses(source), got = losses(dir / "moe_dp2_ep2_resumed");
+    ASSERT_EQ(got.size(), want.size());
+    for (std::size_t i = 0; i < 2; i++) EXPECT_EQ(got[i], want[i]) << "step " << i + 1 << " kept";
+    EXPECT_NEAR(got[2], want[2], 1e-6 * std::abs(want[2])) << "step 3";
+    EXPECT_EQ(expert_loads(dir / "moe_dp2_ep2_resumed"), expert_loads(source));
+    JobConfig four = dp_job(dir, "moe_dp2_ep2", false, "moe_tiny");
+    four.parallelism.expert_parallel_degree = 2;
+    expect_tp_checkpoint_close(cfg, four, "DP 2 × EP 2 resumed on one process");
+    const std::string log = file_text(dir / "moe_dp2_ep2_resumed" / "train.log");
+    EXPECT_NE(log.find("checkpoint written by 4 data-parallel ranks, resumed on 1"),
+              std::string::npos)
+        << log;
+}
+
+// bf16 under EP = 2 and TP = 2 on 2 ranks against the bf16 one-process run (trained by the
+// one-process stage); the scale is the one-process bf16 run against the fp32 one (measured: the
+// step-3 parameters 6.5e-4 (moe_tiny) and 7.0e-4 (tiny) relative L2 apart). Losses within 1e-2
+// relative. EP: every expert row is the same bf16 product on either layout, only the fp32
+// gradient sums' order differs (measured: the same loss bits, the parameters 3.3e-8 apart), so
+// 1e-6. TP: the matrix products are split over the ranks, and each rank's partial result is
+// rounded to bf16 before the sum, a rounding the one process never makes: the difference is of
+// bf16's size (measured: losses 3.7e-4 relative, the parameters 7.3e-4), so the bound is twice
+// the bf16 against fp32 scale.
+struct Bf16Case {
+    const char* flavor;
+    const char* reference;  // the fp32 one-process run
+    const char* name;
+    int expert_parallel, tensor_parallel;
+};
+const Bf16Case kBf16Cases[] = {{"moe_tiny", "moe_single", "bf16_moe_ep2", 2, 1},
+                               {"tiny", "single", "bf16_tp2", 1, 2}};
+
+JobConfig bf16_job(const fs::path& dump, const Bf16Case& c, const std::string& name) {
+    JobConfig cfg =
+        dp_job(dump, name, false, c.flavor, {{"training.mixed_precision_param", "bfloat16"}});
+    cfg.parallelism.expert_parallel_degree = c.expert_parallel;
+    cfg.parallelism.tensor_parallel_degree = c.tensor_parallel;
+    return cfg;
+}
+
+TEST(CudaMesh, Bf16ExpertAndTensorParallelTwoRanksMatchOneProcess) {
+    const char* dir_env = mesh_dir();
+    ASSERT_NE(dir_env, nullptr);
+    const fs::path dir = dir_env;
+    Communicator& world = world_communicator();
+    for (const Bf16Case& c : kBf16Cases) {
+        const std::string reference = std::string("bf16_") + c.reference;
+        Bf16Case one = c;
+        one.expert_parallel = one.tensor_parallel = 1;
+        if (world.size() == 1) {
+            EXPECT_EQ(train(bf16_job(dir, one, reference), nullptr).steps, 3) << reference;
+            continue;
+        }
+        ASSERT_EQ(world.size(), 2);
+        ASSERT_TRUE(fs::exists(dir / reference / "metrics.jsonl")) << "the one-process run first";
+        set_cuda_gradient_communicator_factory(
+            [](Communicator& ranks) { return ranks.split(0, ranks.rank()); });
+        const JobConfig cfg = bf16_job(rank_dump(dir), c, c.name);
+        EXPECT_EQ(train(cfg, nullptr).steps, 3) << c.name;
+        world.barrier();
+        set_cuda_gradient_communicator_factory({});
+        if (world.rank() != 0) continue;
+        const JobConfig want = bf16_job(dir, one, reference);
+        // The scale: bf16 against fp32 on one process.
+        expect_losses_near(dir / reference, dir / c.reference, 1e-1, reference + " against fp32");
+        const double bf16_vs_fp32 =
+            squared_diff(checkpoint_params(want, 3),
+                         checkpoint_params(dp_job(dir, c.reference, false, c.flavor), 3))
+                .relative();
+        expect_losses_near(dir / c.name, dir / reference, 1e-2, c.name);
+        const double parallel_vs_one =
+            squared_diff(checkpoint_params(cfg, 3), checkpoint_params(want, 3)).relative();
+        std::printf(
+            "    %s: step-3 parameters' relative difference %.3g (bf16 against fp32 on "
+            "one process: %.3g)\n",
+            c.name, parallel_vs_one, bf16_vs_fp32);
+        EXPECT_LE(parallel_vs_one, c.expert_parallel > 1 ? 1e-6 : 2.0 * bf16_vs_fp32)
+            << c.name << ": step-3 parameters";
+        if (c.expert_parallel > 1) {
+            EXPECT_EQ(expert_loads(dir / c.name), expert_loads(dir / reference)) << c.name;
+        }
+    }
+}
+
+// After the two-rank stage, one process on the CPU (training.device = cpu): the cuda TP = 2
+// and EP = 2 runs' step-2 checkpoints (full tensors) load into a TP = 1, EP = 1 CPU run, which
+// repeats step 3 within the cuda fp32 contract (1e-4 relative to the CPU backend).
+TEST(CudaMesh, ResumeCudaCheckpointsOnCpu) {
+    const char* dir_env = mesh_dir();
+    ASSERT_NE(dir_env, nullptr);
+    const fs::path dir = dir_env;
+    ASSERT_EQ(world_communicator().size(), 1);
+    struct Source {
+        const char* run;
+        const char* flavor;
+        int expert_parallel, tensor_parallel;
+    };
+    for (const Source& s : {Source{"tp2", "tiny", 1, 2}, Source{"moe_ep2", "moe_tiny", 2, 1}}) {
+        const fs::path source = dir / s.run;
+        ASSERT_TRUE(fs::exists(source / "checkpoints" / "step-2")) << "the two-rank runs first";
+        const std::string name = std::string(s.run) + "_on_cpu";
+        fs::copy(source, dir / name, fs::copy_options::recursive);
+        fs::remove_all(dir / name / "checkpoints" / "step-3");
+        const JobConfig cfg = dp_job(dir, name, false, s.flavor, {{"training.device", "cpu"}});
+        EXPECT_EQ(train(cfg, nullptr).steps, 3) << name;
+        const std::vector<double> want = losses(source), got = losses(dir / name);
+        ASSERT_EQ(got.size(), want.size()) << name;
+        for (std::size_t i = 0; i < 2; i++)
+            EXPECT_EQ(got[i], want[i]) << name << ": step " << i + 1 << " kept";
+        std::printf("    %s: step 3 loss %.9g against %.9g\n", name.c_str(), got[2], want[2]);
+        EXPECT_NEAR(got[2], want[2], 1e-4 * std::abs(want[2])) << name << ": step 3";
+        JobConfig cuda = dp_job(dir, s.run, false, s.flavor);
+        cuda.parallelism.expert_parallel_degree = s.expert_parallel;
+        cuda.parallelism.tensor_parallel_degree = s.tensor_parallel;
+        const double d =
+            squared_diff(checkpoint_params(cfg, 3), checkpoint_params(cuda, 3)).relative();
+        std::printf("    %s: step-3 parameters' relative difference %.3g\n", name.c_str(), d);
+        EXPECT_LE(d, 1e-4) << name << ": step-3 parameters";
+        const std::string log = file_text(dir / name / "train.log");
+        EXPECT_NE(log.find("resumed from"), std::string::npos) << log;
+    }
 }
 
 }  // namespace
