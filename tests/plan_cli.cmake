@@ -26,3 +26,8 @@ add_test(NAME cli_plan_cuda_does_not_fit COMMAND agpt plan --model.flavor llama1
   --device-memory-gib 4 --json)
 set_tests_properties(cli_plan_cuda_does_not_fit PROPERTIES
   PASS_REGULAR_EXPRESSION "\"device\": \"cuda\".*\"fits\": false")
+add_test(NAME cli_plan_cuda_tensor_parallel COMMAND agpt plan --model.flavor 8B --vocab-size 128256
+  --training.device cuda --training.local_batch_size 1 --training.seq_len 8192
+  --parallelism.tensor_parallel_degree 8 --device-memory-gib 80)
+set_tests_properties(cli_plan_cuda_tensor_parallel PROPERTIES
+  PASS_REGULAR_EXPRESSION "tensor parallel 8 \\(1004015616 parameters per rank\\).*memory per GPU.*fp32 staging of the TP all-reduces.*fits in 80 GiB")

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <sys/resource.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -10,6 +11,8 @@
 #include <sstream>
 #include <string>
 #include <vector>
+
+#include <fmt/format.h>
 
 #include "core/error.h"
 #include "model/model_zoo.h"
@@ -367,9 +370,19 @@ TEST(PlanCuda, RefusesWhatCudaDoesNotRun) {
               }).find("activation_checkpoint.mode = 'full'"),
               std::string::npos);
     EXPECT_NE(message([] {
-                  return cuda_job("agpt", "small", 1, 16, "bfloat16", "AdamW",
+                  return cuda_job("gpt2", "gpt2_tiny", 1, 16, "bfloat16", "AdamW",
                                   {{"parallelism.tensor_parallel_degree", "2"}});
-              }).find("tensor_parallel_degree = 2: not on cuda"),
+              }).find("tensor_parallel_degree = 2: tensor parallelism needs the agpt family"),
+              std::string::npos);
+    EXPECT_NE(message([] {
+                  return cuda_job("agpt", "moe_tiny", 1, 16, "bfloat16", "AdamW",
+                                  {{"parallelism.tensor_parallel_degree", "2"}});
+              }).find("not MLA/MoE"),
+              std::string::npos);
+    EXPECT_NE(message([] {
+                  return cuda_job("agpt", "small", 1, 16, "bfloat16", "AdamW",
+                                  {{"parallelism.tensor_parallel_degree", "4"}});
+              }).find("tensor_parallel_degree = 4 does not divide the model's n_heads 6"),
               std::string::npos);
     EXPECT_NE(message([] {
                   return cuda_job("gpt2", "gpt2_tiny", 1, 256, "bfloat16");
@@ -381,6 +394,66 @@ TEST(PlanCuda, RefusesWhatCudaDoesNotRun) {
                   return cfg;
               }).find("model.name = gpt2"),
               std::string::npos);
+}
+
+// cuda jobs under tensor parallelism: one GPU holds rank 0's shard (the CPU plan's split), its
+// per-head and per-FFN-unit activations, the vocabulary-parallel head's chunk over its 501 of
+// 1001 rows and, in bf16, the fp32 staging of the all-reduces (one (N, dim) tensor).
+TEST(PlanCuda, TensorParallelRowsFollowRankZerosShard) {
+    const int B = 2, T = 64;
+    const std::size_t N = B * T;
+    for (const std::string precision : {"bfloat16", "float32"})
+        for (const std::string mode : {"none", "full"}) {
+            SCOPED_TRACE(precision + " " + mode);
+            const ConfigOverrides m = {{"activation_checkpoint.mode", mode}};
+            ConfigOverrides m2 = m;
+            m2.push_back({"parallelism.tensor_parallel_degree", "2"});
+            const MemoryPlan one =
+                plan_memory(cuda_job("agpt", "debugmodel", B, T, precision, "AdamW", m), 0, 1001);
+            const MemoryPlan two =
+                plan_memory(cuda_job("agpt", "debugmodel", B, T, precision, "AdamW", m2), 0, 1001);
+            const TensorParallelShard s = tensor_parallel_shard(two.args, 2, 0);
+            EXPECT_EQ(two.tensor_parallel_degree, 2);
+            EXPECT_EQ(two.params, one.params);
+            EXPECT_EQ(two.local_params, s.params());
+            EXPECT_EQ(two.param_bytes, static_cast<std::size_t>(s.params()) * 4);
+            EXPECT_EQ(two.grad_bytes, two.param_bytes);
+            EXPECT_EQ(two.bf16_param_bytes, precision == "bfloat16" ? two.param_bytes / 2 : 0);
+            EXPECT_EQ(two.optimizer_bytes, static_cast<std::size_t>(s.params()) * 8 + 8);  // AdamW
+            const ModelArgs& a = one.args;
+            const std::size_t es = precision == "bfloat16" ? 2 : 4;
+            // Backward: residual and norm gradients whole; the larger of the FFN's (gate, h13)
+            // and the attention's (output, qkv) temporaries halved.
+            const std::size_t split_backward =
+                std::max<std::size_t>(a.ffn_hidden() + a.ffn_in_dim(), a.dim + a.qkv_dim());
+            EXPECT_EQ(two.backward_buffer_bytes, N * (2 * a.dim + split_backward / 2) * es);
+            EXPECT_LT(two.saved_activation_bytes, one.saved_activation_bytes);
+            // The head: fp32 logits of the chunk (all N rows) over 501 columns (and their bf16
+            // copy), three fp32 values per row.
+            const std::size_t logits = N * 501 * 4 + (precision == "bfloat16" ? N * 501 * 2 : 0);
+            EXPECT_EQ(two.head_chunk_bytes, logits + 3 * N * 4);
+            EXPECT_EQ(two.tp_stage_bytes, precision == "bfloat16" ? N * a.dim * 4 : 0);
+            EXPECT_EQ(one.tp_stage_bytes, 0u);
+            EXPECT_EQ(two.activation_bytes, two.saved_activation_bytes + two.backward_buffer_bytes +
+                                                two.head_chunk_bytes + two.batch_bytes +
+                                                two.tp_stage_bytes);
+            EXPECT_EQ(two.total_bytes, two.param_bytes + two.grad_bytes + two.bf16_param_bytes +
+                                           two.optimizer_bytes + two.activation_bytes +
+                                           two.rope_bytes + two.temporary_bytes);
+        }
+    // The table and the JSON show the degree, the shard and the staging row.
+    const MemoryPlan tp = plan_memory(cuda_job("agpt", "debugmodel", B, T, "bfloat16", "AdamW",
+                                               {{"parallelism.tensor_parallel_degree", "4"}}),
+                                      0, 1001);
+    const std::string text = format_plan(tp);
+    EXPECT_NE(text.find(fmt::format("tensor parallel 4 ({} parameters per rank)", tp.local_params)),
+              std::string::npos)
+        << text;
+    EXPECT_NE(text.find("fp32 staging of the TP all-reduces"), std::string::npos) << text;
+    const nlohmann::json j = plan_json(tp);
+    EXPECT_EQ(j["tensor_parallel_degree"], 4);
+    EXPECT_EQ(j["bytes"]["tp_stage"].get<std::size_t>(), tp.tp_stage_bytes);
+    EXPECT_EQ(j["local_params"].get<long>(), tensor_parallel_shard(tp.args, 4, 0).params());
 }
 
 TEST(PlanCuda, TableAndJsonShowTheGpuRowsAndTheVerdict) {

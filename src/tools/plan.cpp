@@ -201,6 +201,11 @@ CudaModelPlan plan_cuda_model(MemoryPlan& p, const JobConfig& cfg, int vocab_siz
         p.precision == "float32" ? GpuPrecision::fp32 : GpuPrecision::bf16;
     CudaModelPlan m;
     if (cfg.model.name == "gpt2") {
+        if (p.tensor_parallel_degree > 1)
+            fail(
+                "plan: parallelism.tensor_parallel_degree = {}: tensor parallelism needs the agpt "
+                "family, not gpt2",
+                p.tensor_parallel_degree);
         const Gpt2Flavor* f = find_gpt2_flavor(cfg.model.flavor);
         if (f == nullptr) fail("plan: model gpt2: unknown flavor '{}'", cfg.model.flavor);
         Gpt2Args g = f->args;
@@ -216,9 +221,13 @@ CudaModelPlan plan_cuda_model(MemoryPlan& p, const JobConfig& cfg, int vocab_siz
         m.views = gpt2_param_views(g);
         m.bytes = gpt2_gpu_bytes(g, p.batch, p.seq_len, precision);
     } else {
-        m.views = transformer_layout(p.args, {}, p.expert_parallel_degree).views;
+        // Tensor-parallel rank 0, as the CPU plan: it holds the longest vocabulary range.
+        tensor_parallel_shard(p.args, p.tensor_parallel_degree, 0);  // refuses what cannot split
+        TensorParallel tp;
+        tp.degree = p.tensor_parallel_degree;
+        m.views = transformer_layout(p.args, tp, p.expert_parallel_degree).views;
         m.bytes = transformer_gpu_bytes(p.args, p.batch, p.seq_len, precision,
-                                        p.activation_checkpoint, p.expert_parallel_degree);
+                                        p.activation_checkpoint, p.expert_parallel_degree, tp);
     }
     return m;
 }
@@ -233,9 +242,6 @@ MemoryPlan finish(MemoryPlan& p, double device_memory_gib) {
 // The GPU side of plan_memory (training.device = cuda).
 void plan_cuda_memory(MemoryPlan& p, const JobConfig& cfg, int vocab_size) {
     check_cuda_optimizer(cfg.optimizer.spec());
-    if (p.tensor_parallel_degree > 1)
-        fail("plan: parallelism.tensor_parallel_degree = {}: not on cuda yet",
-             p.tensor_parallel_degree);
     p.cuda = true;
     p.precision = cfg.training.mixed_precision_param == "float32" ? "float32" : "bfloat16";
     p.expert_parallel_degree = std::max(cfg.parallelism.expert_parallel_degree, 1);
@@ -265,6 +271,7 @@ void plan_cuda_memory(MemoryPlan& p, const JobConfig& cfg, int vocab_size) {
     p.backward_buffer_bytes = m.bytes.backward;
     p.head_chunk_bytes = m.bytes.head;
     p.batch_bytes = m.bytes.batch;
+    p.tp_stage_bytes = m.bytes.tp_stage;
     p.activation_bytes = m.bytes.activations();
     p.rope_bytes = m.bytes.rope;
 
@@ -476,6 +483,7 @@ std::string format_plan(const MemoryPlan& p) {
         row("  backward buffers", p.backward_buffer_bytes);
         row("  LM-head logits chunk", p.head_chunk_bytes);
         row("  batch and losses", p.batch_bytes);
+        if (p.tp_stage_bytes > 0) row("  fp32 staging of the TP all-reduces", p.tp_stage_bytes);
         if (p.rope_bytes > 0) row("RoPE tables", p.rope_bytes);
         if (p.zero == 1) row("ZeRO-1 transfer buffers", p.zero_buffer_bytes);
         row("workspace: " + p.temporary_what, p.temporary_bytes);
@@ -544,6 +552,7 @@ nlohmann::json plan_json(const MemoryPlan& p) {
         j["bytes"]["bf16_parameters"] = p.bf16_param_bytes;
         j["bytes"]["layer_buffers"] = p.layer_buffer_bytes;
         j["bytes"]["batch"] = p.batch_bytes;
+        j["bytes"]["tp_stage"] = p.tp_stage_bytes;
         j["bytes"]["zero_buffers"] = p.zero_buffer_bytes;
         j["bytes"]["workspace"] = p.temporary_bytes;
         j["workspace_what"] = p.temporary_what;

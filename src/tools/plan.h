@@ -95,15 +95,16 @@ struct MemoryPlan {
     // Gpt2Gpu; GpuModel::state_bytes() = param_bytes + grad_bytes + bf16_param_bytes and
     // activation_bytes() = activation_bytes exactly), the device optimizer's state (its host
     // mirror's state_bytes(), the CPU optimizer's), the ZeRO-1 transfer buffers and the
-    // workspaces (cuBLAS's; Muon's, Mano's and ScheduleFreeAdamW's own buffers). runtime_bytes is 0: the
-    // CUDA context, allocator fragmentation and NCCL's buffers are not counted.
+    // workspaces (cuBLAS's; Muon's, Mano's and ScheduleFreeAdamW's own buffers). runtime_bytes is
+    // 0: the CUDA context, allocator fragmentation and NCCL's buffers are not counted.
     bool cuda = false;
     std::string precision;  // training.mixed_precision_param: bfloat16 | float32
     int expert_parallel_degree = 1;
     std::size_t bf16_param_bytes = 0;    // the bf16 copy of the parameters (bf16 mode)
     std::size_t layer_buffer_bytes = 0;  // MLA/MoE layers' own buffers (in activation_bytes)
     std::size_t batch_bytes = 0;         // tokens, targets, losses, per-token weights (in it too)
-    std::size_t zero_buffer_bytes = 0;   // ZeRO-1's padded and own transfer buffers
+    std::size_t tp_stage_bytes = 0;  // bf16 under TP: fp32 staging of the group's sums (in it too)
+    std::size_t zero_buffer_bytes = 0;  // ZeRO-1's padded and own transfer buffers
 
     double device_memory_gib = 0;  // 0: not given
     bool fits = true;              // total <= device memory (true when none was given)

@@ -2,7 +2,7 @@
 // models and the device optimizers really allocate: for each flavor, precision and activation
 // checkpointing mode the plan's parameter, gradient and bf16-copy bytes equal the model's
 // state_bytes(), its activation bytes the model's activation_bytes(), and its optimizer state the
-// device optimizer's state_bytes(), exactly; with expert parallelism too.
+// device optimizer's state_bytes(), exactly; with expert and tensor parallelism too.
 #include <cstdlib>
 #include <memory>
 #include <string>
@@ -12,7 +12,9 @@
 #include "dist/communicator.h"
 #include "model/gpt2.h"
 #include "model/gpu/gpt2_gpu.h"
+#include "model/gpu/gpu_memory.h"
 #include "model/gpu/transformer_gpu.h"
+#include "model/tensor_parallel.h"
 #include "optim/cuda_optimizer.h"
 #include "tools/plan.h"
 #include "train/config.h"
@@ -46,7 +48,7 @@ void expect_plan_equals(const MemoryPlan& plan, const GpuModel& gpu) {
     EXPECT_EQ(plan.activation_bytes, gpu.activation_bytes());
     EXPECT_EQ(plan.activation_bytes, plan.saved_activation_bytes + plan.layer_buffer_bytes +
                                          plan.backward_buffer_bytes + plan.head_chunk_bytes +
-                                         plan.batch_bytes);
+                                         plan.batch_bytes + plan.tp_stage_bytes);
 }
 
 TEST(CudaPlan, AgptModelBytesEqualThePlans) {
@@ -87,6 +89,48 @@ TEST(CudaPlan, ExpertParallelModelBytesEqualThePlans) {
         EXPECT_EQ(plan.optimizer_bytes,
                   make_device_optimizer(cfg.optimizer.spec(), gpu)->state_bytes());
     }
+}
+
+// Tensor parallelism: the plan is rank 0's (the longest vocabulary range of an uneven split);
+// transformer_gpu_bytes for any rank equals that rank's model. The optimizer state covers the
+// rank's shard.
+TEST(CudaPlan, TensorParallelModelBytesEqualThePlans) {
+    AGPT_REQUIRE_CUDA_DEVICE();
+    constexpr int kOddVocab = 301, B = 2, T = 8, tp_degree = 2;
+    for (const std::string flavor : {"tiny", "tiny_qknorm_softcap"})
+        for (const std::string precision : {"bfloat16", "float32"})
+            for (const std::string mode : {"none", "full"}) {
+                SCOPED_TRACE(flavor + " " + precision + " " + mode);
+                JobConfig cfg = cuda_job("agpt", flavor, B, T, precision, mode, "Muon");
+                cfg.parallelism.tensor_parallel_degree = tp_degree;
+                const MemoryPlan plan = plan_memory(cfg, 0, kOddVocab);
+                ASSERT_TRUE(plan.cuda);
+                EXPECT_EQ(plan.tensor_parallel_degree, tp_degree);
+                EXPECT_EQ(plan.tp_stage_bytes > 0, precision == "bfloat16");
+                for (int rank = 0; rank < tp_degree; ++rank) {
+                    SCOPED_TRACE("rank " + std::to_string(rank));
+                    TransformerGpu gpu(plan.args, B, T, precision_of(precision), nullptr,
+                                       plan.activation_checkpoint);
+                    ShapeOnlyGroup group(rank, tp_degree);
+                    TensorParallel tp;
+                    tp.rank = rank;
+                    tp.degree = tp_degree;
+                    tp.group = &group;
+                    gpu.set_tensor_parallel(tp);
+                    const GpuModelBytes bytes =
+                        transformer_gpu_bytes(plan.args, B, T, precision_of(precision),
+                                              plan.activation_checkpoint, 1, tp);
+                    EXPECT_EQ(bytes.state(), gpu.state_bytes());
+                    EXPECT_EQ(bytes.activations(), gpu.activation_bytes());
+                    if (rank == 0) {
+                        expect_plan_equals(plan, gpu);
+                        EXPECT_EQ(plan.optimizer_bytes,
+                                  make_device_optimizer(cfg.optimizer.spec(), gpu)->state_bytes());
+                    } else {
+                        EXPECT_LT(gpu.num_params(), static_cast<std::size_t>(plan.local_params));
+                    }
+                }
+            }
 }
 
 TEST(CudaPlan, Gpt2ModelBytesEqualThePlans) {

@@ -145,6 +145,11 @@ std::size_t element_bytes(GpuPrecision p) {
     return p == GpuPrecision::bf16 ? 2 : 4;
 }
 
+// cuda::grad_norm_scratch_bytes: one double per 4096 gradients.
+std::size_t grad_norm_partials_bytes(std::size_t n_params) {
+    return std::max<std::size_t>((n_params + 4095) / 4096, 1) * 8;
+}
+
 std::size_t numel(const std::vector<ParamView>& views) {
     return views.empty() ? 0 : views.back().offset + views.back().numel();
 }
@@ -157,13 +162,11 @@ GpuModelBytes gpu_model_base_bytes(std::size_t n_params, int vocab_size, std::si
     b.params = b.grads = n_params * sizeof(float);
     if (precision == GpuPrecision::bf16) b.bf16_params = n_params * 2;
     // The head's chunk of logits: bf16 in bf16 mode (lm_head_bf16_logits_scratch_bytes), fp32
-    // otherwise (lm_head_scratch_bytes<float>); the same buffer holds the grad-norm partials, one
-    // double per 4096 gradients (grad_norm_scratch_bytes).
+    // otherwise (lm_head_scratch_bytes<float>); the same buffer holds the grad-norm partials.
     const std::size_t chunk = static_cast<std::size_t>(lm_head_chunk(max_tokens, vocab_size));
     const std::size_t head =
         chunk * static_cast<std::size_t>(vocab_size) * element_bytes(precision);
-    const std::size_t norm_partials = std::max<std::size_t>((n_params + 4095) / 4096, 1) * 8;
-    b.head = std::max(head, norm_partials);
+    b.head = std::max(head, grad_norm_partials_bytes(n_params));
     b.batch = max_tokens * (sizeof(float) + 2 * sizeof(int32_t));  // losses, tokens, targets
     return b;
 }
@@ -201,19 +204,36 @@ std::size_t moe_gpu_bytes(const MoeShape& s, int max_tokens, GpuPrecision precis
 
 GpuModelBytes transformer_gpu_bytes(const ModelArgs& args, int max_batch, int max_seq,
                                     GpuPrecision precision, ActivationCheckpoint checkpoint,
-                                    int ep_ranks) {
+                                    int ep_ranks, const TensorParallel& tp) {
     const std::size_t N = static_cast<std::size_t>(max_batch) * max_seq;
-    const std::size_t n_params = numel(transformer_layout(args, {}, ep_ranks).views);
+    const std::size_t n_params = numel(transformer_layout(args, tp, ep_ranks).views);
     GpuModelBytes b = gpu_model_base_bytes(n_params, args.vocab_size, N, precision);
+    const std::size_t es = element_bytes(precision);
+    if (tp.active()) {
+        // The vocabulary-parallel head's scratch (cuda::vocab_parallel_scratch_bytes) for the
+        // rank's rows, in chunks sized from the whole vocabulary; the grad-norm partials for the
+        // rank's shard. Per chunk: the fp32 logits (and their bf16 copy), then three fp32
+        // values per row (max, sum of exponentials, target logit).
+        const std::size_t chunk = static_cast<std::size_t>(lm_head_chunk(N, args.vocab_size));
+        const std::size_t logits =
+            chunk *
+            static_cast<std::size_t>(vocab_range(args.vocab_size, tp.rank, tp.degree).second);
+        const std::size_t head =
+            (precision == GpuPrecision::bf16 ? align256(align256(logits * 4) + logits * 2)
+                                             : align256(logits * 4)) +
+            3 * chunk * sizeof(float);
+        b.head = std::max(head, grad_norm_partials_bytes(n_params));
+        if (precision == GpuPrecision::bf16) b.tp_stage = N * args.dim * sizeof(float);
+    }
     // The grad-norm partials are sized for the model before expert parallelism shrinks it.
     if (ep_ranks > 1)
         b.head = gpu_model_base_bytes(numel(transformer_layout(args).views), args.vocab_size, N,
                                       precision)
                      .head;
-    const std::size_t es = element_bytes(precision);
     const bool full = checkpoint == ActivationCheckpoint::full;
-    b.arena = arena_map(args, widths(args, 1), N, es, checkpoint).size();
-    b.backward = grad_layout(args, widths(args, 1), N, es).size;
+    const Widths w = widths(args, tp.degree);
+    b.arena = arena_map(args, w, N, es, checkpoint).size();
+    b.backward = grad_layout(args, w, N, es).size;
     b.batch += N * sizeof(float);  // forward_backward_weighted's per-token weights
     if (args.mla)
         b.layers += (full ? 1 : args.n_layers) *

@@ -17,6 +17,7 @@
 #include "model/mla.h"
 #include "model/model_args.h"
 #include "model/moe.h"
+#include "model/tensor_parallel.h"
 
 namespace agpt {
 
@@ -137,9 +138,10 @@ struct GpuModelBytes {
     std::size_t layers = 0;    // MLA and MoE layers' own buffers
     std::size_t head = 0;      // LM-head chunk (or grad-norm partials, the larger)
     std::size_t batch = 0;     // tokens, targets, losses (and per-token weights)
+    std::size_t tp_stage = 0;  // fp32 staging of bf16 sums over the tensor-parallel group
     std::size_t rope = 0;      // RoPE tables (not in activation_bytes())
     std::size_t state() const { return params + grads + bf16_params; }
-    std::size_t activations() const { return arena + backward + layers + head + batch; }
+    std::size_t activations() const { return arena + backward + layers + head + batch + tp_stage; }
 };
 
 // GpuModelBase's share: the flat buffers for n_params, the head scratch over vocab_size rows
@@ -151,10 +153,12 @@ GpuModelBytes gpu_model_base_bytes(std::size_t n_params, int vocab_size, std::si
 std::size_t mla_gpu_bytes(const MlaShape& s, int max_batch, int max_seq, GpuPrecision precision);
 std::size_t moe_gpu_bytes(const MoeShape& s, int max_tokens, GpuPrecision precision);
 // TransformerGpu(args, max_batch, max_seq, precision, checkpoint), with set_expert_parallel
-// over ep_ranks ranks when above 1 (its routed experts shrink to E/ep_ranks per layer).
+// over ep_ranks ranks when above 1 (its routed experts shrink to E/ep_ranks per layer), and
+// set_tensor_parallel(tp) when tp.degree is above 1 (tp.rank's shard, widths and vocabulary
+// rows; tp.group is not used).
 GpuModelBytes transformer_gpu_bytes(const ModelArgs& args, int max_batch, int max_seq,
                                     GpuPrecision precision, ActivationCheckpoint checkpoint,
-                                    int ep_ranks = 1);
+                                    int ep_ranks = 1, const TensorParallel& tp = {});
 // Gpt2Gpu(args, max_batch, max_seq, precision).
 GpuModelBytes gpt2_gpu_bytes(const Gpt2Args& args, int max_batch, int max_seq,
                              GpuPrecision precision);

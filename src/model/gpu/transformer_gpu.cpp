@@ -382,7 +382,7 @@ std::size_t TransformerGpu::activation_bytes() const {
     };
     add(blocks_f32_);
     add(blocks_bf16_);
-    return arena_.bytes() + dacts_.bytes() + row_weights_.bytes() + blocks +
+    return arena_.bytes() + dacts_.bytes() + row_weights_.bytes() + tp_stage_.bytes() + blocks +
            common_activation_bytes();
 }
 

@@ -79,8 +79,8 @@ class TransformerGpu final : public GpuModelBase {
     void update_expert_bias(const std::vector<std::vector<double>>& loads, double coeff) override;
     double moe_aux_loss() const override;
 
-    // Device bytes of the activations, backward temporaries, MLA/MoE buffers, head scratch and
-    // batch.
+    // Device bytes of the activations, backward temporaries, MLA/MoE buffers, head scratch,
+    // batch and (bf16 under tensor parallelism) the fp32 staging of the group's sums.
     std::size_t activation_bytes() const override;
 
   private:
