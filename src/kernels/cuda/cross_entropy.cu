@@ -139,6 +139,17 @@ constexpr std::size_t align256(std::size_t b) {
     return (b + 255) / 256 * 256;
 }
 
+// A chunk's dlogits in the head's scratch: the fp32 logits themselves (in place) for fp32,
+// after them for bf16.
+template <typename T>
+T* chunk_dlogits(void* scratch, int chunk, int V) {
+    if constexpr (std::is_same_v<T, float>)
+        return static_cast<float*>(scratch);
+    else
+        return reinterpret_cast<T*>(static_cast<char*>(scratch) +
+                                    align256(static_cast<std::size_t>(chunk) * V * 4));
+}
+
 }  // namespace
 
 template <typename T>
@@ -160,12 +171,7 @@ void lm_head_cross_entropy(Blas& blas, float* losses, T* dx, float* dweight, con
         fail_call("bad chunk or vocabulary size", "lm_head_cross_entropy", __FILE__, __LINE__);
     const bool backward = dx != nullptr || dweight != nullptr;
     float* logits = static_cast<float*>(scratch);
-    T* dlogits;
-    if constexpr (std::is_same_v<T, float>)
-        dlogits = logits;  // in place
-    else
-        dlogits = reinterpret_cast<T*>(static_cast<char*>(scratch) +
-                                       align256(static_cast<std::size_t>(chunk) * V * 4));
+    T* dlogits = chunk_dlogits<T>(scratch, chunk, V);
     for (int start = 0; start < N; start += chunk) {
         const int n = std::min(chunk, N - start);
         const T* xc = x + static_cast<long>(start) * C;
@@ -201,12 +207,7 @@ void vocab_parallel_cross_entropy(Blas& blas, float* losses, T* dx, float* dweig
                   __LINE__);
     const bool backward = dx != nullptr || dweight != nullptr;
     float* logits = static_cast<float*>(scratch);
-    T* dlogits;
-    if constexpr (std::is_same_v<T, float>)
-        dlogits = logits;  // in place
-    else
-        dlogits = reinterpret_cast<T*>(static_cast<char*>(scratch) +
-                                       align256(static_cast<std::size_t>(chunk) * V * 4));
+    T* dlogits = chunk_dlogits<T>(scratch, chunk, V);
     float* stats = reinterpret_cast<float*>(static_cast<char*>(scratch) +
                                             align256(lm_head_scratch_bytes<T>(chunk, V)));
     const cudaStream_t s = blas.stream();
