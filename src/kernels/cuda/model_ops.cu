@@ -2,6 +2,7 @@
 #include <cstdint>
 
 #include "kernels/cuda/common.cuh"
+#include "kernels/cuda/cross_entropy.h"
 #include "kernels/cuda/gemm.h"
 #include "kernels/cuda/model_ops.h"
 #include "kernels/cuda/rmsnorm.h"
@@ -415,11 +416,9 @@ void lm_head_cross_entropy_bf16_logits(Blas& blas, float* losses, bf16* dx, floa
             xent_bf16_kernel<false><<<n, kXentThreads, 0, blas.stream()>>>(
                 logits, losses + start, targets + start, rs, V, grad_scale, softcap, backward, vec);
         AGPT_CUDA_CHECK_LAUNCH();
-        if (dx)
-            gemm<bf16, bf16>(blas, false, false, n, C, V, 1.0f, logits, V, weight, C, 1.0f,
-                             dx + static_cast<long>(start) * C, C);
-        if (dweight)
-            gemm<bf16, float>(blas, true, false, V, C, n, 1.0f, logits, V, xc, C, 1.0f, dweight, C);
+        lm_head_chunk_backward<bf16>(blas, logits, weight, xc,
+                                     dx ? dx + static_cast<long>(start) * C : nullptr, dweight, n,
+                                     C, V);
     }
 }
 
