@@ -119,6 +119,41 @@ std::string file_text(const fs::path& p) {
     return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
 }
 
+// This rank's dump folder: the job's for rank 0, one of its own for every other rank (where a
+// rank that is not the lead must write no run folder).
+fs::path rank_dump(const fs::path& dir) {
+    const int rank = world_communicator().rank();
+    return rank == 0 ? dir : dir / ("rank" + std::to_string(rank));
+}
+
+const char* mesh_dir() {
+    const char* dir = std::getenv("AGPT_CUDA_DP_DIR");
+    if (dir == nullptr)
+        ADD_FAILURE() << "run by tests/cuda/cuda_data_parallel_emu_test.sh, which sets "
+                         "AGPT_CUDA_DP_DIR";
+    return dir;
+}
+
+void expect_losses_near(const fs::path& got_run, const fs::path& want_run, double relative,
+                        const std::string& what) {
+    const std::vector<double> want = losses(want_run), got = losses(got_run);
+    ASSERT_EQ(want.size(), 3u) << what;
+    ASSERT_EQ(got.size(), want.size()) << what;
+    for (std::size_t i = 0; i < want.size(); i++) {
+        std::printf("    %s: step %zu loss %.9g against %.9g\n", what.c_str(), i + 1, got[i],
+                    want[i]);
+        EXPECT_NEAR(got[i], want[i], relative * std::abs(want[i])) << what << ": step " << i + 1;
+    }
+}
+
+void expect_grad_norms_near(const fs::path& got_run, const fs::path& want_run, double relative,
+                            const std::string& what) {
+    const std::vector<double> want = grad_norms(want_run), got = grad_norms(got_run);
+    ASSERT_EQ(got.size(), want.size()) << what;
+    for (std::size_t i = 0; i < want.size(); i++)
+        EXPECT_NEAR(got[i], want[i], relative * want[i]) << what << ": step " << i + 1;
+}
+
 TEST(CudaDataParallel, TwoRanksMatchOneProcessWithTheSameGlobalBatch) {
     const char* dir_env = std::getenv("AGPT_CUDA_DP_DIR");
     ASSERT_NE(dir_env, nullptr) << "run by tests/cuda/cuda_data_parallel_emu_test.sh, which sets "
@@ -141,7 +176,7 @@ TEST(CudaDataParallel, TwoRanksMatchOneProcessWithTheSameGlobalBatch) {
     for (const bool overlap : {false, true}) {
         const std::string name = overlap ? "dp2_overlap" : "dp2";
         // Rank 1 gets a folder of its own: it must write nothing there.
-        const fs::path dump = world.rank() == 0 ? dir : dir / "rank1";
+        const fs::path dump = rank_dump(dir);
         const JobConfig cfg = dp_job(dump, name, overlap);
         EXPECT_EQ(train(cfg, nullptr).steps, 3) << name;
         world.barrier();
@@ -180,7 +215,7 @@ TEST(CudaDataParallel, MoeTwoRanksMatchOneProcess) {
     ASSERT_EQ(world.size(), 2);
     set_cuda_gradient_communicator_factory(
         [](Communicator& data_ranks) { return data_ranks.split(0, data_ranks.rank()); });
-    const fs::path dump = world.rank() == 0 ? dir : dir / "rank1";
+    const fs::path dump = rank_dump(dir);
     const JobConfig cfg = dp_job(dump, "moe_dp2", true, "moe_tiny");
     EXPECT_EQ(train(cfg, nullptr).steps, 3);
     world.barrier();
@@ -272,7 +307,7 @@ TEST(CudaDataParallel, ZeroOneMatchesZeroZero) {
     ASSERT_EQ(world.size(), 2) << "run under mpirun -np 2 by the script";
     set_cuda_gradient_communicator_factory(
         [](Communicator& data_ranks) { return data_ranks.split(0, data_ranks.rank()); });
-    const fs::path dump = world.rank() == 0 ? dir : dir / "rank1";
+    const fs::path dump = rank_dump(dir);
     for (const ZeroRun& run : kZeroRuns)
         for (const int zero : {0, 1}) {
             EXPECT_EQ(train(zero_job(dump, run, zero), nullptr).steps, 3);
@@ -356,7 +391,7 @@ TEST(CudaDataParallel, MoeExpertParallelTwoRanksMatchOneProcess) {
     ASSERT_TRUE(fs::exists(dir / "moe_single" / "metrics.jsonl")) << "the one-process run first";
     set_cuda_gradient_communicator_factory(
         [](Communicator& ranks) { return ranks.split(0, ranks.rank()); });
-    const fs::path dump = world.rank() == 0 ? dir : dir / "rank1";
+    const fs::path dump = rank_dump(dir);
     // Every step checkpointed: CudaMesh.ResumeCudaCheckpointsOnCpu resumes step 2 on the CPU.
     JobConfig cfg = dp_job(dump, "moe_ep2", false, "moe_tiny", {{"checkpoint.interval", "1"}});
     cfg.parallelism.expert_parallel_degree = 2;
@@ -365,18 +400,10 @@ TEST(CudaDataParallel, MoeExpertParallelTwoRanksMatchOneProcess) {
     set_cuda_gradient_communicator_factory({});
     if (world.rank() != 0) return;
     const JobConfig single = dp_job(dir, "moe_single", false, "moe_tiny");
-    const std::vector<double> want = losses(dir / "moe_single"), got = losses(dir / "moe_ep2");
-    ASSERT_EQ(want.size(), 3u);
-    ASSERT_EQ(got.size(), want.size());
-    for (std::size_t i = 0; i < want.size(); i++)
-        EXPECT_NEAR(got[i], want[i], 1e-6 * std::abs(want[i])) << "step " << i + 1;
+    expect_losses_near(dir / "moe_ep2", dir / "moe_single", 1e-6, "EP 2");
     EXPECT_EQ(expert_loads(dir / "moe_ep2"), expert_loads(dir / "moe_single"));
     // The clipping norm counts the replicated tensors once and every rank's expert shards.
-    const std::vector<double> want_norms = grad_norms(dir / "moe_single"),
-                              got_norms = grad_norms(dir / "moe_ep2");
-    ASSERT_EQ(got_norms.size(), want_norms.size());
-    for (std::size_t i = 0; i < want_norms.size(); i++)
-        EXPECT_NEAR(got_norms[i], want_norms[i], 1e-6 * want_norms[i]) << "step " << i + 1;
+    expect_grad_norms_near(dir / "moe_ep2", dir / "moe_single", 1e-6, "EP 2");
     const std::vector<float> want_params = checkpoint_params(single, 3),
                              got_params = checkpoint_params(cfg, 3);
     ASSERT_EQ(got_params.size(), want_params.size());
@@ -428,7 +455,7 @@ TEST(CudaDataParallel, TensorParallelTwoRanksMatchOneProcess) {
     ASSERT_TRUE(fs::exists(dir / "single" / "metrics.jsonl")) << "the one-process run first";
     set_cuda_gradient_communicator_factory(
         [](Communicator& ranks) { return ranks.split(0, ranks.rank()); });
-    const fs::path dump = world.rank() == 0 ? dir : dir / "rank1";
+    const fs::path dump = rank_dump(dir);
     // Every step checkpointed: TensorParallelCheckpointResumesOnOneProcess resumes step 2.
     JobConfig cfg = dp_job(dump, "tp2", false, "tiny", {{"checkpoint.interval", "1"}});
     cfg.parallelism.tensor_parallel_degree = 2;
@@ -437,16 +464,8 @@ TEST(CudaDataParallel, TensorParallelTwoRanksMatchOneProcess) {
     set_cuda_gradient_communicator_factory({});
     if (world.rank() != 0) return;
     const JobConfig single = dp_job(dir, "single", false);
-    const std::vector<double> want = losses(dir / "single"), got = losses(dir / "tp2");
-    ASSERT_EQ(want.size(), 3u);
-    ASSERT_EQ(got.size(), want.size());
-    for (std::size_t i = 0; i < want.size(); i++)
-        EXPECT_NEAR(got[i], want[i], 1e-6 * std::abs(want[i])) << "step " << i + 1;
-    const std::vector<double> want_norms = grad_norms(dir / "single"),
-                              got_norms = grad_norms(dir / "tp2");
-    ASSERT_EQ(got_norms.size(), want_norms.size());
-    for (std::size_t i = 0; i < want_norms.size(); i++)
-        EXPECT_NEAR(got_norms[i], want_norms[i], 1e-6 * want_norms[i]) << "step " << i + 1;
+    expect_losses_near(dir / "tp2", dir / "single", 1e-6, "TP 2");
+    expect_grad_norms_near(dir / "tp2", dir / "single", 1e-6, "TP 2");
     expect_tp_checkpoint_close(cfg, single, "TP 2 against one process");
     const std::string log = file_text(dir / "tp2" / "train.log");
     EXPECT_NE(log.find("DP 1 × TP 2 × EP 1 = 2 ranks"), std::string::npos) << log;
@@ -478,40 +497,7 @@ TEST(CudaDataParallel, TensorParallelCheckpointResumesOnOneProcess) {
 }
 
 // The parallelism combinations and bf16 under EP and TP (the script's one-process, two-rank,
-// four-rank and resume stages; see cuda_data_parallel_emu_test.sh). Each rank other than 0 gets
-// a dump folder of its own.
-fs::path rank_dump(const fs::path& dir) {
-    const int rank = world_communicator().rank();
-    return rank == 0 ? dir : dir / ("rank" + std::to_string(rank));
-}
-
-const char* mesh_dir() {
-    const char* dir = std::getenv("AGPT_CUDA_DP_DIR");
-    if (dir == nullptr)
-        ADD_FAILURE() << "run by tests/cuda/cuda_data_parallel_emu_test.sh, which sets "
-                         "AGPT_CUDA_DP_DIR";
-    return dir;
-}
-
-void expect_losses_near(const fs::path& got_run, const fs::path& want_run, double relative,
-                        const std::string& what) {
-    const std::vector<double> want = losses(want_run), got = losses(got_run);
-    ASSERT_EQ(want.size(), 3u) << what;
-    ASSERT_EQ(got.size(), want.size()) << what;
-    for (std::size_t i = 0; i < want.size(); i++) {
-        std::printf("    %s: step %zu loss %.9g against %.9g\n", what.c_str(), i + 1, got[i],
-                    want[i]);
-        EXPECT_NEAR(got[i], want[i], relative * std::abs(want[i])) << what << ": step " << i + 1;
-    }
-}
-
-void expect_grad_norms_near(const fs::path& got_run, const fs::path& want_run, double relative,
-                            const std::string& what) {
-    const std::vector<double> want = grad_norms(want_run), got = grad_norms(got_run);
-    ASSERT_EQ(got.size(), want.size()) << what;
-    for (std::size_t i = 0; i < want.size(); i++)
-        EXPECT_NEAR(got[i], want[i], relative * want[i]) << what << ": step " << i + 1;
-}
+// four-rank and resume stages; see cuda_data_parallel_emu_test.sh).
 
 // DP 2 × EP 2 on 4 ranks: moe_tiny's 4 experts 2 per rank, each of the 4 data ranks routing one
 // sequence (local batch 1: the loader's interleaving gives the ranks the one process's 4
