@@ -9,6 +9,20 @@ namespace agpt {
 
 namespace gpu_detail {
 
+namespace {
+
+// Consecutive 256-byte-aligned regions of an arena: take(bytes) returns the next one's offset.
+struct ArenaCursor {
+    std::size_t end = 0;
+    std::size_t operator()(std::size_t bytes) {
+        const std::size_t at = end;
+        end += align256(bytes);
+        return at;
+    }
+};
+
+}  // namespace
+
 BlockGradLayout block_grad_layout(std::size_t N, std::size_t es, std::size_t D, std::size_t ffn_act,
                                   std::size_t ffn_pre, std::size_t attn, std::size_t qkv,
                                   std::size_t qk) {
@@ -55,12 +69,7 @@ ActLayout act_layout(const ModelArgs& a, const Widths& w, std::size_t N, std::si
                      bool with_input) {
     const std::size_t D = a.dim, F = w.ffn, Q = gqa_qkv(a, w), A = gqa_out(a, w);
     ActLayout l{};
-    std::size_t o = 0;
-    auto take = [&](std::size_t bytes) {
-        const std::size_t at = o;
-        o += align256(bytes);
-        return at;
-    };
+    ArenaCursor take;
     l.x = take(with_input ? N * D * es : 0);
     l.anorm = take(N * D * es);
     l.arstd = take(N * 4);
@@ -74,7 +83,7 @@ ActLayout act_layout(const ModelArgs& a, const Widths& w, std::size_t N, std::si
     l.frstd = take(N * 4);
     l.h13 = take(N * ffn_in(a, w) * es);
     l.gate = take(N * F * es);
-    l.size = o;
+    l.size = take.end;
     return l;
 }
 
@@ -97,12 +106,7 @@ BlockGradLayout grad_layout(const ModelArgs& a, const Widths& w, std::size_t N, 
 Gpt2ActLayout gpt2_act_layout(const Gpt2Args& a, std::size_t N, std::size_t es) {
     const std::size_t C = a.dim, F = a.ffn_hidden();
     Gpt2ActLayout l{};
-    std::size_t o = 0;
-    auto take = [&](std::size_t bytes) {
-        const std::size_t at = o;
-        o += align256(bytes);
-        return at;
-    };
+    ArenaCursor take;
     l.x = take(N * C * es);
     l.ln1 = take(N * C * es);
     l.ln1_mean = take(N * 4);
@@ -116,17 +120,18 @@ Gpt2ActLayout gpt2_act_layout(const Gpt2Args& a, std::size_t N, std::size_t es) 
     l.ln2_rstd = take(N * 4);
     l.fch = take(N * F * es);
     l.fch_gelu = take(N * F * es);
-    l.size = o;
+    l.size = take.end;
     return l;
 }
 
 Gpt2FinalLayout gpt2_final_layout(const Gpt2Args& a, std::size_t N, std::size_t es) {
     Gpt2FinalLayout f{};
-    f.x = 0;
-    f.lnf = align256(N * a.dim * es);
-    f.mean = f.lnf + align256(N * a.dim * es);
-    f.rstd = f.mean + align256(N * 4);
-    f.size = f.rstd + align256(N * 4);
+    ArenaCursor take;
+    f.x = take(N * a.dim * es);
+    f.lnf = take(N * a.dim * es);
+    f.mean = take(N * 4);
+    f.rstd = take(N * 4);
+    f.size = take.end;
     return f;
 }
 
