@@ -210,6 +210,41 @@ class CudaModel final : public LanguageModel {
     const GpuModel& gpu() const { return *gpu_; }
     GpuModel& gpu() { return *gpu_; }
 
+    // Σ ‖grads[range]‖² over the ranges: each range's norm by the device kernel into a slot of
+    // its own, then one copy back (sharded clipping, every step under TP or EP).
+    double squared_grad_norm(const GradientRanges& ranges) {
+        if (ranges.empty()) return 0.0;
+        std::size_t largest = 0;
+        for (const auto& [offset, count] : ranges) largest = std::max(largest, count);
+        if (range_norms_.size() < ranges.size())
+            range_norms_ = cuda::DeviceBuffer<double>(ranges.size());
+        if (norm_scratch_.size() < cuda::grad_norm_scratch_bytes(largest))
+            norm_scratch_ =
+                cuda::DeviceBuffer<unsigned char>(cuda::grad_norm_scratch_bytes(largest));
+        const cudaStream_t stream = gpu_->stream();
+        for (std::size_t i = 0; i < ranges.size(); i++)
+            cuda::grad_norm_clip(gpu_->grads_device() + ranges[i].first, ranges[i].second, 0.0,
+                                 range_norms_.data() + i, norm_scratch_.data(), stream);
+        std::vector<double> norms(ranges.size());
+        AGPT_CUDA_CHECK(cudaMemcpyAsync(norms.data(), range_norms_.data(),
+                                        norms.size() * sizeof(double), cudaMemcpyDeviceToHost,
+                                        stream));
+        AGPT_CUDA_CHECK(cudaStreamSynchronize(stream));
+        double sum = 0.0;
+        for (const double n : norms) sum += n * n;
+        return sum;
+    }
+    // Scales every gradient as clip_grad_norm would for a gradient of this norm.
+    void clip_grads_to_norm(double norm, double max_norm) {
+        const cudaStream_t stream = gpu_->stream();
+        if (range_norms_.size() == 0) range_norms_ = cuda::DeviceBuffer<double>(1);
+        AGPT_CUDA_CHECK(cudaMemcpyAsync(range_norms_.data(), &norm, sizeof norm,
+                                        cudaMemcpyHostToDevice, stream));
+        cuda::clip_to_norm(gpu_->grads_device(), gpu_->num_params(), range_norms_.data(), max_norm,
+                           stream);
+        AGPT_CUDA_CHECK(cudaStreamSynchronize(stream));
+    }
+
   private:
     void push_params() {
         if (device_stale_) gpu_->upload_params(host_->params().data());
@@ -221,6 +256,8 @@ class CudaModel final : public LanguageModel {
     bool host_current_ = true;  // host_->params() equals the device's
     bool device_stale_ = true;  // host_->params() may hold values the device has not seen
     std::vector<std::vector<double>> summed_loads_;  // sum_expert_loads' until the bias step
+    cuda::DeviceBuffer<double> range_norms_;         // squared_grad_norm's, and the clip's norm
+    cuda::DeviceBuffer<unsigned char> norm_scratch_;
 };
 
 CudaModel& cuda_model_of(LanguageModel& model) {
@@ -409,31 +446,10 @@ double clip_sharded_model_gradients(Communicator& ep, LanguageModel& model, cons
     auto* m = dynamic_cast<CudaModel*>(&model);
     if (m == nullptr) return clip_sharded_grad_norm(ep, model.grads().data(), r, max_norm);
     // As clip_sharded_grad_norm: the replicated ranges' squares, the shards' summed over ep.
-    GpuModel& gpu = m->gpu();
-    const cudaStream_t stream = gpu.stream();
-    float* grads = gpu.grads_device();
-    std::size_t largest = 0;
-    for (const auto& list : {r.replicated, r.sharded})
-        for (const auto& [offset, count] : list) largest = std::max(largest, count);
-    cuda::DeviceBuffer<double> norm(1);
-    cuda::DeviceBuffer<unsigned char> scratch(cuda::grad_norm_scratch_bytes(largest));
-    auto squares = [&](const GradientRanges& ranges) {
-        double sum = 0.0;
-        for (const auto& [offset, count] : ranges) {
-            cuda::grad_norm_clip(grads + offset, count, 0.0, norm.data(), scratch.data(), stream);
-            double n = 0.0;
-            AGPT_CUDA_CHECK(cudaStreamSynchronize(stream));
-            norm.download(&n);
-            sum += n * n;
-        }
-        return sum;
-    };
-    const double replicated = squares(r.replicated);
     const double total =
-        std::sqrt(replicated + ep.all_reduce_value(squares(r.sharded), ReduceOp::Sum));
-    norm.upload(&total);
-    cuda::clip_to_norm(grads, gpu.num_params(), norm.data(), max_norm, stream);
-    AGPT_CUDA_CHECK(cudaStreamSynchronize(stream));
+        std::sqrt(m->squared_grad_norm(r.replicated) +
+                  ep.all_reduce_value(m->squared_grad_norm(r.sharded), ReduceOp::Sum));
+    m->clip_grads_to_norm(total, max_norm);
     return total;
 }
 
