@@ -11,7 +11,8 @@
 #   for (a comma list; default all four, which may not fit one 10-minute device call: split it):
 #     tests  every op, model and training test on the device (agpt_cuda_tests: CUDA vs CPU);
 #     bench  the kernel micro-benchmarks (agpt_cuda_tests --bench) and PyTorch's on the same shapes;
-#     e2e    agpt_cuda_model_bench --breakdown (where a step's time goes), then
+#     e2e    agpt_cuda_model_bench --breakdown (where a step's time goes; GPT-2 also with
+#            AGPT_GEMM_EPILOGUE=none, the unfused GEMMs), then
 #            bench/cuda_vs_torch.sh: `agpt bench --training.device cuda` against PyTorch eager and
 #            torch.compile on GPT-2 124M and the Llama-style 124M, 32 x 1024, bf16;
 #     train  `agpt train --training.device cuda` (bf16) against the CPU on the debugmodel config,
@@ -252,6 +253,11 @@ run() {
     if want e2e; then
         echo "== where a step's time goes: $MODEL_BIN --breakdown (llama124m, 32 x 1024, bf16)"
         timeout 180 "$MODEL_BIN" --steps 3 --breakdown 2>&1 | tee "$out/model_bench.log" || true
+        echo "== the same for GPT-2 124M, with cuBLASLt's epilogues, then without them"
+        timeout 180 "$MODEL_BIN" --model gpt2 --steps 3 --breakdown 2>&1 |
+            tee -a "$out/model_bench.log" || true
+        AGPT_GEMM_EPILOGUE=none timeout 120 "$MODEL_BIN" --model gpt2 --steps 3 2>&1 |
+            sed 's/^BENCH /BENCH unfused_/' | tee -a "$out/model_bench.log" || true
         echo "== end to end, agpt bench against PyTorch: bench/cuda_vs_torch.sh"
         timeout 900 bench/cuda_vs_torch.sh "$DIR/agpt" 5 2>&1 |
             tee "$out/cuda_vs_torch.log" | tee -a "$out/bench.log" || true

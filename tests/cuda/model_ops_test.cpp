@@ -145,8 +145,9 @@ TEST(CudaModelOps, LmHeadBf16LogitsMatchesCpu) {
         int N, C, V, chunk;
         float softcap;
     };
-    // V 1000: vector path; V 517: scalar path; chunks that do not divide N; soft-capped logits
-    // on both paths.
+    // V 1000 (a multiple of 8, not of the 64 that rows are padded to); V 517 (packs of 8, then
+    // a tail of 5, rows 7 elements apart from the padding); chunks that do not divide N;
+    // soft-capped logits on both.
     const Case cases[] = {{70, 64, 1000, 32, 0.0f},
                           {33, 48, 517, 64, 0.0f},
                           {8, 128, 32000, 3, 0.0f},

@@ -27,7 +27,7 @@
 //     the query tiles from the diagonal on; dV += Pᵀ·dO, dK += dSᵀ·Q in registers;
 //   dQ kernel, block = (query tile, head, batch): loops over key tiles up to the diagonal;
 //     dQ += dS·K.
-// Each output element has one owner that adds into it once: no atomics, deterministic.
+// Each output element has one owner that writes it once: no atomics, deterministic.
 namespace agpt::cuda {
 
 namespace {
@@ -320,8 +320,8 @@ __global__ void __launch_bounds__(kThreads)
         for (int c = 0; c < NR; ++c) {
             const int d = lane + 32 * c;
             if (d < hd) {
-                add_to(dk_row + d, dk[r][c]);
-                add_to(dv_row + d, dv[r][c]);
+                dk_row[d] = from_float<T>(dk[r][c]);
+                dv_row[d] = from_float<T>(dv[r][c]);
             }
         }
     }
@@ -398,7 +398,7 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
         for (int c = 0; c < NR; ++c) {
             const int d = lane + 32 * c;
-            if (d < hd) add_to(dq_row + d, dq[r][c]);
+            if (d < hd) dq_row[d] = from_float<T>(dq[r][c]);
         }
     }
 }

@@ -19,10 +19,12 @@ template <typename T>
 void attention_forward(T* out, float* lse, const T* qkv, int B, int T_len, int H, int KV, int hd,
                        float softcap = 0.0f, cudaStream_t stream = nullptr);
 
-// Accumulates dqkv (B,T,(H+2·KV)·hd) from dout (B,T,H·hd), recomputing the probabilities from
-// qkv and lse; out is the forward output. Deterministic: one kernel owns each key tile's dK/dV
-// rows, a second each query tile's dQ rows (it recomputes the scores instead of adding dQ
-// with atomics).
+// Writes dqkv (B,T,(H+2·KV)·hd) from dout (B,T,H·hd), recomputing the probabilities from qkv
+// and lse; out is the forward output. Every element is written, none read: callers need not
+// zero dqkv (the CPU twin accumulates; a zeroing pass here would cost a write and a read of
+// the whole buffer per layer). Deterministic: one kernel owns each key tile's dK/dV rows, a
+// second each query tile's dQ rows (it recomputes the scores instead of adding dQ with
+// atomics).
 template <typename T>
 void attention_backward(T* dqkv, const T* dout, const T* qkv, const T* out, const float* lse, int B,
                         int T_len, int H, int KV, int hd, float softcap = 0.0f,

@@ -27,7 +27,7 @@
 //     dSᵀ = Pᵀ ⊙ (dPᵀ − D) · scale (· cap′), dV += Pᵀ·dO, dK += dSᵀ·Q in registers;
 //   dQ kernel, CTA = (64-query tile, head, batch), each warp owning 16 queries: for each
 //     32-key tile up to the diagonal, S and dP again, dQ += dS·K.
-// Every output element has one owner that adds into it once: no atomics, deterministic.
+// Every output element has one owner that writes it once: no atomics, deterministic.
 namespace agpt::cuda::detail {
 
 namespace {
@@ -106,11 +106,6 @@ __device__ __forceinline__ void store_pair(bf16* p, float a, float b) {
     v.x = __float2bfloat16(a);
     v.y = __float2bfloat16(b);
     *vec_ptr<__nv_bfloat162>(p) = v;
-}
-// p[0] += a, p[1] += b in bf16 (fp32 addition, one rounding each).
-__device__ __forceinline__ void add_pair(bf16* p, float a, float b) {
-    __nv_bfloat162 v = *vec_ptr<__nv_bfloat162>(p);
-    store_pair(p, __bfloat162float(v.x) + a, __bfloat162float(v.y) + b);
 }
 
 __device__ __forceinline__ float quad_max(float v) {
@@ -478,8 +473,8 @@ __device__ __forceinline__ void dkv_tile(int kt, bf16* dqkv, const bf16* dout, c
         bf16* dv_row = dbase + kj * row + static_cast<long>(H + KV + g) * D;
 #pragma unroll
         for (int j = 0; j < NT; ++j) {
-            add_pair(dk_row + 8 * j + 2 * tq, dk[j][2 * r], dk[j][2 * r + 1]);
-            add_pair(dv_row + 8 * j + 2 * tq, dv[j][2 * r], dv[j][2 * r + 1]);
+            store_pair(dk_row + 8 * j + 2 * tq, dk[j][2 * r], dk[j][2 * r + 1]);
+            store_pair(dv_row + 8 * j + 2 * tq, dv[j][2 * r], dv[j][2 * r + 1]);
         }
     }
 }
@@ -632,7 +627,7 @@ __global__ void __launch_bounds__(kThreads, kBwdBlocks<D>)
         bf16* dq_row = dbase + qi * row + qcol;
 #pragma unroll
         for (int j = 0; j < NT; ++j)
-            add_pair(dq_row + 8 * j + 2 * tq, dq[j][2 * r], dq[j][2 * r + 1]);
+            store_pair(dq_row + 8 * j + 2 * tq, dq[j][2 * r], dq[j][2 * r + 1]);
     }
 }
 

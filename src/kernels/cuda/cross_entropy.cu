@@ -180,18 +180,18 @@ void lm_head_cross_entropy(Blas& blas, float* losses, T* dx, float* dweight, con
             dlogits, losses + start, logits, targets + start,
             row_scale ? row_scale + start : nullptr, V, grad_scale, softcap, backward);
         AGPT_CUDA_CHECK_LAUNCH();
-        lm_head_chunk_backward<T>(blas, dlogits, weight, xc,
+        lm_head_chunk_backward<T>(blas, dlogits, V, weight, xc,
                                   dx ? dx + static_cast<long>(start) * C : nullptr, dweight, n, C,
                                   V);
     }
 }
 
 template <typename T>
-void lm_head_chunk_backward(Blas& blas, const T* dlogits, const T* weight, const T* x, T* dx,
-                            float* dweight, int n, int C, int V) {
-    if (dx) gemm<T, T>(blas, false, false, n, C, V, 1.0f, dlogits, V, weight, C, 1.0f, dx, C);
+void lm_head_chunk_backward(Blas& blas, const T* dlogits, int ld, const T* weight, const T* x,
+                            T* dx, float* dweight, int n, int C, int V) {
+    if (dx) gemm<T, T>(blas, false, false, n, C, V, 1.0f, dlogits, ld, weight, C, 1.0f, dx, C);
     if (dweight)
-        gemm<T, float>(blas, true, false, V, C, n, 1.0f, dlogits, V, x, C, 1.0f, dweight, C);
+        gemm<T, float>(blas, true, false, V, C, n, 1.0f, dlogits, ld, x, C, 1.0f, dweight, C);
 }
 
 template <typename T>
@@ -233,7 +233,7 @@ void vocab_parallel_cross_entropy(Blas& blas, float* losses, T* dx, float* dweig
             dlogits, losses + start, logits, stats, tc, row_scale ? row_scale + start : nullptr, V,
             vocab_first, chunk, n, grad_scale, softcap, backward);
         AGPT_CUDA_CHECK_LAUNCH();
-        lm_head_chunk_backward<T>(blas, dlogits, weight, xc,
+        lm_head_chunk_backward<T>(blas, dlogits, V, weight, xc,
                                   dx ? dx + static_cast<long>(start) * C : nullptr, dweight, n, C,
                                   V);
     }
@@ -257,9 +257,9 @@ template void lm_head_cross_entropy<float>(Blas&, float*, float*, float*, const 
 template void lm_head_cross_entropy<bf16>(Blas&, float*, bf16*, float*, const bf16*, const bf16*,
                                           const int32_t*, int, int, int, float, void*, int, float,
                                           const float*);
-template void lm_head_chunk_backward<float>(Blas&, const float*, const float*, const float*, float*,
-                                            float*, int, int, int);
-template void lm_head_chunk_backward<bf16>(Blas&, const bf16*, const bf16*, const bf16*, bf16*,
+template void lm_head_chunk_backward<float>(Blas&, const float*, int, const float*, const float*,
+                                            float*, float*, int, int, int);
+template void lm_head_chunk_backward<bf16>(Blas&, const bf16*, int, const bf16*, const bf16*, bf16*,
                                            float*, int, int, int);
 template void vocab_parallel_cross_entropy<float>(Blas&, float*, float*, float*, const float*,
                                                   const float*, const int32_t*, int, int, int, int,

@@ -49,11 +49,12 @@ template <typename T>
 std::size_t vocab_parallel_scratch_bytes(int chunk, int vocab_rows);
 
 // Σ losses[0..N) in double, in a fixed order (deterministic); synchronises the stream.
-// The head's backward over one chunk of n rows from its dlogits (n, V): dx (n, C) += dlogits·W,
-// dweight (V, C) += dlogitsᵀ·x in fp32; either may be null. The fused heads' last step.
+// The head's backward over one chunk of n rows from its dlogits (n, V; rows ld apart): dx (n, C)
+// += dlogits·W, dweight (V, C) += dlogitsᵀ·x in fp32; either may be null. The fused heads' last
+// step.
 template <typename T>
-void lm_head_chunk_backward(Blas& blas, const T* dlogits, const T* weight, const T* x, T* dx,
-                            float* dweight, int n, int C, int V);
+void lm_head_chunk_backward(Blas& blas, const T* dlogits, int ld, const T* weight, const T* x,
+                            T* dx, float* dweight, int n, int C, int V);
 
 double sum_losses(const float* losses, int N, cudaStream_t stream = nullptr);
 

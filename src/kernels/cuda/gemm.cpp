@@ -49,35 +49,69 @@ struct AlgoChoice {
     bool found = false;
     cublasLtMatmulAlgo_t algo{};
 };
-using AlgoKey = std::array<long long, 15>;
+using AlgoKey = std::array<long long, 19>;
 std::mutex algo_mutex;
 std::map<AlgoKey, AlgoChoice> algo_cache;
 
-// Column-major D = C (m×n, ldc) = alpha · op(A) · op(B) + beta · C through cuBLASLt. Returns
-// false when the heuristic offers no algorithm for this problem.
+// An epilogue of cuBLASLt's and its operands (column-major: the bias runs along D's rows).
+struct LtEpilogue {
+    cublasLtEpilogue_t mode = CUBLASLT_EPILOGUE_DEFAULT;
+    const void* bias = nullptr;
+    const void* aux = nullptr;
+    std::int64_t ld_aux = 0;
+};
+
+// Column-major D (m×n, ldc) = epilogue(alpha · op(A) · op(B) + beta · C) through cuBLASLt; C
+// may be D. Returns false when the heuristic offers no algorithm for this problem.
 bool lt_gemm(Blas& blas, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
              float alpha, const void* A, cudaDataType_t ab_type, int lda, const void* B, int ldb,
-             float beta, void* C, cudaDataType_t c_type, int ldc) {
+             float beta, const void* C, void* D, cudaDataType_t c_type, int ldc,
+             const LtEpilogue& ep = {}) {
     LtDescriptors d;
     AGPT_CUBLAS_CHECK(cublas().LtMatmulDescCreate(&d.op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
     AGPT_CUBLAS_CHECK(
         cublas().LtMatmulDescSetAttribute(d.op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
     AGPT_CUBLAS_CHECK(
         cublas().LtMatmulDescSetAttribute(d.op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb));
+    if (ep.mode != CUBLASLT_EPILOGUE_DEFAULT) {
+        AGPT_CUBLAS_CHECK(cublas().LtMatmulDescSetAttribute(d.op, CUBLASLT_MATMUL_DESC_EPILOGUE,
+                                                            &ep.mode, sizeof ep.mode));
+        if (ep.bias)
+            AGPT_CUBLAS_CHECK(cublas().LtMatmulDescSetAttribute(
+                d.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &ep.bias, sizeof ep.bias));
+        if (ep.aux) {
+            AGPT_CUBLAS_CHECK(cublas().LtMatmulDescSetAttribute(
+                d.op, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &ep.aux, sizeof ep.aux));
+            AGPT_CUBLAS_CHECK(cublas().LtMatmulDescSetAttribute(
+                d.op, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, &ep.ld_aux, sizeof ep.ld_aux));
+        }
+    }
     const bool na = ta == CUBLAS_OP_N, nb = tb == CUBLAS_OP_N;
     AGPT_CUBLAS_CHECK(cublas().LtMatrixLayoutCreate(&d.a, ab_type, na ? m : k, na ? k : m, lda));
     AGPT_CUBLAS_CHECK(cublas().LtMatrixLayoutCreate(&d.b, ab_type, nb ? k : n, nb ? n : k, ldb));
     AGPT_CUBLAS_CHECK(cublas().LtMatrixLayoutCreate(&d.c, c_type, m, n, ldc));
 
-    const std::uint32_t al_a = alignment(A), al_b = alignment(B), al_c = alignment(C);
-    const AlgoKey key{ta,          tb,
-                      m,           n,
-                      k,           lda,
-                      ldb,         ldc,
-                      ab_type,     c_type,
-                      al_a,        al_b,
-                      al_c,        static_cast<long long>(blas.workspace_bytes()),
-                      beta != 0.0f};
+    const std::uint32_t al_a = alignment(A), al_b = alignment(B),
+                        al_c = std::min(alignment(C), alignment(D));
+    const AlgoKey key{ta,
+                      tb,
+                      m,
+                      n,
+                      k,
+                      lda,
+                      ldb,
+                      ldc,
+                      ab_type,
+                      c_type,
+                      al_a,
+                      al_b,
+                      al_c,
+                      static_cast<long long>(blas.workspace_bytes()),
+                      beta != 0.0f,
+                      ep.mode,
+                      ep.bias ? alignment(ep.bias) : 0,
+                      ep.aux ? alignment(ep.aux) : 0,
+                      ep.ld_aux};
     AlgoChoice choice;
     bool cached = false;
     {
@@ -111,7 +145,7 @@ bool lt_gemm(Blas& blas, cublasOperation_t ta, cublasOperation_t tb, int m, int 
         algo_cache.emplace(key, choice);
     }
     if (!choice.found) return false;
-    AGPT_CUBLAS_CHECK(cublas().LtMatmul(blas.lt(), d.op, &alpha, A, d.a, B, d.b, &beta, C, d.c, C,
+    AGPT_CUBLAS_CHECK(cublas().LtMatmul(blas.lt(), d.op, &alpha, A, d.a, B, d.b, &beta, C, d.c, D,
                                         d.c, &choice.algo, blas.workspace(), blas.workspace_bytes(),
                                         blas.stream()));
     return true;
@@ -128,7 +162,7 @@ void gemm(Blas& blas, bool trans_a, bool trans_b, int M, int N, int K, float alp
     if (M == 0 || N == 0) return;
     const cublasOperation_t ta = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
     const cublasOperation_t tb = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
-    if (K > 0 && lt_gemm(blas, ta, tb, N, M, K, alpha, B, data_type<TA>(), ldb, A, lda, beta, C,
+    if (K > 0 && lt_gemm(blas, ta, tb, N, M, K, alpha, B, data_type<TA>(), ldb, A, lda, beta, C, C,
                          data_type<TC>(), ldc))
         return;
     // cuBLAS has a kernel for every shape (and scales C by beta when K is 0).
@@ -150,6 +184,42 @@ void matmul_backward(Blas& blas, T* dinp, TW* dweight, const T* dout, const T* i
     if (dinp) gemm<T, T>(blas, false, false, M, K, N, 1.0f, dout, N, weight, K, 1.0f, dinp, K);
     if (dweight) gemm<T, TW>(blas, true, false, N, K, M, 1.0f, dout, N, inp, K, 1.0f, dweight, K);
 }
+
+namespace detail {
+
+// Row-major D = A·Bᵀ (A·B) is column-major Dᵀ = B·Aᵀ (Bᵀ·Aᵀ): the row-major bias along D's
+// columns runs along Dᵀ's rows, as cuBLASLt's does; aux is row-major (M, ld_aux) likewise.
+template <typename T>
+bool gemm_epilogue(Blas& blas, Epilogue epilogue, bool b_nk, int M, int N, int K, const T* A,
+                   const T* B, float beta, const T* C, T* D, const T* bias, T* aux, int ld_aux) {
+    LtEpilogue ep;
+    switch (epilogue) {
+        case Epilogue::none:
+            break;
+        case Epilogue::bias:
+            ep.mode = CUBLASLT_EPILOGUE_BIAS;
+            break;
+        case Epilogue::gelu_bias:
+            ep.mode = CUBLASLT_EPILOGUE_GELU_AUX_BIAS;
+            break;
+        case Epilogue::dgelu:
+            ep.mode = CUBLASLT_EPILOGUE_DGELU;
+            break;
+    }
+    if (epilogue == Epilogue::bias || epilogue == Epilogue::gelu_bias) ep.bias = bias;
+    ep.aux = aux;
+    ep.ld_aux = ld_aux;
+    const cublasOperation_t ta = b_nk ? CUBLAS_OP_T : CUBLAS_OP_N;
+    return lt_gemm(blas, ta, CUBLAS_OP_N, N, M, K, 1.0f, B, data_type<T>(), b_nk ? K : N, A, K,
+                   beta, C, D, data_type<T>(), N, ep);
+}
+
+template bool gemm_epilogue<float>(Blas&, Epilogue, bool, int, int, int, const float*, const float*,
+                                   float, const float*, float*, const float*, float*, int);
+template bool gemm_epilogue<bf16>(Blas&, Epilogue, bool, int, int, int, const bf16*, const bf16*,
+                                  float, const bf16*, bf16*, const bf16*, bf16*, int);
+
+}  // namespace detail
 
 template void gemm<float, float>(Blas&, bool, bool, int, int, int, float, const float*, int,
                                  const float*, int, float, float*, int);

@@ -25,4 +25,45 @@ template <typename T, typename TW = T>
 void matmul_backward(Blas& blas, T* dinp, TW* dweight, const T* dout, const T* inp, const T* weight,
                      int M, int K, int N);
 
+// ---- matrix products with their neighbouring elementwise ops fused in (matmul_fused.cpp) ----
+// One GEMM with a cuBLASLt epilogue where cuBLASLt has one for the shape, types and alignment;
+// otherwise (and always under AGPT_GEMM_EPILOGUE=none, read at each call, for comparison) the
+// plain GEMM and the separate kernel, with the same result up to the epilogue's single rounding.
+// The fusions spare a write and a read of the output per op: GPT-2's biases, GELU and residual
+// adds, the transformer's residual adds.
+
+// out (M,N) = inp (M,K) · weight (N,K)ᵀ + bias (N) + residual (M,N); bias and residual may be
+// null; residual may be out (an accumulate).
+template <typename T>
+void matmul_forward_bias(Blas& blas, T* out, const T* inp, const T* weight, const T* bias,
+                         const T* residual, int M, int K, int N);
+
+// pre (M,N) = inp · weightᵀ + bias (the GELU's input, saved for backward) and out (M,N) =
+// gelu(pre), the tanh form of kernels/cuda/gelu.h.
+template <typename T>
+void matmul_forward_bias_gelu(Blas& blas, T* out, T* pre, const T* inp, const T* weight,
+                              const T* bias, int M, int K, int N);
+
+// dinp (M,K) = (dout (M,N) · weight (N,K)) ⊙ gelu′(pre (M,K)): the input gradient of a GELU
+// followed by a linear layer, overwritten (not accumulated).
+template <typename T>
+void matmul_backward_dgelu(Blas& blas, T* dinp, const T* dout, const T* weight, const T* pre, int M,
+                           int K, int N);
+
+namespace detail {
+
+enum class Epilogue { none, bias, gelu_bias, dgelu };
+
+// Row-major D (M,N) = epilogue(A (M,K) · B (N,K)ᵀ when b_nk, else A · B (K,N), + beta · C): bias
+// adds bias (N) to every row (the others ignore it); gelu_bias stores the
+// pre-activation v = A·Bᵀ + bias into aux (ld_aux) and D = gelu(v); dgelu takes D = v ⊙
+// gelu′(aux). fp32 accumulation, one rounding to T. C may be D. Returns false, having done
+// nothing, where cuBLASLt offers no algorithm. matmul_fused.cpp checks the operands'
+// 16-byte alignment and ld_aux % 8 before calling.
+template <typename T>
+bool gemm_epilogue(Blas& blas, Epilogue epilogue, bool b_nk, int M, int N, int K, const T* A,
+                   const T* B, float beta, const T* C, T* D, const T* bias, T* aux, int ld_aux);
+
+}  // namespace detail
+
 }  // namespace agpt::cuda

@@ -246,11 +246,14 @@ constexpr int kXentThreads = 512;
 // and the rows 16-byte aligned.
 template <bool CAP>
 __global__ void __launch_bounds__(kXentThreads)
-    xent_bf16_kernel(bf16* logits, float* losses, const int32_t* targets, const float* row_scale,
-                     int V, float grad_scale, float cap, bool backward, bool vec) {
+    xent_bf16_kernel(bf16* logits, int ld, float* losses, const int32_t* targets,
+                     const float* row_scale, int V, float grad_scale, float cap, bool backward,
+                     bool vec) {
     __shared__ float red[32];
     using P = Pack<bf16, 8>;
-    bf16* z = logits + static_cast<long>(blockIdx.x) * V;
+    bf16* z = logits + static_cast<long>(blockIdx.x) * ld;
+    // vec: the first V8 columns in 16-byte packs, the rest one by one.
+    const int V8 = vec ? V & ~7 : 0;
     const int32_t target = targets[blockIdx.x];
     if (row_scale) grad_scale *= row_scale[blockIdx.x];
     auto capped = [&](float x) {
@@ -271,15 +274,12 @@ __global__ void __launch_bounds__(kXentThreads)
             s += expf(y - m);
         }
     };
-    if (vec) {
-        for (int v = threadIdx.x * 8; v < V; v += kXentThreads * 8) {
-            const P p = *vec_ptr<P>(z + v);
+    for (int v = threadIdx.x * 8; v < V8; v += kXentThreads * 8) {
+        const P p = *vec_ptr<P>(z + v);
 #pragma unroll
-            for (int k = 0; k < 8; k++) add(capped(to_float(p.v[k])));
-        }
-    } else {
-        for (int v = threadIdx.x; v < V; v += kXentThreads) add(capped(to_float(z[v])));
+        for (int k = 0; k < 8; k++) add(capped(to_float(p.v[k])));
     }
+    for (int v = V8 + threadIdx.x; v < V; v += kXentThreads) add(capped(to_float(z[v])));
     const float mx = block_max(m, red);
     const float sum = block_sum(m == -INFINITY ? 0.0f : s * expf(m - mx), red);
     const float target_logit = target >= 0 ? capped(to_float(z[target])) : 0.0f;
@@ -294,16 +294,13 @@ __global__ void __launch_bounds__(kXentThreads)
         if (v == target) g -= tg;
         return from_float<bf16>(g);
     };
-    if (vec) {
-        for (int v = threadIdx.x * 8; v < V; v += kXentThreads * 8) {
-            P p = *vec_ptr<P>(z + v);
+    for (int v = threadIdx.x * 8; v < V8; v += kXentThreads * 8) {
+        P p = *vec_ptr<P>(z + v);
 #pragma unroll
-            for (int k = 0; k < 8; k++) p.v[k] = grad(to_float(p.v[k]), v + k);
-            *vec_ptr<P>(z + v) = p;
-        }
-    } else {
-        for (int v = threadIdx.x; v < V; v += kXentThreads) z[v] = grad(to_float(z[v]), v);
+        for (int k = 0; k < 8; k++) p.v[k] = grad(to_float(p.v[k]), v + k);
+        *vec_ptr<P>(z + v) = p;
     }
+    for (int v = V8 + threadIdx.x; v < V; v += kXentThreads) z[v] = grad(to_float(z[v]), v);
 }
 
 dim3 swiglu_grid(int N, int F, int vec) {
@@ -389,8 +386,12 @@ void swiglu_backward_overwrite(T* dh13, const T* dout, const T* h13, int N, int 
     AGPT_CUDA_CHECK_LAUNCH();
 }
 
+int lm_head_logits_ld(int V) {
+    return (V + 63) / 64 * 64;
+}
+
 std::size_t lm_head_bf16_logits_scratch_bytes(int chunk, int V) {
-    return static_cast<std::size_t>(chunk) * V * sizeof(bf16);
+    return static_cast<std::size_t>(chunk) * lm_head_logits_ld(V) * sizeof(bf16);
 }
 
 void lm_head_cross_entropy_bf16_logits(Blas& blas, float* losses, bf16* dx, float* dweight,
@@ -403,20 +404,23 @@ void lm_head_cross_entropy_bf16_logits(Blas& blas, float* losses, bf16* dx, floa
                   __LINE__);
     const bool backward = dx != nullptr || dweight != nullptr;
     bf16* logits = static_cast<bf16*>(scratch);
-    const bool vec = V % 8 == 0 && aligned16(logits);
+    const int ld = lm_head_logits_ld(V);
+    const bool vec = aligned16(logits);
     for (int start = 0; start < N; start += chunk) {
         const int n = N - start < chunk ? N - start : chunk;
         const bf16* xc = x + static_cast<long>(start) * C;
-        gemm<bf16, bf16>(blas, false, true, n, V, C, 1.0f, xc, C, weight, C, 0.0f, logits, V);
+        gemm<bf16, bf16>(blas, false, true, n, V, C, 1.0f, xc, C, weight, C, 0.0f, logits, ld);
         const float* rs = row_scale ? row_scale + start : nullptr;
         if (softcap > 0.0f)
-            xent_bf16_kernel<true><<<n, kXentThreads, 0, blas.stream()>>>(
-                logits, losses + start, targets + start, rs, V, grad_scale, softcap, backward, vec);
+            xent_bf16_kernel<true>
+                <<<n, kXentThreads, 0, blas.stream()>>>(logits, ld, losses + start, targets + start,
+                                                        rs, V, grad_scale, softcap, backward, vec);
         else
-            xent_bf16_kernel<false><<<n, kXentThreads, 0, blas.stream()>>>(
-                logits, losses + start, targets + start, rs, V, grad_scale, softcap, backward, vec);
+            xent_bf16_kernel<false>
+                <<<n, kXentThreads, 0, blas.stream()>>>(logits, ld, losses + start, targets + start,
+                                                        rs, V, grad_scale, softcap, backward, vec);
         AGPT_CUDA_CHECK_LAUNCH();
-        lm_head_chunk_backward<bf16>(blas, logits, weight, xc,
+        lm_head_chunk_backward<bf16>(blas, logits, ld, weight, xc,
                                      dx ? dx + static_cast<long>(start) * C : nullptr, dweight, n,
                                      C, V);
     }

@@ -70,12 +70,16 @@ void rope_backward_vec(T* dx, const float* cos_table, const float* sin_table, in
 // c·tanh(z/c) inside the row kernel (fp32, from the bf16 logits), as cross_entropy.h does. Half the
 // memory traffic of the fp32 logits. losses (N, fp32) = -log p(target), 0 for targets of -1.
 // row_scale (N, device) or null weighs each row's gradient as cross_entropy.h's does.
-// scratch: chunk·V bf16.
+// scratch: lm_head_bf16_logits_scratch_bytes(chunk, V): chunk rows of lm_head_logits_ld(V)
+// bf16, a row stride padded to 64 elements so that every row of logits starts 128-byte aligned
+// (GPT-2's 50257 would leave the three head GEMMs' largest operand with 2-byte aligned rows,
+// which rules out cuBLASLt's vectorized and TMA kernels).
 void lm_head_cross_entropy_bf16_logits(Blas& blas, float* losses, bf16* dx, float* dweight,
                                        const bf16* x, const bf16* weight, const int32_t* targets,
                                        int N, int C, int V, float grad_scale, void* scratch,
                                        int chunk, float softcap = 0.0f,
                                        const float* row_scale = nullptr);
 std::size_t lm_head_bf16_logits_scratch_bytes(int chunk, int V);
+int lm_head_logits_ld(int V);
 
 }  // namespace agpt::cuda

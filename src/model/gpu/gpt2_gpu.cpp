@@ -10,7 +10,6 @@
 #include "kernels/cuda/attention.h"
 #include "kernels/cuda/bias.h"
 #include "kernels/cuda/embedding.h"
-#include "kernels/cuda/gelu.h"
 #include "kernels/cuda/gemm.h"
 #include "kernels/cuda/layernorm.h"
 
@@ -114,30 +113,25 @@ void Gpt2Gpu::forward_impl(int B, int T_len) {
                                    at<float>(arena_, base + l.ln1_rstd), x, w + p.ln1_w,
                                    w + p.ln1_b, N, C, eps, s);
         mark("layernorm");
-        cuda::matmul_forward<T>(blas_, qkv, ln1, w + p.attn_w, N, C, 3 * C);
-        mark("gemm c_attn");
-        cuda::bias_forward<T>(qkv, qkv, w + p.attn_b, N, 3 * C, s);
-        mark("bias");
+        cuda::matmul_forward_bias<T>(blas_, qkv, ln1, w + p.attn_w, w + p.attn_b, nullptr, N, C,
+                                     3 * C);
+        mark("gemm c_attn + bias");
         cuda::attention_forward<T>(atty, at<float>(arena_, base + l.lse), qkv, B, T_len, H, H, hd,
                                    0.0f, s);
         mark("attention");
-        cuda::bias_forward<T>(h, x, w + p.proj_b, N, C, s);
-        mark("residual + bias");
-        cuda::matmul_forward<T>(blas_, h, atty, w + p.proj_w, N, C, C, true);
-        mark("gemm attn.c_proj");
+        cuda::matmul_forward_bias<T>(blas_, h, atty, w + p.proj_w, w + p.proj_b, x, N, C, C);
+        mark("gemm attn.c_proj + bias + residual");
         // x_next = h + mlp.c_proj(gelu(c_fc(ln_2(h))))
         cuda::layernorm_forward<T>(ln2, at<float>(arena_, base + l.ln2_mean),
                                    at<float>(arena_, base + l.ln2_rstd), h, w + p.ln2_w,
                                    w + p.ln2_b, N, C, eps, s);
         mark("layernorm");
-        cuda::matmul_forward<T>(blas_, fch, ln2, w + p.fc_w, N, C, F);
-        mark("gemm c_fc");
-        cuda::bias_gelu_forward<T>(fch_gelu, fch, w + p.fc_b, N, F, s);
-        mark("bias + gelu");
-        cuda::bias_forward<T>(x_next, h, w + p.fcproj_b, N, C, s);
-        mark("residual + bias");
-        cuda::matmul_forward<T>(blas_, x_next, fch_gelu, w + p.fcproj_w, N, F, C, true);
-        mark("gemm mlp.c_proj");
+        cuda::matmul_forward_bias_gelu<T>(blas_, fch_gelu, fch, ln2, w + p.fc_w, w + p.fc_b, N, C,
+                                          F);
+        mark("gemm c_fc + bias + gelu");
+        cuda::matmul_forward_bias<T>(blas_, x_next, fch_gelu, w + p.fcproj_w, w + p.fcproj_b, h, N,
+                                     F, C);
+        mark("gemm mlp.c_proj + bias + residual");
     }
     cuda::layernorm_forward<T>(at<T>(arena_, fin + fl.lnf), at<float>(arena_, fin + fl.mean),
                                at<float>(arena_, fin + fl.rstd), at<T>(arena_, fin + fl.x),
@@ -157,12 +151,10 @@ void Gpt2Gpu::backward_impl(int B, int T_len) {
     float* g = grads_.data();
     T* dres = at<T>(dacts_, gl.dres);
     T* d_norm = at<T>(dacts_, gl.dnorm);  // the head wrote d(ln_f output) here
-    T* d_gelu = at<T>(dacts_, gl.dffn_act);
     T* d_fch = at<T>(dacts_, gl.dffn_pre);
     T* d_atty = at<T>(dacts_, gl.dattn);
     T* d_qkv = at<T>(dacts_, gl.dqkv);
     const std::size_t NC = static_cast<std::size_t>(N) * C;
-    const std::size_t NF = static_cast<std::size_t>(N) * F;
 
     const std::size_t fin = l.size * args_.n_layers;
     memset_async(dres, NC * sizeof(T), s);
@@ -174,15 +166,15 @@ void Gpt2Gpu::backward_impl(int B, int T_len) {
     for (int layer = args_.n_layers - 1; layer >= 0; layer--) {
         const std::size_t base = l.size * layer;
         const LayerOffsets& p = layers_[layer];
-        // MLP: x_next = h + fcproj_b + fcproj_w · gelu(fc_w · ln_2(h) + fc_b)
-        linear_backward<T>(blas_, d_gelu, g + p.fcproj_w, dres, at<T>(arena_, base + l.fch_gelu),
-                           w + p.fcproj_w, N, F, C);
-        mark("gemm mlp.c_proj backward");
+        // MLP: x_next = h + fcproj_b + fcproj_w · gelu(fc_w · ln_2(h) + fc_b); the GELU's
+        // gradient is the input-gradient GEMM's epilogue.
+        cuda::matmul_backward_dgelu<T>(blas_, d_fch, dres, w + p.fcproj_w,
+                                       at<T>(arena_, base + l.fch), N, F, C);
+        cuda::matmul_backward<T, float>(blas_, nullptr, g + p.fcproj_w, dres,
+                                        at<T>(arena_, base + l.fch_gelu), w + p.fcproj_w, N, F, C);
+        mark("gemm mlp.c_proj backward + gelu backward");
         cuda::bias_backward<T>(g + p.fcproj_b, dres, N, C, s);
         mark("bias backward");
-        cuda::gelu_backward<T>(d_fch, d_gelu, at<T>(arena_, base + l.fch), static_cast<long>(NF),
-                               false, s);
-        mark("gelu backward");
         linear_backward<T>(blas_, d_norm, g + p.fc_w, d_fch, at<T>(arena_, base + l.ln2),
                            w + p.fc_w, N, C, F);
         mark("gemm c_fc backward");
@@ -198,8 +190,6 @@ void Gpt2Gpu::backward_impl(int B, int T_len) {
         mark("gemm attn.c_proj backward");
         cuda::bias_backward<T>(g + p.proj_b, dres, N, C, s);
         mark("bias backward");
-        memset_async(d_qkv, 3 * NC * sizeof(T), s);
-        mark("memset");
         cuda::attention_backward<T>(d_qkv, d_atty, at<T>(arena_, base + l.qkv),
                                     at<T>(arena_, base + l.atty), at<float>(arena_, base + l.lse),
                                     B, T_len, H, H, hd, 0.0f, s);

@@ -137,7 +137,9 @@ Gpt2FinalLayout gpt2_final_layout(const Gpt2Args& a, std::size_t N, std::size_t 
 
 BlockGradLayout gpt2_grad_layout(const Gpt2Args& a, std::size_t N, std::size_t es) {
     const std::size_t C = a.dim, F = a.ffn_hidden();
-    return block_grad_layout(N, es, C, F, F, C, 3 * C, 0);
+    // No buffer for d(GELU output): the GELU's gradient is the GEMM's epilogue (or is applied
+    // in place after it).
+    return block_grad_layout(N, es, C, 0, F, C, 3 * C, 0);
 }
 
 }  // namespace gpu_detail
@@ -166,11 +168,13 @@ GpuModelBytes gpu_model_base_bytes(std::size_t n_params, int vocab_size, std::si
     GpuModelBytes b;
     b.params = b.grads = n_params * sizeof(float);
     if (precision == GpuPrecision::bf16) b.bf16_params = n_params * 2;
-    // The head's chunk of logits: bf16 in bf16 mode (lm_head_bf16_logits_scratch_bytes), fp32
-    // otherwise (lm_head_scratch_bytes<float>); the same buffer holds the grad-norm partials.
+    // The head's chunk of logits: bf16 in bf16 mode, rows padded to 64 elements
+    // (lm_head_bf16_logits_scratch_bytes), fp32 otherwise (lm_head_scratch_bytes<float>); the
+    // same buffer holds the grad-norm partials.
     const std::size_t chunk = static_cast<std::size_t>(lm_head_chunk(max_tokens, vocab_size));
-    const std::size_t head =
-        chunk * static_cast<std::size_t>(vocab_size) * element_bytes(precision);
+    const std::size_t V = static_cast<std::size_t>(vocab_size);
+    const std::size_t row = precision == GpuPrecision::bf16 ? (V + 63) / 64 * 64 : V;
+    const std::size_t head = chunk * row * element_bytes(precision);
     b.head = std::max(head, grad_norm_partials_bytes(n_params));
     b.batch = max_tokens * (sizeof(float) + 2 * sizeof(int32_t));  // losses, tokens, targets
     return b;

@@ -136,7 +136,6 @@ void MlaGpu<T>::backward(T* dx, const MlaGrads<float>& g, const T* dout, const T
                      d_o_.data(), H * V);
     cuda::matmul_backward<T, float>(blas_, nullptr, g.wo, dout, o_.data(), w.wo, N, H * V, D);
     cuda::mla_pad_heads<T>(d_att_.data(), d_o_.data(), heads_, N, st);
-    zero(d_qkv_.data(), static_cast<std::size_t>(N) * 3 * H * HP, st);
     cuda::attention_backward<T>(d_qkv_.data(), d_att_.data(), qkv_.data(), att_.data(), lse_.data(),
                                 B, T_len, H, H, HP, 0.0f, st);
     cuda::mla_unpack_qkv<T>(d_q_.data(), d_kv_.data(), d_kpe_.data(), d_qkv_.data(), heads_, N,

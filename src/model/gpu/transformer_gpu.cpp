@@ -245,15 +245,6 @@ void TransformerGpu::sum_over_tp(T* p, std::size_t n) {
 }
 
 template <typename T>
-void TransformerGpu::start_residual(T* out, const T* residual, std::size_t n) {
-    if (tp_.rank == 0)
-        copy_async(out, residual, n * sizeof(T), blas_.stream());
-    else
-        memset_async(out, n * sizeof(T), blas_.stream());
-    mark("residual copy");
-}
-
-template <typename T>
 TransformerGpu::Blocks<T>& TransformerGpu::blocks() {
     if constexpr (std::is_same_v<T, float>)
         return blocks_f32_;
@@ -463,9 +454,9 @@ void TransformerGpu::forward_layer(int layer, int B, int T_len, bool recompute) 
         cuda::attention_forward<T>(attn, at<float>(arena_, base + l.lse), qkv, B, T_len, H, KV, hd,
                                    static_cast<float>(args_.attn_softcap), s);
         mark("attention");
-        start_residual(h, x, ND);
-        cuda::matmul_forward<T>(blas_, h, attn, w + p.wo, N, A, D, true);
-        mark("gemm wo");
+        cuda::matmul_forward_bias<T>(blas_, h, attn, w + p.wo, nullptr, residual_on_this_rank(x), N,
+                                     A, D);
+        mark("gemm wo + residual");
         sum_over_tp(h, ND);
     }
     cuda::rmsnorm_forward<T>(fnorm, at<float>(arena_, base + l.frstd), h, w + p.ffn_norm, N, D, eps,
@@ -494,9 +485,9 @@ void TransformerGpu::forward_layer(int layer, int B, int T_len, bool recompute) 
     }
     if (recompute) return;
     T* x_next = at<T>(arena_, m.input(layer + 1));
-    start_residual(x_next, h, ND);
-    cuda::matmul_forward<T>(blas_, x_next, gate, w + p.w2, N, F, D, true);
-    mark("gemm w2");
+    cuda::matmul_forward_bias<T>(blas_, x_next, gate, w + p.w2, nullptr, residual_on_this_rank(h),
+                                 N, F, D);
+    mark("gemm w2 + residual");
     sum_over_tp(x_next, ND);
 }
 
@@ -626,8 +617,6 @@ void TransformerGpu::backward_layer(int layer, int B, int T_len, double grad_sca
         linear_backward<T>(blas_, d_attn, g + p.wo, dres, at<T>(arena_, base + l.attn), w + p.wo, N,
                            A, D);
         mark("gemm wo backward");
-        memset_async(d_qkv, static_cast<std::size_t>(N) * Q * sizeof(T), s);
-        mark("memset");
         cuda::attention_backward<T>(d_qkv, d_attn, at<T>(arena_, base + l.qkv),
                                     at<T>(arena_, base + l.attn), at<float>(arena_, base + l.lse),
                                     B, T_len, H, KV, hd, static_cast<float>(args_.attn_softcap), s);
@@ -643,7 +632,7 @@ void TransformerGpu::backward_layer(int layer, int B, int T_len, double grad_sca
             memset_async(d_qk, static_cast<std::size_t>(N) * QK * sizeof(T), s);
             // The replicated q/k norms see this rank's heads only: their gradients are summed
             // over the group, rank 0's starting from the accumulated gradient, the others' from
-            // 0 (as start_residual).
+            // 0 (as residual_on_this_rank).
             const std::size_t hd_bytes = static_cast<std::size_t>(hd) * sizeof(float);
             if (tp_.active() && tp_.rank != 0) {
                 memset_async(g + p.q_norm, hd_bytes, s);

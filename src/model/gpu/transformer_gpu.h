@@ -116,10 +116,12 @@ class TransformerGpu final : public GpuModelBase {
     // p (n elements) summed over the TP group, in place (bf16 through tp_stage_, summed in fp32).
     template <typename T>
     void sum_over_tp(T* p, std::size_t n);
-    // Before a row-parallel output is accumulated onto the residual: rank 0 starts from the
-    // residual, the others from 0, so that the sum over the group adds it once.
+    // The residual a row-parallel output is added to: rank 0's is the stream's, the others'
+    // none, so that the sum over the group adds it once.
     template <typename T>
-    void start_residual(T* out, const T* residual, std::size_t n);
+    const T* residual_on_this_rank(const T* residual) const {
+        return tp_.rank == 0 ? residual : nullptr;
+    }
     bool count_load_ = false;  // training forwards count the per-expert loads
 
     cuda::DeviceBuffer<unsigned char> arena_;  // saved activations, per layer then final

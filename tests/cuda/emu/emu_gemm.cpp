@@ -4,7 +4,9 @@
 #include "kernels/cuda/gemm.h"
 
 #include <algorithm>
+#include <cmath>
 #include <string>
+#include <vector>
 
 namespace agpt::cuda {
 
@@ -74,6 +76,69 @@ void matmul_backward(Blas& blas, T* dinp, TW* dweight, const T* dout, const T* i
     if (dinp) gemm<T, T>(blas, false, false, M, K, N, 1.0f, dout, N, weight, K, 1.0f, dinp, K);
     if (dweight) gemm<T, TW>(blas, true, false, N, K, M, 1.0f, dout, N, inp, K, 1.0f, dweight, K);
 }
+
+namespace detail {
+
+namespace {
+constexpr float kSqrt2OverPi = 0.79788456080286535588f;
+constexpr float kCubic = 0.044715f;
+float gelu(float x) {
+    return 0.5f * x * (1.0f + std::tanh(kSqrt2OverPi * (x + kCubic * x * x * x)));
+}
+float gelu_grad(float x) {
+    const float t = std::tanh(kSqrt2OverPi * (x + kCubic * x * x * x));
+    return 0.5f * (1.0f + t) +
+           0.5f * x * (1.0f - t * t) * kSqrt2OverPi * (1.0f + 3.0f * kCubic * x * x);
+}
+}  // namespace
+
+// cuBLASLt's epilogues as its documentation defines them: on the fp32 value of the product
+// (+ beta · C), one rounding per stored matrix.
+template <typename T>
+bool gemm_epilogue(Blas&, Epilogue epilogue, bool b_nk, int M, int N, int K, const T* A, const T* B,
+                   float beta, const T* C, T* D, const T* bias, T* aux, int ld_aux) {
+    check_gemm_arguments(false, b_nk, M, N, K, K, b_nk ? K : N, N);
+    if ((epilogue == Epilogue::gelu_bias || epilogue == Epilogue::dgelu) && ld_aux < N)
+        fail_cublas(CUBLAS_STATUS_INVALID_VALUE, "gemm_epilogue: ld_aux < N", __FILE__, __LINE__);
+    // D may be C: each row's results are formed before any of them is stored.
+    std::vector<float> row(static_cast<std::size_t>(N));
+    for (int i = 0; i < M; ++i) {
+        for (int j = 0; j < N; ++j) {
+            float acc = 0.0f;
+            for (int k = 0; k < K; ++k)
+                acc += f(A[static_cast<long>(i) * K + k]) *
+                       f(b_nk ? B[static_cast<long>(j) * K + k] : B[static_cast<long>(k) * N + j]);
+            if (beta != 0.0f) acc += beta * f(C[static_cast<long>(i) * N + j]);
+            if (epilogue == Epilogue::bias || epilogue == Epilogue::gelu_bias) acc += f(bias[j]);
+            row[j] = acc;
+        }
+        for (int j = 0; j < N; ++j) {
+            const float v = row[j];
+            T& d = D[static_cast<long>(i) * N + j];
+            switch (epilogue) {
+                case Epilogue::none:
+                case Epilogue::bias:
+                    d = to<T>(v);
+                    break;
+                case Epilogue::gelu_bias:
+                    aux[static_cast<long>(i) * ld_aux + j] = to<T>(v);
+                    d = to<T>(gelu(v));
+                    break;
+                case Epilogue::dgelu:
+                    d = to<T>(v * gelu_grad(f(aux[static_cast<long>(i) * ld_aux + j])));
+                    break;
+            }
+        }
+    }
+    return true;
+}
+
+template bool gemm_epilogue<float>(Blas&, Epilogue, bool, int, int, int, const float*, const float*,
+                                   float, const float*, float*, const float*, float*, int);
+template bool gemm_epilogue<bf16>(Blas&, Epilogue, bool, int, int, int, const bf16*, const bf16*,
+                                  float, const bf16*, bf16*, const bf16*, bf16*, int);
+
+}  // namespace detail
 
 template void gemm<float, float>(Blas&, bool, bool, int, int, int, float, const float*, int,
                                  const float*, int, float, float*, int);
