@@ -8,7 +8,6 @@
 #include <fstream>
 #include <functional>
 #include <nlohmann/json.hpp>
-#include <optional>
 #include <sstream>
 
 #include "core/error.h"
@@ -18,6 +17,7 @@
 #include "data/prepare.h"
 #include "data/token_shards.h"
 #include "data/tokenizer.h"
+#include "scoped_env.h"
 
 namespace agpt {
 namespace {
@@ -51,25 +51,6 @@ std::string error_of(const std::function<void()>& f) {
 bool contains(const std::string& s, const std::string& part) {
     return s.find(part) != std::string::npos;
 }
-
-// Sets an environment variable for one scope.
-struct ScopedEnv {
-    std::string name;
-    std::optional<std::string> old;
-    ScopedEnv(const std::string& n, const char* value) : name(n) {
-        if (const char* v = std::getenv(n.c_str())) old = v;
-        if (value)
-            setenv(n.c_str(), value, 1);
-        else
-            unsetenv(n.c_str());
-    }
-    ~ScopedEnv() {
-        if (old)
-            setenv(name.c_str(), old->c_str(), 1);
-        else
-            unsetenv(name.c_str());
-    }
-};
 
 struct ScopedCwd {
     fs::path old = fs::current_path();

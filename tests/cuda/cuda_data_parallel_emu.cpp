@@ -126,6 +126,20 @@ fs::path rank_dump(const fs::path& dir) {
     return rank == 0 ? dir : dir / ("rank" + std::to_string(rank));
 }
 
+// Trains cfg on every rank with MPI standing in for NCCL on the device gradients (each group's
+// sub-communicator of its own ranks, as NCCL would be: its own messages, the same sums), then
+// waits for every rank. The stand-in is cleared on the way out, failed assertions included.
+TrainSummary train_on_all_ranks(const JobConfig& cfg) {
+    set_cuda_gradient_communicator_factory(
+        [](Communicator& ranks) { return ranks.split(0, ranks.rank()); });
+    struct Clear {
+        ~Clear() { set_cuda_gradient_communicator_factory({}); }
+    } clear;
+    const TrainSummary summary = train(cfg, nullptr);
+    world_communicator().barrier();
+    return summary;
+}
+
 const char* mesh_dir() {
     const char* dir = std::getenv("AGPT_CUDA_DP_DIR");
     if (dir == nullptr)
@@ -170,16 +184,12 @@ TEST(CudaDataParallel, TwoRanksMatchOneProcessWithTheSameGlobalBatch) {
     const std::vector<double> want = losses(dir / "single");
     ASSERT_EQ(want.size(), 3u);
     const std::vector<float> want_params = checkpoint_params(single, 3);
-    // A sub-group of the same ranks, as NCCL would be: its own messages, the same sums.
-    set_cuda_gradient_communicator_factory(
-        [](Communicator& data_ranks) { return data_ranks.split(0, data_ranks.rank()); });
     for (const bool overlap : {false, true}) {
         const std::string name = overlap ? "dp2_overlap" : "dp2";
         // Rank 1 gets a folder of its own: it must write nothing there.
         const fs::path dump = rank_dump(dir);
         const JobConfig cfg = dp_job(dump, name, overlap);
-        EXPECT_EQ(train(cfg, nullptr).steps, 3) << name;
-        world.barrier();
+        EXPECT_EQ(train_on_all_ranks(cfg).steps, 3) << name;
         if (world.rank() != 0) {
             EXPECT_FALSE(fs::exists(dump / name)) << name << ": rank 1 wrote a run folder";
             continue;
@@ -197,7 +207,6 @@ TEST(CudaDataParallel, TwoRanksMatchOneProcessWithTheSameGlobalBatch) {
         EXPECT_NE(log.find("gradients over mpi"), std::string::npos) << log;
         EXPECT_EQ(log.find("reduced during backward") != std::string::npos, overlap) << log;
     }
-    set_cuda_gradient_communicator_factory({});
 }
 
 // moe_tiny: the loads each step are the one process's (both ranks' summed), so the expert
@@ -213,13 +222,9 @@ TEST(CudaDataParallel, MoeTwoRanksMatchOneProcess) {
         return;
     }
     ASSERT_EQ(world.size(), 2);
-    set_cuda_gradient_communicator_factory(
-        [](Communicator& data_ranks) { return data_ranks.split(0, data_ranks.rank()); });
     const fs::path dump = rank_dump(dir);
     const JobConfig cfg = dp_job(dump, "moe_dp2", true, "moe_tiny");
-    EXPECT_EQ(train(cfg, nullptr).steps, 3);
-    world.barrier();
-    set_cuda_gradient_communicator_factory({});
+    EXPECT_EQ(train_on_all_ranks(cfg).steps, 3);
     if (world.rank() != 0) return;
     const std::vector<double> want = losses(dir / "moe_single"), got = losses(dir / "moe_dp2");
     ASSERT_EQ(want.size(), 3u);
@@ -305,15 +310,10 @@ TEST(CudaDataParallel, ZeroOneMatchesZeroZero) {
     const fs::path dir = dir_env;
     Communicator& world = world_communicator();
     ASSERT_EQ(world.size(), 2) << "run under mpirun -np 2 by the script";
-    set_cuda_gradient_communicator_factory(
-        [](Communicator& data_ranks) { return data_ranks.split(0, data_ranks.rank()); });
     const fs::path dump = rank_dump(dir);
     for (const ZeroRun& run : kZeroRuns)
-        for (const int zero : {0, 1}) {
-            EXPECT_EQ(train(zero_job(dump, run, zero), nullptr).steps, 3);
-            world.barrier();
-        }
-    set_cuda_gradient_communicator_factory({});
+        for (const int zero : {0, 1})
+            EXPECT_EQ(train_on_all_ranks(zero_job(dump, run, zero)).steps, 3);
     if (world.rank() != 0) return;
     for (const ZeroRun& run : kZeroRuns) {
         const std::string what = std::string(run.optimizer) + " " + run.precision;
@@ -389,15 +389,11 @@ TEST(CudaDataParallel, MoeExpertParallelTwoRanksMatchOneProcess) {
     if (world.size() == 1) return;  // the reference is MoeTwoRanksMatchOneProcess's moe_single
     ASSERT_EQ(world.size(), 2);
     ASSERT_TRUE(fs::exists(dir / "moe_single" / "metrics.jsonl")) << "the one-process run first";
-    set_cuda_gradient_communicator_factory(
-        [](Communicator& ranks) { return ranks.split(0, ranks.rank()); });
     const fs::path dump = rank_dump(dir);
     // Every step checkpointed: CudaMesh.ResumeCudaCheckpointsOnCpu resumes step 2 on the CPU.
     JobConfig cfg = dp_job(dump, "moe_ep2", false, "moe_tiny", {{"checkpoint.interval", "1"}});
     cfg.parallelism.expert_parallel_degree = 2;
-    EXPECT_EQ(train(cfg, nullptr).steps, 3);
-    world.barrier();
-    set_cuda_gradient_communicator_factory({});
+    EXPECT_EQ(train_on_all_ranks(cfg).steps, 3);
     if (world.rank() != 0) return;
     const JobConfig single = dp_job(dir, "moe_single", false, "moe_tiny");
     expect_losses_near(dir / "moe_ep2", dir / "moe_single", 1e-6, "EP 2");
@@ -453,15 +449,11 @@ TEST(CudaDataParallel, TensorParallelTwoRanksMatchOneProcess) {
     if (world.size() == 1) return;  // the reference is TwoRanksMatchOneProcess's `single`
     ASSERT_EQ(world.size(), 2);
     ASSERT_TRUE(fs::exists(dir / "single" / "metrics.jsonl")) << "the one-process run first";
-    set_cuda_gradient_communicator_factory(
-        [](Communicator& ranks) { return ranks.split(0, ranks.rank()); });
     const fs::path dump = rank_dump(dir);
     // Every step checkpointed: TensorParallelCheckpointResumesOnOneProcess resumes step 2.
     JobConfig cfg = dp_job(dump, "tp2", false, "tiny", {{"checkpoint.interval", "1"}});
     cfg.parallelism.tensor_parallel_degree = 2;
-    EXPECT_EQ(train(cfg, nullptr).steps, 3);
-    world.barrier();
-    set_cuda_gradient_communicator_factory({});
+    EXPECT_EQ(train_on_all_ranks(cfg).steps, 3);
     if (world.rank() != 0) return;
     const JobConfig single = dp_job(dir, "single", false);
     expect_losses_near(dir / "tp2", dir / "single", 1e-6, "TP 2");
@@ -510,15 +502,11 @@ TEST(CudaMesh, FourRanksDataTimesExpertParallelMatchOneProcess) {
     Communicator& world = world_communicator();
     ASSERT_EQ(world.size(), 4) << "run under mpirun -np 4 by the script";
     ASSERT_TRUE(fs::exists(dir / "moe_single" / "metrics.jsonl")) << "the one-process run first";
-    set_cuda_gradient_communicator_factory(
-        [](Communicator& ranks) { return ranks.split(0, ranks.rank()); });
     // Every step checkpointed: ResumeDataTimesExpertParallelOnOneProcess resumes step 2.
     JobConfig cfg = dp_job(rank_dump(dir), "moe_dp2_ep2", false, "moe_tiny",
                            {{"training.local_batch_size", "1"}, {"checkpoint.interval", "1"}});
     cfg.parallelism.expert_parallel_degree = 2;
-    EXPECT_EQ(train(cfg, nullptr).steps, 3);
-    world.barrier();
-    set_cuda_gradient_communicator_factory({});
+    EXPECT_EQ(train_on_all_ranks(cfg).steps, 3);
     if (world.rank() != 0) return;
     const JobConfig single = dp_job(dir, "moe_single", false, "moe_tiny");
     expect_losses_near(dir / "moe_dp2_ep2", dir / "moe_single", 1e-6, "DP 2 × EP 2");
@@ -542,14 +530,11 @@ TEST(CudaMesh, FourRanksDataTimesTensorParallelMatchOneProcess) {
     Communicator& world = world_communicator();
     ASSERT_EQ(world.size(), 4) << "run under mpirun -np 4 by the script";
     ASSERT_TRUE(fs::exists(dir / "single" / "metrics.jsonl")) << "the one-process run first";
-    set_cuda_gradient_communicator_factory(
-        [](Communicator& ranks) { return ranks.split(0, ranks.rank()); });
     for (const bool overlap : {false, true}) {
         const std::string name = overlap ? "dp2_tp2_overlap" : "dp2_tp2";
         JobConfig cfg = dp_job(rank_dump(dir), name, overlap);
         cfg.parallelism.tensor_parallel_degree = 2;
-        EXPECT_EQ(train(cfg, nullptr).steps, 3) << name;
-        world.barrier();
+        EXPECT_EQ(train_on_all_ranks(cfg).steps, 3) << name;
         if (world.rank() != 0) continue;
         expect_losses_near(dir / name, dir / "single", 1e-6, name);
         expect_grad_norms_near(dir / name, dir / "single", 1e-6, name);
@@ -559,7 +544,6 @@ TEST(CudaMesh, FourRanksDataTimesTensorParallelMatchOneProcess) {
         EXPECT_NE(log.find("DP 2 × TP 2 × EP 1 = 4 ranks"), std::string::npos) << log;
         EXPECT_EQ(log.find("reduced during backward"), std::string::npos) << log;
     }
-    set_cuda_gradient_communicator_factory({});
 }
 
 // After the four-rank stage, one process: DP 2 × EP 2's step-2 checkpoint (full tensors, its
@@ -630,12 +614,8 @@ TEST(CudaMesh, Bf16ExpertAndTensorParallelTwoRanksMatchOneProcess) {
         }
         ASSERT_EQ(world.size(), 2);
         ASSERT_TRUE(fs::exists(dir / reference / "metrics.jsonl")) << "the one-process run first";
-        set_cuda_gradient_communicator_factory(
-            [](Communicator& ranks) { return ranks.split(0, ranks.rank()); });
         const JobConfig cfg = bf16_job(rank_dump(dir), c, c.name);
-        EXPECT_EQ(train(cfg, nullptr).steps, 3) << c.name;
-        world.barrier();
-        set_cuda_gradient_communicator_factory({});
+        EXPECT_EQ(train_on_all_ranks(cfg).steps, 3) << c.name;
         if (world.rank() != 0) continue;
         const JobConfig want = bf16_job(dir, one, reference);
         // The scale: bf16 against fp32 on one process.

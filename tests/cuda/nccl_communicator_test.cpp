@@ -3,11 +3,9 @@
 #include <gtest/gtest.h>
 
 #include <cstdlib>
-#include <optional>
 #include <string>
-#include <utility>
-#include <vector>
 
+#include "../scoped_env.h"
 #include "core/error.h"
 #include "dist/nccl_communicator.h"
 #include "kernels/cuda/nccl_loader.h"
@@ -15,29 +13,10 @@
 namespace agpt {
 namespace {
 
-// Sets the launchers' local-rank variables for one scope, restoring them after.
-class LocalRankEnv {
-  public:
-    LocalRankEnv() {
-        for (const char* v : kVars) {
-            const char* old = std::getenv(v);
-            saved_.emplace_back(v, old ? std::optional<std::string>(old) : std::nullopt);
-            unsetenv(v);
-        }
-    }
-    ~LocalRankEnv() {
-        for (const auto& [name, value] : saved_) {
-            if (value)
-                setenv(name, value->c_str(), 1);
-            else
-                unsetenv(name);
-        }
-    }
-    static constexpr const char* kVars[] = {"OMPI_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID",
-                                            "PALS_LOCAL_RANKID", "MPI_LOCALRANKID"};
-
-  private:
-    std::vector<std::pair<const char*, std::optional<std::string>>> saved_;
+// The launchers' local-rank variables unset for one scope, restored after.
+struct LocalRankEnv {
+    ScopedEnv ompi{"OMPI_COMM_WORLD_LOCAL_RANK", nullptr}, slurm{"SLURM_LOCALID", nullptr},
+        pals{"PALS_LOCAL_RANKID", nullptr}, mpich{"MPI_LOCALRANKID", nullptr};
 };
 
 TEST(NcclCommunicator, DeviceIsTheLocalRankModuloTheDeviceCount) {
