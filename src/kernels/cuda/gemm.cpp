@@ -145,9 +145,18 @@ bool lt_gemm(Blas& blas, cublasOperation_t ta, cublasOperation_t tb, int m, int 
         algo_cache.emplace(key, choice);
     }
     if (!choice.found) return false;
-    AGPT_CUBLAS_CHECK(cublas().LtMatmul(blas.lt(), d.op, &alpha, A, d.a, B, d.b, &beta, C, d.c, D,
-                                        d.c, &choice.algo, blas.workspace(), blas.workspace_bytes(),
-                                        blas.stream()));
+    const cublasStatus_t st =
+        cublas().LtMatmul(blas.lt(), d.op, &alpha, A, d.a, B, d.b, &beta, C, d.c, D, d.c,
+                          &choice.algo, blas.workspace(), blas.workspace_bytes(), blas.stream());
+    // An epilogue the heuristic offered but the library then refuses for these operands: the
+    // unfused path from now on, for this key.
+    if (ep.mode != CUBLASLT_EPILOGUE_DEFAULT &&
+        (st == CUBLAS_STATUS_NOT_SUPPORTED || st == CUBLAS_STATUS_INVALID_VALUE)) {
+        std::lock_guard<std::mutex> lock(algo_mutex);
+        algo_cache[key].found = false;
+        return false;
+    }
+    check_cublas(st, "cublasLtMatmul", __FILE__, __LINE__);
     return true;
 }
 

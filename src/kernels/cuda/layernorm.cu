@@ -11,6 +11,8 @@ constexpr int kThreads = 256;
 constexpr int kWarps = kThreads / 32;
 // Rows per block of the backward: its dweight/dbias partials sum these rows, in order.
 constexpr int kRowBlock = 32;
+// Rows whose loads one thread issues together in the backward's column walk.
+constexpr int kRowBatch = 4;
 
 // Rows are read as packs of VEC elements: kVec<T> (16-byte accesses) when C and the pointers
 // allow it, else 1.
@@ -108,22 +110,36 @@ __global__ void __launch_bounds__(kThreads)
         float dw[VEC], db[VEC];
 #pragma unroll
         for (int k = 0; k < VEC; k++) dw[k] = db[k] = 0.0f;
-        for (int i = 0; i < rows; ++i) {
-            const long idx = static_cast<long>(row0 + i) * C + static_cast<long>(j) * VEC;
-            const P dv = *vec_ptr<P>(dout + idx);
-            const P xv = *vec_ptr<P>(inp + idx);
-            P dx = *vec_ptr<P>(dinp + idx);
+        // kRowBatch rows' loads before any of their stores (as rmsnorm_backward_vec_kernel):
+        // several memory latencies in flight per thread instead of one.
+        for (int i0 = 0; i0 < rows; i0 += kRowBatch) {
+            P dv[kRowBatch], xv[kRowBatch], dx[kRowBatch];
 #pragma unroll
-            for (int k = 0; k < VEC; k++) {
-                const float d = to_float(dv.v[k]);
-                const float xhat = (to_float(xv.v[k]) - ms[i]) * rs[i];
-                dx.v[k] =
-                    from_float<T>(to_float(dx.v[k]) +
-                                  rs[i] * (d * to_float(wv.v[k]) - g_mean[i] - xhat * gx_mean[i]));
-                dw[k] += d * xhat;
-                db[k] += d;
+            for (int u = 0; u < kRowBatch; u++)
+                if (i0 + u < rows) {
+                    const long idx =
+                        static_cast<long>(row0 + i0 + u) * C + static_cast<long>(j) * VEC;
+                    dv[u] = *vec_ptr<P>(dout + idx);
+                    xv[u] = *vec_ptr<P>(inp + idx);
+                    dx[u] = *vec_ptr<P>(dinp + idx);
+                }
+#pragma unroll
+            for (int u = 0; u < kRowBatch; u++) {
+                const int i = i0 + u;
+                if (i >= rows) break;
+#pragma unroll
+                for (int k = 0; k < VEC; k++) {
+                    const float d = to_float(dv[u].v[k]);
+                    const float xhat = (to_float(xv[u].v[k]) - ms[i]) * rs[i];
+                    dx[u].v[k] = from_float<T>(
+                        to_float(dx[u].v[k]) +
+                        rs[i] * (d * to_float(wv.v[k]) - g_mean[i] - xhat * gx_mean[i]));
+                    dw[k] += d * xhat;
+                    db[k] += d;
+                }
+                *vec_ptr<P>(dinp + static_cast<long>(row0 + i) * C + static_cast<long>(j) * VEC) =
+                    dx[u];
             }
-            *vec_ptr<P>(dinp + idx) = dx;
         }
         float* pw = partial + static_cast<long>(blockIdx.x) * 2 * C + static_cast<long>(j) * VEC;
 #pragma unroll

@@ -141,6 +141,7 @@ __global__ void swiglu_backward_overwrite_kernel(T* dh13, const T* dout, const T
 }
 
 constexpr int kNormRows = 32;
+constexpr int kRowBatch = 4;
 
 // Block b owns rows [b·kNormRows, (b+1)·kNormRows): first each warp forms Σ g·w·x of its rows
 // (rmsnorm.cu's coefficient), then thread t walks columns [t·VEC, (t+1)·VEC) down the rows,
@@ -181,19 +182,33 @@ __global__ void rmsnorm_backward_vec_kernel(T* dinp, float* partial, const T* do
     float dw[V];
 #pragma unroll
     for (int k = 0; k < V; k++) dw[k] = 0.0f;
-    for (int i = 0; i < rows; ++i) {
-        const long idx = static_cast<long>(row0 + i) * C + cv * V;
-        const P g = *vec_ptr<P>(dout + idx);
-        const P x = *vec_ptr<P>(inp + idx);
-        P d = *vec_ptr<P>(dinp + idx);
-        const float r = rs[i], c = coef[i];
+    // kRowBatch rows' loads are issued before any of their stores: the stores to dinp may not
+    // be reordered above later loads the compiler cannot prove distinct, and one row at a time
+    // would wait out a memory latency per row.
+    for (int i0 = 0; i0 < rows; i0 += kRowBatch) {
+        P g[kRowBatch], x[kRowBatch], d[kRowBatch];
 #pragma unroll
-        for (int k = 0; k < V; k++) {
-            const float gf = to_float(g.v[k]), xf = to_float(x.v[k]);
-            d.v[k] = from_float<T>(to_float(d.v[k]) + (r * to_float(w.v[k]) * gf - c * xf));
-            dw[k] += gf * xf * r;
+        for (int u = 0; u < kRowBatch; u++)
+            if (i0 + u < rows) {
+                const long idx = static_cast<long>(row0 + i0 + u) * C + cv * V;
+                g[u] = *vec_ptr<P>(dout + idx);
+                x[u] = *vec_ptr<P>(inp + idx);
+                d[u] = *vec_ptr<P>(dinp + idx);
+            }
+#pragma unroll
+        for (int u = 0; u < kRowBatch; u++) {
+            const int i = i0 + u;
+            if (i >= rows) break;
+            const float r = rs[i], c = coef[i];
+#pragma unroll
+            for (int k = 0; k < V; k++) {
+                const float gf = to_float(g[u].v[k]), xf = to_float(x[u].v[k]);
+                d[u].v[k] =
+                    from_float<T>(to_float(d[u].v[k]) + (r * to_float(w.v[k]) * gf - c * xf));
+                dw[k] += gf * xf * r;
+            }
+            *vec_ptr<P>(dinp + static_cast<long>(row0 + i) * C + cv * V) = d[u];
         }
-        *vec_ptr<P>(dinp + idx) = d;
     }
 #pragma unroll
     for (int k = 0; k < V; k++) partial[static_cast<long>(blockIdx.x) * C + cv * V + k] = dw[k];
