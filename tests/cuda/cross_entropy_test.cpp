@@ -1,45 +1,59 @@
-// The fused, chunked LM head + cross-entropy against the CPU: total loss, dx and dweight, with
-// chunks that do not divide N, a chunk larger than N, ignored targets (-1), soft-capped logits
-// and per-token gradient weights; and the soft-cap on returned logits (softcap.h).
+// The fused, chunked LM heads + cross-entropy (fp32 logits: cross_entropy.h; bf16 logits:
+// model_ops.h) against the CPU: total loss, dx and dweight, with chunks that do not divide N, a
+// chunk larger than N, ignored targets (-1), soft-capped logits and per-token gradient weights;
+// and the soft-cap on returned logits (softcap.h).
 #include "kernels/cpu/cross_entropy.h"
 
 #include <algorithm>
 #include <cmath>
+#include <span>
+#include <string>
 
 #include "cuda_test_util.h"
 #include "kernels/cpu/softcap.h"
 #include "kernels/cuda/cross_entropy.h"
+#include "kernels/cuda/model_ops.h"
 #include "kernels/cuda/softcap.h"
 
 namespace agpt::cuda::test {
 namespace {
 
-template <typename T>
-void check_cross_entropy(double tol, uint64_t seed) {
+struct HeadCase {
+    int N, C, V, chunk;
+    float softcap;
+};
+
+// One fused head (run: lm_head_cross_entropy<T> or the bf16-logits head) against the CPU's fp32
+// head on the same T-representable inputs: the summed loss, dx and dweight (accumulated onto
+// start values, random or zero), the per-token losses of a forward-only call (within
+// repeat_tol of the first call's), and with per-token gradient weights (zeros and negatives
+// among them, as policy-gradient training uses them: the gradient of grad_scale · Σ w_i·loss_i;
+// the losses do not change).
+struct HeadTolerances {
+    double loss, grads, repeat;
+    bool zero_start;  // bf16 rounding of a larger accumulated start would hide the head's error
+};
+template <typename T, typename Run>
+void check_head(const std::string& what, std::span<const HeadCase> cases, std::size_t scratch_bytes,
+                const HeadTolerances& tol, uint64_t seed, Run run) {
     AGPT_REQUIRE_CUDA_DEVICE();
-    struct Case {
-        int N, C, V, chunk;
-        float softcap;
-    };
-    const Case cases[] = {{70, 64, 1000, 32, 0.0f},
-                          {33, 48, 517, 64, 0.0f},
-                          {50, 32, 300, 16, 3.0f},
-                          {8, 128, 32000, 3, 0.0f}};
     Blas blas;
     int case_id = 0;
-    for (const Case& c : cases) {
+    for (const HeadCase& c : cases) {
         Rng rng(seed + case_id++);
         const auto x = representable<T>(random_floats(static_cast<std::size_t>(c.N) * c.C, rng));
         const auto w = representable<T>(random_floats(static_cast<std::size_t>(c.V) * c.C, rng));
         auto targets = random_tokens(c.N, c.V, rng);
         for (int i = 0; i < c.N; i += 7) targets[i] = -1;  // ignored positions
-        const auto dx0 = representable<T>(random_floats(x.size(), rng));
-        const auto dw0 = random_floats(w.size(), rng);
+        const auto dx0 = tol.zero_start ? std::vector<float>(x.size(), 0.0f)
+                                        : representable<T>(random_floats(x.size(), rng));
+        const auto dw0 =
+            tol.zero_start ? std::vector<float>(w.size(), 0.0f) : random_floats(w.size(), rng);
         const float grad_scale = 1.0f / static_cast<float>(c.N);
         char buf[96];
         std::snprintf(buf, sizeof buf, " N%d C%d V%d chunk%d%s", c.N, c.C, c.V, c.chunk,
                       c.softcap > 0 ? " softcap" : "");
-        const std::string tag = buf;
+        const std::string tag = what + buf;
 
         std::vector<float> dx = dx0, dw = dw0;
         std::vector<float> scratch(cpu::lm_head_scratch_size(c.chunk, c.V));
@@ -51,26 +65,24 @@ void check_cross_entropy(double tol, uint64_t seed) {
         Dev<float> d_dw(dw0);
         auto d_losses = Dev<float>::poisoned(c.N);
         DeviceBuffer<int32_t> d_targets = upload(targets);
-        DeviceBuffer<unsigned char> d_scratch(lm_head_scratch_bytes<T>(c.chunk, c.V));
-        lm_head_cross_entropy<T>(blas, d_losses.ptr(), d_dx.ptr(), d_dw.ptr(), d_x.ptr(), d_w.ptr(),
-                                 d_targets.data(), c.N, c.C, c.V, grad_scale, d_scratch.data(),
-                                 c.chunk, c.softcap);
+        DeviceBuffer<unsigned char> d_scratch(scratch_bytes);
+        auto head = [&](float* losses, T* hdx, float* hdw, const float* row_scale) {
+            run(blas, losses, hdx, hdw, d_x.ptr(), d_w.ptr(), d_targets.data(), c, grad_scale,
+                d_scratch.data(), row_scale);
+        };
+        head(d_losses.ptr(), d_dx.ptr(), d_dw.ptr(), nullptr);
         const double gpu_loss = sum_losses(d_losses.ptr(), c.N, blas.stream());
         expect_close("loss (sum)" + tag, {static_cast<float>(gpu_loss)}, {static_cast<float>(loss)},
-                     kTolFp32);
-        expect_close("dx" + tag, d_dx.get(), dx, tol);
-        expect_close("dweight (fp32)" + tag, d_dw.get(), dw, tol);
+                     tol.loss);
+        expect_close("dx" + tag, d_dx.get(), dx, tol.grads);
+        expect_close("dweight (fp32)" + tag, d_dw.get(), dw, tol.grads);
 
-        // Forward only: no gradients touched, same loss.
+        // Forward only: no gradients touched, the same losses.
         auto d_losses2 = Dev<float>::poisoned(c.N);
-        lm_head_cross_entropy<T>(blas, d_losses2.ptr(), nullptr, nullptr, d_x.ptr(), d_w.ptr(),
-                                 d_targets.data(), c.N, c.C, c.V, grad_scale, d_scratch.data(),
-                                 c.chunk, c.softcap);
+        head(d_losses2.ptr(), nullptr, nullptr, nullptr);
         expect_close("per-token losses, forward only" + tag, d_losses2.get(), d_losses.get(),
-                     kTolFp32);
+                     tol.repeat);
 
-        // Per-token weights (zeros and negatives among them), as policy-gradient training uses
-        // them: the gradient of grad_scale · Σ w_i·loss_i; the losses do not change.
         auto row_w = random_floats(c.N, rng, -1.0f, 2.0f);
         for (int i = 2; i < c.N; i += 5) row_w[i] = 0.0f;
         std::vector<float> dx_w = dx0, dw_w = dw0;
@@ -80,13 +92,31 @@ void check_cross_entropy(double tol, uint64_t seed) {
         Dev<T> d_dx_w(dx0);
         Dev<float> d_dw_w(dw0), d_row_w(row_w);
         auto d_losses3 = Dev<float>::poisoned(c.N);
-        lm_head_cross_entropy<T>(blas, d_losses3.ptr(), d_dx_w.ptr(), d_dw_w.ptr(), d_x.ptr(),
-                                 d_w.ptr(), d_targets.data(), c.N, c.C, c.V, grad_scale,
-                                 d_scratch.data(), c.chunk, c.softcap, d_row_w.ptr());
-        expect_close("per-token losses, weighted" + tag, d_losses3.get(), d_losses.get(), kTolFp32);
-        expect_close("dx, weighted" + tag, d_dx_w.get(), dx_w, tol);
-        expect_close("dweight, weighted" + tag, d_dw_w.get(), dw_w, tol);
+        head(d_losses3.ptr(), d_dx_w.ptr(), d_dw_w.ptr(), d_row_w.ptr());
+        expect_close("per-token losses, weighted" + tag, d_losses3.get(), d_losses.get(),
+                     tol.repeat);
+        expect_close("dx, weighted" + tag, d_dx_w.get(), dx_w, tol.grads);
+        expect_close("dweight, weighted" + tag, d_dw_w.get(), dw_w, tol.grads);
     }
+}
+
+const HeadCase kHeadCases[] = {{70, 64, 1000, 32, 0.0f},
+                               {33, 48, 517, 64, 0.0f},
+                               {50, 32, 300, 16, 3.0f},
+                               {8, 128, 32000, 3, 0.0f}};
+
+template <typename T>
+void check_cross_entropy(double tol, uint64_t seed) {
+    std::size_t scratch = 0;
+    for (const HeadCase& c : kHeadCases)
+        scratch = std::max(scratch, lm_head_scratch_bytes<T>(c.chunk, c.V));
+    check_head<T>("", kHeadCases, scratch, {kTolFp32, tol, kTolFp32, false}, seed,
+                  [](Blas& blas, float* losses, T* dx, float* dw, const T* x, const T* w,
+                     const int32_t* targets, const HeadCase& c, float grad_scale, void* scratch,
+                     const float* row_scale) {
+                      lm_head_cross_entropy<T>(blas, losses, dx, dw, x, w, targets, c.N, c.C, c.V,
+                                               grad_scale, scratch, c.chunk, c.softcap, row_scale);
+                  });
 }
 
 TEST(CudaCrossEntropy, Fp32) {
@@ -94,6 +124,29 @@ TEST(CudaCrossEntropy, Fp32) {
 }
 TEST(CudaCrossEntropy, Bf16) {
     check_cross_entropy<bf16>(kTolBf16, 5200);
+}
+
+// The bf16-logits head (model_ops.h) against the CPU's fp32 head: the logits' bf16 rounding is
+// the difference; the repeated calls' losses are bit-equal. V 1000 (a multiple of 8, not of the
+// 64 that rows are padded to); V 517 (packs of 8, then a tail of 5, rows 7 elements apart from
+// the padding); chunks that do not divide N; soft-capped logits on both.
+TEST(CudaCrossEntropy, Bf16LogitsHead) {
+    const HeadCase cases[] = {{70, 64, 1000, 32, 0.0f},
+                              {33, 48, 517, 64, 0.0f},
+                              {8, 128, 32000, 3, 0.0f},
+                              {40, 64, 1000, 16, 3.0f},
+                              {21, 32, 517, 8, 2.0f}};
+    std::size_t scratch = 0;
+    for (const HeadCase& c : cases)
+        scratch = std::max(scratch, lm_head_bf16_logits_scratch_bytes(c.chunk, c.V));
+    check_head<bf16>(", bf16 logits", cases, scratch, {kTolBf16, 2e-2, 0.0, true}, 8900,
+                     [](Blas& blas, float* losses, bf16* dx, float* dw, const bf16* x,
+                        const bf16* w, const int32_t* targets, const HeadCase& c, float grad_scale,
+                        void* scratch, const float* row_scale) {
+                         lm_head_cross_entropy_bf16_logits(blas, losses, dx, dw, x, w, targets, c.N,
+                                                           c.C, c.V, grad_scale, scratch, c.chunk,
+                                                           c.softcap, row_scale);
+                     });
 }
 
 // The vocabulary-parallel head as rank r of 2: this rank's rows on the device, the other

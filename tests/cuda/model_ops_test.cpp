@@ -4,11 +4,9 @@
 // fallback path (widths that are not a multiple of the vector).
 #include "kernels/cuda/model_ops.h"
 #include "cuda_test_util.h"
-#include "kernels/cpu/cross_entropy.h"
 #include "kernels/cpu/rmsnorm.h"
 #include "kernels/cpu/rope.h"
 #include "kernels/cpu/swiglu.h"
-#include "kernels/cuda/cross_entropy.h"
 #include "optim/grad_clip.h"
 
 namespace agpt::cuda::test {
@@ -135,81 +133,6 @@ TEST(CudaModelOps, RopeVecFp32) {
 }
 TEST(CudaModelOps, RopeVecBf16) {
     check_rope_vec<bf16>(kTolBf16, 8800);
-}
-
-// The bf16-logits head against the CPU's fp32 head on the same (bf16-representable) inputs,
-// unweighted and with per-token gradient weights: the logits' bf16 rounding is the difference.
-TEST(CudaModelOps, LmHeadBf16LogitsMatchesCpu) {
-    AGPT_REQUIRE_CUDA_DEVICE();
-    struct Case {
-        int N, C, V, chunk;
-        float softcap;
-    };
-    // V 1000 (a multiple of 8, not of the 64 that rows are padded to); V 517 (packs of 8, then
-    // a tail of 5, rows 7 elements apart from the padding); chunks that do not divide N;
-    // soft-capped logits on both.
-    const Case cases[] = {{70, 64, 1000, 32, 0.0f},
-                          {33, 48, 517, 64, 0.0f},
-                          {8, 128, 32000, 3, 0.0f},
-                          {40, 64, 1000, 16, 3.0f},
-                          {21, 32, 517, 8, 2.0f}};
-    Blas blas;
-    int case_id = 0;
-    for (const Case& c : cases) {
-        Rng rng(8900 + case_id++);
-        const auto x = representable<bf16>(random_floats(static_cast<std::size_t>(c.N) * c.C, rng));
-        const auto w = representable<bf16>(random_floats(static_cast<std::size_t>(c.V) * c.C, rng));
-        auto targets = random_tokens(c.N, c.V, rng);
-        for (int i = 0; i < c.N; i += 7) targets[i] = -1;
-        // Zero initial gradients: bf16 rounding of a larger accumulated value would hide the
-        // head's own error.
-        const std::vector<float> dx0(x.size(), 0.0f), dw0(w.size(), 0.0f);
-        const float grad_scale = 1.0f / static_cast<float>(c.N);
-        const std::string tag = " N" + std::to_string(c.N) + " V" + std::to_string(c.V) + " chunk" +
-                                std::to_string(c.chunk) + (c.softcap > 0 ? " softcap" : "");
-        std::vector<float> dx = dx0, dw = dw0;
-        std::vector<float> scratch(cpu::lm_head_scratch_size(c.chunk, c.V));
-        const double loss = cpu::lm_head_cross_entropy<float>(
-            dx.data(), dw.data(), x.data(), w.data(), targets.data(), c.N, c.C, c.V, grad_scale,
-            scratch.data(), c.chunk, c.softcap);
-        Dev<bf16> d_x(x), d_w(w), d_dx(dx0);
-        Dev<float> d_dw(dw0);
-        auto d_losses = Dev<float>::poisoned(c.N);
-        DeviceBuffer<int32_t> d_targets = upload(targets);
-        DeviceBuffer<unsigned char> d_scratch(lm_head_bf16_logits_scratch_bytes(c.chunk, c.V));
-        lm_head_cross_entropy_bf16_logits(blas, d_losses.ptr(), d_dx.ptr(), d_dw.ptr(), d_x.ptr(),
-                                          d_w.ptr(), d_targets.data(), c.N, c.C, c.V, grad_scale,
-                                          d_scratch.data(), c.chunk, c.softcap);
-        const double gpu_loss = sum_losses(d_losses.ptr(), c.N, blas.stream());
-        expect_close("loss (sum), bf16 logits" + tag, {static_cast<float>(gpu_loss)},
-                     {static_cast<float>(loss)}, kTolBf16);
-        expect_close("dx, bf16 logits" + tag, d_dx.get(), dx, 2e-2);
-        expect_close("dweight, bf16 logits" + tag, d_dw.get(), dw, 2e-2);
-        // Forward only: the same losses.
-        auto d_losses2 = Dev<float>::poisoned(c.N);
-        lm_head_cross_entropy_bf16_logits(blas, d_losses2.ptr(), nullptr, nullptr, d_x.ptr(),
-                                          d_w.ptr(), d_targets.data(), c.N, c.C, c.V, grad_scale,
-                                          d_scratch.data(), c.chunk, c.softcap);
-        expect_close("per-token losses, forward only" + tag, d_losses2.get(), d_losses.get(), 0.0);
-
-        // Per-token weights (zeros and negatives among them): the rows' gradients scale.
-        auto row_w = random_floats(c.N, rng, -1.0f, 2.0f);
-        for (int i = 2; i < c.N; i += 5) row_w[i] = 0.0f;
-        std::vector<float> dx_w = dx0, dw_w = dw0;
-        cpu::lm_head_cross_entropy<float>(dx_w.data(), dw_w.data(), x.data(), w.data(),
-                                          targets.data(), c.N, c.C, c.V, grad_scale, scratch.data(),
-                                          c.chunk, c.softcap, row_w.data());
-        Dev<bf16> d_dx_w(dx0);
-        Dev<float> d_dw_w(dw0), d_row_w(row_w);
-        auto d_losses3 = Dev<float>::poisoned(c.N);
-        lm_head_cross_entropy_bf16_logits(blas, d_losses3.ptr(), d_dx_w.ptr(), d_dw_w.ptr(),
-                                          d_x.ptr(), d_w.ptr(), d_targets.data(), c.N, c.C, c.V,
-                                          grad_scale, d_scratch.data(), c.chunk, c.softcap,
-                                          d_row_w.ptr());
-        expect_close("per-token losses, weighted" + tag, d_losses3.get(), d_losses.get(), 0.0);
-        expect_close("dx, weighted, bf16 logits" + tag, d_dx_w.get(), dx_w, 2e-2);
-        expect_close("dweight, weighted, bf16 logits" + tag, d_dw_w.get(), dw_w, 2e-2);
-    }
 }
 
 TEST(CudaModelOps, GradNormClipMatchesCpu) {
