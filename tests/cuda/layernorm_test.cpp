@@ -1,8 +1,10 @@
-// LayerNorm forward (out, mean, rstd) and backward (dinp, dweight, dbias; accumulated) against
-// the CPU, and the backward's run-to-run determinism.
+// LayerNorm forward (out, mean, rstd) and backward (dinp, dweight, dbias; accumulated; and the
+// optional column sums of the updated dinp) against the CPU, and the backward's run-to-run
+// determinism.
 #include <cstring>
 
 #include "cuda_test_util.h"
+#include "kernels/cpu/bias.h"
 #include "kernels/cpu/layernorm.h"
 #include "kernels/cuda/layernorm.h"
 
@@ -64,6 +66,23 @@ void check_layernorm(double tol, uint64_t seed) {
         const auto again_dw = d_dw2.get(), again_db = d_db2.get();
         EXPECT_EQ(0, std::memcmp(got_dw.data(), again_dw.data(), c.C * sizeof(float))) << tag;
         EXPECT_EQ(0, std::memcmp(got_db.data(), again_db.data(), c.C * sizeof(float))) << tag;
+
+        // Also summing the updated dinp over the rows (a projection's bias gradient, GPT-2):
+        // the same dinp, dweight and dbias bits, and the sums of dinp as stored.
+        const auto ds0 = random_floats(c.C, rng);
+        auto d_dinp3 = Dev<T>(dinp0);
+        Dev<float> d_dw3(dw0), d_db3(db0), d_ds(ds0);
+        layernorm_backward<T>(d_dinp3.ptr(), d_dw3.ptr(), d_db3.ptr(), d_dout.ptr(), d_x.ptr(),
+                              d_w.ptr(), d_mean_ref.ptr(), d_rstd_ref.ptr(), c.N, c.C, nullptr,
+                              d_ds.ptr());
+        const auto got_dinp3 = d_dinp3.get();
+        EXPECT_EQ(got_dinp3, d_dinp.get()) << tag;
+        EXPECT_EQ(d_dw3.get(), got_dw) << tag;
+        EXPECT_EQ(d_db3.get(), got_db) << tag;
+        std::vector<float> ds = ds0;
+        cpu::bias_backward<float>(ds.data(), got_dinp3.data(), c.N, c.C);
+        expect_close("layernorm_backward dinp column sums (fp32)" + tag, d_ds.get(), ds,
+                     kTolFp32Long);
     }
 }
 

@@ -72,7 +72,7 @@ __global__ void __launch_bounds__(kThreads)
 template <typename T, int VEC>
 __global__ void __launch_bounds__(kThreads)
     layernorm_backward_kernel(T* dinp, float* partial, const T* dout, const T* inp, const T* weight,
-                              const float* mean, const float* rstd, int N, int C) {
+                              const float* mean, const float* rstd, int N, int C, int parts) {
     using P = Pack<T, VEC>;
     __shared__ float g_mean[kRowBlock], gx_mean[kRowBlock], ms[kRowBlock], rs[kRowBlock];
     const int row0 = blockIdx.x * kRowBlock;
@@ -107,9 +107,9 @@ __global__ void __launch_bounds__(kThreads)
     __syncthreads();
     for (int j = threadIdx.x; j < CP; j += kThreads) {
         const P wv = w[j];
-        float dw[VEC], db[VEC];
+        float dw[VEC], db[VEC], ds[VEC];
 #pragma unroll
-        for (int k = 0; k < VEC; k++) dw[k] = db[k] = 0.0f;
+        for (int k = 0; k < VEC; k++) dw[k] = db[k] = ds[k] = 0.0f;
         // kRowBatch rows' loads before any of their stores (as rmsnorm_backward_vec_kernel):
         // several memory latencies in flight per thread instead of one.
         for (int i0 = 0; i0 < rows; i0 += kRowBatch) {
@@ -136,31 +136,33 @@ __global__ void __launch_bounds__(kThreads)
                         rs[i] * (d * to_float(wv.v[k]) - g_mean[i] - xhat * gx_mean[i]));
                     dw[k] += d * xhat;
                     db[k] += d;
+                    ds[k] += to_float(dx[u].v[k]);  // the stored value, as bias_backward sums
                 }
                 *vec_ptr<P>(dinp + static_cast<long>(row0 + i) * C + static_cast<long>(j) * VEC) =
                     dx[u];
             }
         }
-        float* pw = partial + static_cast<long>(blockIdx.x) * 2 * C + static_cast<long>(j) * VEC;
+        float* pw =
+            partial + static_cast<long>(blockIdx.x) * parts * C + static_cast<long>(j) * VEC;
 #pragma unroll
         for (int k = 0; k < VEC; k++) {
             pw[k] = dw[k];
             pw[C + k] = db[k];
+            if (parts == 3) pw[2 * C + k] = ds[k];
         }
     }
 }
 
-// dweight[c] += Σ_b partial[b·2C + c], dbias[c] += Σ_b partial[b·2C + C + c], blocks in order.
-__global__ void sum_partials_kernel(float* dweight, float* dbias, const float* partial, int blocks,
-                                    int C) {
+// out[p][c] += Σ_b partial[b·parts·C + p·C + c] for p < parts (dweight, dbias, then dinp's column
+// sums when asked for), blocks in order.
+__global__ void sum_partials_kernel(float* dweight, float* dbias, float* dsum, const float* partial,
+                                    int blocks, int C, int parts) {
     const int c = blockIdx.x * blockDim.x + threadIdx.x;
-    if (c >= 2 * C) return;
+    if (c >= parts * C) return;
     float s = 0.0f;
-    for (int b = 0; b < blocks; ++b) s += partial[static_cast<long>(b) * 2 * C + c];
-    if (c < C)
-        dweight[c] += s;
-    else
-        dbias[c - C] += s;
+    for (int b = 0; b < blocks; ++b) s += partial[static_cast<long>(b) * parts * C + c];
+    float* out = c < C ? dweight : c < 2 * C ? dbias : dsum;
+    out[c % C] += s;
 }
 
 // 16-byte packs when C is a multiple of the pack and every pointer is 16-byte aligned (rows
@@ -189,19 +191,20 @@ void layernorm_forward(T* out, float* mean, float* rstd, const T* inp, const T* 
 template <typename T>
 void layernorm_backward(T* dinp, float* dweight, float* dbias, const T* dout, const T* inp,
                         const T* weight, const float* mean, const float* rstd, int N, int C,
-                        cudaStream_t stream) {
+                        cudaStream_t stream, float* dinp_column_sums) {
     if (N <= 0 || C <= 0) return;
     const int blocks = static_cast<int>(ceil_div(N, kRowBlock));
-    StreamScratch partial(sizeof(float) * blocks * 2 * static_cast<std::size_t>(C), stream);
+    const int parts = dinp_column_sums ? 3 : 2;
+    StreamScratch partial(sizeof(float) * blocks * parts * static_cast<std::size_t>(C), stream);
     if (packs_fit<T>(C, dinp, dout, inp, weight))
         layernorm_backward_kernel<T, kVec<T>><<<blocks, kThreads, 0, stream>>>(
-            dinp, partial.as<float>(), dout, inp, weight, mean, rstd, N, C);
+            dinp, partial.as<float>(), dout, inp, weight, mean, rstd, N, C, parts);
     else
         layernorm_backward_kernel<T, 1><<<blocks, kThreads, 0, stream>>>(
-            dinp, partial.as<float>(), dout, inp, weight, mean, rstd, N, C);
+            dinp, partial.as<float>(), dout, inp, weight, mean, rstd, N, C, parts);
     AGPT_CUDA_CHECK_LAUNCH();
-    sum_partials_kernel<<<ceil_div(2 * C, 256), 256, 0, stream>>>(dweight, dbias,
-                                                                  partial.as<float>(), blocks, C);
+    sum_partials_kernel<<<ceil_div(parts * C, 256), 256, 0, stream>>>(
+        dweight, dbias, dinp_column_sums, partial.as<float>(), blocks, C, parts);
     AGPT_CUDA_CHECK_LAUNCH();
 }
 
@@ -211,8 +214,8 @@ template void layernorm_forward<bf16>(bf16*, float*, float*, const bf16*, const 
                                       int, int, float, cudaStream_t);
 template void layernorm_backward<float>(float*, float*, float*, const float*, const float*,
                                         const float*, const float*, const float*, int, int,
-                                        cudaStream_t);
+                                        cudaStream_t, float*);
 template void layernorm_backward<bf16>(bf16*, float*, float*, const bf16*, const bf16*, const bf16*,
-                                       const float*, const float*, int, int, cudaStream_t);
+                                       const float*, const float*, int, int, cudaStream_t, float*);
 
 }  // namespace agpt::cuda

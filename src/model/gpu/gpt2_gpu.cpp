@@ -159,10 +159,14 @@ void Gpt2Gpu::backward_impl(int B, int T_len) {
     const std::size_t fin = l.size * args_.n_layers;
     memset_async(dres, NC * sizeof(T), s);
     mark("memset");
+    // Each LayerNorm backward also sums the residual gradient it leaves over the rows: the bias
+    // gradient of the projection that last added to that residual (the last layer's
+    // mlp.c_proj here, attn.c_proj after ln_2, the layer below's mlp.c_proj after ln_1).
     cuda::layernorm_backward<T>(dres, g + lnf_w_, g + lnf_b_, d_norm, at<T>(arena_, fin + fl.x),
                                 w + lnf_w_, at<float>(arena_, fin + fl.mean),
-                                at<float>(arena_, fin + fl.rstd), N, C, s);
-    mark("layernorm backward");
+                                at<float>(arena_, fin + fl.rstd), N, C, s,
+                                g + layers_.back().fcproj_b);
+    mark("layernorm backward + mlp.c_proj bias backward");
     for (int layer = args_.n_layers - 1; layer >= 0; layer--) {
         const std::size_t base = l.size * layer;
         const LayerOffsets& p = layers_[layer];
@@ -173,23 +177,20 @@ void Gpt2Gpu::backward_impl(int B, int T_len) {
         cuda::matmul_backward<T, float>(blas_, nullptr, g + p.fcproj_w, dres,
                                         at<T>(arena_, base + l.fch_gelu), w + p.fcproj_w, N, F, C);
         mark("gemm mlp.c_proj backward + gelu backward");
-        cuda::bias_backward<T>(g + p.fcproj_b, dres, N, C, s);
-        mark("bias backward");
         linear_backward<T>(blas_, d_norm, g + p.fc_w, d_fch, at<T>(arena_, base + l.ln2),
                            w + p.fc_w, N, C, F);
         mark("gemm c_fc backward");
         cuda::bias_backward<T>(g + p.fc_b, d_fch, N, F, s);
         mark("bias backward");
-        cuda::layernorm_backward<T>(
-            dres, g + p.ln2_w, g + p.ln2_b, d_norm, at<T>(arena_, base + l.h), w + p.ln2_w,
-            at<float>(arena_, base + l.ln2_mean), at<float>(arena_, base + l.ln2_rstd), N, C, s);
-        mark("layernorm backward");
+        cuda::layernorm_backward<T>(dres, g + p.ln2_w, g + p.ln2_b, d_norm,
+                                    at<T>(arena_, base + l.h), w + p.ln2_w,
+                                    at<float>(arena_, base + l.ln2_mean),
+                                    at<float>(arena_, base + l.ln2_rstd), N, C, s, g + p.proj_b);
+        mark("layernorm backward + attn.c_proj bias backward");
         // Attention: h = x + proj_b + proj_w · attn(attn_w · ln_1(x) + attn_b)
         linear_backward<T>(blas_, d_atty, g + p.proj_w, dres, at<T>(arena_, base + l.atty),
                            w + p.proj_w, N, C, C);
         mark("gemm attn.c_proj backward");
-        cuda::bias_backward<T>(g + p.proj_b, dres, N, C, s);
-        mark("bias backward");
         cuda::attention_backward<T>(d_qkv, d_atty, at<T>(arena_, base + l.qkv),
                                     at<T>(arena_, base + l.atty), at<float>(arena_, base + l.lse),
                                     B, T_len, H, H, hd, 0.0f, s);
@@ -201,7 +202,8 @@ void Gpt2Gpu::backward_impl(int B, int T_len) {
         mark("bias backward");
         cuda::layernorm_backward<T>(
             dres, g + p.ln1_w, g + p.ln1_b, d_norm, at<T>(arena_, base + l.x), w + p.ln1_w,
-            at<float>(arena_, base + l.ln1_mean), at<float>(arena_, base + l.ln1_rstd), N, C, s);
+            at<float>(arena_, base + l.ln1_mean), at<float>(arena_, base + l.ln1_rstd), N, C, s,
+            layer > 0 ? g + layers_[layer - 1].fcproj_b : nullptr);
         mark("layernorm backward");
     }
     // wte's gradient already holds the tied head's; the lookup's adds to it.
