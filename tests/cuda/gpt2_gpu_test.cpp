@@ -10,6 +10,7 @@
 
 #include "core/error.h"
 #include "cuda_test_util.h"
+#include "gpu_parity.h"
 #include "model/gpt2.h"
 #include "model/gpu/gpt2_gpu.h"
 #include "optim/grad_clip.h"
@@ -41,19 +42,6 @@ Gpt2Case wide_heads() {
     a.vocab_size = 512;
     a.max_seq_len = 48;
     return {"dim 96 heads 2", a, 1, 40};
-}
-
-void random_batch(const Gpt2Args& a, int B, int T, uint64_t seed, std::vector<int32_t>& tokens,
-                  std::vector<int32_t>& targets) {
-    Rng rng(seed);
-    tokens = random_tokens(static_cast<std::size_t>(B) * T, a.vocab_size, rng);
-    targets = random_tokens(tokens.size(), a.vocab_size, rng);
-    for (std::size_t i = 3; i < targets.size(); i += 11) targets[i] = -1;
-}
-
-std::vector<float> slice(const std::vector<float>& flat, const ParamView& v) {
-    return {flat.begin() + static_cast<long>(v.offset),
-            flat.begin() + static_cast<long>(v.offset + v.numel())};
 }
 
 // GPT-2's initialisation with nonzero biases and LayerNorm parameters off 1/0, so that their
@@ -106,34 +94,11 @@ void check_fp32_parity(const Gpt2Case& c) {
     Gpt2Gpu gpu(a, c.B, c.T, GpuPrecision::fp32);
     gpu.upload_params(cpu.params().data());
     std::vector<int32_t> tokens, targets;
-    random_batch(a, c.B, c.T, 11, tokens, targets);
+    random_batch(a.vocab_size, c.B, c.T, 11, tokens, targets);
     const std::string tag = std::string(" ") + c.name;
-    const std::size_t NV = static_cast<std::size_t>(c.B) * c.T * a.vocab_size;
-
-    std::vector<float> ref_logits(NV), got_logits(NV);
-    cpu.forward_logits(tokens.data(), c.B, c.T, ref_logits.data());
-    gpu.forward_logits(tokens.data(), c.B, c.T, got_logits.data());
-    expect_close("logits" + tag, got_logits, ref_logits, kTolFp32Long);
-
-    const double scale = 1.0 / (c.B * c.T);
-    cpu.zero_grad();
-    gpu.zero_grad();
-    const double ref_loss = cpu.forward_backward(tokens.data(), targets.data(), c.B, c.T, scale);
-    const double got_loss = gpu.forward_backward(tokens.data(), targets.data(), c.B, c.T, scale);
-    std::printf("    loss sum: cpu %.8f gpu %.8f\n", ref_loss, got_loss);
-    expect_close("loss" + tag, {static_cast<float>(got_loss)}, {static_cast<float>(ref_loss)},
-                 kTolFp32Long);
-    const double fwd_loss = gpu.forward_loss(tokens.data(), targets.data(), c.B, c.T);
-    expect_close("forward_loss" + tag, {static_cast<float>(fwd_loss)},
-                 {static_cast<float>(ref_loss)}, kTolFp32Long);
-
-    std::vector<float> grads(gpu.num_params());
-    gpu.download_grads(grads.data());
-    for (const ParamView& v : cpu.param_views())
-        expect_close("d " + v.name + tag, slice(grads, v), slice(cpu.grads(), v), kTolFp32Long);
-    // The flat gradient as a whole too: nothing outside the views, nothing left NaN; wte's
-    // padding rows and wpe's rows past T stay exactly 0.
-    expect_close("flat gradient" + tag, grads, cpu.grads(), kTolFp32Long);
+    expect_forward_parity(cpu, gpu, tokens, targets, c.B, c.T, a.vocab_size, tag);
+    // wte's padding rows and wpe's rows past T get exactly 0.
+    const std::vector<float> grads = expect_grad_parity(cpu, gpu, tag);
     const ParamView& wte = cpu.view("wte.weight");
     const auto pad_begin = wte.offset + static_cast<std::size_t>(a.vocab_size) * a.dim;
     for (std::size_t i = pad_begin; i < wte.offset + wte.numel(); i++)
@@ -166,7 +131,7 @@ TEST(CudaGpt2, Fp32MicroBatchesAndClipping) {
     double cpu_loss = 0.0;
     for (int m = 0; m < micro; m++) {
         std::vector<int32_t> tokens, targets;
-        random_batch(c.args, c.B, c.T, 100 + m, tokens, targets);
+        random_batch(c.args.vocab_size, c.B, c.T, 100 + m, tokens, targets);
         cpu_loss += cpu.forward_backward(tokens.data(), targets.data(), c.B, c.T, scale);
         gpu.forward_backward_async(tokens.data(), targets.data(), c.B, c.T, scale);
     }
@@ -195,7 +160,7 @@ void check_bf16(const Gpt2Case& c) {
     Gpt2Gpu gpu(a, c.B, c.T, GpuPrecision::bf16);
     gpu.upload_params(cpu.params().data());
     std::vector<int32_t> tokens, targets;
-    random_batch(a, c.B, c.T, 13, tokens, targets);
+    random_batch(a.vocab_size, c.B, c.T, 13, tokens, targets);
     const double scale = 1.0 / (c.B * c.T);
     cpu.zero_grad();
     gpu.zero_grad();

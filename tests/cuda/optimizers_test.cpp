@@ -15,6 +15,7 @@
 
 #include "core/error.h"
 #include "cuda_test_util.h"
+#include "gpu_parity.h"
 #include "kernels/cpu/newton_schulz.h"
 #include "kernels/cuda/model_ops.h"
 #include "kernels/cuda/newton_schulz.h"
@@ -125,11 +126,6 @@ struct SavedState {
         }
     }
 };
-
-std::vector<float> slice(const std::vector<float>& flat, const ParamView& v) {
-    return {flat.begin() + static_cast<long>(v.offset),
-            flat.begin() + static_cast<long>(v.offset + v.numel())};
-}
 
 std::vector<float> gradients(std::size_t n, int step) {
     Rng rng(7000 + step);

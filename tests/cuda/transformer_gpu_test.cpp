@@ -16,6 +16,7 @@
 
 #include "core/error.h"
 #include "cuda_test_util.h"
+#include "gpu_parity.h"
 #include "model/gpu/transformer_gpu.h"
 #include "model/model_args.h"
 #include "model/transformer.h"
@@ -59,20 +60,6 @@ ModelArgs tight_kitchen_sink() {
     return a;
 }
 
-// Random tokens and next-token targets with a few ignored (-1) positions.
-void random_batch(const ModelArgs& a, int B, int T, uint64_t seed, std::vector<int32_t>& tokens,
-                  std::vector<int32_t>& targets) {
-    Rng rng(seed);
-    tokens = random_tokens(static_cast<std::size_t>(B) * T, a.vocab_size, rng);
-    targets = random_tokens(tokens.size(), a.vocab_size, rng);
-    for (std::size_t i = 3; i < targets.size(); i += 11) targets[i] = -1;
-}
-
-std::vector<float> slice(const std::vector<float>& flat, const ParamView& v) {
-    return {flat.begin() + static_cast<long>(v.offset),
-            flat.begin() + static_cast<long>(v.offset + v.numel())};
-}
-
 TEST(CudaTransformer, ParameterLayoutMatchesCpu) {
     AGPT_REQUIRE_CUDA_DEVICE();
     for (const char* flavor :
@@ -103,7 +90,7 @@ void check_grads_ready(const ModelArgs& a, const ModelCase& c) {
     TransformerGpu gpu(a, c.B, c.T, GpuPrecision::fp32);
     gpu.upload_params(cpu.params().data());
     std::vector<int32_t> tokens, targets;
-    random_batch(a, c.B, c.T, 11, tokens, targets);
+    random_batch(a.vocab_size, c.B, c.T, 11, tokens, targets);
     using Ranges = std::vector<std::pair<std::size_t, std::size_t>>;
     Ranges want, got;
     cpu.set_grads_ready([&](std::size_t b, std::size_t e) { want.emplace_back(b, e); });
@@ -178,26 +165,9 @@ void check_fp32_parity(const ModelArgs& a, const ModelCase& c,
     TransformerGpu gpu(a, c.B, c.T, GpuPrecision::fp32, nullptr, ac);
     gpu.upload_params(cpu.params().data());
     std::vector<int32_t> tokens, targets;
-    random_batch(a, c.B, c.T, 11, tokens, targets);
+    random_batch(a.vocab_size, c.B, c.T, 11, tokens, targets);
     const std::string tag = std::string(" ") + c.flavor;
-    const std::size_t NV = static_cast<std::size_t>(c.B) * c.T * a.vocab_size;
-
-    std::vector<float> ref_logits(NV), got_logits(NV);
-    cpu.forward_logits(tokens.data(), c.B, c.T, ref_logits.data());
-    gpu.forward_logits(tokens.data(), c.B, c.T, got_logits.data());
-    expect_close("logits" + tag, got_logits, ref_logits, kTolFp32Long);
-
-    const double scale = 1.0 / (c.B * c.T);
-    cpu.zero_grad();
-    gpu.zero_grad();
-    const double ref_loss = cpu.forward_backward(tokens.data(), targets.data(), c.B, c.T, scale);
-    const double got_loss = gpu.forward_backward(tokens.data(), targets.data(), c.B, c.T, scale);
-    std::printf("    loss sum: cpu %.8f gpu %.8f\n", ref_loss, got_loss);
-    expect_close("loss" + tag, {static_cast<float>(got_loss)}, {static_cast<float>(ref_loss)},
-                 kTolFp32Long);
-    const double fwd_loss = gpu.forward_loss(tokens.data(), targets.data(), c.B, c.T);
-    expect_close("forward_loss" + tag, {static_cast<float>(fwd_loss)},
-                 {static_cast<float>(ref_loss)}, kTolFp32Long);
+    expect_forward_parity(cpu, gpu, tokens, targets, c.B, c.T, a.vocab_size, tag);
 
     if (a.is_moe()) {
         // The training forward's routing: the same per-expert loads (forward_logits and
@@ -214,12 +184,7 @@ void check_fp32_parity(const ModelArgs& a, const ModelCase& c,
                      {static_cast<float>(cpu.moe_aux_loss())}, kTolFp32Long);
     }
 
-    std::vector<float> grads(gpu.num_params());
-    gpu.download_grads(grads.data());
-    for (const ParamView& v : cpu.param_views())
-        expect_close("d " + v.name + tag, slice(grads, v), slice(cpu.grads(), v), kTolFp32Long);
-    // The flat gradient as a whole too: nothing outside the views, nothing left NaN.
-    expect_close("flat gradient" + tag, grads, cpu.grads(), kTolFp32Long);
+    expect_grad_parity(cpu, gpu, tag);
 }
 
 void check_fp32_parity(const ModelCase& c) {
@@ -273,7 +238,7 @@ TEST(CudaTransformer, ExpertBiasStepMatchesCpu) {
     TransformerGpu gpu(a, c.B, c.T, GpuPrecision::fp32);
     gpu.upload_params(cpu.params().data());
     std::vector<int32_t> tokens, targets;
-    random_batch(a, c.B, c.T, 23, tokens, targets);
+    random_batch(a.vocab_size, c.B, c.T, 23, tokens, targets);
     cpu.zero_grad();
     gpu.zero_grad();
     cpu.forward_backward(tokens.data(), targets.data(), c.B, c.T, 0.1);
@@ -330,7 +295,7 @@ TEST(CudaTransformer, Fp32TrainingStepsMatchCpuTrainer) {
         double cpu_loss = 0.0;
         for (int m = 0; m < micro; m++) {
             std::vector<int32_t> tokens, targets;
-            random_batch(a, c.B, c.T, 100 * step + m, tokens, targets);
+            random_batch(a.vocab_size, c.B, c.T, 100 * step + m, tokens, targets);
             cpu_loss += cpu.forward_backward(tokens.data(), targets.data(), c.B, c.T, scale);
             gpu.forward_backward_async(tokens.data(), targets.data(), c.B, c.T, scale);
         }
@@ -367,7 +332,7 @@ void check_policy_gradient_calls(const ModelArgs& a, const ModelCase& c, GpuPrec
     TransformerGpu gpu(a, c.B, c.T, precision);
     gpu.upload_params(cpu.params().data());
     std::vector<int32_t> tokens, targets;
-    random_batch(a, c.B, c.T, 17, tokens, targets);
+    random_batch(a.vocab_size, c.B, c.T, 17, tokens, targets);
     const std::size_t N = tokens.size();
     const std::string tag = std::string(" ") + c.flavor + " " + gpu_precision_name(precision);
 
@@ -427,7 +392,7 @@ void check_bf16(const ModelArgs& a, const ModelCase& c) {
     TransformerGpu gpu(a, c.B, c.T, GpuPrecision::bf16);
     gpu.upload_params(cpu.params().data());
     std::vector<int32_t> tokens, targets;
-    random_batch(a, c.B, c.T, 13, tokens, targets);
+    random_batch(a.vocab_size, c.B, c.T, 13, tokens, targets);
     const double scale = 1.0 / (c.B * c.T);
     cpu.zero_grad();
     gpu.zero_grad();
@@ -483,7 +448,7 @@ void check_checkpoint_bitwise(const ModelArgs& a, GpuPrecision precision, const 
         const int Bm = m == 0 ? B : 1, Tm = m == 0 ? T : 11;
         assigned += static_cast<double>(Bm) * Tm * a.top_k;
         std::vector<int32_t> tokens, targets;
-        random_batch(a, Bm, Tm, 40 + m, tokens, targets);
+        random_batch(a.vocab_size, Bm, Tm, 40 + m, tokens, targets);
         const double ln = none.forward_backward(tokens.data(), targets.data(), Bm, Tm, 0.03);
         const double lf = full.forward_backward(tokens.data(), targets.data(), Bm, Tm, 0.03);
         EXPECT_EQ(ln, lf) << tag << " micro-batch " << m;
@@ -506,7 +471,7 @@ void check_checkpoint_bitwise(const ModelArgs& a, GpuPrecision precision, const 
     EXPECT_EQ(full.moe_aux_loss(), none.moe_aux_loss()) << tag;
     std::vector<float> lg_n(static_cast<std::size_t>(B) * T * a.vocab_size), lg_f(lg_n.size());
     std::vector<int32_t> tokens, targets;
-    random_batch(a, B, T, 50, tokens, targets);
+    random_batch(a.vocab_size, B, T, 50, tokens, targets);
     none.forward_logits(tokens.data(), B, T, lg_n.data());
     full.forward_logits(tokens.data(), B, T, lg_f.data());
     EXPECT_EQ(std::memcmp(lg_n.data(), lg_f.data(), lg_n.size() * sizeof(float)), 0) << tag;
