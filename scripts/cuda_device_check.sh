@@ -12,7 +12,8 @@
 #     tests  every op, model and training test on the device (agpt_cuda_tests: CUDA vs CPU);
 #     bench  the kernel micro-benchmarks (agpt_cuda_tests --bench) and PyTorch's on the same shapes;
 #     e2e    agpt_cuda_model_bench --breakdown (where a step's time goes; GPT-2 also with
-#            AGPT_GEMM_EPILOGUE=none, the unfused GEMMs), then
+#            AGPT_GEMM_EPILOGUE=none, the unfused GEMMs; both models with
+#            AGPT_ATTN_BACKWARD=split, the split attention backward), then
 #            bench/cuda_vs_torch.sh: `agpt bench --training.device cuda` against PyTorch eager and
 #            torch.compile on GPT-2 124M and the Llama-style 124M, 32 x 1024, bf16;
 #     train  `agpt train --training.device cuda` (bf16) against the CPU on the debugmodel config,
@@ -194,6 +195,8 @@ def attention(tag, B, H, KV, T, D, dtype):
 
 attention("bf16_B8_H12_T1024_hd64", 8, 12, 12, 1024, 64, torch.bfloat16)
 attention("bf16_B8_H12_KV4_T1024_hd64", 8, 12, 4, 1024, 64, torch.bfloat16)
+attention("bf16_B32_H12_T1024_hd64", 32, 12, 12, 1024, 64, torch.bfloat16)
+attention("bf16_B32_H12_KV4_T1024_hd64", 32, 12, 4, 1024, 64, torch.bfloat16)
 PY
 }
 
@@ -258,6 +261,11 @@ run() {
             tee -a "$out/model_bench.log" || true
         AGPT_GEMM_EPILOGUE=none timeout 120 "$MODEL_BIN" --model gpt2 --steps 3 2>&1 |
             sed 's/^BENCH /BENCH unfused_/' | tee -a "$out/model_bench.log" || true
+        echo "== both with the split attention backward (AGPT_ATTN_BACKWARD=split)"
+        for model in gpt2 llama124m; do
+            AGPT_ATTN_BACKWARD=split timeout 120 "$MODEL_BIN" --model "$model" --steps 3 2>&1 |
+                sed 's/^BENCH /BENCH split_/' | tee -a "$out/model_bench.log" || true
+        done
         echo "== end to end, agpt bench against PyTorch: bench/cuda_vs_torch.sh"
         timeout 900 bench/cuda_vs_torch.sh "$DIR/agpt" 5 2>&1 |
             tee "$out/cuda_vs_torch.log" | tee -a "$out/bench.log" || true

@@ -2,7 +2,8 @@
 // multiple of the 32- or 64-row tiles), T = 1 and 1024, head sizes 16, 64, 80, 128, 160 and 192
 // (MLA's padded heads), GQA ratios 1, 2 and 4, and soft-capped scores. bf16 with hd 64, 128 or
 // 192 runs the tensor-core kernels (attention_tc.cu); fp32, the other head sizes and
-// AGPT_ATTN_KERNEL=simple the plain ones, which the Bf16SimpleKernel test covers for bf16.
+// AGPT_ATTN_KERNEL=simple the plain ones, which the Bf16SimpleKernel test covers for bf16;
+// Bf16SplitBackward covers AGPT_ATTN_BACKWARD=split.
 #include <cstdlib>
 #include <span>
 
@@ -114,8 +115,18 @@ TEST(CudaAttention, Bf16SimpleKernel) {
     check_attention<bf16>(kTolBf16, 4500, cases);
 }
 
+// AGPT_ATTN_BACKWARD=split (hd 64: dQ summed from per-split partials): one key-tile pair
+// (T 37, 64), three splits of 1..2 pairs with an odd tile count (T 333), eight splits of one pair
+// (T 1024), GQA 1, 2 and 4, soft-capped scores.
+TEST(CudaAttention, Bf16SplitBackward) {
+    const ScopedEnv split("AGPT_ATTN_BACKWARD", "split");
+    const Case cases[] = {kCases[0],     kCases[2],     kCases[7],
+                          kLongCases[0], kLongCases[3], {2, 300, 4, 2, 64, 0.0f}};
+    check_attention<bf16>(kTolBf16, 4800, cases);
+}
+
 // Two runs of the backward give the same bits (no atomics): the plain kernels (fp32) and the
-// tensor-core ones (bf16, hd 64).
+// tensor-core ones (bf16, hd 64; also split).
 template <typename S>
 void check_deterministic() {
     AGPT_REQUIRE_CUDA_DEVICE();
@@ -139,6 +150,10 @@ TEST(CudaAttention, BackwardIsDeterministic) {
     check_deterministic<float>();
 }
 TEST(CudaAttention, Bf16BackwardIsDeterministic) {
+    check_deterministic<bf16>();
+}
+TEST(CudaAttention, Bf16SplitBackwardIsDeterministic) {
+    const ScopedEnv split("AGPT_ATTN_BACKWARD", "split");
     check_deterministic<bf16>();
 }
 

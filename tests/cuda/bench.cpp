@@ -1,14 +1,16 @@
 // `agpt_cuda_tests --bench`: a few timings for tuning, one "BENCH name value unit" line each
 // (scripts/cuda_device_check.sh tabulates them). GEMM throughput at 4096³ and causal attention
 // forward/backward at GPT-2-small shapes (B=8, H=12, T=1024, hd=64), bf16 also at hd=128, at
-// hd=192 (the MoE table flavors' MLA heads) and with the plain kernels (AGPT_ATTN_KERNEL=simple;
-// names ending in _simple).
+// hd=192 (the MoE table flavors' MLA heads), with the plain kernels (AGPT_ATTN_KERNEL=simple;
+// names ending in _simple), and the hd-64 backward also at the training benchmarks' batch (B=32)
+// and split (AGPT_ATTN_BACKWARD=split; names ending in _split).
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
 #include <string>
 #include <vector>
 
+#include "../scoped_env.h"
 #include "cuda_test_util.h"
 #include "kernels/cuda/attention.h"
 #include "kernels/cuda/gemm.h"
@@ -95,15 +97,18 @@ int run_benchmarks() {
     bench_attention<bf16>("bf16_B4_H16_KV4_T1024_hd128", 4, 16, 4, 1024, 128);
     bench_attention<bf16>("bf16_B4_H16_T1024_hd192", 4, 16, 16, 1024, 192);
     bench_attention<float>("fp32_B8_H12_T1024_hd64", 8, 12, 12, 1024, 64);
-    const char* old = std::getenv("AGPT_ATTN_KERNEL");
-    const std::string saved = old ? old : "";
-    setenv("AGPT_ATTN_KERNEL", "simple", 1);
+    bench_attention<bf16>("bf16_B32_H12_T1024_hd64", 32, 12, 12, 1024, 64);
+    bench_attention<bf16>("bf16_B32_H12_KV4_T1024_hd64", 32, 12, 4, 1024, 64);
+    {
+        const ScopedEnv split("AGPT_ATTN_BACKWARD", "split");
+        bench_attention<bf16>("bf16_B8_H12_T1024_hd64_split", 8, 12, 12, 1024, 64);
+        bench_attention<bf16>("bf16_B8_H12_KV4_T1024_hd64_split", 8, 12, 4, 1024, 64);
+        bench_attention<bf16>("bf16_B32_H12_T1024_hd64_split", 32, 12, 12, 1024, 64);
+        bench_attention<bf16>("bf16_B32_H12_KV4_T1024_hd64_split", 32, 12, 4, 1024, 64);
+    }
+    const ScopedEnv simple("AGPT_ATTN_KERNEL", "simple");
     bench_attention<bf16>("bf16_B8_H12_T1024_hd64_simple", 8, 12, 12, 1024, 64);
     bench_attention<bf16>("bf16_B4_H16_T1024_hd192_simple", 4, 16, 16, 1024, 192);
-    if (old)
-        setenv("AGPT_ATTN_KERNEL", saved.c_str(), 1);
-    else
-        unsetenv("AGPT_ATTN_KERNEL");
     return 0;
 }
 

@@ -28,6 +28,9 @@
 //   dQ kernel, CTA = (64-query tile, head, batch), each warp owning 16 queries: for each
 //     32-key tile up to the diagonal, S and dP again, dQ += dS·K.
 // Every output element has one owner that writes it once: no atomics, deterministic.
+// The split backward (AGPT_ATTN_BACKWARD=split, hd 64) does without the dQ kernel's two
+// recomputed products: the dK/dV kernel also takes dQ += dS·K (dS through shared memory) into
+// fp32 partial sums, one per split of each head's key tiles, and a last kernel adds the splits.
 namespace agpt::cuda::detail {
 
 namespace {
@@ -325,18 +328,22 @@ template <int D>
 constexpr int kDqKeyTile = D <= 128 ? 32 : 16;
 constexpr bool kDkvPaired = true;
 
-template <int D, int BQ>
+template <int D, int BQ, bool DQ = false>
 struct DkvTiles {
     static constexpr int BK = 64;  // 4 warps × 16 keys
     static constexpr std::size_t smem =
-        sizeof(bf16) * (2 * BK + 4 * BQ) * D + sizeof(float) * 4 * BQ;
+        sizeof(bf16) * (2 * BK + 4 * BQ + (DQ ? BQ : 0)) * D + sizeof(float) * 4 * BQ;
 };
 
-// dK and dV of key tile kt (kv head blockIdx.y, batch blockIdx.z).
-template <int D, int BQ, bool CAP>
+// dK and dV of key tile kt (kv head blockIdx.y, batch blockIdx.z). With DQ (hd 64), also this key
+// tile's part of dQ = dS·K, added into dq_part (fp32, [B][H][T][D]), or stored there when
+// `first` (the block's first key tile: the lowest, whose query rows cover every later one's).
+template <int D, int BQ, bool CAP, bool DQ = false>
 __device__ __forceinline__ void dkv_tile(int kt, bf16* dqkv, const bf16* dout, const bf16* qkv,
                                          const float* lse, const float* Dq, int T_len, int H,
-                                         int KV, float scale, float cap) {
+                                         int KV, float scale, float cap, float* dq_part = nullptr,
+                                         bool first = false) {
+    static_assert(!DQ || D == 64, "the dQ partial sums are laid out for hd 64");
     constexpr int BK = DkvTiles<D, BQ>::BK, KS = D / 16, NT = D / 8, NQ = BQ / 8;
     extern __shared__ float4 smem_tc[];
     bf16* Ks = reinterpret_cast<bf16*>(smem_tc);
@@ -345,6 +352,7 @@ __device__ __forceinline__ void dkv_tile(int kt, bf16* dqkv, const bf16* dout, c
     bf16* dOs = Qs + 2 * BQ * D;                             // two buffers
     float* Ls = reinterpret_cast<float*>(dOs + 2 * BQ * D);  // two buffers of lse and D
     float* Ds = Ls + 2 * BQ;
+    bf16* dSs = reinterpret_cast<bf16*>(Ds + 2 * BQ);  // DQ: dS, [query][key], swizzled
 
     const int g = blockIdx.y, b = blockIdx.z;
     const int group = H / KV;
@@ -444,7 +452,40 @@ __device__ __forceinline__ void dkv_tile(int kt, bf16* dqkv, const bf16* dout, c
                     dp[j][e] = ds;
                 }
             }
-            // dV += Pᵀ·dO, dK += dSᵀ·Q.
+        if constexpr (DQ) {
+            // dS as bf16 (the value the dK product takes) at [query][key] for dQ = dS·K.
+#pragma unroll
+            for (int j = 0; j < NQ; ++j)
+#pragma unroll
+                for (int e = 0; e < 4; ++e) {
+                    const int key = warp * 16 + gq + 8 * (e >> 1), q = 8 * j + 2 * tq + (e & 1);
+                    dSs[swz<BK>(q, key >> 3) + (key & 7)] = __float2bfloat16(dp[j][e]);
+                }
+        }
+        // DQ: this warp's 16 queries × 32 columns of dQ, the partial sum so far, loaded halfway
+        // through the dV and dK products (half of P and dS no longer held) so that the load's
+        // latency is spent on the other half.
+        constexpr int NW = DQ ? D / 16 : 1;  // n-tiles per warp
+        const int r0 = 16 * (warp & 1), c0 = NW * (warp >> 1);
+        const int h = g * group + it / per_head;
+        float acc[NW][4];
+        auto load_partial = [&] {
+#pragma unroll
+            for (int r = 0; r < 2; ++r) {
+                const int qi = q0 + r0 + gq + 8 * r;
+                const float* prow =
+                    dq_part + ((static_cast<long>(b) * H + h) * T_len + min(qi, T_len - 1)) * D;
+#pragma unroll
+                for (int j = 0; j < NW; ++j) {
+                    float2 v = make_float2(0.0f, 0.0f);
+                    if (!first && qi < T_len)
+                        v = *vec_ptr<const float2>(prow + 8 * (c0 + j) + 2 * tq);
+                    acc[j][2 * r] = v.x;
+                    acc[j][2 * r + 1] = v.y;
+                }
+            }
+        };
+        // dV += Pᵀ·dO, dK += dSᵀ·Q.
 #pragma unroll
         for (int kk = 0; kk < BQ / 16; ++kk) {
             uint32_t pa[4], da[4];
@@ -460,8 +501,36 @@ __device__ __forceinline__ void dkv_tile(int kt, bf16* dqkv, const bf16* dout, c
                 mma_bf16(dk[2 * np], da, bb[0], bb[1]);
                 mma_bf16(dk[2 * np + 1], da, bb[2], bb[3]);
             }
+            if (DQ && kk == BQ / 32 - 1) load_partial();
         }
-        __syncthreads();  // this Q/dO buffer is refilled by the next iteration's prefetch
+        if constexpr (DQ) {
+            __syncthreads();  // every warp's dS is in place
+            // acc += dS·K (k = the tile's 64 keys) and back into the block's partial sum: one
+            // owner per element, program order, no atomics.
+#pragma unroll
+            for (int kk = 0; kk < BK / 16; ++kk) {
+                uint32_t a[4];
+                load_a<BK>(a, dSs, r0, kk);
+#pragma unroll
+                for (int np = 0; np < NW / 2; ++np) {
+                    uint32_t bb[4];
+                    load_b_kn<D>(bb, Ks, kk * 16, c0 + 2 * np);
+                    mma_bf16(acc[2 * np], a, bb[0], bb[1]);
+                    mma_bf16(acc[2 * np + 1], a, bb[2], bb[3]);
+                }
+            }
+#pragma unroll
+            for (int r = 0; r < 2; ++r) {
+                const int qi = q0 + r0 + gq + 8 * r;
+                if (qi >= T_len) continue;
+                float* prow = dq_part + ((static_cast<long>(b) * H + h) * T_len + qi) * D;
+#pragma unroll
+                for (int j = 0; j < NW; ++j)
+                    *vec_ptr<float2>(prow + 8 * (c0 + j) + 2 * tq) =
+                        make_float2(acc[j][2 * r], acc[j][2 * r + 1]);
+            }
+        }
+        __syncthreads();  // this Q/dO buffer (and dS) is refilled by the next iteration
     }
 
     bf16* dbase = dqkv + bT * row;
@@ -493,6 +562,59 @@ __global__ void __launch_bounds__(kThreads, kBwdBlocks<D>)
         __syncthreads();  // the first tile's K and V are no longer read
         dkv_tile<D, BQ, CAP>(nt - 1 - kt, dqkv, dout, qkv, lse, Dq, T_len, H, KV, scale, cap);
     }
+}
+
+// The split backward (AGPT_ATTN_BACKWARD=split, hd 64): dK, dV and dQ's partial sums in one
+// kernel, 5 matrix products where the kernels above take 7. Block (split s of S, kv head, batch)
+// takes the key-tile pairs x ≡ s (mod S), its tiles in ascending order, and owns split s's
+// partial sum of dQ; the sum kernel below adds the S partials in split order: deterministic.
+template <int D, int BQ, bool CAP>
+__global__ void __launch_bounds__(kThreads, kBwdBlocks<D>)
+    attention_backward_split_tc_kernel(bf16* dqkv, float* dq_part, const bf16* dout,
+                                       const bf16* qkv, const float* lse, const float* Dq,
+                                       int T_len, int H, int KV, float scale, float cap) {
+    constexpr int BK = DkvTiles<D, BQ, true>::BK;
+    const int S = gridDim.x, s = blockIdx.x;
+    const int nt = (T_len + BK - 1) / BK, pairs = (nt + 1) / 2;
+    float* part = dq_part + static_cast<long>(s) * gridDim.z * H * T_len * D;
+    for (int x = s; x < pairs; x += S) {
+        if (x != s) __syncthreads();  // the previous tile's K and V are no longer read
+        dkv_tile<D, BQ, CAP, true>(x, dqkv, dout, qkv, lse, Dq, T_len, H, KV, scale, cap, part,
+                                   x == s);
+    }
+    for (int x = s + (pairs - 1 - s) / S * S; x >= s; x -= S) {
+        if (nt - 1 - x == x) continue;
+        __syncthreads();
+        dkv_tile<D, BQ, CAP, true>(nt - 1 - x, dqkv, dout, qkv, lse, Dq, T_len, H, KV, scale, cap,
+                                   part, false);
+    }
+}
+
+// dQ = Σ_s partial s, in split order, row t of split s only where s·BK ≤ t (split s's lowest
+// key tile is s: its rows start there; split 0 has every row), into the q columns of dqkv.
+template <int D>
+__global__ void attention_dq_sum_kernel(bf16* dqkv, const float* dq_part, int splits, int BK,
+                                        long rows, int T_len, int H, int KV) {
+    constexpr int C = D / 4;  // float4s per row
+    const long i = static_cast<long>(blockIdx.x) * blockDim.x + threadIdx.x;
+    if (i >= rows * C) return;
+    const long w = i / C;  // row (b, h, t) of the partials
+    const int c = static_cast<int>(i % C) * 4;
+    const int t = static_cast<int>(w % T_len);
+    const long bh = w / T_len;
+    const int h = static_cast<int>(bh % H);
+    const long b = bh / H;
+    float4 acc = *vec_ptr<const float4>(dq_part + w * D + c);
+    for (int s = 1; s < splits && s * BK <= t; ++s) {
+        const float4 v = *vec_ptr<const float4>(dq_part + s * rows * D + w * D + c);
+        acc.x += v.x;
+        acc.y += v.y;
+        acc.z += v.z;
+        acc.w += v.w;
+    }
+    bf16* dst = dqkv + ((b * T_len + t) * (H + 2 * KV) + h) * D + c;
+    store_pair(dst, acc.x, acc.y);
+    store_pair(dst + 2, acc.z, acc.w);
 }
 
 template <int D, int BK>
@@ -644,6 +766,21 @@ void forward_d(bf16* out, float* lse, const bf16* qkv, int B, int T_len, int H, 
     AGPT_CUDA_CHECK_LAUNCH();
 }
 
+// AGPT_ATTN_BACKWARD=split selects the split backward at hd 64 (see its kernel).
+bool split_backward() {
+    const char* m = std::getenv("AGPT_ATTN_BACKWARD");
+    return m && std::strcmp(m, "split") == 0;
+}
+
+// Splits of the key-tile pairs per (kv head, batch): doubled until ~768 blocks (two waves at three
+// blocks per SM on 132 SMs) or one pair per block. The partials take splits × B·H·T·D floats.
+int dq_splits(int key_tiles, int heads_by_batch) {
+    const int pairs = (key_tiles + 1) / 2;
+    int s = 1;
+    while (s < pairs && s * heads_by_batch < 768) s *= 2;
+    return s < pairs ? s : pairs;
+}
+
 template <int D, bool CAP>
 void backward_d(bf16* dqkv, const bf16* dout, const bf16* qkv, const bf16* out, const float* lse,
                 int B, int T_len, int H, int KV, float cap, cudaStream_t stream) {
@@ -657,6 +794,24 @@ void backward_d(bf16* dqkv, const bf16* dout, const bf16* qkv, const bf16* out, 
                                                                                 T_len, H);
     AGPT_CUDA_CHECK_LAUNCH();
 
+    if constexpr (D == 64) {
+        if (split_backward()) {
+            constexpr std::size_t smem = DkvTiles<D, BQ, true>::smem;
+            constexpr int BK = DkvTiles<D, BQ, true>::BK;
+            auto kernel = attention_backward_split_tc_kernel<D, BQ, CAP>;
+            AGPT_CUDA_CHECK(
+                cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+            const int splits = dq_splits(ceil_div(T_len, BK), KV * B);
+            StreamScratch part(sizeof(float) * static_cast<std::size_t>(splits) * rows * D, stream);
+            kernel<<<dim3(splits, KV, B), kThreads, smem, stream>>>(
+                dqkv, part.as<float>(), dout, qkv, lse, Dq, T_len, H, KV, scale, cap);
+            AGPT_CUDA_CHECK_LAUNCH();
+            attention_dq_sum_kernel<D><<<ceil_div(rows * (D / 4), 256), 256, 0, stream>>>(
+                dqkv, part.as<float>(), splits, BK, rows, T_len, H, KV);
+            AGPT_CUDA_CHECK_LAUNCH();
+            return;
+        }
+    }
     constexpr std::size_t dkv_smem = DkvTiles<D, BQ>::smem;
     auto dkv = attention_backward_dkv_tc_kernel<D, BQ, CAP>;
     AGPT_CUDA_CHECK(
