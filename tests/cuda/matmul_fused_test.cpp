@@ -1,8 +1,8 @@
-// The fused matrix products (kernels/cuda/gemm.h: cuBLASLt's bias, GELU and GELU-gradient
-// epilogues, and a residual read from C into a distinct D) against the CPU's GEMM, bias add and
-// GELU on the same inputs, with the epilogues and, under AGPT_GEMM_EPILOGUE=none, with the
-// unfused path they fall back to. Shapes whose rows are not a multiple of 8 elements take the
-// unfused path in both modes (cuBLASLt's aux matrices need it).
+// The fused matrix products (kernels/cuda/gemm.h: cuBLASLt's bias, GELU, GELU-gradient and
+// bias-gradient epilogues, and a residual read from C into a distinct D) against the CPU's GEMM,
+// bias add, bias gradient and GELU on the same inputs, with the epilogues and, under
+// AGPT_GEMM_EPILOGUE=none, with the unfused path they fall back to. Shapes whose rows are not a
+// multiple of 8 elements take the unfused path in both modes (cuBLASLt's aux matrices need it).
 #include "../scoped_env.h"
 #include "cuda_test_util.h"
 #include "kernels/cpu/bias.h"
@@ -83,6 +83,31 @@ void check_fused(double tol, uint64_t seed, bool unfused) {
         matmul_backward_dgelu<T>(blas, d_dinp.ptr(), d_dout.ptr(), d_w.ptr(), d_pre_k.ptr(), s.M,
                                  s.K, s.N);
         expect_close("matmul_backward_dgelu" + tag, d_dinp.get(), dinp, tol);
+
+        // The same with the bias gradient, dbias (K) += Σ_rows dinp, onto a non-zero start.
+        const auto dbias0 = random_floats(s.K, rng);
+        std::vector<float> dbias = dbias0;
+        cpu::bias_backward<float>(dbias.data(), dinp.data(), s.M, s.K);
+        Dev<float> d_dbias(dbias0);
+        auto d_dinp2 = Dev<T>::poisoned(MK);
+        matmul_backward_dgelu<T>(blas, d_dinp2.ptr(), d_dout.ptr(), d_w.ptr(), d_pre_k.ptr(), s.M,
+                                 s.K, s.N, d_dbias.ptr());
+        expect_close("matmul_backward_dgelu with dbias" + tag, d_dinp2.get(), dinp, tol);
+        expect_close("matmul_backward_dgelu dbias" + tag, d_dbias.get(), dbias, tol);
+
+        // A linear layer's dweight (N,K) += doutᵀ·inp and dbias (N) += Σ_rows dout, onto
+        // non-zero starts.
+        const auto dweight0 = random_floats(NK, rng);
+        const auto dbias_n0 = random_floats(s.N, rng);
+        std::vector<float> dweight = dweight0, dbias_n = dbias_n0;
+        cpu::gemm<float>(true, false, s.N, s.K, s.M, 1.0f, dout.data(), s.N, inp.data(), s.K, 1.0f,
+                         dweight.data(), s.K);
+        cpu::bias_backward<float>(dbias_n.data(), dout.data(), s.M, s.N);
+        Dev<float> d_dweight(dweight0), d_dbias_n(dbias_n0);
+        matmul_backward_weight_bias<T>(blas, d_dweight.ptr(), d_dbias_n.ptr(), d_dout.ptr(),
+                                       d_inp.ptr(), s.M, s.K, s.N);
+        expect_close("matmul_backward_weight_bias dweight" + tag, d_dweight.get(), dweight, tol);
+        expect_close("matmul_backward_weight_bias dbias" + tag, d_dbias_n.get(), dbias_n, tol);
     }
 }
 

@@ -108,6 +108,12 @@ void bias_backward(float* dbias, const T* dout, int N, int OC, cudaStream_t stre
     AGPT_CUDA_CHECK_LAUNCH();
 }
 
+void bias_accumulate(float* dbias, const float* sums, int OC, cudaStream_t stream) {
+    if (OC <= 0) return;
+    sum_partials_kernel<<<ceil_div(OC, 256), 256, 0, stream>>>(dbias, sums, 1, OC);
+    AGPT_CUDA_CHECK_LAUNCH();
+}
+
 template void bias_forward<float>(float*, const float*, const float*, int, int, cudaStream_t);
 template void bias_forward<bf16>(bf16*, const bf16*, const bf16*, int, int, cudaStream_t);
 template void bias_backward<float>(float*, const float*, int, int, cudaStream_t);

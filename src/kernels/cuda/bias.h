@@ -17,4 +17,7 @@ void bias_forward(T* out, const T* inp, const T* bias, int N, int OC,
 template <typename T>
 void bias_backward(float* dbias, const T* dout, int N, int OC, cudaStream_t stream = nullptr);
 
+// dbias (OC, fp32) += sums (OC): a bias gradient formed elsewhere (a GEMM's epilogue).
+void bias_accumulate(float* dbias, const float* sums, int OC, cudaStream_t stream = nullptr);
+
 }  // namespace agpt::cuda

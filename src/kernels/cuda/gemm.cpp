@@ -49,14 +49,15 @@ struct AlgoChoice {
     bool found = false;
     cublasLtMatmulAlgo_t algo{};
 };
-using AlgoKey = std::array<long long, 19>;
+using AlgoKey = std::array<long long, 20>;
 std::mutex algo_mutex;
 std::map<AlgoKey, AlgoChoice> algo_cache;
 
 // An epilogue of cuBLASLt's and its operands (column-major: the bias runs along D's rows).
 struct LtEpilogue {
     cublasLtEpilogue_t mode = CUBLASLT_EPILOGUE_DEFAULT;
-    const void* bias = nullptr;
+    const void* bias = nullptr;  // the bias, or the bias gradient the BGRAD modes write
+    cudaDataType_t bias_type = CUDA_R_32F;
     const void* aux = nullptr;
     std::int64_t ld_aux = 0;
 };
@@ -76,9 +77,12 @@ bool lt_gemm(Blas& blas, cublasOperation_t ta, cublasOperation_t tb, int m, int 
     if (ep.mode != CUBLASLT_EPILOGUE_DEFAULT) {
         AGPT_CUBLAS_CHECK(cublas().LtMatmulDescSetAttribute(d.op, CUBLASLT_MATMUL_DESC_EPILOGUE,
                                                             &ep.mode, sizeof ep.mode));
-        if (ep.bias)
+        if (ep.bias) {
             AGPT_CUBLAS_CHECK(cublas().LtMatmulDescSetAttribute(
                 d.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &ep.bias, sizeof ep.bias));
+            AGPT_CUBLAS_CHECK(cublas().LtMatmulDescSetAttribute(
+                d.op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &ep.bias_type, sizeof ep.bias_type));
+        }
         if (ep.aux) {
             AGPT_CUBLAS_CHECK(cublas().LtMatmulDescSetAttribute(
                 d.op, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &ep.aux, sizeof ep.aux));
@@ -110,6 +114,7 @@ bool lt_gemm(Blas& blas, cublasOperation_t ta, cublasOperation_t tb, int m, int 
                       beta != 0.0f,
                       ep.mode,
                       ep.bias ? alignment(ep.bias) : 0,
+                      ep.bias ? ep.bias_type : -1,
                       ep.aux ? alignment(ep.aux) : 0,
                       ep.ld_aux};
     AlgoChoice choice;
@@ -200,7 +205,8 @@ namespace detail {
 // columns runs along Dᵀ's rows, as cuBLASLt's does; aux is row-major (M, ld_aux) likewise.
 template <typename T>
 bool gemm_epilogue(Blas& blas, Epilogue epilogue, bool b_nk, int M, int N, int K, const T* A,
-                   const T* B, float beta, const T* C, T* D, const T* bias, T* aux, int ld_aux) {
+                   const T* B, float beta, const T* C, T* D, const T* bias, T* aux, int ld_aux,
+                   float* bgrad) {
     LtEpilogue ep;
     switch (epilogue) {
         case Epilogue::none:
@@ -214,8 +220,16 @@ bool gemm_epilogue(Blas& blas, Epilogue epilogue, bool b_nk, int M, int N, int K
         case Epilogue::dgelu:
             ep.mode = CUBLASLT_EPILOGUE_DGELU;
             break;
+        case Epilogue::dgelu_bgrad:
+            ep.mode = CUBLASLT_EPILOGUE_DGELU_BGRAD;
+            break;
     }
-    if (epilogue == Epilogue::bias || epilogue == Epilogue::gelu_bias) ep.bias = bias;
+    if (epilogue == Epilogue::bias || epilogue == Epilogue::gelu_bias) {
+        ep.bias = bias;
+        ep.bias_type = data_type<T>();
+    } else if (epilogue == Epilogue::dgelu_bgrad) {
+        ep.bias = bgrad;  // fp32: the gradient of an fp32 master bias
+    }
     ep.aux = aux;
     ep.ld_aux = ld_aux;
     const cublasOperation_t ta = b_nk ? CUBLAS_OP_T : CUBLAS_OP_N;
@@ -223,10 +237,26 @@ bool gemm_epilogue(Blas& blas, Epilogue epilogue, bool b_nk, int M, int N, int K
                    beta, C, D, data_type<T>(), N, ep);
 }
 
+// Row-major dW (N,K) += doutᵀ·inp is column-major dWᵀ (K,N) += inpᵀ(K,M)·dout(M,N) with k = M:
+// BGRADB sums B (dout) over k, one value per column of dWᵀ (per row of dW).
+template <typename T>
+bool gemm_weight_bgrad(Blas& blas, int M, int N, int K, const T* dout, const T* inp, float* dweight,
+                       float* bgrad) {
+    LtEpilogue ep;
+    ep.mode = CUBLASLT_EPILOGUE_BGRADB;
+    ep.bias = bgrad;
+    return lt_gemm(blas, CUBLAS_OP_N, CUBLAS_OP_T, K, N, M, 1.0f, inp, data_type<T>(), K, dout, N,
+                   1.0f, dweight, dweight, CUDA_R_32F, K, ep);
+}
+
 template bool gemm_epilogue<float>(Blas&, Epilogue, bool, int, int, int, const float*, const float*,
-                                   float, const float*, float*, const float*, float*, int);
+                                   float, const float*, float*, const float*, float*, int, float*);
 template bool gemm_epilogue<bf16>(Blas&, Epilogue, bool, int, int, int, const bf16*, const bf16*,
-                                  float, const bf16*, bf16*, const bf16*, bf16*, int);
+                                  float, const bf16*, bf16*, const bf16*, bf16*, int, float*);
+template bool gemm_weight_bgrad<float>(Blas&, int, int, int, const float*, const float*, float*,
+                                       float*);
+template bool gemm_weight_bgrad<bf16>(Blas&, int, int, int, const bf16*, const bf16*, float*,
+                                      float*);
 
 }  // namespace detail
 

@@ -45,24 +45,40 @@ void matmul_forward_bias_gelu(Blas& blas, T* out, T* pre, const T* inp, const T*
                               const T* bias, int M, int K, int N);
 
 // dinp (M,K) = (dout (M,N) · weight (N,K)) ⊙ gelu′(pre (M,K)): the input gradient of a GELU
-// followed by a linear layer, overwritten (not accumulated).
+// followed by a linear layer, overwritten (not accumulated). With dbias, also dbias (K, fp32) +=
+// Σ_rows dinp: the gradient of the bias before the GELU.
 template <typename T>
 void matmul_backward_dgelu(Blas& blas, T* dinp, const T* dout, const T* weight, const T* pre, int M,
-                           int K, int N);
+                           int K, int N, float* dbias = nullptr);
+
+// A linear layer's parameter gradients: dweight (N,K, fp32) += dout (M,N)ᵀ · inp (M,K) and
+// dbias (N, fp32) += Σ_rows dout.
+template <typename T>
+void matmul_backward_weight_bias(Blas& blas, float* dweight, float* dbias, const T* dout,
+                                 const T* inp, int M, int K, int N);
 
 namespace detail {
 
-enum class Epilogue { none, bias, gelu_bias, dgelu };
+enum class Epilogue { none, bias, gelu_bias, dgelu, dgelu_bgrad };
 
 // Row-major D (M,N) = epilogue(A (M,K) · B (N,K)ᵀ when b_nk, else A · B (K,N), + beta · C): bias
 // adds bias (N) to every row (the others ignore it); gelu_bias stores the
 // pre-activation v = A·Bᵀ + bias into aux (ld_aux) and D = gelu(v); dgelu takes D = v ⊙
-// gelu′(aux). fp32 accumulation, one rounding to T. C may be D. Returns false, having done
-// nothing, where cuBLASLt offers no algorithm. matmul_fused.cpp checks the operands'
-// 16-byte alignment and ld_aux % 8 before calling.
+// gelu′(aux), and dgelu_bgrad also bgrad (N, fp32) = Σ_rows of that (written, not added).
+// fp32 accumulation, one rounding to T. C may be D. Returns false, having done nothing, where
+// cuBLASLt offers no algorithm. matmul_fused.cpp checks the operands' 16-byte alignment and
+// ld_aux % 8 before calling.
 template <typename T>
 bool gemm_epilogue(Blas& blas, Epilogue epilogue, bool b_nk, int M, int N, int K, const T* A,
-                   const T* B, float beta, const T* C, T* D, const T* bias, T* aux, int ld_aux);
+                   const T* B, float beta, const T* C, T* D, const T* bias, T* aux, int ld_aux,
+                   float* bgrad = nullptr);
+
+// Row-major dweight (N,K, fp32) += dout (M,N)ᵀ · inp (M,K) and bgrad (N, fp32) = Σ_rows dout
+// (written, not added): cuBLASLt's BGRADB epilogue. Returns false, having done nothing, where
+// cuBLASLt offers no algorithm.
+template <typename T>
+bool gemm_weight_bgrad(Blas& blas, int M, int N, int K, const T* dout, const T* inp, float* dweight,
+                       float* bgrad);
 
 }  // namespace detail
 

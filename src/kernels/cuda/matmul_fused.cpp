@@ -60,15 +60,40 @@ void matmul_forward_bias_gelu(Blas& blas, T* out, T* pre, const T* inp, const T*
 
 template <typename T>
 void matmul_backward_dgelu(Blas& blas, T* dinp, const T* dout, const T* weight, const T* pre, int M,
-                           int K, int N) {
+                           int K, int N, float* dbias) {
     if (M == 0 || K == 0) return;
-    if (N > 0 && epilogues_allowed({dinp, dout, weight, pre}, K) &&
-        detail::gemm_epilogue<T>(blas, Epilogue::dgelu, false, M, K, N, dout, weight, 0.0f, dinp,
-                                 dinp, nullptr, const_cast<T*>(pre), K))
-        return;
-    // In place: each element of the product is read by the GELU gradient, then overwritten.
-    gemm<T, T>(blas, false, false, M, K, N, 1.0f, dout, N, weight, K, 0.0f, dinp, K);
-    gelu_backward<T>(dinp, dinp, pre, static_cast<long>(M) * K, false, blas.stream());
+    const bool fuse = N > 0 && epilogues_allowed({dinp, dout, weight, pre}, K);
+    if (fuse && dbias) {
+        StreamScratch sums(sizeof(float) * static_cast<std::size_t>(K), blas.stream());
+        if (detail::gemm_epilogue<T>(blas, Epilogue::dgelu_bgrad, false, M, K, N, dout, weight,
+                                     0.0f, dinp, dinp, nullptr, const_cast<T*>(pre), K,
+                                     sums.as<float>())) {
+            bias_accumulate(dbias, sums.as<float>(), K, blas.stream());
+            return;
+        }
+    }
+    if (!(fuse && detail::gemm_epilogue<T>(blas, Epilogue::dgelu, false, M, K, N, dout, weight,
+                                           0.0f, dinp, dinp, nullptr, const_cast<T*>(pre), K))) {
+        // In place: each element of the product is read by the GELU gradient, then overwritten.
+        gemm<T, T>(blas, false, false, M, K, N, 1.0f, dout, N, weight, K, 0.0f, dinp, K);
+        gelu_backward<T>(dinp, dinp, pre, static_cast<long>(M) * K, false, blas.stream());
+    }
+    if (dbias) bias_backward<T>(dbias, dinp, M, K, blas.stream());
+}
+
+template <typename T>
+void matmul_backward_weight_bias(Blas& blas, float* dweight, float* dbias, const T* dout,
+                                 const T* inp, int M, int K, int N) {
+    if (N == 0 || K == 0) return;
+    if (M > 0 && epilogues_allowed({dweight, dout, inp})) {
+        StreamScratch sums(sizeof(float) * static_cast<std::size_t>(N), blas.stream());
+        if (detail::gemm_weight_bgrad<T>(blas, M, N, K, dout, inp, dweight, sums.as<float>())) {
+            bias_accumulate(dbias, sums.as<float>(), N, blas.stream());
+            return;
+        }
+    }
+    gemm<T, float>(blas, true, false, N, K, M, 1.0f, dout, N, inp, K, 1.0f, dweight, K);
+    bias_backward<T>(dbias, dout, M, N, blas.stream());
 }
 
 template void matmul_forward_bias<float>(Blas&, float*, const float*, const float*, const float*,
@@ -80,8 +105,12 @@ template void matmul_forward_bias_gelu<float>(Blas&, float*, float*, const float
 template void matmul_forward_bias_gelu<bf16>(Blas&, bf16*, bf16*, const bf16*, const bf16*,
                                              const bf16*, int, int, int);
 template void matmul_backward_dgelu<float>(Blas&, float*, const float*, const float*, const float*,
-                                           int, int, int);
+                                           int, int, int, float*);
 template void matmul_backward_dgelu<bf16>(Blas&, bf16*, const bf16*, const bf16*, const bf16*, int,
-                                          int, int);
+                                          int, int, float*);
+template void matmul_backward_weight_bias<float>(Blas&, float*, float*, const float*, const float*,
+                                                 int, int, int);
+template void matmul_backward_weight_bias<bf16>(Blas&, float*, float*, const bf16*, const bf16*,
+                                                int, int, int);
 
 }  // namespace agpt::cuda

@@ -171,17 +171,15 @@ void Gpt2Gpu::backward_impl(int B, int T_len) {
         const std::size_t base = l.size * layer;
         const LayerOffsets& p = layers_[layer];
         // MLP: x_next = h + fcproj_b + fcproj_w · gelu(fc_w · ln_2(h) + fc_b); the GELU's
-        // gradient is the input-gradient GEMM's epilogue.
+        // gradient and fc_b's are the input-gradient GEMM's epilogue.
         cuda::matmul_backward_dgelu<T>(blas_, d_fch, dres, w + p.fcproj_w,
-                                       at<T>(arena_, base + l.fch), N, F, C);
+                                       at<T>(arena_, base + l.fch), N, F, C, g + p.fc_b);
         cuda::matmul_backward<T, float>(blas_, nullptr, g + p.fcproj_w, dres,
                                         at<T>(arena_, base + l.fch_gelu), w + p.fcproj_w, N, F, C);
-        mark("gemm mlp.c_proj backward + gelu backward");
+        mark("gemm mlp.c_proj backward + gelu and c_fc bias backward");
         linear_backward<T>(blas_, d_norm, g + p.fc_w, d_fch, at<T>(arena_, base + l.ln2),
                            w + p.fc_w, N, C, F);
         mark("gemm c_fc backward");
-        cuda::bias_backward<T>(g + p.fc_b, d_fch, N, F, s);
-        mark("bias backward");
         cuda::layernorm_backward<T>(dres, g + p.ln2_w, g + p.ln2_b, d_norm,
                                     at<T>(arena_, base + l.h), w + p.ln2_w,
                                     at<float>(arena_, base + l.ln2_mean),
@@ -196,10 +194,8 @@ void Gpt2Gpu::backward_impl(int B, int T_len) {
                                     B, T_len, H, H, hd, 0.0f, s);
         mark("attention backward");
         linear_backward<T>(blas_, d_norm, g + p.attn_w, d_qkv, at<T>(arena_, base + l.ln1),
-                           w + p.attn_w, N, C, 3 * C);
-        mark("gemm c_attn backward");
-        cuda::bias_backward<T>(g + p.attn_b, d_qkv, N, 3 * C, s);
-        mark("bias backward");
+                           w + p.attn_w, N, C, 3 * C, g + p.attn_b);
+        mark("gemm c_attn backward (+ bias backward)");
         cuda::layernorm_backward<T>(
             dres, g + p.ln1_w, g + p.ln1_b, d_norm, at<T>(arena_, base + l.x), w + p.ln1_w,
             at<float>(arena_, base + l.ln1_mean), at<float>(arena_, base + l.ln1_rstd), N, C, s,

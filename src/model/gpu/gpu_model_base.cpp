@@ -31,14 +31,17 @@ namespace gpu_detail {
 
 template <typename T>
 void linear_backward(cuda::Blas& blas, T* dinp, float* dweight, const T* dout, const T* inp,
-                     const T* weight, int M, int K, int N) {
+                     const T* weight, int M, int K, int N, float* dbias) {
     cuda::gemm<T, T>(blas, false, false, M, K, N, 1.0f, dout, N, weight, K, 0.0f, dinp, K);
-    cuda::gemm<T, float>(blas, true, false, N, K, M, 1.0f, dout, N, inp, K, 1.0f, dweight, K);
+    if (dbias)
+        cuda::matmul_backward_weight_bias<T>(blas, dweight, dbias, dout, inp, M, K, N);
+    else
+        cuda::gemm<T, float>(blas, true, false, N, K, M, 1.0f, dout, N, inp, K, 1.0f, dweight, K);
 }
 template void linear_backward<float>(cuda::Blas&, float*, float*, const float*, const float*,
-                                     const float*, int, int, int);
+                                     const float*, int, int, int, float*);
 template void linear_backward<bf16>(cuda::Blas&, bf16*, float*, const bf16*, const bf16*,
-                                    const bf16*, int, int, int);
+                                    const bf16*, int, int, int, float*);
 
 void memset_async(void* p, std::size_t bytes, cudaStream_t s) {
     if (bytes > 0) AGPT_CUDA_CHECK(cudaMemsetAsync(p, 0, bytes, s));

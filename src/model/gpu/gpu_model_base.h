@@ -30,10 +30,11 @@ T* at(cuda::DeviceBuffer<unsigned char>& buf, std::size_t byte_offset) {
     return reinterpret_cast<T*>(buf.data() + byte_offset);
 }
 
-// dinp (M,K) = dout (M,N) · weight (N,K) (overwritten); dweight (N,K, fp32) += doutᵀ · inp.
+// dinp (M,K) = dout (M,N) · weight (N,K) (overwritten); dweight (N,K, fp32) += doutᵀ · inp; with
+// dbias, dbias (N, fp32) += Σ_rows dout (in the weight GEMM's epilogue where cuBLASLt has one).
 template <typename T>
 void linear_backward(cuda::Blas& blas, T* dinp, float* dweight, const T* dout, const T* inp,
-                     const T* weight, int M, int K, int N);
+                     const T* weight, int M, int K, int N, float* dbias = nullptr);
 
 void memset_async(void* p, std::size_t bytes, cudaStream_t s);
 void copy_async(void* dst, const void* src, std::size_t bytes, cudaStream_t s);

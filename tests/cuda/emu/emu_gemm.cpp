@@ -93,13 +93,16 @@ float gelu_grad(float x) {
 }  // namespace
 
 // cuBLASLt's epilogues as its documentation defines them: on the fp32 value of the product
-// (+ beta · C), one rounding per stored matrix.
+// (+ beta · C), one rounding per stored matrix; bias gradients summed from the fp32 values.
 template <typename T>
 bool gemm_epilogue(Blas&, Epilogue epilogue, bool b_nk, int M, int N, int K, const T* A, const T* B,
-                   float beta, const T* C, T* D, const T* bias, T* aux, int ld_aux) {
+                   float beta, const T* C, T* D, const T* bias, T* aux, int ld_aux, float* bgrad) {
     check_gemm_arguments(false, b_nk, M, N, K, K, b_nk ? K : N, N);
-    if ((epilogue == Epilogue::gelu_bias || epilogue == Epilogue::dgelu) && ld_aux < N)
+    const bool uses_aux = epilogue == Epilogue::gelu_bias || epilogue == Epilogue::dgelu ||
+                          epilogue == Epilogue::dgelu_bgrad;
+    if (uses_aux && ld_aux < N)
         fail_cublas(CUBLAS_STATUS_INVALID_VALUE, "gemm_epilogue: ld_aux < N", __FILE__, __LINE__);
+    if (epilogue == Epilogue::dgelu_bgrad) std::fill(bgrad, bgrad + N, 0.0f);
     // D may be C: each row's results are formed before any of them is stored.
     std::vector<float> row(static_cast<std::size_t>(N));
     for (int i = 0; i < M; ++i) {
@@ -125,18 +128,38 @@ bool gemm_epilogue(Blas&, Epilogue epilogue, bool b_nk, int M, int N, int K, con
                     d = to<T>(gelu(v));
                     break;
                 case Epilogue::dgelu:
-                    d = to<T>(v * gelu_grad(f(aux[static_cast<long>(i) * ld_aux + j])));
+                case Epilogue::dgelu_bgrad: {
+                    const float g = v * gelu_grad(f(aux[static_cast<long>(i) * ld_aux + j]));
+                    d = to<T>(g);
+                    if (epilogue == Epilogue::dgelu_bgrad) bgrad[j] += g;
                     break;
+                }
             }
         }
     }
     return true;
 }
 
+template <typename T>
+bool gemm_weight_bgrad(Blas& blas, int M, int N, int K, const T* dout, const T* inp, float* dweight,
+                       float* bgrad) {
+    gemm<T, float>(blas, true, false, N, K, M, 1.0f, dout, N, inp, K, 1.0f, dweight, K);
+    for (int j = 0; j < N; ++j) {
+        float s = 0.0f;
+        for (int i = 0; i < M; ++i) s += f(dout[static_cast<long>(i) * N + j]);
+        bgrad[j] = s;
+    }
+    return true;
+}
+
 template bool gemm_epilogue<float>(Blas&, Epilogue, bool, int, int, int, const float*, const float*,
-                                   float, const float*, float*, const float*, float*, int);
+                                   float, const float*, float*, const float*, float*, int, float*);
 template bool gemm_epilogue<bf16>(Blas&, Epilogue, bool, int, int, int, const bf16*, const bf16*,
-                                  float, const bf16*, bf16*, const bf16*, bf16*, int);
+                                  float, const bf16*, bf16*, const bf16*, bf16*, int, float*);
+template bool gemm_weight_bgrad<float>(Blas&, int, int, int, const float*, const float*, float*,
+                                       float*);
+template bool gemm_weight_bgrad<bf16>(Blas&, int, int, int, const bf16*, const bf16*, float*,
+                                      float*);
 
 }  // namespace detail
 
