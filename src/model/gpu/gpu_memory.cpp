@@ -39,9 +39,12 @@ BlockGradLayout block_grad_layout(std::size_t N, std::size_t es, std::size_t D, 
     return g;
 }
 
-int lm_head_chunk(std::size_t N, int V) {
-    const long c = (1L << 27) / std::max(V, 1);
-    return static_cast<int>(std::clamp<long>(c, 16, std::max<long>(static_cast<long>(N), 16)));
+int lm_head_chunk(std::size_t N, int V, bool bf16_logits) {
+    const long most = std::max((bf16_logits ? 1L << 28 : 1L << 27) / std::max(V, 1), 16L);
+    const long n = std::max(static_cast<long>(N), 16L);
+    const long chunks = (n + most - 1) / most;
+    const long even = (n + chunks - 1) / chunks;
+    return static_cast<int>(std::min((even + 63) / 64 * 64, n));
 }
 
 Widths widths(const ModelArgs& a, int tp_degree) {
@@ -171,7 +174,8 @@ GpuModelBytes gpu_model_base_bytes(std::size_t n_params, int vocab_size, std::si
     // The head's chunk of logits: bf16 in bf16 mode, rows padded to 64 elements
     // (lm_head_bf16_logits_scratch_bytes), fp32 otherwise (lm_head_scratch_bytes<float>); the
     // same buffer holds the grad-norm partials.
-    const std::size_t chunk = static_cast<std::size_t>(lm_head_chunk(max_tokens, vocab_size));
+    const std::size_t chunk = static_cast<std::size_t>(
+        lm_head_chunk(max_tokens, vocab_size, precision == GpuPrecision::bf16));
     const std::size_t V = static_cast<std::size_t>(vocab_size);
     const std::size_t row = precision == GpuPrecision::bf16 ? (V + 63) / 64 * 64 : V;
     const std::size_t head = chunk * row * element_bytes(precision);

@@ -41,9 +41,12 @@ BlockGradLayout block_grad_layout(std::size_t N, std::size_t es, std::size_t D, 
                                   std::size_t ffn_pre, std::size_t attn, std::size_t qkv,
                                   std::size_t qk);
 
-// Tokens per chunk of the fused LM head over a vocabulary of V: about 128M logits (512 MiB of
-// fp32) at a time, so the head GEMMs have thousands of rows.
-int lm_head_chunk(std::size_t N, int V);
+// Tokens per chunk of the fused LM head over N tokens and a vocabulary of V: about 512 MiB of
+// logits at a time (128M fp32, or 256M with bf16_logits: the bf16 head's), so the head GEMMs
+// have thousands of rows and the fp32 weight gradient, read and written once per chunk, is
+// revisited as few times as that allows; the chunks even (a multiple of 64 rows, not a short
+// last one).
+int lm_head_chunk(std::size_t N, int V, bool bf16_logits = false);
 
 // ---- the agpt transformer (TransformerGpu) ----
 

@@ -72,7 +72,7 @@ GpuModelBase::GpuModelBase(std::vector<ParamView> views, int vocab_size, int max
     targets_ = cuda::DeviceBuffer<int32_t>(N);
     scalars_ = cuda::DeviceBuffer<double>(2);
     scalars_.fill_bytes(0, s);
-    head_chunk_ = lm_head_chunk(N, vocab_size_);
+    head_chunk_ = lm_head_chunk(N, vocab_size_, precision_ == GpuPrecision::bf16);
     const std::size_t head_bytes =
         precision_ == GpuPrecision::bf16
             ? cuda::lm_head_bf16_logits_scratch_bytes(head_chunk_, vocab_size_)

@@ -218,6 +218,8 @@ void TransformerGpu::set_tensor_parallel(const TensorParallel& tp) {
     dacts_ = cuda::DeviceBuffer<unsigned char>(grad_layout(args_, w, N, es).size);
     if (!tp.active()) return;
     const int rows = vocab_range(args_.vocab_size, tp.rank, n).second;
+    // The vocabulary-parallel head keeps fp32 logits (and their bf16 copy): fp32-sized chunks.
+    head_chunk_ = lm_head_chunk(N, args_.vocab_size);
     const std::size_t head_bytes =
         precision_ == GpuPrecision::bf16
             ? cuda::vocab_parallel_scratch_bytes<bf16>(head_chunk_, rows)
