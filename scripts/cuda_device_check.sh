@@ -13,7 +13,8 @@
 #     bench  the kernel micro-benchmarks (agpt_cuda_tests --bench) and PyTorch's on the same shapes;
 #     e2e    agpt_cuda_model_bench --breakdown (where a step's time goes; GPT-2 also with
 #            AGPT_GEMM_EPILOGUE=none, the unfused GEMMs; both models with
-#            AGPT_ATTN_BACKWARD=split, the split attention backward), then
+#            AGPT_ATTN_BACKWARD=split, the split attention backward, and
+#            AGPT_ATTN_FORWARD=wide, the wide attention forward), then
 #            bench/cuda_vs_torch.sh: `agpt bench --training.device cuda` against PyTorch eager and
 #            torch.compile on GPT-2 124M and the Llama-style 124M, 32 x 1024, bf16;
 #     train  `agpt train --training.device cuda` (bf16) against the CPU on the debugmodel config,
@@ -261,10 +262,12 @@ run() {
             tee -a "$out/model_bench.log" || true
         AGPT_GEMM_EPILOGUE=none timeout 120 "$MODEL_BIN" --model gpt2 --steps 3 2>&1 |
             sed 's/^BENCH /BENCH unfused_/' | tee -a "$out/model_bench.log" || true
-        echo "== both with the split attention backward (AGPT_ATTN_BACKWARD=split)"
+        echo "== both with the split attention backward, then the wide attention forward"
         for model in gpt2 llama124m; do
             AGPT_ATTN_BACKWARD=split timeout 120 "$MODEL_BIN" --model "$model" --steps 3 2>&1 |
                 sed 's/^BENCH /BENCH split_/' | tee -a "$out/model_bench.log" || true
+            AGPT_ATTN_FORWARD=wide timeout 120 "$MODEL_BIN" --model "$model" --steps 3 2>&1 |
+                sed 's/^BENCH /BENCH wide_/' | tee -a "$out/model_bench.log" || true
         done
         echo "== end to end, agpt bench against PyTorch: bench/cuda_vs_torch.sh"
         timeout 900 bench/cuda_vs_torch.sh "$DIR/agpt" 5 2>&1 |
@@ -319,7 +322,7 @@ if os.path.exists(model_log):
         if len(p) >= 3 and p[0] == "BENCH" and p[1].endswith("_step_ms"):
             steps[p[1][: -len("_step_ms")]] = p[2]
 for base in sorted(k for k in steps if k.startswith("model_")):
-    for variant in ("unfused_", "split_"):
+    for variant in ("unfused_", "split_", "wide_"):
         if variant + base in steps:
             a, b = float(steps[base]), float(steps[variant + base])
             print(f"{base}: step {a:.2f} ms by default, {b:.2f} ms {variant[:-1]} "

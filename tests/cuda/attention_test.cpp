@@ -3,7 +3,7 @@
 // (MLA's padded heads), GQA ratios 1, 2 and 4, and soft-capped scores. bf16 with hd 64, 128 or
 // 192 runs the tensor-core kernels (attention_tc.cu); fp32, the other head sizes and
 // AGPT_ATTN_KERNEL=simple the plain ones, which the Bf16SimpleKernel test covers for bf16;
-// Bf16SplitBackward covers AGPT_ATTN_BACKWARD=split.
+// Bf16SplitBackward covers AGPT_ATTN_BACKWARD=split, Bf16WideForward AGPT_ATTN_FORWARD=wide.
 #include <cstdlib>
 #include <span>
 
@@ -123,6 +123,16 @@ TEST(CudaAttention, Bf16SplitBackward) {
     const Case cases[] = {kCases[0],     kCases[2],     kCases[7],
                           kLongCases[0], kLongCases[3], {2, 300, 4, 2, 64, 0.0f}};
     check_attention<bf16>(kTolBf16, 4800, cases);
+}
+
+// AGPT_ATTN_FORWARD=wide (hd 64: 128-query tiles, two m-tiles per warp): a tile past T (T 37,
+// 64), two (T 200: the second tile's upper half past T), many (T 1024, 333), GQA 1, 2 and 4,
+// soft-capped scores.
+TEST(CudaAttention, Bf16WideForward) {
+    const ScopedEnv wide("AGPT_ATTN_FORWARD", "wide");
+    const Case cases[] = {kCases[0],     kCases[2],     kCases[7],
+                          kLongCases[0], kLongCases[3], {2, 200, 4, 2, 64, 0.0f}};
+    check_attention<bf16>(kTolBf16, 4900, cases);
 }
 
 // Two runs of the backward give the same bits (no atomics): the plain kernels (fp32) and the

@@ -3,7 +3,8 @@
 // forward/backward at GPT-2-small shapes (B=8, H=12, T=1024, hd=64), bf16 also at hd=128, at
 // hd=192 (the MoE table flavors' MLA heads), with the plain kernels (AGPT_ATTN_KERNEL=simple;
 // names ending in _simple), and the hd-64 backward also at the training benchmarks' batch (B=32)
-// and split (AGPT_ATTN_BACKWARD=split; names ending in _split).
+// and split (AGPT_ATTN_BACKWARD=split; names ending in _split), the forward also wide
+// (AGPT_ATTN_FORWARD=wide; _wide).
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
@@ -99,6 +100,11 @@ int run_benchmarks() {
     bench_attention<float>("fp32_B8_H12_T1024_hd64", 8, 12, 12, 1024, 64);
     bench_attention<bf16>("bf16_B32_H12_T1024_hd64", 32, 12, 12, 1024, 64);
     bench_attention<bf16>("bf16_B32_H12_KV4_T1024_hd64", 32, 12, 4, 1024, 64);
+    {
+        const ScopedEnv wide("AGPT_ATTN_FORWARD", "wide");
+        bench_attention<bf16>("bf16_B8_H12_T1024_hd64_wide", 8, 12, 12, 1024, 64);
+        bench_attention<bf16>("bf16_B32_H12_T1024_hd64_wide", 32, 12, 12, 1024, 64);
+    }
     {
         const ScopedEnv split("AGPT_ATTN_BACKWARD", "split");
         bench_attention<bf16>("bf16_B8_H12_T1024_hd64_split", 8, 12, 12, 1024, 64);

@@ -16,9 +16,10 @@
 // (an XOR swizzle: the 8 rows an ldmatrix reads fall in 8 different bank groups). Rows past T
 // are zero-filled and masked.
 //
-// Forward, CTA = (64-query tile, head, batch), 4 warps of 16 query rows each: S = Q·Kᵀ per
-// 64-key tile into registers, mask on the diagonal tile, online softmax per row (quad
-// shuffles), P (bf16, straight from the accumulator layout into the A layout) · V.
+// Forward, CTA = (64-query tile, head, batch), 4 warps of 16 query rows each (wide: 128-query
+// tiles, 2 × 16 rows per warp): S = Q·Kᵀ per 64-key tile into registers, mask on the diagonal
+// tiles, online softmax per row (quad shuffles), P (bf16, straight from the accumulator layout
+// into the A layout) · V.
 //
 // Backward (D_i = dO_i·O_i first, into a scratch buffer):
 //   dK/dV kernel, CTA = (64-key tiles x and n−1−x, kv head, batch), each warp owning 16 keys:
@@ -120,22 +121,23 @@ __device__ __forceinline__ float quad_sum(float v) {
     return v + __shfl_xor_sync(kFullMask, v, 2);
 }
 
-template <int D>
+// Forward tiles: 64 keys, and 64·MT queries, MT 16-row m-tiles per warp (MT = 2: each K and V
+// fragment read from shared memory feeds two m-tiles).
+template <int D, int MT>
 struct FwdTiles {
-    static constexpr int BQ = 64, BK = 64;
+    static constexpr int BQ = 64 * MT, BK = 64;
     static constexpr std::size_t smem = sizeof(bf16) * (BQ + 4 * BK) * D;
 };
 
 // Blocks per SM the forward kernel is compiled for (1: no register cap; see the tuning notes).
-template <int D>
-constexpr int kFwdBlocks = 1;
+template <int MT>
+constexpr int kFwdBlocks = MT == 1 ? 1 : 2;
 
-template <int D, bool CAP>
-__global__ void __launch_bounds__(kThreads, kFwdBlocks<D>)
+template <int D, bool CAP, int MT>
+__global__ void __launch_bounds__(kThreads, kFwdBlocks<MT>)
     attention_forward_tc_kernel(bf16* out, float* lse, const bf16* qkv, int T_len, int H, int KV,
                                 float scale, float cap) {
-    constexpr int BQ = FwdTiles<D>::BQ, BK = FwdTiles<D>::BK, KS = D / 16, NT = D / 8;
-    static_assert(BQ == BK, "the diagonal tile is the last one");
+    constexpr int BQ = FwdTiles<D, MT>::BQ, BK = FwdTiles<D, MT>::BK, KS = D / 16, NT = D / 8;
     extern __shared__ float4 smem_tc[];
     bf16* Qs = reinterpret_cast<bf16*>(smem_tc);
     bf16* Ks = Qs + BQ * D;      // two buffers
@@ -150,21 +152,31 @@ __global__ void __launch_bounds__(kThreads, kFwdBlocks<D>)
     const bf16* vbase = base + static_cast<long>(H + KV + g) * D;
     const int q0 = qt * BQ;
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, gq = lane >> 2, tq = lane & 3;
-    const int r_lo = q0 + warp * 16 + gq;  // this lane's query rows: r_lo and r_lo + 8
+    // This lane's query rows in m-tile i: r_lo[i] and r_lo[i] + 8.
+    int r_lo[MT];
+#pragma unroll
+    for (int i = 0; i < MT; ++i) r_lo[i] = q0 + 64 * i + warp * 16 + gq;
+    // Key tiles up to the block's last query row; from tile MT·qt on, some keys are masked.
+    const int nkt = MT == 1 ? qt + 1 : min(MT * (qt + 1), (T_len + BK - 1) / BK);
 
     load_tile<BQ, D>(Qs, base + q0 * row + static_cast<long>(h) * D, row, min(BQ, T_len - q0));
     load_tile<BK, D>(Ks, kbase, row, min(BK, T_len));
     load_tile<BK, D>(Vs, vbase, row, min(BK, T_len));
     cp_async_commit();
 
-    uint32_t qf[KS][4];
-    float o[NT][4];
+    uint32_t qf[MT][KS][4];
+    float o[MT][NT][4];
+    float m[MT][2], l[MT][2];
 #pragma unroll
-    for (int j = 0; j < NT; ++j) o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.0f;
-    float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
+    for (int i = 0; i < MT; ++i) {
+#pragma unroll
+        for (int j = 0; j < NT; ++j) o[i][j][0] = o[i][j][1] = o[i][j][2] = o[i][j][3] = 0.0f;
+        m[i][0] = m[i][1] = -INFINITY;
+        l[i][0] = l[i][1] = 0.0f;
+    }
 
-    for (int kt = 0; kt <= qt; ++kt) {
-        if (kt < qt) {  // prefetch the next K/V tile into the other buffer
+    for (int kt = 0; kt < nkt; ++kt) {
+        if (kt + 1 < nkt) {  // prefetch the next K/V tile into the other buffer
             const int k1 = (kt + 1) * BK, n1 = min(BK, T_len - k1);
             const int buf = (kt + 1) & 1;
             load_tile<BK, D>(Ks + buf * BK * D, kbase + k1 * row, row, n1);
@@ -177,74 +189,90 @@ __global__ void __launch_bounds__(kThreads, kFwdBlocks<D>)
         __syncthreads();
         if (kt == 0) {
 #pragma unroll
-            for (int ks = 0; ks < KS; ++ks) load_a<D>(qf[ks], Qs, warp * 16, ks);
+            for (int i = 0; i < MT; ++i)
+#pragma unroll
+                for (int ks = 0; ks < KS; ++ks) load_a<D>(qf[i][ks], Qs, 64 * i + warp * 16, ks);
         }
         const bf16* Kt = Ks + (kt & 1) * BK * D;
         const bf16* Vt = Vs + (kt & 1) * BK * D;
 
-        float s[BK / 8][4];
+        float s[MT][BK / 8][4];
 #pragma unroll
-        for (int j = 0; j < BK / 8; ++j) s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.0f;
+        for (int i = 0; i < MT; ++i)
+#pragma unroll
+            for (int j = 0; j < BK / 8; ++j)
+                s[i][j][0] = s[i][j][1] = s[i][j][2] = s[i][j][3] = 0.0f;
 #pragma unroll
         for (int ks = 0; ks < KS; ++ks)
 #pragma unroll
             for (int jp = 0; jp < BK / 16; ++jp) {
                 uint32_t bb[4];
                 load_b_nk<D>(bb, Kt, jp * 16, ks);
-                mma_bf16(s[2 * jp], qf[ks], bb[0], bb[1]);
-                mma_bf16(s[2 * jp + 1], qf[ks], bb[2], bb[3]);
+#pragma unroll
+                for (int i = 0; i < MT; ++i) {
+                    mma_bf16(s[i][2 * jp], qf[i][ks], bb[0], bb[1]);
+                    mma_bf16(s[i][2 * jp + 1], qf[i][ks], bb[2], bb[3]);
+                }
             }
 
-        // Online softmax; scores in log2 units. Key k0 is visible to every row of the tile, so
-        // the running max is finite from the first tile on.
+        // Online softmax; scores in log2 units. Key 0 is visible to every row, so the running
+        // max is finite from the first tile on.
         const int k0 = kt * BK;
-        const bool diag = kt == qt;
-        float mx[2] = {m[0], m[1]};
+        const bool diag = kt >= MT * qt;
 #pragma unroll
-        for (int j = 0; j < BK / 8; ++j)
+        for (int i = 0; i < MT; ++i) {
+            float mx[2] = {m[i][0], m[i][1]};
 #pragma unroll
-            for (int e = 0; e < 4; ++e) {
-                float dfac;
-                float x = softmax_score<CAP>(s[j][e], scale, cap, dfac) * kLog2e;
-                if (diag && k0 + 8 * j + 2 * tq + (e & 1) > r_lo + 8 * (e >> 1)) x = -INFINITY;
-                s[j][e] = x;
-                mx[e >> 1] = fmaxf(mx[e >> 1], x);
+            for (int j = 0; j < BK / 8; ++j)
+#pragma unroll
+                for (int e = 0; e < 4; ++e) {
+                    float dfac;
+                    float x = softmax_score<CAP>(s[i][j][e], scale, cap, dfac) * kLog2e;
+                    if (diag && k0 + 8 * j + 2 * tq + (e & 1) > r_lo[i] + 8 * (e >> 1))
+                        x = -INFINITY;
+                    s[i][j][e] = x;
+                    mx[e >> 1] = fmaxf(mx[e >> 1], x);
+                }
+            float alpha[2];
+#pragma unroll
+            for (int r = 0; r < 2; ++r) {
+                mx[r] = quad_max(mx[r]);
+                alpha[r] = exp2f(m[i][r] - mx[r]);
+                m[i][r] = mx[r];
+                l[i][r] *= alpha[r];
             }
-        float alpha[2];
 #pragma unroll
-        for (int r = 0; r < 2; ++r) {
-            mx[r] = quad_max(mx[r]);
-            alpha[r] = exp2f(m[r] - mx[r]);
-            m[r] = mx[r];
-            l[r] *= alpha[r];
-        }
-#pragma unroll
-        for (int j = 0; j < NT; ++j) {
-            o[j][0] *= alpha[0];
-            o[j][1] *= alpha[0];
-            o[j][2] *= alpha[1];
-            o[j][3] *= alpha[1];
-        }
-#pragma unroll
-        for (int j = 0; j < BK / 8; ++j)
-#pragma unroll
-            for (int e = 0; e < 4; ++e) {
-                const float p = exp2f(s[j][e] - m[e >> 1]);
-                l[e >> 1] += p;
-                s[j][e] = p;
+            for (int j = 0; j < NT; ++j) {
+                o[i][j][0] *= alpha[0];
+                o[i][j][1] *= alpha[0];
+                o[i][j][2] *= alpha[1];
+                o[i][j][3] *= alpha[1];
             }
+#pragma unroll
+            for (int j = 0; j < BK / 8; ++j)
+#pragma unroll
+                for (int e = 0; e < 4; ++e) {
+                    const float p = exp2f(s[i][j][e] - m[i][e >> 1]);
+                    l[i][e >> 1] += p;
+                    s[i][j][e] = p;
+                }
+        }
 
-            // O += P·V.
+        // O += P·V.
 #pragma unroll
         for (int kk = 0; kk < BK / 16; ++kk) {
-            uint32_t pa[4];
-            acc_to_a(pa, s[2 * kk], s[2 * kk + 1]);
+            uint32_t pa[MT][4];
+#pragma unroll
+            for (int i = 0; i < MT; ++i) acc_to_a(pa[i], s[i][2 * kk], s[i][2 * kk + 1]);
 #pragma unroll
             for (int np = 0; np < NT / 2; ++np) {
                 uint32_t bb[4];
                 load_b_kn<D>(bb, Vt, kk * 16, 2 * np);
-                mma_bf16(o[2 * np], pa, bb[0], bb[1]);
-                mma_bf16(o[2 * np + 1], pa, bb[2], bb[3]);
+#pragma unroll
+                for (int i = 0; i < MT; ++i) {
+                    mma_bf16(o[i][2 * np], pa[i], bb[0], bb[1]);
+                    mma_bf16(o[i][2 * np + 1], pa[i], bb[2], bb[3]);
+                }
             }
         }
         __syncthreads();  // this K/V buffer is refilled by the next iteration's prefetch
@@ -252,18 +280,22 @@ __global__ void __launch_bounds__(kThreads, kFwdBlocks<D>)
 
     const long out_row = static_cast<long>(H) * D;
 #pragma unroll
-    for (int r = 0; r < 2; ++r) {
-        l[r] = quad_sum(l[r]);
-        const int qi = r_lo + 8 * r;
-        if (qi >= T_len) continue;
-        bf16* o_row =
-            out + (static_cast<long>(b) * T_len + qi) * out_row + static_cast<long>(h) * D;
-        const float inv = 1.0f / l[r];
+    for (int i = 0; i < MT; ++i)
 #pragma unroll
-        for (int j = 0; j < NT; ++j)
-            store_pair(o_row + 8 * j + 2 * tq, o[j][2 * r] * inv, o[j][2 * r + 1] * inv);
-        if (tq == 0) lse[(static_cast<long>(b) * H + h) * T_len + qi] = (m[r] + log2f(l[r])) * kLn2;
-    }
+        for (int r = 0; r < 2; ++r) {
+            l[i][r] = quad_sum(l[i][r]);
+            const int qi = r_lo[i] + 8 * r;
+            if (qi >= T_len) continue;
+            bf16* o_row =
+                out + (static_cast<long>(b) * T_len + qi) * out_row + static_cast<long>(h) * D;
+            const float inv = 1.0f / l[i][r];
+#pragma unroll
+            for (int j = 0; j < NT; ++j)
+                store_pair(o_row + 8 * j + 2 * tq, o[i][j][2 * r] * inv, o[i][j][2 * r + 1] * inv);
+            if (tq == 0)
+                lse[(static_cast<long>(b) * H + h) * T_len + qi] =
+                    (m[i][r] + log2f(l[i][r])) * kLn2;
+        }
 }
 
 // Threads per row of the row dots: the largest power of two dividing D/8 (8 at hd 64 and 192,
@@ -311,8 +343,11 @@ __global__ void __launch_bounds__(kThreads)
 // per SM at hd 64 (≤ 168 registers, no spills; 2 blocks: 0.38 ms) and 2 at hd 128 (3 spill).
 // Query tile of the dK/dV kernel and key tile of the dQ kernel: 32 (64 at hd 64: 0.42 ms, and
 // 64 does not fit the registers at hd 128). Pairing key tiles x and nt−1−x in one dK/dV block:
-// 0.33 ms, 0.36 ms without. The forward keeps its 133 registers (3 blocks of 40 KB at hd 64;
-// capping it at 128 registers for 4 blocks spills and is slower).
+// 0.33 ms, 0.36 ms without. The forward keeps its registers (ptxas, sm_90: 163 at hd 64; 3
+// blocks of 40 KB; capping it at 128 registers for 4 blocks spills and is slower). Not yet timed:
+// the wide forward (AGPT_ATTN_FORWARD=wide, hd 64: 128-query tiles, each warp two m-tiles, so
+// each K/V fragment from shared memory feeds two MMAs; 248 registers, 2 blocks of 48 KB) and the
+// split backward (168 registers, 28–48 bytes of spills).
 // hd 192 (not yet timed on a device): the dK and dV accumulators alone take 192 registers per
 // thread, so the backward runs 16-row query (dK/dV) and key (dQ) tiles and is compiled for 1
 // block per SM; ptxas (sm_90) gives every kernel 255 registers, with small spills (dK/dV 40–96
@@ -753,17 +788,35 @@ __global__ void __launch_bounds__(kThreads, kBwdBlocks<D>)
     }
 }
 
-template <int D, bool CAP>
-void forward_d(bf16* out, float* lse, const bf16* qkv, int B, int T_len, int H, int KV, float cap,
-               cudaStream_t stream) {
-    constexpr std::size_t smem = FwdTiles<D>::smem;
-    auto kernel = attention_forward_tc_kernel<D, CAP>;
+template <int D, bool CAP, int MT>
+void forward_tiles(bf16* out, float* lse, const bf16* qkv, int B, int T_len, int H, int KV,
+                   float cap, cudaStream_t stream) {
+    constexpr std::size_t smem = FwdTiles<D, MT>::smem;
+    auto kernel = attention_forward_tc_kernel<D, CAP, MT>;
     AGPT_CUDA_CHECK(
         cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-    const dim3 grid(ceil_div(T_len, FwdTiles<D>::BQ), H, B);
+    const dim3 grid(ceil_div(T_len, FwdTiles<D, MT>::BQ), H, B);
     const float scale = 1.0f / sqrtf(static_cast<float>(D));
     kernel<<<grid, kThreads, smem, stream>>>(out, lse, qkv, T_len, H, KV, scale, cap);
     AGPT_CUDA_CHECK_LAUNCH();
+}
+
+// AGPT_ATTN_FORWARD=wide selects the forward's two m-tiles per warp at hd 64.
+bool wide_forward() {
+    const char* m = std::getenv("AGPT_ATTN_FORWARD");
+    return m && std::strcmp(m, "wide") == 0;
+}
+
+template <int D, bool CAP>
+void forward_d(bf16* out, float* lse, const bf16* qkv, int B, int T_len, int H, int KV, float cap,
+               cudaStream_t stream) {
+    if constexpr (D == 64) {
+        if (wide_forward()) {
+            forward_tiles<D, CAP, 2>(out, lse, qkv, B, T_len, H, KV, cap, stream);
+            return;
+        }
+    }
+    forward_tiles<D, CAP, 1>(out, lse, qkv, B, T_len, H, KV, cap, stream);
 }
 
 // AGPT_ATTN_BACKWARD=split selects the split backward at hd 64 (see its kernel).
