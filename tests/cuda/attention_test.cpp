@@ -5,6 +5,7 @@
 // AGPT_ATTN_KERNEL=simple the plain ones, which the Bf16SimpleKernel test covers for bf16;
 // Bf16SplitBackward covers AGPT_ATTN_BACKWARD=split, Bf16WideForward AGPT_ATTN_FORWARD=wide.
 #include <cstdlib>
+#include <cstring>
 #include <span>
 
 #include "../scoped_env.h"
@@ -133,6 +134,31 @@ TEST(CudaAttention, Bf16WideForward) {
     const Case cases[] = {kCases[0],     kCases[2],     kCases[7],
                           kLongCases[0], kLongCases[3], {2, 200, 4, 2, 64, 0.0f}};
     check_attention<bf16>(kTolBf16, 4900, cases);
+}
+
+// The wide forward computes each row exactly as the default one does (the same key tiles in the
+// same order; the extra fully masked tile adds exact zeros): the same bits, output and lse.
+TEST(CudaAttention, Bf16WideForwardEqualsDefaultBitwise) {
+    AGPT_REQUIRE_CUDA_DEVICE();
+    for (const Case& c : {Case{2, 333, 4, 2, 64, 0.0f}, Case{1, 200, 2, 1, 64, 0.5f}}) {
+        Rng rng(5000 + c.T);
+        const long row = static_cast<long>(c.H + 2 * c.KV) * c.hd;
+        const std::size_t n_out = static_cast<std::size_t>(c.B) * c.T * c.H * c.hd;
+        const std::size_t n_lse = static_cast<std::size_t>(c.B) * c.H * c.T;
+        Dev<bf16> qkv(random_floats(static_cast<std::size_t>(c.B) * c.T * row, rng, -2.0f, 2.0f));
+        std::vector<float> out[2], lse[2];
+        for (int wide = 0; wide < 2; wide++) {
+            const ScopedEnv mode("AGPT_ATTN_FORWARD", wide ? "wide" : nullptr);
+            auto d_out = Dev<bf16>::poisoned(n_out);
+            auto d_lse = Dev<float>::poisoned(n_lse);
+            attention_forward<bf16>(d_out.ptr(), d_lse.ptr(), qkv.ptr(), c.B, c.T, c.H, c.KV, c.hd,
+                                    c.softcap);
+            out[wide] = d_out.get();
+            lse[wide] = d_lse.get();
+        }
+        EXPECT_EQ(std::memcmp(out[0].data(), out[1].data(), n_out * sizeof(float)), 0) << c.T;
+        EXPECT_EQ(std::memcmp(lse[0].data(), lse[1].data(), n_lse * sizeof(float)), 0) << c.T;
+    }
 }
 
 // Two runs of the backward give the same bits (no atomics): the plain kernels (fp32) and the

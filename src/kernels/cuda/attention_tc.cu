@@ -1,6 +1,4 @@
 #include <cstdint>
-#include <cstdlib>
-#include <cstring>
 
 #include "kernels/cuda/attention_mma.cuh"
 #include "kernels/cuda/attention_tc.h"
@@ -803,8 +801,7 @@ void forward_tiles(bf16* out, float* lse, const bf16* qkv, int B, int T_len, int
 
 // AGPT_ATTN_FORWARD=wide selects the forward's two m-tiles per warp at hd 64.
 bool wide_forward() {
-    const char* m = std::getenv("AGPT_ATTN_FORWARD");
-    return m && std::strcmp(m, "wide") == 0;
+    return env_is("AGPT_ATTN_FORWARD", "wide");
 }
 
 template <int D, bool CAP>
@@ -821,8 +818,7 @@ void forward_d(bf16* out, float* lse, const bf16* qkv, int B, int T_len, int H, 
 
 // AGPT_ATTN_BACKWARD=split selects the split backward at hd 64 (see its kernel).
 bool split_backward() {
-    const char* m = std::getenv("AGPT_ATTN_BACKWARD");
-    return m && std::strcmp(m, "split") == 0;
+    return env_is("AGPT_ATTN_BACKWARD", "split");
 }
 
 // Splits of the key-tile pairs per (kv head, batch): doubled until ~768 blocks (two waves at three
@@ -884,8 +880,7 @@ void backward_d(bf16* dqkv, const bf16* dout, const bf16* qkv, const bf16* out, 
 
 // AGPT_ATTN_KERNEL=simple selects the plain kernels (attention.cu) for every call.
 bool tc_enabled(int hd) {
-    const char* k = std::getenv("AGPT_ATTN_KERNEL");
-    return (hd == 64 || hd == 128 || hd == 192) && !(k && std::strcmp(k, "simple") == 0);
+    return (hd == 64 || hd == 128 || hd == 192) && !env_is("AGPT_ATTN_KERNEL", "simple");
 }
 
 }  // namespace

@@ -1,6 +1,4 @@
 #include <cstdint>
-#include <cstdlib>
-#include <cstring>
 
 #include "kernels/cuda/bias.h"
 #include "kernels/cuda/gelu.h"
@@ -19,9 +17,7 @@ bool aligned(const void* p) {
 // cuBLASLt's epilogue operands: 16-byte aligned pointers, the aux matrix's rows a multiple of 8
 // elements; AGPT_GEMM_EPILOGUE=none keeps every product on the unfused path.
 bool epilogues_allowed(std::initializer_list<const void*> pointers, int ld_aux = 8) {
-    const char* e = std::getenv("AGPT_GEMM_EPILOGUE");
-    if (e && std::strcmp(e, "none") == 0) return false;
-    if (ld_aux % 8 != 0) return false;
+    if (env_is("AGPT_GEMM_EPILOGUE", "none") || ld_aux % 8 != 0) return false;
     for (const void* p : pointers)
         if (p && !aligned(p)) return false;
     return true;
