@@ -45,6 +45,18 @@ Gpt2Case wide_heads() {
     return {"dim 96 heads 2", a, 1, 40};
 }
 
+// Two layers of dim 128 with 2 heads of 64 (the tensor-core attention), widths that are
+// multiples of 8 (the fused epilogues' operands), vocabulary 512.
+Gpt2Case tensor_core_heads() {
+    Gpt2Args a;
+    a.dim = 128;
+    a.n_layers = 2;
+    a.n_heads = 2;
+    a.vocab_size = 512;
+    a.max_seq_len = 128;
+    return {"dim 128 heads 2", a, 2, 96};
+}
+
 // GPT-2's initialisation with nonzero biases and LayerNorm parameters off 1/0, so that their
 // gradients and every bias path are exercised.
 void init(Gpt2& m, uint64_t seed) {
@@ -198,17 +210,12 @@ TEST(CudaGpt2, Bf16LossWideHeads) {
 
 // Two accumulations of the same micro-batch from zeroed gradients give the same loss and
 // gradient bits in bf16: every kernel and cuBLASLt epilogue (the bias-gradient sums included)
-// adds in a fixed order. Heads of 64 (the tensor-core attention), widths that are multiples of 8
-// (the fused epilogues' operands).
+// adds in a fixed order.
 TEST(CudaGpt2, Bf16StepIsDeterministic) {
     AGPT_REQUIRE_CUDA_DEVICE();
-    Gpt2Args a;
-    a.dim = 128;
-    a.n_layers = 2;
-    a.n_heads = 2;
-    a.vocab_size = 512;
-    a.max_seq_len = 96;
-    const int B = 2, T = 96;
+    const Gpt2Case c = tensor_core_heads();
+    const Gpt2Args& a = c.args;
+    const int B = c.B, T = c.T;
     Gpt2 cpu(a, B, T);
     init(cpu, 21);
     Gpt2Gpu gpu(a, B, T, GpuPrecision::bf16);

@@ -799,26 +799,16 @@ void forward_tiles(bf16* out, float* lse, const bf16* qkv, int B, int T_len, int
     AGPT_CUDA_CHECK_LAUNCH();
 }
 
-// AGPT_ATTN_FORWARD=wide selects the forward's two m-tiles per warp at hd 64.
-bool wide_forward() {
-    return env_is("AGPT_ATTN_FORWARD", "wide");
-}
-
 template <int D, bool CAP>
 void forward_d(bf16* out, float* lse, const bf16* qkv, int B, int T_len, int H, int KV, float cap,
                cudaStream_t stream) {
-    if constexpr (D == 64) {
-        if (wide_forward()) {
+    if constexpr (D == 64) {  // AGPT_ATTN_FORWARD=wide: two m-tiles per warp
+        if (env_is("AGPT_ATTN_FORWARD", "wide")) {
             forward_tiles<D, CAP, 2>(out, lse, qkv, B, T_len, H, KV, cap, stream);
             return;
         }
     }
     forward_tiles<D, CAP, 1>(out, lse, qkv, B, T_len, H, KV, cap, stream);
-}
-
-// AGPT_ATTN_BACKWARD=split selects the split backward at hd 64 (see its kernel).
-bool split_backward() {
-    return env_is("AGPT_ATTN_BACKWARD", "split");
 }
 
 // Splits of the key-tile pairs per (kv head, batch): doubled until ~768 blocks (two waves at three
@@ -843,8 +833,8 @@ void backward_d(bf16* dqkv, const bf16* dout, const bf16* qkv, const bf16* out, 
                                                                                 T_len, H);
     AGPT_CUDA_CHECK_LAUNCH();
 
-    if constexpr (D == 64) {
-        if (split_backward()) {
+    if constexpr (D == 64) {  // AGPT_ATTN_BACKWARD=split (see its kernel)
+        if (env_is("AGPT_ATTN_BACKWARD", "split")) {
             constexpr std::size_t smem = DkvTiles<D, BQ, true>::smem;
             constexpr int BK = DkvTiles<D, BQ, true>::BK;
             auto kernel = attention_backward_split_tc_kernel<D, BQ, CAP>;
