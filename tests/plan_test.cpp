@@ -17,6 +17,7 @@
 #include "core/error.h"
 #include "model/model_zoo.h"
 #include "model/transformer.h"
+#include "scoped_env.h"
 #include "tools/plan.h"
 #include "train/config.h"
 #include "train/trainer.h"
@@ -322,6 +323,7 @@ TEST(PlanCuda, RowsAddUpAndFollowThePrecisionAndCheckpointing) {
 
 TEST(PlanCuda, WorkspaceHoldsCublasAndTheDeviceOptimizersBuffers) {
     const std::size_t cublas = std::size_t{32} << 20;
+    // (small's heads are not a tensor-core size: no attention scratch)
     const MemoryPlan adamw = plan_memory(cuda_job("agpt", "small", 1, 16, "bfloat16"), 0, 258);
     EXPECT_EQ(adamw.temporary_bytes, cublas);
     const MemoryPlan schedule_free =
@@ -338,6 +340,30 @@ TEST(PlanCuda, WorkspaceHoldsCublasAndTheDeviceOptimizersBuffers) {
         plan_memory(cuda_job("agpt", "small", 1, 16, "bfloat16", "Mano"), 0, 258);
     EXPECT_GT(mano.temporary_bytes, cublas);
     EXPECT_LT(mano.temporary_bytes, muon.temporary_bytes);
+}
+
+// bf16 attention on tensor cores takes one fp32 per query row and head in its backward; the split
+// backward (AGPT_ATTN_BACKWARD=split) its dQ partial sums besides: 2 splits for GPT-2 at 32 x 1024,
+// 8 for llama124m (4 kv heads), each B·T·H·hd floats.
+TEST(PlanCuda, WorkspaceHoldsTheAttentionBackwardsScratch) {
+    const std::size_t cublas = std::size_t{32} << 20, rows = std::size_t{32} * 1024 * 12;
+    const JobConfig gpt2 = cuda_job("gpt2", "124M", 32, 1024, "bfloat16");
+    const JobConfig llama = cuda_job("agpt", "llama124m", 32, 1024, "bfloat16");
+    const ScopedEnv simple("AGPT_ATTN_KERNEL", nullptr);
+    {
+        const ScopedEnv off("AGPT_ATTN_BACKWARD", nullptr);
+        const MemoryPlan p = plan_memory(gpt2, 0, 50257);
+        EXPECT_EQ(p.temporary_bytes, cublas + rows * 4);
+        EXPECT_NE(format_plan(p).find("workspace: cuBLAS workspace, attention scratch"),
+                  std::string::npos);
+        EXPECT_EQ(plan_memory(llama, 0, 32000).temporary_bytes, cublas + rows * 4);
+    }
+    const ScopedEnv split("AGPT_ATTN_BACKWARD", "split");
+    EXPECT_EQ(plan_memory(gpt2, 0, 50257).temporary_bytes, cublas + rows * 4 + 2 * rows * 64 * 4);
+    const MemoryPlan p = plan_memory(llama, 0, 32000);
+    EXPECT_EQ(p.temporary_bytes, cublas + rows * 4 + 8 * rows * 64 * 4);
+    EXPECT_EQ(p.total_bytes, p.param_bytes + p.grad_bytes + p.bf16_param_bytes + p.optimizer_bytes +
+                                 p.activation_bytes + p.rope_bytes + p.temporary_bytes);
 }
 
 TEST(PlanCuda, ZeroDividesTheOptimizerStateAndAddsItsTransferBuffers) {

@@ -9,6 +9,7 @@
 #include "core/error.h"
 #include "data/tokenizer.h"
 #include "kernels/cpu/cross_entropy.h"
+#include "kernels/cuda/attention_plan.h"
 #include "model/gpt2.h"
 #include "model/gpu/gpu_memory.h"
 #include "model/model_zoo.h"
@@ -190,15 +191,18 @@ std::size_t optimizer_device_bytes(const std::string& optimizer,
                                : scratch;
 }
 
-// The cuda trainer's model for cfg (make_cuda_model's): its parameter views and device bytes.
+// The cuda trainer's model for cfg (make_cuda_model's): its parameter views, device bytes and
+// its attention backward's kernels (whose stream scratch the step allocates per layer).
 struct CudaModelPlan {
     std::vector<ParamView> views;
     GpuModelBytes bytes;
+    cuda::AttentionBackwardPlan attention;
 };
 
 CudaModelPlan plan_cuda_model(MemoryPlan& p, const JobConfig& cfg, int vocab_size) {
     const GpuPrecision precision =
         p.precision == "float32" ? GpuPrecision::fp32 : GpuPrecision::bf16;
+    const bool bf16 = precision == GpuPrecision::bf16;
     CudaModelPlan m;
     if (cfg.model.name == "gpt2") {
         if (p.tensor_parallel_degree > 1)
@@ -220,6 +224,8 @@ CudaModelPlan plan_cuda_model(MemoryPlan& p, const JobConfig& cfg, int vocab_siz
         p.flops_per_token = g.flops_per_token(p.seq_len);
         m.views = gpt2_param_views(g);
         m.bytes = gpt2_gpu_bytes(g, p.batch, p.seq_len, precision);
+        m.attention = cuda::attention_backward_plan(p.batch, p.seq_len, g.n_heads, g.n_heads,
+                                                    g.dim / g.n_heads, bf16);
     } else {
         // Tensor-parallel rank 0, as the CPU plan: it holds the longest vocabulary range.
         tensor_parallel_shard(p.args, p.tensor_parallel_degree, 0);  // refuses what cannot split
@@ -228,6 +234,14 @@ CudaModelPlan plan_cuda_model(MemoryPlan& p, const JobConfig& cfg, int vocab_siz
         m.views = transformer_layout(p.args, tp, p.expert_parallel_degree).views;
         m.bytes = transformer_gpu_bytes(p.args, p.batch, p.seq_len, precision,
                                         p.activation_checkpoint, p.expert_parallel_degree, tp);
+        const gpu_detail::Widths w = gpu_detail::widths(p.args, tp.degree);
+        const MlaShape mla = p.args.mla ? mla_shape_of(p.args) : MlaShape{};
+        m.attention =
+            p.args.mla
+                ? cuda::attention_backward_plan(p.batch, p.seq_len, w.heads, w.heads,
+                                                std::max(mla.qk_head_dim(), mla.v_head_dim), bf16)
+                : cuda::attention_backward_plan(p.batch, p.seq_len, w.heads, w.kv_heads,
+                                                p.args.head_dim(), bf16);
     }
     return m;
 }
@@ -285,9 +299,11 @@ void plan_cuda_memory(MemoryPlan& p, const JobConfig& cfg, int vocab_size) {
     for (const auto& part : p.optimizer_parts) trained += part.params;
     const std::size_t optimizer_buffers =
         optimizer_device_bytes(p.optimizer, m.views, trained, ns_bf16);
-    p.temporary_bytes = kCublasWorkspaceBytes + optimizer_buffers;
-    p.temporary_what = optimizer_buffers > 0 ? "cuBLAS workspace, " + p.optimizer + "'s buffers"
-                                             : "cuBLAS workspace";
+    const std::size_t attention = m.attention.scratch_bytes();
+    p.temporary_bytes = kCublasWorkspaceBytes + attention + optimizer_buffers;
+    p.temporary_what = "cuBLAS workspace";
+    if (attention > 0) p.temporary_what += ", attention scratch";
+    if (optimizer_buffers > 0) p.temporary_what += ", " + p.optimizer + "'s buffers";
     p.runtime_bytes = 0;
     p.total_bytes = p.param_bytes + p.grad_bytes + p.bf16_param_bytes + p.optimizer_bytes +
                     p.activation_bytes + p.rope_bytes + p.zero_buffer_bytes + p.temporary_bytes;
@@ -461,7 +477,7 @@ std::string format_plan(const MemoryPlan& p) {
             ? fmt::format(" | expert parallel {}", p.expert_parallel_degree)
             : "");
     const auto row = [&](const std::string& what, std::size_t b) {
-        s += fmt::format("  {:<52} {:>11}\n", what, bytes_text(b));
+        s += fmt::format("  {:<64} {:>11}\n", what, bytes_text(b));
     };
     const auto optimizer_rows = [&](const std::string& what) {
         row(what, p.optimizer_bytes);

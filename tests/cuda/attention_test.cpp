@@ -13,6 +13,7 @@
 #include "cuda_test_util.h"
 #include "kernels/cpu/attention.h"
 #include "kernels/cuda/attention.h"
+#include "kernels/cuda/attention_plan.h"
 
 namespace agpt::cuda::test {
 namespace {
@@ -191,6 +192,54 @@ TEST(CudaAttention, Bf16BackwardIsDeterministic) {
 TEST(CudaAttention, Bf16SplitBackwardIsDeterministic) {
     const ScopedEnv split("AGPT_ATTN_BACKWARD", "split");
     check_deterministic<bf16>();
+}
+
+// Which kernels each call runs (attention_tc.cu dispatches on these) and the scratch its backward
+// takes (what `agpt plan` counts), under each switch. Pure arithmetic: runs without a device.
+TEST(CudaAttention, PlanFollowsTheSwitches) {
+    const std::size_t rows = std::size_t{32} * 1024 * 12;  // B 32, T 1024, H 12
+    const auto gpt2 = [] { return attention_backward_plan(32, 1024, 12, 12, 64, true); };
+    const auto llama = [] { return attention_backward_plan(32, 1024, 12, 4, 64, true); };
+    {
+        const ScopedEnv none("AGPT_ATTN_BACKWARD", nullptr);
+        const ScopedEnv f("AGPT_ATTN_FORWARD", nullptr);
+        EXPECT_EQ(attention_forward_kernels(64, true), AttentionKernels::tensor_core);
+        EXPECT_EQ(gpt2().kernels, AttentionKernels::tensor_core);
+        EXPECT_EQ(gpt2().scratch_bytes(), rows * 4);
+        EXPECT_EQ(gpt2().dq_partial_bytes, 0u);
+        EXPECT_EQ(attention_forward_kernels(64, false), AttentionKernels::plain);
+        EXPECT_EQ(attention_backward_plan(2, 37, 4, 4, 64, false).scratch_bytes(), 0u);
+        EXPECT_EQ(attention_backward_plan(1, 70, 2, 1, 80, true).kernels, AttentionKernels::plain);
+        EXPECT_EQ(attention_backward_plan(1, 40, 4, 2, 192, true).kernels,
+                  AttentionKernels::tensor_core);
+    }
+    {
+        const ScopedEnv wide("AGPT_ATTN_FORWARD", "wide");
+        EXPECT_EQ(attention_forward_kernels(64, true), AttentionKernels::wide);
+        EXPECT_EQ(attention_forward_kernels(128, true), AttentionKernels::tensor_core);
+        EXPECT_EQ(attention_forward_kernels(64, false), AttentionKernels::plain);
+    }
+    {
+        // Splits double until ~768 blocks of (split, kv head, batch) or one key-tile pair each.
+        const ScopedEnv split("AGPT_ATTN_BACKWARD", "split");
+        EXPECT_EQ(gpt2().kernels, AttentionKernels::split);
+        EXPECT_EQ(gpt2().dq_splits, 2);  // 2 × 12 × 32 = 768
+        EXPECT_EQ(gpt2().dq_partial_bytes, 2 * rows * 64 * 4);
+        EXPECT_EQ(gpt2().scratch_bytes(), rows * 4 + 2 * rows * 64 * 4);
+        EXPECT_EQ(llama().dq_splits, 8);  // 8 × 4 × 32 = 1024: the 8 pairs of 16 key tiles
+        EXPECT_EQ(attention_backward_plan(2, 37, 4, 4, 64, true).dq_splits, 1);
+        EXPECT_EQ(attention_backward_plan(1, 333, 4, 1, 64, true).dq_splits, 3);  // 6 tiles
+        EXPECT_EQ(attention_backward_plan(1, 100, 8, 2, 128, true).kernels,
+                  AttentionKernels::tensor_core);
+    }
+    {
+        const ScopedEnv simple("AGPT_ATTN_KERNEL", "simple");
+        const ScopedEnv split("AGPT_ATTN_BACKWARD", "split");
+        const ScopedEnv wide("AGPT_ATTN_FORWARD", "wide");
+        EXPECT_EQ(attention_forward_kernels(64, true), AttentionKernels::plain);
+        EXPECT_EQ(gpt2().kernels, AttentionKernels::plain);
+        EXPECT_EQ(gpt2().scratch_bytes(), 0u);
+    }
 }
 
 // Checked before any launch: runs without a device too.

@@ -8,8 +8,8 @@
 // softcap c > 0 caps them to c·tanh(s/c) before the softmax. hd <= 192 (MLA's padded heads).
 //
 // bf16 with hd 64, 128 or 192 runs tensor-core kernels (mma.sync; attention_tc.cu), everything
-// else the plain fp32-FMA kernels; AGPT_ATTN_KERNEL=simple (read at each call) selects the plain
-// ones always, for comparison.
+// else the plain fp32-FMA kernels; attention_plan.h says which a call runs (with the comparison
+// switches, read at each call) and what scratch its backward takes.
 #include "kernels/cuda/device.h"
 
 namespace agpt::cuda {

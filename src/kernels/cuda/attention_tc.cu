@@ -1,6 +1,7 @@
 #include <cstdint>
 
 #include "kernels/cuda/attention_mma.cuh"
+#include "kernels/cuda/attention_plan.h"
 #include "kernels/cuda/attention_tc.h"
 #include "kernels/cuda/common.cuh"
 
@@ -800,10 +801,10 @@ void forward_tiles(bf16* out, float* lse, const bf16* qkv, int B, int T_len, int
 }
 
 template <int D, bool CAP>
-void forward_d(bf16* out, float* lse, const bf16* qkv, int B, int T_len, int H, int KV, float cap,
-               cudaStream_t stream) {
-    if constexpr (D == 64) {  // AGPT_ATTN_FORWARD=wide: two m-tiles per warp
-        if (env_is("AGPT_ATTN_FORWARD", "wide")) {
+void forward_d(AttentionKernels kernels, bf16* out, float* lse, const bf16* qkv, int B, int T_len,
+               int H, int KV, float cap, cudaStream_t stream) {
+    if constexpr (D == 64) {
+        if (kernels == AttentionKernels::wide) {
             forward_tiles<D, CAP, 2>(out, lse, qkv, B, T_len, H, KV, cap, stream);
             return;
         }
@@ -811,37 +812,30 @@ void forward_d(bf16* out, float* lse, const bf16* qkv, int B, int T_len, int H, 
     forward_tiles<D, CAP, 1>(out, lse, qkv, B, T_len, H, KV, cap, stream);
 }
 
-// Splits of the key-tile pairs per (kv head, batch): doubled until ~768 blocks (two waves at three
-// blocks per SM on 132 SMs) or one pair per block. The partials take splits × B·H·T·D floats.
-int dq_splits(int key_tiles, int heads_by_batch) {
-    const int pairs = (key_tiles + 1) / 2;
-    int s = 1;
-    while (s < pairs && s * heads_by_batch < 768) s *= 2;
-    return s < pairs ? s : pairs;
-}
-
 template <int D, bool CAP>
-void backward_d(bf16* dqkv, const bf16* dout, const bf16* qkv, const bf16* out, const float* lse,
-                int B, int T_len, int H, int KV, float cap, cudaStream_t stream) {
+void backward_d(const AttentionBackwardPlan& plan, bf16* dqkv, const bf16* dout, const bf16* qkv,
+                const bf16* out, const float* lse, int B, int T_len, int H, int KV, float cap,
+                cudaStream_t stream) {
     constexpr int BQ = kDkvQueryTile<D>, BK = kDqKeyTile<D>;
     const float scale = 1.0f / sqrtf(static_cast<float>(D));
     const long rows = static_cast<long>(B) * T_len * H;
-    StreamScratch dbuf(sizeof(float) * static_cast<std::size_t>(rows), stream);
+    StreamScratch dbuf(plan.row_dot_bytes, stream);
     float* Dq = dbuf.as<float>();
     attention_row_dot_kernel<D>
         <<<ceil_div(rows, kThreads / kRowDotThreads<D>), kThreads, 0, stream>>>(Dq, dout, out, rows,
                                                                                 T_len, H);
     AGPT_CUDA_CHECK_LAUNCH();
 
-    if constexpr (D == 64) {  // AGPT_ATTN_BACKWARD=split (see its kernel)
-        if (env_is("AGPT_ATTN_BACKWARD", "split")) {
+    if constexpr (D == 64) {  // see the split kernel
+        if (plan.kernels == AttentionKernels::split) {
             constexpr std::size_t smem = DkvTiles<D, BQ, true>::smem;
             constexpr int BK = DkvTiles<D, BQ, true>::BK;
             auto kernel = attention_backward_split_tc_kernel<D, BQ, CAP>;
             AGPT_CUDA_CHECK(
                 cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-            const int splits = dq_splits(ceil_div(T_len, BK), KV * B);
-            StreamScratch part(sizeof(float) * static_cast<std::size_t>(splits) * rows * D, stream);
+            static_assert(BK == kAttentionKeyTile);
+            const int splits = plan.dq_splits;
+            StreamScratch part(plan.dq_partial_bytes, stream);
             kernel<<<dim3(splits, KV, B), kThreads, smem, stream>>>(
                 dqkv, part.as<float>(), dout, qkv, lse, Dq, T_len, H, KV, scale, cap);
             AGPT_CUDA_CHECK_LAUNCH();
@@ -868,45 +862,44 @@ void backward_d(bf16* dqkv, const bf16* dout, const bf16* qkv, const bf16* out, 
     AGPT_CUDA_CHECK_LAUNCH();
 }
 
-// AGPT_ATTN_KERNEL=simple selects the plain kernels (attention.cu) for every call.
-bool tc_enabled(int hd) {
-    return (hd == 64 || hd == 128 || hd == 192) && !env_is("AGPT_ATTN_KERNEL", "simple");
-}
-
 }  // namespace
 
 bool attention_forward_tc(bf16* out, float* lse, const bf16* qkv, int B, int T_len, int H, int KV,
                           int hd, float softcap, cudaStream_t stream) {
-    if (!tc_enabled(hd) || !aligned16(qkv) || !aligned16(out)) return false;
+    const AttentionKernels k = attention_forward_kernels(hd, true);
+    if (k == AttentionKernels::plain || !aligned16(qkv) || !aligned16(out)) return false;
     const bool cap = softcap > 0.0f;
     if (hd == 64)
-        cap ? forward_d<64, true>(out, lse, qkv, B, T_len, H, KV, softcap, stream)
-            : forward_d<64, false>(out, lse, qkv, B, T_len, H, KV, softcap, stream);
+        cap ? forward_d<64, true>(k, out, lse, qkv, B, T_len, H, KV, softcap, stream)
+            : forward_d<64, false>(k, out, lse, qkv, B, T_len, H, KV, softcap, stream);
     else if (hd == 128)
-        cap ? forward_d<128, true>(out, lse, qkv, B, T_len, H, KV, softcap, stream)
-            : forward_d<128, false>(out, lse, qkv, B, T_len, H, KV, softcap, stream);
+        cap ? forward_d<128, true>(k, out, lse, qkv, B, T_len, H, KV, softcap, stream)
+            : forward_d<128, false>(k, out, lse, qkv, B, T_len, H, KV, softcap, stream);
     else
-        cap ? forward_d<192, true>(out, lse, qkv, B, T_len, H, KV, softcap, stream)
-            : forward_d<192, false>(out, lse, qkv, B, T_len, H, KV, softcap, stream);
+        cap ? forward_d<192, true>(k, out, lse, qkv, B, T_len, H, KV, softcap, stream)
+            : forward_d<192, false>(k, out, lse, qkv, B, T_len, H, KV, softcap, stream);
     return true;
 }
 
 bool attention_backward_tc(bf16* dqkv, const bf16* dout, const bf16* qkv, const bf16* out,
                            const float* lse, int B, int T_len, int H, int KV, int hd, float softcap,
                            cudaStream_t stream) {
-    if (!tc_enabled(hd) || !aligned16(qkv) || !aligned16(dout) || !aligned16(out) ||
-        !aligned16(dqkv))
+    const AttentionBackwardPlan p = attention_backward_plan(B, T_len, H, KV, hd, true);
+    if (p.kernels == AttentionKernels::plain || !aligned16(qkv) || !aligned16(dout) ||
+        !aligned16(out) || !aligned16(dqkv))
         return false;
     const bool cap = softcap > 0.0f;
     if (hd == 64)
-        cap ? backward_d<64, true>(dqkv, dout, qkv, out, lse, B, T_len, H, KV, softcap, stream)
-            : backward_d<64, false>(dqkv, dout, qkv, out, lse, B, T_len, H, KV, softcap, stream);
+        cap ? backward_d<64, true>(p, dqkv, dout, qkv, out, lse, B, T_len, H, KV, softcap, stream)
+            : backward_d<64, false>(p, dqkv, dout, qkv, out, lse, B, T_len, H, KV, softcap, stream);
     else if (hd == 128)
-        cap ? backward_d<128, true>(dqkv, dout, qkv, out, lse, B, T_len, H, KV, softcap, stream)
-            : backward_d<128, false>(dqkv, dout, qkv, out, lse, B, T_len, H, KV, softcap, stream);
+        cap ? backward_d<128, true>(p, dqkv, dout, qkv, out, lse, B, T_len, H, KV, softcap, stream)
+            : backward_d<128, false>(p, dqkv, dout, qkv, out, lse, B, T_len, H, KV, softcap,
+                                     stream);
     else
-        cap ? backward_d<192, true>(dqkv, dout, qkv, out, lse, B, T_len, H, KV, softcap, stream)
-            : backward_d<192, false>(dqkv, dout, qkv, out, lse, B, T_len, H, KV, softcap, stream);
+        cap ? backward_d<192, true>(p, dqkv, dout, qkv, out, lse, B, T_len, H, KV, softcap, stream)
+            : backward_d<192, false>(p, dqkv, dout, qkv, out, lse, B, T_len, H, KV, softcap,
+                                     stream);
     return true;
 }
 

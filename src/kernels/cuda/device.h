@@ -20,11 +20,10 @@
 #include <cuda_runtime.h>
 
 #include <cstddef>
-#include <cstdlib>
-#include <cstring>
 #include <utility>
 
 #include "kernels/cuda/runtime_info.h"
+#include "kernels/cuda/switches.h"
 
 namespace agpt::cuda {
 
@@ -154,14 +153,6 @@ class Blas {
 // ceil(a / b) for launch sizes.
 constexpr long ceil_div(long a, long b) {
     return (a + b - 1) / b;
-}
-
-// Whether environment variable `name` is set to `value`: the kernel comparison switches
-// (AGPT_ATTN_KERNEL=simple, AGPT_ATTN_FORWARD=wide, AGPT_ATTN_BACKWARD=split,
-// AGPT_GEMM_EPILOGUE=none), read at each call so that tests and benchmarks can flip them.
-inline bool env_is(const char* name, const char* value) {
-    const char* v = std::getenv(name);
-    return v && std::strcmp(v, value) == 0;
 }
 
 }  // namespace agpt::cuda
