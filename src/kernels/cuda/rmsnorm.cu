@@ -17,26 +17,38 @@ __device__ __forceinline__ long row_start(long r, int heads, long stride, int C)
     return r / heads * stride + r % heads * C;
 }
 
-// One warp per row; rows of C elements, `heads` of them side by side in each strided row.
-template <typename T>
+// One warp per row; rows of C elements, `heads` of them side by side in each strided row, read
+// as packs of VEC elements (16 bytes when C, the strides and the pointers allow it; else 1).
+// Two passes over the row (it stays in L1).
+template <typename T, int VEC>
 __global__ void __launch_bounds__(kThreads)
     rmsnorm_forward_kernel(T* out, long out_stride, float* rstd, const T* inp, long in_stride,
                            const T* weight, long rows, int heads, int C, float eps) {
+    using P = Pack<T, VEC>;
     const long row = static_cast<long>(blockIdx.x) * kWarps + threadIdx.x / 32;
     const int lane = threadIdx.x % 32;
     if (row >= rows) return;
-    const T* x = inp + row_start(row, heads, in_stride, C);
-    T* o = out + row_start(row, heads, out_stride, C);
+    const int CP = C / VEC;
+    const P* x = vec_ptr<P>(inp + row_start(row, heads, in_stride, C));
+    const P* w = vec_ptr<P>(weight);
+    P* o = vec_ptr<P>(out + row_start(row, heads, out_stride, C));
     float ss = 0.0f;
-    for (int j = lane; j < C; j += 32) {
-        const float v = to_float(x[j]);
-        ss += v * v;
+    for (int j = lane; j < CP; j += 32) {
+        const P v = x[j];
+#pragma unroll
+        for (int k = 0; k < VEC; k++) ss += to_float(v.v[k]) * to_float(v.v[k]);
     }
     ss = warp_sum(ss);
     const float r = 1.0f / sqrtf(ss / static_cast<float>(C) + eps);
     if (lane == 0) rstd[row] = r;
-    for (int j = lane; j < C; j += 32)
-        o[j] = from_float<T>(to_float(x[j]) * r * to_float(weight[j]));
+    for (int j = lane; j < CP; j += 32) {
+        const P v = x[j], wv = w[j];
+        P y;
+#pragma unroll
+        for (int k = 0; k < VEC; k++)
+            y.v[k] = from_float<T>(to_float(v.v[k]) * r * to_float(wv.v[k]));
+        o[j] = y;
+    }
 }
 
 // Block b owns rows [b·kRowBlock, (b+1)·kRowBlock): first each warp forms Σ g·w·x of its rows,
@@ -98,8 +110,16 @@ void rmsnorm_heads_forward(T* out, long out_stride, float* rstd, const T* inp, l
                            cudaStream_t stream) {
     const long rows = static_cast<long>(N) * heads;
     if (rows <= 0) return;
-    rmsnorm_forward_kernel<T><<<ceil_div(rows, kWarps), kThreads, 0, stream>>>(
-        out, out_stride, rstd, inp, in_stride, weight, rows, heads, C, eps);
+    constexpr int V = kVec<T>;
+    const bool packs = C % V == 0 && in_stride % V == 0 && out_stride % V == 0 && aligned16(out) &&
+                       aligned16(inp) && aligned16(weight);
+    const long blocks = ceil_div(rows, kWarps);
+    if (packs)
+        rmsnorm_forward_kernel<T, V><<<blocks, kThreads, 0, stream>>>(
+            out, out_stride, rstd, inp, in_stride, weight, rows, heads, C, eps);
+    else
+        rmsnorm_forward_kernel<T, 1><<<blocks, kThreads, 0, stream>>>(
+            out, out_stride, rstd, inp, in_stride, weight, rows, heads, C, eps);
     AGPT_CUDA_CHECK_LAUNCH();
 }
 
