@@ -194,6 +194,20 @@ def attention(tag, B, H, KV, T, D, dtype):
     print(f"BENCH torch_attn_fwd+bwd_{tag}_ms {fwd + bwd:.3f} ms")
 
 
+def rmsnorm(N, C):
+    # The residual add stands in for agpt's backward accumulating into the residual gradient.
+    x = torch.randn(N, C, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+    w = torch.rand(C, device="cuda", dtype=torch.bfloat16).add_(0.5).requires_grad_()
+    fwd = time_ms(lambda: F.rms_norm(x, (C,), w, 1e-5), 20)
+    y = F.rms_norm(x, (C,), w, 1e-5)
+    g, res = torch.randn_like(y), torch.randn_like(y)
+    bwd = time_ms(lambda: torch.autograd.grad(y, (x, w), g, retain_graph=True)[0].add_(res), 20)
+    print(f"BENCH torch_rmsnorm_fwd_bf16_N{N}_C{C}_ms {fwd:.3f} ms")
+    print(f"BENCH torch_rmsnorm_bwd_bf16_N{N}_C{C}_ms {bwd:.3f} ms")
+
+
+if hasattr(F, "rms_norm"):
+    rmsnorm(32768, 768)
 attention("bf16_B8_H12_T1024_hd64", 8, 12, 12, 1024, 64, torch.bfloat16)
 attention("bf16_B8_H12_KV4_T1024_hd64", 8, 12, 4, 1024, 64, torch.bfloat16)
 attention("bf16_B32_H12_T1024_hd64", 32, 12, 12, 1024, 64, torch.bfloat16)

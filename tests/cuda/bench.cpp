@@ -4,7 +4,7 @@
 // hd=192 (the MoE table flavors' MLA heads), with the plain kernels (AGPT_ATTN_KERNEL=simple;
 // names ending in _simple), and the hd-64 backward also at the training benchmarks' batch (B=32)
 // and split (AGPT_ATTN_BACKWARD=split; names ending in _split), the forward also wide
-// (AGPT_ATTN_FORWARD=wide; _wide).
+// (AGPT_ATTN_FORWARD=wide; _wide); RMSNorm forward and backward at 32768 × 768.
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
@@ -15,6 +15,8 @@
 #include "cuda_test_util.h"
 #include "kernels/cuda/attention.h"
 #include "kernels/cuda/gemm.h"
+#include "kernels/cuda/model_ops.h"
+#include "kernels/cuda/rmsnorm.h"
 
 namespace agpt::cuda::test {
 
@@ -88,9 +90,40 @@ void bench_attention(const char* tag, int B, int H, int KV, int T_len, int hd) {
     report(name, 2.5 * fwd_flops / (bwd * 1e-3) / 1e12, "TFLOP/s");
 }
 
+// RMSNorm at the training benchmarks' rows (B·T = 32768, dim 768): milliseconds and the bandwidth
+// of the bytes each pass must move (forward: read x, write y; backward: read dy, x and the
+// residual gradient it accumulates into, write that).
+void bench_rmsnorm(int N, int C) {
+    Rng rng(3);
+    const std::size_t n = static_cast<std::size_t>(N) * C;
+    Dev<bf16> x(random_floats(n, rng)), w(random_floats(C, rng, 0.5f, 1.5f)),
+        dy(random_floats(n, rng)), dx(random_floats(n, rng));
+    auto y = Dev<bf16>::poisoned(n);
+    auto rstd = Dev<float>::poisoned(N);
+    Dev<float> dw(std::vector<float>(C, 0.0f));
+    const double fwd = time_ms(
+        [&] { rmsnorm_forward<bf16>(y.ptr(), rstd.ptr(), x.ptr(), w.ptr(), N, C, 1e-5f); }, 3, 20);
+    const double bwd = time_ms(
+        [&] {
+            rmsnorm_backward_vec<bf16>(dx.ptr(), dw.ptr(), dy.ptr(), x.ptr(), w.ptr(), rstd.ptr(),
+                                       N, C);
+        },
+        3, 20);
+    char name[128];
+    std::snprintf(name, sizeof name, "rmsnorm_fwd_bf16_N%d_C%d_ms", N, C);
+    report(name, fwd, "ms");
+    std::snprintf(name, sizeof name, "rmsnorm_bwd_bf16_N%d_C%d_ms", N, C);
+    report(name, bwd, "ms");
+    std::snprintf(name, sizeof name, "rmsnorm_fwd_bf16_N%d_C%d_gbps", N, C);
+    report(name, 2.0 * n * sizeof(bf16) / (fwd * 1e-3) / 1e9, "GB/s");
+    std::snprintf(name, sizeof name, "rmsnorm_bwd_bf16_N%d_C%d_gbps", N, C);
+    report(name, 4.0 * n * sizeof(bf16) / (bwd * 1e-3) / 1e9, "GB/s");
+}
+
 }  // namespace
 
 int run_benchmarks() {
+    bench_rmsnorm(32768, 768);
     bench_gemm<bf16>("gemm_bf16_4096_tflops", 4096, 20);
     bench_gemm<float>("gemm_fp32_4096_tflops", 4096, 5);
     bench_attention<bf16>("bf16_B8_H12_T1024_hd64", 8, 12, 12, 1024, 64);
