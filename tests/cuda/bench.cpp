@@ -15,7 +15,6 @@
 #include "cuda_test_util.h"
 #include "kernels/cuda/attention.h"
 #include "kernels/cuda/gemm.h"
-#include "kernels/cuda/model_ops.h"
 #include "kernels/cuda/rmsnorm.h"
 
 namespace agpt::cuda::test {
@@ -105,8 +104,8 @@ void bench_rmsnorm(int N, int C) {
         [&] { rmsnorm_forward<bf16>(y.ptr(), rstd.ptr(), x.ptr(), w.ptr(), N, C, 1e-5f); }, 3, 20);
     const double bwd = time_ms(
         [&] {
-            rmsnorm_backward_vec<bf16>(dx.ptr(), dw.ptr(), dy.ptr(), x.ptr(), w.ptr(), rstd.ptr(),
-                                       N, C);
+            rmsnorm_backward<bf16>(dx.ptr(), dw.ptr(), dy.ptr(), x.ptr(), w.ptr(), rstd.ptr(), N,
+                                   C);
         },
         3, 20);
     char name[128];

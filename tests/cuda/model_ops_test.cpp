@@ -4,7 +4,6 @@
 // fallback path (widths that are not a multiple of the vector).
 #include "kernels/cuda/model_ops.h"
 #include "cuda_test_util.h"
-#include "kernels/cpu/rmsnorm.h"
 #include "kernels/cpu/rope.h"
 #include "kernels/cpu/swiglu.h"
 #include "optim/grad_clip.h"
@@ -45,46 +44,6 @@ TEST(CudaModelOps, SwigluVecFp32) {
 }
 TEST(CudaModelOps, SwigluVecBf16) {
     check_swiglu_vec<bf16>(kTolBf16, 8200);
-}
-
-template <typename T>
-void check_rmsnorm_backward_vec(double tol, uint64_t seed) {
-    AGPT_REQUIRE_CUDA_DEVICE();
-    struct Case {
-        int N, C;
-    };
-    // 70 rows: three 32-row blocks, the last partial; C 36: bf16 falls back; C 33: both.
-    const Case cases[] = {{70, 64}, {5, 768}, {9, 36}, {3, 33}, {40, 256}};
-    int case_id = 0;
-    for (const Case& c : cases) {
-        Rng rng(seed + case_id++);
-        const std::size_t n = static_cast<std::size_t>(c.N) * c.C;
-        const auto x = representable<T>(random_floats(n, rng));
-        const auto w = representable<T>(random_floats(c.C, rng, 0.5f, 1.5f));
-        const auto dout = representable<T>(random_floats(n, rng));
-        const auto dinp0 = representable<T>(random_floats(n, rng));
-        const auto dw0 = random_floats(c.C, rng);
-        const std::string tag = " N" + std::to_string(c.N) + " C" + std::to_string(c.C);
-        std::vector<float> out(n), rstd(c.N);
-        cpu::rmsnorm_forward<float>(out.data(), rstd.data(), x.data(), w.data(), c.N, c.C, 1e-5f);
-        std::vector<float> dinp = dinp0, dw = dw0;
-        cpu::rmsnorm_backward<float>(dinp.data(), dw.data(), dout.data(), x.data(), w.data(),
-                                     rstd.data(), c.N, c.C);
-        Dev<T> d_x(x), d_w(w), d_dout(dout), d_dinp(dinp0);
-        Dev<float> d_dw(dw0), d_rstd(rstd);
-        rmsnorm_backward_vec<T>(d_dinp.ptr(), d_dw.ptr(), d_dout.ptr(), d_x.ptr(), d_w.ptr(),
-                                d_rstd.ptr(), c.N, c.C);
-        expect_close("rmsnorm_backward_vec dinp" + tag, d_dinp.get(), dinp, tol);
-        expect_close("rmsnorm_backward_vec dweight" + tag, d_dw.get(), dw,
-                     std::is_same_v<T, float> ? kTolFp32 : tol);
-    }
-}
-
-TEST(CudaModelOps, RmsnormBackwardVecFp32) {
-    check_rmsnorm_backward_vec<float>(kTolFp32, 8300);
-}
-TEST(CudaModelOps, RmsnormBackwardVecBf16) {
-    check_rmsnorm_backward_vec<bf16>(kTolBf16, 8400);
 }
 
 template <typename T>

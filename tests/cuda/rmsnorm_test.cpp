@@ -13,8 +13,9 @@ void check_rmsnorm(double tol, uint64_t seed) {
     struct Case {
         int N, C;
     };
-    // N = 130 spans three of the backward's 64-row blocks.
-    const Case cases[] = {{37, 64}, {5, 1000}, {130, 768}, {1, 33}};
+    // N = 130 spans five of the backward's 32-row blocks, the last partial; C 36 takes 16-byte
+    // packs in fp32, not in bf16; C 33 in neither; C 1000 and 768 in both.
+    const Case cases[] = {{37, 64}, {5, 1000}, {130, 768}, {1, 33}, {9, 36}, {70, 256}};
     int case_id = 0;
     for (const Case& c : cases) {
         Rng rng(seed + case_id++);
@@ -65,7 +66,8 @@ void check_rmsnorm_heads(double tol, uint64_t seed) {
     struct Case {
         int N, heads, C, in_stride, out_stride, d_stride;
     };
-    // N·heads = 140 spans three of the backward's 64-row blocks.
+    // N·heads = 140 spans five of the backward's 32-row blocks; C 16 and 64 take 16-byte packs
+    // (strides multiples of 8), C 33 does not.
     const Case cases[] = {
         {35, 4, 16, 96, 128, 64}, {3, 2, 64, 128, 192, 160}, {7, 1, 33, 33, 40, 33}};
     int case_id = 0;

@@ -110,7 +110,7 @@ __global__ void __launch_bounds__(kThreads)
         float dw[VEC], db[VEC], ds[VEC];
 #pragma unroll
         for (int k = 0; k < VEC; k++) dw[k] = db[k] = ds[k] = 0.0f;
-        // kRowBatch rows' loads before any of their stores (as rmsnorm_backward_vec_kernel):
+        // kRowBatch rows' loads before any of their stores (as rmsnorm_backward_kernel):
         // several memory latencies in flight per thread instead of one.
         for (int i0 = 0; i0 < rows; i0 += kRowBatch) {
             P dv[kRowBatch], xv[kRowBatch], dx[kRowBatch];

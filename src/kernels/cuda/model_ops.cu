@@ -5,7 +5,6 @@
 #include "kernels/cuda/cross_entropy.h"
 #include "kernels/cuda/gemm.h"
 #include "kernels/cuda/model_ops.h"
-#include "kernels/cuda/rmsnorm.h"
 #include "kernels/cuda/rope.h"
 #include "kernels/cuda/swiglu.h"
 
@@ -138,88 +137,6 @@ __global__ void swiglu_backward_overwrite_kernel(T* dh13, const T* dout, const T
         *vec_ptr<P>(dh13 + ia) = da;
         *vec_ptr<P>(dh13 + ib) = db;
     }
-}
-
-constexpr int kNormRows = 32;
-constexpr int kRowBatch = 4;
-
-// Block b owns rows [b·kNormRows, (b+1)·kNormRows): first each warp forms Σ g·w·x of its rows
-// (rmsnorm.cu's coefficient), then thread t walks columns [t·VEC, (t+1)·VEC) down the rows,
-// updating dinp and summing its dweight partial, written to partial[b·C + c].
-template <typename T>
-__global__ void rmsnorm_backward_vec_kernel(T* dinp, float* partial, const T* dout, const T* inp,
-                                            const T* weight, const float* rstd, int N, int C) {
-    constexpr int V = kVec<T>;
-    using P = Pack<T, V>;
-    __shared__ float coef[kNormRows];
-    __shared__ float rs[kNormRows];
-    const int row0 = blockIdx.x * kNormRows;
-    const int rows = min(kNormRows, N - row0);
-    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, warps = blockDim.x / 32;
-    const int CV = C / V;
-    for (int i = warp; i < rows; i += warps) {
-        const long off = static_cast<long>(row0 + i) * C;
-        float dot = 0.0f;
-        for (int cv = lane; cv < CV; cv += 32) {
-            const P g = *vec_ptr<P>(dout + off + cv * V);
-            const P x = *vec_ptr<P>(inp + off + cv * V);
-            const P w = *vec_ptr<P>(weight + cv * V);
-#pragma unroll
-            for (int k = 0; k < V; k++)
-                dot += to_float(g.v[k]) * to_float(w.v[k]) * to_float(x.v[k]);
-        }
-        dot = warp_sum(dot);
-        if (lane == 0) {
-            const float r = rstd[row0 + i];
-            rs[i] = r;
-            coef[i] = dot * r * r * r / static_cast<float>(C);
-        }
-    }
-    __syncthreads();
-    const int cv = threadIdx.x;
-    if (cv >= CV) return;
-    const P w = *vec_ptr<P>(weight + cv * V);
-    float dw[V];
-#pragma unroll
-    for (int k = 0; k < V; k++) dw[k] = 0.0f;
-    // kRowBatch rows' loads are issued before any of their stores: the stores to dinp may not
-    // be reordered above later loads the compiler cannot prove distinct, and one row at a time
-    // would wait out a memory latency per row.
-    for (int i0 = 0; i0 < rows; i0 += kRowBatch) {
-        P g[kRowBatch], x[kRowBatch], d[kRowBatch];
-#pragma unroll
-        for (int u = 0; u < kRowBatch; u++)
-            if (i0 + u < rows) {
-                const long idx = static_cast<long>(row0 + i0 + u) * C + cv * V;
-                g[u] = *vec_ptr<P>(dout + idx);
-                x[u] = *vec_ptr<P>(inp + idx);
-                d[u] = *vec_ptr<P>(dinp + idx);
-            }
-#pragma unroll
-        for (int u = 0; u < kRowBatch; u++) {
-            const int i = i0 + u;
-            if (i >= rows) break;
-            const float r = rs[i], c = coef[i];
-#pragma unroll
-            for (int k = 0; k < V; k++) {
-                const float gf = to_float(g[u].v[k]), xf = to_float(x[u].v[k]);
-                d[u].v[k] =
-                    from_float<T>(to_float(d[u].v[k]) + (r * to_float(w.v[k]) * gf - c * xf));
-                dw[k] += gf * xf * r;
-            }
-            *vec_ptr<P>(dinp + static_cast<long>(row0 + i) * C + cv * V) = d[u];
-        }
-    }
-#pragma unroll
-    for (int k = 0; k < V; k++) partial[static_cast<long>(blockIdx.x) * C + cv * V + k] = dw[k];
-}
-
-__global__ void sum_norm_partials_kernel(float* dweight, const float* partial, int blocks, int C) {
-    const int c = blockIdx.x * blockDim.x + threadIdx.x;
-    if (c >= C) return;
-    float s = 0.0f;
-    for (int b = 0; b < blocks; ++b) s += partial[static_cast<long>(b) * C + c];
-    dweight[c] += s;
 }
 
 // Thread: VEC consecutive pairs (i .. i+VEC-1 with i + hd/2 ..) of one head of one row.
@@ -483,31 +400,6 @@ template void rope_backward_vec<float>(float*, const float*, const float*, int, 
 template void rope_backward_vec<bf16>(bf16*, const float*, const float*, int, int, int, int, int,
                                       cudaStream_t);
 
-template <typename T>
-void rmsnorm_backward_vec(T* dinp, float* dweight, const T* dout, const T* inp, const T* weight,
-                          const float* rstd, int N, int C, cudaStream_t stream) {
-    if (N <= 0 || C <= 0) return;
-    const int CV = C / kVec<T>;
-    if (C % kVec<T> != 0 || CV > 1024 || !aligned16(dinp) || !aligned16(dout) || !aligned16(inp) ||
-        !aligned16(weight)) {
-        rmsnorm_backward<T>(dinp, dweight, dout, inp, weight, rstd, N, C, stream);
-        return;
-    }
-    const int blocks = static_cast<int>(ceil_div(N, kNormRows));
-    const int threads = static_cast<int>(ceil_div(CV, 32) * 32);
-    StreamScratch partial(sizeof(float) * blocks * static_cast<std::size_t>(C), stream);
-    rmsnorm_backward_vec_kernel<T>
-        <<<blocks, threads, 0, stream>>>(dinp, partial.as<float>(), dout, inp, weight, rstd, N, C);
-    AGPT_CUDA_CHECK_LAUNCH();
-    sum_norm_partials_kernel<<<ceil_div(C, 256), 256, 0, stream>>>(dweight, partial.as<float>(),
-                                                                   blocks, C);
-    AGPT_CUDA_CHECK_LAUNCH();
-}
-
-template void rmsnorm_backward_vec<float>(float*, float*, const float*, const float*, const float*,
-                                          const float*, int, int, cudaStream_t);
-template void rmsnorm_backward_vec<bf16>(bf16*, float*, const bf16*, const bf16*, const bf16*,
-                                         const float*, int, int, cudaStream_t);
 template void swiglu_forward_vec<float>(float*, const float*, int, int, cudaStream_t);
 template void swiglu_forward_vec<bf16>(bf16*, const bf16*, int, int, cudaStream_t);
 template void swiglu_backward_overwrite<float>(float*, const float*, const float*, int, int,

@@ -45,14 +45,6 @@ template <typename T>
 void swiglu_backward_overwrite(T* dh13, const T* dout, const T* h13, int N, int F,
                                cudaStream_t stream = nullptr);
 
-// RMSNorm backward with 16-byte vector accesses, the function and accumulate (+=) semantics of
-// rmsnorm.h's rmsnorm_backward: dinp (N,C) += ..., dweight (C, fp32) += ... The weight gradient is
-// reduced over fixed blocks of 32 rows, then over the blocks in order (deterministic). Falls back
-// to rmsnorm_backward when C or the pointers do not fit the vectors.
-template <typename T>
-void rmsnorm_backward_vec(T* dinp, float* dweight, const T* dout, const T* inp, const T* weight,
-                          const float* rstd, int N, int C, cudaStream_t stream = nullptr);
-
 // RoPE (rope.h's rope_forward / rope_backward, same arguments and arithmetic) with 16-byte
 // vector accesses; falls back to rope.h when hd/2 or the pointers do not fit the vectors.
 template <typename T>

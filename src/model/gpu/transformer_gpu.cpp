@@ -535,9 +535,9 @@ void TransformerGpu::backward_impl(int B, int T_len, double grad_scale) {
     memset_async(dres, static_cast<std::size_t>(N) * D * sizeof(T), s);
     mark("memset");
     // The head wrote d(final norm output) to the d_norm buffer.
-    cuda::rmsnorm_backward_vec<T>(dres, grads_.data() + off_norm_, at<T>(dacts_, gl.dnorm),
-                                  at<T>(arena_, m.input(args_.n_layers)), weights<T>() + off_norm_,
-                                  at<float>(arena_, m.final_rstd()), N, D, s);
+    cuda::rmsnorm_backward<T>(dres, grads_.data() + off_norm_, at<T>(dacts_, gl.dnorm),
+                              at<T>(arena_, m.input(args_.n_layers)), weights<T>() + off_norm_,
+                              at<float>(arena_, m.final_rstd()), N, D, s);
     mark("rmsnorm backward");
     grads_ready(off_norm_, n_params_);
     for (int layer = args_.n_layers - 1; layer >= 0; layer--) {
@@ -606,8 +606,8 @@ void TransformerGpu::backward_layer(int layer, int B, int T_len, double grad_sca
         // replicated norm's backward, whose weight gradient is then the same on every rank.
         sum_over_tp(d_norm, ND);
     }
-    cuda::rmsnorm_backward_vec<T>(dres, g + p.ffn_norm, d_norm, at<T>(arena_, base + l.h),
-                                  w + p.ffn_norm, at<float>(arena_, base + l.frstd), N, D, s);
+    cuda::rmsnorm_backward<T>(dres, g + p.ffn_norm, d_norm, at<T>(arena_, base + l.h),
+                              w + p.ffn_norm, at<float>(arena_, base + l.frstd), N, D, s);
     mark("rmsnorm backward");
     // Attention: h = x + wo · attn(rope(qk_norm(wqkv · attention_norm(x)))), or x + MLA(...)
     if (args_.mla) {
@@ -655,8 +655,8 @@ void TransformerGpu::backward_layer(int layer, int B, int T_len, double grad_sca
         mark("gemm qkv backward");
         sum_over_tp(d_norm, ND);
     }
-    cuda::rmsnorm_backward_vec<T>(dres, g + p.attention_norm, d_norm, at<T>(arena_, m.input(layer)),
-                                  w + p.attention_norm, at<float>(arena_, base + l.arstd), N, D, s);
+    cuda::rmsnorm_backward<T>(dres, g + p.attention_norm, d_norm, at<T>(arena_, m.input(layer)),
+                              w + p.attention_norm, at<float>(arena_, base + l.arstd), N, D, s);
     mark("rmsnorm backward");
 }
 
