@@ -113,6 +113,22 @@ echo "{\"flavor\": \"$flavor\", \"tok_per_s\": $tok, \"tflops\": 0.01, \"mfu\": 
     return path;
 }
 
+// A cuda cell's plan is held against the GPU's memory less its context, not the host's; the
+// file's max_memory_gib wins over both; without a visible GPU there is no limit (the child says
+// why it cannot run).
+TEST(BenchSweep, CudaCellsAreLimitedByTheGpusMemory) {
+    const MemoryLimit host = cell_memory_limit(0, false, 20.0, 80.0);
+    EXPECT_EQ(host.gib, 20.0);
+    EXPECT_EQ(host.what, "available");
+    const MemoryLimit gpu = cell_memory_limit(0, true, 20.0, 79.2);
+    EXPECT_DOUBLE_EQ(gpu.gib, 78.7);
+    EXPECT_EQ(gpu.what, "the GPU holds");
+    const MemoryLimit set = cell_memory_limit(4.0, true, 20.0, 79.2);
+    EXPECT_EQ(set.gib, 4.0);
+    EXPECT_EQ(set.what, "max_memory_gib is");
+    EXPECT_EQ(cell_memory_limit(0, true, 20.0, 0.0).gib, 0.0);
+}
+
 TEST(BenchSweep, ReportsEveryKindOfFailureAndRanksTheRest) {
     TempDir dir;
     const Sweep s = load_sweep(dir.file("f.toml", R"(max_memory_gib = 4

@@ -14,6 +14,7 @@
 #include "tools/plan.h"
 #include "tools/subprocess.h"
 #include "tools/toml_overrides.h"
+#include "train/cuda_training.h"
 
 namespace agpt {
 
@@ -80,6 +81,18 @@ double available_memory_gib() {
     while (in >> key >> kib >> unit)
         if (key == "MemAvailable:") return static_cast<double>(kib) / (1024.0 * 1024.0);
     fail("/proc/meminfo: no MemAvailable line");
+}
+
+MemoryLimit cell_memory_limit(double max_memory_gib, bool cuda, double host_available_gib,
+                              double device_gib) {
+    // The CUDA context `agpt plan` leaves out ("not counted: the CUDA context (~500 MiB)").
+    constexpr double kCudaContextGib = 0.5;
+    if (max_memory_gib > 0) return {max_memory_gib, "max_memory_gib is"};
+    if (cuda) {
+        if (device_gib <= 0) return {};
+        return {device_gib - kCudaContextGib, "the GPU holds"};
+    }
+    return {host_available_gib, "available"};
 }
 
 Sweep load_sweep(const std::string& path, const ConfigOverrides& extra) {
@@ -182,12 +195,14 @@ std::vector<SweepCell> run_sweep(const Sweep& s, const std::string& agpt_exe, st
             // `agpt bench` builds the flavor with its own vocabulary, not the tokenizer's.
             const int vocab = resolve_model_args(cfg.model.flavor, cfg.model.switches()).vocab_size;
             c.plan_gib = static_cast<double>(plan_memory(cfg, 0, vocab).total_bytes) / (1u << 30);
-            const double limit = s.max_memory_gib > 0 ? s.max_memory_gib : available_memory_gib();
-            if (c.plan_gib > limit) {
+            const bool cuda = cfg.training.device == "cuda";
+            const MemoryLimit limit =
+                cell_memory_limit(s.max_memory_gib, cuda, cuda ? 0.0 : available_memory_gib(),
+                                  cuda && s.max_memory_gib <= 0 ? cuda_device_memory_gib() : 0.0);
+            if (limit.gib > 0 && c.plan_gib > limit.gib) {
                 c.status = CellStatus::OutOfMemory;
-                c.error =
-                    fmt::format("needs {:.2f} GiB, {} {:.2f} GiB", c.plan_gib,
-                                s.max_memory_gib > 0 ? "max_memory_gib is" : "available", limit);
+                c.error = fmt::format("needs {:.2f} GiB, {} {:.2f} GiB", c.plan_gib, limit.what,
+                                      limit.gib);
             }
         } catch (const Error& e) {
             c.status = CellStatus::InvalidConfig;

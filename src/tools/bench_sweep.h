@@ -9,7 +9,8 @@
 //   description = "..."           # optional
 //   steps = 5                     # timed steps per cell (median reported); default 5
 //   warmup = 1                    # untimed steps first; default 1
-//   max_memory_gib = 8            # optional; default: MemAvailable when the cell starts
+//   max_memory_gib = 8            # optional; default: MemAvailable when the cell starts (cuda
+//                                 # cells: the GPU's memory less its context)
 //   [base]                        # config overrides of every cell
 //   "training.threads" = 0
 //   [grid]                        # key = [values]: the product, first key slowest
@@ -37,7 +38,7 @@ struct Sweep {
     std::string path;
     std::string description;
     int steps = 5, warmup = 1;
-    double max_memory_gib = 0;  // 0: the machine's available memory
+    double max_memory_gib = 0;  // 0: the machine's available memory (cuda: the GPU's)
     ConfigOverrides base;
     std::vector<std::string> axes;       // the grid's keys, in file order
     std::vector<ConfigOverrides> cells;  // each cell's own overrides (grid, then [[cell]]s)
@@ -73,5 +74,15 @@ void write_sweep_leaderboard(const Sweep& s, const std::vector<SweepCell>& cells
 
 // The machine's MemAvailable (/proc/meminfo) in GiB.
 double available_memory_gib();
+
+// What a cell's memory plan must fit: max_memory_gib when set; for a cuda cell the GPU's memory
+// (device_gib, 0 when none is visible: no limit, the child then reports the missing device) less
+// the ~0.5 GiB of its CUDA context, which the plan does not count; else host_available_gib.
+struct MemoryLimit {
+    double gib = 0;    // 0: none
+    std::string what;  // "max_memory_gib is", "the GPU holds", "available"
+};
+MemoryLimit cell_memory_limit(double max_memory_gib, bool cuda, double host_available_gib,
+                              double device_gib);
 
 }  // namespace agpt

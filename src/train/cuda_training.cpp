@@ -476,6 +476,13 @@ double cuda_memory_used_gib() {
     return static_cast<double>(total_b - free_b) / (1 << 30);
 }
 
+double cuda_device_memory_gib() {
+    const cuda::RuntimeInfo info = cuda::query_runtime();  // device properties: no context
+    return info.devices.empty()
+               ? 0.0
+               : static_cast<double>(info.devices.front().memory_bytes) / (1 << 30);
+}
+
 #else  // no CUDA backend: check_cuda_training refuses cuda jobs before these are reached
 
 std::unique_ptr<LanguageModel> make_cuda_model(const JobConfig&, int, int, int) {
@@ -489,6 +496,9 @@ std::unique_ptr<Optimizer> make_cuda_optimizer(const JobConfig&, LanguageModel&)
 }
 double clip_model_gradients(LanguageModel& model, double max_norm) {
     return clip_grad_norm(model.grads().data(), model.grads().size(), max_norm);
+}
+double cuda_device_memory_gib() {
+    return 0.0;
 }
 void set_cuda_gradient_communicator_factory(CudaGradientCommunicatorFactory) {}
 std::unique_ptr<Communicator> make_cuda_gradient_communicator(Communicator&, LanguageModel&) {

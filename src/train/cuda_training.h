@@ -136,5 +136,8 @@ double cuda_table_peak_tflops(const std::string& device_name);
 
 // Device memory in use now (all processes' allocations and the contexts: cudaMemGetInfo), GiB.
 double cuda_memory_used_gib();
+// The first visible device's memory in GiB, 0 when none is (or no CUDA backend is built); asks
+// the runtime without creating a context on the device.
+double cuda_device_memory_gib();
 
 }  // namespace agpt
