@@ -27,6 +27,35 @@ TEST(CudaDevice, CheckedCallsThrowWithFileLineAndMessage) {
     }
 }
 
+// Out of memory names the size asked for and what makes a job smaller (no device needed); on a
+// device also its free and total memory, from a real failed allocation.
+TEST(CudaDevice, OutOfMemoryNamesTheSizeAndTheWayOut) {
+    const auto message = [](auto&& allocate) {
+        try {
+            allocate();
+        } catch (const agpt::Error& e) {
+            return std::string(e.what());
+        }
+        return std::string("no exception");
+    };
+    const std::string m =
+        message([] { AGPT_CUDA_CHECK_ALLOC(cudaErrorMemoryAllocation, std::size_t{3} << 30); });
+    for (const char* part :
+         {"tests/cuda/device_test.cpp:", "out of memory", "3.00 GiB asked", "agpt plan",
+          "training.local_batch_size", "activation_checkpoint.mode"})
+        EXPECT_NE(m.find(part), std::string::npos) << part << " in: " << m;
+    // Other errors keep CUDA's own message.
+    const std::string other =
+        message([] { AGPT_CUDA_CHECK_ALLOC(cudaErrorInvalidValue, std::size_t{1} << 20); });
+    EXPECT_NE(other.find("cudaErrorInvalidValue"), std::string::npos) << other;
+    EXPECT_EQ(other.find("agpt plan"), std::string::npos) << other;
+
+    AGPT_REQUIRE_CUDA_DEVICE();
+    const std::string real = message([] { DeviceBuffer<float> huge(std::size_t{1} << 40); });
+    EXPECT_NE(real.find("4096.00 GiB asked"), std::string::npos) << real;
+    EXPECT_NE(real.find("GiB free on the device"), std::string::npos) << real;
+}
+
 TEST(CudaDevice, RuntimeQueryNeverThrows) {
     const RuntimeInfo info = query_runtime();
     EXPECT_GT(info.runtime_version, 0);

@@ -33,6 +33,24 @@ void fail_cuda(cudaError_t e, const char* expr, const char* file, int line) {
               file, line);
 }
 
+void fail_alloc(cudaError_t e, std::size_t bytes, const char* expr, const char* file, int line) {
+    if (e != cudaErrorMemoryAllocation) fail_cuda(e, expr, file, line);
+    cudaGetLastError();  // not sticky: the caller may free memory and go on
+    const double gib = 1024.0 * 1024 * 1024;
+    std::string what = fmt::format("out of memory (cudaErrorMemoryAllocation): {:.2f} GiB asked",
+                                   static_cast<double>(bytes) / gib);
+    std::size_t free_b = 0, total_b = 0;
+    if (cudaMemGetInfo(&free_b, &total_b) == cudaSuccess)
+        what += fmt::format(", {:.2f} of {:.2f} GiB free on the device",
+                            static_cast<double>(free_b) / gib, static_cast<double>(total_b) / gib);
+    else
+        cudaGetLastError();
+    what +=
+        ". `agpt plan` with the job's options shows where a job's device memory goes; a smaller "
+        "training.local_batch_size or activation_checkpoint.mode = \"full\" needs less";
+    fail_call(what.c_str(), expr, file, line);
+}
+
 void fail_cublas(cublasStatus_t s, const char* expr, const char* file, int line) {
     fail_call(
         fmt::format("{} ({})", cublas().GetStatusString(s), cublas().GetStatusName(s)).c_str(),
@@ -40,7 +58,7 @@ void fail_cublas(cublasStatus_t s, const char* expr, const char* file, int line)
 }
 
 StreamScratch::StreamScratch(std::size_t bytes, cudaStream_t stream) : stream_(stream) {
-    if (bytes > 0) AGPT_CUDA_CHECK(cudaMallocAsync(&p_, bytes, stream));
+    if (bytes > 0) AGPT_CUDA_CHECK_ALLOC(cudaMallocAsync(&p_, bytes, stream), bytes);
 }
 
 StreamScratch::~StreamScratch() {

@@ -33,6 +33,10 @@ using bf16 = __nv_bfloat16;
 [[noreturn]] void fail_call(const char* what, const char* expr, const char* file, int line);
 [[noreturn]] void fail_cuda(cudaError_t e, const char* expr, const char* file, int line);
 [[noreturn]] void fail_cublas(cublasStatus_t s, const char* expr, const char* file, int line);
+// For an allocation of `bytes`: out of memory names the size, the device's free and total memory
+// and what makes a job smaller; other errors as fail_cuda.
+[[noreturn]] void fail_alloc(cudaError_t e, std::size_t bytes, const char* expr, const char* file,
+                             int line);
 
 inline void check_cuda(cudaError_t e, const char* expr, const char* file, int line) {
     if (e != cudaSuccess) fail_cuda(e, expr, file, line);
@@ -40,11 +44,17 @@ inline void check_cuda(cudaError_t e, const char* expr, const char* file, int li
 inline void check_cublas(cublasStatus_t s, const char* expr, const char* file, int line) {
     if (s != CUBLAS_STATUS_SUCCESS) fail_cublas(s, expr, file, line);
 }
+inline void check_alloc(cudaError_t e, std::size_t bytes, const char* expr, const char* file,
+                        int line) {
+    if (e != cudaSuccess) fail_alloc(e, bytes, expr, file, line);
+}
 
 }  // namespace agpt::cuda
 
 #define AGPT_CUDA_CHECK(expr) ::agpt::cuda::check_cuda((expr), #expr, __FILE__, __LINE__)
 #define AGPT_CUBLAS_CHECK(expr) ::agpt::cuda::check_cublas((expr), #expr, __FILE__, __LINE__)
+#define AGPT_CUDA_CHECK_ALLOC(expr, bytes) \
+    ::agpt::cuda::check_alloc((expr), (bytes), #expr, __FILE__, __LINE__)
 // After a kernel launch: a bad launch configuration surfaces here (faults inside the kernel
 // surface at the next synchronising call).
 #define AGPT_CUDA_CHECK_LAUNCH() AGPT_CUDA_CHECK(cudaGetLastError())
@@ -57,7 +67,8 @@ class DeviceBuffer {
   public:
     DeviceBuffer() = default;
     explicit DeviceBuffer(std::size_t n) : n_(n) {
-        if (n_ > 0) AGPT_CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&p_), bytes()));
+        if (n_ > 0)
+            AGPT_CUDA_CHECK_ALLOC(cudaMalloc(reinterpret_cast<void**>(&p_), bytes()), bytes());
     }
     ~DeviceBuffer() {
         if (p_) cudaFree(p_);  // no throw from a destructor; a failed free leaks

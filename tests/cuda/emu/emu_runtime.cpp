@@ -494,6 +494,9 @@ void fail_cuda(cudaError_t, const char* expr, const char* file, int line) {
 void fail_cublas(cublasStatus_t, const char* expr, const char* file, int line) {
     fail_call("emulated cuBLAS error", expr, file, line);
 }
+void fail_alloc(cudaError_t, std::size_t, const char* expr, const char* file, int line) {
+    fail_call("emulated allocation failure", expr, file, line);
+}
 
 StreamScratch::StreamScratch(std::size_t bytes, cudaStream_t stream) : stream_(stream) {
     if (bytes > 0) AGPT_CUDA_CHECK(cudaMallocAsync(&p_, bytes, stream));
