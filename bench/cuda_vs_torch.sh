@@ -11,10 +11,16 @@
 # torch.cuda.max_memory_allocated). Prints BENCH lines (the device check's format) and a table
 # per model with agpt's tokens/s as a ratio of torch.compile's and its memory as a ratio of
 # PyTorch's. Exit status: 0 when every run produced numbers.
+#
+# AGPT_VARIANTS (default below; "" for none): more agpt runs of each model under the kernel
+# comparison switches, as NAME=VAR=VALUE[,VAR=VALUE...] words, reported as agpt_<model>_<NAME>_*
+# with their own ratios to torch.compile, so one run on a GPU tells which switches should become
+# the defaults.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 AGPT=${1:-build/release/agpt}
 STEPS=${2:-8}
+VARIANTS=${AGPT_VARIANTS-"split=AGPT_ATTN_BACKWARD=split wide=AGPT_ATTN_FORWARD=wide split_wide=AGPT_ATTN_BACKWARD=split,AGPT_ATTN_FORWARD=wide"}
 LOG=$(mktemp)
 trap 'rm -f "$LOG"' EXIT
 
@@ -47,10 +53,25 @@ torch_bench() {  # SCRIPT
     timeout 420 python3 "$1" --steps "$STEPS" --warmup 3 2>&1 | tee -a "$LOG"
 }
 
+# agpt_bench NAME ..., then once more under each variant's switches (a subshell each).
+agpt_bench_variants() {
+    local name=$1 variant assign
+    shift
+    agpt_bench "$name" "$@" || return 1
+    for variant in $VARIANTS; do
+        (
+            IFS=, read -ra assign <<<"${variant#*=}"
+            export "${assign[@]}"
+            echo "== variant ${variant%%=*}: ${assign[*]}"
+            agpt_bench "${name}_${variant%%=*}" "$@"
+        ) || echo "agpt bench failed under ${variant}" >&2
+    done
+}
+
 status=0
-agpt_bench gpt2_124m --model.name gpt2 --model.flavor 124M || status=1
+agpt_bench_variants gpt2_124m --model.name gpt2 --model.flavor 124M || status=1
 torch_bench bench/torch_gpt2_gpu.py || status=1
-agpt_bench llama124m --model.flavor llama124m || status=1
+agpt_bench_variants llama124m --model.flavor llama124m || status=1
 torch_bench bench/torch_llama_gpu.py || status=1
 
 python3 - "$LOG" <<'PY' || status=1
@@ -62,6 +83,12 @@ for line in open(sys.argv[1], errors="replace"):
     if len(p) >= 3 and p[0] == "BENCH":
         bench[p[1]] = float(p[2])
 missing = False
+
+
+def cell(x):
+    return "-" if x is None else f"{x:.0f}" if x >= 1000 else f"{x:.4g}"
+
+
 for model in ("gpt2_124m", "llama124m"):
     print(f"\n{model}, 32 x 1024, bf16 | tok/s | step ms | MFU % | memory GiB")
     rows = [("agpt", f"agpt_{model}"), ("PyTorch torch.compile", f"torch_compile_{model}"),
@@ -69,13 +96,21 @@ for model in ("gpt2_124m", "llama124m"):
     for label, k in rows:
         v = [bench.get(f"{k}_{m}") for m in ("tok_per_s", "step_ms", "mfu", "peak_mem_gib")]
         missing |= v[0] is None
-        print(f"{label:<22} | " + " | ".join("-" if x is None else f"{x:.4g}" for x in v))
-    a, c = bench.get(f"agpt_{model}_tok_per_s"), bench.get(f"torch_compile_{model}_tok_per_s")
-    am, cm = bench.get(f"agpt_{model}_peak_mem_gib"), bench.get(f"torch_compile_{model}_peak_mem_gib")
-    if a and c:
-        print(f"BENCH ratio_{model}_tok_per_s_vs_compile {a / c:.3f} x")
-    if am and cm:
-        print(f"BENCH ratio_{model}_memory_vs_compile {am / cm:.3f} x")
+        print(f"{label:<22} | " + " | ".join(cell(x) for x in v))
+    variants = sorted(k[len(f"agpt_{model}_"):-len("_tok_per_s")] for k in bench
+                      if k.startswith(f"agpt_{model}_") and k.endswith("_tok_per_s")
+                      and k != f"agpt_{model}_tok_per_s")
+    for label, k in [(f"agpt {v}", f"agpt_{model}_{v}") for v in variants]:
+        v = [bench.get(f"{k}_{m}") for m in ("tok_per_s", "step_ms", "mfu", "peak_mem_gib")]
+        print(f"{label:<22} | " + " | ".join(cell(x) for x in v))
+    c, cm = bench.get(f"torch_compile_{model}_tok_per_s"), bench.get(f"torch_compile_{model}_peak_mem_gib")
+    for v in [""] + [f"_{v}" for v in variants]:
+        a, am = bench.get(f"agpt_{model}{v}_tok_per_s"), bench.get(f"agpt_{model}{v}_peak_mem_gib")
+        tag = f"{model}{v}"
+        if a and c:
+            print(f"BENCH ratio_{tag}_tok_per_s_vs_compile {a / c:.3f} x")
+        if am and cm:
+            print(f"BENCH ratio_{tag}_memory_vs_compile {am / cm:.3f} x")
 sys.exit(1 if missing else 0)
 PY
 exit $status

@@ -12,11 +12,10 @@
 #     tests  every op, model and training test on the device (agpt_cuda_tests: CUDA vs CPU);
 #     bench  the kernel micro-benchmarks (agpt_cuda_tests --bench) and PyTorch's on the same shapes;
 #     e2e    agpt_cuda_model_bench --breakdown (where a step's time goes; GPT-2 also with
-#            AGPT_GEMM_EPILOGUE=none, the unfused GEMMs; both models with
-#            AGPT_ATTN_BACKWARD=split, the split attention backward, and
-#            AGPT_ATTN_FORWARD=wide, the wide attention forward), then
-#            bench/cuda_vs_torch.sh: `agpt bench --training.device cuda` against PyTorch eager and
-#            torch.compile on GPT-2 124M and the Llama-style 124M, 32 x 1024, bf16;
+#            AGPT_GEMM_EPILOGUE=none, the unfused GEMMs), then bench/cuda_vs_torch.sh:
+#            `agpt bench --training.device cuda` against PyTorch eager and torch.compile on GPT-2
+#            124M and the Llama-style 124M, 32 x 1024, bf16, agpt also under the split attention
+#            backward, the wide forward and both (AGPT_ATTN_BACKWARD=split, AGPT_ATTN_FORWARD=wide);
 #     train  `agpt train --training.device cuda` (bf16) against the CPU on the debugmodel config,
 #            100 steps, the loss curves compared (train_cuda_vs_cpu below);
 #   then a summary table (last). Logs and the JSON report go to $OUT when it is set (the device
@@ -276,14 +275,8 @@ run() {
             tee -a "$out/model_bench.log" || true
         AGPT_GEMM_EPILOGUE=none timeout 120 "$MODEL_BIN" --model gpt2 --steps 3 2>&1 |
             sed 's/^BENCH /BENCH unfused_/' | tee -a "$out/model_bench.log" || true
-        echo "== both with the split attention backward, then the wide attention forward"
-        for model in gpt2 llama124m; do
-            AGPT_ATTN_BACKWARD=split timeout 120 "$MODEL_BIN" --model "$model" --steps 3 2>&1 |
-                sed 's/^BENCH /BENCH split_/' | tee -a "$out/model_bench.log" || true
-            AGPT_ATTN_FORWARD=wide timeout 120 "$MODEL_BIN" --model "$model" --steps 3 2>&1 |
-                sed 's/^BENCH /BENCH wide_/' | tee -a "$out/model_bench.log" || true
-        done
-        echo "== end to end, agpt bench against PyTorch: bench/cuda_vs_torch.sh"
+        echo "== end to end, agpt bench (also under the attention switches) against PyTorch:" \
+            "bench/cuda_vs_torch.sh"
         timeout 900 bench/cuda_vs_torch.sh "$DIR/agpt" 5 2>&1 |
             tee "$out/cuda_vs_torch.log" | tee -a "$out/bench.log" || true
     fi
@@ -336,7 +329,7 @@ if os.path.exists(model_log):
         if len(p) >= 3 and p[0] == "BENCH" and p[1].endswith("_step_ms"):
             steps[p[1][: -len("_step_ms")]] = p[2]
 for base in sorted(k for k in steps if k.startswith("model_")):
-    for variant in ("unfused_", "split_", "wide_"):
+    for variant in ("unfused_",):
         if variant + base in steps:
             a, b = float(steps[base]), float(steps[variant + base])
             print(f"{base}: step {a:.2f} ms by default, {b:.2f} ms {variant[:-1]} "
@@ -351,9 +344,13 @@ for key in sorted(k for k in bench if not k.startswith(("torch_", "agpt_"))):
 print()
 # End to end: agpt's GPU models against PyTorch on the same model and batch.
 for model in ("llama124m", "gpt2_124m"):
+    variants = sorted(k[len(f"agpt_{model}_"):-len("_tok_per_s")] for k in bench
+                      if k.startswith(f"agpt_{model}_") and k.endswith("_tok_per_s")
+                      and k != f"agpt_{model}_tok_per_s")
     e2e = [("agpt bench", f"agpt_{model}"),
            ("PyTorch torch.compile", f"torch_compile_{model}"),
            ("PyTorch eager", f"torch_eager_{model}")]
+    e2e += [(f"agpt bench, {v}", f"agpt_{model}_{v}") for v in variants]
     if not any(k + "_tok_per_s" in bench for _, k in e2e):
         continue
     print(f'{model + " training, bf16, 32 x 1024":<36} {"tok/s":>10} {"step ms":>9} '
