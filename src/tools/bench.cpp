@@ -7,6 +7,7 @@
 #include "core/memory.h"
 #include "core/rng.h"
 #include "core/timer.h"
+#include "kernels/cuda/switches.h"
 #include "model/transformer.h"
 #include "train/cuda_training.h"
 #include "train/metrics.h"
@@ -30,7 +31,10 @@ nlohmann::json BenchResult::to_json() const {
                         {"peak_rss_gib", peak_rss_gib},
                         {"gemm_peak_tflops", gemm_peak_tflops},
                         {"loss", loss}};
-    if (device == "cuda") j["gpu_mem_gib"] = gpu_mem_gib;
+    if (device == "cuda") {
+        j["gpu_mem_gib"] = gpu_mem_gib;
+        j["kernel_switches"] = kernel_switches;
+    }
     return j;
 }
 
@@ -100,7 +104,10 @@ BenchResult run_bench(const JobConfig& cfg, const BenchOptions& opt) {
     r.tflops = model.flops_per_token(T) * r.tok_per_s / 1e12;
     r.peak_rss_gib = peak_rss_gib();
     r.gemm_peak_tflops = on_cuda ? peak_before : std::max(peak_before, measure_gemm_peak_tflops());
-    if (on_cuda) r.gpu_mem_gib = cuda_memory_used_gib() - device_used_before;
+    if (on_cuda) {
+        r.gpu_mem_gib = cuda_memory_used_gib() - device_used_before;
+        r.kernel_switches = cuda::active_switches();
+    }
     r.mfu = 100.0 * r.tflops / r.gemm_peak_tflops;
     return r;
 }

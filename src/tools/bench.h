@@ -2,6 +2,7 @@
 // `agpt bench`: times full training steps (forward, backward, clipping, the optimizer) on
 // synthetic tokens for a flavor and shape, after warm-up steps, on training.device (cpu or cuda).
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -27,6 +28,8 @@ struct BenchResult {
     // cuda: device memory the job added (cudaMemGetInfo after the steps minus before the model:
     // parameters, gradients, optimizer state, activations, library workspaces and pools)
     double gpu_mem_gib = 0;
+    // cuda: the kernel comparison switches set (kernels/cuda/switches.h), "NAME=VALUE" each.
+    std::vector<std::string> kernel_switches;
     nlohmann::json to_json() const;
 };
 

@@ -2,6 +2,7 @@
 
 #include <cblas.h>
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <omp.h>
 
 #include <fstream>
@@ -16,6 +17,7 @@
 #if AGPT_HAVE_CUDA
 #include "kernels/cuda/nccl_loader.h"
 #include "kernels/cuda/runtime_info.h"
+#include "kernels/cuda/switches.h"
 #endif
 
 namespace agpt {
@@ -87,6 +89,9 @@ std::string cuda_section() {
                            details) +
                nccl_line(false);
     std::string s = fmt::format("cuda: compiled in; {}\n", details) + nccl_line(true);
+    const auto switches = cuda::active_switches();
+    s += switches.empty() ? "  kernel switches: none (every kernel at its default)\n"
+                          : fmt::format("  kernel switches: {}\n", fmt::join(switches, " "));
     for (const cuda::DeviceInfo& d : info.devices) {
         s += fmt::format("  device {}: {}, compute capability {}.{}, {:.1f} GiB, {} SMs\n", d.index,
                          d.name, d.cc_major, d.cc_minor,

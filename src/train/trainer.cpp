@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cblas.h>
+#include <fmt/ranges.h>
 #include <chrono>
 #include <cmath>
 #include <csignal>
@@ -32,6 +33,7 @@
 #include "dist/expert_parallel.h"
 #include "dist/parallel_mesh.h"
 #include "dist/zero.h"
+#include "kernels/cuda/switches.h"
 #include "model/gpt2.h"
 #include "model/model_zoo.h"
 #include "model/transformer.h"
@@ -610,6 +612,8 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
                                    peak_tflops, cuda_peak.source)
                      : fmt::format("{} threads | fp32 GEMM peak {:.3f} TFLOP/s (measured)", threads,
                                    peak_tflops));
+    if (on_cuda && !cuda::active_switches().empty())
+        log.line("kernel switches {}", fmt::join(cuda::active_switches(), " "));
     log.line("optimizer {} | state {:.1f} MiB | {}", optimizer->name(),
              static_cast<double>(optimizer->state_bytes()) / (1 << 20),
              routing_summary(*optimizer));

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "../scoped_env.h"
 #include "core/error.h"
 #include "cuda_test_util.h"
 #include "tools/bench.h"
@@ -452,8 +453,10 @@ TEST(CudaTraining, BenchRunsTheStepsOnTheDevice) {
     BenchOptions opt;
     opt.steps = 2;
     opt.warmup = 1;
-    const BenchResult cpu = run_bench(bench_job("cpu"), opt),
-                      gpu = run_bench(bench_job("cuda"), opt);
+    const BenchResult cpu = run_bench(bench_job("cpu"), opt);
+    // A comparison switch set is part of the result (fp32 runs the plain attention: no effect).
+    const ScopedEnv split("AGPT_ATTN_BACKWARD", "split");
+    const BenchResult gpu = run_bench(bench_job("cuda"), opt);
     EXPECT_EQ(gpu.device, "cuda");
     EXPECT_EQ(gpu.params, cpu.params);
     EXPECT_NEAR(gpu.loss, cpu.loss, 1e-4 * cpu.loss);
@@ -463,6 +466,9 @@ TEST(CudaTraining, BenchRunsTheStepsOnTheDevice) {
     EXPECT_GT(gpu.tok_per_s, 0.0);
     EXPECT_TRUE(gpu.to_json().contains("gpu_mem_gib"));
     EXPECT_FALSE(cpu.to_json().contains("gpu_mem_gib"));
+    EXPECT_EQ(gpu.to_json()["kernel_switches"],
+              nlohmann::json::array({"AGPT_ATTN_BACKWARD=split"}));
+    EXPECT_FALSE(cpu.to_json().contains("kernel_switches"));
 }
 
 // `agpt lr-find --training.device cuda`: the sweep's steps on the device; in fp32 each point's

@@ -1,7 +1,9 @@
 // The seam itself: checked calls name the file, the line and CUDA's message (no device
 // needed); the runtime query never throws; device buffers round-trip.
 #include <string>
+#include <vector>
 
+#include "../scoped_env.h"
 #include "core/error.h"
 #include "cuda_test_util.h"
 
@@ -54,6 +56,16 @@ TEST(CudaDevice, OutOfMemoryNamesTheSizeAndTheWayOut) {
     const std::string real = message([] { DeviceBuffer<float> huge(std::size_t{1} << 40); });
     EXPECT_NE(real.find("4096.00 GiB asked"), std::string::npos) << real;
     EXPECT_NE(real.find("GiB free on the device"), std::string::npos) << real;
+}
+
+// The switches a run's logs and results record: those set, in a fixed order; none by default.
+TEST(CudaDevice, ActiveSwitchesListWhatIsSet) {
+    const ScopedEnv k("AGPT_ATTN_KERNEL", nullptr), f("AGPT_ATTN_FORWARD", "wide"),
+        b("AGPT_ATTN_BACKWARD", nullptr), g("AGPT_GEMM_EPILOGUE", "none");
+    EXPECT_EQ(active_switches(),
+              (std::vector<std::string>{"AGPT_ATTN_FORWARD=wide", "AGPT_GEMM_EPILOGUE=none"}));
+    const ScopedEnv f0("AGPT_ATTN_FORWARD", nullptr), g0("AGPT_GEMM_EPILOGUE", nullptr);
+    EXPECT_TRUE(active_switches().empty());
 }
 
 TEST(CudaDevice, RuntimeQueryNeverThrows) {
