@@ -612,8 +612,8 @@ TrainSummary train(const JobConfig& cfg, std::FILE* progress) {
                                    peak_tflops, cuda_peak.source)
                      : fmt::format("{} threads | fp32 GEMM peak {:.3f} TFLOP/s (measured)", threads,
                                    peak_tflops));
-    if (on_cuda && !cuda::active_switches().empty())
-        log.line("kernel switches {}", fmt::join(cuda::active_switches(), " "));
+    if (const auto switches = cuda::active_switches(); on_cuda && !switches.empty())
+        log.line("kernel switches {}", fmt::join(switches, " "));
     log.line("optimizer {} | state {:.1f} MiB | {}", optimizer->name(),
              static_cast<double>(optimizer->state_bytes()) / (1 << 20),
              routing_summary(*optimizer));

@@ -62,13 +62,12 @@ __global__ void __launch_bounds__(kThreads)
         dbias[c] += t;
 }
 
-// dbias[c] += Σ_b partial[b·OC + c], row blocks in order.
-__global__ void sum_partials_kernel(float* dbias, const float* partial, int blocks, int OC) {
+__global__ void add_block_sums_kernel(float* out, const float* partial, int blocks, int C) {
     const int c = blockIdx.x * blockDim.x + threadIdx.x;
-    if (c >= OC) return;
+    if (c >= C) return;
     float s = 0.0f;
-    for (int b = 0; b < blocks; ++b) s += partial[static_cast<long>(b) * OC + c];
-    dbias[c] += s;
+    for (int b = 0; b < blocks; ++b) s += partial[static_cast<long>(b) * C + c];
+    out[c] += s;
 }
 
 }  // namespace
@@ -103,14 +102,12 @@ void bias_backward(float* dbias, const T* dout, int N, int OC, cudaStream_t stre
     StreamScratch partial(sizeof(float) * row_blocks * static_cast<std::size_t>(OC), stream);
     bias_backward_kernel<T><<<grid, kThreads, 0, stream>>>(dbias, partial.as<float>(), dout, N, OC);
     AGPT_CUDA_CHECK_LAUNCH();
-    sum_partials_kernel<<<ceil_div(OC, 256), 256, 0, stream>>>(dbias, partial.as<float>(),
-                                                               row_blocks, OC);
-    AGPT_CUDA_CHECK_LAUNCH();
+    add_block_sums(dbias, partial.as<float>(), row_blocks, OC, stream);
 }
 
-void bias_accumulate(float* dbias, const float* sums, int OC, cudaStream_t stream) {
-    if (OC <= 0) return;
-    sum_partials_kernel<<<ceil_div(OC, 256), 256, 0, stream>>>(dbias, sums, 1, OC);
+void add_block_sums(float* out, const float* partial, int blocks, int C, cudaStream_t stream) {
+    if (C <= 0) return;
+    add_block_sums_kernel<<<ceil_div(C, 256), 256, 0, stream>>>(out, partial, blocks, C);
     AGPT_CUDA_CHECK_LAUNCH();
 }
 

@@ -17,7 +17,10 @@ void bias_forward(T* out, const T* inp, const T* bias, int N, int OC,
 template <typename T>
 void bias_backward(float* dbias, const T* dout, int N, int OC, cudaStream_t stream = nullptr);
 
-// dbias (OC, fp32) += sums (OC): a bias gradient formed elsewhere (a GEMM's epilogue).
-void bias_accumulate(float* dbias, const float* sums, int OC, cudaStream_t stream = nullptr);
+// out (C, fp32) += Σ_b partial[b·C ..], the `blocks` rows of partial sums added in order
+// (deterministic): the last step of the column reductions here and in the norms' backward, and,
+// with one block, the bias gradient a GEMM's epilogue wrote.
+void add_block_sums(float* out, const float* partial, int blocks, int C,
+                    cudaStream_t stream = nullptr);
 
 }  // namespace agpt::cuda

@@ -64,7 +64,7 @@ void matmul_backward_dgelu(Blas& blas, T* dinp, const T* dout, const T* weight, 
         if (detail::gemm_epilogue<T>(blas, Epilogue::dgelu_bgrad, false, M, K, N, dout, weight,
                                      0.0f, dinp, dinp, nullptr, const_cast<T*>(pre), K,
                                      sums.as<float>())) {
-            bias_accumulate(dbias, sums.as<float>(), K, blas.stream());
+            add_block_sums(dbias, sums.as<float>(), 1, K, blas.stream());
             return;
         }
     }
@@ -84,7 +84,7 @@ void matmul_backward_weight_bias(Blas& blas, float* dweight, float* dbias, const
     if (M > 0 && epilogues_allowed({dweight, dout, inp})) {
         StreamScratch sums(sizeof(float) * static_cast<std::size_t>(N), blas.stream());
         if (detail::gemm_weight_bgrad<T>(blas, M, N, K, dout, inp, dweight, sums.as<float>())) {
-            bias_accumulate(dbias, sums.as<float>(), N, blas.stream());
+            add_block_sums(dbias, sums.as<float>(), 1, N, blas.stream());
             return;
         }
     }

@@ -1,6 +1,7 @@
 #include <algorithm>
 #include <initializer_list>
 
+#include "kernels/cuda/bias.h"
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/rmsnorm.h"
 
@@ -129,15 +130,6 @@ __global__ void __launch_bounds__(kThreads)
     }
 }
 
-// dweight[c] += Σ_b partial[b·C + c], blocks in order.
-__global__ void sum_partials_kernel(float* dweight, const float* partial, int blocks, int C) {
-    const int c = blockIdx.x * blockDim.x + threadIdx.x;
-    if (c >= C) return;
-    float s = 0.0f;
-    for (int b = 0; b < blocks; ++b) s += partial[static_cast<long>(b) * C + c];
-    dweight[c] += s;
-}
-
 // 16-byte packs when C and the strides are multiples of the pack and the pointers 16-byte aligned
 // (every row start then is).
 template <typename T>
@@ -190,9 +182,7 @@ void rmsnorm_heads_backward(T* dinp, long dinp_stride, float* dweight, const T* 
             dinp, dinp_stride, partial.as<float>(), dout, dout_stride, inp, in_stride, weight, rstd,
             rows, heads, C);
     AGPT_CUDA_CHECK_LAUNCH();
-    sum_partials_kernel<<<ceil_div(C, 256), 256, 0, stream>>>(dweight, partial.as<float>(), blocks,
-                                                              C);
-    AGPT_CUDA_CHECK_LAUNCH();
+    add_block_sums(dweight, partial.as<float>(), blocks, C, stream);
 }
 
 template <typename T>
